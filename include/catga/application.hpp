@@ -1,0 +1,413 @@
+// catga/application.hpp — the service: register handlers on an
+// `ApplicationBuilder<State>`, build it, and `send` commands and queries and
+// `publish` events through the resulting `Application`.
+//
+//   catga::ApplicationBuilder<OrderBook> builder;
+//   builder.command<CreateOrder>(create_order)      // (OrderBook&, const CreateOrder&, CommandContext&)
+//          .query<GetOrder>(get_order)              // (const OrderBook&, const GetOrder&)
+//          .on<OrderCreated>(update_read_model);    // (const OrderCreated&, const EventContext&)
+//   builder.cluster({.node_id = 1, .members = {...}, .data_dir = "data/1"});  // the one block
+//   auto app = builder.build();                     // Result<std::unique_ptr<Application>>
+//   Result<Order> order = (*app)->send(CreateOrder{.product_id = "p1", .quantity = 2});
+//
+// Where the state lives is one choice on the builder; handlers and call sites
+// never change:
+//   (nothing)        a single durable node: a 1-member Raft log in
+//                    `./catga-data` — a restart keeps the state;
+//   data_dir(path)   the same, in `path`;
+//   cluster(opts)    a member of a replicated Raft cluster: commands go through
+//                    the leader's log and apply on every node;
+//   in_memory()      no log, no disk: commands apply directly (tests, benchmarks).
+//
+// Every call comes in two shapes: blocking (`send(msg)` returns the Result) and
+// callback (`send(msg, options, done)`; `done(Result<R>)` runs exactly once, on
+// the caller's thread for local work or on the node's loop thread for
+// replicated work — keep it short). `catga/asio.hpp` adds completion tokens
+// (callbacks, futures, `co_await`).
+//
+// Thread-safety: an Application may be used from any number of threads.
+// Registration happens on the builder, before `build()`.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "catga/behavior.hpp"
+#include "catga/cluster.hpp"
+#include "catga/context.hpp"
+#include "catga/detail/mediator.hpp"
+#include "catga/message.hpp"
+#include "catga/result.hpp"
+
+namespace catga {
+
+// How fresh a query's view of the state must be.
+enum class Consistency : std::uint8_t {
+  local,             // whatever this node has applied (fastest; may be stale on a follower)
+  read_your_writes,  // wait until this node applied `QueryOptions::min_index`
+  linearizable,      // reflects every command acknowledged before the query started
+};
+
+struct CommandOptions {
+  // How long the library may try (including retries on another leader).
+  std::chrono::milliseconds timeout{10'000};
+  // A caller-supplied key: commands with the same key apply once and later
+  // ones get the first one's result (HTTP `Idempotency-Key`).
+  std::string idempotency_key;
+};
+
+struct QueryOptions {
+  Consistency consistency = Consistency::local;
+  // For read_your_writes: the log index a command's receipt reported.
+  std::uint64_t min_index = 0;
+  std::chrono::milliseconds timeout{10'000};
+};
+
+// A command's result together with the log index that carried it (pass the
+// index to a read_your_writes query on any node).
+template <class R>
+struct Receipt {
+  Result<R> result;
+  std::uint64_t index = 0;
+};
+
+namespace detail {
+
+// How commands reach the state when the application is not in-memory
+// (implemented by the cluster layer). All completions run exactly once.
+class Replicator {
+ public:
+  virtual ~Replicator() = default;
+  using Done = UniqueFunction<void(Result<std::string> encoded_result, std::uint64_t index)>;
+  // Replicates a command (or an event published outside a command). On
+  // success `encoded_result` is what `encode_result` produced while applying.
+  virtual void submit(MessageKind kind, std::string_view wire_name, std::string payload,
+                      const CommandOptions& options, Done done) = 0;
+  // Completes once local state satisfies `options.consistency`.
+  virtual void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) = 0;
+  virtual NodeStatus status() const = 0;
+};
+
+enum class Placement : std::uint8_t { default_durable, data_dir, cluster, in_memory };
+
+struct BuildPlan {
+  std::unique_ptr<Mediator> mediator;
+  std::vector<Error> errors;
+  Placement placement = Placement::default_durable;
+  std::filesystem::path data_dir;
+  ClusterOptions cluster;
+};
+
+// Blocks the calling thread until a callback delivers the value.
+template <class T>
+class Waiter {
+ public:
+  void set(T value) {
+    {
+      std::lock_guard lock(mutex_);
+      value_.emplace(std::move(value));
+    }
+    cv_.notify_one();
+  }
+  T wait() {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return value_.has_value(); });
+    return std::move(*value_);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::optional<T> value_;
+};
+
+template <class R>
+Result<void> outcome_of(const Result<R>& r) {
+  if (r) return {};
+  return r.error();
+}
+
+}  // namespace detail
+
+class Application {
+ public:
+  Application(const Application&) = delete;
+  Application& operator=(const Application&) = delete;
+  // Stops the node (if any): pending calls complete with `unavailable`.
+  ~Application();
+
+  // ---- commands ----
+  template <CommandMessage M>
+  Result<result_of<M>> send(const M& command, const CommandOptions& options = {}) {
+    auto* slot = mediator_->slot<M>();
+    if (!slot) [[unlikely]] return detail::Mediator::no_handler(wire_name_of<M>, MessageKind::command);
+    if (!replicator_ && mediator_->behaviors().empty()) return mediator_->run_local(*slot, command);
+    detail::Waiter<Result<result_of<M>>> waiter;
+    send_receipt(command, options, [&waiter](Receipt<result_of<M>> r) { waiter.set(std::move(r.result)); });
+    return waiter.wait();
+  }
+
+  template <CommandMessage M, class Done>
+    requires std::is_invocable_v<Done&, Result<result_of<M>>>
+  void send(const M& command, const CommandOptions& options, Done&& done) {
+    send_receipt(command, options,
+                 [done = std::forward<Done>(done)](Receipt<result_of<M>> r) mutable { done(std::move(r.result)); });
+  }
+
+  // Like send, but also reports the log index that carried the command.
+  template <CommandMessage M>
+  Receipt<result_of<M>> send_receipt(const M& command, const CommandOptions& options = {}) {
+    detail::Waiter<Receipt<result_of<M>>> waiter;
+    send_receipt(command, options, [&waiter](Receipt<result_of<M>> r) { waiter.set(std::move(r)); });
+    return waiter.wait();
+  }
+
+  template <CommandMessage M, class Done>
+    requires std::is_invocable_v<Done&, Receipt<result_of<M>>>
+  void send_receipt(const M& command, const CommandOptions& options, Done&& done);
+
+  // ---- queries ----
+  template <QueryMessage Q>
+  Result<result_of<Q>> send(const Q& query, const QueryOptions& options = {}) {
+    auto* slot = mediator_->slot<Q>();
+    if (!slot) [[unlikely]] return detail::Mediator::no_handler(wire_name_of<Q>, MessageKind::query);
+    if ((!replicator_ || options.consistency == Consistency::local) && mediator_->behaviors().empty()) {
+      return mediator_->run_query(*slot, query);
+    }
+    detail::Waiter<Result<result_of<Q>>> waiter;
+    send(query, options, [&waiter](Result<result_of<Q>> r) { waiter.set(std::move(r)); });
+    return waiter.wait();
+  }
+
+  template <QueryMessage Q, class Done>
+    requires std::is_invocable_v<Done&, Result<result_of<Q>>>
+  void send(const Q& query, const QueryOptions& options, Done&& done);
+
+  // ---- events ----
+  // Delivers `event` to its handlers on every node (through the log when
+  // clustered). Completes once it has been applied on this node's leader.
+  template <EventMessage E>
+  Result<void> publish(const E& event, const CommandOptions& options = {}) {
+    detail::Waiter<Result<void>> waiter;
+    publish(event, options, [&waiter](Result<void> r) { waiter.set(std::move(r)); });
+    return waiter.wait();
+  }
+  template <EventMessage E, class Done>
+    requires std::is_invocable_v<Done&, Result<void>>
+  void publish(const E& event, const CommandOptions& options, Done&& done);
+
+  // ---- the node ----
+  // In-memory applications report a leader with id 0.
+  NodeStatus status() const;
+  // False for in-memory applications.
+  bool replicated() const noexcept { return replicator_ != nullptr; }
+  // Registered messages (for generic endpoints and tooling).
+  std::vector<const detail::Slot*> messages() const { return mediator_->slots(); }
+
+  // Library use.
+  detail::Mediator& mediator() noexcept { return *mediator_; }
+  detail::Replicator* replicator() noexcept { return replicator_.get(); }
+  Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator);
+
+ private:
+  // Runs behaviours; false (and `done` called) when one rejected.
+  template <class R, class Done>
+  bool admit(Request& request, std::vector<Observer>& observers, Done& done, std::chrono::milliseconds& timeout);
+
+  std::unique_ptr<detail::Mediator> mediator_;
+  std::unique_ptr<detail::Replicator> replicator_;
+};
+
+// Builds an Application around a state type `State` (default-constructible,
+// serializable with MSGPACK_DEFINE_MAP for snapshots).
+template <class State>
+class ApplicationBuilder {
+ public:
+  ApplicationBuilder() {
+    plan_.mediator = std::make_unique<detail::Mediator>(std::make_unique<detail::StateCell<State>>());
+  }
+
+  // The command's one handler: (State&, const M&, CommandContext&) or
+  // (State&, const M&), returning Result<R> or R. Must be deterministic.
+  template <CommandMessage M, class F>
+  ApplicationBuilder& command(F handler) {
+    note(plan_.mediator->add_slot(std::make_unique<detail::CommandHandlerSlot<State, M, std::decay_t<F>>>(std::move(handler))));
+    return *this;
+  }
+  // The query's one handler: (const State&, const Q&) returning Result<R> or R.
+  template <QueryMessage Q, class F>
+  ApplicationBuilder& query(F handler) {
+    note(plan_.mediator->add_slot(std::make_unique<detail::QueryHandlerSlot<State, Q, std::decay_t<F>>>(std::move(handler))));
+    return *this;
+  }
+  // One more handler for event E: (const E&, const EventContext&) or (const E&),
+  // returning nothing or Result<void>. Handlers never stop each other.
+  template <EventMessage E, class F>
+  ApplicationBuilder& on(F handler, Delivery delivery = Delivery::every_node) {
+    auto* slot = plan_.mediator->slot<E>();
+    if (!slot) {
+      auto added = plan_.mediator->add_slot(std::make_unique<detail::EventSlot<E>>());
+      if (!added) return note(added), *this;
+      slot = static_cast<detail::EventSlot<E>*>(*added);
+    }
+    slot->add(std::move(handler), delivery);
+    return *this;
+  }
+  // Appends a pipeline behaviour (they run in the order added).
+  ApplicationBuilder& use(std::unique_ptr<Behavior> behavior) {
+    plan_.mediator->add_behavior(std::move(behavior));
+    return *this;
+  }
+
+  // The one block that makes this a replicated cluster member.
+  ApplicationBuilder& cluster(ClusterOptions options) {
+    plan_.placement = detail::Placement::cluster;
+    plan_.cluster = std::move(options);
+    return *this;
+  }
+  // A single durable node whose log lives in `dir`.
+  ApplicationBuilder& data_dir(std::filesystem::path dir) {
+    plan_.placement = detail::Placement::data_dir;
+    plan_.data_dir = std::move(dir);
+    return *this;
+  }
+  // No log and no disk: state lives and dies with the process.
+  ApplicationBuilder& in_memory() {
+    plan_.placement = detail::Placement::in_memory;
+    return *this;
+  }
+
+  // Validates everything, opens the data directory, starts the node.
+  // Registration errors (duplicate handlers, clashing wire names) and invalid
+  // options are reported here; the builder is consumed.
+  Result<std::unique_ptr<Application>> build();
+
+ private:
+  template <class T>
+  void note(const Result<T>& r) {
+    if (!r) plan_.errors.push_back(r.error());
+  }
+  detail::BuildPlan plan_;
+};
+
+namespace detail {
+// Defined by catga::cluster.
+Result<std::unique_ptr<Application>> build_application(BuildPlan plan);
+}  // namespace detail
+
+template <class State>
+Result<std::unique_ptr<Application>> ApplicationBuilder<State>::build() {
+  return detail::build_application(std::move(plan_));
+}
+
+// ---------------------------------------------------------------- templates
+
+template <class R, class Done>
+bool Application::admit(Request& request, std::vector<Observer>& observers, Done& done,
+                        std::chrono::milliseconds& timeout) {
+  if (mediator_->behaviors().empty()) return true;
+  const auto start = std::chrono::steady_clock::now();
+  request.set_deadline(start + timeout);
+  if (auto admitted = mediator_->run_behaviors(request, observers); !admitted) {
+    done(Result<R>(std::move(admitted).error()));
+    return false;
+  }
+  timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*request.deadline() - start);
+  if (timeout.count() <= 0) {
+    Result<void> outcome(Error{Code::deadline_exceeded, "deadline passed before " + std::string(request.wire_name()) + " was sent"});
+    detail::Mediator::notify(observers, outcome);
+    done(Result<R>(outcome.error()));
+    return false;
+  }
+  return true;
+}
+
+template <CommandMessage M, class Done>
+  requires std::is_invocable_v<Done&, Receipt<result_of<M>>>
+void Application::send_receipt(const M& command, const CommandOptions& options, Done&& done) {
+  using R = result_of<M>;
+  auto* slot = mediator_->slot<M>();
+  if (!slot) {
+    done(Receipt<R>{detail::Mediator::no_handler(wire_name_of<M>, MessageKind::command), 0});
+    return;
+  }
+  std::vector<Observer> observers;
+  CommandOptions effective = options;
+  Request request(command);
+  auto reject = [&done](Result<R> r) { done(Receipt<R>{std::move(r), 0}); };
+  if (!admit<R>(request, observers, reject, effective.timeout)) return;
+  if (!replicator_) {
+    Result<R> result = mediator_->run_local(*slot, command);
+    if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
+    done(Receipt<R>{std::move(result), mediator_->local_index()});
+    return;
+  }
+  replicator_->submit(MessageKind::command, wire_name_of<M>, encode(command), effective,
+                      [done = std::forward<Done>(done), observers = std::move(observers)](
+                          Result<std::string> encoded, std::uint64_t index) mutable {
+                        Result<R> result = encoded ? detail::decode_result<R>(*encoded) : Result<R>(std::move(encoded).error());
+                        if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
+                        done(Receipt<R>{std::move(result), index});
+                      });
+}
+
+template <QueryMessage Q, class Done>
+  requires std::is_invocable_v<Done&, Result<result_of<Q>>>
+void Application::send(const Q& query, const QueryOptions& options, Done&& done) {
+  using R = result_of<Q>;
+  auto* slot = mediator_->slot<Q>();
+  if (!slot) {
+    done(Result<R>(detail::Mediator::no_handler(wire_name_of<Q>, MessageKind::query)));
+    return;
+  }
+  std::vector<Observer> observers;
+  QueryOptions effective = options;
+  Request request(query);
+  if (!admit<R>(request, observers, done, effective.timeout)) return;
+  if (!replicator_ || effective.consistency == Consistency::local) {
+    Result<R> result = mediator_->run_query(*slot, query);
+    if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
+    done(std::move(result));
+    return;
+  }
+  // The query is copied: it runs later, once the node may serve it.
+  replicator_->await_readable(
+      effective, [this, slot, query, done = std::forward<Done>(done), observers = std::move(observers)](
+                     Result<void> readable) mutable {
+        Result<R> result = readable ? mediator_->run_query(*slot, query) : Result<R>(std::move(readable).error());
+        if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
+        done(std::move(result));
+      });
+}
+
+template <EventMessage E, class Done>
+  requires std::is_invocable_v<Done&, Result<void>>
+void Application::publish(const E& event, const CommandOptions& options, Done&& done) {
+  std::vector<Observer> observers;
+  CommandOptions effective = options;
+  Request request(event);
+  if (!admit<void>(request, observers, done, effective.timeout)) return;
+  if (!replicator_) {
+    mediator_->deliver(event, EventInfo{mediator_->local_index(), 1, std::chrono::system_clock::now(), true, false});
+    if (!observers.empty()) detail::Mediator::notify(observers, Result<void>());
+    done(Result<void>());
+    return;
+  }
+  replicator_->submit(MessageKind::event, wire_name_of<E>, encode(event), effective,
+                      [done = std::forward<Done>(done), observers = std::move(observers)](
+                          Result<std::string> encoded, std::uint64_t) mutable {
+                        Result<void> result = encoded ? detail::decode_result<void>(*encoded) : Result<void>(std::move(encoded).error());
+                        if (!observers.empty()) detail::Mediator::notify(observers, result);
+                        done(std::move(result));
+                      });
+}
+
+}  // namespace catga

@@ -1,0 +1,99 @@
+// catga/cluster.hpp — the one block of options that turns an application into
+// a replicated Raft cluster, and the status a node reports about itself.
+//
+// `ClusterOptions` is a plain value: fill it, call `validate()` (the
+// Application does it for you before anything starts). `NodeStatus` is a
+// consistent snapshot taken on the node's loop thread; reading it is
+// thread-safe.
+//
+// Security: the Raft port has no authentication and no TLS. Bind it to a
+// private address (the default examples use loopback).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catga/result.hpp"
+
+namespace catga {
+
+// A member's place in the configuration (libraft's roles).
+enum class MemberRole : std::uint8_t {
+  voter,    // votes and counts toward the majority
+  standby,  // receives the log, does not vote
+  spare,    // known, receives nothing
+};
+
+struct Member {
+  std::uint64_t id = 0;
+  std::string address;  // "HOST:PORT" of the member's Raft port
+  MemberRole role = MemberRole::voter;
+
+  friend bool operator==(const Member&, const Member&) = default;
+};
+
+struct ClusterOptions {
+  // This node's id; must appear in `members`.
+  std::uint64_t node_id = 0;
+  // Every member at first start, this node included. Later starts load the
+  // configuration from the data directory; `members` must still name this node.
+  std::vector<Member> members;
+  // Where the Raft log, snapshots and metadata live (created if missing).
+  std::filesystem::path data_dir;
+
+  // Defaults favour stability on shared, noisy machines: an election timeout of
+  // 1 s rides out GC-free but scheduler-starved pauses; the plan's 150 ms / 50 ms
+  // is supported for fast failover on quiet machines.
+  std::chrono::milliseconds election_timeout{1000};
+  std::chrono::milliseconds heartbeat_interval{100};
+
+  // Take a snapshot every `snapshot_threshold` applied entries, keeping
+  // `snapshot_trailing` entries behind it so slightly lagging followers need no
+  // snapshot.
+  std::uint64_t snapshot_threshold = 8192;
+  std::uint64_t snapshot_trailing = 2048;
+
+  // Group commit: commands queued while earlier entries are in flight are packed
+  // into entries of at most `max_entry_bytes`, with at most
+  // `max_entries_in_flight` entries appended but not yet applied.
+  std::size_t max_entry_bytes = 1u << 20;
+  unsigned max_entries_in_flight = 16;
+
+  // Checks every field; the error names the offending one.
+  Result<void> validate() const;
+};
+
+enum class NodeRole : std::uint8_t { unavailable, follower, candidate, leader };
+
+std::string_view to_string(MemberRole role) noexcept;
+std::string_view to_string(NodeRole role) noexcept;
+
+struct MemberStatus {
+  Member member;
+  // Leader only: time since this member last answered, if ever.
+  std::optional<std::chrono::milliseconds> last_contact;
+};
+
+struct NodeStatus {
+  std::uint64_t id = 0;
+  std::string address;
+  NodeRole role = NodeRole::unavailable;
+  std::uint64_t term = 0;
+  std::uint64_t leader_id = 0;  // 0 when unknown
+  std::string leader_address;
+  std::uint64_t commit_index = 0;
+  std::uint64_t applied_index = 0;
+  std::uint64_t last_snapshot_index = 0;
+  // Leader only: true once a barrier of its own term has committed, i.e. it has
+  // applied everything earlier leaders committed and can serve.
+  bool ready = false;
+  std::vector<MemberStatus> members;
+  // Non-empty when the node stopped itself (e.g. an unreadable entry).
+  std::string failure;
+};
+
+}  // namespace catga

@@ -1,0 +1,100 @@
+// catga/context.hpp — what a handler may know about the moment it runs.
+//
+// COMMAND HANDLERS MUST BE DETERMINISTIC. In a cluster every node runs the same
+// command handler on the same state, in log order, and must reach the same
+// result. A command handler may read only its state, its command and its
+// `CommandContext`: no clocks, no random numbers, no I/O, no global mutable
+// state, no iteration over unordered containers whose order may differ. Take
+// the time from `ctx.time()` (stamped once by the leader) and ids from
+// `ctx.new_id()` (a replicated counter).
+//
+// `CommandContext` lives for one handler call, on the thread applying the
+// command (the Raft loop thread in a cluster); do not keep references to it.
+// Events given to `publish` are delivered to event handlers after the command
+// has applied, on every node — and only if the handler returned success.
+//
+// `EventContext` tells an event handler where and when the event happened.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "catga/message.hpp"
+
+namespace catga {
+
+struct EventInfo;
+
+namespace detail {
+class Mediator;
+// An event raised inside a command handler, waiting for the command to apply.
+struct PendingEvent {
+  virtual ~PendingEvent() = default;
+  virtual void deliver(Mediator& mediator, const EventInfo& info) = 0;
+};
+template <EventMessage E>
+struct TypedPendingEvent final : PendingEvent {
+  explicit TypedPendingEvent(E e) : event(std::move(e)) {}
+  void deliver(Mediator& mediator, const EventInfo& info) override;
+  E event;
+};
+}  // namespace detail
+
+using Timestamp = std::chrono::system_clock::time_point;
+
+class CommandContext {
+ public:
+  // Raft log index of the entry carrying this command (in-memory mode: a
+  // per-application counter). Several commands may share one index.
+  std::uint64_t index() const noexcept { return index_; }
+  // Raft term of that entry (in-memory mode: 1).
+  std::uint64_t term() const noexcept { return term_; }
+  // The leader's wall clock when it replicated the command: identical on
+  // every node. Use it instead of any clock.
+  Timestamp time() const noexcept { return time_; }
+  // A new id, unique for the lifetime of the replicated state (1, 2, 3, …):
+  // every node hands out the same ids in the same order.
+  std::uint64_t new_id() noexcept { return ++*id_counter_; }
+
+  // Raises an event, delivered after the command applied (if it succeeded).
+  template <EventMessage E>
+  void publish(E event) {
+    events_.push_back(std::make_unique<detail::TypedPendingEvent<E>>(std::move(event)));
+  }
+
+  // Library use.
+  CommandContext(std::uint64_t index, std::uint64_t term, Timestamp time, std::uint64_t* id_counter) noexcept
+      : index_(index), term_(term), time_(time), id_counter_(id_counter) {}
+  std::vector<std::unique_ptr<detail::PendingEvent>>& pending_events() noexcept { return events_; }
+
+ private:
+  std::uint64_t index_;
+  std::uint64_t term_;
+  Timestamp time_;
+  std::uint64_t* id_counter_;
+  std::vector<std::unique_ptr<detail::PendingEvent>> events_;
+};
+
+// Where an event handler runs.
+enum class Delivery : std::uint8_t {
+  every_node,   // on every node (read models, caches) — the default
+  leader_only,  // once, on whichever node leads when the event applies (external side effects)
+};
+
+// Where and when an event happened; identical on every node except `leader`
+// and `replay`.
+struct EventInfo {
+  std::uint64_t index = 0;  // log index of the entry that produced it
+  std::uint64_t term = 0;
+  Timestamp time{};         // leader-stamped
+  bool leader = true;       // this node led when it applied the entry
+  // The entry was already in this node's log when the node started: it may
+  // have been delivered before the restart (delivery is at-least-once).
+  bool replay = false;
+};
+using EventContext = EventInfo;
+
+}  // namespace catga

@@ -1,0 +1,406 @@
+// catga/detail/mediator.hpp — the in-process engine behind `Application`:
+// the registry of handlers (by type and by wire name), the state cell, and
+// the typed and encoded ways to run a message. No threads, no I/O.
+//
+// Not part of the stable API (it is visible only because templates need it).
+// Thread-safety: registration happens before the application starts; after
+// that the registry is read-only. The state is guarded by `state().mutex()`:
+// commands hold it exclusively, queries shared. Callers of the `*_locked`
+// functions hold the right lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "catga/behavior.hpp"
+#include "catga/codec.hpp"
+#include "catga/context.hpp"
+#include "catga/detail/unique_function.hpp"
+#include "catga/message.hpp"
+#include "catga/result.hpp"
+
+namespace catga::detail {
+
+// ---------------------------------------------------------------- state
+
+// The replicated state: the user's state plus what the library keeps beside
+// it (the id counter). Snapshots encode both.
+class StateBase {
+ public:
+  virtual ~StateBase() = default;
+  std::shared_mutex& mutex() noexcept { return mutex_; }
+  std::uint64_t& id_counter() noexcept { return ids_; }
+  // Snapshot of user state + library state (caller holds at least a shared lock).
+  std::string snapshot() const;
+  // Replaces everything (caller holds the exclusive lock). Unchanged on error.
+  Result<void> restore(std::string_view bytes);
+
+ protected:
+  virtual void encode_user(std::string& out) const = 0;
+  virtual Result<void> decode_user(std::string_view bytes) = 0;
+
+ private:
+  mutable std::shared_mutex mutex_;
+  std::uint64_t ids_ = 0;
+};
+
+template <class S>
+class StateCell final : public StateBase {
+ public:
+  S value{};
+
+ protected:
+  void encode_user(std::string& out) const override { encode_to(out, value); }
+  Result<void> decode_user(std::string_view bytes) override {
+    auto decoded = decode<S>(bytes);
+    if (!decoded) return decoded.error();
+    value = std::move(*decoded);
+    return {};
+  }
+};
+
+// ---------------------------------------------------------------- results
+
+// Encoded Result<R>: msgpack array [code, value] on success (code 0) or
+// [code, message] on error. What a replicated command's handler produced,
+// recorded for retries and sent back to the proposer.
+template <class R>
+void encode_result(std::string& out, const Result<R>& result) {
+  StringSink sink{&out};
+  msgpack::packer<StringSink> packer(sink);
+  packer.pack_array(2);
+  if (!result) {
+    packer.pack(static_cast<unsigned>(result.error().code()));
+    packer.pack(result.error().message());
+  } else {
+    packer.pack(0u);
+    if constexpr (std::is_void_v<R>) {
+      packer.pack_nil();
+    } else {
+      packer.pack(*result);
+    }
+  }
+}
+void encode_error_result(std::string& out, const Error& error);
+
+// Splits an encoded result into its code and its second element.
+Result<void> decode_result_head(std::string_view bytes, msgpack::object_handle& handle, Code& code,
+                                const msgpack::object*& body);
+
+template <class R>
+Result<R> decode_result(std::string_view bytes) {
+  msgpack::object_handle handle;
+  Code code{};
+  const msgpack::object* body = nullptr;
+  if (auto head = decode_result_head(bytes, handle, code, body); !head) return head.error();
+  if (code != Code::ok) {
+    std::string message;
+    if (body->type == msgpack::type::STR) message.assign(body->via.str.ptr, body->via.str.size);
+    return Error{code, std::move(message)};
+  }
+  if constexpr (std::is_void_v<R>) {
+    return {};
+  } else {
+    try {
+      R value{};
+      body->convert(value);
+      return value;
+    } catch (const std::exception& e) {
+      return conversion_error("result", e.what());
+    }
+  }
+}
+
+// ---------------------------------------------------------------- slots
+
+class Mediator;
+
+class Slot {
+ public:
+  Slot(MessageKind kind, std::string_view wire_name, std::size_t type) : kind_(kind), wire_name_(wire_name), type_(type) {}
+  virtual ~Slot() = default;
+  MessageKind kind() const noexcept { return kind_; }
+  std::string_view wire_name() const noexcept { return wire_name_; }
+  std::size_t type() const noexcept { return type_; }
+
+ private:
+  MessageKind kind_;
+  std::string_view wire_name_;
+  std::size_t type_;
+};
+
+Error handler_exception(std::string_view wire_name, const char* what);
+
+// Calls a handler that returns Result<R>, R, or (for R = void) nothing.
+template <class R, class F, class... Args>
+Result<R> call_handler(std::string_view wire_name, F& f, Args&&... args) noexcept {
+  try {
+    using Ret = std::invoke_result_t<F&, Args...>;
+    if constexpr (std::is_same_v<Ret, Result<R>>) {
+      return f(std::forward<Args>(args)...);
+    } else if constexpr (std::is_void_v<R> && std::is_void_v<Ret>) {
+      f(std::forward<Args>(args)...);
+      return {};
+    } else {
+      static_assert(std::is_convertible_v<Ret, Result<R>>,
+                    "a handler must return Result<R> (or R) where R is the message's result type");
+      return Result<R>(f(std::forward<Args>(args)...));
+    }
+  } catch (const std::exception& e) {
+    return handler_exception(wire_name, e.what());
+  } catch (...) {
+    return handler_exception(wire_name, "unknown exception");
+  }
+}
+
+class CommandSlotBase : public Slot {
+ public:
+  using Slot::Slot;
+  // Decodes `payload`, runs the handler, appends the encoded Result to `out`.
+  // Returns whether the handler succeeded. Caller holds the exclusive lock.
+  virtual bool apply_encoded_locked(StateBase& state, std::string_view payload, CommandContext& ctx,
+                                    std::string& out) = 0;
+};
+
+template <CommandMessage M>
+class CommandSlot : public CommandSlotBase {
+ public:
+  using R = result_of<M>;
+  CommandSlot() : CommandSlotBase(MessageKind::command, wire_name_of<M>, type_index<M>()) {}
+  virtual Result<R> run_locked(StateBase& state, const M& command, CommandContext& ctx) noexcept = 0;
+
+  bool apply_encoded_locked(StateBase& state, std::string_view payload, CommandContext& ctx,
+                            std::string& out) final {
+    auto command = decode<M>(payload);
+    if (!command) {
+      encode_result(out, Result<R>(Error{Code::invalid_argument, std::string(wire_name_of<M>) + ": " +
+                                                                   command.error().message()}));
+      return false;
+    }
+    Result<R> result = run_locked(state, *command, ctx);
+    encode_result(out, result);
+    return result.has_value();
+  }
+};
+
+template <class S, CommandMessage M, class F>
+class CommandHandlerSlot final : public CommandSlot<M> {
+ public:
+  explicit CommandHandlerSlot(F f) : f_(std::move(f)) {}
+  Result<result_of<M>> run_locked(StateBase& state, const M& command, CommandContext& ctx) noexcept override {
+    S& value = static_cast<StateCell<S>&>(state).value;
+    if constexpr (std::is_invocable_v<F&, S&, const M&, CommandContext&>) {
+      return call_handler<result_of<M>>(wire_name_of<M>, f_, value, command, ctx);
+    } else {
+      static_assert(std::is_invocable_v<F&, S&, const M&>,
+                    "a command handler is callable as (State&, const Command&, CommandContext&) or (State&, const Command&)");
+      return call_handler<result_of<M>>(wire_name_of<M>, f_, value, command);
+    }
+  }
+
+ private:
+  F f_;
+};
+
+class QuerySlotBase : public Slot {
+ public:
+  using Slot::Slot;
+  // Decodes `payload`, runs the handler, appends the encoded Result. Caller
+  // holds at least a shared lock.
+  virtual void query_encoded_locked(const StateBase& state, std::string_view payload, std::string& out) = 0;
+};
+
+template <QueryMessage Q>
+class QuerySlot : public QuerySlotBase {
+ public:
+  using R = result_of<Q>;
+  QuerySlot() : QuerySlotBase(MessageKind::query, wire_name_of<Q>, type_index<Q>()) {}
+  virtual Result<R> run_locked(const StateBase& state, const Q& query) noexcept = 0;
+
+  void query_encoded_locked(const StateBase& state, std::string_view payload, std::string& out) final {
+    auto query = decode<Q>(payload);
+    if (!query) {
+      encode_result(out, Result<R>(Error{Code::invalid_argument,
+                                         std::string(wire_name_of<Q>) + ": " + query.error().message()}));
+      return;
+    }
+    encode_result(out, run_locked(state, *query));
+  }
+};
+
+template <class S, QueryMessage Q, class F>
+class QueryHandlerSlot final : public QuerySlot<Q> {
+ public:
+  explicit QueryHandlerSlot(F f) : f_(std::move(f)) {}
+  Result<result_of<Q>> run_locked(const StateBase& state, const Q& query) noexcept override {
+    static_assert(std::is_invocable_v<F&, const S&, const Q&>,
+                  "a query handler is callable as (const State&, const Query&)");
+    return call_handler<result_of<Q>>(wire_name_of<Q>, f_, static_cast<const StateCell<S>&>(state).value, query);
+  }
+
+ private:
+  F f_;
+};
+
+class EventSlotBase : public Slot {
+ public:
+  using Slot::Slot;
+  virtual void deliver_encoded(Mediator& mediator, std::string_view payload, const EventInfo& info) = 0;
+};
+
+template <EventMessage E>
+class EventSlot final : public EventSlotBase {
+ public:
+  using Handler = UniqueFunction<Result<void>(const E&, const EventInfo&)>;
+  EventSlot() : EventSlotBase(MessageKind::event, wire_name_of<E>, type_index<E>()) {}
+
+  template <class F>
+  void add(F f, Delivery delivery) {
+    handlers_.push_back({[f = std::move(f)](const E& e, const EventInfo& info) mutable -> Result<void> {
+                           if constexpr (std::is_invocable_v<F&, const E&, const EventInfo&>) {
+                             return call_handler<void>(wire_name_of<E>, f, e, info);
+                           } else {
+                             static_assert(std::is_invocable_v<F&, const E&>,
+                                           "an event handler is callable as (const Event&, const EventContext&) or (const Event&)");
+                             return call_handler<void>(wire_name_of<E>, f, e);
+                           }
+                         },
+                         delivery});
+  }
+  // Runs every handler that applies here; failures are isolated and reported.
+  void deliver(Mediator& mediator, const E& event, const EventInfo& info);
+  void deliver_encoded(Mediator& mediator, std::string_view payload, const EventInfo& info) override;
+
+ private:
+  struct Entry {
+    Handler handler;
+    Delivery delivery;
+  };
+  std::vector<Entry> handlers_;
+};
+
+// ---------------------------------------------------------------- mediator
+
+struct MediatorCounters {
+  std::atomic<std::uint64_t> events_delivered{0};
+  std::atomic<std::uint64_t> event_handler_failures{0};
+};
+
+class Mediator {
+ public:
+  explicit Mediator(std::unique_ptr<StateBase> state);
+  Mediator(const Mediator&) = delete;
+  Mediator& operator=(const Mediator&) = delete;
+  ~Mediator();
+
+  // ---- registration (before start) ----
+  // Fails on a second handler for the same command/query or a wire name used
+  // by two different types. On success returns the registered slot.
+  Result<Slot*> add_slot(std::unique_ptr<Slot> slot);
+  void add_behavior(std::unique_ptr<Behavior> behavior) { behaviors_.push_back(std::move(behavior)); }
+
+  // ---- lookup ----
+  // The slot registered for M (CommandSlot<M>, QuerySlot<M> or EventSlot<M>), or nullptr.
+  template <Message M>
+  auto* slot() const noexcept {
+    Slot* found = nullptr;
+    if (std::size_t index = type_index<M>(); index < by_type_.size()) found = by_type_[index];
+    if constexpr (CommandMessage<M>) {
+      return static_cast<CommandSlot<M>*>(found);
+    } else if constexpr (QueryMessage<M>) {
+      return static_cast<QuerySlot<M>*>(found);
+    } else {
+      return static_cast<EventSlot<M>*>(found);
+    }
+  }
+  Slot* find(std::string_view wire_name) const noexcept;
+  std::vector<const Slot*> slots() const;
+  static Error no_handler(std::string_view wire_name, MessageKind kind);
+
+  StateBase& state() noexcept { return *state_; }
+  const std::vector<std::unique_ptr<Behavior>>& behaviors() const noexcept { return behaviors_; }
+  MediatorCounters& counters() noexcept { return counters_; }
+
+  // Runs the behaviours for `request`. On success `observers` holds the
+  // observers to call (in reverse) when the request completes; on rejection
+  // they have already been called with the error.
+  Result<void> run_behaviors(Request& request, std::vector<Observer>& observers);
+  static void notify(std::vector<Observer>& observers, const Result<void>& outcome) noexcept;
+
+  // Delivers the events a command handler raised (call without the state lock).
+  void deliver_pending(CommandContext& ctx, const EventInfo& info) noexcept;
+  template <EventMessage E>
+  void deliver(const E& event, const EventInfo& info) noexcept {
+    if (auto* s = slot<E>()) s->deliver(*this, event, info);
+  }
+  void report_event_failure(std::string_view wire_name, const Error& error) noexcept;
+
+  // ---- in-memory execution (no cluster) ----
+  template <CommandMessage M>
+  Result<result_of<M>> run_local(CommandSlot<M>& slot, const M& command) noexcept {
+    const Timestamp now = std::chrono::system_clock::now();
+    std::unique_lock lock(state_->mutex());
+    CommandContext ctx(++local_index_, 1, now, &state_->id_counter());
+    Result<result_of<M>> result = slot.run_locked(*state_, command, ctx);
+    lock.unlock();
+    if (!ctx.pending_events().empty()) {
+      if (result) deliver_pending(ctx, EventInfo{ctx.index(), 1, ctx.time(), true, false});
+      else ctx.pending_events().clear();
+    }
+    return result;
+  }
+  template <QueryMessage Q>
+  Result<result_of<Q>> run_query(QuerySlot<Q>& slot, const Q& query) noexcept {
+    std::shared_lock lock(state_->mutex());
+    return slot.run_locked(*state_, query);
+  }
+  std::uint64_t local_index() const noexcept { return local_index_; }
+
+ private:
+  std::unique_ptr<StateBase> state_;
+  std::vector<std::unique_ptr<Slot>> owned_;
+  std::vector<Slot*> by_type_;
+  std::unordered_map<std::string_view, Slot*> by_name_;
+  std::vector<std::unique_ptr<Behavior>> behaviors_;
+  MediatorCounters counters_;
+  std::uint64_t local_index_ = 0;  // in-memory mode only, under the exclusive lock
+};
+
+template <EventMessage E>
+void EventSlot<E>::deliver(Mediator& mediator, const E& event, const EventInfo& info) {
+  for (auto& entry : handlers_) {
+    if (entry.delivery == Delivery::leader_only && !info.leader) continue;
+    Result<void> r = entry.handler(event, info);
+    if (!r) mediator.report_event_failure(wire_name_of<E>, r.error());
+    else mediator.counters().events_delivered.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+template <EventMessage E>
+void EventSlot<E>::deliver_encoded(Mediator& mediator, std::string_view payload, const EventInfo& info) {
+  auto event = decode<E>(payload);
+  if (!event) {
+    mediator.report_event_failure(wire_name_of<E>, event.error());
+    return;
+  }
+  deliver(mediator, *event, info);
+}
+
+}  // namespace catga::detail
+
+namespace catga::detail {
+template <EventMessage E>
+void TypedPendingEvent<E>::deliver(Mediator& mediator, const EventInfo& info) {
+  mediator.deliver(event, info);
+}
+}  // namespace catga::detail

@@ -1,0 +1,46 @@
+// Application: chooses where the state lives (memory, a single durable node,
+// a cluster member) and wires the mediator to it.
+#include "catga/application.hpp"
+
+#include "app/replicated_node.hpp"
+
+namespace catga {
+
+Application::Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator)
+    : mediator_(std::move(mediator)), replicator_(std::move(replicator)) {}
+
+Application::~Application() {
+  // The replicator (and its loop thread) goes first: it calls into the mediator.
+  replicator_.reset();
+}
+
+NodeStatus Application::status() const {
+  if (replicator_) return replicator_->status();
+  NodeStatus s;
+  s.role = NodeRole::leader;
+  s.term = 1;
+  s.ready = true;
+  s.commit_index = s.applied_index = mediator_->local_index();
+  return s;
+}
+
+namespace detail {
+
+Result<std::unique_ptr<Application>> build_application(BuildPlan plan) {
+  if (!plan.errors.empty()) {
+    std::string message = "the application's registrations are invalid:";
+    for (const auto& e : plan.errors) message += " " + e.message() + ";";
+    message.pop_back();
+    return Error{plan.errors.front().code() == Code::already_exists ? Code::already_exists : Code::invalid_argument,
+                 std::move(message)};
+  }
+  if (plan.placement == Placement::in_memory) {
+    return std::make_unique<Application>(std::move(plan.mediator), nullptr);
+  }
+  auto replicator = make_replicated_node(plan);
+  if (!replicator) return replicator.error();
+  return std::make_unique<Application>(std::move(plan.mediator), std::move(*replicator));
+}
+
+}  // namespace detail
+}  // namespace catga

@@ -1,0 +1,15 @@
+// ReplicatedNode: the Replicator of a durable or clustered Application — owns
+// the Raft node and is its record state machine (envelopes → mediator).
+#pragma once
+
+#include <memory>
+
+#include "catga/application.hpp"
+
+namespace catga::detail {
+
+// Starts the node described by `plan` (a single durable node or a cluster
+// member) around `plan.mediator`, which must outlive the result.
+Result<std::unique_ptr<Replicator>> make_replicated_node(BuildPlan& plan);
+
+}  // namespace catga::detail

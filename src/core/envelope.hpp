@@ -1,0 +1,40 @@
+// Envelope: how one message travels through the Raft log and the peer
+// channel — kind, wire name, encoded payload, and the client session
+// (session id, sequence) that makes retries exactly-once.
+//
+// Encoding: msgpack array [format, kind, wire_name, payload(bin), session, sequence].
+// Decoding is zero-copy (views into the input) and never UB on bad input.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "catga/message.hpp"
+#include "catga/result.hpp"
+
+namespace catga::internal {
+
+inline constexpr unsigned kEnvelopeFormat = 1;
+// Longest wire name an envelope may carry.
+inline constexpr std::size_t kMaxWireName = 256;
+
+struct EnvelopeView {
+  MessageKind kind = MessageKind::command;
+  std::string_view wire_name;
+  std::string_view payload;
+  std::uint64_t session = 0;   // 0: no session (not de-duplicated)
+  std::uint64_t sequence = 0;
+};
+
+void encode_envelope(std::string& out, const EnvelopeView& envelope);
+inline std::string encode_envelope(const EnvelopeView& envelope) {
+  std::string out;
+  encode_envelope(out, envelope);
+  return out;
+}
+
+// The views point into `bytes`.
+Result<EnvelopeView> decode_envelope(std::string_view bytes, std::size_t max_bytes = 64u << 20);
+
+}  // namespace catga::internal

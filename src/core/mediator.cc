@@ -1,0 +1,167 @@
+#include "catga/detail/mediator.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+
+namespace catga::detail {
+
+std::size_t next_type_index() noexcept {
+  static std::atomic<std::size_t> next{0};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+// ---------------------------------------------------------------- state
+
+namespace {
+constexpr unsigned kSnapshotVersion = 1;
+}
+
+std::string StateBase::snapshot() const {
+  std::string user;
+  encode_user(user);
+  std::string out;
+  StringSink sink{&out};
+  msgpack::packer<StringSink> packer(sink);
+  packer.pack_array(3);
+  packer.pack(kSnapshotVersion);
+  packer.pack(ids_);
+  packer.pack_bin(static_cast<std::uint32_t>(user.size()));
+  packer.pack_bin_body(user.data(), static_cast<std::uint32_t>(user.size()));
+  return out;
+}
+
+Result<void> StateBase::restore(std::string_view bytes) {
+  msgpack::object_handle handle;
+  if (auto r = unpack_one(bytes, DecodeLimits{.max_bytes = SIZE_MAX, .max_str = SIZE_MAX, .max_bin = SIZE_MAX}, handle);
+      !r) {
+    return Error{Code::data_loss, "state snapshot: " + r.error().message()};
+  }
+  const msgpack::object& o = handle.get();
+  if (o.type != msgpack::type::ARRAY || o.via.array.size < 3 || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
+      o.via.array.ptr[1].type != msgpack::type::POSITIVE_INTEGER || o.via.array.ptr[2].type != msgpack::type::BIN) {
+    return Error{Code::data_loss, "state snapshot: not a catga state snapshot"};
+  }
+  if (o.via.array.ptr[0].via.u64 != kSnapshotVersion) {
+    return Error{Code::data_loss, "state snapshot: format version " + std::to_string(o.via.array.ptr[0].via.u64) +
+                                      " is not readable by this build (reads " + std::to_string(kSnapshotVersion) + ")"};
+  }
+  const auto& bin = o.via.array.ptr[2].via.bin;
+  if (auto r = decode_user(std::string_view(bin.ptr, bin.size)); !r) {
+    return Error{Code::data_loss, "state snapshot: user state: " + r.error().message()};
+  }
+  ids_ = o.via.array.ptr[1].via.u64;
+  return {};
+}
+
+// ---------------------------------------------------------------- results
+
+void encode_error_result(std::string& out, const Error& error) { encode_result(out, Result<void>(error)); }
+
+Result<void> decode_result_head(std::string_view bytes, msgpack::object_handle& handle, Code& code,
+                                const msgpack::object*& body) {
+  if (auto r = unpack_one(bytes, DecodeLimits{}, handle); !r) return Error{Code::internal, "result: " + r.error().message()};
+  const msgpack::object& o = handle.get();
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2 || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
+    return Error{Code::internal, "result: not an encoded result"};
+  }
+  code = static_cast<Code>(o.via.array.ptr[0].via.u64);
+  body = &o.via.array.ptr[1];
+  return {};
+}
+
+Error handler_exception(std::string_view wire_name, const char* what) {
+  return Error{Code::internal, std::string("handler for ") + std::string(wire_name) + " threw: " + what};
+}
+
+// ---------------------------------------------------------------- mediator
+
+Mediator::Mediator(std::unique_ptr<StateBase> state) : state_(std::move(state)) {}
+Mediator::~Mediator() = default;
+
+Result<Slot*> Mediator::add_slot(std::unique_ptr<Slot> slot) {
+  const std::size_t type = slot->type();
+  if (auto it = by_name_.find(slot->wire_name()); it != by_name_.end()) {
+    if (it->second->type() == type) {
+      return Error{Code::already_exists,
+                   "a handler for " + std::string(slot->wire_name()) + " is already registered (commands and queries take exactly one)"};
+    }
+    return Error{Code::already_exists,
+                 "wire name " + std::string(slot->wire_name()) + " is declared by two different message types"};
+  }
+  if (by_type_.size() <= type) by_type_.resize(type + 1, nullptr);
+  by_type_[type] = slot.get();
+  by_name_.emplace(slot->wire_name(), slot.get());
+  owned_.push_back(std::move(slot));
+  return owned_.back().get();
+}
+
+Slot* Mediator::find(std::string_view wire_name) const noexcept {
+  auto it = by_name_.find(wire_name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+std::vector<const Slot*> Mediator::slots() const {
+  std::vector<const Slot*> out;
+  out.reserve(owned_.size());
+  for (const auto& s : owned_) out.push_back(s.get());
+  return out;
+}
+
+Error Mediator::no_handler(std::string_view wire_name, MessageKind kind) {
+  const char* what = kind == MessageKind::command ? "command" : kind == MessageKind::query ? "query" : "event";
+  return Error{Code::unimplemented, std::string("no handler registered for ") + what + " " + std::string(wire_name)};
+}
+
+Result<void> Mediator::run_behaviors(Request& request, std::vector<Observer>& observers) {
+  for (auto& behavior : behaviors_) {
+    Next next;
+    behavior->handle(request, next);
+    switch (next.state()) {
+      case Next::State::continued:
+        if (next.observer()) observers.push_back(std::move(next.observer()));
+        break;
+      case Next::State::rejected: {
+        Result<void> outcome(std::move(next.error()));
+        notify(observers, outcome);
+        return outcome;
+      }
+      case Next::State::undecided: {
+        Result<void> outcome(Error{Code::internal, "a behaviour neither continued nor rejected " +
+                                                       std::string(request.wire_name())});
+        notify(observers, outcome);
+        return outcome;
+      }
+    }
+  }
+  return {};
+}
+
+void Mediator::notify(std::vector<Observer>& observers, const Result<void>& outcome) noexcept {
+  for (auto it = observers.rbegin(); it != observers.rend(); ++it) {
+    try {
+      (*it)(outcome);
+    } catch (...) {
+      spdlog::error("catga: a behaviour's observer threw; ignored");
+    }
+  }
+  observers.clear();
+}
+
+void Mediator::deliver_pending(CommandContext& ctx, const EventInfo& info) noexcept {
+  for (auto& pending : ctx.pending_events()) {
+    try {
+      pending->deliver(*this, info);
+    } catch (...) {
+      spdlog::error("catga: event delivery threw; ignored");
+    }
+  }
+  ctx.pending_events().clear();
+}
+
+void Mediator::report_event_failure(std::string_view wire_name, const Error& error) noexcept {
+  counters_.event_handler_failures.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("catga: an event handler for {} failed: {}", wire_name, error.to_string());
+}
+
+}  // namespace catga::detail

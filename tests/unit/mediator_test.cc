@@ -1,0 +1,281 @@
+// The in-process mediator, through an in-memory Application.
+#include <gtest/gtest.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
+#include <atomic>
+#include <thread>
+
+#include "catga/asio.hpp"
+#include "catga/testing.hpp"
+#include "support/bank.hpp"
+
+using catga::Code;
+using catga::Error;
+using catga::Result;
+using namespace catga::testing;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+namespace {
+
+std::unique_ptr<catga::Application> make_bank(catga::ApplicationBuilder<bank::State>& b) {
+  bank::register_handlers(b).in_memory();
+  auto app = b.build();
+  EXPECT_THAT(app, IsOk());
+  return std::move(*app);
+}
+
+std::unique_ptr<catga::Application> make_bank() {
+  catga::ApplicationBuilder<bank::State> b;
+  return make_bank(b);
+}
+
+struct Unregistered {
+  using catga_message = catga::Command<int, "test.unregistered.v1">;
+  int x = 0;
+  MSGPACK_DEFINE_MAP(x);
+};
+struct UnregisteredQuery {
+  using catga_message = catga::Query<int, "test.unregistered-query.v1">;
+  int x = 0;
+  MSGPACK_DEFINE_MAP(x);
+};
+
+}  // namespace
+
+TEST(Mediator, SendsCommandsAndQueries) {
+  auto app = make_bank();
+  auto opened = app->send(bank::Open{.owner = "ada", .initial = 5});
+  ASSERT_THAT(opened, IsOk());
+  EXPECT_EQ(opened->id, 1u);
+  EXPECT_THAT(app->send(bank::Deposit{.account = opened->id, .amount = 7}), IsOkAndHolds(12));
+  auto got = app->send(bank::GetAccount{.account = opened->id});
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(got->balance, 12);
+  EXPECT_THAT(app->send(bank::Close{.account = opened->id}), IsOk());
+  EXPECT_THAT(app->send(bank::GetAccount{.account = opened->id}), HasCode(Code::not_found));
+}
+
+TEST(Mediator, HandlerErrorsTravelInTheResult) {
+  auto app = make_bank();
+  EXPECT_THAT(app->send(bank::Open{}), HasError(Code::invalid_argument, HasSubstr("owner")));
+  EXPECT_THAT(app->send(bank::Deposit{.account = 99, .amount = 1}), HasError(Code::not_found, HasSubstr("99")));
+}
+
+TEST(Mediator, MissingHandlerNamesTheWireName) {
+  auto app = make_bank();
+  EXPECT_THAT(app->send(Unregistered{}), HasError(Code::unimplemented, HasSubstr("test.unregistered.v1")));
+  EXPECT_THAT(app->send(UnregisteredQuery{}), HasError(Code::unimplemented, HasSubstr("test.unregistered-query.v1")));
+  // Publishing an event nobody handles is fine: events may have no handlers.
+  EXPECT_THAT(app->publish(bank::Deposited{}), IsOk());
+}
+
+TEST(Mediator, DuplicateRegistrationIsAStartUpError) {
+  catga::ApplicationBuilder<bank::State> b;
+  bank::register_handlers(b).command<bank::Open>(bank::open).in_memory();
+  EXPECT_THAT(b.build(), HasError(Code::already_exists, HasSubstr("bank.open.v1")));
+}
+
+struct Impostor {  // same wire name as bank::Open, different type
+  using catga_message = catga::Command<int, "bank.open.v1">;
+  int x = 0;
+  MSGPACK_DEFINE_MAP(x);
+};
+
+TEST(Mediator, ClashingWireNamesAreAStartUpError) {
+  catga::ApplicationBuilder<bank::State> b;
+  bank::register_handlers(b).command<Impostor>([](bank::State&, const Impostor&) { return 1; }).in_memory();
+  EXPECT_THAT(b.build(), HasError(Code::already_exists, HasSubstr("two different message types")));
+}
+
+TEST(Mediator, EventsRaisedByACommandAreDeliveredAfterItApplies) {
+  catga::ApplicationBuilder<bank::State> b;
+  std::vector<std::string> seen;
+  catga::Application* raw = nullptr;
+  b.on<bank::Deposited>([&](const bank::Deposited& e, const catga::EventContext& ctx) {
+    // The command has applied: its effect is visible to a query.
+    auto acc = raw->send(bank::GetAccount{.account = e.account});
+    seen.push_back("h1 " + std::to_string(e.balance) + " visible=" + std::to_string(acc ? acc->balance : -1) +
+                   " index=" + std::to_string(ctx.index));
+  });
+  b.on<bank::Deposited>([&](const bank::Deposited& e) { seen.push_back("h2 " + std::to_string(e.amount)); });
+  auto app = make_bank(b);
+  raw = app.get();
+  auto acc = app->send(bank::Open{.owner = "x"});
+  ASSERT_THAT(acc, IsOk());
+  ASSERT_THAT(app->send(bank::Deposit{.account = acc->id, .amount = 3}), IsOk());
+  EXPECT_THAT(seen, ElementsAre("h1 3 visible=3 index=2", "h2 3"));
+  // A failed command raises nothing.
+  seen.clear();
+  ASSERT_THAT(app->send(bank::Deposit{.account = acc->id, .amount = -1}), HasCode(Code::invalid_argument));
+  EXPECT_TRUE(seen.empty());
+}
+
+TEST(Mediator, FailingEventHandlersAreIsolatedAndCounted) {
+  catga::ApplicationBuilder<bank::State> b;
+  int after = 0;
+  b.on<bank::Deposited>([](const bank::Deposited&) -> Result<void> { return Error{Code::internal, "broken"}; });
+  b.on<bank::Deposited>([](const bank::Deposited&) { throw std::runtime_error("worse"); });
+  b.on<bank::Deposited>([&](const bank::Deposited&) { ++after; });
+  auto app = make_bank(b);
+  auto acc = app->send(bank::Open{.owner = "x"});
+  EXPECT_THAT(app->send(bank::Deposit{.account = acc->id, .amount = 1}), IsOkAndHolds(1));
+  EXPECT_EQ(after, 1);
+  EXPECT_EQ(app->mediator().counters().event_handler_failures.load(), 2u);
+}
+
+TEST(Mediator, HandlerExceptionsBecomeInternalErrors) {
+  catga::ApplicationBuilder<bank::State> b;
+  b.command<Unregistered>([](bank::State&, const Unregistered&) -> int { throw std::runtime_error("kaput"); });
+  auto app = make_bank(b);
+  EXPECT_THAT(app->send(Unregistered{}), HasError(Code::internal, HasSubstr("kaput")));
+}
+
+// ---------------------------------------------------------------- behaviours
+
+namespace {
+struct Tracing : catga::Behavior {
+  Tracing(std::string name, std::vector<std::string>& trace) : name(std::move(name)), trace(trace) {}
+  void handle(catga::Request& request, catga::Next& next) override {
+    trace.push_back(name + " before " + std::string(request.wire_name()));
+    next([this](const Result<void>& outcome) {
+      trace.push_back(name + " after " + (outcome ? std::string("ok") : outcome.error().to_string()));
+    });
+  }
+  std::string name;
+  std::vector<std::string>& trace;
+};
+
+struct RejectNegativeDeposits : catga::Behavior {
+  void handle(catga::Request& request, catga::Next& next) override {
+    if (const auto* d = request.as<bank::Deposit>(); d && d->amount < 0) {
+      next.reject(Error{Code::invalid_argument, "validation: negative amount"});
+      return;
+    }
+    next();
+  }
+};
+
+struct Forgetful : catga::Behavior {
+  void handle(catga::Request&, catga::Next&) override {}
+};
+}  // namespace
+
+TEST(Behaviors, RunInOrderAndSeeTheOutcome) {
+  std::vector<std::string> trace;
+  catga::ApplicationBuilder<bank::State> b;
+  b.use(std::make_unique<Tracing>("outer", trace)).use(std::make_unique<Tracing>("inner", trace));
+  auto app = make_bank(b);
+  ASSERT_THAT(app->send(bank::Open{.owner = "ada"}), IsOk());
+  EXPECT_THAT(trace, ElementsAre("outer before bank.open.v1", "inner before bank.open.v1", "inner after ok", "outer after ok"));
+  trace.clear();
+  ASSERT_THAT(app->send(bank::GetAccount{.account = 42}), HasCode(Code::not_found));
+  EXPECT_THAT(trace, ElementsAre("outer before bank.get.v1", "inner before bank.get.v1", "inner after not_found: account 42",
+                                 "outer after not_found: account 42"));
+}
+
+TEST(Behaviors, CanShortCircuit) {
+  std::vector<std::string> trace;
+  catga::ApplicationBuilder<bank::State> b;
+  b.use(std::make_unique<Tracing>("outer", trace)).use(std::make_unique<RejectNegativeDeposits>())
+      .use(std::make_unique<Tracing>("never", trace));
+  auto app = make_bank(b);
+  auto acc = app->send(bank::Open{.owner = "ada"});
+  ASSERT_THAT(acc, IsOk());
+  trace.clear();
+  EXPECT_THAT(app->send(bank::Deposit{.account = acc->id, .amount = -5}), HasError(Code::invalid_argument, HasSubstr("validation")));
+  EXPECT_THAT(trace, ElementsAre("outer before bank.deposit.v1", "outer after invalid_argument: validation: negative amount"));
+  // The handler never ran: the journal holds only the open.
+  EXPECT_EQ(app->send(bank::GetAccount{.account = acc->id})->balance, 0);
+}
+
+TEST(Behaviors, ABehaviorThatDecidesNothingIsAnError) {
+  catga::ApplicationBuilder<bank::State> b;
+  b.use(std::make_unique<Forgetful>());
+  auto app = make_bank(b);
+  EXPECT_THAT(app->send(bank::Open{.owner = "x"}), HasError(Code::internal, HasSubstr("neither continued nor rejected")));
+}
+
+// ---------------------------------------------------------------- three ways to call
+
+TEST(CallStyles, CallbackFutureAndCoroutine) {
+  auto app = make_bank();
+  Result<bank::Account> via_callback = Error{};
+  app->send(bank::Open{.owner = "cb"}, catga::CommandOptions{}, [&](Result<bank::Account> r) { via_callback = std::move(r); });
+  ASSERT_THAT(via_callback, IsOk());
+
+  auto future = catga::async_send(*app, bank::Deposit{.account = via_callback->id, .amount = 4}, asio::use_future);
+  EXPECT_THAT(future.get(), IsOkAndHolds(4));
+
+  asio::io_context io;
+  Result<bank::Account> via_coroutine = Error{};
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        via_coroutine = co_await catga::async_send(*app, bank::GetAccount{.account = via_callback->id}, asio::use_awaitable);
+      },
+      asio::detached);
+  io.run();
+  ASSERT_THAT(via_coroutine, IsOk());
+  EXPECT_EQ(via_coroutine->balance, 4);
+}
+
+TEST(CallStyles, ReceiptsCarryTheIndex) {
+  auto app = make_bank();
+  auto first = app->send_receipt(bank::Open{.owner = "a"});
+  auto second = app->send_receipt(bank::Open{.owner = "b"});
+  ASSERT_THAT(first.result, IsOk());
+  EXPECT_LT(first.index, second.index);
+}
+
+// ---------------------------------------------------------------- state
+
+TEST(State, SnapshotRoundTripsUserAndLibraryState) {
+  auto app = make_bank();
+  ASSERT_THAT(app->send(bank::Open{.owner = "a", .initial = 1}), IsOk());
+  ASSERT_THAT(app->send(bank::Open{.owner = "b", .initial = 2}), IsOk());
+  std::string snap = app->mediator().state().snapshot();
+
+  auto other = make_bank();
+  ASSERT_THAT(other->mediator().state().restore(snap), IsOk());
+  EXPECT_EQ(other->send(bank::GetAccount{.account = 2})->owner, "b");
+  // The id counter came along: the next id continues the sequence.
+  EXPECT_EQ(other->send(bank::Open{.owner = "c"})->id, 3u);
+}
+
+TEST(State, CorruptSnapshotIsRefusedAndLeavesStateAlone) {
+  auto app = make_bank();
+  ASSERT_THAT(app->send(bank::Open{.owner = "a"}), IsOk());
+  EXPECT_THAT(app->mediator().state().restore("not a snapshot"), HasCode(Code::data_loss));
+  std::string snap = app->mediator().state().snapshot();
+  EXPECT_THAT(app->mediator().state().restore(std::string_view(snap).substr(0, snap.size() - 3)), HasCode(Code::data_loss));
+  EXPECT_THAT(app->send(bank::GetAccount{.account = 1}), IsOk());
+}
+
+TEST(State, ConcurrentCommandsAndQueriesAreSafe) {
+  auto app = make_bank();
+  auto acc = app->send(bank::Open{.owner = "shared"});
+  ASSERT_THAT(acc, IsOk());
+  constexpr int kThreads = 4, kPerThread = 2000;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (t % 2 == 0) {
+          if (!app->send(bank::Deposit{.account = acc->id, .amount = 1})) ++failures;
+        } else {
+          auto r = app->send(bank::GetAccount{.account = acc->id});
+          if (!r || r->balance < 0) ++failures;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(app->send(bank::GetAccount{.account = acc->id})->balance, kPerThread * (kThreads / 2));
+}
