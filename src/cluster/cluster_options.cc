@@ -1,0 +1,115 @@
+// ClusterOptions::validate() and the to_string functions of catga/cluster.hpp.
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <limits>
+#include <set>
+#include <string>
+
+#include "catga/cluster.hpp"
+#include "cluster/entry_format.hpp"
+
+namespace catga {
+namespace {
+
+Error invalid(std::string message) { return Error(Code::invalid_argument, std::move(message)); }
+
+// libraft's TCP transport splits HOST:PORT at the first ':' and resolves with
+// AF_INET only, so only IPv4 literals and "localhost" work.
+Result<void> check_address(std::string_view field, const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
+    return invalid(std::string(field) + ": '" + address + "' is not HOST:PORT");
+  }
+  const std::string host = address.substr(0, colon);
+  const std::string port = address.substr(colon + 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || ptr != port.data() + port.size() || value == 0 || value > 65535) {
+    return invalid(std::string(field) + ": '" + address + "' has an invalid port (1..65535)");
+  }
+  if (host.find(':') != std::string::npos || host.front() == '[') {
+    return invalid(std::string(field) + ": '" + address +
+                   "': IPv6 is not supported by the Raft transport; use an IPv4 address");
+  }
+  in_addr v4{};
+  if (host != "localhost" && inet_pton(AF_INET, host.c_str(), &v4) != 1) {
+    return invalid(std::string(field) + ": '" + address +
+                   "': host must be a numeric IPv4 address or 'localhost'");
+  }
+  return ok();
+}
+
+}  // namespace
+
+Result<void> ClusterOptions::validate() const {
+  constexpr auto kMaxMs = std::chrono::milliseconds(std::numeric_limits<unsigned>::max());
+  if (node_id == 0) return invalid("node_id: must not be 0");
+  if (members.empty()) return invalid("members: must list every member, this node included");
+  if (members.size() > 8) return invalid("members: at most 8 members at first start");
+  std::set<std::uint64_t> ids;
+  std::set<std::string> addresses;
+  bool self_found = false;
+  bool any_voter = false;
+  for (const Member& m : members) {
+    if (m.id == 0) return invalid("members: member id must not be 0");
+    if (!ids.insert(m.id).second) return invalid("members: duplicate id " + std::to_string(m.id));
+    if (auto r = check_address("members[" + std::to_string(m.id) + "].address", m.address); !r) return r;
+    if (!addresses.insert(m.address).second) {
+      return invalid("members: duplicate address " + m.address);
+    }
+    if (m.role != MemberRole::voter && m.role != MemberRole::standby && m.role != MemberRole::spare) {
+      return invalid("members[" + std::to_string(m.id) + "].role: unknown role");
+    }
+    if (m.id == node_id) self_found = true;
+    if (m.role == MemberRole::voter) any_voter = true;
+  }
+  if (!self_found) return invalid("members: node_id " + std::to_string(node_id) + " is not listed");
+  if (!any_voter) return invalid("members: at least one member must be a voter");
+  if (data_dir.empty()) return invalid("data_dir: must not be empty");
+  if (election_timeout.count() <= 0) return invalid("election_timeout: must be positive");
+  if (election_timeout > kMaxMs) return invalid("election_timeout: too large");
+  if (heartbeat_interval.count() <= 0) return invalid("heartbeat_interval: must be positive");
+  if (heartbeat_interval >= election_timeout) {
+    return invalid("heartbeat_interval: must be shorter than election_timeout");
+  }
+  if (snapshot_threshold == 0) return invalid("snapshot_threshold: must be at least 1");
+  if (snapshot_threshold > std::numeric_limits<unsigned>::max()) {
+    return invalid("snapshot_threshold: too large");
+  }
+  if (snapshot_trailing > std::numeric_limits<unsigned>::max()) {
+    return invalid("snapshot_trailing: too large");
+  }
+  constexpr std::size_t kMinEntryBytes = 64;
+  constexpr std::size_t kMaxEntryBytes = std::size_t{4} << 20;
+  if (max_entry_bytes < kMinEntryBytes) {
+    return invalid("max_entry_bytes: must be at least " + std::to_string(kMinEntryBytes));
+  }
+  if (max_entry_bytes > kMaxEntryBytes) {
+    return invalid("max_entry_bytes: must be at most " + std::to_string(kMaxEntryBytes));
+  }
+  if (max_entries_in_flight == 0) return invalid("max_entries_in_flight: must be at least 1");
+  if (max_entries_in_flight > 4096) return invalid("max_entries_in_flight: must be at most 4096");
+  return ok();
+}
+
+std::string_view to_string(MemberRole role) noexcept {
+  switch (role) {
+    case MemberRole::voter: return "voter";
+    case MemberRole::standby: return "standby";
+    case MemberRole::spare: return "spare";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(NodeRole role) noexcept {
+  switch (role) {
+    case NodeRole::unavailable: return "unavailable";
+    case NodeRole::follower: return "follower";
+    case NodeRole::candidate: return "candidate";
+    case NodeRole::leader: return "leader";
+  }
+  return "unknown";
+}
+
+}  // namespace catga

@@ -1,0 +1,651 @@
+/* src/cluster/raft_c.c — every libraft call of Catga (see raft_c.h). */
+#include "cluster/raft_c.h"
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+_Static_assert((int)CATGA_RAFT_NOMEM == (int)RAFT_NOMEM, "code");
+_Static_assert((int)CATGA_RAFT_BADID == (int)RAFT_BADID, "code");
+_Static_assert((int)CATGA_RAFT_DUPLICATEID == (int)RAFT_DUPLICATEID, "code");
+_Static_assert((int)CATGA_RAFT_DUPLICATEADDRESS == (int)RAFT_DUPLICATEADDRESS, "code");
+_Static_assert((int)CATGA_RAFT_BADROLE == (int)RAFT_BADROLE, "code");
+_Static_assert((int)CATGA_RAFT_MALFORMED == (int)RAFT_MALFORMED, "code");
+_Static_assert((int)CATGA_RAFT_NOTLEADER == (int)RAFT_NOTLEADER, "code");
+_Static_assert((int)CATGA_RAFT_LEADERSHIPLOST == (int)RAFT_LEADERSHIPLOST, "code");
+_Static_assert((int)CATGA_RAFT_SHUTDOWN == (int)RAFT_SHUTDOWN, "code");
+_Static_assert((int)CATGA_RAFT_CANTBOOTSTRAP == (int)RAFT_CANTBOOTSTRAP, "code");
+_Static_assert((int)CATGA_RAFT_CANTCHANGE == (int)RAFT_CANTCHANGE, "code");
+_Static_assert((int)CATGA_RAFT_CORRUPT == (int)RAFT_CORRUPT, "code");
+_Static_assert((int)CATGA_RAFT_CANCELED == (int)RAFT_CANCELED, "code");
+_Static_assert((int)CATGA_RAFT_NAMETOOLONG == (int)RAFT_NAMETOOLONG, "code");
+_Static_assert((int)CATGA_RAFT_TOOBIG == (int)RAFT_TOOBIG, "code");
+_Static_assert((int)CATGA_RAFT_NOCONNECTION == (int)RAFT_NOCONNECTION, "code");
+_Static_assert((int)CATGA_RAFT_BUSY == (int)RAFT_BUSY, "code");
+_Static_assert((int)CATGA_RAFT_IOERR == (int)RAFT_IOERR, "code");
+_Static_assert((int)CATGA_RAFT_NOTFOUND == (int)RAFT_NOTFOUND, "code");
+_Static_assert((int)CATGA_RAFT_INVALID == (int)RAFT_INVALID, "code");
+
+struct catga_raft {
+  struct catga_raft_callbacks cb;
+  struct raft_fsm fsm;
+  struct raft *r; /* &raft in node mode, borrowed in attached mode */
+
+  bool node_mode;
+  bool closing;
+  uv_loop_t loop;
+  uv_async_t async;
+  uv_check_t check;
+  struct raft_io io;
+  struct raft_uv_transport transport;
+  /* The transport's own listen/connect, wrapped to set TCP_NODELAY. */
+  int (*inner_listen)(struct raft_uv_transport *, raft_uv_accept_cb);
+  int (*inner_connect)(struct raft_uv_transport *, struct raft_uv_connect *,
+                       raft_id, const char *, raft_uv_connect_cb);
+  raft_uv_accept_cb accept_cb;
+  struct raft raft;
+};
+
+/* ---------------------------------------------------------------- memory */
+
+void *catga_raft_malloc(size_t size) { return raft_malloc(size); }
+void catga_raft_free_buffer(void *p) { raft_free(p); }
+
+/* ---------------------------------------------------------------- FSM glue */
+
+static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+                    void **result) {
+  catga_raft *h = fsm->data;
+  /* libraft advances last_applied right after this call returns. */
+  uint64_t index = (uint64_t)raft_last_applied(h->r) + 1;
+  *result = NULL; /* results travel through the C++ side, keyed by index */
+  return h->cb.apply(h->cb.ctx, index, buf->base, buf->len);
+}
+
+static int fsmSnapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                       unsigned *n_bufs) {
+  catga_raft *h = fsm->data;
+  void *data = NULL;
+  size_t len = 0;
+  int rv = h->cb.snapshot(h->cb.ctx, &data, &len);
+  if (rv != 0) {
+    return rv;
+  }
+  *bufs = raft_malloc(sizeof **bufs);
+  if (*bufs == NULL) {
+    raft_free(data);
+    return RAFT_NOMEM;
+  }
+  if (data == NULL) { /* libraft wants a real buffer even for empty state */
+    data = raft_malloc(8);
+    if (data == NULL) {
+      raft_free(*bufs);
+      return RAFT_NOMEM;
+    }
+    len = 0;
+  }
+  (*bufs)[0].base = data;
+  (*bufs)[0].len = len;
+  *n_bufs = 1;
+  return 0; /* version 2 with snapshot_finalize == NULL: libraft frees */
+}
+
+static int fsmRestore(struct raft_fsm *fsm, struct raft_buffer *buf) {
+  catga_raft *h = fsm->data;
+  int rv = h->cb.restore(h->cb.ctx, buf->base, buf->len);
+  if (rv != 0) {
+    return rv; /* on failure libraft keeps ownership of buf */
+  }
+  raft_free(buf->base); /* on success the FSM owns it */
+  return 0;
+}
+
+static void fsmInit(catga_raft *h) {
+  memset(&h->fsm, 0, sizeof h->fsm);
+  h->fsm.version = 2;
+  h->fsm.data = h;
+  h->fsm.apply = fsmApply;
+  h->fsm.snapshot = fsmSnapshot;
+  h->fsm.restore = fsmRestore;
+  h->fsm.snapshot_finalize = NULL;
+}
+
+/* ---------------------------------------------------------------- NODELAY */
+
+static catga_raft *fromTransport(struct raft_uv_transport *t) {
+  return (catga_raft *)((char *)t - offsetof(catga_raft, transport));
+}
+
+static void acceptNoDelay(struct raft_uv_transport *t, raft_id id,
+                          const char *address, struct uv_stream_s *stream) {
+  catga_raft *h = fromTransport(t);
+  if (stream != NULL && stream->type == UV_TCP) {
+    uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+  }
+  h->accept_cb(t, id, address, stream);
+}
+
+static int listenNoDelay(struct raft_uv_transport *t, raft_uv_accept_cb cb) {
+  catga_raft *h = fromTransport(t);
+  h->accept_cb = cb;
+  return h->inner_listen(t, acceptNoDelay);
+}
+
+struct connectNoDelay {
+  struct raft_uv_connect inner; /* first: the transport sees only this */
+  struct raft_uv_connect *outer;
+  raft_uv_connect_cb outer_cb;
+};
+
+static void connectNoDelayCb(struct raft_uv_connect *req,
+                             struct uv_stream_s *stream, int status) {
+  struct connectNoDelay *c = (struct connectNoDelay *)req;
+  struct raft_uv_connect *outer = c->outer;
+  raft_uv_connect_cb cb = c->outer_cb;
+  raft_free(c);
+  if (status == 0 && stream != NULL && stream->type == UV_TCP) {
+    uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+  }
+  outer->cb = cb;
+  cb(outer, stream, status);
+}
+
+static int connectNoDelay(struct raft_uv_transport *t,
+                          struct raft_uv_connect *req, raft_id id,
+                          const char *address, raft_uv_connect_cb cb) {
+  catga_raft *h = fromTransport(t);
+  struct connectNoDelay *c = raft_malloc(sizeof *c);
+  int rv;
+  if (c == NULL) {
+    return RAFT_NOMEM;
+  }
+  memset(c, 0, sizeof *c);
+  c->outer = req;
+  c->outer_cb = cb;
+  req->cb = cb;
+  rv = h->inner_connect(t, &c->inner, id, address, connectNoDelayCb);
+  if (rv != 0) {
+    raft_free(c);
+  }
+  return rv;
+}
+
+/* ---------------------------------------------------------------- node mode */
+
+static void asyncCb(uv_async_t *async) {
+  catga_raft *h = async->data;
+  if (!h->closing && h->cb.wake != NULL) {
+    h->cb.wake(h->cb.ctx);
+  }
+}
+
+static void checkCb(uv_check_t *check) {
+  catga_raft *h = check->data;
+  if (!h->closing && h->cb.after_io != NULL) {
+    h->cb.after_io(h->cb.ctx);
+  }
+}
+
+static int roleToRaft(int role) {
+  switch (role) {
+    case CATGA_ROLE_STANDBY:
+      return RAFT_STANDBY;
+    case CATGA_ROLE_SPARE:
+      return RAFT_SPARE;
+    default:
+      return RAFT_VOTER;
+  }
+}
+
+static int roleFromRaft(int role) {
+  switch (role) {
+    case RAFT_STANDBY:
+      return CATGA_ROLE_STANDBY;
+    case RAFT_SPARE:
+      return CATGA_ROLE_SPARE;
+    default:
+      return CATGA_ROLE_VOTER;
+  }
+}
+
+static void drainLoop(catga_raft *h) {
+  uv_run(&h->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&h->loop);
+}
+
+static void openFailRaftCloseCb(struct raft *r) {
+  catga_raft *h = r->data;
+  raft_uv_close(&h->io);
+  raft_uv_tcp_close(&h->transport);
+}
+
+int catga_raft_open(const struct catga_raft_config *config,
+                    const struct catga_raft_callbacks *callbacks,
+                    catga_raft **out, char *errmsg, size_t errmsg_len) {
+  catga_raft *h;
+  int rv;
+  unsigned i;
+
+  *out = NULL;
+  h = calloc(1, sizeof *h);
+  if (h == NULL) {
+    snprintf(errmsg, errmsg_len, "out of memory");
+    return RAFT_NOMEM;
+  }
+  h->cb = *callbacks;
+  h->node_mode = true;
+  fsmInit(h);
+
+  rv = uv_loop_init(&h->loop);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "uv_loop_init: %s", uv_strerror(rv));
+    free(h);
+    return -1;
+  }
+
+  h->transport.version = 1; /* required before raft_uv_tcp_init */
+  rv = raft_uv_tcp_init(&h->transport, &h->loop);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "raft_uv_tcp_init: %s", raft_strerror(rv));
+    drainLoop(h);
+    free(h);
+    return rv;
+  }
+  h->inner_listen = h->transport.listen;
+  h->inner_connect = h->transport.connect;
+  h->transport.listen = listenNoDelay;
+  h->transport.connect = connectNoDelay;
+
+  rv = raft_uv_init(&h->io, &h->loop, config->dir, &h->transport);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "raft_uv_init(%s): %s", config->dir,
+             h->io.errmsg[0] ? h->io.errmsg : raft_strerror(rv));
+    raft_uv_tcp_close(&h->transport);
+    drainLoop(h);
+    free(h);
+    return rv;
+  }
+  raft_uv_set_auto_recovery(&h->io, false);
+  if (getenv("LIBRAFT_TRACE") == NULL) {
+    /* libraft formats every trace message into a static buffer even when
+     * tracing is disabled: costly, and racy with several nodes per process. */
+    raft_uv_set_tracer(&h->io, NULL);
+  }
+
+  rv = raft_init(&h->raft, &h->io, &h->fsm, config->id, config->address);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "raft_init: %s", raft_errmsg(&h->raft));
+    raft_uv_close(&h->io);
+    raft_uv_tcp_close(&h->transport);
+    drainLoop(h);
+    free(h);
+    return rv;
+  }
+  h->raft.data = h;
+  h->r = &h->raft;
+  if (getenv("LIBRAFT_TRACE") == NULL) {
+    h->raft.tracer = NULL;
+  }
+  raft_set_election_timeout(h->r, config->election_timeout_ms);
+  raft_set_heartbeat_timeout(h->r, config->heartbeat_ms);
+  raft_set_snapshot_threshold(h->r, config->snapshot_threshold);
+  raft_set_snapshot_trailing(h->r, config->snapshot_trailing);
+  raft_set_pre_vote(h->r, true);
+
+  if (config->bootstrap) {
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    for (i = 0; i < config->n_members && rv == 0; i++) {
+      const struct catga_raft_member *m = &config->members[i];
+      rv = raft_configuration_add(&conf, m->id, m->address,
+                                  roleToRaft(m->role));
+    }
+    if (rv == 0) {
+      rv = raft_bootstrap(h->r, &conf);
+      if (rv != 0) {
+        snprintf(errmsg, errmsg_len, "raft_bootstrap: %s",
+                 raft_errmsg(h->r)[0] ? raft_errmsg(h->r) : raft_strerror(rv));
+      }
+    } else {
+      snprintf(errmsg, errmsg_len, "configuration: %s", raft_strerror(rv));
+    }
+    raft_configuration_close(&conf);
+  }
+
+  if (rv == 0) {
+    rv = raft_start(h->r);
+    if (rv != 0) {
+      snprintf(errmsg, errmsg_len, "%s",
+               raft_errmsg(h->r)[0] ? raft_errmsg(h->r) : raft_strerror(rv));
+    }
+  }
+  if (rv == 0) {
+    rv = uv_async_init(&h->loop, &h->async, asyncCb);
+    if (rv == 0) {
+      h->async.data = h;
+      uv_check_init(&h->loop, &h->check);
+      h->check.data = h;
+      uv_check_start(&h->check, checkCb);
+    } else {
+      snprintf(errmsg, errmsg_len, "uv_async_init: %s", uv_strerror(rv));
+      rv = -1;
+    }
+  }
+  if (rv != 0) {
+    raft_close(h->r, openFailRaftCloseCb);
+    drainLoop(h);
+    free(h);
+    return rv;
+  }
+  *out = h;
+  return 0;
+}
+
+void catga_raft_run(catga_raft *h) { uv_run(&h->loop, UV_RUN_DEFAULT); }
+
+void catga_raft_wake(catga_raft *h) { uv_async_send(&h->async); }
+
+static void raftCloseCb(struct raft *r) {
+  catga_raft *h = r->data;
+  raft_uv_close(&h->io);
+  raft_uv_tcp_close(&h->transport);
+  if (h->cb.closed != NULL) {
+    h->cb.closed(h->cb.ctx);
+  }
+}
+
+void catga_raft_close(catga_raft *h) {
+  if (h->closing) {
+    return;
+  }
+  h->closing = true;
+  if (!h->node_mode) {
+    return;
+  }
+  uv_close((uv_handle_t *)&h->async, NULL);
+  uv_check_stop(&h->check);
+  uv_close((uv_handle_t *)&h->check, NULL);
+  raft_close(h->r, raftCloseCb);
+}
+
+int catga_raft_free(catga_raft *h) {
+  int rv = 0;
+  if (h == NULL) {
+    return 0;
+  }
+  if (h->node_mode) {
+    uv_run(&h->loop, UV_RUN_NOWAIT); /* finish anything left */
+    rv = uv_loop_close(&h->loop);
+  }
+  free(h);
+  return rv;
+}
+
+/* ---------------------------------------------------------------- attached */
+
+catga_raft *catga_raft_glue_new(const struct catga_raft_callbacks *callbacks) {
+  catga_raft *h = calloc(1, sizeof *h);
+  if (h == NULL) {
+    return NULL;
+  }
+  h->cb = *callbacks;
+  fsmInit(h);
+  return h;
+}
+
+void *catga_raft_glue_fsm(catga_raft *h) { return &h->fsm; }
+
+void catga_raft_glue_attach(catga_raft *h, void *raft) { h->r = raft; }
+
+/* ---------------------------------------------------------------- requests */
+
+struct applyReq {
+  struct raft_apply req;
+  catga_raft *h;
+  void *ctx;
+};
+
+static void applyCb(struct raft_apply *req, int status, void *result) {
+  struct applyReq *a = (struct applyReq *)req;
+  catga_raft *h = a->h;
+  void *ctx = a->ctx;
+  uint64_t index = req->index;
+  (void)result;
+  raft_free(a);
+  h->cb.apply_done(h->cb.ctx, ctx, index, status);
+}
+
+int catga_raft_apply(catga_raft *h, void *data, size_t len, void *req_ctx,
+                     uint64_t *index) {
+  struct applyReq *a;
+  struct raft_buffer buf;
+  int rv;
+  if (h->closing) {
+    raft_free(data);
+    return RAFT_SHUTDOWN;
+  }
+  a = raft_malloc(sizeof *a);
+  if (a == NULL) {
+    raft_free(data);
+    return RAFT_NOMEM;
+  }
+  memset(a, 0, sizeof *a);
+  a->h = h;
+  a->ctx = req_ctx;
+  buf.base = data;
+  buf.len = len;
+  rv = raft_apply(h->r, &a->req, &buf, 1, applyCb);
+  if (rv != 0) {
+    raft_free(a);
+    raft_free(data);
+    return rv;
+  }
+  *index = a->req.index;
+  return 0;
+}
+
+struct barrierReq {
+  struct raft_barrier req;
+  catga_raft *h;
+  void *ctx;
+};
+
+static void barrierCb(struct raft_barrier *req, int status) {
+  struct barrierReq *b = (struct barrierReq *)req;
+  catga_raft *h = b->h;
+  void *ctx = b->ctx;
+  uint64_t index = req->index;
+  raft_free(b);
+  h->cb.barrier_done(h->cb.ctx, ctx, index, status);
+}
+
+int catga_raft_barrier(catga_raft *h, void *req_ctx) {
+  struct barrierReq *b;
+  int rv;
+  if (h->closing) {
+    return RAFT_SHUTDOWN;
+  }
+  b = raft_malloc(sizeof *b);
+  if (b == NULL) {
+    return RAFT_NOMEM;
+  }
+  memset(b, 0, sizeof *b);
+  b->h = h;
+  b->ctx = req_ctx;
+  rv = raft_barrier(h->r, &b->req, barrierCb);
+  if (rv != 0) {
+    raft_free(b);
+  }
+  return rv;
+}
+
+struct changeReq {
+  struct raft_change req;
+  catga_raft *h;
+  void *ctx;
+};
+
+static void changeCb(struct raft_change *req, int status) {
+  struct changeReq *c = (struct changeReq *)req;
+  catga_raft *h = c->h;
+  void *ctx = c->ctx;
+  raft_free(c);
+  h->cb.change_done(h->cb.ctx, ctx, status);
+}
+
+static struct changeReq *changeNew(catga_raft *h, void *req_ctx) {
+  struct changeReq *c = raft_malloc(sizeof *c);
+  if (c != NULL) {
+    memset(c, 0, sizeof *c);
+    c->h = h;
+    c->ctx = req_ctx;
+  }
+  return c;
+}
+
+int catga_raft_add(catga_raft *h, uint64_t id, const char *address,
+                   void *req_ctx) {
+  struct changeReq *c;
+  int rv;
+  if (h->closing) {
+    return RAFT_SHUTDOWN;
+  }
+  if ((c = changeNew(h, req_ctx)) == NULL) {
+    return RAFT_NOMEM;
+  }
+  rv = raft_add(h->r, &c->req, id, address, changeCb);
+  if (rv != 0) {
+    raft_free(c);
+  }
+  return rv;
+}
+
+int catga_raft_assign(catga_raft *h, uint64_t id, int role, void *req_ctx) {
+  struct changeReq *c;
+  int rv;
+  if (h->closing) {
+    return RAFT_SHUTDOWN;
+  }
+  if ((c = changeNew(h, req_ctx)) == NULL) {
+    return RAFT_NOMEM;
+  }
+  rv = raft_assign(h->r, &c->req, id, roleToRaft(role), changeCb);
+  if (rv != 0) {
+    raft_free(c);
+  }
+  return rv;
+}
+
+int catga_raft_remove(catga_raft *h, uint64_t id, void *req_ctx) {
+  struct changeReq *c;
+  int rv;
+  if (h->closing) {
+    return RAFT_SHUTDOWN;
+  }
+  if ((c = changeNew(h, req_ctx)) == NULL) {
+    return RAFT_NOMEM;
+  }
+  rv = raft_remove(h->r, &c->req, id, changeCb);
+  if (rv != 0) {
+    raft_free(c);
+  }
+  return rv;
+}
+
+struct transferReq {
+  struct raft_transfer req;
+  catga_raft *h;
+  void *ctx;
+};
+
+static void transferCb(struct raft_transfer *req) {
+  struct transferReq *t = (struct transferReq *)req;
+  catga_raft *h = t->h;
+  void *ctx = t->ctx;
+  raft_free(t);
+  h->cb.transfer_done(h->cb.ctx, ctx);
+}
+
+int catga_raft_transfer(catga_raft *h, uint64_t id, void *req_ctx) {
+  struct transferReq *t;
+  int rv;
+  if (h->closing) {
+    return RAFT_SHUTDOWN;
+  }
+  t = raft_malloc(sizeof *t);
+  if (t == NULL) {
+    return RAFT_NOMEM;
+  }
+  memset(t, 0, sizeof *t);
+  t->h = h;
+  t->ctx = req_ctx;
+  rv = raft_transfer(h->r, &t->req, id, transferCb);
+  if (rv != 0) {
+    raft_free(t);
+  }
+  return rv;
+}
+
+/* ---------------------------------------------------------------- info */
+
+void catga_raft_get_info(catga_raft *h, struct catga_raft_info *info) {
+  struct raft *r = h->r;
+  raft_id leader_id = 0;
+  const char *leader_address = NULL;
+  memset(info, 0, sizeof *info);
+  info->leader_address = "";
+  if (r == NULL) {
+    return;
+  }
+  switch (raft_state(r)) {
+    case RAFT_FOLLOWER:
+      info->state = CATGA_STATE_FOLLOWER;
+      break;
+    case RAFT_CANDIDATE:
+      info->state = CATGA_STATE_CANDIDATE;
+      break;
+    case RAFT_LEADER:
+      info->state = CATGA_STATE_LEADER;
+      break;
+    default:
+      info->state = CATGA_STATE_UNAVAILABLE;
+      break;
+  }
+  info->term = raft_current_term(r);
+  raft_leader(r, &leader_id, &leader_address);
+  info->leader_id = leader_id;
+  if (leader_address != NULL) {
+    info->leader_address = leader_address;
+  }
+  info->commit_index = raft_commit_index(r);
+  info->applied_index = raft_last_applied(r);
+  info->last_index = raft_last_index(r);
+  info->snapshot_index = r->trail.snapshot.index;
+  info->config_committed_index = r->configuration_committed_index;
+  info->config_uncommitted_index = r->configuration_uncommitted_index;
+}
+
+unsigned catga_raft_n_members(catga_raft *h) {
+  return h->r != NULL ? h->r->configuration.n : 0;
+}
+
+void catga_raft_get_member(catga_raft *h, unsigned i, struct catga_raft_member *m) {
+  const struct raft_server *s = &h->r->configuration.servers[i];
+  m->id = s->id;
+  m->address = s->address;
+  m->role = roleFromRaft(s->role);
+}
+
+uint64_t catga_raft_term(catga_raft *h) {
+  return h->r != NULL ? raft_current_term(h->r) : 0;
+}
+
+const char *catga_raft_errmsg(catga_raft *h) {
+  return h->r != NULL ? raft_errmsg(h->r) : "";
+}
+
+const char *catga_raft_strerror(int code) { return raft_strerror(code); }

@@ -1,0 +1,179 @@
+/* src/cluster/raft_c.h — the only door to libraft.
+ *
+ * raft.h does not compile as C++, so every libraft (and raft/uv.h) call lives
+ * in raft_c.c, compiled as C. This header is plain C with extern "C" guards:
+ * an opaque handle, a typed callback table and small request functions.
+ *
+ * Threading: nothing here is thread-safe except catga_raft_wake(). Everything
+ * else, and every callback, runs on the thread that runs the handle's loop
+ * (catga_raft_run), or — before that thread starts and after it ended — on
+ * the thread that owns the handle.
+ *
+ * Two modes share the same FSM glue and request plumbing:
+ *   - node mode (catga_raft_open): owns a libuv loop, the raft_uv I/O, the TCP
+ *     transport (wrapped so every connection gets TCP_NODELAY) and the raft;
+ *   - attached mode (catga_raft_glue_new + catga_raft_glue_attach): wraps a
+ *     raft instance created by someone else, e.g. libraft's raft/fixture.h in
+ *     deterministic tests. */
+#ifndef CATGA_SRC_CLUSTER_RAFT_C_H
+#define CATGA_SRC_CLUSTER_RAFT_C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct catga_raft catga_raft;
+
+/* libraft status codes the C++ side needs to distinguish (same values as
+ * raft.h; raft_c.c checks that at compile time). */
+enum {
+  CATGA_RAFT_OK = 0,
+  CATGA_RAFT_NOMEM = 1,
+  CATGA_RAFT_BADID = 2,
+  CATGA_RAFT_DUPLICATEID = 3,
+  CATGA_RAFT_DUPLICATEADDRESS = 4,
+  CATGA_RAFT_BADROLE = 5,
+  CATGA_RAFT_MALFORMED = 6,
+  CATGA_RAFT_NOTLEADER = 7,
+  CATGA_RAFT_LEADERSHIPLOST = 8,
+  CATGA_RAFT_SHUTDOWN = 9,
+  CATGA_RAFT_CANTBOOTSTRAP = 10,
+  CATGA_RAFT_CANTCHANGE = 11,
+  CATGA_RAFT_CORRUPT = 12,
+  CATGA_RAFT_CANCELED = 13,
+  CATGA_RAFT_NAMETOOLONG = 14,
+  CATGA_RAFT_TOOBIG = 15,
+  CATGA_RAFT_NOCONNECTION = 16,
+  CATGA_RAFT_BUSY = 17,
+  CATGA_RAFT_IOERR = 18,
+  CATGA_RAFT_NOTFOUND = 19,
+  CATGA_RAFT_INVALID = 20,
+};
+
+/* Roles (catga values, mapped to libraft's in raft_c.c). */
+enum { CATGA_ROLE_VOTER = 0, CATGA_ROLE_STANDBY = 1, CATGA_ROLE_SPARE = 2 };
+/* States. */
+enum {
+  CATGA_STATE_UNAVAILABLE = 0,
+  CATGA_STATE_FOLLOWER = 1,
+  CATGA_STATE_CANDIDATE = 2,
+  CATGA_STATE_LEADER = 3,
+};
+
+struct catga_raft_callbacks {
+  void *ctx; /* passed back to every callback */
+
+  /* FSM: a committed RAFT_COMMAND entry at `index`. Return 0. Non-zero stalls
+   * the node on purpose (libraft retries the same entry and applies nothing
+   * after it). */
+  int (*apply)(void *ctx, uint64_t index, const void *data, size_t len);
+  /* FSM: the whole state; *data must come from catga_raft_malloc (libraft
+   * frees it). Return 0 or a CATGA_RAFT_* error. */
+  int (*snapshot)(void *ctx, void **data, size_t *len);
+  /* FSM: replace the whole state. Return 0 or non-zero on failure. */
+  int (*restore)(void *ctx, const void *data, size_t len);
+
+  /* Request completions (see catga_raft_apply & co). */
+  void (*apply_done)(void *ctx, void *req_ctx, uint64_t index, int status);
+  void (*barrier_done)(void *ctx, void *req_ctx, uint64_t index, int status);
+  void (*change_done)(void *ctx, void *req_ctx, int status);
+  void (*transfer_done)(void *ctx, void *req_ctx);
+
+  /* Node mode only. */
+  void (*wake)(void *ctx);   /* catga_raft_wake() was called (coalesced) */
+  void (*after_io)(void *ctx); /* after each loop iteration that did I/O */
+  void (*closed)(void *ctx); /* catga_raft_close() finished; loop will end */
+};
+
+struct catga_raft_member {
+  uint64_t id;
+  const char *address;
+  int role; /* CATGA_ROLE_* */
+};
+
+struct catga_raft_config {
+  uint64_t id;
+  const char *address;
+  const char *dir;
+  unsigned election_timeout_ms;
+  unsigned heartbeat_ms;
+  unsigned snapshot_threshold;
+  unsigned snapshot_trailing;
+  int bootstrap; /* non-zero: bootstrap `members` (fresh data directory) */
+  const struct catga_raft_member *members;
+  unsigned n_members;
+};
+
+/* Node mode. On failure returns a CATGA_RAFT_* code (or -1 for a libuv
+ * error), fills errmsg and leaves *out NULL (everything already released). */
+int catga_raft_open(const struct catga_raft_config *config,
+                    const struct catga_raft_callbacks *callbacks,
+                    catga_raft **out, char *errmsg, size_t errmsg_len);
+/* Runs the loop until catga_raft_close() has completed. */
+void catga_raft_run(catga_raft *h);
+/* Any thread. Wakes the loop; the `wake` callback runs there (coalesced).
+ * Must not be called once catga_raft_close() was called. */
+void catga_raft_wake(catga_raft *h);
+/* Loop thread: starts closing raft, I/O, transport and handles. Pending
+ * requests complete (LEADERSHIPLOST) synchronously inside this call. */
+void catga_raft_close(catga_raft *h);
+/* After catga_raft_run returned (or in attached mode): releases memory.
+ * Returns the uv_loop_close result (0 = clean) in node mode, 0 otherwise. */
+int catga_raft_free(catga_raft *h);
+
+/* Attached mode (tests): glue without a loop. */
+catga_raft *catga_raft_glue_new(const struct catga_raft_callbacks *callbacks);
+/* The struct raft_fsm * to hand to libraft (e.g. raft_fixture_grow). */
+void *catga_raft_glue_fsm(catga_raft *h);
+/* The struct raft * created with that fsm. */
+void catga_raft_glue_attach(catga_raft *h, void *raft);
+
+/* Memory for libraft buffers. */
+void *catga_raft_malloc(size_t size);
+void catga_raft_free_buffer(void *p);
+
+/* Requests. Each returns 0 (the matching *_done callback fires exactly once,
+ * possibly synchronously during a later call) or an error code (no callback).
+ * `data` (raft_malloc'd, length a multiple of 8) is owned by libraft after a
+ * successful call and freed by us on failure. `*index` receives the entry
+ * index. */
+int catga_raft_apply(catga_raft *h, void *data, size_t len, void *req_ctx,
+                     uint64_t *index);
+int catga_raft_barrier(catga_raft *h, void *req_ctx);
+int catga_raft_add(catga_raft *h, uint64_t id, const char *address,
+                   void *req_ctx);
+int catga_raft_assign(catga_raft *h, uint64_t id, int role, void *req_ctx);
+int catga_raft_remove(catga_raft *h, uint64_t id, void *req_ctx);
+int catga_raft_transfer(catga_raft *h, uint64_t id, void *req_ctx);
+
+/* Observation. */
+struct catga_raft_info {
+  int state; /* CATGA_STATE_* */
+  uint64_t term;
+  uint64_t leader_id;
+  const char *leader_address; /* valid until the next loop step; "" if none */
+  uint64_t commit_index;
+  uint64_t applied_index;
+  uint64_t last_index;
+  uint64_t snapshot_index;
+  uint64_t config_committed_index;   /* with the next: changes whenever */
+  uint64_t config_uncommitted_index; /* the configuration changes */
+};
+void catga_raft_get_info(catga_raft *h, struct catga_raft_info *info);
+/* Members of the current configuration (committed or not). */
+unsigned catga_raft_n_members(catga_raft *h);
+void catga_raft_get_member(catga_raft *h, unsigned i, struct catga_raft_member *m);
+/* Current term (0 before start). */
+uint64_t catga_raft_term(catga_raft *h);
+/* Last libraft error message of this instance. */
+const char *catga_raft_errmsg(catga_raft *h);
+const char *catga_raft_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CATGA_SRC_CLUSTER_RAFT_C_H */

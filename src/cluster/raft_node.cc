@@ -1,0 +1,838 @@
+#include "cluster/raft_node.hpp"
+
+#include <pthread.h>
+
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <system_error>
+
+#include <spdlog/spdlog.h>
+
+#include "cluster/entry_format.hpp"
+#include "cluster/raft_c.h"
+
+namespace catga::internal {
+
+namespace fs = std::filesystem;
+
+struct RaftNode::InFlight {
+  std::uint64_t index = 0;
+  std::uint64_t term = 0;
+  std::vector<Completion> completions;
+  std::vector<std::string> results;
+};
+
+struct RaftNode::BarrierBatch {
+  bool readiness = false;  // the barrier a new leader commits before it is ready
+  std::uint64_t term = 0;
+  std::vector<IndexCompletion> waiters;
+};
+
+struct RaftNode::ChangeOp {
+  enum Kind { add, assign, remove, transfer } kind;
+  Member member;  // id / address / role as relevant
+  bool assign_after_add = false;
+  VoidCompletion done;
+};
+
+namespace {
+
+NodeRole role_of(int state) {
+  switch (state) {
+    case CATGA_STATE_FOLLOWER: return NodeRole::follower;
+    case CATGA_STATE_CANDIDATE: return NodeRole::candidate;
+    case CATGA_STATE_LEADER: return NodeRole::leader;
+    default: return NodeRole::unavailable;
+  }
+}
+
+int c_role(MemberRole role) {
+  switch (role) {
+    case MemberRole::standby: return CATGA_ROLE_STANDBY;
+    case MemberRole::spare: return CATGA_ROLE_SPARE;
+    default: return CATGA_ROLE_VOTER;
+  }
+}
+
+MemberRole member_role(int role) {
+  switch (role) {
+    case CATGA_ROLE_STANDBY: return MemberRole::standby;
+    case CATGA_ROLE_SPARE: return MemberRole::spare;
+    default: return MemberRole::voter;
+  }
+}
+
+std::int64_t unix_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Error node_stopped() { return Error(Code::unavailable, "node stopped"); }
+Error outcome_unknown() { return Error(Code::deadline_exceeded, "leadership lost; outcome unknown"); }
+
+catga_raft_callbacks make_callbacks(void* self, decltype(catga_raft_callbacks::apply) apply,
+                                    decltype(catga_raft_callbacks::snapshot) snapshot,
+                                    decltype(catga_raft_callbacks::restore) restore,
+                                    decltype(catga_raft_callbacks::apply_done) apply_done,
+                                    decltype(catga_raft_callbacks::barrier_done) barrier_done,
+                                    decltype(catga_raft_callbacks::change_done) change_done,
+                                    decltype(catga_raft_callbacks::transfer_done) transfer_done,
+                                    decltype(catga_raft_callbacks::wake) wake,
+                                    decltype(catga_raft_callbacks::after_io) after_io,
+                                    decltype(catga_raft_callbacks::closed) closed) {
+  catga_raft_callbacks cb{};
+  cb.ctx = self;
+  cb.apply = apply;
+  cb.snapshot = snapshot;
+  cb.restore = restore;
+  cb.apply_done = apply_done;
+  cb.barrier_done = barrier_done;
+  cb.change_done = change_done;
+  cb.transfer_done = transfer_done;
+  cb.wake = wake;
+  cb.after_io = after_io;
+  cb.closed = closed;
+  return cb;
+}
+
+// Checks that data_dir exists (creating it) and is writable; reports whether it is empty.
+Result<bool> prepare_data_dir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    return Error(Code::invalid_argument, "data_dir: cannot create " + dir.string() + ": " + ec.message());
+  }
+  if (!fs::is_directory(dir, ec)) {
+    return Error(Code::invalid_argument, "data_dir: " + dir.string() + " is not a directory");
+  }
+  const fs::path probe = dir / ".catga-write-probe";
+  {
+    std::ofstream out(probe, std::ios::binary | std::ios::trunc);
+    out << "probe";
+    out.flush();
+    if (!out) {
+      return Error(Code::invalid_argument, "data_dir: " + dir.string() + " is not writable");
+    }
+  }
+  fs::remove(probe, ec);
+  bool empty = fs::directory_iterator(dir, ec) == fs::directory_iterator();
+  if (ec) return Error(Code::invalid_argument, "data_dir: cannot list " + dir.string() + ": " + ec.message());
+  return empty;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ lifecycle
+
+RaftNode::RaftNode(const ClusterOptions& options, RecordStateMachine& machine, RaftNodeCallbacks callbacks)
+    : options_(options), machine_(machine), callbacks_(std::move(callbacks)) {
+  status_.id = options_.node_id;
+  for (const Member& m : options_.members) {
+    if (m.id == options_.node_id) status_.address = m.address;
+  }
+}
+
+Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options, RecordStateMachine& machine,
+                                                  RaftNodeCallbacks callbacks) {
+  if (auto v = options.validate(); !v) return v.error();
+  auto fresh = prepare_data_dir(options.data_dir);
+  if (!fresh) return fresh.error();
+
+  std::unique_ptr<RaftNode> node(new RaftNode(options, machine, std::move(callbacks)));
+  node->node_mode_ = true;
+
+  std::vector<catga_raft_member> members;
+  for (const Member& m : options.members) members.push_back({m.id, m.address.c_str(), c_role(m.role)});
+  const std::string dir = options.data_dir.string();
+  catga_raft_config config{};
+  config.id = options.node_id;
+  config.address = node->status_.address.c_str();
+  config.dir = dir.c_str();
+  config.election_timeout_ms = static_cast<unsigned>(options.election_timeout.count());
+  config.heartbeat_ms = static_cast<unsigned>(options.heartbeat_interval.count());
+  config.snapshot_threshold = static_cast<unsigned>(options.snapshot_threshold);
+  config.snapshot_trailing = static_cast<unsigned>(options.snapshot_trailing);
+  config.bootstrap = *fresh ? 1 : 0;
+  config.members = members.data();
+  config.n_members = static_cast<unsigned>(members.size());
+
+  auto cb = make_callbacks(node.get(), &c_apply, &c_snapshot, &c_restore, &c_apply_done, &c_barrier_done,
+                           &c_change_done, &c_transfer_done, &c_wake, &c_after_io, &c_closed);
+  char errmsg[512] = {0};
+  int rv = catga_raft_open(&config, &cb, &node->raft_, errmsg, sizeof errmsg);
+  if (rv != 0) {
+    std::string why = errmsg;
+    if (node->failed_) why = node->failure_ + (why.empty() ? "" : " (" + why + ")");
+    const Code code = (rv == CATGA_RAFT_CORRUPT || rv == CATGA_RAFT_MALFORMED) ? Code::data_loss
+                                                                               : Code::failed_precondition;
+    spdlog::error("raft node {}: cannot start in {}: {}", options.node_id, dir, why);
+    node->node_mode_ = false;  // nothing to close
+    return Error(code, "cannot start Raft node " + std::to_string(options.node_id) + " in " + dir + ": " + why);
+  }
+
+  // The stored configuration must contain this node with the same address.
+  const unsigned n = catga_raft_n_members(node->raft_);
+  std::string stored;
+  const catga_raft_member* self = nullptr;
+  catga_raft_member self_copy{};
+  for (unsigned i = 0; i < n; ++i) {
+    catga_raft_member m{};
+    catga_raft_get_member(node->raft_, i, &m);
+    stored += (stored.empty() ? "" : ", ") + std::to_string(m.id) + "@" + m.address;
+    if (m.id == options.node_id) {
+      self_copy = m;
+      self = &self_copy;
+    }
+  }
+  if (self == nullptr || std::string(self->address) != node->status_.address) {
+    std::string why = self == nullptr
+                          ? "node " + std::to_string(options.node_id) + " is not in the stored configuration"
+                          : "node " + std::to_string(options.node_id) + " has address " + self->address +
+                                " in the stored configuration, but the options say " + node->status_.address;
+    why += " of " + dir + " (stored members: " + stored + ")";
+    spdlog::error("raft node {}: {}", options.node_id, why);
+    node->request_stop_and_join();
+    return Error(Code::failed_precondition, why);
+  }
+
+  node->loop_thread_ = std::thread([raw = node.get()] {
+    const std::string name = "catga-raft-" + std::to_string(raw->options_.node_id);
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+    catga_raft_run(raw->raft_);
+  });
+  spdlog::info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
+               *fresh ? "bootstrapped" : "loaded from disk");
+  return node;
+}
+
+std::unique_ptr<RaftNode> RaftNode::create_attached_for_test(const ClusterOptions& options,
+                                                             RecordStateMachine& machine,
+                                                             RaftNodeCallbacks callbacks) {
+  std::unique_ptr<RaftNode> node(new RaftNode(options, machine, std::move(callbacks)));
+  auto cb = make_callbacks(node.get(), &c_apply, &c_snapshot, &c_restore, &c_apply_done, &c_barrier_done,
+                           &c_change_done, &c_transfer_done, nullptr, nullptr, nullptr);
+  node->raft_ = catga_raft_glue_new(&cb);
+  return node;
+}
+
+void* RaftNode::fsm_for_test() { return catga_raft_glue_fsm(raft_); }
+void RaftNode::attach_for_test(void* raft) { catga_raft_glue_attach(raft_, raft); }
+void RaftNode::poll_for_test() {
+  drain_inbound();
+  on_after_io();
+}
+
+RaftNode::~RaftNode() { request_stop_and_join(); }
+
+void RaftNode::request_stop_and_join() {
+  if (raft_ == nullptr) return;
+  if (node_mode_ && loop_thread_.joinable()) {
+    {
+      std::lock_guard lock(inbound_mu_);
+      stop_requested_ = true;
+      wake_locked();
+    }
+    loop_thread_.join();
+  } else if (node_mode_) {
+    // Thread never started (start() failed late): stop on this thread.
+    {
+      std::lock_guard lock(inbound_mu_);
+      stop_requested_ = true;
+    }
+    stop_on_loop();
+    catga_raft_run(raft_);
+  } else {
+    // Attached mode: the fixture owns raft; just fail what is left.
+    {
+      std::lock_guard lock(inbound_mu_);
+      stop_requested_ = true;
+    }
+    stopping_ = true;
+    stop_on_loop();
+  }
+  const int rc = catga_raft_free(raft_);
+  raft_ = nullptr;
+  if (rc != 0) spdlog::error("raft node {}: loop did not close cleanly ({})", options_.node_id, rc);
+  // Anything still queued (possible only after the loop ended) fails now.
+  std::vector<Proposal> proposals;
+  std::vector<IndexCompletion> barriers;
+  std::vector<detail::UniqueFunction<void()>> tasks;
+  {
+    std::lock_guard lock(inbound_mu_);
+    loop_gone_ = true;
+    proposals.swap(inbound_proposals_);
+    barriers.swap(inbound_barriers_);
+    tasks.swap(inbound_tasks_);
+  }
+  for (auto& p : proposals) p.done(node_stopped());
+  for (auto& b : barriers) b(node_stopped());
+  for (auto& t : tasks) t();
+}
+
+// ------------------------------------------------------------------ any thread
+
+void RaftNode::wake_locked() {
+  if (wake_pending_ || loop_gone_) return;
+  wake_pending_ = true;
+  if (node_mode_ && raft_ != nullptr) catga_raft_wake(raft_);
+}
+
+void RaftNode::propose(std::string record, Completion done) {
+  {
+    std::lock_guard lock(inbound_mu_);
+    if (!loop_gone_) {
+      inbound_proposals_.push_back({std::move(record), std::move(done)});
+      wake_locked();
+      return;
+    }
+  }
+  done(node_stopped());
+}
+
+void RaftNode::barrier(IndexCompletion done) {
+  {
+    std::lock_guard lock(inbound_mu_);
+    if (!loop_gone_) {
+      inbound_barriers_.push_back(std::move(done));
+      wake_locked();
+      return;
+    }
+  }
+  done(node_stopped());
+}
+
+bool RaftNode::enqueue_task(detail::UniqueFunction<void()>& f) {
+  std::lock_guard lock(inbound_mu_);
+  if (loop_gone_) return false;
+  inbound_tasks_.push_back(std::move(f));
+  wake_locked();
+  return true;
+}
+
+void RaftNode::post(detail::UniqueFunction<void()> f) {
+  if (!enqueue_task(f)) f();
+}
+
+NodeStatus RaftNode::status() const {
+  std::lock_guard lock(status_mu_);
+  return status_;
+}
+
+void RaftNode::add_member(Member member, VoidCompletion done) {
+  auto op = std::make_unique<ChangeOp>();
+  op->kind = ChangeOp::add;
+  op->member = std::move(member);
+  op->assign_after_add = op->member.role != MemberRole::spare;
+  op->done = std::move(done);
+  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
+}
+
+void RaftNode::assign_role(std::uint64_t id, MemberRole role, VoidCompletion done) {
+  auto op = std::make_unique<ChangeOp>();
+  op->kind = ChangeOp::assign;
+  op->member.id = id;
+  op->member.role = role;
+  op->done = std::move(done);
+  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
+}
+
+void RaftNode::remove_member(std::uint64_t id, VoidCompletion done) {
+  auto op = std::make_unique<ChangeOp>();
+  op->kind = ChangeOp::remove;
+  op->member.id = id;
+  op->done = std::move(done);
+  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
+}
+
+void RaftNode::transfer_leadership(std::uint64_t to, VoidCompletion done) {
+  auto op = std::make_unique<ChangeOp>();
+  op->kind = ChangeOp::transfer;
+  op->member.id = to;
+  op->done = std::move(done);
+  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
+}
+
+// ------------------------------------------------------------------ loop thread
+
+void RaftNode::on_wake() {
+  bool stop = false;
+  {
+    std::lock_guard lock(inbound_mu_);
+    stop = stop_requested_;
+  }
+  drain_inbound();
+  if (stop) {
+    stop_on_loop();
+    return;
+  }
+  observe();
+  pump();
+  issue_barriers();
+}
+
+void RaftNode::on_after_io() {
+  if (stopping_) return;
+  observe();
+  pump();
+  issue_barriers();
+}
+
+void RaftNode::drain_inbound() {
+  std::vector<Proposal> proposals;
+  std::vector<IndexCompletion> barriers;
+  std::vector<detail::UniqueFunction<void()>> tasks;
+  {
+    std::lock_guard lock(inbound_mu_);
+    wake_pending_ = false;
+    proposals.swap(inbound_proposals_);
+    barriers.swap(inbound_barriers_);
+    tasks.swap(inbound_tasks_);
+  }
+  for (auto& p : proposals) pending_.push_back(std::move(p));
+  for (auto& b : barriers) barrier_waiting_.push_back(std::move(b));
+  for (auto& t : tasks) t();
+}
+
+Error RaftNode::not_leader_error() const {
+  std::lock_guard lock(status_mu_);
+  if (status_.leader_id == 0 || status_.leader_id == options_.node_id) {
+    return Error(Code::unavailable, "not the leader; no leader known");
+  }
+  return Error(Code::unavailable, "not the leader; leader is " + std::to_string(status_.leader_id) + " at " +
+                                      status_.leader_address);
+}
+
+void RaftNode::observe() {
+  if (raft_ == nullptr) return;
+  catga_raft_info info{};
+  catga_raft_get_info(raft_, &info);
+  const bool role_changed = info.state != last_state_;
+  const bool term_changed = info.term != last_term_;
+  const bool leader_changed = info.leader_id != last_leader_id_;
+  const bool config_changed = info.config_committed_index != last_config_committed_ ||
+                              info.config_uncommitted_index != last_config_uncommitted_;
+  const NodeRole role = role_of(info.state);
+  const bool was_leader = last_state_ == CATGA_STATE_LEADER;
+  const bool first = last_state_ == -1;
+  last_state_ = info.state;
+  last_term_ = info.term;
+  last_leader_id_ = info.leader_id;
+  last_config_committed_ = info.config_committed_index;
+  last_config_uncommitted_ = info.config_uncommitted_index;
+
+  if ((role_changed || term_changed) && (role != NodeRole::leader || term_changed)) ready_ = false;
+  if (role == NodeRole::leader && !ready_ && ready_barrier_term_ != info.term && !stopping_ && !failed_) {
+    // A new leader commits a barrier of its own term before it reports ready.
+    auto batch = std::make_unique<BarrierBatch>();
+    batch->readiness = true;
+    batch->term = info.term;
+    if (catga_raft_barrier(raft_, batch.get()) == 0) {
+      ready_barrier_term_ = info.term;
+      barriers_out_.push_back(std::move(batch));
+    }
+  }
+
+  {
+    std::lock_guard lock(status_mu_);
+    status_.role = role;
+    status_.term = info.term;
+    status_.leader_id = info.leader_id;
+    if (leader_changed) status_.leader_address = info.leader_address;
+    status_.commit_index = info.commit_index;
+    status_.applied_index = info.applied_index;
+    status_.last_snapshot_index = info.snapshot_index;
+    status_.ready = ready_ && role == NodeRole::leader && !failed_;
+    if (config_changed || role_changed) {
+      status_.members.clear();
+      const unsigned n = catga_raft_n_members(raft_);
+      for (unsigned i = 0; i < n; ++i) {
+        catga_raft_member m{};
+        catga_raft_get_member(raft_, i, &m);
+        status_.members.push_back(MemberStatus{Member{m.id, m.address, member_role(m.role)}, std::nullopt});
+      }
+    }
+    status_.failure = failure_;
+  }
+
+  if (role_changed || (term_changed && role == NodeRole::leader)) {
+    if (first) {
+      spdlog::info("raft node {}: {} in term {}", options_.node_id, to_string(role), info.term);
+    } else if (role == NodeRole::leader) {
+      spdlog::info("raft node {}: became leader in term {}", options_.node_id, info.term);
+    } else if (was_leader) {
+      spdlog::info("raft node {}: lost leadership in term {} (now {})", options_.node_id, info.term,
+                   to_string(role));
+    }
+    if (callbacks_.on_role_changed) callbacks_.on_role_changed(role, info.term);
+  }
+  if (leader_changed && callbacks_.on_leader_changed) {
+    callbacks_.on_leader_changed(info.leader_id, std::string(info.leader_address));
+  }
+}
+
+void RaftNode::pump() {
+  if (pending_.empty()) return;
+  if (stopping_) {
+    while (!pending_.empty()) {
+      auto p = std::move(pending_.front());
+      pending_.pop_front();
+      p.done(node_stopped());
+    }
+    return;
+  }
+  if (failed_) {
+    while (!pending_.empty()) {
+      auto p = std::move(pending_.front());
+      pending_.pop_front();
+      p.done(Error(Code::internal, "node stopped itself: " + failure_));
+    }
+    return;
+  }
+  if (last_state_ != CATGA_STATE_LEADER) {
+    const Error e = not_leader_error();
+    while (!pending_.empty()) {
+      auto p = std::move(pending_.front());
+      pending_.pop_front();
+      p.done(e);
+    }
+    return;
+  }
+  const std::size_t max_bytes = options_.max_entry_bytes;
+  while (!pending_.empty() && in_flight_.size() < options_.max_entries_in_flight) {
+    std::size_t count = 0;
+    std::size_t bytes = 0;
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+      const std::size_t s = it->record.size();
+      if (record_batch_size(count + 1, bytes + s) > max_bytes) break;
+      ++count;
+      bytes += s;
+      if (count == 0xffffffffu) break;
+    }
+    if (count == 0) {
+      // The first record alone does not fit.
+      auto p = std::move(pending_.front());
+      pending_.pop_front();
+      p.done(Error(Code::invalid_argument, "record of " + std::to_string(p.record.size()) +
+                                               " bytes exceeds max_entry_bytes (" + std::to_string(max_bytes) +
+                                               ")"));
+      continue;
+    }
+    const std::size_t size = record_batch_size(count, bytes);
+    auto flight = std::make_unique<InFlight>();
+    flight->term = last_term_;
+    flight->completions.reserve(count);
+    char* buf = static_cast<char*>(catga_raft_malloc(size));
+    if (buf == nullptr) {
+      for (std::size_t i = 0; i < count; ++i) {
+        auto p = std::move(pending_.front());
+        pending_.pop_front();
+        p.done(Error(Code::resource_exhausted, "out of memory"));
+      }
+      continue;
+    }
+    RecordBatchWriter writer(buf, size, EntryHeader{last_term_, unix_now_ns()}, static_cast<std::uint32_t>(count));
+    for (std::size_t i = 0; i < count; ++i) {
+      writer.add(pending_.front().record);
+      flight->completions.push_back(std::move(pending_.front().done));
+      pending_.pop_front();
+    }
+    writer.finish();
+    std::uint64_t index = 0;
+    const int rv = catga_raft_apply(raft_, buf, size, flight.get(), &index);
+    if (rv != 0) {
+      Error e = rv == CATGA_RAFT_NOTLEADER ? not_leader_error()
+                : rv == CATGA_RAFT_SHUTDOWN ? node_stopped()
+                : failed_ ? Error(Code::internal, "node stopped itself: " + failure_)
+                          : Error(Code::unavailable, std::string("raft_apply: ") + catga_raft_strerror(rv));
+      for (auto& c : flight->completions) c(e);
+      continue;
+    }
+    flight->index = index;
+    in_flight_.emplace(index, std::move(flight));
+  }
+}
+
+void RaftNode::issue_barriers() {
+  if (barrier_waiting_.empty()) return;
+  if (stopping_ || failed_ || last_state_ != CATGA_STATE_LEADER) {
+    const Error e = stopping_ ? node_stopped()
+                    : failed_ ? Error(Code::internal, "node stopped itself: " + failure_)
+                              : not_leader_error();
+    auto waiters = std::move(barrier_waiting_);
+    barrier_waiting_.clear();
+    for (auto& w : waiters) w(e);
+    return;
+  }
+  auto batch = std::make_unique<BarrierBatch>();
+  batch->term = last_term_;
+  batch->waiters = std::move(barrier_waiting_);
+  barrier_waiting_.clear();
+  const int rv = catga_raft_barrier(raft_, batch.get());
+  if (rv != 0) {
+    const Error e = rv == CATGA_RAFT_NOTLEADER ? not_leader_error()
+                                               : Error(Code::unavailable, std::string("raft_barrier: ") +
+                                                                              catga_raft_strerror(rv));
+    for (auto& w : batch->waiters) w(e);
+    return;
+  }
+  barriers_out_.push_back(std::move(batch));
+}
+
+void RaftNode::stop_on_loop() {
+  if (raft_ == nullptr) return;
+  stopping_ = true;
+  {
+    std::lock_guard lock(inbound_mu_);
+    loop_gone_ = true;  // no more wakes: the async handle closes now
+  }
+  drain_inbound();
+  pump();
+  issue_barriers();
+  if (change_busy_) {
+    // The change callback (if any) still fires during close below.
+  }
+  catga_raft_close(raft_);  // in-flight requests complete synchronously here
+  // Anything libraft did not complete (attached mode) fails now.
+  auto flights = std::move(in_flight_);
+  in_flight_.clear();
+  for (auto& [index, f] : flights) {
+    for (auto& c : f->completions) c(outcome_unknown());
+  }
+  auto outs = std::move(barriers_out_);
+  barriers_out_.clear();
+  for (auto& b : outs) {
+    for (auto& w : b->waiters) w(node_stopped());
+  }
+}
+
+void RaftNode::fail_node(const std::string& why) {
+  if (failed_) return;
+  failed_ = true;
+  failure_ = why;
+  spdlog::critical("raft node {}: stopping itself: {}", options_.node_id, why);
+  std::lock_guard lock(status_mu_);
+  status_.failure = why;
+  status_.ready = false;
+}
+
+// ------------------------------------------------------------------ membership
+
+Error RaftNode::change_error(int status) const {
+  switch (status) {
+    case CATGA_RAFT_NOTLEADER: return not_leader_error();
+    case CATGA_RAFT_LEADERSHIPLOST: return outcome_unknown();
+    case CATGA_RAFT_SHUTDOWN:
+    case CATGA_RAFT_CANCELED: return node_stopped();
+    case CATGA_RAFT_DUPLICATEID: return Error(Code::already_exists, "a member with this id already exists");
+    case CATGA_RAFT_DUPLICATEADDRESS:
+      return Error(Code::already_exists, "a member with this address already exists");
+    case CATGA_RAFT_BADID:
+    case CATGA_RAFT_NOTFOUND: return Error(Code::not_found, "no such member");
+    case CATGA_RAFT_BADROLE: return Error(Code::invalid_argument, "the member already has this role");
+    case CATGA_RAFT_CANTCHANGE:
+    case CATGA_RAFT_BUSY:
+      return Error(Code::failed_precondition, "another configuration change is in progress");
+    case CATGA_RAFT_NOCONNECTION: return Error(Code::unavailable, "catch-up of the new member failed");
+    default:
+      return Error(Code::internal, std::string(catga_raft_strerror(status)) + ": " + catga_raft_errmsg(raft_));
+  }
+}
+
+void RaftNode::start_change(ChangeOp* raw) {
+  std::unique_ptr<ChangeOp> op(raw);
+  if (stopping_) return op->done(node_stopped());
+  if (failed_) return op->done(Error(Code::internal, "node stopped itself: " + failure_));
+  if (change_busy_) {
+    return op->done(Error(Code::failed_precondition, "another configuration change is in progress"));
+  }
+  if (last_state_ != CATGA_STATE_LEADER) return op->done(not_leader_error());
+  int rv = 0;
+  switch (op->kind) {
+    case ChangeOp::add:
+      rv = catga_raft_add(raft_, op->member.id, op->member.address.c_str(), op.get());
+      break;
+    case ChangeOp::assign:
+      rv = catga_raft_assign(raft_, op->member.id, c_role(op->member.role), op.get());
+      break;
+    case ChangeOp::remove:
+      rv = catga_raft_remove(raft_, op->member.id, op.get());
+      break;
+    case ChangeOp::transfer:
+      rv = catga_raft_transfer(raft_, op->member.id, op.get());
+      break;
+  }
+  if (rv != 0) return op->done(change_error(rv));
+  change_busy_ = true;
+  op.release();
+}
+
+// ------------------------------------------------------------------ C callbacks
+
+int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::size_t len) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  if (self->failed_) return CATGA_RAFT_MALFORMED;
+  auto batch = decode_record_batch(std::string_view(static_cast<const char*>(data), len));
+  if (!batch) {
+    self->fail_node("log entry " + std::to_string(index) + ": " + batch.error().message());
+    return CATGA_RAFT_MALFORMED;  // stalls libraft on purpose: never skip an entry
+  }
+  InFlight* flight = nullptr;
+  if (auto it = self->in_flight_.find(index); it != self->in_flight_.end() && it->second->term == batch->header.term) {
+    flight = it->second.get();
+    flight->results.reserve(batch->records.size());
+  }
+  ApplyInfo info{index, batch->header.term, batch->header.leader_time_ns, 0};
+  try {
+    for (std::size_t i = 0; i < batch->records.size(); ++i) {
+      info.position = static_cast<std::uint32_t>(i);
+      std::string out = self->machine_.apply(info, batch->records[i]);
+      if (flight != nullptr) flight->results.push_back(std::move(out));
+    }
+  } catch (const std::exception& e) {
+    self->fail_node("state machine threw while applying entry " + std::to_string(index) + ": " + e.what());
+    return CATGA_RAFT_MALFORMED;
+  } catch (...) {
+    self->fail_node("state machine threw while applying entry " + std::to_string(index));
+    return CATGA_RAFT_MALFORMED;
+  }
+  return 0;
+}
+
+int RaftNode::c_snapshot(void* ctx, void** data, std::size_t* len) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  std::string state;
+  try {
+    state = self->machine_.snapshot();
+  } catch (const std::exception& e) {
+    spdlog::error("raft node {}: snapshot failed: {}", self->options_.node_id, e.what());
+    return CATGA_RAFT_IOERR;  // libraft skips this snapshot and tries again later
+  }
+  void* buf = catga_raft_malloc(state.empty() ? 8 : state.size());
+  if (buf == nullptr) return CATGA_RAFT_NOMEM;
+  if (!state.empty()) std::memcpy(buf, state.data(), state.size());
+  *data = buf;
+  *len = state.size();
+  return 0;
+}
+
+int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  Result<void> r = Error(Code::internal, "state machine threw");
+  try {
+    r = self->machine_.restore(std::string_view(static_cast<const char*>(data), len));
+  } catch (const std::exception& e) {
+    r = Error(Code::internal, std::string("state machine threw: ") + e.what());
+  }
+  if (!r) {
+    self->fail_node("restoring snapshot failed: " + r.error().message());
+    return CATGA_RAFT_MALFORMED;
+  }
+  return 0;
+}
+
+void RaftNode::c_apply_done(void* ctx, void* req, std::uint64_t index, int status) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  auto* flight = static_cast<InFlight*>(req);
+  std::unique_ptr<InFlight> owned;
+  if (auto it = self->in_flight_.find(index); it != self->in_flight_.end() && it->second.get() == flight) {
+    owned = std::move(it->second);
+    self->in_flight_.erase(it);
+  } else {
+    // Completed synchronously inside catga_raft_apply (not yet in the map) —
+    // not expected with libraft 0.22, handled for safety.
+    for (auto it2 = self->in_flight_.begin(); it2 != self->in_flight_.end(); ++it2) {
+      if (it2->second.get() == flight) {
+        owned = std::move(it2->second);
+        self->in_flight_.erase(it2);
+        break;
+      }
+    }
+    if (!owned) {
+      spdlog::error("raft node {}: completion for unknown entry {}", self->options_.node_id, index);
+      return;
+    }
+  }
+  if (status == 0 && owned->results.size() == owned->completions.size()) {
+    for (std::size_t i = 0; i < owned->completions.size(); ++i) {
+      owned->completions[i](Applied{index, std::move(owned->results[i])});
+    }
+  } else {
+    const Error e = status == 0 ? Error(Code::internal, "entry applied without results")
+                    : (status == CATGA_RAFT_LEADERSHIPLOST || status == CATGA_RAFT_SHUTDOWN)
+                        ? outcome_unknown()
+                        : Error(Code::deadline_exceeded, std::string("outcome unknown: ") +
+                                                             catga_raft_strerror(status));
+    for (auto& c : owned->completions) c(e);
+  }
+  // More may be sent now; the loop's after-I/O hook pumps.
+}
+
+void RaftNode::c_barrier_done(void* ctx, void* req, std::uint64_t index, int status) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  auto* raw = static_cast<BarrierBatch*>(req);
+  std::unique_ptr<BarrierBatch> batch;
+  for (auto it = self->barriers_out_.begin(); it != self->barriers_out_.end(); ++it) {
+    if (it->get() == raw) {
+      batch = std::move(*it);
+      self->barriers_out_.erase(it);
+      break;
+    }
+  }
+  if (!batch) return;
+  if (batch->readiness) {
+    if (status != 0 && self->ready_barrier_term_ == batch->term) self->ready_barrier_term_ = 0;  // retry
+    if (status == 0 && self->last_state_ == CATGA_STATE_LEADER && self->last_term_ == batch->term &&
+        catga_raft_term(self->raft_) == batch->term) {
+      self->ready_ = true;
+      self->ready_term_ = batch->term;
+      std::lock_guard lock(self->status_mu_);
+      self->status_.ready = !self->failed_;
+    }
+    return;
+  }
+  if (status == 0) {
+    for (auto& w : batch->waiters) w(std::uint64_t{index});
+  } else {
+    const Error e = self->stopping_ ? node_stopped()
+                                    : Error(Code::unavailable, "leadership lost before the barrier committed");
+    for (auto& w : batch->waiters) w(e);
+  }
+}
+
+void RaftNode::c_change_done(void* ctx, void* req, int status) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  std::unique_ptr<ChangeOp> op(static_cast<ChangeOp*>(req));
+  self->change_busy_ = false;
+  if (status != 0) return op->done(self->change_error(status));
+  if (op->kind == ChangeOp::add && op->assign_after_add && !self->stopping_) {
+    op->assign_after_add = false;
+    op->kind = ChangeOp::assign;
+    // Not from inside libraft's callback: queue it as a task.
+    auto* raw = op.release();
+    detail::UniqueFunction<void()> task = [self, raw] { self->start_change(raw); };
+    if (!self->enqueue_task(task)) task();
+    return;
+  }
+  op->done(ok());
+}
+
+void RaftNode::c_transfer_done(void* ctx, void* req) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  std::unique_ptr<ChangeOp> op(static_cast<ChangeOp*>(req));
+  self->change_busy_ = false;
+  catga_raft_info info{};
+  catga_raft_get_info(self->raft_, &info);
+  if (self->stopping_) return op->done(node_stopped());
+  if (info.state != CATGA_STATE_LEADER) return op->done(ok());
+  op->done(Error(Code::aborted, "leadership transfer did not complete"));
+}
+
+void RaftNode::c_wake(void* ctx) { static_cast<RaftNode*>(ctx)->on_wake(); }
+void RaftNode::c_after_io(void* ctx) { static_cast<RaftNode*>(ctx)->on_after_io(); }
+void RaftNode::c_closed(void* /*ctx*/) {}
+
+}  // namespace catga::internal

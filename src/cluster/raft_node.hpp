@@ -1,0 +1,223 @@
+// src/cluster/raft_node.hpp — one Raft member: replicates opaque records
+// through libraft and drives a RecordStateMachine.
+//
+// What it does: a RaftNode owns a libuv loop thread that runs libraft (durable
+// log and snapshots in `data_dir`, TCP transport with TCP_NODELAY). Records
+// proposed on the leader are packed, as many as fit in `max_entry_bytes`, into
+// one log entry (group commit; see entry_format.hpp), at most
+// `max_entries_in_flight` entries appended but not yet applied. Every member
+// applies every committed record, in log order, through the state machine;
+// the leader hands each record's result to its proposer.
+//
+// Threading: every public method may be called from any thread. Every
+// completion, every RecordStateMachine call and every RaftNodeCallbacks call
+// runs on the loop thread; they must not block. Destroying the node from the
+// loop thread (e.g. inside a completion) is not allowed.
+//
+// Errors (Result codes in completions):
+//   unavailable        nothing happened: not the leader (message names the
+//                      leader: "not the leader; leader is 2 at 127.0.0.1:7002",
+//                      or "no leader known"), or "node stopped". Retry is safe.
+//   deadline_exceeded  "leadership lost; outcome unknown": the entry was
+//                      appended but libraft reported leadership loss/shutdown
+//                      before it applied. It may still commit.
+//   invalid_argument   the record alone exceeds max_entry_bytes.
+//   internal           the node stopped itself (unreadable entry, state
+//                      machine failure); NodeStatus::failure says why.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "catga/cluster.hpp"
+#include "catga/detail/unique_function.hpp"
+#include "catga/result.hpp"
+
+struct catga_raft;  // raft_c.h
+
+namespace catga::internal {
+
+// What every node sees identically for a committed record.
+struct ApplyInfo {
+  std::uint64_t index;          // Raft log index of the entry
+  std::uint64_t term;           // term of the entry
+  std::int64_t leader_time_ns;  // unix ns stamped by the leader when it packed the entry
+  std::uint32_t position;       // record's position inside the entry (0-based)
+};
+
+// Implemented by the replicated state machine. ALL calls on the loop thread.
+class RecordStateMachine {
+ public:
+  virtual ~RecordStateMachine() = default;
+  // Applies one committed record; must not fail (business errors live inside
+  // the returned bytes, which reach the proposer's completion on the leader).
+  // Throwing stops the node (NodeStatus::failure).
+  virtual std::string apply(const ApplyInfo& info, std::string_view record) = 0;
+  // The whole state as bytes.
+  virtual std::string snapshot() = 0;
+  // Replaces the whole state. An error stops the node (or fails start()).
+  virtual Result<void> restore(std::string_view snapshot) = 0;
+};
+
+struct Applied {
+  std::uint64_t index;
+  std::string result;
+};
+
+// Optional observers, called on the loop thread.
+struct RaftNodeCallbacks {
+  // Role changed, or this node became leader in a new term.
+  std::function<void(NodeRole role, std::uint64_t term)> on_role_changed;
+  // The known leader changed (0 and "" when none is known).
+  std::function<void(std::uint64_t leader_id, const std::string& leader_address)> on_leader_changed;
+};
+
+class RaftNode {
+ public:
+  using Completion = detail::UniqueFunction<void(Result<Applied>)>;
+  using IndexCompletion = detail::UniqueFunction<void(Result<std::uint64_t>)>;
+  using VoidCompletion = detail::UniqueFunction<void(Result<void>)>;
+
+  // Validates options, creates data_dir if missing, bootstraps `members` when
+  // data_dir is empty, otherwise loads log and snapshot from it, and starts the
+  // loop thread. Errors: invalid_argument (options, data_dir not usable),
+  // data_loss (corrupt data directory; the message names the file),
+  // failed_precondition (stored configuration conflicts with the options, or
+  // libraft refused to start — the message says why).
+  static Result<std::unique_ptr<RaftNode>> start(const ClusterOptions& options, RecordStateMachine& machine,
+                                                 RaftNodeCallbacks callbacks = {});
+
+  // Clean stop: queued proposals and barriers complete with unavailable ("node
+  // stopped"), appended ones with deadline_exceeded, raft closes, the loop ends
+  // and the thread is joined.
+  ~RaftNode();
+  RaftNode(const RaftNode&) = delete;
+  RaftNode& operator=(const RaftNode&) = delete;
+
+  // Queues `record`; `done` runs on the loop thread exactly once (see the
+  // error list above).
+  void propose(std::string record, Completion done);
+
+  // Completes with an index up to which this leader has confirmed commit (one
+  // raft barrier serves every caller queued before it was issued).
+  // unavailable on non-leaders.
+  void barrier(IndexCompletion done);
+
+  // A copy refreshed on the loop thread.
+  NodeStatus status() const;
+
+  // Membership and leadership, one change at a time (failed_precondition if
+  // another is in progress). add_member adds the member as spare, then assigns
+  // its role (catch-up happens before promotion to voter).
+  void add_member(Member member, VoidCompletion done);
+  void assign_role(std::uint64_t id, MemberRole role, VoidCompletion done);
+  void remove_member(std::uint64_t id, VoidCompletion done);
+  // to == 0: libraft picks the most up-to-date voter. Completes ok once this
+  // node is no longer leader; aborted if the transfer did not happen.
+  void transfer_leadership(std::uint64_t to, VoidCompletion done);
+
+  // Runs f on the loop thread, serialized with apply. If the node has already
+  // stopped, f runs on the calling thread.
+  void post(detail::UniqueFunction<void()> f);
+
+  // ---- test hooks (deterministic tests on libraft's raft/fixture.h) ----
+  // A node without loop or thread: the caller owns the raft instance (created
+  // with fsm_for_test()), attaches it, and calls poll_for_test() after
+  // stepping the fixture. Destroy the fixture before the node.
+  static std::unique_ptr<RaftNode> create_attached_for_test(const ClusterOptions& options,
+                                                            RecordStateMachine& machine,
+                                                            RaftNodeCallbacks callbacks = {});
+  void* fsm_for_test();
+  void attach_for_test(void* raft);
+  void poll_for_test();
+
+ private:
+  struct InFlight;
+  struct BarrierBatch;
+  struct ChangeOp;
+  struct Proposal {
+    std::string record;
+    Completion done;
+  };
+
+  RaftNode(const ClusterOptions& options, RecordStateMachine& machine, RaftNodeCallbacks callbacks);
+
+  // Any thread.
+  void wake_locked();
+  bool enqueue_task(detail::UniqueFunction<void()>& f);
+  void request_stop_and_join();
+
+  // Loop thread.
+  void on_wake();
+  void on_after_io();
+  void drain_inbound();
+  void observe();
+  void pump();
+  void issue_barriers();
+  void stop_on_loop();
+  void fail_node(const std::string& why);
+  Error not_leader_error() const;
+  Error change_error(int status) const;
+  void start_change(ChangeOp* op);
+
+  // C callbacks.
+  static int c_apply(void* ctx, std::uint64_t index, const void* data, std::size_t len);
+  static int c_snapshot(void* ctx, void** data, std::size_t* len);
+  static int c_restore(void* ctx, const void* data, std::size_t len);
+  static void c_apply_done(void* ctx, void* req, std::uint64_t index, int status);
+  static void c_barrier_done(void* ctx, void* req, std::uint64_t index, int status);
+  static void c_change_done(void* ctx, void* req, int status);
+  static void c_transfer_done(void* ctx, void* req);
+  static void c_wake(void* ctx);
+  static void c_after_io(void* ctx);
+  static void c_closed(void* ctx);
+
+  const ClusterOptions options_;
+  RecordStateMachine& machine_;
+  const RaftNodeCallbacks callbacks_;
+  ::catga_raft* raft_ = nullptr;
+  bool node_mode_ = false;
+  std::thread loop_thread_;
+
+  // Inbound, any thread -> loop thread.
+  std::mutex inbound_mu_;
+  std::vector<Proposal> inbound_proposals_;
+  std::vector<IndexCompletion> inbound_barriers_;
+  std::vector<detail::UniqueFunction<void()>> inbound_tasks_;
+  bool wake_pending_ = false;
+  bool stop_requested_ = false;
+  bool loop_gone_ = false;  // no more wakes possible; complete inline
+
+  // Loop thread only.
+  std::deque<Proposal> pending_;
+  std::map<std::uint64_t, std::unique_ptr<InFlight>> in_flight_;
+  std::vector<IndexCompletion> barrier_waiting_;
+  std::vector<std::unique_ptr<BarrierBatch>> barriers_out_;
+  bool change_busy_ = false;
+  bool stopping_ = false;
+  bool failed_ = false;
+  std::string failure_;
+  int last_state_ = -1;
+  std::uint64_t last_term_ = 0;
+  std::uint64_t last_leader_id_ = 0;
+  std::uint64_t last_config_committed_ = ~std::uint64_t{0};
+  std::uint64_t last_config_uncommitted_ = ~std::uint64_t{0};
+  std::uint64_t ready_term_ = 0;     // term of the leader barrier that made us ready
+  std::uint64_t ready_barrier_term_ = 0;  // term of the outstanding readiness barrier
+  bool ready_ = false;
+  std::uint64_t last_restored_index_ = 0;
+
+  mutable std::mutex status_mu_;
+  NodeStatus status_;
+};
+
+}  // namespace catga::internal

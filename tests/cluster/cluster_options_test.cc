@@ -1,0 +1,125 @@
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+
+#include "catga/cluster.hpp"
+
+namespace catga {
+namespace {
+
+ClusterOptions valid() {
+  ClusterOptions o;
+  o.node_id = 1;
+  o.members = {{1, "127.0.0.1:7001"}, {2, "127.0.0.1:7002"}, {3, "localhost:7003"}};
+  o.data_dir = "/tmp/catga-options-test";
+  return o;
+}
+
+void expect_invalid(const std::function<void(ClusterOptions&)>& mutate, const std::string& field) {
+  ClusterOptions o = valid();
+  mutate(o);
+  auto r = o.validate();
+  ASSERT_FALSE(r.has_value()) << "expected an error naming " << field;
+  EXPECT_EQ(r.error().code(), Code::invalid_argument);
+  EXPECT_NE(r.error().message().find(field), std::string::npos) << r.error().message();
+}
+
+TEST(ClusterOptions, DefaultsWithMembersAreValid) {
+  auto r = valid().validate();
+  EXPECT_TRUE(r.has_value()) << r.error().message();
+}
+
+TEST(ClusterOptions, SingleNodeIsValid) {
+  ClusterOptions o = valid();
+  o.members = {{1, "127.0.0.1:7001"}};
+  EXPECT_TRUE(o.validate().has_value());
+}
+
+TEST(ClusterOptions, NodeIdZero) { expect_invalid([](auto& o) { o.node_id = 0; }, "node_id"); }
+TEST(ClusterOptions, NoMembers) { expect_invalid([](auto& o) { o.members.clear(); }, "members"); }
+TEST(ClusterOptions, SelfNotInMembers) { expect_invalid([](auto& o) { o.node_id = 9; }, "members"); }
+TEST(ClusterOptions, MemberIdZero) { expect_invalid([](auto& o) { o.members[1].id = 0; }, "members"); }
+TEST(ClusterOptions, DuplicateId) { expect_invalid([](auto& o) { o.members[2].id = 2; }, "duplicate id"); }
+TEST(ClusterOptions, DuplicateAddress) {
+  expect_invalid([](auto& o) { o.members[2].address = "127.0.0.1:7002"; }, "duplicate address");
+}
+TEST(ClusterOptions, AddressWithoutPort) {
+  expect_invalid([](auto& o) { o.members[0].address = "127.0.0.1"; }, "address");
+}
+TEST(ClusterOptions, AddressEmptyPort) {
+  expect_invalid([](auto& o) { o.members[0].address = "127.0.0.1:"; }, "address");
+}
+TEST(ClusterOptions, AddressEmptyHost) { expect_invalid([](auto& o) { o.members[0].address = ":7001"; }, "address"); }
+TEST(ClusterOptions, AddressPortZero) {
+  expect_invalid([](auto& o) { o.members[0].address = "127.0.0.1:0"; }, "port");
+}
+TEST(ClusterOptions, AddressPortTooLarge) {
+  expect_invalid([](auto& o) { o.members[0].address = "127.0.0.1:65536"; }, "port");
+}
+TEST(ClusterOptions, AddressPortNotNumeric) {
+  expect_invalid([](auto& o) { o.members[0].address = "127.0.0.1:http"; }, "port");
+}
+TEST(ClusterOptions, AddressHostname) {
+  expect_invalid([](auto& o) { o.members[0].address = "node1.example:7001"; }, "IPv4");
+}
+TEST(ClusterOptions, AddressBadIpv4) {
+  expect_invalid([](auto& o) { o.members[0].address = "300.1.1.1:7001"; }, "IPv4");
+}
+TEST(ClusterOptions, AddressIpv6) {
+  expect_invalid([](auto& o) { o.members[0].address = "[::1]:7001"; }, "IPv6");
+  expect_invalid([](auto& o) { o.members[0].address = "::1:7001"; }, "IPv6");
+}
+TEST(ClusterOptions, NoVoter) {
+  expect_invalid(
+      [](auto& o) {
+        for (auto& m : o.members) m.role = MemberRole::standby;
+      },
+      "voter");
+}
+TEST(ClusterOptions, UnknownRole) {
+  expect_invalid([](auto& o) { o.members[1].role = static_cast<MemberRole>(7); }, "role");
+}
+TEST(ClusterOptions, DataDirEmpty) { expect_invalid([](auto& o) { o.data_dir.clear(); }, "data_dir"); }
+TEST(ClusterOptions, ElectionTimeoutZero) {
+  expect_invalid([](auto& o) { o.election_timeout = std::chrono::milliseconds(0); }, "election_timeout");
+}
+TEST(ClusterOptions, HeartbeatZero) {
+  expect_invalid([](auto& o) { o.heartbeat_interval = std::chrono::milliseconds(0); }, "heartbeat_interval");
+}
+TEST(ClusterOptions, NegativeTimeouts) {
+  expect_invalid([](auto& o) { o.election_timeout = std::chrono::milliseconds(-5); }, "election_timeout");
+  expect_invalid([](auto& o) { o.heartbeat_interval = std::chrono::milliseconds(-5); }, "heartbeat_interval");
+}
+TEST(ClusterOptions, HeartbeatNotShorterThanElection) {
+  expect_invalid([](auto& o) { o.heartbeat_interval = o.election_timeout; }, "heartbeat_interval");
+  expect_invalid([](auto& o) { o.heartbeat_interval = o.election_timeout * 2; }, "heartbeat_interval");
+}
+TEST(ClusterOptions, SnapshotThresholdZero) {
+  expect_invalid([](auto& o) { o.snapshot_threshold = 0; }, "snapshot_threshold");
+}
+TEST(ClusterOptions, SnapshotValuesTooLarge) {
+  expect_invalid([](auto& o) { o.snapshot_threshold = 1ull << 40; }, "snapshot_threshold");
+  expect_invalid([](auto& o) { o.snapshot_trailing = 1ull << 40; }, "snapshot_trailing");
+}
+TEST(ClusterOptions, MaxEntryBytesTooSmall) {
+  expect_invalid([](auto& o) { o.max_entry_bytes = 16; }, "max_entry_bytes");
+}
+TEST(ClusterOptions, MaxEntryBytesTooLarge) {
+  expect_invalid([](auto& o) { o.max_entry_bytes = std::size_t{1} << 30; }, "max_entry_bytes");
+}
+TEST(ClusterOptions, MaxEntriesInFlightZero) {
+  expect_invalid([](auto& o) { o.max_entries_in_flight = 0; }, "max_entries_in_flight");
+}
+TEST(ClusterOptions, ToString) {
+  EXPECT_EQ(to_string(MemberRole::voter), "voter");
+  EXPECT_EQ(to_string(MemberRole::standby), "standby");
+  EXPECT_EQ(to_string(MemberRole::spare), "spare");
+  EXPECT_EQ(to_string(NodeRole::leader), "leader");
+  EXPECT_EQ(to_string(NodeRole::follower), "follower");
+  EXPECT_EQ(to_string(NodeRole::candidate), "candidate");
+  EXPECT_EQ(to_string(NodeRole::unavailable), "unavailable");
+}
+
+}  // namespace
+}  // namespace catga
