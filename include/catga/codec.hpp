@@ -20,9 +20,38 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "catga/message.hpp"
 #include "catga/result.hpp"
+
+namespace catga {
+template <class T>
+concept EmptyMessage = Message<T> && std::is_empty_v<T>;
+}  // namespace catga
+
+// A message without fields needs no MSGPACK_DEFINE_MAP: it travels as {}.
+namespace msgpack {
+MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
+  namespace adaptor {
+  template <catga::EmptyMessage T>
+  struct pack<T> {
+    template <class Stream>
+    packer<Stream>& operator()(packer<Stream>& o, const T&) const {
+      o.pack_map(0);
+      return o;
+    }
+  };
+  template <catga::EmptyMessage T>
+  struct convert<T> {
+    const msgpack::object& operator()(const msgpack::object& o, T&) const {
+      if (o.type != msgpack::type::MAP && o.type != msgpack::type::NIL) throw msgpack::type_error();
+      return o;
+    }
+  };
+  }  // namespace adaptor
+}
+}  // namespace msgpack
 
 namespace catga {
 

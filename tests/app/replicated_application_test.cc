@@ -1,0 +1,223 @@
+// The Application over real Raft: the same handlers and call sites in memory,
+// as a single durable node and as a 3-node cluster on loopback.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "catga/testing.hpp"
+#include "support/bank.hpp"
+#include "support/cluster.hpp"
+
+using catga::Code;
+using catga::Result;
+using namespace catga::testing;
+using ::testing::HasSubstr;
+using testsupport::LocalCluster;
+using testsupport::TempDir;
+using testsupport::wait_for;
+
+namespace {
+
+void register_bank(catga::ApplicationBuilder<bank::State>& b, std::size_t) { bank::register_handlers(b); }
+
+// One scenario, written once, against whatever Application it is given.
+std::vector<std::string> exercise(catga::Application& app) {
+  std::vector<std::string> log;
+  auto print = [&](const auto& r) {
+    std::ostringstream os;
+    if (r) os << "ok";
+    else os << r.error();
+    log.push_back(os.str());
+  };
+  auto a = app.send(bank::Open{.owner = "ada", .initial = 10});
+  print(a);
+  print(app.send(bank::Deposit{.account = a ? a->id : 0, .amount = 5}));
+  print(app.send(bank::Deposit{.account = 77, .amount = 5}));
+  print(app.send(bank::Open{}));
+  print(app.send(bank::Close{.account = a ? a->id : 0}));
+  print(app.send(bank::GetAccount{.account = a ? a->id : 0}));
+  auto b = app.send(bank::Open{.owner = "bob"});
+  log.push_back(b ? "id " + std::to_string(b->id) : "no id");
+  return log;
+}
+
+}  // namespace
+
+TEST(ReplicatedApplication, SameCodeInMemoryAndClustered) {
+  catga::ApplicationBuilder<bank::State> mem;
+  bank::register_handlers(mem).in_memory();
+  auto in_memory = mem.build();
+  ASSERT_THAT(in_memory, IsOk());
+  auto expected = exercise(**in_memory);
+
+  LocalCluster<bank::State> cluster(3, register_bank);
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  EXPECT_EQ(exercise(cluster.app(*leader)), expected);
+}
+
+TEST(ReplicatedApplication, SingleDurableNodeKeepsStateAcrossRestarts) {
+  TempDir dir;
+  auto open = [&] {
+    catga::ApplicationBuilder<bank::State> b;
+    bank::register_handlers(b).data_dir(dir.path() / "data");
+    auto app = b.build();
+    EXPECT_THAT(app, IsOk());
+    return std::move(*app);
+  };
+  {
+    auto app = open();
+    ASSERT_TRUE(wait_for([&] { return app->status().ready; }));
+    ASSERT_THAT(app->send(bank::Open{.owner = "ada", .initial = 3}), IsOk());
+    ASSERT_THAT(app->send(bank::Deposit{.account = 1, .amount = 4}), IsOkAndHolds(7));
+  }
+  auto app = open();
+  ASSERT_TRUE(wait_for([&] { return app->status().ready; }));
+  auto acc = app->send(bank::GetAccount{.account = 1}, {.consistency = catga::Consistency::linearizable});
+  ASSERT_THAT(acc, IsOk());
+  EXPECT_EQ(acc->balance, 7);
+  // The id counter survived too.
+  EXPECT_EQ(app->send(bank::Open{.owner = "bob"})->id, 2u);
+}
+
+TEST(ReplicatedApplication, ReplicatesTenThousandCommandsToEveryNode) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  auto& app = cluster.app(*leader);
+  auto account = app.send(bank::Open{.owner = "many"});
+  ASSERT_THAT(account, IsOk());
+
+  constexpr int kThreads = 8, kPerThread = 1250;
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kThreads; ++t) {
+    callers.emplace_back([&] {
+      // Keep up to 32 commands in flight per caller, through the callback API.
+      std::mutex mu;
+      std::condition_variable cv;
+      int in_flight = 0;
+      for (int i = 0; i < kPerThread; ++i) {
+        {
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return in_flight < 32; });
+          ++in_flight;
+        }
+        app.send(bank::Deposit{.account = account->id, .amount = 1}, catga::CommandOptions{}, [&](Result<std::int64_t> r) {
+          (r ? ok : failed)++;
+          std::lock_guard lock(mu);
+          --in_flight;
+          cv.notify_one();
+        });
+      }
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return in_flight == 0; });
+    });
+  }
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(ok.load(), kThreads * kPerThread);
+  EXPECT_EQ(failed.load(), 0);
+
+  const auto commit = app.status().commit_index;
+  ASSERT_TRUE(cluster.wait_applied(commit));
+  const std::string d0 = cluster.digest(0);
+  EXPECT_EQ(cluster.digest(1), d0);
+  EXPECT_EQ(cluster.digest(2), d0);
+  for (std::size_t i = 0; i < 3; ++i) {
+    auto acc = cluster.app(i).send(bank::GetAccount{.account = account->id});
+    ASSERT_THAT(acc, IsOk());
+    EXPECT_EQ(acc->balance, kThreads * kPerThread) << "node " << i + 1;
+  }
+}
+
+TEST(ReplicatedApplication, FollowerNamesTheLeader) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  std::size_t follower = (*leader + 1) % 3;
+  ASSERT_TRUE(wait_for([&] { return cluster.app(follower).status().leader_id != 0; }));
+  auto leader_status = cluster.app(*leader).status();
+  EXPECT_THAT(cluster.app(follower).send(bank::Open{.owner = "x"}),
+              HasError(Code::unavailable, HasSubstr(leader_status.address)));
+}
+
+TEST(ReplicatedApplication, SurvivesLeaderLossAndRestartsExactlyOnce) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  auto first = cluster.leader();
+  ASSERT_TRUE(first);
+  auto acc = cluster.app(*first).send(bank::Open{.owner = "a"});
+  ASSERT_THAT(acc, IsOk());
+  for (int i = 0; i < 50; ++i) ASSERT_THAT(cluster.app(*first).send(bank::Deposit{.account = acc->id, .amount = 1}), IsOk());
+
+  cluster.stop(*first);
+  auto second = cluster.leader();
+  ASSERT_TRUE(second);
+  ASSERT_NE(*second, *first);
+  for (int i = 0; i < 50; ++i) ASSERT_THAT(cluster.app(*second).send(bank::Deposit{.account = acc->id, .amount = 1}), IsOk());
+
+  cluster.start(*first);  // catches up from its own log and the leader
+  auto commit = cluster.app(*second).status().commit_index;
+  ASSERT_TRUE(cluster.wait_applied(commit));
+  EXPECT_EQ(cluster.digest(*first), cluster.digest(*second));
+
+  // Whole-cluster restart: every acknowledged command still applied once.
+  for (std::size_t i = 0; i < 3; ++i) cluster.stop(i);
+  for (std::size_t i = 0; i < 3; ++i) cluster.start(i);
+  auto third = cluster.leader();
+  ASSERT_TRUE(third);
+  auto after = cluster.app(*third).send(bank::GetAccount{.account = acc->id}, {.consistency = catga::Consistency::linearizable});
+  ASSERT_THAT(after, IsOk());
+  EXPECT_EQ(after->balance, 100);
+  auto commit2 = cluster.app(*third).status().commit_index;
+  ASSERT_TRUE(cluster.wait_applied(commit2));
+  EXPECT_EQ(cluster.digest(0), cluster.digest(1));
+  EXPECT_EQ(cluster.digest(1), cluster.digest(2));
+}
+
+TEST(ReplicatedApplication, EventsReachEveryNodeAndLeaderOnlyHandlersRunOnce) {
+  std::array<std::atomic<int>, 3> every{};
+  std::atomic<int> leader_only{0};
+  LocalCluster<bank::State> cluster(3, [&](catga::ApplicationBuilder<bank::State>& b, std::size_t node) {
+    bank::register_handlers(b);
+    b.on<bank::Deposited>([&every, node](const bank::Deposited&) { ++every[node]; });
+    b.on<bank::Deposited>([&](const bank::Deposited&) { ++leader_only; }, catga::Delivery::leader_only);
+  });
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  auto& app = cluster.app(*leader);
+  auto acc = app.send(bank::Open{.owner = "e"});
+  ASSERT_THAT(acc, IsOk());
+  for (int i = 0; i < 10; ++i) ASSERT_THAT(app.send(bank::Deposit{.account = acc->id, .amount = 1}), IsOk());
+  ASSERT_TRUE(cluster.wait_applied(app.status().commit_index));
+  ASSERT_TRUE(wait_for([&] { return every[0] == 10 && every[1] == 10 && every[2] == 10; }));
+  EXPECT_EQ(leader_only.load(), 10);
+  // An event published outside a command travels through the log too.
+  ASSERT_THAT(app.publish(bank::Deposited{.account = acc->id, .amount = 0}), IsOk());
+  ASSERT_TRUE(wait_for([&] { return every[0] == 11 && every[1] == 11 && every[2] == 11; }));
+  EXPECT_EQ(leader_only.load(), 11);
+}
+
+TEST(ReplicatedApplication, ReadYourWritesOnAFollower) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  auto receipt = cluster.app(*leader).send_receipt(bank::Open{.owner = "ryw"});
+  ASSERT_THAT(receipt.result, IsOk());
+  EXPECT_GT(receipt.index, 0u);
+  std::size_t follower = (*leader + 1) % 3;
+  auto seen = cluster.app(follower).send(bank::GetAccount{.account = receipt.result->id},
+                                         {.consistency = catga::Consistency::read_your_writes, .min_index = receipt.index});
+  EXPECT_THAT(seen, IsOk());
+}
+
+TEST(ReplicatedApplication, InvalidClusterOptionsFailBeforeStarting) {
+  TempDir dir;
+  catga::ApplicationBuilder<bank::State> b;
+  bank::register_handlers(b).cluster({.node_id = 9, .members = {{1, "127.0.0.1:1"}}, .data_dir = dir.path()});
+  EXPECT_THAT(b.build(), HasCode(Code::invalid_argument));
+}

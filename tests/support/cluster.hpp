@@ -1,0 +1,157 @@
+// Helpers for tests that run real nodes on loopback: free ports, temporary
+// directories, bounded waiting, and a cluster of Applications in one process.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catga/application.hpp"
+
+namespace testsupport {
+
+// A port that was free a moment ago on 127.0.0.1 (bind to 0, read, close).
+inline int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("bind");
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// A fresh directory under the system temp dir, removed on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() / ("catga-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Polls `pred` until it holds or `limit` passes; returns whether it held.
+// The limit bounds the test's run time; it is not a performance assertion.
+inline bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return pred();
+}
+
+// N Applications of one service, each a member of one Raft cluster on
+// 127.0.0.1, with durable logs in a temporary directory.
+template <class State>
+class LocalCluster {
+ public:
+  using Register = std::function<void(catga::ApplicationBuilder<State>&, std::size_t node)>;
+
+  LocalCluster(std::size_t n, Register register_handlers, std::function<void(catga::ClusterOptions&)> tune = {})
+      : register_(std::move(register_handlers)), tune_(std::move(tune)) {
+    for (std::size_t i = 0; i < n; ++i) {
+      members_.push_back(catga::Member{i + 1, "127.0.0.1:" + std::to_string(free_port())});
+    }
+    apps_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) start(i);
+  }
+  ~LocalCluster() {
+    for (auto& app : apps_) app.reset();
+  }
+
+  catga::ClusterOptions options(std::size_t i) const {
+    catga::ClusterOptions o;
+    o.node_id = i + 1;
+    o.members = members_;
+    o.data_dir = dir_.path() / ("node" + std::to_string(i + 1));
+    o.election_timeout = std::chrono::milliseconds(500);
+    o.heartbeat_interval = std::chrono::milliseconds(50);
+    if (tune_) tune_(o);
+    return o;
+  }
+
+  catga::Result<void> try_start(std::size_t i) {
+    catga::ApplicationBuilder<State> builder;
+    register_(builder, i);
+    builder.cluster(options(i));
+    auto app = builder.build();
+    if (!app) return app.error();
+    apps_[i] = std::move(*app);
+    return {};
+  }
+  void start(std::size_t i) {
+    if (auto r = try_start(i); !r) throw std::runtime_error("node " + std::to_string(i + 1) + ": " + r.error().to_string());
+  }
+  void stop(std::size_t i) { apps_[i].reset(); }
+  bool running(std::size_t i) const { return apps_[i] != nullptr; }
+
+  catga::Application& app(std::size_t i) { return *apps_[i]; }
+  std::size_t size() const { return apps_.size(); }
+
+  // The index of a running node that is a ready leader, once there is one.
+  std::optional<std::size_t> leader(std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    std::optional<std::size_t> found;
+    wait_for([&] {
+      for (std::size_t i = 0; i < apps_.size(); ++i) {
+        if (!apps_[i]) continue;
+        auto s = apps_[i]->status();
+        if (s.role == catga::NodeRole::leader && s.ready) {
+          found = i;
+          return true;
+        }
+      }
+      return false;
+    }, limit);
+    return found;
+  }
+
+  // Waits until every running node has applied at least `index`.
+  bool wait_applied(std::uint64_t index, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    return wait_for([&] {
+      for (auto& app : apps_)
+        if (app && app->status().applied_index < index) return false;
+      return true;
+    }, limit);
+  }
+
+  // Snapshot bytes of node i's state: equal bytes, equal state.
+  std::string digest(std::size_t i) {
+    auto& state = apps_[i]->mediator().state();
+    std::shared_lock lock(state.mutex());
+    return state.snapshot();
+  }
+
+ private:
+  TempDir dir_;
+  std::vector<catga::Member> members_;
+  Register register_;
+  std::function<void(catga::ClusterOptions&)> tune_;
+  std::vector<std::unique_ptr<catga::Application>> apps_;
+};
+
+}  // namespace testsupport
