@@ -1,5 +1,6 @@
 #include "cluster/entry_format.hpp"
 
+#include <array>
 #include <cstring>
 
 namespace catga::internal {
@@ -115,6 +116,53 @@ Result<DecodedBatch> decode_record_batch(std::string_view entry) {
     if (entry[i] != 0) return corrupt("non-zero padding");
   }
   return out;
+}
+
+std::uint32_t crc32(std::string_view data) {
+  static const auto table = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  std::uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char b : data) crc = table[(crc ^ b) & 0xff] ^ (crc >> 8);
+  return crc ^ 0xFFFFFFFFu;
+}
+
+void write_snapshot_header(char* out, std::string_view data) {
+  std::memcpy(out, "CATS", 4);
+  out[4] = 1;
+  out[5] = out[6] = out[7] = 0;
+  put_u64(out + 8, data.size());
+  put_u32(out + 16, crc32(data));
+  put_u32(out + 20, 0);
+}
+
+Result<std::string_view> unwrap_snapshot(std::string_view snapshot) {
+  if (snapshot.size() < 4 || std::memcmp(snapshot.data(), "CATS", 4) != 0) {
+    return Error(Code::data_loss, "unreadable snapshot: not a Catga snapshot (bad magic)");
+  }
+  if (snapshot.size() < kSnapshotHeaderBytes) {
+    return Error(Code::data_loss, "unreadable snapshot: truncated header");
+  }
+  if (snapshot[4] != 1) {
+    return Error(Code::unimplemented, "unreadable snapshot: format version " +
+                                          std::to_string(static_cast<unsigned char>(snapshot[4])));
+  }
+  const std::uint64_t length = get_u64(snapshot.data() + 8);
+  if (length != snapshot.size() - kSnapshotHeaderBytes) {
+    return Error(Code::data_loss, "unreadable snapshot: length " + std::to_string(length) + " but " +
+                                      std::to_string(snapshot.size() - kSnapshotHeaderBytes) + " bytes present");
+  }
+  const std::string_view data = snapshot.substr(kSnapshotHeaderBytes);
+  if (crc32(data) != get_u32(snapshot.data() + 16)) {
+    return Error(Code::data_loss, "unreadable snapshot: checksum mismatch");
+  }
+  return data;
 }
 
 }  // namespace catga::internal

@@ -79,4 +79,19 @@ std::string encode_record_batch(const EntryHeader& header, std::span<const std::
 //                        lengths/count inconsistent, non-zero padding).
 Result<DecodedBatch> decode_record_batch(std::string_view entry);
 
+// ---- snapshot envelope ---------------------------------------------------
+// libraft 0.22 checksums a snapshot's metadata but not its data, so Catga
+// wraps the state machine's bytes:
+//   0  "CATS" magic | 4 version u8 = 1 | 5 reserved[3] | 8 length u64 |
+//  16  crc32 (IEEE) of the data u32 | 20 reserved u32 | 24 data
+inline constexpr std::size_t kSnapshotHeaderBytes = 24;
+
+// CRC-32 (IEEE 802.3, as zlib).
+std::uint32_t crc32(std::string_view data);
+// Writes the 24-byte header for `data` into out.
+void write_snapshot_header(char* out, std::string_view data);
+// The state machine's bytes inside a snapshot, verified. Code::data_loss when
+// the magic, length or checksum is wrong; Code::unimplemented for a newer version.
+Result<std::string_view> unwrap_snapshot(std::string_view snapshot);
+
 }  // namespace catga::internal

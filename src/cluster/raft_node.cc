@@ -1,8 +1,11 @@
 #include "cluster/raft_node.hpp"
 
 #include <pthread.h>
+#include <signal.h>
 
 #include <chrono>
+#include <cstdio>
+#include <tuple>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -124,6 +127,27 @@ Result<bool> prepare_data_dir(const fs::path& dir) {
   return empty;
 }
 
+// The snapshot libraft loads at start: the newest "snapshot-TERM-INDEX-TIMESTAMP".
+std::string newest_snapshot_file(const fs::path& dir) {
+  std::error_code ec;
+  std::string best;
+  std::tuple<unsigned long long, unsigned long long, unsigned long long> best_key{0, 0, 0};
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    unsigned long long term = 0, index = 0, ts = 0;
+    int consumed = 0;
+    if (std::sscanf(name.c_str(), "snapshot-%llu-%llu-%llu%n", &term, &index, &ts, &consumed) == 3 &&
+        static_cast<std::size_t>(consumed) == name.size()) {
+      auto key = std::make_tuple(term, index, ts);
+      if (best.empty() || key > best_key) {
+        best_key = key;
+        best = name;
+      }
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ lifecycle
@@ -163,12 +187,17 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   auto cb = make_callbacks(node.get(), &c_apply, &c_snapshot, &c_restore, &c_apply_done, &c_barrier_done,
                            &c_change_done, &c_transfer_done, &c_wake, &c_after_io, &c_closed);
   char errmsg[512] = {0};
+  node->snapshot_source_ = newest_snapshot_file(options.data_dir);
   int rv = catga_raft_open(&config, &cb, &node->raft_, errmsg, sizeof errmsg);
+  node->snapshot_source_.clear();  // later restores come from the leader
   if (rv != 0) {
     std::string why = errmsg;
-    if (node->failed_) why = node->failure_ + (why.empty() ? "" : " (" + why + ")");
-    const Code code = (rv == CATGA_RAFT_CORRUPT || rv == CATGA_RAFT_MALFORMED) ? Code::data_loss
-                                                                               : Code::failed_precondition;
+    if (node->failed_) why = node->failure_;
+    // libraft reports unreadable files while loading ("io: load closed segment
+    // <name>: ...") as I/O errors; they mean a corrupt data directory.
+    const bool corrupt = node->failed_ || rv == CATGA_RAFT_CORRUPT || rv == CATGA_RAFT_MALFORMED ||
+                         why.find("load ") != std::string::npos;
+    const Code code = corrupt ? Code::data_loss : Code::failed_precondition;
     spdlog::error("raft node {}: cannot start in {}: {}", options.node_id, dir, why);
     node->node_mode_ = false;  // nothing to close
     return Error(code, "cannot start Raft node " + std::to_string(options.node_id) + " in " + dir + ": " + why);
@@ -202,6 +231,13 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   node->loop_thread_ = std::thread([raw = node.get()] {
     const std::string name = "catga-raft-" + std::to_string(raw->options_.node_id);
     pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+    // libuv writes to sockets without MSG_NOSIGNAL: a peer that went away
+    // would raise SIGPIPE and kill the process. Blocked in this thread only,
+    // the write fails with EPIPE instead; the process's disposition is untouched.
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
     catga_raft_run(raw->raft_);
   });
   spdlog::info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
@@ -711,25 +747,34 @@ int RaftNode::c_snapshot(void* ctx, void** data, std::size_t* len) {
     spdlog::error("raft node {}: snapshot failed: {}", self->options_.node_id, e.what());
     return CATGA_RAFT_IOERR;  // libraft skips this snapshot and tries again later
   }
-  void* buf = catga_raft_malloc(state.empty() ? 8 : state.size());
+  const std::size_t size = kSnapshotHeaderBytes + state.size();
+  auto* buf = static_cast<char*>(catga_raft_malloc(size));
   if (buf == nullptr) return CATGA_RAFT_NOMEM;
-  if (!state.empty()) std::memcpy(buf, state.data(), state.size());
+  write_snapshot_header(buf, state);
+  if (!state.empty()) std::memcpy(buf + kSnapshotHeaderBytes, state.data(), state.size());
   *data = buf;
-  *len = state.size();
+  *len = size;
   return 0;
 }
 
 int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
   auto* self = static_cast<RaftNode*>(ctx);
+  const std::string source = self->snapshot_source_.empty() ? "snapshot installed from the leader"
+                                                             : "snapshot " + self->snapshot_source_;
+  auto bytes = unwrap_snapshot(std::string_view(static_cast<const char*>(data), len));
+  if (!bytes) {
+    self->fail_node(source + ": " + bytes.error().message());
+    return CATGA_RAFT_CORRUPT;
+  }
   Result<void> r = Error(Code::internal, "state machine threw");
   try {
-    r = self->machine_.restore(std::string_view(static_cast<const char*>(data), len));
+    r = self->machine_.restore(*bytes);
   } catch (const std::exception& e) {
     r = Error(Code::internal, std::string("state machine threw: ") + e.what());
   }
   if (!r) {
-    self->fail_node("restoring snapshot failed: " + r.error().message());
-    return CATGA_RAFT_MALFORMED;
+    self->fail_node("restoring " + source + " failed: " + r.error().message());
+    return CATGA_RAFT_CORRUPT;
   }
   return 0;
 }

@@ -214,7 +214,7 @@ class RaftNode {
   std::uint64_t ready_term_ = 0;     // term of the leader barrier that made us ready
   std::uint64_t ready_barrier_term_ = 0;  // term of the outstanding readiness barrier
   bool ready_ = false;
-  std::uint64_t last_restored_index_ = 0;
+  std::string snapshot_source_;  // file name while start() loads, for error messages
 
   mutable std::mutex status_mu_;
   NodeStatus status_;

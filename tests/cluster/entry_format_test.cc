@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -120,6 +121,43 @@ TEST(EntryFormat, WriterMatchesConvenienceEncoder) {
   for (auto r : records) w.add(r);
   EXPECT_EQ(w.finish(), size);
   EXPECT_EQ(buf, encode_record_batch(EntryHeader{9, 10}, records));
+}
+
+TEST(SnapshotEnvelope, Crc32MatchesTheStandardCheckValue) {
+  EXPECT_EQ(crc32("123456789"), 0xCBF43926u);
+  EXPECT_EQ(crc32(""), 0u);
+}
+
+std::string wrap(std::string_view data) {
+  std::string out(kSnapshotHeaderBytes + data.size(), '\0');
+  write_snapshot_header(out.data(), data);
+  std::memcpy(out.data() + kSnapshotHeaderBytes, data.data(), data.size());
+  return out;
+}
+
+TEST(SnapshotEnvelope, RoundTrips) {
+  for (std::string data : {std::string(), std::string("state"), std::string(100000, 'q')}) {
+    auto r = unwrap_snapshot(wrap(data));
+    ASSERT_TRUE(r.has_value()) << r.error().message();
+    EXPECT_EQ(*r, data);
+  }
+}
+
+TEST(SnapshotEnvelope, RejectsGarbageTruncationAndBitFlips) {
+  EXPECT_EQ(unwrap_snapshot(std::string(100, 'G')).error().code(), Code::data_loss);
+  EXPECT_EQ(unwrap_snapshot("").error().code(), Code::data_loss);
+  const std::string good = wrap("some replicated state");
+  for (std::size_t n = 0; n < good.size(); ++n) {
+    EXPECT_FALSE(unwrap_snapshot(std::string_view(good).substr(0, n)).has_value()) << n;
+  }
+  std::string flipped = good;
+  flipped.back() ^= 1;
+  auto r = unwrap_snapshot(flipped);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("checksum"), std::string::npos);
+  std::string newer = good;
+  newer[4] = 2;
+  EXPECT_EQ(unwrap_snapshot(newer).error().code(), Code::unimplemented);
 }
 
 }  // namespace

@@ -1,2 +1,504 @@
+// Real RaftNodes on 127.0.0.1: durable logs in temporary directories, one
+// loop thread per node, all in one process. Waits are bounded and generous;
+// nothing asserts on timing.
+#include "cluster/raft_node.hpp"
+
 #include <gtest/gtest.h>
-TEST(Placeholder, Nothing) {}
+
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <iostream>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster_test_support.hpp"
+
+namespace catga::internal {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::DigestMachine;
+using testing::describe;
+using testing::TempDir;
+using testing::wait_until;
+namespace fs = std::filesystem;
+
+struct Observed {
+  std::mutex mu;
+  std::vector<std::pair<NodeRole, std::uint64_t>> roles;
+  std::vector<std::uint64_t> leaders;
+  bool saw_role(NodeRole r) {
+    std::lock_guard l(mu);
+    for (auto& [role, term] : roles)
+      if (role == r) return true;
+    return false;
+  }
+  bool saw_leader(std::uint64_t id) {
+    std::lock_guard l(mu);
+    for (auto l2 : leaders)
+      if (l2 == id) return true;
+    return false;
+  }
+};
+
+class Cluster {
+ public:
+  explicit Cluster(unsigned n, std::function<void(ClusterOptions&)> tweak = {}) : tweak_(std::move(tweak)) {
+    for (unsigned i = 0; i < n; ++i) {
+      members_.push_back(Member{i + 1, "127.0.0.1:" + std::to_string(testing::free_port())});
+      dirs_.push_back(std::make_unique<TempDir>());
+    }
+    machines_.resize(n);
+    nodes_.resize(n);
+    observed_.resize(n);
+    for (auto& o : observed_) o = std::make_unique<Observed>();
+  }
+  ~Cluster() {
+    for (auto& n : nodes_) n.reset();
+  }
+
+  ClusterOptions options(unsigned i) const {
+    ClusterOptions o;
+    o.node_id = i + 1;
+    o.members = members_;
+    o.data_dir = dirs_[i]->path();
+    o.election_timeout = 1000ms;
+    o.heartbeat_interval = 100ms;
+    if (tweak_) tweak_(o);
+    return o;
+  }
+
+  Result<void> start(unsigned i) {
+    machines_[i] = std::make_unique<DigestMachine>();
+    RaftNodeCallbacks cb;
+    Observed* obs = observed_[i].get();
+    cb.on_role_changed = [obs](NodeRole r, std::uint64_t t) {
+      std::lock_guard l(obs->mu);
+      obs->roles.emplace_back(r, t);
+    };
+    cb.on_leader_changed = [obs](std::uint64_t id, const std::string&) {
+      std::lock_guard l(obs->mu);
+      obs->leaders.push_back(id);
+    };
+    auto r = RaftNode::start(options(i), *machines_[i], std::move(cb));
+    if (!r) return r.error();
+    nodes_[i] = std::move(*r);
+    return ok();
+  }
+  void start_all() {
+    for (unsigned i = 0; i < nodes_.size(); ++i) {
+      auto r = start(i);
+      ASSERT_TRUE(r.has_value()) << describe(r.error());
+    }
+  }
+  void stop(unsigned i) { nodes_[i].reset(); }
+
+  // Index of the ready leader, waiting for one.
+  std::optional<unsigned> ready_leader() {
+    std::optional<unsigned> found;
+    wait_until([&] {
+      for (unsigned i = 0; i < nodes_.size(); ++i) {
+        if (nodes_[i] && nodes_[i]->status().role == NodeRole::leader && nodes_[i]->status().ready) {
+          found = i;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+
+  // Proposes and waits for the result.
+  Result<Applied> propose_sync(unsigned i, std::string record) {
+    std::promise<Result<Applied>> p;
+    auto f = p.get_future();
+    nodes_[i]->propose(std::move(record), [&p](Result<Applied> r) { p.set_value(std::move(r)); });
+    if (f.wait_for(30s) != std::future_status::ready) return Error(Code::deadline_exceeded, "test timeout");
+    return f.get();
+  }
+
+  // Proposes `n` records from `threads` threads; returns the number that succeeded.
+  int propose_many(unsigned i, int n, int threads, const std::string& prefix) {
+    std::atomic<int> done{0}, succeeded{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) {
+      ts.emplace_back([&, t] {
+        for (int k = t; k < n; k += threads) {
+          nodes_[i]->propose(prefix + std::to_string(k), [&](Result<Applied> r) {
+            if (r) ++succeeded;
+            ++done;
+          });
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    EXPECT_TRUE(wait_until([&] { return done.load() == n; }, 60s)) << done.load() << " of " << n << " completed";
+    return succeeded.load();
+  }
+
+  bool wait_all_applied(std::uint64_t count) {
+    return wait_until(
+        [&] {
+          for (unsigned i = 0; i < nodes_.size(); ++i)
+            if (nodes_[i] && machines_[i]->count() != count) return false;
+          return true;
+        },
+        60s);
+  }
+
+  RaftNode& node(unsigned i) { return *nodes_[i]; }
+  DigestMachine& machine(unsigned i) { return *machines_[i]; }
+  Observed& observed(unsigned i) { return *observed_[i]; }
+  const Member& member(unsigned i) const { return members_[i]; }
+  const fs::path& dir(unsigned i) const { return dirs_[i]->path(); }
+  unsigned size() const { return static_cast<unsigned>(nodes_.size()); }
+
+ private:
+  std::function<void(ClusterOptions&)> tweak_;
+  std::vector<Member> members_;
+  std::vector<std::unique_ptr<TempDir>> dirs_;
+  std::vector<std::unique_ptr<DigestMachine>> machines_;
+  std::vector<std::unique_ptr<RaftNode>> nodes_;
+  std::vector<std::unique_ptr<Observed>> observed_;
+};
+
+TEST(RaftNode, ThreeNodesReplicateTenThousandRecordsFromManyThreads) {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value()) << "no leader became ready";
+  const unsigned l = *leader;
+
+  EXPECT_EQ(c.propose_many(l, 10000, 4, "rec-"), 10000);
+  ASSERT_TRUE(c.wait_all_applied(10000));
+  for (unsigned i = 0; i < 3; ++i) {
+    EXPECT_EQ(c.machine(i).digest(), c.machine(l).digest()) << "node " << i + 1;
+    EXPECT_EQ(c.machine(i).order_violations(), 0);
+    EXPECT_EQ(c.machine(i).bad_info(), 0);
+  }
+
+  // The leader hands back the state machine's result for each record.
+  auto one = c.propose_sync(l, "hello");
+  ASSERT_TRUE(one.has_value()) << describe(one.error());
+  EXPECT_EQ(one->result, "ok:hello");
+  EXPECT_GT(one->index, 0u);
+
+  // A follower refuses, naming the leader and its address.
+  const unsigned f = (l + 1) % 3;
+  auto refused = c.propose_sync(f, "nope");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), Code::unavailable);
+  const std::string expected =
+      "leader is " + std::to_string(c.member(l).id) + " at " + c.member(l).address;
+  EXPECT_NE(refused.error().message().find(expected), std::string::npos) << refused.error().message();
+
+  // Barrier on the leader; unavailable on a follower.
+  std::promise<Result<std::uint64_t>> bp;
+  c.node(l).barrier([&](Result<std::uint64_t> r) { bp.set_value(std::move(r)); });
+  auto b = bp.get_future().get();
+  ASSERT_TRUE(b.has_value()) << describe(b.error());
+  EXPECT_GE(*b, one->index);
+  std::promise<Result<std::uint64_t>> fp;
+  c.node(f).barrier([&](Result<std::uint64_t> r) { fp.set_value(std::move(r)); });
+  auto fb = fp.get_future().get();
+  ASSERT_FALSE(fb.has_value());
+  EXPECT_EQ(fb.error().code(), Code::unavailable);
+}
+
+TEST(RaftNode, StatusAndLeadershipCallbacks) {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  const unsigned l = *leader;
+  ASSERT_TRUE(c.propose_sync(l, "x").has_value());
+  ASSERT_TRUE(c.wait_all_applied(1));
+  ASSERT_TRUE(wait_until([&] {
+    for (unsigned i = 0; i < 3; ++i)
+      if (c.node(i).status().leader_id != c.member(l).id) return false;
+    return true;
+  }));
+
+  const NodeStatus ls = c.node(l).status();
+  EXPECT_EQ(ls.id, c.member(l).id);
+  EXPECT_EQ(ls.address, c.member(l).address);
+  EXPECT_EQ(ls.role, NodeRole::leader);
+  EXPECT_TRUE(ls.ready);
+  EXPECT_GT(ls.term, 0u);
+  EXPECT_EQ(ls.leader_id, c.member(l).id);
+  EXPECT_EQ(ls.leader_address, c.member(l).address);
+  EXPECT_GE(ls.commit_index, 2u);
+  EXPECT_GE(ls.applied_index, 2u);
+  EXPECT_TRUE(ls.failure.empty());
+  ASSERT_EQ(ls.members.size(), 3u);
+  for (unsigned i = 0; i < 3; ++i) {
+    EXPECT_EQ(ls.members[i].member.id, c.member(i).id);
+    EXPECT_EQ(ls.members[i].member.address, c.member(i).address);
+    EXPECT_EQ(ls.members[i].member.role, MemberRole::voter);
+  }
+  for (unsigned i = 0; i < 3; ++i) {
+    if (i == l) continue;
+    const NodeStatus fs = c.node(i).status();
+    EXPECT_EQ(fs.role, NodeRole::follower);
+    EXPECT_FALSE(fs.ready);
+    EXPECT_EQ(fs.term, ls.term);
+    EXPECT_EQ(fs.leader_address, c.member(l).address);
+    EXPECT_TRUE(wait_until([&] { return c.node(i).status().applied_index >= 2; }));
+    EXPECT_TRUE(c.observed(i).saw_role(NodeRole::follower));
+    EXPECT_TRUE(c.observed(i).saw_leader(c.member(l).id));
+  }
+  EXPECT_TRUE(c.observed(l).saw_role(NodeRole::leader));
+
+  // Leadership transfer: the old leader steps down, another becomes ready.
+  std::promise<Result<void>> tp;
+  c.node(l).transfer_leadership(0, [&](Result<void> r) { tp.set_value(std::move(r)); });
+  auto t = tp.get_future().get();
+  ASSERT_TRUE(t.has_value()) << describe(t.error());
+  auto next = c.ready_leader();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_NE(*next, l);
+  EXPECT_TRUE(wait_until([&] { return c.observed(l).saw_role(NodeRole::follower); }));
+}
+
+TEST(RaftNode, KilledLeaderIsReplacedAndCatchesUpAfterRestart) {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  const unsigned old = *leader;
+  EXPECT_EQ(c.propose_many(old, 500, 2, "before-"), 500);
+  ASSERT_TRUE(c.wait_all_applied(500));
+
+  c.stop(old);
+  auto next = c.ready_leader();
+  ASSERT_TRUE(next.has_value()) << "no new leader";
+  ASSERT_NE(*next, old);
+  EXPECT_EQ(c.propose_many(*next, 500, 2, "after-"), 500);
+
+  auto r = c.start(old);
+  ASSERT_TRUE(r.has_value()) << describe(r.error());
+  ASSERT_TRUE(c.wait_all_applied(1000));
+  for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c.machine(i).digest(), c.machine(*next).digest());
+}
+
+TEST(RaftNode, RestartingEveryNodeFromDiskRestoresIdenticalState) {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  EXPECT_EQ(c.propose_many(*leader, 2000, 4, "durable-"), 2000);
+  ASSERT_TRUE(c.wait_all_applied(2000));
+  const std::uint64_t digest = c.machine(0).digest();
+  for (unsigned i = 0; i < 3; ++i) c.stop(i);
+
+  c.start_all();  // fresh state machines: everything comes from disk
+  ASSERT_TRUE(c.ready_leader().has_value());
+  ASSERT_TRUE(c.wait_all_applied(2000));
+  for (unsigned i = 0; i < 3; ++i) {
+    EXPECT_EQ(c.machine(i).count(), 2000u) << "applied twice or lost";
+    EXPECT_EQ(c.machine(i).digest(), digest);
+  }
+}
+
+TEST(RaftNode, LaggingFollowerInstallsSnapshot) {
+  Cluster c(3, [](ClusterOptions& o) {
+    o.snapshot_threshold = 64;
+    o.snapshot_trailing = 16;
+    o.max_entry_bytes = 64;  // one small record per entry: many entries
+  });
+  c.start_all();
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  const unsigned l = *leader;
+  const unsigned f = (l + 1) % 3;
+  c.stop(f);
+  // 20-byte records: one per 64-byte entry, so 400 entries.
+  EXPECT_EQ(c.propose_many(l, 400, 4, "snapshot-record-"), 400);
+  const bool snapshotted = wait_until([&] { return c.node(l).status().last_snapshot_index >= 200; });
+  if (!snapshotted) {
+    auto st = c.node(l).status();
+    std::cerr << "commit " << st.commit_index << " applied " << st.applied_index << " snap "
+              << st.last_snapshot_index << " machine snapshots " << c.machine(l).snapshots() << "\n";
+    for (auto& e : fs::directory_iterator(c.dir(l))) std::cerr << "  " << e.path().filename() << "\n";
+  }
+  ASSERT_TRUE(snapshotted);
+  EXPECT_GT(c.machine(l).snapshots(), 0);
+
+  auto r = c.start(f);
+  ASSERT_TRUE(r.has_value()) << describe(r.error());
+  ASSERT_TRUE(c.wait_all_applied(400));
+  EXPECT_GE(c.machine(f).restores(), 1) << "follower caught up without a snapshot";
+  for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c.machine(i).digest(), c.machine(l).digest());
+}
+
+TEST(RaftNode, StopCompletesEveryPendingProposalExactlyOnce) {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  std::atomic<int> ok_count{0}, unavailable{0}, unknown{0}, other{0};
+  constexpr int kN = 5000;
+  for (int i = 0; i < kN; ++i) {
+    c.node(*leader).propose("p" + std::to_string(i), [&](Result<Applied> r) {
+      if (r) ++ok_count;
+      else if (r.error().code() == Code::unavailable) ++unavailable;
+      else if (r.error().code() == Code::deadline_exceeded) ++unknown;
+      else ++other;
+    });
+  }
+  c.stop(*leader);
+  EXPECT_EQ(ok_count + unavailable + unknown + other, kN);
+  EXPECT_EQ(other.load(), 0);
+}
+
+// ---- start() errors ---------------------------------------------------------
+
+ClusterOptions single(const fs::path& dir, int port, std::uint64_t threshold = 8192) {
+  ClusterOptions o;
+  o.node_id = 1;
+  o.members = {{1, "127.0.0.1:" + std::to_string(port)}};
+  o.data_dir = dir;
+  o.election_timeout = 500ms;
+  o.heartbeat_interval = 50ms;
+  o.snapshot_threshold = threshold;
+  o.snapshot_trailing = 4;
+  o.max_entry_bytes = 64;
+  return o;
+}
+
+// Runs a single node in `dir`, applies `n` records, stops it.
+void populate(const fs::path& dir, int port, int n, std::uint64_t threshold = 8192) {
+  DigestMachine m;
+  auto node = RaftNode::start(single(dir, port, threshold), m);
+  ASSERT_TRUE(node.has_value()) << describe(node.error());
+  ASSERT_TRUE(wait_until([&] { return (*node)->status().ready; }));
+  for (int i = 0; i < n; ++i) {
+    std::promise<Result<Applied>> p;
+    (*node)->propose("r" + std::to_string(i), [&](Result<Applied> r) { p.set_value(std::move(r)); });
+    auto r = p.get_future().get();
+    ASSERT_TRUE(r.has_value()) << describe(r.error());
+  }
+}
+
+std::vector<fs::path> files_matching(const fs::path& dir, const std::function<bool(const std::string&)>& pred) {
+  std::vector<fs::path> out;
+  for (auto& e : fs::directory_iterator(dir))
+    if (pred(e.path().filename().string())) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(RaftNodeStart, RejectsInvalidOptions) {
+  DigestMachine m;
+  ClusterOptions o;
+  auto r = RaftNode::start(o, m);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::invalid_argument);
+  EXPECT_NE(r.error().message().find("node_id"), std::string::npos);
+}
+
+TEST(RaftNodeStart, RejectsUnusableDataDir) {
+  TempDir tmp;
+  const fs::path file = tmp.path() / "a-file";
+  std::ofstream(file) << "x";
+  DigestMachine m;
+  auto r = RaftNode::start(single(file / "sub", testing::free_port()), m);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::invalid_argument);
+  EXPECT_NE(r.error().message().find("data_dir"), std::string::npos) << r.error().message();
+  r = RaftNode::start(single(file, testing::free_port()), m);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::invalid_argument);
+}
+
+TEST(RaftNodeStart, TruncatedSegmentFailsNamingTheFile) {
+  TempDir tmp;
+  const int port = testing::free_port();
+  populate(tmp.path(), port, 50);
+  auto segments = files_matching(tmp.path(), [](const std::string& n) {
+    return n.rfind("open-", 0) == 0 || (n.size() > 16 && n[16] == '-' && isdigit(n[0]));
+  });
+  ASSERT_FALSE(segments.empty());
+  // Garble the biggest segment in its middle.
+  fs::path victim = segments.front();
+  for (auto& s : segments)
+    if (fs::file_size(s) > fs::file_size(victim)) victim = s;
+  const auto size = fs::file_size(victim);
+  {
+    std::fstream io(victim, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(static_cast<std::streamoff>(size / 2));
+    std::string junk(64, '\xA5');
+    io.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  DigestMachine m;
+  auto r = RaftNode::start(single(tmp.path(), port), m);
+  ASSERT_FALSE(r.has_value()) << "started on a garbled segment";
+  EXPECT_EQ(r.error().code(), Code::data_loss);
+  EXPECT_NE(r.error().message().find(victim.filename().string()), std::string::npos) << r.error().message();
+  std::cerr << "garbled segment -> " << describe(r.error()) << "\n";
+
+  fs::resize_file(victim, size / 3);
+  r = RaftNode::start(single(tmp.path(), port), m);
+  ASSERT_FALSE(r.has_value()) << "started on a truncated segment";
+  EXPECT_EQ(r.error().code(), Code::data_loss);
+  EXPECT_NE(r.error().message().find(victim.filename().string()), std::string::npos) << r.error().message();
+  std::cerr << "truncated segment -> " << describe(r.error()) << "\n";
+}
+
+TEST(RaftNodeStart, GarbageSnapshotFailsNamingTheFile) {
+  TempDir tmp;
+  const int port = testing::free_port();
+  populate(tmp.path(), port, 40, /*threshold=*/8);
+  auto snapshots = files_matching(tmp.path(), [](const std::string& n) {
+    return n.rfind("snapshot-", 0) == 0 && n.find(".meta") == std::string::npos;
+  });
+  ASSERT_FALSE(snapshots.empty());
+  for (auto& s : snapshots) {
+    std::ofstream(s, std::ios::binary | std::ios::trunc) << std::string(100, 'G');
+  }
+  DigestMachine m;
+  auto r = RaftNode::start(single(tmp.path(), port), m);
+  ASSERT_FALSE(r.has_value()) << "started on a garbage snapshot";
+  EXPECT_EQ(r.error().code(), Code::data_loss);
+  bool named = false;
+  for (auto& s : snapshots) named |= r.error().message().find(s.filename().string()) != std::string::npos;
+  EXPECT_TRUE(named) << r.error().message();
+  std::cerr << "garbage snapshot -> " << describe(r.error()) << "\n";
+}
+
+TEST(RaftNodeStart, ConflictingStoredConfigurationIsAClearError) {
+  TempDir tmp;
+  const int port = testing::free_port();
+  populate(tmp.path(), port, 3);
+  DigestMachine m;
+  // Same directory, another node id.
+  ClusterOptions other = single(tmp.path(), port);
+  other.node_id = 5;
+  other.members = {{5, "127.0.0.1:" + std::to_string(port)}};
+  auto r = RaftNode::start(other, m);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::failed_precondition);
+  EXPECT_NE(r.error().message().find("node 5 is not in the stored configuration"), std::string::npos)
+      << r.error().message();
+  // Same id, another address.
+  const int port2 = testing::free_port();
+  auto moved = RaftNode::start(single(tmp.path(), port2), m);
+  ASSERT_FALSE(moved.has_value());
+  EXPECT_EQ(moved.error().code(), Code::failed_precondition);
+  EXPECT_NE(moved.error().message().find("address"), std::string::npos) << moved.error().message();
+  // The right options still work afterwards.
+  DigestMachine m2;
+  auto fine = RaftNode::start(single(tmp.path(), port), m2);
+  ASSERT_TRUE(fine.has_value()) << describe(fine.error());
+  EXPECT_TRUE(wait_until([&] { return m2.count() == 3; }));
+}
+
+}  // namespace
+}  // namespace catga::internal
