@@ -10,9 +10,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <map>
 #include <mutex>
 
+#include "app/session_table.hpp"
 #include "cluster/raft_node.hpp"
 #include "core/envelope.hpp"
 
@@ -21,6 +23,33 @@ namespace {
 
 using internal::ApplyInfo;
 using internal::RaftNode;
+
+// Records the library itself writes to the log.
+constexpr std::string_view kOpenSession = "catga.session.open.v1";
+constexpr unsigned kSnapshotFormat = 1;
+
+// The sequences this client has in flight: floor() is the lowest one still
+// awaited, which lets the state machine forget older answers.
+class SequenceWindow {
+ public:
+  std::uint64_t next() {
+    done_.push_back(false);
+    return base_ + done_.size() - 1;
+  }
+  void complete(std::uint64_t sequence) {
+    if (sequence < base_ || sequence - base_ >= done_.size()) return;
+    done_[sequence - base_] = true;
+    while (!done_.empty() && done_.front()) {
+      done_.pop_front();
+      ++base_;
+    }
+  }
+  std::uint64_t floor() const { return base_; }
+
+ private:
+  std::uint64_t base_ = 1;
+  std::deque<bool> done_;
+};
 
 class ReplicatedNode final : public Replicator, public internal::RecordStateMachine {
  public:
@@ -43,10 +72,32 @@ class ReplicatedNode final : public Replicator, public internal::RecordStateMach
 
   // ---- Replicator (any thread) ----
 
-  void submit(MessageKind kind, std::string_view wire_name, std::string payload, const CommandOptions&,
+  void submit(MessageKind kind, std::string_view wire_name, std::string payload, const CommandOptions& options,
               Done done) override {
-    std::string record = internal::encode_envelope({kind, wire_name, payload, 0, 0});
-    node_->propose(std::move(record), [done = std::move(done)](Result<internal::Applied> applied) mutable {
+    std::unique_lock lock(session_mu_);
+    if (session_ == 0) {
+      // The first command of this client opens its session through the log;
+      // commands sent meanwhile wait for it.
+      waiting_.push_back(Deferred{kind, std::string(wire_name), std::move(payload), options, std::move(done)});
+      if (!opening_) {
+        opening_ = true;
+        lock.unlock();
+        open_session();
+      }
+      return;
+    }
+    const std::uint64_t session = session_;
+    const std::uint64_t sequence = window_.next();
+    const std::uint64_t floor = window_.floor();
+    lock.unlock();
+    std::string record = internal::encode_envelope(
+        {kind, wire_name, payload, session, sequence, floor, options.idempotency_key});
+    node_->propose(std::move(record), [this, session, sequence, done = std::move(done)](Result<internal::Applied> applied) mutable {
+      {
+        std::lock_guard guard(session_mu_);
+        if (session == session_) window_.complete(sequence);
+        if (applied && session == session_ && session_expired(applied->result)) session_ = 0;  // reopen next time
+      }
       if (!applied) return done(std::move(applied).error(), 0);
       done(std::move(applied->result), applied->index);
     });
@@ -86,40 +137,126 @@ class ReplicatedNode final : public Replicator, public internal::RecordStateMach
       encode_error_result(out, Error{Code::internal, "undecodable record: " + envelope.error().message()});
       return out;
     }
-    Slot* slot = mediator_.find(envelope->wire_name);
-    if (slot == nullptr || slot->kind() != envelope->kind) {
-      encode_error_result(out, Mediator::no_handler(envelope->wire_name, envelope->kind));
+    const std::int64_t now_ms = info.leader_time_ns / 1'000'000;
+    if (envelope->wire_name == kOpenSession) {
+      encode_result(out, Result<std::uint64_t>(sessions_.open(info.index, info.position, now_ms)));
       return out;
+    }
+    auto verdict = sessions_.check(envelope->session, envelope->sequence, envelope->floor, envelope->key, now_ms);
+    if (verdict.action == internal::SessionTable::Verdict::Action::answer) return std::move(verdict.answer);
+    apply_new(info, *envelope, out);
+    sessions_.record(envelope->session, envelope->sequence, envelope->key, out, now_ms);
+    return out;
+  }
+
+  std::string snapshot() override {
+    std::string state;
+    {
+      std::shared_lock lock(mediator_.state().mutex());
+      state = mediator_.state().snapshot();
+    }
+    std::string sessions = sessions_.encode();
+    std::string out;
+    StringSink sink{&out};
+    msgpack::packer<StringSink> p(sink);
+    p.pack_array(3);
+    p.pack(kSnapshotFormat);
+    p.pack_bin(static_cast<std::uint32_t>(state.size()));
+    p.pack_bin_body(state.data(), static_cast<std::uint32_t>(state.size()));
+    p.pack_bin(static_cast<std::uint32_t>(sessions.size()));
+    p.pack_bin_body(sessions.data(), static_cast<std::uint32_t>(sessions.size()));
+    return out;
+  }
+
+  Result<void> restore(std::string_view bytes) override {
+    msgpack::object_handle handle;
+    DecodeLimits limits{.max_bytes = SIZE_MAX, .max_array = 8, .max_map = 0, .max_str = 0, .max_bin = SIZE_MAX, .max_depth = 2};
+    if (auto r = unpack_one(bytes, limits, handle); !r) return Error{Code::data_loss, "snapshot: " + r.error().message()};
+    const msgpack::object& o = handle.get();
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 3 || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
+        o.via.array.ptr[1].type != msgpack::type::BIN || o.via.array.ptr[2].type != msgpack::type::BIN) {
+      return Error{Code::data_loss, "snapshot: not a catga snapshot"};
+    }
+    if (o.via.array.ptr[0].via.u64 != kSnapshotFormat) {
+      return Error{Code::data_loss, "snapshot: format " + std::to_string(o.via.array.ptr[0].via.u64) + " is not readable by this build"};
+    }
+    const auto& state = o.via.array.ptr[1].via.bin;
+    const auto& sessions = o.via.array.ptr[2].via.bin;
+    internal::SessionTable table;
+    if (auto r = table.decode(std::string_view(sessions.ptr, sessions.size)); !r) return r;
+    std::unique_lock lock(mediator_.state().mutex());
+    if (auto r = mediator_.state().restore(std::string_view(state.ptr, state.size)); !r) return r;
+    sessions_ = std::move(table);
+    return {};
+  }
+
+ private:
+  struct Deferred {
+    MessageKind kind;
+    std::string wire_name;
+    std::string payload;
+    CommandOptions options;
+    Done done;
+  };
+
+  static bool session_expired(std::string_view encoded) {
+    msgpack::object_handle handle;
+    Code code{};
+    const msgpack::object* body = nullptr;
+    if (!decode_result_head(encoded, handle, code, body) || code != Code::deadline_exceeded) return false;
+    return body->type == msgpack::type::STR &&
+           std::string_view(body->via.str.ptr, body->via.str.size).starts_with("client session expired");
+  }
+
+  void open_session() {
+    node_->propose(internal::encode_envelope({MessageKind::command, kOpenSession, {}, 0, 0, 0, {}}),
+                   [this](Result<internal::Applied> applied) {
+                     Result<std::uint64_t> opened = applied ? decode_result<std::uint64_t>(applied->result)
+                                                            : Result<std::uint64_t>(std::move(applied).error());
+                     std::vector<Deferred> waiting;
+                     {
+                       std::lock_guard lock(session_mu_);
+                       opening_ = false;
+                       if (opened) {
+                         session_ = *opened;
+                         window_ = SequenceWindow();
+                       }
+                       waiting.swap(waiting_);
+                     }
+                     for (auto& d : waiting) {
+                       if (!opened) {
+                         d.done(opened.error(), 0);
+                       } else {
+                         submit(d.kind, d.wire_name, std::move(d.payload), d.options, std::move(d.done));
+                       }
+                     }
+                   });
+  }
+
+  // Runs a command or delivers an event that the session table has not seen.
+  void apply_new(const ApplyInfo& info, const internal::EnvelopeView& envelope, std::string& out) {
+    Slot* slot = mediator_.find(envelope.wire_name);
+    if (slot == nullptr || slot->kind() != envelope.kind) {
+      encode_error_result(out, Mediator::no_handler(envelope.wire_name, envelope.kind));
+      return;
     }
     const Timestamp time{std::chrono::duration_cast<Timestamp::duration>(std::chrono::nanoseconds(info.leader_time_ns))};
     const EventInfo event_info{info.index, info.term, time, leader_, info.index <= replay_until_};
-    if (envelope->kind == MessageKind::event) {
-      static_cast<EventSlotBase*>(slot)->deliver_encoded(mediator_, envelope->payload, event_info);
+    if (envelope.kind == MessageKind::event) {
+      static_cast<EventSlotBase*>(slot)->deliver_encoded(mediator_, envelope.payload, event_info);
       encode_result(out, Result<void>());
-      return out;
+      return;
     }
     StateBase& state = mediator_.state();
     CommandContext ctx(info.index, info.term, time, &state.id_counter());
     bool succeeded;
     {
       std::unique_lock lock(state.mutex());
-      succeeded = static_cast<CommandSlotBase*>(slot)->apply_encoded_locked(state, envelope->payload, ctx, out);
+      succeeded = static_cast<CommandSlotBase*>(slot)->apply_encoded_locked(state, envelope.payload, ctx, out);
     }
     if (succeeded) mediator_.deliver_pending(ctx, event_info);
-    return out;
   }
 
-  std::string snapshot() override {
-    std::shared_lock lock(mediator_.state().mutex());
-    return mediator_.state().snapshot();
-  }
-
-  Result<void> restore(std::string_view bytes) override {
-    std::unique_lock lock(mediator_.state().mutex());
-    return mediator_.state().restore(bytes);
-  }
-
- private:
   void entry_applied(std::uint64_t index) {
     if (index > applied_) applied_ = index;
     while (!waiters_.empty() && waiters_.begin()->first <= applied_) {
@@ -138,11 +275,18 @@ class ReplicatedNode final : public Replicator, public internal::RecordStateMach
 
   Mediator& mediator_;
   std::unique_ptr<RaftNode> node_;
+  // This node's client session (any thread, under session_mu_).
+  std::mutex session_mu_;
+  std::uint64_t session_ = 0;
+  bool opening_ = false;
+  SequenceWindow window_;
+  std::vector<Deferred> waiting_;
   // Loop thread only.
   std::atomic<bool> leader_{false};
   std::uint64_t entry_index_ = 0;
   std::uint64_t applied_ = 0;
   std::uint64_t replay_until_ = 0;
+  internal::SessionTable sessions_;
   std::multimap<std::uint64_t, UniqueFunction<void(Result<void>)>> waiters_;
 };
 

@@ -7,7 +7,7 @@ namespace catga::internal {
 void encode_envelope(std::string& out, const EnvelopeView& e) {
   detail::StringSink sink{&out};
   msgpack::packer<detail::StringSink> p(sink);
-  p.pack_array(6);
+  p.pack_array(8);
   p.pack(kEnvelopeFormat);
   p.pack(static_cast<unsigned>(e.kind));
   p.pack_str(static_cast<std::uint32_t>(e.wire_name.size()));
@@ -16,6 +16,9 @@ void encode_envelope(std::string& out, const EnvelopeView& e) {
   p.pack_bin_body(e.payload.data(), static_cast<std::uint32_t>(e.payload.size()));
   p.pack(e.session);
   p.pack(e.sequence);
+  p.pack(e.floor);
+  p.pack_str(static_cast<std::uint32_t>(e.key.size()));
+  p.pack_str_body(e.key.data(), static_cast<std::uint32_t>(e.key.size()));
 }
 
 namespace {
@@ -23,13 +26,13 @@ Error bad(const std::string& what) { return Error{Code::invalid_argument, "envel
 }  // namespace
 
 Result<EnvelopeView> decode_envelope(std::string_view bytes, std::size_t max_bytes) {
-  // An envelope is flat: a 6-element array of scalars, so tight limits are safe.
+  // An envelope is flat: an 8-element array of scalars, so tight limits are safe.
   DecodeLimits limits{.max_bytes = max_bytes, .max_array = 16, .max_map = 0, .max_str = kMaxWireName,
                       .max_bin = max_bytes, .max_depth = 2};
   msgpack::object_handle handle;
   if (auto r = detail::unpack_one(bytes, limits, handle); !r) return bad(r.error().message());
   const msgpack::object& o = handle.get();
-  if (o.type != msgpack::type::ARRAY || o.via.array.size < 6) return bad("not an envelope");
+  if (o.type != msgpack::type::ARRAY || o.via.array.size < 8) return bad("not an envelope");
   const msgpack::object* f = o.via.array.ptr;
   if (f[0].type != msgpack::type::POSITIVE_INTEGER) return bad("not an envelope");
   if (f[0].via.u64 != kEnvelopeFormat) {
@@ -39,9 +42,12 @@ Result<EnvelopeView> decode_envelope(std::string_view bytes, std::size_t max_byt
   if (f[1].type != msgpack::type::POSITIVE_INTEGER || f[1].via.u64 > 2) return bad("unknown message kind");
   if (f[2].type != msgpack::type::STR || f[2].via.str.size == 0) return bad("missing wire name");
   if (f[3].type != msgpack::type::BIN) return bad("payload is not binary");
-  if (f[4].type != msgpack::type::POSITIVE_INTEGER || f[5].type != msgpack::type::POSITIVE_INTEGER) {
-    return bad("session and sequence must be unsigned integers");
+  if (f[4].type != msgpack::type::POSITIVE_INTEGER || f[5].type != msgpack::type::POSITIVE_INTEGER ||
+      f[6].type != msgpack::type::POSITIVE_INTEGER) {
+    return bad("session, sequence and floor must be unsigned integers");
   }
+  if (f[7].type != msgpack::type::STR) return bad("idempotency key must be a string");
+  if (f[7].via.str.size > kMaxIdempotencyKey) return bad("idempotency key longer than " + std::to_string(kMaxIdempotencyKey) + " bytes");
   // The zone only holds the array; strings and binaries reference `bytes`.
   EnvelopeView e;
   e.kind = static_cast<MessageKind>(f[1].via.u64);
@@ -49,6 +55,8 @@ Result<EnvelopeView> decode_envelope(std::string_view bytes, std::size_t max_byt
   e.payload = std::string_view(f[3].via.bin.ptr, f[3].via.bin.size);
   e.session = f[4].via.u64;
   e.sequence = f[5].via.u64;
+  e.floor = f[6].via.u64;
+  e.key = std::string_view(f[7].via.str.ptr, f[7].via.str.size);
   return e;
 }
 

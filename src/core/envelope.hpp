@@ -2,7 +2,8 @@
 // channel — kind, wire name, encoded payload, and the client session
 // (session id, sequence) that makes retries exactly-once.
 //
-// Encoding: msgpack array [format, kind, wire_name, payload(bin), session, sequence].
+// Encoding: msgpack array [format, kind, wire_name, payload(bin), session,
+// sequence, floor, key].
 // Decoding is zero-copy (views into the input) and never UB on bad input.
 #pragma once
 
@@ -18,6 +19,8 @@ namespace catga::internal {
 inline constexpr unsigned kEnvelopeFormat = 1;
 // Longest wire name an envelope may carry.
 inline constexpr std::size_t kMaxWireName = 256;
+// Longest idempotency key an envelope may carry.
+inline constexpr std::size_t kMaxIdempotencyKey = 256;
 
 struct EnvelopeView {
   MessageKind kind = MessageKind::command;
@@ -25,6 +28,8 @@ struct EnvelopeView {
   std::string_view payload;
   std::uint64_t session = 0;   // 0: no session (not de-duplicated)
   std::uint64_t sequence = 0;
+  std::uint64_t floor = 0;     // lowest sequence the session still awaits
+  std::string_view key;        // caller-supplied idempotency key ("" if none)
 };
 
 void encode_envelope(std::string& out, const EnvelopeView& envelope);

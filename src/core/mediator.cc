@@ -81,6 +81,9 @@ Mediator::~Mediator() = default;
 
 Result<Slot*> Mediator::add_slot(std::unique_ptr<Slot> slot) {
   const std::size_t type = slot->type();
+  if (slot->wire_name().starts_with("catga.")) {
+    return Error{Code::invalid_argument, "wire name " + std::string(slot->wire_name()) + " uses the reserved prefix 'catga.'"};
+  }
   if (auto it = by_name_.find(slot->wire_name()); it != by_name_.end()) {
     if (it->second->type() == type) {
       return Error{Code::already_exists,

@@ -215,6 +215,29 @@ TEST(ReplicatedApplication, ReadYourWritesOnAFollower) {
   EXPECT_THAT(seen, IsOk());
 }
 
+TEST(ReplicatedApplication, IdempotencyKeysApplyOnce) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  auto& app = cluster.app(*leader);
+  catga::CommandOptions keyed{.idempotency_key = "open-ada"};
+  auto first = app.send(bank::Open{.owner = "ada"}, keyed);
+  auto second = app.send(bank::Open{.owner = "ada"}, keyed);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(first->id, second->id);
+  auto third = app.send(bank::Open{.owner = "ada"});  // no key: a new account
+  ASSERT_THAT(third, IsOk());
+  EXPECT_NE(third->id, first->id);
+  ASSERT_TRUE(cluster.wait_applied(app.status().commit_index));
+  for (std::size_t i = 0; i < 3; ++i) {
+    auto& state = cluster.app(i).mediator().state();
+    std::shared_lock lock(state.mutex());
+    auto journal = static_cast<catga::detail::StateCell<bank::State>&>(state).value.journal;
+    EXPECT_EQ(std::count(journal.begin(), journal.end(), "open ada"), 2) << "node " << i + 1;
+  }
+}
+
 TEST(ReplicatedApplication, InvalidClusterOptionsFailBeforeStarting) {
   TempDir dir;
   catga::ApplicationBuilder<bank::State> b;
