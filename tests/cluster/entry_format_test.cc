@@ -137,7 +137,8 @@ std::string wrap(std::string_view data) {
 
 TEST(SnapshotEnvelope, RoundTrips) {
   for (std::string data : {std::string(), std::string("state"), std::string(100000, 'q')}) {
-    auto r = unwrap_snapshot(wrap(data));
+    const std::string wrapped = wrap(data);
+    auto r = unwrap_snapshot(wrapped);
     ASSERT_TRUE(r.has_value()) << r.error().message();
     EXPECT_EQ(*r, data);
   }
