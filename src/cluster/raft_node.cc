@@ -161,7 +161,7 @@ RaftNode::RaftNode(const ClusterOptions& options, RecordStateMachine& machine, R
 }
 
 Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options, RecordStateMachine& machine,
-                                                  RaftNodeCallbacks callbacks) {
+                                                  RaftNodeCallbacks callbacks, JoinMode mode) {
   if (auto v = options.validate(); !v) return v.error();
   auto fresh = prepare_data_dir(options.data_dir);
   if (!fresh) return fresh.error();
@@ -180,7 +180,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.heartbeat_ms = static_cast<unsigned>(options.heartbeat_interval.count());
   config.snapshot_threshold = static_cast<unsigned>(options.snapshot_threshold);
   config.snapshot_trailing = static_cast<unsigned>(options.snapshot_trailing);
-  config.bootstrap = *fresh ? 1 : 0;
+  config.bootstrap = (*fresh && mode == JoinMode::bootstrap_if_empty) ? 1 : 0;
   config.members = members.data();
   config.n_members = static_cast<unsigned>(members.size());
 
@@ -217,7 +217,8 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
       self = &self_copy;
     }
   }
-  if (self == nullptr || std::string(self->address) != node->status_.address) {
+  const bool awaiting_join = n == 0 && mode == JoinMode::join_existing;  // config comes from the leader
+  if (!awaiting_join && (self == nullptr || std::string(self->address) != node->status_.address)) {
     std::string why = self == nullptr
                           ? "node " + std::to_string(options.node_id) + " is not in the stored configuration"
                           : "node " + std::to_string(options.node_id) + " has address " + self->address +
@@ -241,7 +242,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     catga_raft_run(raw->raft_);
   });
   spdlog::info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
-               *fresh ? "bootstrapped" : "loaded from disk");
+               !*fresh ? "loaded from disk" : config.bootstrap ? "bootstrapped" : "empty, waiting to be added");
   return node;
 }
 

@@ -81,6 +81,14 @@ struct RaftNodeCallbacks {
   std::function<void(std::uint64_t leader_id, const std::string& leader_address)> on_leader_changed;
 };
 
+// How start() treats an empty data directory.
+enum class JoinMode : std::uint8_t {
+  bootstrap_if_empty,  // first start of an initial member: bootstrap `members`
+  join_existing,       // a new member: start empty and wait for the leader's
+                       // add_member (never bootstrap: two bootstrapped
+                       // configurations at index 1 would silently diverge)
+};
+
 class RaftNode {
  public:
   using Completion = detail::UniqueFunction<void(Result<Applied>)>;
@@ -94,7 +102,8 @@ class RaftNode {
   // failed_precondition (stored configuration conflicts with the options, or
   // libraft refused to start — the message says why).
   static Result<std::unique_ptr<RaftNode>> start(const ClusterOptions& options, RecordStateMachine& machine,
-                                                 RaftNodeCallbacks callbacks = {});
+                                                 RaftNodeCallbacks callbacks = {},
+                                                 JoinMode mode = JoinMode::bootstrap_if_empty);
 
   // Clean stop: queued proposals and barriers complete with unavailable ("node
   // stopped"), appended ones with deadline_exceeded, raft closes, the loop ends

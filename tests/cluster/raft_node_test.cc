@@ -50,7 +50,9 @@ struct Observed {
 
 class Cluster {
  public:
-  explicit Cluster(unsigned n, std::function<void(ClusterOptions&)> tweak = {}) : tweak_(std::move(tweak)) {
+  // The first `initial` members are bootstrapped; the rest join later.
+  explicit Cluster(unsigned n, std::function<void(ClusterOptions&)> tweak = {}, unsigned initial = ~0u)
+      : tweak_(std::move(tweak)), initial_(std::min(n, initial)) {
     for (unsigned i = 0; i < n; ++i) {
       members_.push_back(Member{i + 1, "127.0.0.1:" + std::to_string(testing::free_port())});
       dirs_.push_back(std::make_unique<TempDir>());
@@ -67,7 +69,8 @@ class Cluster {
   ClusterOptions options(unsigned i) const {
     ClusterOptions o;
     o.node_id = i + 1;
-    o.members = members_;
+    o.members.assign(members_.begin(), members_.begin() + initial_);
+    if (i >= initial_) o.members.push_back(members_[i]);
     o.data_dir = dirs_[i]->path();
     o.election_timeout = 1000ms;
     o.heartbeat_interval = 100ms;
@@ -75,7 +78,7 @@ class Cluster {
     return o;
   }
 
-  Result<void> start(unsigned i) {
+  Result<void> start(unsigned i, JoinMode mode = JoinMode::bootstrap_if_empty) {
     machines_[i] = std::make_unique<DigestMachine>();
     RaftNodeCallbacks cb;
     Observed* obs = observed_[i].get();
@@ -87,13 +90,14 @@ class Cluster {
       std::lock_guard l(obs->mu);
       obs->leaders.push_back(id);
     };
-    auto r = RaftNode::start(options(i), *machines_[i], std::move(cb));
+    auto r = RaftNode::start(options(i), *machines_[i], std::move(cb), mode);
     if (!r) return r.error();
     nodes_[i] = std::move(*r);
     return ok();
   }
-  void start_all() {
-    for (unsigned i = 0; i < nodes_.size(); ++i) {
+  // Starts the first `count` nodes (all by default); the others join later.
+  void start_all(unsigned count = ~0u) {
+    for (unsigned i = 0; i < nodes_.size() && i < count; ++i) {
       auto r = start(i);
       ASSERT_TRUE(r.has_value()) << describe(r.error());
     }
@@ -101,6 +105,7 @@ class Cluster {
   void stop(unsigned i) { nodes_[i].reset(); }
 
   // Index of the ready leader, waiting for one.
+  bool running(unsigned i) const { return nodes_[i] != nullptr; }
   std::optional<unsigned> ready_leader() {
     std::optional<unsigned> found;
     wait_until([&] {
@@ -162,6 +167,7 @@ class Cluster {
 
  private:
   std::function<void(ClusterOptions&)> tweak_;
+  unsigned initial_;
   std::vector<Member> members_;
   std::vector<std::unique_ptr<TempDir>> dirs_;
   std::vector<std::unique_ptr<DigestMachine>> machines_;
@@ -356,6 +362,54 @@ TEST(RaftNode, StopCompletesEveryPendingProposalExactlyOnce) {
   c.stop(*leader);
   EXPECT_EQ(ok_count + unavailable + unknown + other, kN);
   EXPECT_EQ(other.load(), 0);
+}
+
+Result<void> wait_void(const std::function<void(RaftNode::VoidCompletion)>& call) {
+  std::promise<Result<void>> p;
+  call([&p](Result<void> r) { p.set_value(std::move(r)); });
+  auto f = p.get_future();
+  if (f.wait_for(60s) != std::future_status::ready) return Error(Code::deadline_exceeded, "test timeout");
+  return f.get();
+}
+
+TEST(RaftNode, MembershipAddPromoteAndRemove) {
+  Cluster c(4, {}, /*initial=*/3);
+  c.start_all(3);  // node 4 is not an initial member
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  const unsigned l = *leader;
+  EXPECT_EQ(c.propose_many(l, 300, 2, "m-"), 300);
+
+  auto joined = c.start(3, JoinMode::join_existing);
+  ASSERT_TRUE(joined.has_value()) << describe(joined.error());
+  auto added = wait_void([&](auto done) { c.node(l).add_member(c.member(3), std::move(done)); });
+  ASSERT_TRUE(added.has_value()) << describe(added.error());
+  ASSERT_TRUE(c.wait_all_applied(300));
+  EXPECT_EQ(c.machine(3).digest(), c.machine(l).digest());
+  ASSERT_TRUE(wait_until([&] {
+    auto st = c.node(l).status();
+    return st.members.size() == 4 && st.members[3].member.role == MemberRole::voter;
+  }));
+
+  // Duplicate id, unknown member.
+  auto dup = wait_void([&](auto done) { c.node(l).add_member(c.member(3), std::move(done)); });
+  ASSERT_FALSE(dup.has_value());
+  EXPECT_EQ(dup.error().code(), Code::already_exists) << describe(dup.error());
+  auto missing = wait_void([&](auto done) { c.node(l).remove_member(42, std::move(done)); });
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), Code::not_found) << describe(missing.error());
+  // Not on a follower.
+  auto on_follower = wait_void([&](auto done) { c.node((l + 1) % 3).remove_member(4, std::move(done)); });
+  ASSERT_FALSE(on_follower.has_value());
+  EXPECT_EQ(on_follower.error().code(), Code::unavailable);
+
+  // Demote to standby, then remove.
+  auto demoted = wait_void([&](auto done) { c.node(l).assign_role(4, MemberRole::standby, std::move(done)); });
+  ASSERT_TRUE(demoted.has_value()) << describe(demoted.error());
+  auto removed = wait_void([&](auto done) { c.node(l).remove_member(4, std::move(done)); });
+  ASSERT_TRUE(removed.has_value()) << describe(removed.error());
+  ASSERT_TRUE(wait_until([&] { return c.node(l).status().members.size() == 3; }));
+  EXPECT_EQ(c.propose_many(l, 10, 1, "after-remove-"), 10);
 }
 
 // ---- start() errors ---------------------------------------------------------
