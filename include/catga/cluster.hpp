@@ -6,8 +6,9 @@
 // consistent snapshot taken on the node's loop thread; reading it is
 // thread-safe.
 //
-// Security: the Raft port has no authentication and no TLS. Bind it to a
-// private address (the default examples use loopback).
+// Security: the Raft port has no authentication and no TLS; the peer channel
+// checks a cluster id and an optional shared secret but is not encrypted.
+// Bind both to a private address (the default examples use loopback).
 #pragma once
 
 #include <chrono>
@@ -32,6 +33,9 @@ struct Member {
   std::uint64_t id = 0;
   std::string address;  // "HOST:PORT" of the member's Raft port
   MemberRole role = MemberRole::voter;
+  // "HOST:PORT" of the member's peer channel (forwarded commands, read
+  // indexes). Empty: the Raft host and the Raft port + 1.
+  std::string peer_address;
 
   friend bool operator==(const Member&, const Member&) = default;
 };
@@ -62,6 +66,11 @@ struct ClusterOptions {
   // `max_entries_in_flight` entries appended but not yet applied.
   std::size_t max_entry_bytes = 1u << 20;
   unsigned max_entries_in_flight = 16;
+
+  // The peer channel refuses nodes of another cluster (or without the secret,
+  // when one is set). Every member must use the same values.
+  std::string cluster_id = "catga";
+  std::string peer_secret;
 
   // Checks every field; the error names the offending one.
   Result<void> validate() const;

@@ -1,11 +1,12 @@
-// ReplicatedNode: the bridge between the mediator and the Raft node.
+// ReplicatedNode: the Replicator of a durable or clustered Application.
 //
-// Outbound (any thread): a command or event becomes an envelope record,
-// proposed to the Raft node (which batches records into entries).
-// Inbound (loop thread): every committed record is decoded and applied to the
-// state through the mediator, on every node, in log order; the encoded Result
-// goes back to the proposer on the leader. Events raised while applying are
-// delivered right after the command applied.
+// It owns the Raft node (with a ReplicatedStateMachine applying records
+// through the mediator) and the peer channel, and it is the client side of
+// exactly-once: every command it sends carries this node's client session and
+// a sequence number, and is retried — on this node if it leads, else
+// forwarded to the leader — until it gets a definite answer or its deadline
+// passes. Because the state machine de-duplicates by (session, sequence), a
+// retry after "leadership lost" or a broken connection applies at most once.
 #include "app/replicated_node.hpp"
 
 #include <spdlog/spdlog.h>
@@ -13,20 +14,24 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 
-#include "app/session_table.hpp"
+#include "app/peer_channel.hpp"
+#include "app/replicated_state_machine.hpp"
 #include "cluster/raft_node.hpp"
 #include "core/envelope.hpp"
 
 namespace catga::detail {
 namespace {
 
-using internal::ApplyInfo;
+using internal::PeerChannel;
 using internal::RaftNode;
+using internal::ReplicatedStateMachine;
+using Clock = std::chrono::steady_clock;
 
-// Records the library itself writes to the log.
-constexpr std::string_view kOpenSession = "catga.session.open.v1";
-constexpr unsigned kSnapshotFormat = 1;
+constexpr auto kSweepEvery = std::chrono::milliseconds(20);
+constexpr auto kFirstBackoff = std::chrono::milliseconds(5);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(200);
 
 // The sequences this client has in flight: floor() is the lowest one still
 // awaited, which lets the state machine forget older answers.
@@ -51,22 +56,65 @@ class SequenceWindow {
   std::deque<bool> done_;
 };
 
-class ReplicatedNode final : public Replicator, public internal::RecordStateMachine {
+internal::peer::Outcome outcome_of(Result<internal::Applied> applied) {
+  if (!applied) return {applied.error().code(), applied.error().message(), 0};
+  return {Code::ok, std::move(applied->result), applied->index};
+}
+
+class ReplicatedNode final : public Replicator {
  public:
-  explicit ReplicatedNode(Mediator& mediator) : mediator_(mediator) {}
+  explicit ReplicatedNode(Mediator& mediator) : machine_(mediator) {}
 
   ~ReplicatedNode() override {
-    // Stops the loop thread; pending proposals complete with `unavailable`.
+    stopping_ = true;
+    // Order: stop taking forwarded work, stop Raft (pending proposals complete
+    // with unavailable / deadline_exceeded), then fail what is left.
+    peer_.reset();
     node_.reset();
-    for (auto& [index, waiter] : waiters_) waiter(Error{Code::unavailable, "node stopped"});
+    std::unordered_map<std::uint64_t, Outstanding> left;
+    {
+      std::lock_guard lock(out_mu_);
+      left.swap(outstanding_);
+    }
+    for (auto& [id, o] : left) o.done(Error{Code::unavailable, "node stopped"}, 0);
+    for (auto& [index, waiter] : waiters_) waiter.done(Error{Code::unavailable, "node stopped"});
+    for (auto& d : waiting_) d.done(Error{Code::unavailable, "node stopped"}, 0);
   }
 
   Result<void> start(const ClusterOptions& options) {
+    if (auto valid = options.validate(); !valid) return valid;
+    for (const auto& m : options.members) {
+      peer_addresses_[m.id] = m.peer_address.empty() ? internal::default_peer_address(m.address) : m.peer_address;
+    }
+    const Member& self = *std::find_if(options.members.begin(), options.members.end(),
+                                       [&](const Member& m) { return m.id == options.node_id; });
+    if (options.members.size() > 1) {
+      PeerChannel::Handler handler;
+      handler.forward = [this](std::string record, PeerChannel::OutcomeDone done) {
+        node_->propose(std::move(record), [done = std::move(done)](Result<internal::Applied> r) mutable {
+          done(outcome_of(std::move(r)));
+        });
+      };
+      handler.read_index = [this](PeerChannel::IndexDone done) { node_->barrier(std::move(done)); };
+      auto peer = PeerChannel::start({.listen_address = peer_addresses_[self.id],
+                                      .node_id = options.node_id,
+                                      .cluster_id = options.cluster_id,
+                                      .secret = options.peer_secret,
+                                      .max_frame_bytes = options.max_entry_bytes * 2 + 4096},
+                                     std::move(handler));
+      if (!peer) return peer.error();
+      peer_ = std::move(*peer);
+    }
     internal::RaftNodeCallbacks callbacks;
-    callbacks.on_role_changed = [this](NodeRole role, std::uint64_t) { leader_ = role == NodeRole::leader; };
-    auto node = RaftNode::start(options, *this, std::move(callbacks));
+    callbacks.on_role_changed = [this](NodeRole role, std::uint64_t) {
+      leader_ = role == NodeRole::leader;
+      machine_.set_leader(leader_);
+    };
+    callbacks.on_leader_changed = [this](std::uint64_t id, const std::string&) { leader_id_ = id; };
+    auto node = RaftNode::start(options, machine_, std::move(callbacks));
     if (!node) return node.error();
     node_ = std::move(*node);
+    if (peer_) schedule_sweep();
     return {};
   }
 
@@ -74,15 +122,16 @@ class ReplicatedNode final : public Replicator, public internal::RecordStateMach
 
   void submit(MessageKind kind, std::string_view wire_name, std::string payload, const CommandOptions& options,
               Done done) override {
+    const auto deadline = Clock::now() + options.timeout;
     std::unique_lock lock(session_mu_);
     if (session_ == 0) {
-      // The first command of this client opens its session through the log;
+      // This node's first command opens its client session through the log;
       // commands sent meanwhile wait for it.
       waiting_.push_back(Deferred{kind, std::string(wire_name), std::move(payload), options, std::move(done)});
       if (!opening_) {
         opening_ = true;
         lock.unlock();
-        open_session();
+        open_session(deadline);
       }
       return;
     }
@@ -90,105 +139,37 @@ class ReplicatedNode final : public Replicator, public internal::RecordStateMach
     const std::uint64_t sequence = window_.next();
     const std::uint64_t floor = window_.floor();
     lock.unlock();
-    std::string record = internal::encode_envelope(
-        {kind, wire_name, payload, session, sequence, floor, options.idempotency_key});
-    node_->propose(std::move(record), [this, session, sequence, done = std::move(done)](Result<internal::Applied> applied) mutable {
-      {
-        std::lock_guard guard(session_mu_);
-        if (session == session_) window_.complete(sequence);
-        if (applied && session == session_ && session_expired(applied->result)) session_ = 0;  // reopen next time
-      }
-      if (!applied) return done(std::move(applied).error(), 0);
-      done(std::move(applied->result), applied->index);
-    });
+    dispatch(internal::encode_envelope({kind, wire_name, payload, session, sequence, floor, options.idempotency_key}),
+             deadline, session, sequence, std::move(done));
   }
 
   void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) override {
+    const auto deadline = Clock::now() + options.timeout;
     switch (options.consistency) {
       case Consistency::local:
         done({});
         return;
       case Consistency::read_your_writes:
-        node_->post([this, index = options.min_index, done = std::move(done)]() mutable { wait_applied(index, std::move(done)); });
-        return;
-      case Consistency::linearizable:
-        node_->barrier([this, done = std::move(done)](Result<std::uint64_t> confirmed) mutable {
-          if (!confirmed) return done(std::move(confirmed).error());
-          wait_applied(*confirmed, std::move(done));
+        node_->post([this, index = options.min_index, deadline, done = std::move(done)]() mutable {
+          wait_applied(index, deadline, std::move(done));
         });
         return;
+      case Consistency::linearizable:
+        break;
     }
+    auto then_wait = [this, deadline, done = std::move(done)](Result<std::uint64_t> confirmed) mutable {
+      if (!confirmed) return done(std::move(confirmed).error());
+      node_->post([this, index = *confirmed, deadline, done = std::move(done)]() mutable {
+        wait_applied(index, deadline, std::move(done));
+      });
+    };
+    if (leader_ || !peer_) return node_->barrier(std::move(then_wait));
+    auto leader = leader_peer_address();
+    if (leader.empty()) return then_wait(Error{Code::unavailable, "no leader known for a linearizable read"});
+    peer_->read_index(leader, std::move(then_wait));
   }
 
   NodeStatus status() const override { return node_->status(); }
-
-  // ---- RecordStateMachine (loop thread) ----
-
-  std::string apply(const ApplyInfo& info, std::string_view record) override {
-    if (info.index != entry_index_) {
-      entry_index_ = info.index;
-      // Runs after libraft finished applying this entry (all of its records).
-      node_->post([this, index = info.index] { entry_applied(index); });
-    }
-    std::string out;
-    auto envelope = internal::decode_envelope(record);
-    if (!envelope) {
-      spdlog::error("catga: undecodable record at index {}: {}", info.index, envelope.error().message());
-      encode_error_result(out, Error{Code::internal, "undecodable record: " + envelope.error().message()});
-      return out;
-    }
-    const std::int64_t now_ms = info.leader_time_ns / 1'000'000;
-    if (envelope->wire_name == kOpenSession) {
-      encode_result(out, Result<std::uint64_t>(sessions_.open(info.index, info.position, now_ms)));
-      return out;
-    }
-    auto verdict = sessions_.check(envelope->session, envelope->sequence, envelope->floor, envelope->key, now_ms);
-    if (verdict.action == internal::SessionTable::Verdict::Action::answer) return std::move(verdict.answer);
-    apply_new(info, *envelope, out);
-    sessions_.record(envelope->session, envelope->sequence, envelope->key, out, now_ms);
-    return out;
-  }
-
-  std::string snapshot() override {
-    std::string state;
-    {
-      std::shared_lock lock(mediator_.state().mutex());
-      state = mediator_.state().snapshot();
-    }
-    std::string sessions = sessions_.encode();
-    std::string out;
-    StringSink sink{&out};
-    msgpack::packer<StringSink> p(sink);
-    p.pack_array(3);
-    p.pack(kSnapshotFormat);
-    p.pack_bin(static_cast<std::uint32_t>(state.size()));
-    p.pack_bin_body(state.data(), static_cast<std::uint32_t>(state.size()));
-    p.pack_bin(static_cast<std::uint32_t>(sessions.size()));
-    p.pack_bin_body(sessions.data(), static_cast<std::uint32_t>(sessions.size()));
-    return out;
-  }
-
-  Result<void> restore(std::string_view bytes) override {
-    msgpack::object_handle handle;
-    DecodeLimits limits{.max_bytes = SIZE_MAX, .max_array = 8, .max_map = 0, .max_str = 0, .max_bin = SIZE_MAX, .max_depth = 2};
-    if (auto r = unpack_one(bytes, limits, handle); !r) return Error{Code::data_loss, "snapshot: " + r.error().message()};
-    const msgpack::object& o = handle.get();
-    if (o.type != msgpack::type::ARRAY || o.via.array.size != 3 || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
-        o.via.array.ptr[1].type != msgpack::type::BIN || o.via.array.ptr[2].type != msgpack::type::BIN) {
-      return Error{Code::data_loss, "snapshot: not a catga snapshot"};
-    }
-    if (o.via.array.ptr[0].via.u64 != kSnapshotFormat) {
-      return Error{Code::data_loss, "snapshot: format " + std::to_string(o.via.array.ptr[0].via.u64) + " is not readable by this build"};
-    }
-    const auto& state = o.via.array.ptr[1].via.bin;
-    const auto& sessions = o.via.array.ptr[2].via.bin;
-    internal::SessionTable table;
-    if (auto r = table.decode(std::string_view(sessions.ptr, sessions.size)); !r) return r;
-    std::unique_lock lock(mediator_.state().mutex());
-    if (auto r = mediator_.state().restore(std::string_view(state.ptr, state.size)); !r) return r;
-    sessions_ = std::move(table);
-    return {};
-  }
 
  private:
   struct Deferred {
@@ -198,96 +179,246 @@ class ReplicatedNode final : public Replicator, public internal::RecordStateMach
     CommandOptions options;
     Done done;
   };
+  struct Outstanding {
+    std::string record;
+    Done done;
+    Clock::time_point deadline;
+    std::uint64_t session = 0;
+    std::uint64_t sequence = 0;
+    unsigned in_flight = 0;       // attempts sent and not answered
+    unsigned attempts = 0;
+    bool maybe_applied = false;   // some attempt may have reached a leader's log
+  };
+  struct Waiter {
+    Clock::time_point deadline;
+    UniqueFunction<void(Result<void>)> done;
+  };
 
-  static bool session_expired(std::string_view encoded) {
-    msgpack::object_handle handle;
-    Code code{};
-    const msgpack::object* body = nullptr;
-    if (!decode_result_head(encoded, handle, code, body) || code != Code::deadline_exceeded) return false;
-    return body->type == msgpack::type::STR &&
-           std::string_view(body->via.str.ptr, body->via.str.size).starts_with("client session expired");
+  void open_session(Clock::time_point deadline) {
+    dispatch(internal::encode_envelope({MessageKind::command, internal::kOpenSessionRecord, {}, 0, 0, 0, {}}), deadline, 0,
+             0, [this](Result<std::string> encoded, std::uint64_t) {
+               Result<std::uint64_t> opened = encoded ? decode_result<std::uint64_t>(*encoded)
+                                                      : Result<std::uint64_t>(std::move(encoded).error());
+               std::vector<Deferred> waiting;
+               {
+                 std::lock_guard lock(session_mu_);
+                 opening_ = false;
+                 if (opened) {
+                   session_ = *opened;
+                   window_ = SequenceWindow();
+                 }
+                 waiting.swap(waiting_);
+               }
+               for (auto& d : waiting) {
+                 if (!opened) d.done(opened.error(), 0);
+                 else submit(d.kind, d.wire_name, std::move(d.payload), d.options, std::move(d.done));
+               }
+             });
   }
 
-  void open_session() {
-    node_->propose(internal::encode_envelope({MessageKind::command, kOpenSession, {}, 0, 0, 0, {}}),
-                   [this](Result<internal::Applied> applied) {
-                     Result<std::uint64_t> opened = applied ? decode_result<std::uint64_t>(applied->result)
-                                                            : Result<std::uint64_t>(std::move(applied).error());
-                     std::vector<Deferred> waiting;
-                     {
-                       std::lock_guard lock(session_mu_);
-                       opening_ = false;
-                       if (opened) {
-                         session_ = *opened;
-                         window_ = SequenceWindow();
-                       }
-                       waiting.swap(waiting_);
-                     }
-                     for (auto& d : waiting) {
-                       if (!opened) {
-                         d.done(opened.error(), 0);
-                       } else {
-                         submit(d.kind, d.wire_name, std::move(d.payload), d.options, std::move(d.done));
-                       }
-                     }
-                   });
-  }
-
-  // Runs a command or delivers an event that the session table has not seen.
-  void apply_new(const ApplyInfo& info, const internal::EnvelopeView& envelope, std::string& out) {
-    Slot* slot = mediator_.find(envelope.wire_name);
-    if (slot == nullptr || slot->kind() != envelope.kind) {
-      encode_error_result(out, Mediator::no_handler(envelope.wire_name, envelope.kind));
-      return;
-    }
-    const Timestamp time{std::chrono::duration_cast<Timestamp::duration>(std::chrono::nanoseconds(info.leader_time_ns))};
-    const EventInfo event_info{info.index, info.term, time, leader_, info.index <= replay_until_};
-    if (envelope.kind == MessageKind::event) {
-      static_cast<EventSlotBase*>(slot)->deliver_encoded(mediator_, envelope.payload, event_info);
-      encode_result(out, Result<void>());
-      return;
-    }
-    StateBase& state = mediator_.state();
-    CommandContext ctx(info.index, info.term, time, &state.id_counter());
-    bool succeeded;
+  void dispatch(std::string record, Clock::time_point deadline, std::uint64_t session, std::uint64_t sequence, Done done) {
+    std::uint64_t id;
     {
-      std::unique_lock lock(state.mutex());
-      succeeded = static_cast<CommandSlotBase*>(slot)->apply_encoded_locked(state, envelope.payload, ctx, out);
+      std::lock_guard lock(out_mu_);
+      id = ++next_id_;
+      outstanding_.emplace(id, Outstanding{std::move(record), std::move(done), deadline, session, sequence});
     }
-    if (succeeded) mediator_.deliver_pending(ctx, event_info);
+    attempt(id);
   }
 
-  void entry_applied(std::uint64_t index) {
-    if (index > applied_) applied_ = index;
-    while (!waiters_.empty() && waiters_.begin()->first <= applied_) {
-      auto waiter = std::move(waiters_.begin()->second);
+  // Sends outstanding command `id` once more: to the local Raft node when this
+  // node leads (or is alone), else to the leader over the peer channel.
+  void attempt(std::uint64_t id) {
+    std::string record;
+    const bool local = leader_ || !peer_;
+    std::string leader;
+    if (!local) {
+      leader = leader_peer_address();
+    }
+    {
+      std::lock_guard lock(out_mu_);
+      auto it = outstanding_.find(id);
+      if (it == outstanding_.end()) return;
+      it->second.attempts++;
+      if (!local && leader.empty()) {
+        // No leader known yet: wait for an election.
+      } else {
+        it->second.in_flight++;
+        record = it->second.record;
+      }
+    }
+    if (!local && leader.empty()) return retry_later(id);
+    if (local) {
+      node_->propose(std::move(record), [this, id](Result<internal::Applied> r) { on_outcome(id, outcome_of(std::move(r))); });
+    } else {
+      peer_->forward(leader, std::move(record), [this, id](internal::peer::Outcome o) { on_outcome(id, std::move(o)); });
+    }
+  }
+
+  void on_outcome(std::uint64_t id, internal::peer::Outcome outcome) {
+    std::unique_lock lock(out_mu_);
+    auto it = outstanding_.find(id);
+    if (it == outstanding_.end()) return;  // already answered (another attempt, or the deadline)
+    Outstanding& o = it->second;
+    if (o.in_flight > 0) o.in_flight--;
+    switch (outcome.code) {
+      case Code::ok:
+        break;
+      case Code::deadline_exceeded:  // leadership lost or connection broken: it may still apply
+        o.maybe_applied = true;
+        [[fallthrough]];
+      case Code::unavailable:  // nothing happened (not the leader, no leader, stopping)
+        lock.unlock();
+        if (!stopping_) return retry_later(id);
+        lock.lock();
+        it = outstanding_.find(id);
+        if (it == outstanding_.end()) return;
+        break;
+      default:
+        break;
+    }
+    Outstanding done = std::move(it->second);
+    outstanding_.erase(it);
+    lock.unlock();
+    finish(std::move(done), std::move(outcome));
+  }
+
+  void finish(Outstanding o, internal::peer::Outcome outcome) {
+    if (o.session != 0) {
+      std::lock_guard lock(session_mu_);
+      if (o.session == session_) {
+        window_.complete(o.sequence);
+        if (outcome.code == Code::ok && ReplicatedStateMachine::is_session_expired(outcome.bytes)) session_ = 0;
+      }
+    }
+    if (outcome.code == Code::ok) o.done(std::move(outcome.bytes), outcome.index);
+    else o.done(Error{outcome.code, std::move(outcome.bytes)}, 0);
+  }
+
+  void retry_later(std::uint64_t id) {
+    std::chrono::milliseconds backoff = kFirstBackoff;
+    {
+      std::lock_guard lock(out_mu_);
+      auto it = outstanding_.find(id);
+      if (it == outstanding_.end()) return;
+      for (unsigned i = 1; i < it->second.attempts && backoff < kMaxBackoff; ++i) backoff *= 2;
+      backoff = std::min(backoff, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBackoff));
+    }
+    if (!peer_) {
+      // A single node has nobody to wait for: report now.
+      return expire(id, /*even_before_deadline=*/true);
+    }
+    peer_->after(backoff, [this, id] { attempt(id); });
+  }
+
+  // Completes `id` with the error its history calls for.
+  void expire(std::uint64_t id, bool even_before_deadline) {
+    Outstanding o;
+    {
+      std::lock_guard lock(out_mu_);
+      auto it = outstanding_.find(id);
+      if (it == outstanding_.end()) return;
+      if (!even_before_deadline && Clock::now() < it->second.deadline) return;
+      o = std::move(it->second);
+      outstanding_.erase(it);
+    }
+    const bool unknown = o.maybe_applied || o.in_flight > 0;
+    finish(std::move(o), unknown ? internal::peer::Outcome{Code::deadline_exceeded,
+                                                           "deadline passed before an answer came; outcome unknown", 0}
+                                 : internal::peer::Outcome{Code::unavailable, "no leader accepted the command before the deadline", 0});
+  }
+
+  void schedule_sweep() {
+    peer_->after(kSweepEvery, [this] {
+      if (stopping_) return;
+      std::vector<std::uint64_t> expired;
+      const auto now = Clock::now();
+      {
+        std::lock_guard lock(out_mu_);
+        for (const auto& [id, o] : outstanding_)
+          if (now >= o.deadline) expired.push_back(id);
+      }
+      for (auto id : expired) expire(id, false);
+      node_->post([this, now] { expire_waiters(now); });
+      schedule_sweep();
+    });
+  }
+
+  std::string leader_peer_address() const {
+    const std::uint64_t id = leader_id_;
+    if (id == 0) return {};
+    if (auto it = peer_addresses_.find(id); it != peer_addresses_.end()) return it->second;
+    // A member added after start: the peer port follows the Raft port.
+    auto status = node_->status();
+    return status.leader_id == id ? internal::default_peer_address(status.leader_address) : std::string();
+  }
+
+  // ---- read waiters (loop thread) ----
+
+  void wait_applied(std::uint64_t index, Clock::time_point deadline, UniqueFunction<void(Result<void>)> done) {
+    if (index <= node_->status().applied_index) return done({});
+    waiters_.emplace(index, Waiter{deadline, std::move(done)});
+    if (!armed_) {
+      armed_ = true;
+      poll_waiters();
+    }
+  }
+
+  // Re-checks waiters after the loop has applied more (posted work runs after
+  // the current batch of applies).
+  void poll_waiters() {
+    const auto applied = node_->status().applied_index;
+    while (!waiters_.empty() && waiters_.begin()->first <= applied) {
+      auto w = std::move(waiters_.begin()->second);
       waiters_.erase(waiters_.begin());
-      waiter({});
+      w.done({});
+    }
+    if (waiters_.empty() || stopping_) {
+      armed_ = false;
+      return;
+    }
+    if (peer_) {
+      peer_->after(std::chrono::milliseconds(1), [this] { node_->post([this] { poll_waiters(); }); });
+    } else {
+      node_->post([this] { poll_waiters(); });
     }
   }
 
-  // Loop thread.
-  void wait_applied(std::uint64_t index, UniqueFunction<void(Result<void>)> done) {
-    std::uint64_t applied = std::max(applied_, node_->status().applied_index);
-    if (index <= applied) return done({});
-    waiters_.emplace(index, std::move(done));
+  void expire_waiters(Clock::time_point now) {
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (now >= it->second.deadline) {
+        auto w = std::move(it->second);
+        it = waiters_.erase(it);
+        w.done(Error{Code::deadline_exceeded, "this node did not apply the requested index before the deadline"});
+      } else {
+        ++it;
+      }
+    }
   }
 
-  Mediator& mediator_;
+  ReplicatedStateMachine machine_;
+  std::unique_ptr<PeerChannel> peer_;
   std::unique_ptr<RaftNode> node_;
-  // This node's client session (any thread, under session_mu_).
+  std::map<std::uint64_t, std::string> peer_addresses_;  // fixed after start
+  std::atomic<bool> leader_{false};
+  std::atomic<std::uint64_t> leader_id_{0};
+  std::atomic<bool> stopping_{false};
+
+  // This node's client session (under session_mu_).
   std::mutex session_mu_;
   std::uint64_t session_ = 0;
   bool opening_ = false;
   SequenceWindow window_;
   std::vector<Deferred> waiting_;
-  // Loop thread only.
-  std::atomic<bool> leader_{false};
-  std::uint64_t entry_index_ = 0;
-  std::uint64_t applied_ = 0;
-  std::uint64_t replay_until_ = 0;
-  internal::SessionTable sessions_;
-  std::multimap<std::uint64_t, UniqueFunction<void(Result<void>)>> waiters_;
+
+  // Commands awaiting a definite answer (under out_mu_).
+  std::mutex out_mu_;
+  std::uint64_t next_id_ = 0;
+  std::unordered_map<std::uint64_t, Outstanding> outstanding_;
+
+  // Reads waiting for an applied index (loop thread).
+  std::multimap<std::uint64_t, Waiter> waiters_;
+  bool armed_ = false;
 };
 
 }  // namespace
@@ -300,10 +431,10 @@ Result<std::unique_ptr<Replicator>> make_replicated_node(BuildPlan& plan) {
       break;
     case Placement::default_durable:
     case Placement::data_dir:
-      // A single durable node: a 1-member Raft log. Nobody connects to its
-      // port, so an ephemeral loopback port is enough.
+      // A single durable node: a 1-member Raft log. Nobody connects to it, so
+      // its port is an ephemeral loopback one.
       options.node_id = 1;
-      options.members = {Member{1, "127.0.0.1:0", MemberRole::voter}};
+      options.members = {Member{1, "127.0.0.1:0", MemberRole::voter, {}}};
       options.data_dir = plan.placement == Placement::data_dir ? plan.data_dir : std::filesystem::path("catga-data");
       break;
     case Placement::in_memory:

@@ -16,7 +16,8 @@ Error invalid(std::string message) { return Error(Code::invalid_argument, std::m
 
 // libraft's TCP transport splits HOST:PORT at the first ':' and resolves with
 // AF_INET only, so only IPv4 literals and "localhost" work.
-Result<void> check_address(std::string_view field, const std::string& address) {
+// `allow_port_zero`: a lone node, which nobody dials, may take any free port.
+Result<void> check_address(std::string_view field, const std::string& address, bool allow_port_zero = false) {
   const auto colon = address.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
     return invalid(std::string(field) + ": '" + address + "' is not HOST:PORT");
@@ -25,7 +26,7 @@ Result<void> check_address(std::string_view field, const std::string& address) {
   const std::string port = address.substr(colon + 1);
   unsigned value = 0;
   auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (ec != std::errc() || ptr != port.data() + port.size() || value == 0 || value > 65535) {
+  if (ec != std::errc() || ptr != port.data() + port.size() || (value == 0 && !allow_port_zero) || value > 65535) {
     return invalid(std::string(field) + ": '" + address + "' has an invalid port (1..65535)");
   }
   if (host.find(':') != std::string::npos || host.front() == '[') {
@@ -54,7 +55,12 @@ Result<void> ClusterOptions::validate() const {
   for (const Member& m : members) {
     if (m.id == 0) return invalid("members: member id must not be 0");
     if (!ids.insert(m.id).second) return invalid("members: duplicate id " + std::to_string(m.id));
-    if (auto r = check_address("members[" + std::to_string(m.id) + "].address", m.address); !r) return r;
+    const std::string field = "members[" + std::to_string(m.id) + "]";
+    if (auto r = check_address(field + ".address", m.address, members.size() == 1); !r) return r;
+    if (!m.peer_address.empty()) {
+      if (auto r = check_address(field + ".peer_address", m.peer_address); !r) return r;
+      if (m.peer_address == m.address) return invalid(field + ".peer_address: must differ from the Raft address");
+    }
     if (!addresses.insert(m.address).second) {
       return invalid("members: duplicate address " + m.address);
     }
@@ -88,6 +94,7 @@ Result<void> ClusterOptions::validate() const {
   if (max_entry_bytes > kMaxEntryBytes) {
     return invalid("max_entry_bytes: must be at most " + std::to_string(kMaxEntryBytes));
   }
+  if (cluster_id.empty()) return invalid("cluster_id: must not be empty");
   if (max_entries_in_flight == 0) return invalid("max_entries_in_flight: must be at least 1");
   if (max_entries_in_flight > 4096) return invalid("max_entries_in_flight: must be at most 4096");
   return ok();

@@ -135,15 +135,22 @@ TEST(ReplicatedApplication, ReplicatesTenThousandCommandsToEveryNode) {
   }
 }
 
-TEST(ReplicatedApplication, FollowerNamesTheLeader) {
+TEST(ReplicatedApplication, CommandsSentOnAFollowerAreForwardedToTheLeader) {
   LocalCluster<bank::State> cluster(3, register_bank);
   auto leader = cluster.leader();
   ASSERT_TRUE(leader);
   std::size_t follower = (*leader + 1) % 3;
   ASSERT_TRUE(wait_for([&] { return cluster.app(follower).status().leader_id != 0; }));
-  auto leader_status = cluster.app(*leader).status();
-  EXPECT_THAT(cluster.app(follower).send(bank::Open{.owner = "x"}),
-              HasError(Code::unavailable, HasSubstr(leader_status.address)));
+  auto& app = cluster.app(follower);
+  auto acc = app.send(bank::Open{.owner = "via-follower", .initial = 1});
+  ASSERT_THAT(acc, IsOk());
+  EXPECT_THAT(app.send(bank::Deposit{.account = acc->id, .amount = 2}), IsOkAndHolds(3));
+  // Handler errors come back unchanged.
+  EXPECT_THAT(app.send(bank::Deposit{.account = 999, .amount = 2}), HasError(Code::not_found, HasSubstr("999")));
+  // Linearizable reads on a follower see it at once.
+  auto seen = app.send(bank::GetAccount{.account = acc->id}, {.consistency = catga::Consistency::linearizable});
+  ASSERT_THAT(seen, IsOk());
+  EXPECT_EQ(seen->balance, 3);
 }
 
 TEST(ReplicatedApplication, SurvivesLeaderLossAndRestartsExactlyOnce) {

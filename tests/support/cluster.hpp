@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -74,8 +75,17 @@ class LocalCluster {
 
   LocalCluster(std::size_t n, Register register_handlers, std::function<void(catga::ClusterOptions&)> tune = {})
       : register_(std::move(register_handlers)), tune_(std::move(tune)) {
+    std::set<int> used;
+    auto fresh_port = [&] {
+      int port;
+      do port = free_port();
+      while (!used.insert(port).second);
+      return port;
+    };
     for (std::size_t i = 0; i < n; ++i) {
-      members_.push_back(catga::Member{i + 1, "127.0.0.1:" + std::to_string(free_port())});
+      const int raft = fresh_port(), peer = fresh_port();
+      members_.push_back(catga::Member{i + 1, "127.0.0.1:" + std::to_string(raft), catga::MemberRole::voter,
+                                       "127.0.0.1:" + std::to_string(peer)});
     }
     apps_.resize(n);
     for (std::size_t i = 0; i < n; ++i) start(i);

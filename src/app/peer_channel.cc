@@ -1,0 +1,482 @@
+#include "app/peer_channel.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <asio/connect.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace catga::internal {
+namespace {
+
+using asio::ip::tcp;
+
+Result<tcp::endpoint> parse_endpoint(const std::string& address) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) return Error{Code::invalid_argument, "peer address '" + address + "' is not HOST:PORT"};
+  std::string host = address.substr(0, colon);
+  if (host == "localhost") host = "127.0.0.1";
+  asio::error_code ec;
+  auto ip = asio::ip::make_address(host, ec);
+  if (ec) return Error{Code::invalid_argument, "peer address '" + address + "': " + ec.message()};
+  int port = 0;
+  try {
+    port = std::stoi(address.substr(colon + 1));
+  } catch (...) {
+    port = -1;
+  }
+  if (port < 0 || port > 65535) return Error{Code::invalid_argument, "peer address '" + address + "' has an invalid port"};
+  return tcp::endpoint(ip, static_cast<unsigned short>(port));
+}
+
+// Reads frames from a socket: header, then body, then `on_frame(body)`.
+template <class Self>
+void read_frame(std::shared_ptr<Self> self, std::size_t max_body) {
+  self->header_.resize(peer::kHeaderBytes);
+  asio::async_read(self->socket_, asio::buffer(self->header_), [self, max_body](asio::error_code ec, std::size_t) {
+    if (ec) return self->fail(ec.message());
+    auto len = peer::body_length(self->header_, max_body);
+    if (!len) return self->fail(len.error().message());
+    self->body_.resize(*len);
+    asio::async_read(self->socket_, asio::buffer(self->body_), [self, max_body](asio::error_code ec2, std::size_t) {
+      if (ec2) return self->fail(ec2.message());
+      if (self->on_frame(self->body_)) read_frame(self, max_body);
+    });
+  });
+}
+
+// ---------------------------------------------------------------- server side
+
+class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
+ public:
+  ServerConnection(tcp::socket socket, const PeerChannel::Options& options, const PeerChannel::Handler& handler)
+      : socket_(std::move(socket)), options_(options), handler_(handler) {
+    asio::error_code ec;
+    socket_.set_option(tcp::no_delay(true), ec);
+    remote_ = socket_.remote_endpoint(ec).address().to_string();
+  }
+
+  void start() { read_frame(shared_from_this(), options_.max_frame_bytes); }
+
+  // True to keep reading.
+  bool on_frame(const std::string& body) {
+    if (!greeted_) {
+      auto hello = peer::decode_hello(body);
+      std::string reason;
+      if (!hello) reason = hello.error().message();
+      else if (hello->version != peer::kVersion) reason = "protocol version " + std::to_string(hello->version) + " is not supported (this node speaks " + std::to_string(peer::kVersion) + ")";
+      else if (hello->cluster_id != options_.cluster_id) reason = "cluster id '" + hello->cluster_id + "' does not match";
+      else if (hello->secret != options_.secret) reason = "wrong peer secret";
+      if (!reason.empty()) {
+        spdlog::warn("catga peer channel: refused a connection from {}: {}", remote_, reason);
+        std::string out;
+        peer::append_welcome(out, {false, 0, 0, reason});
+        send(std::move(out), /*close_after=*/true);
+        return false;
+      }
+      greeted_ = true;
+      std::string out;
+      peer::append_welcome(out, {true, peer::kVersion, options_.node_id, {}});
+      send(std::move(out));
+      return true;
+    }
+    auto message = peer::decode_message(body, options_.max_records_per_frame);
+    if (!message) {
+      spdlog::warn("catga peer channel: closing the connection from {}: {}", remote_, message.error().message());
+      close();
+      return false;
+    }
+    switch (message->type) {
+      case peer::Type::forward:
+        handle_forward(std::move(*message));
+        return true;
+      case peer::Type::read:
+        handle_read(message->id);
+        return true;
+      default:
+        spdlog::warn("catga peer channel: closing the connection from {}: unexpected message type", remote_);
+        close();
+        return false;
+    }
+  }
+
+  void fail(const std::string& why) {
+    if (!closed_ && why != "End of file") spdlog::debug("catga peer channel: connection from {} ended: {}", remote_, why);
+    close();
+  }
+
+ private:
+  friend void read_frame<ServerConnection>(std::shared_ptr<ServerConnection>, std::size_t);
+
+  struct Batch {
+    std::uint64_t id;
+    std::vector<peer::Outcome> outcomes;
+    std::size_t remaining;
+    std::mutex mu;
+  };
+
+  void handle_forward(peer::Message message) {
+    auto batch = std::make_shared<Batch>();
+    batch->id = message.id;
+    batch->outcomes.resize(message.records.size());
+    batch->remaining = message.records.size();
+    auto self = shared_from_this();
+    for (std::size_t i = 0; i < message.records.size(); ++i) {
+      handler_.forward(std::move(message.records[i]), [self, batch, i](peer::Outcome outcome) {
+        bool last;
+        {
+          std::lock_guard lock(batch->mu);
+          batch->outcomes[i] = std::move(outcome);
+          last = --batch->remaining == 0;
+        }
+        if (!last) return;
+        asio::post(self->socket_.get_executor(), [self, batch] {
+          std::string out;
+          peer::Message reply;
+          reply.type = peer::Type::forwarded;
+          reply.id = batch->id;
+          reply.outcomes = std::move(batch->outcomes);
+          peer::append_message(out, reply);
+          self->send(std::move(out));
+        });
+      });
+    }
+  }
+
+  void handle_read(std::uint64_t id) {
+    auto self = shared_from_this();
+    handler_.read_index([self, id](Result<std::uint64_t> index) {
+      asio::post(self->socket_.get_executor(), [self, id, index = std::move(index)] {
+        peer::Message reply;
+        reply.type = peer::Type::read_index;
+        reply.id = id;
+        if (index) {
+          reply.index = *index;
+        } else {
+          reply.code = index.error().code();
+          reply.message = index.error().message();
+        }
+        std::string out;
+        peer::append_message(out, reply);
+        self->send(std::move(out));
+      });
+    });
+  }
+
+  // I/O thread.
+  void send(std::string frame, bool close_after = false) {
+    if (closed_) return;
+    queue_.push_back(std::move(frame));
+    close_after_ = close_after_ || close_after;
+    if (!writing_) write_next();
+  }
+  void write_next() {
+    if (queue_.empty()) {
+      writing_ = false;
+      if (close_after_) close();
+      return;
+    }
+    writing_ = true;
+    // Everything queued goes out in one write.
+    out_.clear();
+    for (auto& f : queue_) out_ += f;
+    queue_.clear();
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_), [self](asio::error_code ec, std::size_t) {
+      if (ec) return self->fail(ec.message());
+      self->write_next();
+    });
+  }
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    asio::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+ public:
+  tcp::socket socket_;
+  std::string header_, body_;
+
+ private:
+  const PeerChannel::Options& options_;
+  const PeerChannel::Handler& handler_;
+  std::string remote_;
+  bool greeted_ = false;
+  bool closed_ = false;
+  bool writing_ = false;
+  bool close_after_ = false;
+  std::deque<std::string> queue_;
+  std::string out_;
+};
+
+// ---------------------------------------------------------------- client side
+
+class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
+ public:
+  ClientConnection(asio::io_context& io, std::string address, const PeerChannel::Options& options,
+                   std::function<void(const std::string&)> on_dead)
+      : socket_(io), address_(std::move(address)), options_(options), on_dead_(std::move(on_dead)) {}
+
+  bool dead() const { return state_ == State::dead; }
+
+  void forward(std::string record, PeerChannel::OutcomeDone done) {
+    queued_records_.push_back(std::move(record));
+    queued_done_.push_back(std::move(done));
+    if (state_ == State::idle) connect();
+    else if (state_ == State::ready && !writing_) flush();
+  }
+  void read_index(PeerChannel::IndexDone done) {
+    queued_reads_.push_back(std::move(done));
+    if (state_ == State::idle) connect();
+    else if (state_ == State::ready && !writing_) flush();
+  }
+
+  bool on_frame(const std::string& body) {
+    if (state_ == State::greeting) {
+      auto welcome = peer::decode_welcome(body);
+      if (!welcome) return fail(welcome.error().message()), false;
+      if (!welcome->accepted) return fail("refused: " + welcome->reason), false;
+      state_ = State::ready;
+      flush();
+      return true;
+    }
+    auto message = peer::decode_message(body, options_.max_records_per_frame);
+    if (!message) return fail(message.error().message()), false;
+    if (message->type == peer::Type::forwarded) {
+      auto it = forwards_.find(message->id);
+      if (it == forwards_.end()) return true;
+      auto dones = std::move(it->second);
+      forwards_.erase(it);
+      for (std::size_t i = 0; i < dones.size(); ++i) {
+        if (i < message->outcomes.size()) dones[i](std::move(message->outcomes[i]));
+        else dones[i](peer::Outcome{Code::internal, "the leader answered fewer records than it was sent", 0});
+      }
+    } else if (message->type == peer::Type::read_index) {
+      auto it = reads_.find(message->id);
+      if (it == reads_.end()) return true;
+      auto done = std::move(it->second);
+      reads_.erase(it);
+      if (message->code == Code::ok) done(message->index);
+      else done(Error{message->code, message->message});
+    }
+    return true;
+  }
+
+  void fail(const std::string& why) {
+    if (state_ == State::dead) return;
+    state_ = State::dead;
+    asio::error_code ec;
+    socket_.close(ec);
+    const std::string prefix = "peer " + address_ + ": ";
+    // Written and unanswered: the leader may have applied them.
+    for (auto& [id, dones] : forwards_)
+      for (auto& d : dones) d(peer::Outcome{Code::deadline_exceeded, prefix + why + "; outcome unknown", 0});
+    for (auto& [id, d] : reads_) d(Error{Code::unavailable, prefix + why});
+    // Never written: nothing happened.
+    for (auto& d : queued_done_) d(peer::Outcome{Code::unavailable, prefix + why, 0});
+    for (auto& d : queued_reads_) d(Error{Code::unavailable, prefix + why});
+    forwards_.clear();
+    reads_.clear();
+    queued_done_.clear();
+    queued_records_.clear();
+    queued_reads_.clear();
+    on_dead_(address_);
+  }
+
+  tcp::socket socket_;
+  std::string header_, body_;
+
+ private:
+  enum class State { idle, connecting, greeting, ready, dead };
+
+  void connect() {
+    auto endpoint = parse_endpoint(address_);
+    if (!endpoint) return fail(endpoint.error().message());
+    state_ = State::connecting;
+    auto self = shared_from_this();
+    socket_.async_connect(*endpoint, [self](asio::error_code ec) {
+      if (ec) return self->fail("cannot connect: " + ec.message());
+      asio::error_code ignored;
+      self->socket_.set_option(tcp::no_delay(true), ignored);
+      self->state_ = State::greeting;
+      std::string hello;
+      peer::append_hello(hello, {peer::kVersion, self->options_.cluster_id, self->options_.secret, self->options_.node_id});
+      self->write(std::move(hello));
+      read_frame(self, self->options_.max_frame_bytes);
+    });
+  }
+
+  void flush() {
+    if (state_ != State::ready || writing_) return;
+    std::string out;
+    if (!queued_records_.empty()) {
+      peer::Message m;
+      m.type = peer::Type::forward;
+      m.id = ++next_id_;
+      m.records = std::move(queued_records_);
+      queued_records_.clear();
+      peer::append_message(out, m);
+      forwards_.emplace(m.id, std::move(queued_done_));
+      queued_done_.clear();
+    }
+    for (auto& done : queued_reads_) {
+      peer::Message m;
+      m.type = peer::Type::read;
+      m.id = ++next_id_;
+      peer::append_message(out, m);
+      reads_.emplace(m.id, std::move(done));
+    }
+    queued_reads_.clear();
+    if (!out.empty()) write(std::move(out));
+  }
+
+  void write(std::string bytes) {
+    writing_ = true;
+    out_ = std::move(bytes);
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_), [self](asio::error_code ec, std::size_t) {
+      self->writing_ = false;
+      if (ec) return self->fail(ec.message());
+      self->flush();
+    });
+  }
+
+  std::string address_;
+  const PeerChannel::Options& options_;
+  std::function<void(const std::string&)> on_dead_;
+  State state_ = State::idle;
+  bool writing_ = false;
+  std::uint64_t next_id_ = 0;
+  std::string out_;
+  std::vector<std::string> queued_records_;
+  std::vector<PeerChannel::OutcomeDone> queued_done_;
+  std::vector<PeerChannel::IndexDone> queued_reads_;
+  std::unordered_map<std::uint64_t, std::vector<PeerChannel::OutcomeDone>> forwards_;
+  std::unordered_map<std::uint64_t, PeerChannel::IndexDone> reads_;
+};
+
+// ---------------------------------------------------------------- the channel
+
+class AsioPeerChannel final : public PeerChannel {
+ public:
+  AsioPeerChannel(Options options, Handler handler)
+      : options_(std::move(options)), handler_(std::move(handler)), acceptor_(io_), work_(asio::make_work_guard(io_)) {}
+
+  ~AsioPeerChannel() override {
+    asio::post(io_, [this] {
+      asio::error_code ec;
+      acceptor_.close(ec);
+      for (auto& [address, connection] : clients_) connection->fail("channel stopped");
+      clients_.clear();
+      work_.reset();
+      io_.stop();
+    });
+    if (thread_.joinable()) thread_.join();
+  }
+
+  Result<void> listen() {
+    auto endpoint = parse_endpoint(options_.listen_address);
+    if (!endpoint) return endpoint.error();
+    asio::error_code ec;
+    acceptor_.open(endpoint->protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(*endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return Error{Code::unavailable, "peer channel cannot listen on " + options_.listen_address + ": " + ec.message()};
+    }
+    port_ = acceptor_.local_endpoint().port();
+    accept();
+    thread_ = std::thread([this] {
+      try {
+        io_.run();
+      } catch (const std::exception& e) {
+        spdlog::error("catga peer channel: I/O thread stopped: {}", e.what());
+      }
+    });
+    return {};
+  }
+
+  void forward(const std::string& address, std::string record, OutcomeDone done) override {
+    asio::post(io_, [this, address, record = std::move(record), done = std::move(done)]() mutable {
+      client(address)->forward(std::move(record), std::move(done));
+    });
+  }
+
+  void read_index(const std::string& address, IndexDone done) override {
+    asio::post(io_, [this, address, done = std::move(done)]() mutable { client(address)->read_index(std::move(done)); });
+  }
+
+  void after(std::chrono::milliseconds delay, detail::UniqueFunction<void()> f) override {
+    auto timer = std::make_shared<asio::steady_timer>(io_, delay);
+    timer->async_wait([timer, f = std::move(f)](asio::error_code ec) mutable {
+      if (!ec) f();
+    });
+  }
+
+  std::uint16_t port() const override { return port_; }
+
+ private:
+  void accept() {
+    acceptor_.async_accept([this](asio::error_code ec, tcp::socket socket) {
+      if (ec) {
+        if (ec != asio::error::operation_aborted) spdlog::warn("catga peer channel: accept failed: {}", ec.message());
+        if (!acceptor_.is_open()) return;
+      } else {
+        std::make_shared<ServerConnection>(std::move(socket), options_, handler_)->start();
+      }
+      accept();
+    });
+  }
+
+  std::shared_ptr<ClientConnection> client(const std::string& address) {
+    auto& slot = clients_[address];
+    if (!slot || slot->dead()) {
+      // A dead connection is replaced on next use; pending callbacks keep it alive until then.
+      slot = std::make_shared<ClientConnection>(io_, address, options_, [](const std::string&) {});
+    }
+    return slot;
+  }
+
+  Options options_;
+  Handler handler_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+  std::uint16_t port_ = 0;
+  std::map<std::string, std::shared_ptr<ClientConnection>> clients_;  // I/O thread only
+};
+
+}  // namespace
+
+Result<std::unique_ptr<PeerChannel>> PeerChannel::start(Options options, Handler handler) {
+  auto channel = std::make_unique<AsioPeerChannel>(std::move(options), std::move(handler));
+  if (auto r = channel->listen(); !r) return r.error();
+  return std::unique_ptr<PeerChannel>(std::move(channel));
+}
+
+std::string default_peer_address(const std::string& raft_address) {
+  auto colon = raft_address.rfind(':');
+  if (colon == std::string::npos) return raft_address;
+  int port = 0;
+  try {
+    port = std::stoi(raft_address.substr(colon + 1));
+  } catch (...) {
+    return raft_address;
+  }
+  return raft_address.substr(0, colon + 1) + std::to_string(port + 1);
+}
+
+}  // namespace catga::internal

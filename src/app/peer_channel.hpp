@@ -1,0 +1,64 @@
+// PeerChannel: the TCP channel between cluster members (standalone Asio, one
+// I/O thread). As a server it accepts followers' connections and hands their
+// forwarded records and read-index requests to the local node; as a client it
+// keeps one pipelined connection per remote peer and batches every record
+// queued while a write is in progress into one frame. TCP_NODELAY on every
+// socket. Protocol: peer_protocol.hpp.
+//
+// Threading: every public method may be called from any thread. Completions
+// (`done`) run on the channel's I/O thread, or on the node's loop thread when
+// the server's handler completes there — keep them short. The Handler's
+// functions are called on the I/O thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "app/peer_protocol.hpp"
+#include "catga/detail/unique_function.hpp"
+#include "catga/result.hpp"
+
+namespace catga::internal {
+
+class PeerChannel {
+ public:
+  using OutcomeDone = detail::UniqueFunction<void(peer::Outcome)>;
+  using IndexDone = detail::UniqueFunction<void(Result<std::uint64_t>)>;
+
+  // What the server side asks of the local node.
+  struct Handler {
+    std::function<void(std::string record, OutcomeDone done)> forward;
+    std::function<void(IndexDone done)> read_index;
+  };
+
+  struct Options {
+    std::string listen_address;  // "HOST:PORT"
+    std::uint64_t node_id = 0;
+    std::string cluster_id;
+    std::string secret;
+    std::size_t max_frame_bytes = 64u << 20;
+    std::size_t max_records_per_frame = 65'536;
+  };
+
+  static Result<std::unique_ptr<PeerChannel>> start(Options options, Handler handler);
+  virtual ~PeerChannel() = default;
+
+  // Sends `record` to the peer listening at `address`; `done` gets the
+  // leader's outcome, or `unavailable` if the connection failed before the
+  // record was written, or `deadline_exceeded` if it broke after.
+  virtual void forward(const std::string& address, std::string record, OutcomeDone done) = 0;
+  // Asks the peer at `address` for an index it has confirmed as committed.
+  virtual void read_index(const std::string& address, IndexDone done) = 0;
+  // Runs `f` on the I/O thread after `delay`.
+  virtual void after(std::chrono::milliseconds delay, detail::UniqueFunction<void()> f) = 0;
+  // The port the server listens on.
+  virtual std::uint16_t port() const = 0;
+};
+
+// "HOST:PORT+1" for a Raft address "HOST:PORT" (the default peer address).
+std::string default_peer_address(const std::string& raft_address);
+
+}  // namespace catga::internal

@@ -1,0 +1,76 @@
+// The peer channel's wire protocol: how a follower forwards commands to the
+// leader and asks it for a read index.
+//
+// A connection carries frames: a 4-byte little-endian body length, then a
+// MessagePack array. The client speaks first:
+//   hello     ["catga-peer", version, cluster_id, secret, node_id]
+//   welcome   ["welcome", version, node_id]     or   ["refused", reason] + close
+// then any number of pipelined requests, answered in any order by id:
+//   forward   [1, id, [record, ...]]        → [2, id, [[code, bytes, index], ...]]
+//   read      [3, id]                       → [4, id, code, index | message]
+// `bytes` is the encoded result on success (code 0), else the error message.
+// Anything else — garbage, an oversized frame, a wrong version — closes the
+// connection; the node keeps serving others.
+//
+// Pure functions: no sockets here (see peer_channel.hpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "catga/result.hpp"
+
+namespace catga::internal::peer {
+
+inline constexpr std::string_view kMagic = "catga-peer";
+inline constexpr unsigned kVersion = 1;
+inline constexpr std::size_t kHeaderBytes = 4;
+
+struct Hello {
+  unsigned version = kVersion;
+  std::string cluster_id;
+  std::string secret;
+  std::uint64_t node_id = 0;
+};
+
+struct Welcome {
+  bool accepted = false;
+  unsigned version = 0;
+  std::uint64_t node_id = 0;
+  std::string reason;  // when refused
+};
+
+// One record's outcome on the leader.
+struct Outcome {
+  Code code = Code::ok;
+  std::string bytes;  // encoded result (ok) or error message
+  std::uint64_t index = 0;
+};
+
+enum class Type : unsigned { forward = 1, forwarded = 2, read = 3, read_index = 4 };
+
+struct Message {
+  Type type = Type::forward;
+  std::uint64_t id = 0;
+  std::vector<std::string> records;  // forward
+  std::vector<Outcome> outcomes;     // forwarded
+  Code code = Code::ok;              // read_index
+  std::uint64_t index = 0;           // read_index
+  std::string message;               // read_index error
+};
+
+// Appends one whole frame (header + body).
+void append_hello(std::string& out, const Hello& hello);
+void append_welcome(std::string& out, const Welcome& welcome);
+void append_message(std::string& out, const Message& message);
+
+// The body length announced by a header; error if above `max_body`.
+Result<std::size_t> body_length(std::string_view header, std::size_t max_body);
+
+Result<Hello> decode_hello(std::string_view body);
+Result<Welcome> decode_welcome(std::string_view body);
+Result<Message> decode_message(std::string_view body, std::size_t max_records);
+
+}  // namespace catga::internal::peer

@@ -1,0 +1,109 @@
+#include "app/replicated_state_machine.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <mutex>
+#include <shared_mutex>
+
+namespace catga::internal {
+namespace {
+constexpr unsigned kSnapshotFormat = 1;
+}  // namespace
+
+std::string ReplicatedStateMachine::apply(const ApplyInfo& info, std::string_view record) {
+  std::string out;
+  auto envelope = decode_envelope(record);
+  if (!envelope) {
+    // The leader never proposes such a record, so every node answers the same.
+    spdlog::error("catga: undecodable record at index {}: {}", info.index, envelope.error().message());
+    detail::encode_error_result(out, Error{Code::internal, "undecodable record: " + envelope.error().message()});
+    return out;
+  }
+  const std::int64_t now_ms = info.leader_time_ns / 1'000'000;
+  if (envelope->wire_name == kOpenSessionRecord) {
+    detail::encode_result(out, Result<std::uint64_t>(sessions_.open(info.index, info.position, now_ms)));
+    return out;
+  }
+  auto verdict = sessions_.check(envelope->session, envelope->sequence, envelope->floor, envelope->key, now_ms);
+  if (verdict.action == SessionTable::Verdict::Action::answer) return std::move(verdict.answer);
+  apply_new(info, *envelope, out);
+  sessions_.record(envelope->session, envelope->sequence, envelope->key, out, now_ms);
+  return out;
+}
+
+void ReplicatedStateMachine::apply_new(const ApplyInfo& info, const EnvelopeView& envelope, std::string& out) {
+  detail::Slot* slot = mediator_.find(envelope.wire_name);
+  if (slot == nullptr || slot->kind() != envelope.kind) {
+    detail::encode_error_result(out, detail::Mediator::no_handler(envelope.wire_name, envelope.kind));
+    return;
+  }
+  const Timestamp time{std::chrono::duration_cast<Timestamp::duration>(std::chrono::nanoseconds(info.leader_time_ns))};
+  const EventInfo event_info{info.index, info.term, time, leader_, info.index <= replay_until_};
+  if (envelope.kind == MessageKind::event) {
+    static_cast<detail::EventSlotBase*>(slot)->deliver_encoded(mediator_, envelope.payload, event_info);
+    detail::encode_result(out, Result<void>());
+    return;
+  }
+  detail::StateBase& state = mediator_.state();
+  CommandContext ctx(info.index, info.term, time, &state.id_counter());
+  bool succeeded;
+  {
+    std::unique_lock lock(state.mutex());
+    succeeded = static_cast<detail::CommandSlotBase*>(slot)->apply_encoded_locked(state, envelope.payload, ctx, out);
+  }
+  if (succeeded) mediator_.deliver_pending(ctx, event_info);
+}
+
+// Snapshot: msgpack [format, state (bin), session table (bin)].
+std::string ReplicatedStateMachine::snapshot() {
+  std::string state;
+  {
+    std::shared_lock lock(mediator_.state().mutex());
+    state = mediator_.state().snapshot();
+  }
+  std::string sessions = sessions_.encode();
+  std::string out;
+  detail::StringSink sink{&out};
+  msgpack::packer<detail::StringSink> p(sink);
+  p.pack_array(3);
+  p.pack(kSnapshotFormat);
+  p.pack_bin(static_cast<std::uint32_t>(state.size()));
+  p.pack_bin_body(state.data(), static_cast<std::uint32_t>(state.size()));
+  p.pack_bin(static_cast<std::uint32_t>(sessions.size()));
+  p.pack_bin_body(sessions.data(), static_cast<std::uint32_t>(sessions.size()));
+  return out;
+}
+
+Result<void> ReplicatedStateMachine::restore(std::string_view bytes) {
+  msgpack::object_handle handle;
+  DecodeLimits limits{.max_bytes = SIZE_MAX, .max_array = 8, .max_map = 0, .max_str = 0, .max_bin = SIZE_MAX, .max_depth = 2};
+  if (auto r = detail::unpack_one(bytes, limits, handle); !r) return Error{Code::data_loss, "snapshot: " + r.error().message()};
+  const msgpack::object& o = handle.get();
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 3 || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
+      o.via.array.ptr[1].type != msgpack::type::BIN || o.via.array.ptr[2].type != msgpack::type::BIN) {
+    return Error{Code::data_loss, "snapshot: not a catga snapshot"};
+  }
+  if (o.via.array.ptr[0].via.u64 != kSnapshotFormat) {
+    return Error{Code::data_loss,
+                 "snapshot: format " + std::to_string(o.via.array.ptr[0].via.u64) + " is not readable by this build"};
+  }
+  const auto& state = o.via.array.ptr[1].via.bin;
+  const auto& sessions = o.via.array.ptr[2].via.bin;
+  SessionTable table;
+  if (auto r = table.decode(std::string_view(sessions.ptr, sessions.size)); !r) return r;
+  std::unique_lock lock(mediator_.state().mutex());
+  if (auto r = mediator_.state().restore(std::string_view(state.ptr, state.size)); !r) return r;
+  sessions_ = std::move(table);
+  return {};
+}
+
+bool ReplicatedStateMachine::is_session_expired(std::string_view encoded) {
+  msgpack::object_handle handle;
+  Code code{};
+  const msgpack::object* body = nullptr;
+  if (!detail::decode_result_head(encoded, handle, code, body) || code != Code::deadline_exceeded) return false;
+  return body->type == msgpack::type::STR &&
+         std::string_view(body->via.str.ptr, body->via.str.size).starts_with(kSessionExpired);
+}
+
+}  // namespace catga::internal

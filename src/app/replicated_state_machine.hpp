@@ -1,0 +1,53 @@
+// ReplicatedStateMachine: what every node runs for every committed record —
+// decode the envelope, consult the session table (exactly-once), run the
+// handler through the mediator under the exclusive state lock, record the
+// result, deliver the events it raised. Snapshots carry the user state, the
+// library's id counter and the session table.
+//
+// Threading: every method runs on the Raft loop thread (RecordStateMachine).
+// Queries on other threads read the user state under its shared lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "app/session_table.hpp"
+#include "catga/detail/mediator.hpp"
+#include "cluster/raft_node.hpp"
+#include "core/envelope.hpp"
+
+namespace catga::internal {
+
+// The record a client writes once to open its session.
+inline constexpr std::string_view kOpenSessionRecord = "catga.session.open.v1";
+// Prefix of the message of the result a command gets when its session expired.
+inline constexpr std::string_view kSessionExpired = "client session expired";
+
+class ReplicatedStateMachine final : public RecordStateMachine {
+ public:
+  explicit ReplicatedStateMachine(detail::Mediator& mediator) : mediator_(mediator) {}
+
+  std::string apply(const ApplyInfo& info, std::string_view record) override;
+  std::string snapshot() override;
+  Result<void> restore(std::string_view snapshot) override;
+
+  // Loop thread: whether this node leads (for leader-only event handlers).
+  void set_leader(bool leader) { leader_ = leader; }
+  // Entries up to this index were in the log at start: their events may be replays.
+  void set_replay_until(std::uint64_t index) { replay_until_ = index; }
+
+  // Is `encoded` the result of a command whose session had expired?
+  static bool is_session_expired(std::string_view encoded);
+
+ private:
+  void apply_new(const ApplyInfo& info, const EnvelopeView& envelope, std::string& out);
+
+  detail::Mediator& mediator_;
+  SessionTable sessions_;
+  bool leader_ = false;
+  std::uint64_t replay_until_ = 0;
+};
+
+}  // namespace catga::internal
