@@ -229,6 +229,9 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     return Error(Code::failed_precondition, why);
   }
 
+  // Logged before the loop thread exists (the first spdlog use initializes its registry).
+  spdlog::info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
+               !*fresh ? "loaded from disk" : config.bootstrap ? "bootstrapped" : "empty, waiting to be added");
   node->loop_thread_ = std::thread([raw = node.get()] {
     const std::string name = "catga-raft-" + std::to_string(raw->options_.node_id);
     pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
@@ -241,8 +244,6 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
     catga_raft_run(raw->raft_);
   });
-  spdlog::info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
-               !*fresh ? "loaded from disk" : config.bootstrap ? "bootstrapped" : "empty, waiting to be added");
   return node;
 }
 
