@@ -47,7 +47,6 @@ Result<void> ClusterOptions::validate() const {
   constexpr auto kMaxMs = std::chrono::milliseconds(std::numeric_limits<unsigned>::max());
   if (node_id == 0) return invalid("node_id: must not be 0");
   if (members.empty()) return invalid("members: must list every member, this node included");
-  if (members.size() > 8) return invalid("members: at most 8 members at first start");
   std::set<std::uint64_t> ids;
   std::set<std::string> addresses;
   bool self_found = false;
