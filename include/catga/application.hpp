@@ -94,6 +94,9 @@ class Replicator {
   // Completes once local state satisfies `options.consistency`.
   virtual void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) = 0;
   virtual NodeStatus status() const = 0;
+  // Tests: freezes the node's Raft loop for `duration`, as a stopped process
+  // would be (its peer channel keeps accepting).
+  virtual void pause_for_test(std::chrono::milliseconds duration) = 0;
 };
 
 enum class Placement : std::uint8_t { default_durable, data_dir, cluster, in_memory };

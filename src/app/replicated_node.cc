@@ -14,6 +14,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "app/peer_channel.hpp"
@@ -67,8 +68,11 @@ class ReplicatedNode final : public Replicator {
 
   ~ReplicatedNode() override {
     stopping_ = true;
-    // Order: stop taking forwarded work, stop Raft (pending proposals complete
-    // with unavailable / deadline_exceeded), then fail what is left.
+    // Order: stop Raft first (pending proposals, forwarded ones included,
+    // complete with unavailable / deadline_exceeded while the peer channel can
+    // still answer them), then the peer channel (its handler may still call
+    // the stopped node, which answers at once), then fail what is left.
+    if (node_) node_->stop();
     peer_.reset();
     node_.reset();
     std::unordered_map<std::uint64_t, Outstanding> left;
@@ -170,6 +174,10 @@ class ReplicatedNode final : public Replicator {
   }
 
   NodeStatus status() const override { return node_->status(); }
+
+  void pause_for_test(std::chrono::milliseconds duration) override {
+    node_->post([duration] { std::this_thread::sleep_for(duration); });
+  }
 
  private:
   struct Deferred {

@@ -266,6 +266,8 @@ void RaftNode::poll_for_test() {
 
 RaftNode::~RaftNode() { request_stop_and_join(); }
 
+void RaftNode::stop() { request_stop_and_join(); }
+
 void RaftNode::request_stop_and_join() {
   if (raft_ == nullptr) return;
   if (node_mode_ && loop_thread_.joinable()) {
@@ -292,10 +294,8 @@ void RaftNode::request_stop_and_join() {
     stopping_ = true;
     stop_on_loop();
   }
-  const int rc = catga_raft_free(raft_);
-  raft_ = nullptr;
-  if (rc != 0) spdlog::error("raft node {}: loop did not close cleanly ({})", options_.node_id, rc);
-  // Anything still queued (possible only after the loop ended) fails now.
+  // Anything still queued (possible only after the loop ended) fails now;
+  // from here on other threads complete inline and never touch raft_.
   std::vector<Proposal> proposals;
   std::vector<IndexCompletion> barriers;
   std::vector<detail::UniqueFunction<void()>> tasks;
@@ -306,6 +306,9 @@ void RaftNode::request_stop_and_join() {
     barriers.swap(inbound_barriers_);
     tasks.swap(inbound_tasks_);
   }
+  const int rc = catga_raft_free(raft_);
+  raft_ = nullptr;
+  if (rc != 0) spdlog::error("raft node {}: loop did not close cleanly ({})", options_.node_id, rc);
   for (auto& p : proposals) p.done(node_stopped());
   for (auto& b : barriers) b(node_stopped());
   for (auto& t : tasks) t();

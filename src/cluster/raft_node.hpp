@@ -109,6 +109,9 @@ class RaftNode {
   // stopped"), appended ones with deadline_exceeded, raft closes, the loop ends
   // and the thread is joined.
   ~RaftNode();
+  // The same stop, without destroying the object: afterwards every call
+  // completes at once with unavailable ("node stopped"). Idempotent.
+  void stop();
   RaftNode(const RaftNode&) = delete;
   RaftNode& operator=(const RaftNode&) = delete;
 

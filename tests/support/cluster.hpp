@@ -118,6 +118,8 @@ class LocalCluster {
     if (auto r = try_start(i); !r) throw std::runtime_error("node " + std::to_string(i + 1) + ": " + r.error().to_string());
   }
   void stop(std::size_t i) { apps_[i].reset(); }
+  // Freezes node i's Raft loop, like SIGSTOP would.
+  void pause(std::size_t i, std::chrono::milliseconds d) { apps_[i]->replicator()->pause_for_test(d); }
   bool running(std::size_t i) const { return apps_[i] != nullptr; }
 
   catga::Application& app(std::size_t i) { return *apps_[i]; }
