@@ -48,6 +48,10 @@ struct ClusterOptions {
   std::vector<Member> members;
   // Where the Raft log, snapshots and metadata live (created if missing).
   std::filesystem::path data_dir;
+  // True for a node being added to a running cluster: with an empty data
+  // directory it waits for the leader instead of bootstrapping `members`
+  // (bootstrapping would fork a second history). Ignored once it has a log.
+  bool join = false;
 
   // Defaults favour stability on shared, noisy machines: an election timeout of
   // 1 s rides out GC-free but scheduler-starved pauses; the plan's 150 ms / 50 ms

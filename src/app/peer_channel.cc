@@ -1,6 +1,6 @@
 #include "app/peer_channel.hpp"
 
-#include <spdlog/spdlog.h>
+#include "core/log.hpp"
 
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
@@ -77,7 +77,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       else if (hello->cluster_id != options_.cluster_id) reason = "cluster id '" + hello->cluster_id + "' does not match";
       else if (hello->secret != options_.secret) reason = "wrong peer secret";
       if (!reason.empty()) {
-        spdlog::warn("catga peer channel: refused a connection from {}: {}", remote_, reason);
+        internal::log().warn("catga peer channel: refused a connection from {}: {}", remote_, reason);
         std::string out;
         peer::append_welcome(out, {false, 0, 0, reason});
         send(std::move(out), /*close_after=*/true);
@@ -91,7 +91,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     auto message = peer::decode_message(body, options_.max_records_per_frame);
     if (!message) {
-      spdlog::warn("catga peer channel: closing the connection from {}: {}", remote_, message.error().message());
+      internal::log().warn("catga peer channel: closing the connection from {}: {}", remote_, message.error().message());
       close();
       return false;
     }
@@ -103,14 +103,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         handle_read(message->id);
         return true;
       default:
-        spdlog::warn("catga peer channel: closing the connection from {}: unexpected message type", remote_);
+        internal::log().warn("catga peer channel: closing the connection from {}: unexpected message type", remote_);
         close();
         return false;
     }
   }
 
   void fail(const std::string& why) {
-    if (!closed_ && why != "End of file") spdlog::debug("catga peer channel: connection from {} ended: {}", remote_, why);
+    if (!closed_ && why != "End of file") internal::log().debug("catga peer channel: connection from {} ended: {}", remote_, why);
     close();
   }
 
@@ -402,7 +402,7 @@ class AsioPeerChannel final : public PeerChannel {
       try {
         io_.run();
       } catch (const std::exception& e) {
-        spdlog::error("catga peer channel: I/O thread stopped: {}", e.what());
+        internal::log().error("catga peer channel: I/O thread stopped: {}", e.what());
       }
     });
     return {};
@@ -431,7 +431,7 @@ class AsioPeerChannel final : public PeerChannel {
   void accept() {
     acceptor_.async_accept([this](asio::error_code ec, tcp::socket socket) {
       if (ec) {
-        if (ec != asio::error::operation_aborted) spdlog::warn("catga peer channel: accept failed: {}", ec.message());
+        if (ec != asio::error::operation_aborted) internal::log().warn("catga peer channel: accept failed: {}", ec.message());
         if (!acceptor_.is_open()) return;
       } else {
         std::make_shared<ServerConnection>(std::move(socket), options_, handler_)->start();

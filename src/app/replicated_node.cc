@@ -115,7 +115,8 @@ class ReplicatedNode final : public Replicator {
       machine_.set_leader(leader_);
     };
     callbacks.on_leader_changed = [this](std::uint64_t id, const std::string&) { leader_id_ = id; };
-    auto node = RaftNode::start(options, machine_, std::move(callbacks));
+    auto node = RaftNode::start(options, machine_, std::move(callbacks),
+                                options.join ? internal::JoinMode::join_existing : internal::JoinMode::bootstrap_if_empty);
     if (!node) return node.error();
     node_ = std::move(*node);
     if (peer_) schedule_sweep();

@@ -1,6 +1,6 @@
 #include "app/replicated_state_machine.hpp"
 
-#include <spdlog/spdlog.h>
+#include "core/log.hpp"
 
 #include <mutex>
 #include <shared_mutex>
@@ -15,7 +15,7 @@ std::string ReplicatedStateMachine::apply(const ApplyInfo& info, std::string_vie
   auto envelope = decode_envelope(record);
   if (!envelope) {
     // The leader never proposes such a record, so every node answers the same.
-    spdlog::error("catga: undecodable record at index {}: {}", info.index, envelope.error().message());
+    internal::log().error("catga: undecodable record at index {}: {}", info.index, envelope.error().message());
     detail::encode_error_result(out, Error{Code::internal, "undecodable record: " + envelope.error().message()});
     return out;
   }

@@ -12,7 +12,7 @@
 #include <fstream>
 #include <system_error>
 
-#include <spdlog/spdlog.h>
+#include "core/log.hpp"
 
 #include "cluster/entry_format.hpp"
 #include "cluster/raft_c.h"
@@ -198,7 +198,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     const bool corrupt = node->failed_ || rv == CATGA_RAFT_CORRUPT || rv == CATGA_RAFT_MALFORMED ||
                          why.find("load ") != std::string::npos;
     const Code code = corrupt ? Code::data_loss : Code::failed_precondition;
-    spdlog::error("raft node {}: cannot start in {}: {}", options.node_id, dir, why);
+    internal::log().error("raft node {}: cannot start in {}: {}", options.node_id, dir, why);
     node->node_mode_ = false;  // nothing to close
     return Error(code, "cannot start Raft node " + std::to_string(options.node_id) + " in " + dir + ": " + why);
   }
@@ -224,13 +224,13 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
                           : "node " + std::to_string(options.node_id) + " has address " + self->address +
                                 " in the stored configuration, but the options say " + node->status_.address;
     why += " of " + dir + " (stored members: " + stored + ")";
-    spdlog::error("raft node {}: {}", options.node_id, why);
+    internal::log().error("raft node {}: {}", options.node_id, why);
     node->request_stop_and_join();
     return Error(Code::failed_precondition, why);
   }
 
   // Logged before the loop thread exists (the first spdlog use initializes its registry).
-  spdlog::info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
+  internal::log().info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
                !*fresh ? "loaded from disk" : config.bootstrap ? "bootstrapped" : "empty, waiting to be added");
   node->loop_thread_ = std::thread([raw = node.get()] {
     const std::string name = "catga-raft-" + std::to_string(raw->options_.node_id);
@@ -308,7 +308,7 @@ void RaftNode::request_stop_and_join() {
   }
   const int rc = catga_raft_free(raft_);
   raft_ = nullptr;
-  if (rc != 0) spdlog::error("raft node {}: loop did not close cleanly ({})", options_.node_id, rc);
+  if (rc != 0) internal::log().error("raft node {}: loop did not close cleanly ({})", options_.node_id, rc);
   for (auto& p : proposals) p.done(node_stopped());
   for (auto& b : barriers) b(node_stopped());
   for (auto& t : tasks) t();
@@ -501,11 +501,11 @@ void RaftNode::observe() {
 
   if (role_changed || (term_changed && role == NodeRole::leader)) {
     if (first) {
-      spdlog::info("raft node {}: {} in term {}", options_.node_id, to_string(role), info.term);
+      internal::log().info("raft node {}: {} in term {}", options_.node_id, to_string(role), info.term);
     } else if (role == NodeRole::leader) {
-      spdlog::info("raft node {}: became leader in term {}", options_.node_id, info.term);
+      internal::log().info("raft node {}: became leader in term {}", options_.node_id, info.term);
     } else if (was_leader) {
-      spdlog::info("raft node {}: lost leadership in term {} (now {})", options_.node_id, info.term,
+      internal::log().info("raft node {}: lost leadership in term {} (now {})", options_.node_id, info.term,
                    to_string(role));
     }
     if (callbacks_.on_role_changed) callbacks_.on_role_changed(role, info.term);
@@ -654,7 +654,7 @@ void RaftNode::fail_node(const std::string& why) {
   if (failed_) return;
   failed_ = true;
   failure_ = why;
-  spdlog::critical("raft node {}: stopping itself: {}", options_.node_id, why);
+  internal::log().critical("raft node {}: stopping itself: {}", options_.node_id, why);
   std::lock_guard lock(status_mu_);
   status_.failure = why;
   status_.ready = false;
@@ -749,7 +749,7 @@ int RaftNode::c_snapshot(void* ctx, void** data, std::size_t* len) {
   try {
     state = self->machine_.snapshot();
   } catch (const std::exception& e) {
-    spdlog::error("raft node {}: snapshot failed: {}", self->options_.node_id, e.what());
+    internal::log().error("raft node {}: snapshot failed: {}", self->options_.node_id, e.what());
     return CATGA_RAFT_IOERR;  // libraft skips this snapshot and tries again later
   }
   const std::size_t size = kSnapshotHeaderBytes + state.size();
@@ -802,7 +802,7 @@ void RaftNode::c_apply_done(void* ctx, void* req, std::uint64_t index, int statu
       }
     }
     if (!owned) {
-      spdlog::error("raft node {}: completion for unknown entry {}", self->options_.node_id, index);
+      internal::log().error("raft node {}: completion for unknown entry {}", self->options_.node_id, index);
       return;
     }
   }

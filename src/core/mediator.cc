@@ -1,6 +1,6 @@
 #include "catga/detail/mediator.hpp"
 
-#include <spdlog/spdlog.h>
+#include "core/log.hpp"
 
 #include <atomic>
 
@@ -145,7 +145,7 @@ void Mediator::notify(std::vector<Observer>& observers, const Result<void>& outc
     try {
       (*it)(outcome);
     } catch (...) {
-      spdlog::error("catga: a behaviour's observer threw; ignored");
+      catga::internal::log().error("catga: a behaviour's observer threw; ignored");
     }
   }
   observers.clear();
@@ -156,7 +156,7 @@ void Mediator::deliver_pending(CommandContext& ctx, const EventInfo& info) noexc
     try {
       pending->deliver(*this, info);
     } catch (...) {
-      spdlog::error("catga: event delivery threw; ignored");
+      catga::internal::log().error("catga: event delivery threw; ignored");
     }
   }
   ctx.pending_events().clear();
@@ -164,7 +164,7 @@ void Mediator::deliver_pending(CommandContext& ctx, const EventInfo& info) noexc
 
 void Mediator::report_event_failure(std::string_view wire_name, const Error& error) noexcept {
   counters_.event_handler_failures.fetch_add(1, std::memory_order_relaxed);
-  spdlog::warn("catga: an event handler for {} failed: {}", wire_name, error.to_string());
+  catga::internal::log().warn("catga: an event handler for {} failed: {}", wire_name, error.to_string());
 }
 
 }  // namespace catga::detail

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include <spdlog/spdlog.h>
+#include "catga/logging.hpp"
 
 #include "cluster/raft_node.hpp"
 #include "cluster_test_support.hpp"
@@ -75,7 +75,7 @@ struct Caller {
 int main(int argc, char** argv) {
   const int seconds = argc > 1 ? std::atoi(argv[1]) : 5;
   const int callers = argc > 2 ? std::atoi(argv[2]) : 64;
-  spdlog::set_level(spdlog::level::warn);
+  catga::set_log_level(catga::LogLevel::warn);
 
   std::vector<Member> members;
   std::vector<std::unique_ptr<testing::TempDir>> dirs;
