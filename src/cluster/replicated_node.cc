@@ -7,7 +7,7 @@
 // forwarded to the leader — until it gets a definite answer or its deadline
 // passes. Because the state machine de-duplicates by (session, sequence), a
 // retry after "leadership lost" or a broken connection applies at most once.
-#include "app/replicated_node.hpp"
+#include "cluster/replicated_node.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -17,8 +17,8 @@
 #include <thread>
 #include <unordered_map>
 
-#include "app/peer_channel.hpp"
-#include "app/replicated_state_machine.hpp"
+#include "cluster/peer_channel.hpp"
+#include "cluster/replicated_state_machine.hpp"
 #include "cluster/raft_node.hpp"
 #include "core/envelope.hpp"
 

@@ -2,7 +2,7 @@
 // a cluster member) and wires the mediator to it.
 #include "catga/application.hpp"
 
-#include "app/replicated_node.hpp"
+#include "cluster/replicated_node.hpp"
 
 namespace catga {
 

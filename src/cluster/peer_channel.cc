@@ -1,4 +1,4 @@
-#include "app/peer_channel.hpp"
+#include "cluster/peer_channel.hpp"
 
 #include "core/log.hpp"
 

@@ -1,4 +1,4 @@
-#include "app/session_table.hpp"
+#include "cluster/session_table.hpp"
 
 #include <algorithm>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "app/replicated_state_machine.hpp"
+#include "cluster/replicated_state_machine.hpp"
 
 #include "core/log.hpp"
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "app/session_table.hpp"
+#include "cluster/session_table.hpp"
 #include "catga/detail/mediator.hpp"
 #include "cluster/raft_node.hpp"
 #include "core/envelope.hpp"

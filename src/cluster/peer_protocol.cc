@@ -1,4 +1,4 @@
-#include "app/peer_protocol.hpp"
+#include "cluster/peer_protocol.hpp"
 
 #include <cstring>
 

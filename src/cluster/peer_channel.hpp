@@ -17,7 +17,7 @@
 #include <memory>
 #include <string>
 
-#include "app/peer_protocol.hpp"
+#include "cluster/peer_protocol.hpp"
 #include "catga/detail/unique_function.hpp"
 #include "catga/result.hpp"
 
