@@ -49,6 +49,8 @@
 
 namespace catga {
 
+using detail::UniqueFunction;
+
 // How fresh a query's view of the state must be.
 enum class Consistency : std::uint8_t {
   local,             // whatever this node has applied (fastest; may be stale on a follower)
@@ -94,6 +96,11 @@ class Replicator {
   // Completes once local state satisfies `options.consistency`.
   virtual void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) = 0;
   virtual NodeStatus status() const = 0;
+  using VoidDone = UniqueFunction<void(Result<void>)>;
+  virtual void add_member(Member member, VoidDone done) = 0;
+  virtual void assign_role(std::uint64_t id, MemberRole role, VoidDone done) = 0;
+  virtual void remove_member(std::uint64_t id, VoidDone done) = 0;
+  virtual void transfer_leadership(std::uint64_t to, VoidDone done) = 0;
   // Tests: freezes the node's Raft loop for `duration`, as a stopped process
   // would be (its peer channel keeps accepting).
   virtual void pause_for_test(std::chrono::milliseconds duration) = 0;
@@ -210,6 +217,25 @@ class Application {
   // ---- the node ----
   // In-memory applications report a leader with id 0.
   NodeStatus status() const;
+
+  // ---- membership and leadership (clustered applications; on the leader) ----
+  // One change at a time: a second one while the first runs fails with
+  // failed_precondition; on a follower they fail with unavailable naming the
+  // leader. `done` runs once, on a library thread.
+  //
+  // Adds `member` with its role (a voter catches up as a non-voter first).
+  // The new node must be started with ClusterOptions::join = true.
+  void add_member(Member member, UniqueFunction<void(Result<void>)> done);
+  // Changes a member's role (voter, standby, spare).
+  void assign_role(std::uint64_t id, MemberRole role, UniqueFunction<void(Result<void>)> done);
+  void remove_member(std::uint64_t id, UniqueFunction<void(Result<void>)> done);
+  // Hands leadership to member `to` (0: the most up-to-date voter).
+  void transfer_leadership(std::uint64_t to, UniqueFunction<void(Result<void>)> done);
+  // Blocking forms.
+  Result<void> add_member(Member member);
+  Result<void> assign_role(std::uint64_t id, MemberRole role);
+  Result<void> remove_member(std::uint64_t id);
+  Result<void> transfer_leadership(std::uint64_t to = 0);
   // False for in-memory applications.
   bool replicated() const noexcept { return replicator_ != nullptr; }
   // Registered messages (for generic endpoints and tooling).

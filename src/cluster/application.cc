@@ -24,6 +24,47 @@ NodeStatus Application::status() const {
   return s;
 }
 
+namespace {
+Error not_replicated() {
+  return Error{Code::failed_precondition, "membership needs a clustered application (this one is in memory)"};
+}
+template <class Call>
+Result<void> wait_for(Call&& call) {
+  detail::Waiter<Result<void>> waiter;
+  call([&waiter](Result<void> r) { waiter.set(std::move(r)); });
+  return waiter.wait();
+}
+}  // namespace
+
+void Application::add_member(Member member, UniqueFunction<void(Result<void>)> done) {
+  if (!replicator_) return done(not_replicated());
+  replicator_->add_member(std::move(member), std::move(done));
+}
+void Application::assign_role(std::uint64_t id, MemberRole role, UniqueFunction<void(Result<void>)> done) {
+  if (!replicator_) return done(not_replicated());
+  replicator_->assign_role(id, role, std::move(done));
+}
+void Application::remove_member(std::uint64_t id, UniqueFunction<void(Result<void>)> done) {
+  if (!replicator_) return done(not_replicated());
+  replicator_->remove_member(id, std::move(done));
+}
+void Application::transfer_leadership(std::uint64_t to, UniqueFunction<void(Result<void>)> done) {
+  if (!replicator_) return done(not_replicated());
+  replicator_->transfer_leadership(to, std::move(done));
+}
+Result<void> Application::add_member(Member member) {
+  return wait_for([&](auto done) { add_member(std::move(member), std::move(done)); });
+}
+Result<void> Application::assign_role(std::uint64_t id, MemberRole role) {
+  return wait_for([&](auto done) { assign_role(id, role, std::move(done)); });
+}
+Result<void> Application::remove_member(std::uint64_t id) {
+  return wait_for([&](auto done) { remove_member(id, std::move(done)); });
+}
+Result<void> Application::transfer_leadership(std::uint64_t to) {
+  return wait_for([&](auto done) { transfer_leadership(to, std::move(done)); });
+}
+
 namespace detail {
 
 Result<std::unique_ptr<Application>> build_application(BuildPlan plan) {

@@ -176,6 +176,13 @@ class ReplicatedNode final : public Replicator {
 
   NodeStatus status() const override { return node_->status(); }
 
+  void add_member(Member member, VoidDone done) override { node_->add_member(std::move(member), std::move(done)); }
+  void assign_role(std::uint64_t id, MemberRole role, VoidDone done) override {
+    node_->assign_role(id, role, std::move(done));
+  }
+  void remove_member(std::uint64_t id, VoidDone done) override { node_->remove_member(id, std::move(done)); }
+  void transfer_leadership(std::uint64_t to, VoidDone done) override { node_->transfer_leadership(to, std::move(done)); }
+
   void pause_for_test(std::chrono::milliseconds duration) override {
     node_->post([duration] { std::this_thread::sleep_for(duration); });
   }

@@ -48,6 +48,7 @@ class Callers {
     for (std::size_t n = 0; n < cluster_.size(); ++n) stop_node(n);
   }
   std::size_t sent() const { return sent_; }
+  std::size_t count() const { return threads_.size(); }
 
  private:
   void run(std::size_t c) {
@@ -139,4 +140,63 @@ TEST(Failover, LeaderFrozenPastTheElectionTimeoutLosesAndDuplicatesNothing) {
   ASSERT_TRUE(wait_for([&] { return callers.sent() > before + 300; }));
   callers.stop_all();
   verify(cluster, ledger);
+}
+
+TEST(Membership, GrowsToFiveAndShrinksBackUnderLoad) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  Ledger ledger;
+  // Callers only on the original members (which stay throughout).
+  Callers callers(cluster, ledger, 6);
+  ASSERT_TRUE(wait_for([&] { return callers.sent() > 100; }));
+
+  auto on_leader = [&](auto&& change) {
+    // Retry while another change is settling or leadership moves.
+    for (int i = 0; i < 200; ++i) {
+      auto l = cluster.leader();
+      if (!l) continue;
+      auto r = change(cluster.app(*l));
+      if (r || (r.error().code() != catga::Code::failed_precondition && r.error().code() != catga::Code::unavailable)) return r;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return catga::Result<void>(catga::Error{catga::Code::deadline_exceeded, "change never accepted"});
+  };
+  auto voters = [&](std::size_t i) {
+    auto s = cluster.app(i).status();
+    return std::count_if(s.members.begin(), s.members.end(),
+                         [](const catga::MemberStatus& m) { return m.member.role == catga::MemberRole::voter; });
+  };
+
+  for (int grow = 0; grow < 2; ++grow) {
+    std::size_t added = cluster.add_node();
+    auto member = cluster.member(added);
+    ASSERT_THAT(on_leader([&](catga::Application& app) { return app.add_member(member); }), IsOk());
+    ASSERT_TRUE(wait_for([&] { return voters(added) == static_cast<long>(4 + grow); })) << "node " << added + 1 << " never saw itself a voter";
+    const auto before = callers.sent();
+    ASSERT_TRUE(wait_for([&] { return callers.sent() > before + 100; }));
+  }
+  for (std::size_t removed : {std::size_t{4}, std::size_t{3}}) {
+    ASSERT_THAT(on_leader([&](catga::Application& app) { return app.remove_member(removed + 1); }), IsOk());
+    cluster.stop(removed);
+    const auto before = callers.sent();
+    ASSERT_TRUE(wait_for([&] { return callers.sent() > before + 100; }));
+  }
+  callers.stop_all();
+  // Compare the three remaining members.
+  auto l = cluster.leader();
+  ASSERT_TRUE(l);
+  ASSERT_THAT(cluster.app(*l).send(bank::GetAccount{.account = 1}, {.consistency = catga::Consistency::linearizable}), IsOk());
+  ASSERT_TRUE(cluster.wait_applied(cluster.app(*l).status().commit_index));
+  EXPECT_EQ(voters(*l), 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(cluster.digest(i), cluster.digest(*l));
+    auto& state = cluster.app(i).mediator().state();
+    std::shared_lock lock(state.mutex());
+    std::map<std::string, int> opened;
+    for (const auto& line : static_cast<catga::detail::StateCell<bank::State>&>(state).value.journal)
+      if (line.rfind("open ", 0) == 0) opened[line.substr(5)]++;
+    for (const auto& [owner, n] : opened) EXPECT_EQ(n, 1) << owner;
+    for (const auto& owner : ledger.acknowledged) EXPECT_EQ(opened.count(owner), 1u) << "lost " << owner;
+  }
 }

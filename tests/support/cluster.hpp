@@ -94,10 +94,29 @@ class LocalCluster {
     for (auto& app : apps_) app.reset();
   }
 
+  // Prepares a new member (Raft port P, peer port P + 1, the default rule),
+  // starts it in join mode and returns its index; the caller adds it to the
+  // configuration through the leader.
+  std::size_t add_node() {
+    int raft = 0;
+    for (int tries = 0; tries < 100; ++tries) {
+      raft = free_port();
+      if (raft < 65535 && port_is_free(raft + 1)) break;
+    }
+    const std::size_t i = members_.size();
+    members_.push_back(catga::Member{i + 1, "127.0.0.1:" + std::to_string(raft), catga::MemberRole::voter, {}});
+    joining_.insert(i);
+    apps_.emplace_back();
+    start(i);
+    return i;
+  }
+  const catga::Member& member(std::size_t i) const { return members_[i]; }
+
   catga::ClusterOptions options(std::size_t i) const {
     catga::ClusterOptions o;
     o.node_id = i + 1;
     o.members = members_;
+    o.join = joining_.count(i) > 0;
     o.data_dir = dir_.path() / ("node" + std::to_string(i + 1));
     o.election_timeout = std::chrono::milliseconds(500);
     o.heartbeat_interval = std::chrono::milliseconds(50);
@@ -159,8 +178,20 @@ class LocalCluster {
   }
 
  private:
+  static bool port_is_free(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    if (fd >= 0) ::close(fd);
+    return ok;
+  }
+
   TempDir dir_;
   std::vector<catga::Member> members_;
+  std::set<std::size_t> joining_;
   Register register_;
   std::function<void(catga::ClusterOptions&)> tune_;
   std::vector<std::unique_ptr<catga::Application>> apps_;
