@@ -92,6 +92,17 @@ class ReplicatedNode final : public Replicator {
     }
     const Member& self = *std::find_if(options.members.begin(), options.members.end(),
                                        [&](const Member& m) { return m.id == options.node_id; });
+    internal::RaftNodeCallbacks callbacks;
+    callbacks.on_role_changed = [this](NodeRole role, std::uint64_t) {
+      leader_ = role == NodeRole::leader;
+      machine_.set_leader(leader_);
+    };
+    callbacks.on_leader_changed = [this](std::uint64_t id, const std::string&) { leader_id_ = id; };
+    auto node = RaftNode::start(options, machine_, std::move(callbacks),
+                                options.join ? internal::JoinMode::join_existing : internal::JoinMode::bootstrap_if_empty);
+    if (!node) return node.error();
+    node_ = std::move(*node);
+    // The peer channel starts after the node: forwarded work needs it.
     if (options.members.size() > 1) {
       PeerChannel::Handler handler;
       handler.forward = [this](std::string record, PeerChannel::OutcomeDone done) {
@@ -109,16 +120,6 @@ class ReplicatedNode final : public Replicator {
       if (!peer) return peer.error();
       peer_ = std::move(*peer);
     }
-    internal::RaftNodeCallbacks callbacks;
-    callbacks.on_role_changed = [this](NodeRole role, std::uint64_t) {
-      leader_ = role == NodeRole::leader;
-      machine_.set_leader(leader_);
-    };
-    callbacks.on_leader_changed = [this](std::uint64_t id, const std::string&) { leader_id_ = id; };
-    auto node = RaftNode::start(options, machine_, std::move(callbacks),
-                                options.join ? internal::JoinMode::join_existing : internal::JoinMode::bootstrap_if_empty);
-    if (!node) return node.error();
-    node_ = std::move(*node);
     if (peer_) schedule_sweep();
     return {};
   }

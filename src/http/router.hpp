@@ -43,6 +43,7 @@ class Router {
   Server::Handler& handler(std::size_t id) { return routes_[id].handler; }
   std::size_t size() const noexcept { return routes_.size(); }
   std::string_view pattern(std::size_t id) const noexcept { return routes_[id].pattern; }
+  Method method(std::size_t id) const noexcept { return routes_[id].method; }
 
  private:
   struct Segment {

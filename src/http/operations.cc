@@ -1,0 +1,289 @@
+// The endpoints every service gets by asking: health checks, Prometheus
+// metrics, the generic message endpoints and cluster administration. They are
+// ordinary routes on the public Server API (plus the server's own HTTP stats).
+#include <nlohmann/json.hpp>
+
+#include "catga/metrics.hpp"
+#include "http/encoded_dispatch.hpp"
+#include "http/json_codec.hpp"
+#include "http/server_impl.hpp"
+
+namespace catga::http {
+namespace {
+
+using nlohmann::json;
+
+// A voter that has not answered the leader for this long counts as unreachable.
+constexpr std::chrono::seconds kStaleContact{5};
+
+std::string_view kind_name(MessageKind kind) {
+  switch (kind) {
+    case MessageKind::command: return "command";
+    case MessageKind::query: return "query";
+    case MessageKind::event: return "event";
+  }
+  return "unknown";
+}
+
+bool leader_known(const NodeStatus& s) { return s.role == NodeRole::leader || s.leader_id != 0; }
+
+// True when a majority of voters is known to be reachable (only a leader
+// knows; others trust that they have a leader).
+bool consensus_reachable(const NodeStatus& s) {
+  if (!s.failure.empty() || !leader_known(s)) return false;
+  if (s.role != NodeRole::leader || s.members.empty()) return true;
+  std::size_t voters = 0, reachable = 0;
+  for (const auto& m : s.members) {
+    if (m.member.role != MemberRole::voter) continue;
+    ++voters;
+    if (m.member.id == s.id || (m.last_contact && *m.last_contact <= kStaleContact)) ++reachable;
+  }
+  return voters == 0 || reachable * 2 > voters;
+}
+
+bool all_voters_reachable(const NodeStatus& s) {
+  if (s.role != NodeRole::leader) return true;
+  for (const auto& m : s.members) {
+    if (m.member.role != MemberRole::voter || m.member.id == s.id) continue;
+    if (!m.last_contact || *m.last_contact > kStaleContact) return false;
+  }
+  return true;
+}
+
+// Empty when ready, otherwise why not.
+std::string not_ready_reason(const NodeStatus& s) {
+  if (!s.failure.empty()) return "the node stopped: " + s.failure;
+  if (!leader_known(s)) return "no leader is known";
+  if (s.role == NodeRole::leader && !s.ready) return "the leader has not yet committed an entry of its term";
+  if (s.applied_index < s.commit_index) {
+    return "applied index " + std::to_string(s.applied_index) + " is behind commit index " +
+           std::to_string(s.commit_index);
+  }
+  return {};
+}
+
+json status_json(const NodeStatus& s, bool replicated) {
+  json members = json::array();
+  for (const auto& m : s.members) {
+    json member = {{"id", m.member.id},
+                   {"address", m.member.address},
+                   {"peer_address", m.member.peer_address},
+                   {"role", to_string(m.member.role)}};
+    member["last_contact_ms"] = m.last_contact ? json(m.last_contact->count()) : json(nullptr);
+    members.push_back(std::move(member));
+  }
+  return {{"id", s.id},
+          {"address", s.address},
+          {"replicated", replicated},
+          {"role", to_string(s.role)},
+          {"term", s.term},
+          {"leader", {{"id", s.leader_id}, {"address", s.leader_address}, {"known", leader_known(s)}}},
+          {"commit_index", s.commit_index},
+          {"applied_index", s.applied_index},
+          {"last_snapshot_index", s.last_snapshot_index},
+          {"ready", s.ready},
+          {"members", std::move(members)},
+          {"failure", s.failure}};
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// Bearer-token check for mutating admin endpoints (constant-time compare).
+bool authorized(const Request& request, const std::string& token) {
+  if (token.empty()) return true;
+  auto header = request.header("Authorization");
+  constexpr std::string_view kScheme = "Bearer ";
+  if (!header || header->size() != kScheme.size() + token.size() || !header->starts_with(kScheme)) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < token.size(); ++i) diff |= static_cast<unsigned char>((*header)[kScheme.size() + i] ^ token[i]);
+  return diff == 0;
+}
+
+// Renders `detail::encode_result` bytes: the value as JSON (204 for nil), or
+// the error it carries.
+void reply_encoded(Responder& responder, const Result<std::string>& encoded, std::uint64_t index) {
+  Headers headers = detail::index_headers(index);
+  if (!encoded) {
+    // The generic endpoints report an unknown wire name as 404.
+    const int status = encoded.error().code() == Code::unimplemented ? 404 : 0;
+    return responder.error(encoded.error(), std::move(headers), status);
+  }
+  msgpack::object_handle handle;
+  Code code{};
+  const msgpack::object* body = nullptr;
+  if (auto head = catga::detail::decode_result_head(*encoded, handle, code, body); !head) {
+    return responder.error(Error{Code::internal, "unreadable result: " + head.error().message()}, std::move(headers));
+  }
+  if (code != Code::ok) {
+    std::string message;
+    if (body->type == msgpack::type::STR) message.assign(body->via.str.ptr, body->via.str.size);
+    return responder.error(Error{code, std::move(message)}, std::move(headers));
+  }
+  if (body->type == msgpack::type::NIL) return responder.empty(204, std::move(headers));
+  std::string text;
+  if (auto rendered = internal::msgpack_object_to_json(*body, text); !rendered) {
+    return responder.error(Error{Code::internal, "cannot render the result as JSON: " + rendered.error().message()},
+                           std::move(headers));
+  }
+  responder.json(200, std::move(text), std::move(headers));
+}
+
+void write_gauge(std::string& out, std::string_view name, std::string_view help, std::uint64_t value) {
+  internal::write_header(out, name, "gauge", help);
+  internal::write_sample(out, name, "", value);
+}
+
+void render_node(std::string& out, const NodeStatus& s, bool replicated) {
+  write_gauge(out, "catga_node_replicated", "1 when the application is a Raft node, 0 when in-memory.", replicated);
+  write_gauge(out, "catga_node_term", "Current Raft term (an increase means an election).", s.term);
+  write_gauge(out, "catga_node_commit_index", "Highest log index known to be committed.", s.commit_index);
+  write_gauge(out, "catga_node_applied_index", "Highest log index applied to the state.", s.applied_index);
+  write_gauge(out, "catga_node_last_snapshot_index", "Log index of the latest snapshot.", s.last_snapshot_index);
+  write_gauge(out, "catga_node_leader_id", "Id of the known leader (0: none or in-memory).", s.leader_id);
+  write_gauge(out, "catga_node_leader_known", "1 when this node knows a leader.", leader_known(s));
+  write_gauge(out, "catga_node_ready", "1 when /health/ready would answer 200.", not_ready_reason(s).empty());
+  write_gauge(out, "catga_cluster_members", "Members in the configuration this node knows.", s.members.size());
+  internal::write_header(out, "catga_node_role", "gauge", "1 for the node's current role.");
+  for (NodeRole role : {NodeRole::unavailable, NodeRole::follower, NodeRole::candidate, NodeRole::leader}) {
+    std::string labels;
+    internal::add_label(labels, "role", to_string(role));
+    internal::write_sample(out, "catga_node_role", labels, std::uint64_t{s.role == role});
+  }
+}
+
+}  // namespace
+
+Server& Server::map_health() {
+  get("/health", [this](const Request&, Responder responder) {
+    const NodeStatus s = app_.status();
+    const bool reachable = consensus_reachable(s);
+    const std::string reason = not_ready_reason(s);
+    std::string_view status = "healthy";
+    if (!s.failure.empty() || s.role == NodeRole::unavailable || !reachable) status = "unhealthy";
+    else if (!reason.empty() || !all_voters_reachable(s)) status = "degraded";
+    json body = status_json(s, app_.replicated());
+    body["status"] = status;
+    body["consensus_reachable"] = reachable;
+    if (!reason.empty()) body["not_ready_reason"] = reason;
+    responder.json(status == "unhealthy" ? 503 : 200, dump(body));
+  });
+  get("/health/live", [](const Request&, Responder responder) { responder.json(200, R"({"status":"alive"})"); });
+  get("/health/ready", [this](const Request&, Responder responder) {
+    const NodeStatus s = app_.status();
+    const std::string reason = not_ready_reason(s);
+    if (reason.empty()) return responder.json(200, R"({"status":"ready"})");
+    responder.json(503, dump(json{{"status", "not_ready"}, {"reason", reason}}), {{"Retry-After", "1"}});
+  });
+  return *this;
+}
+
+Server& Server::map_metrics(const Metrics* metrics) {
+  return get("/metrics", [this, metrics](const Request&, Responder responder) {
+    std::string out;
+    out.reserve(16u << 10);
+    render_node(out, app_.status(), app_.replicated());
+    auto& counters = app_.mediator().counters();
+    internal::write_header(out, "catga_events_delivered_total", "counter", "Event handler calls that succeeded on this node.");
+    internal::write_sample(out, "catga_events_delivered_total", "", counters.events_delivered.load());
+    internal::write_header(out, "catga_event_handler_failures_total", "counter", "Event handler calls that failed on this node.");
+    internal::write_sample(out, "catga_event_handler_failures_total", "", counters.event_handler_failures.load());
+    if (impl_->stats) impl_->stats->render(out);
+    if (metrics) metrics->render_prometheus(out);
+    responder.send(200, std::move(out), "text/plain; version=0.0.4; charset=utf-8");
+  });
+}
+
+Server& Server::map_message_endpoints() {
+  impl_->message_endpoints = true;
+  post("/commands/{wire_name}", [this](const Request& request, Responder responder) {
+    auto payload = request.json_as_msgpack();
+    auto options = detail::command_options(request, options_.request_timeout);
+    if (const auto* failure = request.failure()) return responder.fail(*failure);
+    internal::send_encoded(app_, request.param("wire_name"), std::move(*payload), *options,
+                           [responder = std::move(responder)](Result<std::string> encoded, std::uint64_t index) mutable {
+                             reply_encoded(responder, encoded, index);
+                           });
+  });
+  post("/queries/{wire_name}", [this](const Request& request, Responder responder) {
+    auto payload = request.json_as_msgpack();
+    auto options = detail::query_options(request, Consistency::local, options_.request_timeout);
+    if (const auto* failure = request.failure()) return responder.fail(*failure);
+    internal::query_encoded(app_, request.param("wire_name"), std::move(*payload), *options,
+                            [responder = std::move(responder)](Result<std::string> encoded) mutable {
+                              reply_encoded(responder, encoded, 0);
+                            });
+  });
+  get("/messages", [this](const Request&, Responder responder) {
+    json list = json::array();
+    for (const auto* slot : app_.messages()) {
+      list.push_back({{"wire_name", slot->wire_name()}, {"kind", kind_name(slot->kind())}});
+    }
+    responder.json(200, dump(json{{"messages", std::move(list)}}));
+  });
+  return *this;
+}
+
+Server& Server::map_cluster_admin() {
+  impl_->cluster_admin = true;
+  get("/raft/status", [this](const Request&, Responder responder) {
+    responder.json(200, dump(status_json(app_.status(), app_.replicated())));
+  });
+  // The mutating endpoints: authorize, validate the request, then ask the
+  // application. Application has no membership/leadership/snapshot API yet:
+  // until it does they answer 501 after validation.
+  auto admin = [this](std::string_view operation, auto validate) {
+    return [this, operation, validate](const Request& request, Responder responder) mutable {
+      if (!authorized(request, options_.admin_token)) {
+        return responder.error(Error{Code::unauthenticated, "this endpoint requires Authorization: Bearer <admin token>"},
+                               {{"WWW-Authenticate", "Bearer"}});
+      }
+      if (auto valid = validate(request); !valid) {
+        if (const auto* failure = request.failure()) return responder.fail(*failure);
+        return responder.error(valid.error());
+      }
+      if (!app_.replicated()) {
+        return responder.error(Error{Code::failed_precondition,
+                                     "an in-memory application has no Raft node to " + std::string(operation)});
+      }
+      responder.error(Error{Code::unimplemented, std::string(operation) + " is not available yet: the Application "
+                                                                          "does not expose it"});
+    };
+  };
+  post("/raft/members", admin("add a member", [](const Request& request) -> Result<void> {
+         struct MemberBody {
+           std::uint64_t id = 0;
+           std::string address;
+           std::string role = "voter";
+           std::string peer_address;
+           MSGPACK_DEFINE_MAP(id, address, role, peer_address);
+         };
+         auto member = request.json<MemberBody>();
+         if (!member) return member.error();
+         if (member->id == 0) return request.fail(400, Error{Code::invalid_argument, "member: id must be positive"});
+         if (member->address.empty()) return request.fail(400, Error{Code::invalid_argument, "member: address is required"});
+         if (member->role != "voter" && member->role != "standby" && member->role != "spare") {
+           return request.fail(400, Error{Code::invalid_argument, "member: role must be voter, standby or spare"});
+         }
+         return {};
+       }));
+  del("/raft/members/{id}", admin("remove a member", [](const Request& request) -> Result<void> {
+        if (request.param<std::uint64_t>("id") == 0 && !request.failure()) {
+          return request.fail(400, Error{Code::invalid_argument, "member id must be positive"});
+        }
+        if (const auto* failure = request.failure()) return failure->error;
+        return {};
+      }));
+  post("/raft/leadership", admin("transfer leadership", [](const Request& request) -> Result<void> {
+         struct TransferBody {
+           std::uint64_t to = 0;  // 0: the most up-to-date voter
+           MSGPACK_DEFINE_MAP(to);
+         };
+         auto transfer = request.json<TransferBody>();
+         if (!transfer) return transfer.error();
+         return {};
+       }));
+  post("/raft/snapshot", admin("take a snapshot", [](const Request&) -> Result<void> { return {}; }));
+  return *this;
+}
+
+}  // namespace catga::http
