@@ -161,6 +161,7 @@ Result<Message> decode_message(std::string_view body, std::size_t max_records) {
       if (n < 3 || a[2].type != msgpack::type::ARRAY) return bad("malformed forward");
       const auto& list = a[2].via.array;
       if (list.size == 0) return bad("empty forward");
+      if (list.size > max_records) return bad("more than " + std::to_string(max_records) + " records in one frame");
       for (std::uint32_t i = 0; i < list.size; ++i) {
         if (!is_bin(list.ptr[i])) return bad("forwarded record is not binary");
         m.records.emplace_back(list.ptr[i].via.bin.ptr, list.ptr[i].via.bin.size);

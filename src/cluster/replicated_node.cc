@@ -106,6 +106,10 @@ class ReplicatedNode final : public Replicator {
     if (options.members.size() > 1) {
       PeerChannel::Handler handler;
       handler.forward = [this](std::string record, PeerChannel::OutcomeDone done) {
+        // Only well-formed envelopes reach the log.
+        if (auto envelope = internal::decode_envelope(record); !envelope) {
+          return done({Code::invalid_argument, "forwarded record refused: " + envelope.error().message(), 0});
+        }
         node_->propose(std::move(record), [done = std::move(done)](Result<internal::Applied> r) mutable {
           done(outcome_of(std::move(r)));
         });

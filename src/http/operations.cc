@@ -13,6 +13,21 @@ namespace {
 
 using nlohmann::json;
 
+// POST /raft/members
+struct MemberBody {
+  std::uint64_t id = 0;
+  std::string address;
+  std::string role = "voter";
+  std::string peer_address;
+  MSGPACK_DEFINE_MAP(id, address, role, peer_address);
+};
+
+// POST /raft/leadership
+struct TransferBody {
+  std::uint64_t to = 0;  // 0: the most up-to-date voter
+  MSGPACK_DEFINE_MAP(to);
+};
+
 // A voter that has not answered the leader for this long counts as unreachable.
 constexpr std::chrono::seconds kStaleContact{5};
 
@@ -250,13 +265,6 @@ Server& Server::map_cluster_admin() {
     };
   };
   post("/raft/members", admin("add a member", [](const Request& request) -> Result<void> {
-         struct MemberBody {
-           std::uint64_t id = 0;
-           std::string address;
-           std::string role = "voter";
-           std::string peer_address;
-           MSGPACK_DEFINE_MAP(id, address, role, peer_address);
-         };
          auto member = request.json<MemberBody>();
          if (!member) return member.error();
          if (member->id == 0) return request.fail(400, Error{Code::invalid_argument, "member: id must be positive"});
@@ -274,10 +282,6 @@ Server& Server::map_cluster_admin() {
         return {};
       }));
   post("/raft/leadership", admin("transfer leadership", [](const Request& request) -> Result<void> {
-         struct TransferBody {
-           std::uint64_t to = 0;  // 0: the most up-to-date voter
-           MSGPACK_DEFINE_MAP(to);
-         };
          auto transfer = request.json<TransferBody>();
          if (!transfer) return transfer.error();
          return {};
