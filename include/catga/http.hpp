@@ -325,8 +325,10 @@ class Server {
   Application& application() noexcept { return app_; }
   const ServerOptions& options() const noexcept { return options_; }
 
- private:
+  // Library use (the transport and the operational endpoints share it).
   struct Impl;
+
+ private:
   Server& add_route(Method method, std::string_view pattern, Handler handler);
   void note(Error error);
   template <class M>
