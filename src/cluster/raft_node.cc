@@ -229,6 +229,15 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     return Error(Code::failed_precondition, why);
   }
 
+  // Entries already in the log now may have been applied before a restart:
+  // their ApplyInfo says so (events raised by them may be replays).
+  {
+    catga_raft_info info{};
+    catga_raft_get_info(node->raft_, &info);
+    node->replay_until_ = info.last_index;
+    node->opening_ = false;
+  }
+
   // Logged before the loop thread exists (the first spdlog use initializes its registry).
   internal::log().info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
                !*fresh ? "loaded from disk" : config.bootstrap ? "bootstrapped" : "empty, waiting to be added");
@@ -726,7 +735,8 @@ int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::siz
     flight = it->second.get();
     flight->results.reserve(batch->records.size());
   }
-  ApplyInfo info{index, batch->header.term, batch->header.leader_time_ns, 0};
+  ApplyInfo info{index, batch->header.term, batch->header.leader_time_ns, 0,
+                 self->opening_ || index <= self->replay_until_};
   try {
     for (std::size_t i = 0; i < batch->records.size(); ++i) {
       info.position = static_cast<std::uint32_t>(i);

@@ -52,6 +52,10 @@ struct ApplyInfo {
   std::uint64_t term;           // term of the entry
   std::int64_t leader_time_ns;  // unix ns stamped by the leader when it packed the entry
   std::uint32_t position;       // record's position inside the entry (0-based)
+  // The entry was in this node's log when it started: it may have been
+  // applied before the restart (only the node's own effects, such as events
+  // delivered to local handlers, can tell).
+  bool replay = false;
 };
 
 // Implemented by the replicated state machine. ALL calls on the loop thread.
@@ -226,6 +230,8 @@ class RaftNode {
   std::uint64_t ready_term_ = 0;     // term of the leader barrier that made us ready
   std::uint64_t ready_barrier_term_ = 0;  // term of the outstanding readiness barrier
   bool ready_ = false;
+  std::uint64_t replay_until_ = 0;  // last log index at start
+  bool opening_ = true;             // inside start(): a lone voter applies its log there
   std::string snapshot_source_;  // file name while start() loads, for error messages
 
   mutable std::mutex status_mu_;

@@ -38,7 +38,7 @@ void ReplicatedStateMachine::apply_new(const ApplyInfo& info, const EnvelopeView
     return;
   }
   const Timestamp time{std::chrono::duration_cast<Timestamp::duration>(std::chrono::nanoseconds(info.leader_time_ns))};
-  const EventInfo event_info{info.index, info.term, time, leader_, info.index <= replay_until_};
+  const EventInfo event_info{info.index, info.term, time, leader_, info.replay};
   if (envelope.kind == MessageKind::event) {
     static_cast<detail::EventSlotBase*>(slot)->deliver_encoded(mediator_, envelope.payload, event_info);
     detail::encode_result(out, Result<void>());

@@ -35,8 +35,6 @@ class ReplicatedStateMachine final : public RecordStateMachine {
 
   // Loop thread: whether this node leads (for leader-only event handlers).
   void set_leader(bool leader) { leader_ = leader; }
-  // Entries up to this index were in the log at start: their events may be replays.
-  void set_replay_until(std::uint64_t index) { replay_until_ = index; }
 
   // Is `encoded` the result of a command whose session had expired?
   static bool is_session_expired(std::string_view encoded);
@@ -47,7 +45,6 @@ class ReplicatedStateMachine final : public RecordStateMachine {
   detail::Mediator& mediator_;
   SessionTable sessions_;
   bool leader_ = false;
-  std::uint64_t replay_until_ = 0;
 };
 
 }  // namespace catga::internal
