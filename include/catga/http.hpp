@@ -309,8 +309,10 @@ class Server {
   // start() as failed_precondition when the application has pipeline
   // behaviours other than catga::Metrics (these endpoints cannot run them yet).
   Server& map_message_endpoints();
-  // GET /raft/status; POST /raft/members, DELETE /raft/members/{id},
-  // POST /raft/leadership, POST /raft/snapshot (admin token).
+  // GET /raft/status; with the admin token: POST /raft/members,
+  // PUT /raft/members/{id}/role, DELETE /raft/members/{id},
+  // POST /raft/leadership, POST /raft/snapshot (501: not available yet).
+  // Reported by start() when listening beyond loopback without an admin_token.
   Server& map_cluster_admin();
 
   // ---- lifecycle ----

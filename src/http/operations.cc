@@ -22,6 +22,22 @@ struct MemberBody {
   MSGPACK_DEFINE_MAP(id, address, role, peer_address);
 };
 
+// PUT /raft/members/{id}/role
+struct RoleBody {
+  std::string role;
+  MSGPACK_DEFINE_MAP(role);
+};
+
+bool parse_role(std::string_view name, MemberRole& role) {
+  for (MemberRole r : {MemberRole::voter, MemberRole::standby, MemberRole::spare}) {
+    if (name == to_string(r)) {
+      role = r;
+      return true;
+    }
+  }
+  return false;
+}
+
 // POST /raft/leadership
 struct TransferBody {
   std::uint64_t to = 0;  // 0: the most up-to-date voter
@@ -243,50 +259,61 @@ Server& Server::map_cluster_admin() {
   get("/raft/status", [this](const Request&, Responder responder) {
     responder.json(200, dump(status_json(app_.status(), app_.replicated())));
   });
-  // The mutating endpoints: authorize, validate the request, then ask the
-  // application. Application has no membership/leadership/snapshot API yet:
-  // until it does they answer 501 after validation.
-  auto admin = [this](std::string_view operation, auto validate) {
-    return [this, operation, validate](const Request& request, Responder responder) mutable {
+  // The mutating endpoints: authorize, validate the request into a change,
+  // run it, answer 204 (or the error: unavailable on a follower, naming the
+  // leader; failed_precondition while another change runs or in memory).
+  using Done = UniqueFunction<void(Result<void>)>;
+  using Change = UniqueFunction<void(Done)>;
+  auto admin = [this](auto validate) {
+    return [this, validate](const Request& request, Responder responder) mutable {
       if (!authorized(request, options_.admin_token)) {
         return responder.error(Error{Code::unauthenticated, "this endpoint requires Authorization: Bearer <admin token>"},
                                {{"WWW-Authenticate", "Bearer"}});
       }
-      if (auto valid = validate(request); !valid) {
-        if (const auto* failure = request.failure()) return responder.fail(*failure);
-        return responder.error(valid.error());
-      }
-      if (!app_.replicated()) {
-        return responder.error(Error{Code::failed_precondition,
-                                     "an in-memory application has no Raft node to " + std::string(operation)});
-      }
-      responder.error(Error{Code::unimplemented, std::string(operation) + " is not available yet: the Application "
-                                                                          "does not expose it"});
+      Result<Change> change = validate(request);
+      if (const auto* failure = request.failure()) return responder.fail(*failure);
+      if (!change) return responder.error(change.error());
+      (*change)([responder = std::move(responder)](Result<void> done) mutable {
+        if (!done) return responder.error(done.error());
+        responder.empty(204);
+      });
     };
   };
-  post("/raft/members", admin("add a member", [](const Request& request) -> Result<void> {
-         auto member = request.json<MemberBody>();
-         if (!member) return member.error();
-         if (member->id == 0) return request.fail(400, Error{Code::invalid_argument, "member: id must be positive"});
-         if (member->address.empty()) return request.fail(400, Error{Code::invalid_argument, "member: address is required"});
-         if (member->role != "voter" && member->role != "standby" && member->role != "spare") {
-           return request.fail(400, Error{Code::invalid_argument, "member: role must be voter, standby or spare"});
-         }
-         return {};
+  auto bad = [](const Request& request, std::string message) {
+    return request.fail(400, Error{Code::invalid_argument, std::move(message)});
+  };
+  post("/raft/members", admin([this, bad](const Request& request) -> Result<Change> {
+         auto body = request.json<MemberBody>();
+         if (!body) return body.error();
+         Member member{.id = body->id, .address = body->address, .peer_address = body->peer_address};
+         if (member.id == 0) return bad(request, "member: id must be positive");
+         if (member.address.empty()) return bad(request, "member: address is required");
+         if (!parse_role(body->role, member.role)) return bad(request, "member: role must be voter, standby or spare");
+         return Change([this, member = std::move(member)](Done done) mutable {
+           app_.add_member(std::move(member), std::move(done));
+         });
        }));
-  del("/raft/members/{id}", admin("remove a member", [](const Request& request) -> Result<void> {
-        if (request.param<std::uint64_t>("id") == 0 && !request.failure()) {
-          return request.fail(400, Error{Code::invalid_argument, "member id must be positive"});
-        }
-        if (const auto* failure = request.failure()) return failure->error;
-        return {};
+  put("/raft/members/{id}/role", admin([this, bad](const Request& request) -> Result<Change> {
+        const auto id = request.param<std::uint64_t>("id");
+        auto body = request.json<RoleBody>();
+        if (!body) return body.error();
+        MemberRole role{};
+        if (!parse_role(body->role, role)) return bad(request, "role must be voter, standby or spare");
+        return Change([this, id, role](Done done) { app_.assign_role(id, role, std::move(done)); });
       }));
-  post("/raft/leadership", admin("transfer leadership", [](const Request& request) -> Result<void> {
-         auto transfer = request.json<TransferBody>();
-         if (!transfer) return transfer.error();
-         return {};
+  del("/raft/members/{id}", admin([this](const Request& request) -> Result<Change> {
+        const auto id = request.param<std::uint64_t>("id");
+        return Change([this, id](Done done) { app_.remove_member(id, std::move(done)); });
+      }));
+  post("/raft/leadership", admin([this](const Request& request) -> Result<Change> {
+         auto body = request.json<TransferBody>();
+         if (!body) return body.error();
+         return Change([this, to = body->to](Done done) { app_.transfer_leadership(to, std::move(done)); });
        }));
-  post("/raft/snapshot", admin("take a snapshot", [](const Request&) -> Result<void> { return {}; }));
+  post("/raft/snapshot", admin([](const Request&) -> Result<Change> {
+         return Error{Code::unimplemented, "taking a snapshot on demand is not available: the Application does not "
+                                           "expose it (snapshots are taken every snapshot_threshold entries)"};
+       }));
   return *this;
 }
 

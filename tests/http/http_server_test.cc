@@ -330,14 +330,20 @@ TEST_F(HttpServerTest, ClusterAdminRequiresTheBearerToken) {
   EXPECT_EQ(c.request("DELETE", "/raft/members/2").status, 401);
 
   const HttpClient::Headers auth = {{"Authorization", "Bearer s3cret"}};
-  // Authorized: validated, then refused because an in-memory app has no Raft node.
   auto snapshot = c.post("/raft/snapshot", "", auth);
-  EXPECT_EQ(snapshot.status, 409);
-  EXPECT_EQ(snapshot.error_code(), "failed_precondition");
+  EXPECT_EQ(snapshot.status, 501);
+  EXPECT_EQ(snapshot.error_code(), "unimplemented");
   EXPECT_EQ(c.post("/raft/members", R"({"id":0,"address":"127.0.0.1:9000"})", auth).status, 400);
   EXPECT_EQ(c.post("/raft/members", R"({"id":4,"address":"127.0.0.1:9000","role":"boss"})", auth).status, 400);
-  EXPECT_EQ(c.post("/raft/members", R"({"id":4,"address":"127.0.0.1:9000"})", auth).status, 409);
+  EXPECT_EQ(c.post("/raft/members", "{", auth).status, 400);
   EXPECT_EQ(c.request("DELETE", "/raft/members/x", {}, auth).status, 400);
+  EXPECT_EQ(c.request("PUT", "/raft/members/2/role", R"({"role":"boss"})", auth).status, 400);
+  // Valid requests reach the application, which has no Raft node in memory.
+  auto add = c.post("/raft/members", R"({"id":4,"address":"127.0.0.1:9000"})", auth);
+  EXPECT_EQ(add.status, 409);
+  EXPECT_EQ(add.error_code(), "failed_precondition");
+  EXPECT_EQ(c.request("PUT", "/raft/members/2/role", R"({"role":"standby"})", auth).status, 409);
+  EXPECT_EQ(c.request("DELETE", "/raft/members/2", {}, auth).status, 409);
   EXPECT_EQ(c.post("/raft/leadership", R"({"to":2})", auth).status, 409);
 }
 

@@ -1,0 +1,153 @@
+// catga::http::Server over replicated Applications: a durable single node and
+// a 3-node cluster on 127.0.0.1. Waits are bounded; nothing asserts timing.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "http/http_test_support.hpp"
+#include "support/cluster.hpp"
+
+namespace catga::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::unique_ptr<http::Server> serve(Application& app, http::ServerOptions options = {}) {
+  auto server = std::make_unique<http::Server>(app, options);
+  add_bank_routes(*server);
+  server->map_health().map_metrics().map_message_endpoints().map_cluster_admin();
+  auto started = server->start();
+  EXPECT_TRUE(started) << started.error();
+  return server;
+}
+
+bool wait_ready(std::uint16_t port) {
+  return testsupport::wait_for([&] { return HttpClient(port).get("/health/ready").status == 200; });
+}
+
+std::uint64_t index_of(const HttpResponse& response) {
+  auto header = response.header("X-Catga-Index");
+  return header ? std::stoull(*header) : 0;
+}
+
+class HttpDurableNodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    catga::ApplicationBuilder<bank::State> builder;
+    register_test_handlers(builder).data_dir(dir_.path() / "node");
+    auto app = builder.build();
+    ASSERT_TRUE(app) << app.error();
+    app_ = std::move(*app);
+    server_ = serve(*app_);
+    ASSERT_TRUE(wait_ready(server_->port()));
+  }
+
+  testsupport::TempDir dir_;
+  std::unique_ptr<Application> app_;
+  std::unique_ptr<http::Server> server_;
+};
+
+TEST_F(HttpDurableNodeTest, IdempotencyKeyAppliesACommandOnce) {
+  HttpClient c(server_->port());
+  const HttpClient::Headers key = {{"Idempotency-Key", "open-ada-1"}};
+  auto first = c.post("/accounts", R"({"owner":"ada"})", key);
+  ASSERT_EQ(first.status, 201) << first.body;
+  EXPECT_GT(index_of(first), 0u);
+  auto retry = c.post("/accounts", R"({"owner":"ada"})", key);
+  ASSERT_EQ(retry.status, 201) << retry.body;
+  EXPECT_EQ(retry.json()["id"], first.json()["id"]);
+  // The generic endpoint passes the key through the same way.
+  auto generic = c.post("/commands/bank.open.v1", R"({"owner":"ada"})", key);
+  ASSERT_EQ(generic.status, 200) << generic.body;
+  EXPECT_EQ(generic.json()["id"], first.json()["id"]);
+
+  auto other = c.post("/accounts", R"({"owner":"bob"})");
+  ASSERT_EQ(other.status, 201);
+  EXPECT_EQ(other.json()["id"].get<std::uint64_t>(), first.json()["id"].get<std::uint64_t>() + 1);
+}
+
+TEST_F(HttpDurableNodeTest, CommandIndexServesReadYourWrites) {
+  HttpClient c(server_->port());
+  auto opened = c.post("/accounts", R"({"owner":"ada","initial":4})");
+  ASSERT_EQ(opened.status, 201);
+  const auto index = index_of(opened);
+  ASSERT_GT(index, 0u);
+  const std::string path = "/accounts/" + std::to_string(opened.json()["id"].get<std::uint64_t>());
+  auto read = c.get(path + "?min_index=" + std::to_string(index));
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_EQ(read.json()["balance"], 4);
+  EXPECT_EQ(c.get(path + "?consistency=linearizable").status, 200);
+  auto generic = c.post("/queries/bank.get.v1?consistency=linearizable",
+                        R"({"account":)" + std::to_string(opened.json()["id"].get<std::uint64_t>()) + "}");
+  EXPECT_EQ(generic.status, 200) << generic.body;
+}
+
+TEST_F(HttpDurableNodeTest, HealthAndMetricsDescribeTheNode) {
+  HttpClient c(server_->port());
+  auto health = c.get("/health");
+  ASSERT_EQ(health.status, 200) << health.body;
+  auto body = health.json();
+  EXPECT_EQ(body["status"], "healthy");
+  EXPECT_EQ(body["replicated"], true);
+  EXPECT_EQ(body["role"], "leader");
+  EXPECT_EQ(body["members"].size(), 1u);
+  EXPECT_GE(body["term"].get<std::uint64_t>(), 1u);
+  auto metrics = c.get("/metrics");
+  EXPECT_THAT(metrics.body, HasSubstr("catga_node_replicated 1\n"));
+  EXPECT_THAT(metrics.body, HasSubstr(R"(catga_node_role{role="leader"} 1)"));
+  auto status = c.get("/raft/status");
+  ASSERT_EQ(status.status, 200);
+  EXPECT_EQ(status.json()["members"][0]["role"], "voter");
+}
+
+// ---------------------------------------------------------------- 3 nodes
+
+TEST(HttpClusterTest, FollowersForwardCommandsAndServeReadYourWrites) {
+  testsupport::LocalCluster<bank::State> cluster(3, [](auto& b, std::size_t) { register_test_handlers(b); });
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  const std::size_t follower = (*leader + 1) % 3;
+  auto server = serve(cluster.app(follower), {.request_timeout = std::chrono::milliseconds(500), .admin_token = "t"});
+  ASSERT_TRUE(wait_ready(server->port()));
+
+  HttpClient c(server->port());
+  auto opened = c.post("/accounts", R"({"owner":"ada","initial":2})");
+  ASSERT_EQ(opened.status, 201) << opened.body;
+  const auto index = index_of(opened);
+  ASSERT_GT(index, 0u);
+  auto read = c.get("/accounts/" + std::to_string(opened.json()["id"].get<std::uint64_t>()),
+                    {{"X-Catga-Min-Index", std::to_string(index)}});
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_EQ(read.json()["owner"], "ada");
+
+  auto health = c.get("/health").json();
+  EXPECT_EQ(health["role"], "follower");
+  EXPECT_EQ(health["leader"]["known"], true);
+  EXPECT_EQ(health["leader"]["id"], *leader + 1);
+  EXPECT_EQ(health["members"].size(), 3u);
+
+  // The request's deadline is the query's: an index this node will not reach in time.
+  auto late = c.get("/accounts/1?min_index=1000000000");
+  EXPECT_EQ(late.status, 504) << late.body;
+  EXPECT_EQ(late.error_code(), "deadline_exceeded");
+
+  // Membership changes go to the leader: a follower names it.
+  auto add = c.post("/raft/members", R"({"id":9,"address":"127.0.0.1:1","role":"spare"})",
+                    {{"Authorization", "Bearer t"}});
+  EXPECT_EQ(add.status, 503) << add.body;
+  EXPECT_EQ(add.header("Retry-After"), "1");
+}
+
+TEST(HttpClusterTest, LeadershipTransferThroughTheAdminEndpoint) {
+  testsupport::LocalCluster<bank::State> cluster(3, [](auto& b, std::size_t) { register_test_handlers(b); });
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  auto server = serve(cluster.app(*leader), {.admin_token = "t"});
+  HttpClient c(server->port());
+  EXPECT_EQ(c.post("/raft/leadership", R"({"to":0})").status, 401);
+  auto transfer = c.post("/raft/leadership", R"({"to":0})", {{"Authorization", "Bearer t"}});
+  ASSERT_EQ(transfer.status, 204) << transfer.body;
+  EXPECT_TRUE(testsupport::wait_for([&] { return c.get("/raft/status").json()["role"] != "leader"; }));
+}
+
+}  // namespace
+}  // namespace catga::testing
