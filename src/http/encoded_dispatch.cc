@@ -12,8 +12,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 Error not_registered(std::string_view wire_name, MessageKind kind) {
-  return Error{Code::unimplemented, std::string(kind == MessageKind::command ? "no command" : "no query") +
-                                        " named \"" + std::string(wire_name) + "\" is registered"};
+  return Error{Code::unimplemented,
+               "no " + std::string(kind_name(kind)) + " named \"" + std::string(wire_name) + "\" is registered"};
 }
 
 // Records the outcome into every Metrics behaviour of the application (the
@@ -85,6 +85,15 @@ std::string run_query(Application& app, catga::detail::QuerySlotBase& slot, std:
 }
 
 }  // namespace
+
+std::string_view kind_name(MessageKind kind) noexcept {
+  switch (kind) {
+    case MessageKind::command: return "command";
+    case MessageKind::query: return "query";
+    case MessageKind::event: return "event";
+  }
+  return "unknown";
+}
 
 Result<void> check_encoded_dispatch(Application& app) {
   for (const auto& behavior : app.mediator().behaviors()) {

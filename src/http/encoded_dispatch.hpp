@@ -47,6 +47,9 @@ void send_encoded(Application& app, std::string_view wire_name, std::string payl
 void query_encoded(Application& app, std::string_view wire_name, std::string payload, const QueryOptions& options,
                    EncodedQueryDone done);
 
+// "command", "query", "event".
+std::string_view kind_name(MessageKind kind) noexcept;
+
 // The Metrics a behaviour created by Metrics::behavior() records into, else nullptr.
 Metrics* metrics_of(const Behavior& behavior) noexcept;
 

@@ -16,15 +16,6 @@ namespace {
 
 constexpr std::size_t kCodes = static_cast<std::size_t>(Code::unauthenticated) + 1;
 
-std::string_view kind_name(MessageKind kind) {
-  switch (kind) {
-    case MessageKind::command: return "command";
-    case MessageKind::query: return "query";
-    case MessageKind::event: return "event";
-  }
-  return "unknown";
-}
-
 struct Series {
   Series(std::string_view n, MessageKind k) : name(n), kind(k) {}
   void record(Code code, std::chrono::nanoseconds latency) noexcept {
@@ -152,7 +143,7 @@ void Metrics::render_prometheus(std::string& out) const {
       const std::uint64_t n = s->by_code[code].load(std::memory_order_relaxed);
       if (n == 0 && code != 0) continue;
       std::string labels;
-      add_label(labels, "kind", kind_name(s->kind));
+      add_label(labels, "kind", http::internal::kind_name(s->kind));
       add_label(labels, "message", s->name);
       add_label(labels, "code", to_string(static_cast<Code>(code)));
       write_sample(out, "catga_messages_total", labels, n);
@@ -162,7 +153,7 @@ void Metrics::render_prometheus(std::string& out) const {
                "Time from the pipeline to the outcome (replication included for commands).");
   for (const Series* s : series) {
     std::string labels;
-    add_label(labels, "kind", kind_name(s->kind));
+    add_label(labels, "kind", http::internal::kind_name(s->kind));
     add_label(labels, "message", s->name);
     s->latency_histogram.render(out, "catga_message_duration_seconds", labels);
   }

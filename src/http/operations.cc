@@ -47,15 +47,6 @@ struct TransferBody {
 // A voter that has not answered the leader for this long counts as unreachable.
 constexpr std::chrono::seconds kStaleContact{5};
 
-std::string_view kind_name(MessageKind kind) {
-  switch (kind) {
-    case MessageKind::command: return "command";
-    case MessageKind::query: return "query";
-    case MessageKind::event: return "event";
-  }
-  return "unknown";
-}
-
 bool leader_known(const NodeStatus& s) { return s.role == NodeRole::leader || s.leader_id != 0; }
 
 // True when a majority of voters is known to be reachable (only a leader
@@ -247,7 +238,7 @@ Server& Server::map_message_endpoints() {
   get("/messages", [this](const Request&, Responder responder) {
     json list = json::array();
     for (const auto* slot : app_.messages()) {
-      list.push_back({{"wire_name", slot->wire_name()}, {"kind", kind_name(slot->kind())}});
+      list.push_back({{"wire_name", slot->wire_name()}, {"kind", internal::kind_name(slot->kind())}});
     }
     responder.json(200, dump(json{{"messages", std::move(list)}}));
   });
