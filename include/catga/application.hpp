@@ -121,10 +121,10 @@ template <class T>
 class Waiter {
  public:
   void set(T value) {
-    {
-      std::lock_guard lock(mutex_);
-      value_.emplace(std::move(value));
-    }
+    // Notify under the lock: the waiting thread may destroy this object as
+    // soon as it sees the value.
+    std::lock_guard lock(mutex_);
+    value_.emplace(std::move(value));
     cv_.notify_one();
   }
   T wait() {

@@ -9,6 +9,7 @@
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
+#include <atomic>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -373,7 +374,10 @@ class AsioPeerChannel final : public PeerChannel {
   AsioPeerChannel(Options options, Handler handler)
       : options_(std::move(options)), handler_(std::move(handler)), acceptor_(io_), work_(asio::make_work_guard(io_)) {}
 
-  ~AsioPeerChannel() override {
+  ~AsioPeerChannel() override { stop(); }
+
+  void stop() override {
+    if (stopped_.exchange(true)) return;
     asio::post(io_, [this] {
       asio::error_code ec;
       acceptor_.close(ec);
@@ -451,6 +455,7 @@ class AsioPeerChannel final : public PeerChannel {
 
   Options options_;
   Handler handler_;
+  std::atomic<bool> stopped_{false};
   asio::io_context io_;
   tcp::acceptor acceptor_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;

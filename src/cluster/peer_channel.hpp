@@ -56,6 +56,9 @@ class PeerChannel {
   virtual void after(std::chrono::milliseconds delay, detail::UniqueFunction<void()> f) = 0;
   // The port the server listens on.
   virtual std::uint16_t port() const = 0;
+  // Closes every connection and joins the I/O thread; pending client
+  // requests complete with `unavailable`. Idempotent; the destructor calls it.
+  virtual void stop() = 0;
 };
 
 // "HOST:PORT+1" for a Raft address "HOST:PORT" (the default peer address).

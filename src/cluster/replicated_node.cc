@@ -73,14 +73,18 @@ class ReplicatedNode final : public Replicator {
     // still answer them), then the peer channel (its handler may still call
     // the stopped node, which answers at once), then fail what is left.
     if (node_) node_->stop();
-    peer_.reset();
-    node_.reset();
+    if (peer_) peer_->stop();
     std::unordered_map<std::uint64_t, Outstanding> left;
     {
       std::lock_guard lock(out_mu_);
       left.swap(outstanding_);
     }
-    for (auto& [id, o] : left) o.done(Error{Code::unavailable, "node stopped"}, 0);
+    for (auto& [id, o] : left) {
+      const bool unknown = o.maybe_applied || o.in_flight > 0;
+      o.done(unknown ? Error{Code::deadline_exceeded, "node stopped; outcome unknown"}
+                     : Error{Code::unavailable, "node stopped"},
+             0);
+    }
     for (auto& [index, waiter] : waiters_) waiter.done(Error{Code::unavailable, "node stopped"});
     for (auto& d : waiting_) d.done(Error{Code::unavailable, "node stopped"}, 0);
   }

@@ -30,10 +30,8 @@ struct Ledger {
 class Callers {
  public:
   Callers(LocalCluster<bank::State>& cluster, Ledger& ledger, std::size_t count) : cluster_(cluster), ledger_(ledger) {
-    for (std::size_t c = 0; c < count; ++c) {
-      stop_.push_back(std::make_unique<std::atomic<bool>>(false));
-      threads_.emplace_back([this, c] { run(c); });
-    }
+    for (std::size_t c = 0; c < count; ++c) stop_.push_back(std::make_unique<std::atomic<bool>>(false));
+    for (std::size_t c = 0; c < count; ++c) threads_.emplace_back([this, c] { run(c); });
   }
   // Stops (and joins) the callers sending through node `node`.
   void stop_node(std::size_t node) {
