@@ -48,6 +48,7 @@ class HttpServerTest : public ::testing::Test {
     server_->get("/raw/later", [](const Request&, Responder respond) {
       std::thread([respond = std::move(respond)]() mutable { respond.json(202, R"({"later":true})"); }).detach();
     });
+    server_->post("/events/deposited", [](const Request& r) { return r.json<bank::Deposited>(); });
     server_->get("/raw/forgets", [](const Request&, Responder) {});
     server_->get("/raw/throws", [](const Request&, Responder) { throw std::runtime_error("boom"); });
   }
@@ -87,6 +88,13 @@ TEST_F(HttpServerTest, TypedRoutesSendCommandsAndQueriesAndRenderJson) {
   auto gone = c.get("/accounts/" + std::to_string(id));
   EXPECT_EQ(gone.status, 404);
   EXPECT_EQ(gone.error_code(), "not_found");
+}
+
+TEST_F(HttpServerTest, EventRoutesPublishAndAnswer202) {
+  auto c = client();
+  auto response = c.post("/events/deposited", R"({"account":1,"amount":2,"balance":3})");
+  EXPECT_EQ(response.status, 202) << response.body;
+  EXPECT_EQ(metrics_.count("bank.deposited.v1", Code::ok), 1u);
 }
 
 struct Mapping {
