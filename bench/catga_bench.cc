@@ -83,6 +83,7 @@ struct Settings {
   std::size_t nodes = 3, callers = 1, payload = 64, kills = 10;
   double seconds = 5, warmup = 1;
   int election_timeout_ms = 1000, heartbeat_ms = 100;
+  unsigned max_in_flight = 0;  // 0: the library's default
 };
 
 void print(const Settings& s, std::uint64_t ops, double elapsed, std::vector<std::int64_t>& latencies,
@@ -156,6 +157,7 @@ testsupport::LocalCluster<BenchState> make_cluster(const Settings& s) {
   return testsupport::LocalCluster<BenchState>(s.nodes, register_bench, [&](catga::ClusterOptions& o) {
     o.election_timeout = std::chrono::milliseconds(s.election_timeout_ms);
     o.heartbeat_interval = std::chrono::milliseconds(s.heartbeat_ms);
+    if (s.max_in_flight) o.max_entries_in_flight = s.max_in_flight;
   });
 }
 
@@ -328,6 +330,7 @@ int main(int argc, char** argv) {
   cli.add_option("--kills", s.kills, "failover: how many times the leader is stopped")->check(CLI::Range(1, 1000));
   cli.add_option("--election-timeout-ms", s.election_timeout_ms, "Raft election timeout (failover uses at most 150)");
   cli.add_option("--heartbeat-ms", s.heartbeat_ms, "Raft heartbeat interval (failover uses at most 50)");
+  cli.add_option("--max-entries-in-flight", s.max_in_flight, "ClusterOptions::max_entries_in_flight (default: the library's)");
   CLI11_PARSE(cli, argc, argv);
   catga::set_log_level(catga::LogLevel::warn);
   if (s.scenario == "command-leader") return run_commands(s, false);
