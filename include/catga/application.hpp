@@ -37,6 +37,7 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -81,7 +82,19 @@ struct Receipt {
   std::uint64_t index = 0;
 };
 
+class Application;
+
 namespace detail {
+
+// The encoded path (by wire name): `encoded_result` is what encode_result
+// produced; `index` is the log index that carried a command (0 otherwise).
+using EncodedDone = UniqueFunction<void(Result<std::string> encoded_result, std::uint64_t index)>;
+struct EncodedEntry {
+  MessageKind kind;
+  void (*command)(Application&, std::string_view payload, const CommandOptions&, EncodedDone) = nullptr;
+  void (*query)(Application&, std::string_view payload, const QueryOptions&, EncodedDone) = nullptr;
+};
+using EncodedTable = std::unordered_map<std::string_view, EncodedEntry>;
 
 // How commands reach the state when the application is not in-memory
 // (implemented by the cluster layer). All completions run exactly once.
@@ -110,6 +123,7 @@ enum class Placement : std::uint8_t { default_durable, data_dir, cluster, in_mem
 
 struct BuildPlan {
   std::unique_ptr<Mediator> mediator;
+  EncodedTable encoded;
   std::vector<Error> errors;
   Placement placement = Placement::default_durable;
   std::filesystem::path data_dir;
@@ -214,6 +228,20 @@ class Application {
     requires std::is_invocable_v<Done&, Result<void>>
   void publish(const E& event, const CommandOptions& options, Done&& done);
 
+  // ---- by wire name (generic endpoints, tooling) ----
+  // `payload` is the MessagePack encoding of the message (fields by name).
+  // The message is decoded and sent exactly like the typed calls, behaviours
+  // included; `done` receives the encoded Result (detail::encode_result
+  // format: [code, value | message]) and, for commands, the log index.
+  // Errors before sending: unimplemented (no such wire name of that kind),
+  // invalid_argument (the payload does not decode).
+  void send_encoded(std::string_view wire_name, std::string_view payload, const CommandOptions& options,
+                    detail::EncodedDone done);
+  void query_encoded(std::string_view wire_name, std::string_view payload, const QueryOptions& options,
+                     detail::EncodedDone done);
+  void publish_encoded(std::string_view wire_name, std::string_view payload, const CommandOptions& options,
+                       detail::EncodedDone done);
+
   // ---- the node ----
   // In-memory applications report a leader with id 0.
   NodeStatus status() const;
@@ -244,16 +272,28 @@ class Application {
   // Library use.
   detail::Mediator& mediator() noexcept { return *mediator_; }
   detail::Replicator* replicator() noexcept { return replicator_.get(); }
-  Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator);
+  Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator,
+              detail::EncodedTable encoded = {});
 
  private:
   // Runs behaviours; false (and `done` called) when one rejected.
   template <class R, class Done>
   bool admit(Request& request, std::vector<Observer>& observers, Done& done, std::chrono::milliseconds& timeout);
 
+  const detail::EncodedEntry* encoded_entry(std::string_view wire_name, MessageKind kind, detail::EncodedDone& done);
+
   std::unique_ptr<detail::Mediator> mediator_;
   std::unique_ptr<detail::Replicator> replicator_;
+  detail::EncodedTable encoded_;
 };
+
+namespace detail {
+// Decodes M from `payload` and sends it through the typed path.
+template <Message M>
+void send_encoded_as(Application& app, std::string_view payload, const CommandOptions& options, EncodedDone done);
+template <QueryMessage Q>
+void query_encoded_as(Application& app, std::string_view payload, const QueryOptions& options, EncodedDone done);
+}  // namespace detail
 
 // Builds an Application around a state type `State` (default-constructible,
 // serializable with MSGPACK_DEFINE_MAP for snapshots).
@@ -269,12 +309,14 @@ class ApplicationBuilder {
   template <CommandMessage M, class F>
   ApplicationBuilder& command(F handler) {
     note(plan_.mediator->add_slot(std::make_unique<detail::CommandHandlerSlot<State, M, std::decay_t<F>>>(std::move(handler))));
+    plan_.encoded.emplace(wire_name_of<M>, detail::EncodedEntry{MessageKind::command, &detail::send_encoded_as<M>, nullptr});
     return *this;
   }
   // The query's one handler: (const State&, const Q&) returning Result<R> or R.
   template <QueryMessage Q, class F>
   ApplicationBuilder& query(F handler) {
     note(plan_.mediator->add_slot(std::make_unique<detail::QueryHandlerSlot<State, Q, std::decay_t<F>>>(std::move(handler))));
+    plan_.encoded.emplace(wire_name_of<Q>, detail::EncodedEntry{MessageKind::query, nullptr, &detail::query_encoded_as<Q>});
     return *this;
   }
   // One more handler for event E: (const E&, const EventContext&) or (const E&),
@@ -286,6 +328,7 @@ class ApplicationBuilder {
       auto added = plan_.mediator->add_slot(std::make_unique<detail::EventSlot<E>>());
       if (!added) return note(added), *this;
       slot = static_cast<detail::EventSlot<E>*>(*added);
+      plan_.encoded.emplace(wire_name_of<E>, detail::EncodedEntry{MessageKind::event, &detail::send_encoded_as<E>, nullptr});
     }
     slot->add(std::move(handler), delivery);
     return *this;
@@ -374,9 +417,10 @@ void Application::send_receipt(const M& command, const CommandOptions& options, 
   auto reject = [&done](Result<R> r) { done(Receipt<R>{std::move(r), 0}); };
   if (!admit<R>(request, observers, reject, effective.timeout)) return;
   if (!replicator_) {
-    Result<R> result = mediator_->run_local(*slot, command);
+    std::uint64_t index = 0;
+    Result<R> result = mediator_->run_local(*slot, command, &index);
     if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
-    done(Receipt<R>{std::move(result), mediator_->local_index()});
+    done(Receipt<R>{std::move(result), index});
     return;
   }
   replicator_->submit(MessageKind::command, wire_name_of<M>, encode(command), effective,
@@ -439,4 +483,37 @@ void Application::publish(const E& event, const CommandOptions& options, Done&& 
                       });
 }
 
+namespace detail {
+
+template <Message M>
+void send_encoded_as(Application& app, std::string_view payload, const CommandOptions& options, EncodedDone done) {
+  auto message = decode<M>(payload);
+  if (!message) return done(std::move(message).error(), 0);
+  if constexpr (EventMessage<M>) {
+    app.publish(*message, options, [done = std::move(done)](Result<void> r) mutable {
+      std::string out;
+      encode_result(out, r);
+      done(std::move(out), 0);
+    });
+  } else {
+    app.send_receipt(*message, options, [done = std::move(done)](Receipt<result_of<M>> r) mutable {
+      std::string out;
+      encode_result(out, r.result);
+      done(std::move(out), r.index);
+    });
+  }
+}
+
+template <QueryMessage Q>
+void query_encoded_as(Application& app, std::string_view payload, const QueryOptions& options, EncodedDone done) {
+  auto query = decode<Q>(payload);
+  if (!query) return done(std::move(query).error(), 0);
+  app.send(*query, options, [done = std::move(done)](Result<result_of<Q>> r) mutable {
+    std::string out;
+    encode_result(out, r);
+    done(std::move(out), 0);
+  });
+}
+
+}  // namespace detail
 }  // namespace catga

@@ -61,6 +61,10 @@ struct WireName {
 
 enum class MessageKind : unsigned char { command, query, event };
 
+constexpr std::string_view to_string(MessageKind kind) noexcept {
+  return kind == MessageKind::command ? "command" : kind == MessageKind::query ? "query" : "event";
+}
+
 template <class R, WireName Name>
 struct Command {
   using result_type = R;

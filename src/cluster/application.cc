@@ -6,8 +6,34 @@
 
 namespace catga {
 
-Application::Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator)
-    : mediator_(std::move(mediator)), replicator_(std::move(replicator)) {}
+Application::Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator,
+                         detail::EncodedTable encoded)
+    : mediator_(std::move(mediator)), replicator_(std::move(replicator)), encoded_(std::move(encoded)) {}
+
+const detail::EncodedEntry* Application::encoded_entry(std::string_view wire_name, MessageKind kind,
+                                                       detail::EncodedDone& done) {
+  auto it = encoded_.find(wire_name);
+  if (it == encoded_.end() || it->second.kind != kind) {
+    done(detail::Mediator::no_handler(wire_name, kind), 0);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+void Application::send_encoded(std::string_view wire_name, std::string_view payload, const CommandOptions& options,
+                               detail::EncodedDone done) {
+  if (auto* e = encoded_entry(wire_name, MessageKind::command, done)) e->command(*this, payload, options, std::move(done));
+}
+
+void Application::query_encoded(std::string_view wire_name, std::string_view payload, const QueryOptions& options,
+                                detail::EncodedDone done) {
+  if (auto* e = encoded_entry(wire_name, MessageKind::query, done)) e->query(*this, payload, options, std::move(done));
+}
+
+void Application::publish_encoded(std::string_view wire_name, std::string_view payload, const CommandOptions& options,
+                                  detail::EncodedDone done) {
+  if (auto* e = encoded_entry(wire_name, MessageKind::event, done)) e->command(*this, payload, options, std::move(done));
+}
 
 Application::~Application() {
   // The replicator (and its loop thread) goes first: it calls into the mediator.
@@ -76,11 +102,11 @@ Result<std::unique_ptr<Application>> build_application(BuildPlan plan) {
                  std::move(message)};
   }
   if (plan.placement == Placement::in_memory) {
-    return std::make_unique<Application>(std::move(plan.mediator), nullptr);
+    return std::make_unique<Application>(std::move(plan.mediator), nullptr, std::move(plan.encoded));
   }
   auto replicator = make_replicated_node(plan);
   if (!replicator) return replicator.error();
-  return std::make_unique<Application>(std::move(plan.mediator), std::move(*replicator));
+  return std::make_unique<Application>(std::move(plan.mediator), std::move(*replicator), std::move(plan.encoded));
 }
 
 }  // namespace detail

@@ -389,6 +389,20 @@ class AsioPeerChannel final : public PeerChannel {
     if (thread_.joinable()) thread_.join();
   }
 
+  Result<void> run() {
+    if (!options_.listen_address.empty()) {
+      if (auto listening = listen(); !listening) return listening;
+    }
+    thread_ = std::thread([this] {
+      try {
+        io_.run();
+      } catch (const std::exception& e) {
+        internal::log().error("catga peer channel: I/O thread stopped: {}", e.what());
+      }
+    });
+    return {};
+  }
+
   Result<void> listen() {
     auto endpoint = parse_endpoint(options_.listen_address);
     if (!endpoint) return endpoint.error();
@@ -402,13 +416,6 @@ class AsioPeerChannel final : public PeerChannel {
     }
     port_ = acceptor_.local_endpoint().port();
     accept();
-    thread_ = std::thread([this] {
-      try {
-        io_.run();
-      } catch (const std::exception& e) {
-        internal::log().error("catga peer channel: I/O thread stopped: {}", e.what());
-      }
-    });
     return {};
   }
 
@@ -468,7 +475,7 @@ class AsioPeerChannel final : public PeerChannel {
 
 Result<std::unique_ptr<PeerChannel>> PeerChannel::start(Options options, Handler handler) {
   auto channel = std::make_unique<AsioPeerChannel>(std::move(options), std::move(handler));
-  if (auto r = channel->listen(); !r) return r.error();
+  if (auto r = channel->run(); !r) return r.error();
   return std::unique_ptr<PeerChannel>(std::move(channel));
 }
 

@@ -35,7 +35,7 @@ class PeerChannel {
   };
 
   struct Options {
-    std::string listen_address;  // "HOST:PORT"
+    std::string listen_address;  // "HOST:PORT"; empty: no server (client side and timers only)
     std::uint64_t node_id = 0;
     std::string cluster_id;
     std::string secret;

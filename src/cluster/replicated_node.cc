@@ -106,29 +106,30 @@ class ReplicatedNode final : public Replicator {
                                 options.join ? internal::JoinMode::join_existing : internal::JoinMode::bootstrap_if_empty);
     if (!node) return node.error();
     node_ = std::move(*node);
-    // The peer channel starts after the node: forwarded work needs it.
-    if (options.members.size() > 1) {
-      PeerChannel::Handler handler;
-      handler.forward = [this](std::string record, PeerChannel::OutcomeDone done) {
-        // Only well-formed envelopes reach the log.
-        if (auto envelope = internal::decode_envelope(record); !envelope) {
-          return done({Code::invalid_argument, "forwarded record refused: " + envelope.error().message(), 0});
-        }
-        node_->propose(std::move(record), [done = std::move(done)](Result<internal::Applied> r) mutable {
-          done(outcome_of(std::move(r)));
-        });
-      };
-      handler.read_index = [this](PeerChannel::IndexDone done) { node_->barrier(std::move(done)); };
-      auto peer = PeerChannel::start({.listen_address = peer_addresses_[self.id],
-                                      .node_id = options.node_id,
-                                      .cluster_id = options.cluster_id,
-                                      .secret = options.peer_secret,
-                                      .max_frame_bytes = options.max_entry_bytes * 2 + 4096},
-                                     std::move(handler));
-      if (!peer) return peer.error();
-      peer_ = std::move(*peer);
-    }
-    if (peer_) schedule_sweep();
+    // The peer channel starts after the node: forwarded work needs it. A lone
+    // node listens nowhere but still uses the channel's timers (retries,
+    // deadlines).
+    single_ = options.members.size() == 1;
+    PeerChannel::Handler handler;
+    handler.forward = [this](std::string record, PeerChannel::OutcomeDone done) {
+      // Only well-formed envelopes reach the log.
+      if (auto envelope = internal::decode_envelope(record); !envelope) {
+        return done({Code::invalid_argument, "forwarded record refused: " + envelope.error().message(), 0});
+      }
+      node_->propose(std::move(record), [done = std::move(done)](Result<internal::Applied> r) mutable {
+        done(outcome_of(std::move(r)));
+      });
+    };
+    handler.read_index = [this](PeerChannel::IndexDone done) { node_->barrier(std::move(done)); };
+    auto peer = PeerChannel::start({.listen_address = single_ ? std::string() : peer_addresses_[self.id],
+                                    .node_id = options.node_id,
+                                    .cluster_id = options.cluster_id,
+                                    .secret = options.peer_secret,
+                                    .max_frame_bytes = options.max_entry_bytes * 2 + 4096},
+                                   std::move(handler));
+    if (!peer) return peer.error();
+    peer_ = std::move(*peer);
+    schedule_sweep();
     return {};
   }
 
@@ -177,7 +178,7 @@ class ReplicatedNode final : public Replicator {
         wait_applied(index, deadline, std::move(done));
       });
     };
-    if (leader_ || !peer_) return node_->barrier(std::move(then_wait));
+    if (leader_ || single_) return node_->barrier(std::move(then_wait));
     auto leader = leader_peer_address();
     if (leader.empty()) return then_wait(Error{Code::unavailable, "no leader known for a linearizable read"});
     peer_->read_index(leader, std::move(then_wait));
@@ -255,7 +256,7 @@ class ReplicatedNode final : public Replicator {
   // node leads (or is alone), else to the leader over the peer channel.
   void attempt(std::uint64_t id) {
     std::string record;
-    const bool local = leader_ || !peer_;
+    const bool local = leader_ || single_;
     std::string leader;
     if (!local) {
       leader = leader_peer_address();
@@ -329,10 +330,6 @@ class ReplicatedNode final : public Replicator {
       for (unsigned i = 1; i < it->second.attempts && backoff < kMaxBackoff; ++i) backoff *= 2;
       backoff = std::min(backoff, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBackoff));
     }
-    if (!peer_) {
-      // A single node has nobody to wait for: report now.
-      return expire(id, /*even_before_deadline=*/true);
-    }
     peer_->after(backoff, [this, id] { attempt(id); });
   }
 
@@ -402,11 +399,7 @@ class ReplicatedNode final : public Replicator {
       armed_ = false;
       return;
     }
-    if (peer_) {
-      peer_->after(std::chrono::milliseconds(1), [this] { node_->post([this] { poll_waiters(); }); });
-    } else {
-      node_->post([this] { poll_waiters(); });
-    }
+    peer_->after(std::chrono::milliseconds(1), [this] { node_->post([this] { poll_waiters(); }); });
   }
 
   void expire_waiters(Clock::time_point now) {
@@ -425,6 +418,7 @@ class ReplicatedNode final : public Replicator {
   std::unique_ptr<PeerChannel> peer_;
   std::unique_ptr<RaftNode> node_;
   std::map<std::uint64_t, std::string> peer_addresses_;  // fixed after start
+  bool single_ = false;  // a lone member: no peers, everything local
   std::atomic<bool> leader_{false};
   std::atomic<std::uint64_t> leader_id_{0};
   std::atomic<bool> stopping_{false};

@@ -8,7 +8,6 @@
 #include <mutex>
 #include <vector>
 
-#include "http/encoded_dispatch.hpp"
 #include "http/prometheus.hpp"
 
 namespace catga {
@@ -143,7 +142,7 @@ void Metrics::render_prometheus(std::string& out) const {
       const std::uint64_t n = s->by_code[code].load(std::memory_order_relaxed);
       if (n == 0 && code != 0) continue;
       std::string labels;
-      add_label(labels, "kind", http::internal::kind_name(s->kind));
+      add_label(labels, "kind", catga::to_string(s->kind));
       add_label(labels, "message", s->name);
       add_label(labels, "code", to_string(static_cast<Code>(code)));
       write_sample(out, "catga_messages_total", labels, n);
@@ -153,17 +152,10 @@ void Metrics::render_prometheus(std::string& out) const {
                "Time from the pipeline to the outcome (replication included for commands).");
   for (const Series* s : series) {
     std::string labels;
-    add_label(labels, "kind", http::internal::kind_name(s->kind));
+    add_label(labels, "kind", catga::to_string(s->kind));
     add_label(labels, "message", s->name);
     s->latency_histogram.render(out, "catga_message_duration_seconds", labels);
   }
 }
-
-namespace http::internal {
-Metrics* metrics_of(const Behavior& behavior) noexcept {
-  const auto* m = dynamic_cast<const MetricsBehavior*>(&behavior);
-  return m ? &m->metrics() : nullptr;
-}
-}  // namespace http::internal
 
 }  // namespace catga

@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include "catga/metrics.hpp"
-#include "http/encoded_dispatch.hpp"
 #include "http/json_codec.hpp"
 #include "http/server_impl.hpp"
 
@@ -221,24 +220,34 @@ Server& Server::map_message_endpoints() {
     auto payload = request.json_as_msgpack();
     auto options = detail::command_options(request, options_.request_timeout);
     if (const auto* failure = request.failure()) return responder.fail(*failure);
-    internal::send_encoded(app_, request.param("wire_name"), std::move(*payload), *options,
-                           [responder = std::move(responder)](Result<std::string> encoded, std::uint64_t index) mutable {
-                             reply_encoded(responder, encoded, index);
-                           });
+    app_.send_encoded(request.param("wire_name"), *payload, *options,
+                      [responder = std::move(responder)](Result<std::string> encoded, std::uint64_t index) mutable {
+                        reply_encoded(responder, encoded, index);
+                      });
+  });
+  post("/events/{wire_name}", [this](const Request& request, Responder responder) {
+    auto payload = request.json_as_msgpack();
+    auto options = detail::command_options(request, options_.request_timeout);
+    if (const auto* failure = request.failure()) return responder.fail(*failure);
+    app_.publish_encoded(request.param("wire_name"), *payload, *options,
+                         [responder = std::move(responder)](Result<std::string> encoded, std::uint64_t) mutable {
+                           if (!encoded) return responder.error(encoded.error());
+                           responder.empty(202);
+                         });
   });
   post("/queries/{wire_name}", [this](const Request& request, Responder responder) {
     auto payload = request.json_as_msgpack();
     auto options = detail::query_options(request, Consistency::local, options_.request_timeout);
     if (const auto* failure = request.failure()) return responder.fail(*failure);
-    internal::query_encoded(app_, request.param("wire_name"), std::move(*payload), *options,
-                            [responder = std::move(responder)](Result<std::string> encoded) mutable {
-                              reply_encoded(responder, encoded, 0);
-                            });
+    app_.query_encoded(request.param("wire_name"), *payload, *options,
+                       [responder = std::move(responder)](Result<std::string> encoded, std::uint64_t) mutable {
+                         reply_encoded(responder, encoded, 0);
+                       });
   });
   get("/messages", [this](const Request&, Responder responder) {
     json list = json::array();
     for (const auto* slot : app_.messages()) {
-      list.push_back({{"wire_name", slot->wire_name()}, {"kind", internal::kind_name(slot->kind())}});
+      list.push_back({{"wire_name", slot->wire_name()}, {"kind", to_string(slot->kind())}});
     }
     responder.json(200, dump(json{{"messages", std::move(list)}}));
   });

@@ -14,7 +14,6 @@
 #include <mutex>
 #include <thread>
 
-#include "http/encoded_dispatch.hpp"
 #include "http/server_impl.hpp"
 
 namespace catga::http {
@@ -243,9 +242,6 @@ Result<void> Server::start() {
     return Error{Code::failed_precondition,
                  "the cluster admin endpoints listen on " + options_.address +
                      " without an admin_token: set ServerOptions::admin_token or listen on loopback"};
-  }
-  if (impl_->message_endpoints) {
-    if (auto ok = check_encoded_dispatch(app_); !ok) return ok;
   }
 
   impl_->stats = std::make_shared<HttpStats>(impl_->router);

@@ -281,6 +281,19 @@ TEST(ReplicatedApplication, IdempotencyKeysApplyOnce) {
   }
 }
 
+TEST(ReplicatedApplication, ReadYourWritesGivesUpAtTheDeadline) {
+  TempDir dir;
+  catga::ApplicationBuilder<bank::State> b;
+  bank::register_handlers(b).data_dir(dir.path());
+  auto app = b.build();
+  ASSERT_THAT(app, IsOk());
+  auto never = (*app)->send(bank::GetAccount{.account = 1},
+                            {.consistency = catga::Consistency::read_your_writes,
+                             .min_index = 1'000'000,
+                             .timeout = std::chrono::milliseconds(200)});
+  EXPECT_THAT(never, HasCode(Code::deadline_exceeded));
+}
+
 TEST(ReplicatedApplication, InvalidClusterOptionsFailBeforeStarting) {
   TempDir dir;
   catga::ApplicationBuilder<bank::State> b;

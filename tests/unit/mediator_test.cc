@@ -279,3 +279,54 @@ TEST(State, ConcurrentCommandsAndQueriesAreSafe) {
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(app->send(bank::GetAccount{.account = acc->id})->balance, kPerThread * (kThreads / 2));
 }
+
+// ---------------------------------------------------------------- by wire name
+
+TEST(Encoded, SendsByWireNameThroughTheSamePipeline) {
+  std::vector<std::string> trace;
+  catga::ApplicationBuilder<bank::State> b;
+  b.use(std::make_unique<Tracing>("t", trace));
+  auto app = make_bank(b);
+  Result<std::string> encoded = Error{};
+  std::uint64_t index = 0;
+  app->send_encoded("bank.open.v1", catga::encode(bank::Open{.owner = "enc", .initial = 4}), {},
+                    [&](Result<std::string> r, std::uint64_t i) {
+                      encoded = std::move(r);
+                      index = i;
+                    });
+  ASSERT_THAT(encoded, IsOk());
+  EXPECT_GT(index, 0u);
+  auto account = catga::detail::decode_result<bank::Account>(*encoded);
+  ASSERT_THAT(account, IsOk());
+  EXPECT_EQ(account->owner, "enc");
+  EXPECT_THAT(trace, ElementsAre("t before bank.open.v1", "t after ok"));
+
+  Result<std::string> queried = Error{};
+  app->query_encoded("bank.get.v1", catga::encode(bank::GetAccount{.account = account->id}), {},
+                     [&](Result<std::string> r, std::uint64_t) { queried = std::move(r); });
+  ASSERT_THAT(queried, IsOk());
+  EXPECT_EQ(catga::detail::decode_result<bank::Account>(*queried)->balance, 4);
+
+  // A handler error is a result, encoded like a value.
+  Result<std::string> failed = Error{};
+  app->send_encoded("bank.deposit.v1", catga::encode(bank::Deposit{.account = 99, .amount = 1}), {},
+                    [&](Result<std::string> r, std::uint64_t) { failed = std::move(r); });
+  ASSERT_THAT(failed, IsOk());
+  EXPECT_THAT(catga::detail::decode_result<std::int64_t>(*failed), HasCode(Code::not_found));
+}
+
+TEST(Encoded, UnknownNamesWrongKindsAndBadPayloadsAreErrors) {
+  auto app = make_bank();
+  Result<std::string> r = std::string();
+  auto keep = [&](Result<std::string> x, std::uint64_t) { r = std::move(x); };
+  app->send_encoded("bank.nope.v1", catga::encode(1), {}, keep);
+  EXPECT_THAT(r, HasError(Code::unimplemented, HasSubstr("bank.nope.v1")));
+  app->send_encoded("bank.get.v1", catga::encode(bank::GetAccount{}), {}, keep);  // a query, not a command
+  EXPECT_THAT(r, HasCode(Code::unimplemented));
+  app->query_encoded("bank.open.v1", catga::encode(bank::Open{}), {}, keep);
+  EXPECT_THAT(r, HasCode(Code::unimplemented));
+  app->send_encoded("bank.open.v1", "\xc1", {}, keep);
+  EXPECT_THAT(r, HasCode(Code::invalid_argument));
+  app->send_encoded("bank.open.v1", catga::encode(42), {}, keep);
+  EXPECT_THAT(r, HasError(Code::invalid_argument, HasSubstr("bank.open.v1")));
+}

@@ -346,11 +346,15 @@ class Mediator {
   void report_event_failure(std::string_view wire_name, const Error& error) noexcept;
 
   // ---- in-memory execution (no cluster) ----
+  // `index_out` (optional) receives the index the command applied at.
   template <CommandMessage M>
-  Result<result_of<M>> run_local(CommandSlot<M>& slot, const M& command) noexcept {
+  Result<result_of<M>> run_local(CommandSlot<M>& slot, const M& command, std::uint64_t* index_out = nullptr) noexcept {
     const Timestamp now = std::chrono::system_clock::now();
     std::unique_lock lock(state_->mutex());
-    CommandContext ctx(++local_index_, 1, now, &state_->id_counter());
+    const std::uint64_t index = local_index_.load(std::memory_order_relaxed) + 1;
+    local_index_.store(index, std::memory_order_relaxed);
+    if (index_out) *index_out = index;
+    CommandContext ctx(index, 1, now, &state_->id_counter());
     Result<result_of<M>> result = slot.run_locked(*state_, command, ctx);
     lock.unlock();
     if (!ctx.pending_events().empty()) {
@@ -364,7 +368,8 @@ class Mediator {
     std::shared_lock lock(state_->mutex());
     return slot.run_locked(*state_, query);
   }
-  std::uint64_t local_index() const noexcept { return local_index_; }
+  // The last index an in-memory command applied at (any thread).
+  std::uint64_t local_index() const noexcept { return local_index_.load(std::memory_order_relaxed); }
 
  private:
   std::unique_ptr<StateBase> state_;
@@ -373,7 +378,7 @@ class Mediator {
   std::unordered_map<std::string_view, Slot*> by_name_;
   std::vector<std::unique_ptr<Behavior>> behaviors_;
   MediatorCounters counters_;
-  std::uint64_t local_index_ = 0;  // in-memory mode only, under the exclusive lock
+  std::atomic<std::uint64_t> local_index_{0};  // in-memory mode only; written under the exclusive lock
 };
 
 template <EventMessage E>
