@@ -10,6 +10,11 @@ function(catga_target_defaults target)
   elseif(CATGA_SANITIZE STREQUAL "thread")
     target_compile_options(${target} PRIVATE -fsanitize=thread)
     target_link_options(${target} PRIVATE -fsanitize=thread)
+  elseif(CATGA_SANITIZE STREQUAL "fuzzer")
+    # Clang only: coverage for libFuzzer (tests/fuzz links -fsanitize=fuzzer), ASan, UBSan fatal.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined
+                           -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
   elseif(NOT CATGA_SANITIZE STREQUAL "")
     message(FATAL_ERROR "CATGA_SANITIZE must be address, thread or empty (got '${CATGA_SANITIZE}')")
   endif()
