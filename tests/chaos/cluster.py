@@ -1,0 +1,432 @@
+"""Processes, ports and the fault-injecting network of the chaos test.
+
+Everything listens on 127.0.0.1. Every node -> node connection goes through a
+proxy owned by the driver: node i's --cluster list names node j (j != i) by the
+address of the proxy i->j (a port pair P, P+1: Raft and peer channel), and
+itself by its real Raft port (a node binds the address of its own entry). The
+stored Raft configuration of node i is the one it bootstrapped with (its own
+list), so restarts see the same addresses.
+
+libraft answers a request on a connection to the address the *sender* announced
+in its handshake — the sender's real port — so answers (AppendEntries results,
+votes) bypass the proxies. A request that never arrives gets no answer, so a
+symmetric block (i->j and j->i) is a full partition; a one-way block i->j drops
+i's Raft requests to j and the whole peer-channel connections i opens to j.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HOST = "127.0.0.1"
+
+_REAPER = r"""
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+pids = set()
+for line in sys.stdin:
+    try:
+        op, pid = line.split()
+        (pids.add if op == "+" else pids.discard)(int(pid))
+    except ValueError:
+        pass
+for pid in pids:
+    for sig in (signal.SIGCONT, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+"""
+
+
+class Reaper:
+    """A tiny separate process that SIGKILLs every node still registered when
+    the driver dies (even by SIGKILL, e.g. a CTest timeout): its stdin closes."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", _REAPER], stdin=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        self.lock = threading.Lock()
+
+    def _send(self, line):
+        with self.lock:
+            try:
+                self.proc.stdin.write(line + "\n")
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                pass
+
+    def add(self, pid):
+        self._send(f"+ {pid}")
+
+    def remove(self, pid):
+        self._send(f"- {pid}")
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind((HOST, 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def free_pair():
+    """A port P with P+1 also free (a node's Raft port and peer-channel port)."""
+    for _ in range(500):
+        p = free_port()
+        if p >= 65535:
+            continue
+        try:
+            t = socket.socket()
+            t.bind((HOST, p + 1))
+            t.close()
+            u = socket.socket()
+            u.bind((HOST, p))
+            u.close()
+            return p
+        except OSError:
+            continue
+    raise RuntimeError("no free port pairs on 127.0.0.1")
+
+
+def _listener(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((HOST, port))
+    s.listen(64)
+    return s
+
+
+def listening_pair():
+    """Two listening sockets on ports P and P+1 (held, so nobody else takes them)."""
+    for _ in range(500):
+        a = socket.socket()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        a.bind((HOST, 0))
+        p = a.getsockname()[1]
+        if p >= 65535:
+            a.close()
+            continue
+        try:
+            b = _listener(p + 1)
+        except OSError:
+            a.close()
+            continue
+        a.listen(64)
+        return p, a, b
+    raise RuntimeError("no free port pairs for the proxies")
+
+
+def _hard_close(sock):
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class _Conn:
+    def __init__(self, pair, kind, down, up):
+        self.pair, self.kind, self.down, self.up = pair, kind, down, up
+        self.doomed = False  # blocked: its bytes are discarded; it is closed when the block lifts
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def close(self):
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        _hard_close(self.down)
+        if self.up is not None:
+            _hard_close(self.up)
+        self.pair.forget(self)
+
+
+class _Pair:
+    def __init__(self, src, dst, port, real_port):
+        self.src, self.dst, self.port, self.real_port = src, dst, port, real_port
+        self.blocked = False
+        self.conns = set()
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.discarded_bytes = 0
+
+    def forget(self, conn):
+        with self.lock:
+            self.conns.discard(conn)
+
+
+class Network:
+    """Proxies for every directed pair of nodes; block/unblock/drop per pair."""
+
+    def __init__(self, node_ids, real_ports):
+        self.pairs = {}
+        self.selector = selectors.DefaultSelector()
+        self.listeners = []
+        for i in node_ids:
+            for j in node_ids:
+                if i == j:
+                    continue
+                port, raft_l, peer_l = listening_pair()
+                pair = _Pair(i, j, port, real_ports[j])
+                self.pairs[(i, j)] = pair
+                for sock, kind in ((raft_l, "raft"), (peer_l, "peer")):
+                    sock.setblocking(False)
+                    self.selector.register(sock, selectors.EVENT_READ, (pair, kind))
+                    self.listeners.append(sock)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept_loop, name="proxy-accept", daemon=True)
+        self.thread.start()
+
+    def address(self, src, dst):
+        return f"{HOST}:{self.pairs[(src, dst)].port}"
+
+    # -------------------------------------------------------------- data path
+    def _accept_loop(self):
+        while not self.stopping:
+            for key, _ in self.selector.select(timeout=0.2):
+                pair, kind = key.data
+                try:
+                    down, _ = key.fileobj.accept()
+                except OSError:
+                    continue
+                down.setblocking(True)
+                down.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                threading.Thread(target=self._serve, args=(pair, kind, down), daemon=True).start()
+
+    def _serve(self, pair, kind, down):
+        pair.accepted += 1
+        if pair.blocked:
+            conn = _Conn(pair, kind, down, None)
+            conn.doomed = True
+            with pair.lock:
+                pair.conns.add(conn)
+            self._pump(conn, down, None)
+            return
+        target = pair.real_port + (1 if kind == "peer" else 0)
+        try:
+            up = socket.create_connection((HOST, target), timeout=1.0)
+            up.settimeout(None)
+            up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            _hard_close(down)  # the node is down: refuse, as the real port would
+            return
+        conn = _Conn(pair, kind, down, up)
+        with pair.lock:
+            pair.conns.add(conn)
+            if pair.blocked:  # blocked while connecting
+                conn.doomed = True
+        threading.Thread(target=self._pump, args=(conn, up, down), daemon=True).start()
+        self._pump(conn, down, up)
+
+    def _pump(self, conn, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if conn.doomed or dst is None:
+                    conn.pair.discarded_bytes += len(data)
+                    continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    # -------------------------------------------------------------- control
+    def block(self, src, dst):
+        """Drop everything src sends to dst from now on (connections stay open,
+        silently: a black hole, as a partition looks to TCP)."""
+        pair = self.pairs[(src, dst)]
+        with pair.lock:
+            pair.blocked = True
+            for c in pair.conns:
+                c.doomed = True
+
+    def unblock(self, src, dst):
+        """Lift a block; connections that lost bytes are reset (TCP never loses
+        bytes in the middle of a stream, so they cannot be resumed)."""
+        pair = self.pairs[(src, dst)]
+        with pair.lock:
+            pair.blocked = False
+            doomed = [c for c in pair.conns if c.doomed]
+        for c in doomed:
+            c.close()
+
+    def drop(self, src, dst):
+        """Reset every current connection src -> dst."""
+        pair = self.pairs[(src, dst)]
+        with pair.lock:
+            conns = list(pair.conns)
+        for c in conns:
+            c.close()
+
+    def heal(self):
+        for (src, dst) in self.pairs:
+            self.unblock(src, dst)
+
+    def blocked_pairs(self):
+        return sorted(k for k, p in self.pairs.items() if p.blocked)
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(timeout=2)
+        for s in self.listeners:
+            try:
+                s.close()
+            except OSError:
+                pass
+        for pair in self.pairs.values():
+            with pair.lock:
+                conns = list(pair.conns)
+            for c in conns:
+                c.close()
+
+
+class Node:
+    def __init__(self, binary, nid, raft_port, http_port, cluster_arg, root, reaper, election_ms, heartbeat_ms,
+                 log_level):
+        self.binary, self.id, self.raft_port, self.http_port = binary, nid, raft_port, http_port
+        self.cluster_arg, self.reaper = cluster_arg, reaper
+        self.dir = os.path.join(root, f"node{nid}")
+        self.log_path = os.path.join(root, f"node{nid}.log")
+        self.election_ms, self.heartbeat_ms, self.log_level = election_ms, heartbeat_ms, log_level
+        self.proc = None
+        self.paused = False
+        self.starts = 0
+        self.crashes = []  # (exit code, time) of exits nobody asked for
+
+    def args(self):
+        return [self.binary, "--id", str(self.id), "--data-dir", self.dir, "--http", f"{HOST}:{self.http_port}",
+                "--cluster", self.cluster_arg, "--election-timeout-ms", str(self.election_ms),
+                "--heartbeat-ms", str(self.heartbeat_ms), "--log-level", self.log_level]
+
+    def start(self):
+        assert self.proc is None
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n==== chaos: start #{self.starts + 1} at {time.strftime('%H:%M:%S')} ====\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        self.starts += 1
+        self.paused = False
+        self.reaper.add(self.proc.pid)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_exit(self):
+        """Records an exit nobody asked for (a crash, or a refused start)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self.crashes.append((self.proc.returncode, time.monotonic()))
+            self.reaper.remove(self.proc.pid)
+            self.proc = None
+            self.paused = False
+            return True
+        return False
+
+    def signal(self, sig):
+        if self.running():
+            try:
+                self.proc.send_signal(sig)
+            except OSError:
+                pass
+
+    def pause(self):
+        self.signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.signal(signal.SIGCONT)
+        self.paused = False
+
+    def kill(self):
+        if self.check_exit():
+            return
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.reaper.remove(self.proc.pid)
+        self.proc = None
+        self.paused = False
+
+    def stop(self, timeout=15):
+        """Graceful: SIGCONT, SIGTERM, wait; SIGKILL after `timeout`. Returns False if it had to kill."""
+        if self.check_exit():
+            return True
+        if self.proc is None:
+            return True
+        graceful = True
+        self.resume()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            graceful = False
+            self.proc.kill()
+            self.proc.wait()
+        self.reaper.remove(self.proc.pid)
+        self.proc = None
+        self.paused = False
+        return graceful
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log_path, "rb") as f:
+                data = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(data[-lines:])
+
+    # -------------------------------------------------------------- HTTP
+    def request(self, method, path, body=None, headers=None, timeout=5.0):
+        c = http.client.HTTPConnection(HOST, self.http_port, timeout=timeout)
+        try:
+            data = json.dumps(body) if body is not None else None
+            h = {"Content-Type": "application/json"} if data else {}
+            h.update(headers or {})
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            text = r.read().decode()
+            return r.status, (json.loads(text) if text else None)
+        finally:
+            c.close()
+
+    def status(self, timeout=1.0):
+        if not self.running() or self.paused:
+            return None
+        try:
+            code, body = self.request("GET", "/raft/status", timeout=timeout)
+            return body if code == 200 else None
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
