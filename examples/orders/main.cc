@@ -1,7 +1,7 @@
 // catga-orders: the order service of the plan as a binary. One process is one
 // node; three of them with the same --cluster list form a replicated cluster.
 //
-//   catga-orders --id 1 --data-dir data/1 --http 127.0.0.1:8081 \
+//   catga-orders --id 1 --data-dir data/1 --http 127.0.0.1:8081
 //                --cluster 1=127.0.0.1:7001,2=127.0.0.1:7011,3=127.0.0.1:7021
 //
 // Without --cluster it runs as a single durable node. `--help` lists every
@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
       .map_message_endpoints()
       .map_cluster_admin()
       .map_health()
+      .map_dashboard()
       .map_metrics(&metrics);
   if (auto started = server.start(); !started) {
     std::cerr << "catga-orders: cannot serve HTTP on " << http << ": " << started.error() << "\n";

@@ -60,6 +60,36 @@ TEST(Mediator, SendsCommandsAndQueries) {
   EXPECT_THAT(app->send(bank::GetAccount{.account = opened->id}), HasCode(Code::not_found));
 }
 
+// A handler object with its own (immutable) configuration.
+class CappedDeposit {
+ public:
+  explicit CappedDeposit(std::int64_t cap) : cap_(cap) {}
+  Result<std::int64_t> operator()(bank::State& s, const bank::Deposit& d, catga::CommandContext& ctx) const {
+    if (d.amount > cap_) return Error{Code::invalid_argument, "above the cap"};
+    return bank::deposit(s, d, ctx);
+  }
+
+ private:
+  std::int64_t cap_;
+};
+
+TEST(Mediator, HandlersMayBeFunctionsLambdasOrObjects) {
+  catga::ApplicationBuilder<bank::State> b;
+  b.command<bank::Open>(bank::open)                                                  // free function
+      .command<bank::Deposit>(CappedDeposit{100})                                    // object
+      .command<bank::Close>([](bank::State& s, const bank::Close& c) { return bank::close(s, c); })  // lambda
+      .query<bank::GetAccount>(&bank::get)                                           // function pointer
+      .in_memory();
+  auto app = b.build();
+  ASSERT_THAT(app, IsOk());
+  auto acc = (*app)->send(bank::Open{.owner = "o"});
+  ASSERT_THAT(acc, IsOk());
+  EXPECT_THAT((*app)->send(bank::Deposit{.account = acc->id, .amount = 101}), HasCode(Code::invalid_argument));
+  EXPECT_THAT((*app)->send(bank::Deposit{.account = acc->id, .amount = 100}), IsOkAndHolds(100));
+  EXPECT_THAT((*app)->send(bank::Close{.account = acc->id}), IsOk());
+  EXPECT_THAT((*app)->send(bank::GetAccount{.account = acc->id}), HasCode(Code::not_found));
+}
+
 TEST(Mediator, HandlerErrorsTravelInTheResult) {
   auto app = make_bank();
   EXPECT_THAT(app->send(bank::Open{}), HasError(Code::invalid_argument, HasSubstr("owner")));
