@@ -301,6 +301,10 @@ class Server {
 
   // GET /health, /health/live, /health/ready.
   Server& map_health();
+  // GET /: a self-contained HTML dashboard of this node's view of the cluster
+  // (leader, members and roles, term, commit/applied index, recent throughput),
+  // refreshed every second from GET /cluster/overview (JSON). Read-only.
+  Server& map_dashboard();
   // GET /metrics (Prometheus text): the server's own HTTP series, the node's
   // gauges, and — when given — the per-message series of `metrics`.
   Server& map_metrics(const Metrics* metrics = nullptr);
