@@ -41,6 +41,11 @@ LOGICAL_DEADLINE = 10.0    # an operation (with its retries) succeeded if it got
 KINDS = ["kill_leader", "kill_follower", "pause_leader", "pause_follower", "restart_node", "restart_cluster",
          "partition_leader", "partition_follower", "partition_oneway", "drop_connections"]
 KINDS_5 = ["split_majority", "kill_two"]
+PARTITIONS = {"partition_leader", "partition_follower", "partition_oneway", "split_majority", "drop_connections"}
+# Only without proxies: a follower down long enough to need a snapshot from the
+# leader (InstallSnapshot carries the leader's view of the member addresses,
+# which the per-node address lists of the proxy network cannot survive).
+KINDS_DIRECT = ["kill_long"]
 
 
 def log(msg):
@@ -49,11 +54,13 @@ def log(msg):
 
 # ============================================================== schedule
 
-def make_schedule(seed, seconds, nodes, election_ms, warmup=3.0):
-    """The fault schedule: a pure function of (seed, seconds, nodes, election timeout).
+def make_schedule(seed, seconds, nodes, election_ms, network="proxy", warmup=3.0):
+    """The fault schedule: a pure function of (seed, seconds, nodes, election timeout, network).
     Kinds come in shuffled rounds, so a short run still sees each kind once."""
     rng = random.Random(f"schedule-{seed}")
     kinds = KINDS + (KINDS_5 if nodes >= 5 else [])
+    if network == "direct":
+        kinds = [k for k in kinds if k not in PARTITIONS] + KINDS_DIRECT
     e = election_ms / 1000.0
     schedule, bag, t = [], [], warmup
     while True:
@@ -61,7 +68,9 @@ def make_schedule(seed, seconds, nodes, election_ms, warmup=3.0):
             bag = kinds[:]
             rng.shuffle(bag)
         kind = bag.pop()
-        if kind.startswith("kill"):
+        if kind == "kill_long":
+            duration = rng.uniform(15.0, 25.0)
+        elif kind.startswith("kill"):
             duration = rng.uniform(0.5, 3.0)                 # down time before the restart
         elif kind.startswith("pause"):
             duration = rng.uniform(2.0, 6.0) * e             # SIGSTOP longer than an election timeout
@@ -88,12 +97,13 @@ def format_schedule(schedule):
 # ============================================================== cluster
 
 class Cluster:
-    def __init__(self, binary, n, root, election_ms, heartbeat_ms, log_level):
+    def __init__(self, binary, n, root, election_ms, heartbeat_ms, log_level, network="proxy"):
         self.root = root
         self.reaper = Reaper()
         ids = list(range(1, n + 1))
         self.real = {i: free_pair() for i in ids}
-        self.net = Network(ids, self.real)
+        # direct: every node gets the same --cluster list, no proxy (no partitions).
+        self.net = Network(ids if network == "proxy" else [], self.real)
         self.nodes = {}
         used = set()
         for i in ids:
@@ -101,8 +111,8 @@ class Cluster:
             while http_port in used or any(http_port in (p, p + 1) for p in self.real.values()):
                 http_port = free_port()
             used.add(http_port)
-            cluster_arg = ",".join(f"{j}={HOST}:{self.real[j]}" if j == i else f"{j}={self.net.address(i, j)}"
-                                   for j in ids)
+            cluster_arg = ",".join(f"{j}={HOST}:{self.real[j]}" if j == i or network == "direct"
+                                   else f"{j}={self.net.address(i, j)}" for j in ids)
             self.nodes[i] = Node(binary, i, self.real[i], http_port, cluster_arg, root, self.reaper, election_ms,
                                  heartbeat_ms, log_level)
 
@@ -415,7 +425,7 @@ class Nemesis(threading.Thread):
         c = self.cluster
         nodes = c.nodes
         record = {"kind": kind, "at": f["at"], "duration": d}
-        if kind in ("kill_leader", "kill_follower"):
+        if kind in ("kill_leader", "kill_follower", "kill_long"):
             t, who = self.target("leader" if kind == "kill_leader" else "follower", pick)
             self.event(f"SIGKILL {who}; restart in {d:.2f}s", kind=kind, node=t)
             nodes[t].kill()
@@ -615,15 +625,19 @@ def main(argv=None):
     ap.add_argument("--election-timeout-ms", type=int, default=300)
     ap.add_argument("--heartbeat-ms", type=int, default=50)
     ap.add_argument("--log-level", default="info")
+    ap.add_argument("--network", choices=("proxy", "direct"), default="proxy",
+                    help="proxy: node-to-node traffic through the driver's proxies (partitions); direct: the same "
+                         "--cluster list for every node, no partitions, but long kills that need InstallSnapshot")
     ap.add_argument("--no-faults", action="store_true", help="run the workload without a nemesis (a baseline)")
     ap.add_argument("--summary", help="write the summary as JSON to this file")
-    ap.add_argument("--artifacts", help="where to keep logs and the history of a failing run "
-                                        "(default: a new catga-chaos-failed-* directory in the temp dir)")
+    ap.add_argument("--artifacts", help="keep the node logs and the history here (always; without it they are "
+                                        "kept only for a failing run, in a new catga-chaos-failed-* temp directory)")
     ap.add_argument("--print-schedule", action="store_true", help="print the schedule of --seed and exit")
     args = ap.parse_args(argv)
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1 << 31)
-    schedule = [] if args.no_faults else make_schedule(seed, args.seconds, args.nodes, args.election_timeout_ms)
+    schedule = [] if args.no_faults else make_schedule(seed, args.seconds, args.nodes, args.election_timeout_ms,
+                                                       args.network)
     if args.print_schedule:
         print(format_schedule(schedule))
         return 0
@@ -664,7 +678,8 @@ def main(argv=None):
     nemesis = None
     recorder = Recorder()
     try:
-        cluster = Cluster(binary, args.nodes, root, args.election_timeout_ms, args.heartbeat_ms, args.log_level)
+        cluster = Cluster(binary, args.nodes, root, args.election_timeout_ms, args.heartbeat_ms, args.log_level,
+                          args.network)
         for i, n in sorted(cluster.nodes.items()):
             log(f"node {i}: raft {HOST}:{n.raft_port} (peer +1), http {n.http_port}, --cluster {n.cluster_arg}")
         cluster.start_all()
@@ -723,12 +738,16 @@ def main(argv=None):
         for f in injected:
             counts[f["kind"]] = counts.get(f["kind"], 0) + 1
         final_orders = len(finals[0]["orders"]) if finals else 0
-        terms = {i: (s or {}).get("term") for i, s in cluster.statuses().items()}
+        statuses = cluster.statuses()
+        terms = {i: (s or {}).get("term") for i, s in statuses.items()}
+        commit = max((s or {}).get("commit_index", 0) for s in statuses.values())
+        snapshots = {i: (s or {}).get("last_snapshot_index") for i, s in statuses.items()}
         summary.update({
             "seed": seed, "nodes": args.nodes, "seconds": args.seconds, "clients": n_clients,
             "election_timeout_ms": args.election_timeout_ms, "heartbeat_ms": args.heartbeat_ms,
             "faults_injected": len(injected), "faults_by_kind": counts, "final_orders": final_orders,
-            "final_terms": terms, "anomalies": len(anomalies), "checker": result["stats"], "check_seconds": check_s,
+            "final_terms": terms, "commit_index": commit, "last_snapshot_index": snapshots,
+            "network": args.network, "anomalies": len(anomalies), "checker": result["stats"], "check_seconds": check_s,
             "plan_availability_pct": PLAN_AVAILABILITY, "warnings": warnings,
         })
         print()
@@ -747,7 +766,7 @@ def main(argv=None):
         lat = summary["latency"]
         print("  latency ok (p50/p99 ms) " + ", ".join(
             f"{k} {v['p50_ms']:.1f}/{v['p99_ms']:.1f}" for k, v in lat.items() if v["p50_ms"] is not None))
-        print(f"  final terms            {terms}")
+        print(f"  final terms            {terms}; commit index {commit}; last snapshot index {snapshots}")
         for w in warnings:
             print(f"  WARNING: {w}")
         print(f"  anomalies              {len(anomalies)}")
@@ -771,7 +790,8 @@ def main(argv=None):
         return 130
     finally:
         stop.set()
-        if failed and cluster is not None:
+        keep = None
+        if (failed or args.artifacts) and cluster is not None:
             keep = args.artifacts or tempfile.mkdtemp(prefix=f"catga-chaos-failed-{seed}-")
             os.makedirs(keep, exist_ok=True)
             try:
@@ -782,7 +802,7 @@ def main(argv=None):
                 log(f"cannot write the history: {e}")
         if cluster is not None:
             cluster.shutdown()
-        if failed and cluster is not None:
+        if keep is not None:
             for n in cluster.nodes.values():
                 try:
                     shutil.copy(n.log_path, keep)
