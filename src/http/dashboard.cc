@@ -90,11 +90,12 @@ json overview_json(const NodeStatus& s, bool replicated) {
                    {"is_leader", leader_known(s) && m.member.id == leader_id},
                    {"is_self", self}};
     member["last_contact_ms"] = m.last_contact ? json(m.last_contact->count()) : json(nullptr);
-    // Only a leader hears from every member; elsewhere reachability is unknown.
+    // Known only where the node reports a last contact (a leader hears from
+    // every member); null elsewhere.
     if (self) {
       member["reachable"] = true;
-    } else if (s.role == NodeRole::leader) {
-      member["reachable"] = m.last_contact.has_value() && *m.last_contact <= kStaleContact;
+    } else if (s.role == NodeRole::leader && m.last_contact) {
+      member["reachable"] = *m.last_contact <= kStaleContact;
     } else {
       member["reachable"] = nullptr;
     }
@@ -218,9 +219,8 @@ footer { margin-top: 14px; color: var(--muted); font-size: 12px; }
   <section class="panel">
     <h2>Members <span class="hint" id="members-hint"></span></h2>
     <table id="members">
-      <thead><tr><th>Node</th><th>Raft address</th><th>Peer address</th><th>Membership</th><th>Status</th>
-        <th>Contact</th></tr></thead>
-      <tbody id="members-body"><tr><td colspan="6" class="muted">waiting for the first answer&hellip;</td></tr></tbody>
+      <thead><tr><th>Node</th><th>Raft address</th><th>Membership</th><th>Status</th><th>Last contact</th></tr></thead>
+      <tbody id="members-body"><tr><td colspan="5" class="muted">waiting for the first answer&hellip;</td></tr></tbody>
     </table>
   </section>
   <footer>Served by <span id="node">this node</span>. The page polls <code>/cluster/overview</code>
@@ -291,7 +291,7 @@ footer { margin-top: 14px; color: var(--muted); font-size: 12px; }
     if (!o.members.length) {
       const tr = el("tr");
       const td = el("td", "muted", "An in-memory application has no Raft members: one process, no log.");
-      td.colSpan = 6;
+      td.colSpan = 5;
       tr.appendChild(td);
       body.appendChild(tr);
       return;
@@ -301,7 +301,6 @@ footer { margin-top: 14px; color: var(--muted); font-size: 12px; }
       tr.dataset.id = m.id;
       tr.appendChild(el("td", "", "node " + m.id));
       tr.appendChild(el("td", "mono", m.address));
-      tr.appendChild(el("td", "mono", m.peer_address || "\u2013"));
       tr.appendChild(el("td", "", m.role));
       const status = el("td");
       if (m.is_leader) status.appendChild(el("span", "badge leader", "leader"));
@@ -312,9 +311,9 @@ footer { margin-top: 14px; color: var(--muted); font-size: 12px; }
       tr.appendChild(status);
       let contact;
       if (m.is_self) contact = el("td", "muted", "\u2013");
-      else if (m.reachable === true) contact = el("td", "ok", "reachable \u00b7 " + num(m.last_contact_ms) + " ms ago");
-      else if (m.reachable === false) contact = el("td", "bad", m.last_contact_ms === null ? "unreachable \u00b7 never answered" : "unreachable \u00b7 " + num(Math.round(m.last_contact_ms / 1000)) + " s ago");
-      else contact = el("td", "muted", "known to the leader");
+      else if (m.reachable === true) contact = el("td", "ok", num(m.last_contact_ms) + " ms ago");
+      else if (m.reachable === false) contact = el("td", "bad", "unreachable \u00b7 " + num(Math.round(m.last_contact_ms / 1000)) + " s ago");
+      else contact = el("td", "muted", "\u2013");
       tr.appendChild(contact);
       body.appendChild(tr);
     }
