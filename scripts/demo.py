@@ -123,7 +123,7 @@ def main():
         print(f"Starting 3 nodes of catga-orders on 127.0.0.1 (data in {root})")
         for n in nodes:
             n.start()
-            print(f"  node {n.id}: raft 127.0.0.1:{n.raft_port}, peer :{n.raft_port + 1}, http http://127.0.0.1:{n.http_port}")
+            print(f"  node {n.id}: raft 127.0.0.1:{n.raft_port}, peer :{n.raft_port + 1}, http http://127.0.0.1:{n.http_port}, dashboard http://127.0.0.1:{n.http_port}/")
         leader = wait_until(lambda: leader_of(nodes))
         if not leader: raise SystemExit("demo: no leader was elected (see the node logs in " + root + ")")
         print(f"Leader elected: node {leader.id} (term {leader.status()['term']})")
