@@ -45,9 +45,9 @@ class ThroughputHistory {
   // {"window_s": 60, "points": [{"at_ms": <unix ms>, "per_second": <rate>}, ...]}.
   json sample(std::uint64_t applied) {
     const auto now = std::chrono::steady_clock::now();
-    const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+    const auto wall =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     std::lock_guard lock(mu_);
     if (samples_.empty() || now - samples_.back().at >= kMinSpacing) samples_.push_back({now, wall, applied});
     // Keep the samples the points of the window need (a point needs its predecessor).
@@ -102,7 +102,8 @@ json overview_json(const NodeStatus& s, bool replicated) {
     members.push_back(std::move(member));
   }
   const auto now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   return {{"id", s.id},
           {"address", s.address},
           {"replicated", replicated},

@@ -4,8 +4,9 @@
 // tests are skipped, saying so, when /usr/bin/chromium is not installed
 // (scripts/setup installs it). Waits are bounded; nothing asserts timing.
 //
-// CATGA_DASHBOARD_SCREENSHOT=PATH copies the 3-node screenshot to PATH (that is
-// how docs/dashboard.png is made).
+// CATGA_CHROMIUM=PATH runs another browser binary; CATGA_DASHBOARD_SCREENSHOT=PATH
+// copies the 3-node screenshot, with a longer history, to PATH (that is how
+// docs/dashboard.png is made).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -40,7 +41,11 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-constexpr const char* kChromium = "/usr/bin/chromium";
+// Debian's chromium; CATGA_CHROMIUM=PATH names another binary.
+std::string chromium_binary() {
+  const char* path = std::getenv("CATGA_CHROMIUM");
+  return path && *path ? path : "/usr/bin/chromium";
+}
 
 // ------------------------------------------------------------------ helpers
 
@@ -100,7 +105,8 @@ std::size_t count_of(const std::string& text, const std::string& what) {
 // no child elements; nullopt when there is no such element.
 std::optional<std::string> element_text(const std::string& html, const std::string& id) {
   std::smatch match;
-  if (!std::regex_search(html, match, std::regex("<[a-z]+[^>]*\\sid=\"" + id + "\"[^>]*>([^<]*)<"))) return std::nullopt;
+  if (!std::regex_search(html, match, std::regex("<[a-z]+[^>]*\\sid=\"" + id + "\"[^>]*>([^<]*)<")))
+    return std::nullopt;
   return match[1].str();
 }
 
@@ -135,7 +141,7 @@ BrowserRun run_chromium(const fs::path& scratch, const std::string& action, cons
 
   // Everything the child needs is built before fork: after it, only
   // async-signal-safe calls.
-  std::vector<std::string> args = {kChromium,
+  std::vector<std::string> args = {chromium_binary(),
                                    "--headless",
                                    "--no-sandbox",
                                    "--disable-gpu",
@@ -376,8 +382,8 @@ TEST_F(DashboardDurableNodeTest, OverviewListsTheMemberAsLeaderAndSelf) {
 class DashboardBrowserTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::access(kChromium, X_OK) != 0) {
-      GTEST_SKIP() << kChromium << " is not installed, so the dashboard was not tested in a browser "
+    if (::access(chromium_binary().c_str(), X_OK) != 0) {
+      GTEST_SKIP() << chromium_binary() << " is not installed, so the dashboard was not tested in a browser "
                    << "(scripts/setup installs Debian's chromium package)";
     }
   }
@@ -446,7 +452,8 @@ TEST_F(DashboardBrowserTest, ShowsEveryMemberOfAThreeNodeCluster) {
   std::vector<int> history = {6, 14, 9, 20, 12};
   if (keep && *keep) {  // for the documentation: most of the minute
     history.clear();
-    for (int i = 0; i < 40; ++i) history.push_back(static_cast<int>(18 + 10 * std::sin(i * 0.4) + 5 * std::sin(i * 1.7)));
+    for (int i = 0; i < 40; ++i)
+      history.push_back(static_cast<int>(18 + 10 * std::sin(i * 0.4) + 5 * std::sin(i * 1.7)));
   }
   ASSERT_NO_FATAL_FAILURE(build_throughput_history(port, history));
   ASSERT_TRUE(cluster.wait_applied(cluster.app(*leader).status().commit_index));
