@@ -54,13 +54,15 @@ def log(msg):
 
 # ============================================================== schedule
 
-def make_schedule(seed, seconds, nodes, election_ms, network="proxy", warmup=3.0):
+def make_schedule(seed, seconds, nodes, election_ms, network="proxy", long_kills=False, warmup=3.0):
     """The fault schedule: a pure function of (seed, seconds, nodes, election timeout, network).
     Kinds come in shuffled rounds, so a short run still sees each kind once."""
     rng = random.Random(f"schedule-{seed}")
     kinds = KINDS + (KINDS_5 if nodes >= 5 else [])
     if network == "direct":
-        kinds = [k for k in kinds if k not in PARTITIONS] + KINDS_DIRECT
+        kinds = [k for k in kinds if k not in PARTITIONS]
+    if network == "direct" or long_kills:
+        kinds = kinds + KINDS_DIRECT
     e = election_ms / 1000.0
     schedule, bag, t = [], [], warmup
     while True:
@@ -69,7 +71,7 @@ def make_schedule(seed, seconds, nodes, election_ms, network="proxy", warmup=3.0
             rng.shuffle(bag)
         kind = bag.pop()
         if kind == "kill_long":
-            duration = rng.uniform(15.0, 25.0)
+            duration = rng.uniform(25.0, 40.0)
         elif kind.startswith("kill"):
             duration = rng.uniform(0.5, 3.0)                 # down time before the restart
         elif kind.startswith("pause"):
@@ -427,9 +429,19 @@ class Nemesis(threading.Thread):
         record = {"kind": kind, "at": f["at"], "duration": d}
         if kind in ("kill_leader", "kill_follower", "kill_long"):
             t, who = self.target("leader" if kind == "kill_leader" else "follower", pick)
+            before = nodes[t].status() or {}
             self.event(f"SIGKILL {who}; restart in {d:.2f}s", kind=kind, node=t)
             nodes[t].kill()
             self.sleep(d)
+            if kind == "kill_long":
+                lead = self.cluster.leader()
+                snap = (lead[1].get("last_snapshot_index") or 0) if lead else 0
+                applied = before.get("applied_index", 0)
+                needs = snap > applied + 2048  # snapshot_trailing: the leader no longer has the entries it needs
+                self.event(f"node {t} applied {applied} when killed; leader's last snapshot {snap}: "
+                           f"{'InstallSnapshot expected' if needs else 'catch-up from the log'}",
+                           install_snapshot=needs)
+                record["install_snapshot"] = needs
             nodes[t].start()
             self.event(f"restarted node {t}")
             record["nodes"] = [t]
@@ -628,6 +640,8 @@ def main(argv=None):
     ap.add_argument("--network", choices=("proxy", "direct"), default="proxy",
                     help="proxy: node-to-node traffic through the driver's proxies (partitions); direct: the same "
                          "--cluster list for every node, no partitions, but long kills that need InstallSnapshot")
+    ap.add_argument("--long-kills", action="store_true",
+                    help="also kill followers for 25-40 s with the proxy network (shows its InstallSnapshot limitation)")
     ap.add_argument("--no-faults", action="store_true", help="run the workload without a nemesis (a baseline)")
     ap.add_argument("--summary", help="write the summary as JSON to this file")
     ap.add_argument("--artifacts", help="keep the node logs and the history here (always; without it they are "
@@ -637,7 +651,7 @@ def main(argv=None):
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1 << 31)
     schedule = [] if args.no_faults else make_schedule(seed, args.seconds, args.nodes, args.election_timeout_ms,
-                                                       args.network)
+                                                       args.network, args.long_kills)
     if args.print_schedule:
         print(format_schedule(schedule))
         return 0
