@@ -114,6 +114,7 @@ class Replicator {
   virtual void assign_role(std::uint64_t id, MemberRole role, VoidDone done) = 0;
   virtual void remove_member(std::uint64_t id, VoidDone done) = 0;
   virtual void transfer_leadership(std::uint64_t to, VoidDone done) = 0;
+  virtual void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) = 0;
   // Tests: freezes the node's Raft loop for `duration`, as a stopped process
   // would be (its peer channel keeps accepting).
   virtual void pause_for_test(std::chrono::milliseconds duration) = 0;
@@ -259,7 +260,12 @@ class Application {
   void remove_member(std::uint64_t id, UniqueFunction<void(Result<void>)> done);
   // Hands leadership to member `to` (0: the most up-to-date voter).
   void transfer_leadership(std::uint64_t to, UniqueFunction<void(Result<void>)> done);
+  // Takes a snapshot on the leader now (they are also taken automatically
+  // every ClusterOptions::snapshot_threshold entries). `done` gets the log
+  // index the snapshot covers at least; the file is written right after.
+  void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done);
   // Blocking forms.
+  Result<std::uint64_t> take_snapshot();
   Result<void> add_member(Member member);
   Result<void> assign_role(std::uint64_t id, MemberRole role);
   Result<void> remove_member(std::uint64_t id);

@@ -78,6 +78,15 @@ void Application::transfer_leadership(std::uint64_t to, UniqueFunction<void(Resu
   if (!replicator_) return done(not_replicated());
   replicator_->transfer_leadership(to, std::move(done));
 }
+void Application::take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) {
+  if (!replicator_) return done(Error{Code::failed_precondition, "an in-memory application has no log to snapshot"});
+  replicator_->take_snapshot(std::move(done));
+}
+Result<std::uint64_t> Application::take_snapshot() {
+  detail::Waiter<Result<std::uint64_t>> waiter;
+  take_snapshot([&waiter](Result<std::uint64_t> r) { waiter.set(std::move(r)); });
+  return waiter.wait();
+}
 Result<void> Application::add_member(Member member) {
   return wait_for([&](auto done) { add_member(std::move(member), std::move(done)); });
 }

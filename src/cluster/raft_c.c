@@ -483,6 +483,10 @@ int catga_raft_barrier(catga_raft *h, void *req_ctx) {
   return rv;
 }
 
+void catga_raft_set_snapshot_threshold(catga_raft *h, unsigned n) {
+  raft_set_snapshot_threshold(h->r, n);
+}
+
 struct changeReq {
   struct raft_change req;
   catga_raft *h;

@@ -143,6 +143,8 @@ void catga_raft_free_buffer(void *p);
 int catga_raft_apply(catga_raft *h, void *data, size_t len, void *req_ctx,
                      uint64_t *index);
 int catga_raft_barrier(catga_raft *h, void *req_ctx);
+/* Entries applied between snapshots (takes effect at the next apply). */
+void catga_raft_set_snapshot_threshold(catga_raft *h, unsigned n);
 int catga_raft_add(catga_raft *h, uint64_t id, const char *address,
                    void *req_ctx);
 int catga_raft_assign(catga_raft *h, uint64_t id, int role, void *req_ctx);

@@ -242,6 +242,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   internal::log().info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
                !*fresh ? "loaded from disk" : config.bootstrap ? "bootstrapped" : "empty, waiting to be added");
   node->loop_thread_ = std::thread([raw = node.get()] {
+    raw->loop_id_ = std::this_thread::get_id();
     const std::string name = "catga-raft-" + std::to_string(raw->options_.node_id);
     pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
     // libuv writes to sockets without MSG_NOSIGNAL: a peer that went away
@@ -365,6 +366,42 @@ bool RaftNode::enqueue_task(detail::UniqueFunction<void()>& f) {
 
 void RaftNode::post(detail::UniqueFunction<void()> f) {
   if (!enqueue_task(f)) f();
+}
+
+void RaftNode::take_snapshot(IndexCompletion done) {
+  post([this, done = std::move(done)]() mutable {
+    // Run inline by post() once the loop is gone: raft_ must not be touched.
+    if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
+    catga_raft_info info{};
+    catga_raft_get_info(raft_, &info);
+    const std::uint64_t before = info.snapshot_index;
+    catga_raft_set_snapshot_threshold(raft_, 1);
+    barrier([this, before, done = std::move(done)](Result<std::uint64_t> index) mutable {
+      // libraft checks the threshold after the apply pass that ran this
+      // callback: restore it on the next loop turn, once the snapshot started,
+      // then report the snapshot once it is written.
+      post([this, before, index = std::move(index), done = std::move(done)]() mutable {
+        if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
+        catga_raft_set_snapshot_threshold(raft_, static_cast<unsigned>(options_.snapshot_threshold));
+        if (!index) return done(std::move(index));
+        await_snapshot(before, Clock::now() + std::chrono::seconds(30), std::move(done));
+      });
+    });
+  });
+}
+
+// Loop thread: completes once the snapshot index moved past `before`.
+void RaftNode::await_snapshot(std::uint64_t before, Clock::time_point deadline, IndexCompletion done) {
+  if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
+  catga_raft_info info{};
+  catga_raft_get_info(raft_, &info);
+  if (info.snapshot_index > before) return done(info.snapshot_index);
+  if (Clock::now() >= deadline) {
+    return done(Error{Code::deadline_exceeded, "the snapshot was not written within 30 s"});
+  }
+  // The snapshot is being written by libuv's thread pool: look again after
+  // the loop has run once more.
+  post([this, before, deadline, done = std::move(done)]() mutable { await_snapshot(before, deadline, std::move(done)); });
 }
 
 NodeStatus RaftNode::status() const {

@@ -26,6 +26,7 @@
 //                      machine failure); NodeStatus::failure says why.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -131,6 +132,13 @@ class RaftNode {
   // A copy refreshed on the loop thread.
   NodeStatus status() const;
 
+  // Leader only: makes this node take a snapshot now (libraft has no call for
+  // it: the threshold drops to 1 for one barrier). Completes once the snapshot
+  // is written, with the index it covers. unavailable on non-leaders;
+  // deadline_exceeded if none was written within 30 s (e.g. one was already
+  // being written).
+  void take_snapshot(IndexCompletion done);
+
   // Membership and leadership, one change at a time (failed_precondition if
   // another is in progress). add_member adds the member as spare, then assigns
   // its role (catch-up happens before promotion to voter).
@@ -173,6 +181,8 @@ class RaftNode {
   void request_stop_and_join();
 
   // Loop thread.
+  using Clock = std::chrono::steady_clock;
+  void await_snapshot(std::uint64_t before, Clock::time_point deadline, IndexCompletion done);
   void on_wake();
   void on_after_io();
   void drain_inbound();
@@ -220,6 +230,7 @@ class RaftNode {
   std::vector<std::unique_ptr<BarrierBatch>> barriers_out_;
   bool change_busy_ = false;
   bool stopping_ = false;
+  std::thread::id loop_id_;  // set by the loop thread itself
   bool failed_ = false;
   std::string failure_;
   int last_state_ = -1;

@@ -193,6 +193,10 @@ class ReplicatedNode final : public Replicator {
   void remove_member(std::uint64_t id, VoidDone done) override { node_->remove_member(id, std::move(done)); }
   void transfer_leadership(std::uint64_t to, VoidDone done) override { node_->transfer_leadership(to, std::move(done)); }
 
+  void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) override {
+    node_->take_snapshot(std::move(done));
+  }
+
   void pause_for_test(std::chrono::milliseconds duration) override {
     node_->post([duration] { std::this_thread::sleep_for(duration); });
   }

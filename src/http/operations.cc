@@ -48,25 +48,19 @@ constexpr std::chrono::seconds kStaleContact{5};
 
 bool leader_known(const NodeStatus& s) { return s.role == NodeRole::leader || s.leader_id != 0; }
 
-// True when a majority of voters is known to be reachable (only a leader
-// knows; others trust that they have a leader).
-bool consensus_reachable(const NodeStatus& s) {
-  if (!s.failure.empty() || !leader_known(s)) return false;
-  if (s.role != NodeRole::leader || s.members.empty()) return true;
-  std::size_t voters = 0, reachable = 0;
-  for (const auto& m : s.members) {
-    if (m.member.role != MemberRole::voter) continue;
-    ++voters;
-    if (m.member.id == s.id || (m.last_contact && *m.last_contact <= kStaleContact)) ++reachable;
-  }
-  return voters == 0 || reachable * 2 > voters;
-}
+// True when this node can reach a majority through a leader. A leader can:
+// libraft steps a leader down when it has not heard from a majority within an
+// election timeout. Others trust that they have a leader.
+bool consensus_reachable(const NodeStatus& s) { return s.failure.empty() && leader_known(s); }
 
+// False when the leader knows a voter has not answered for kStaleContact.
+// (libraft 0.22 does not expose per-follower contact times, so `last_contact`
+// is usually unknown; unknown does not count as unreachable.)
 bool all_voters_reachable(const NodeStatus& s) {
   if (s.role != NodeRole::leader) return true;
   for (const auto& m : s.members) {
     if (m.member.role != MemberRole::voter || m.member.id == s.id) continue;
-    if (!m.last_contact || *m.last_contact > kStaleContact) return false;
+    if (m.last_contact && *m.last_contact > kStaleContact) return false;
   }
   return true;
 }
@@ -264,12 +258,16 @@ Server& Server::map_cluster_admin() {
   // leader; failed_precondition while another change runs or in memory).
   using Done = UniqueFunction<void(Result<void>)>;
   using Change = UniqueFunction<void(Done)>;
-  auto admin = [this](auto validate) {
-    return [this, validate](const Request& request, Responder responder) mutable {
-      if (!authorized(request, options_.admin_token)) {
-        return responder.error(Error{Code::unauthenticated, "this endpoint requires Authorization: Bearer <admin token>"},
-                               {{"WWW-Authenticate", "Bearer"}});
-      }
+  // False (and the 401 sent) when the request lacks the admin token.
+  auto allowed = [this](const Request& request, Responder& responder) {
+    if (authorized(request, options_.admin_token)) return true;
+    responder.error(Error{Code::unauthenticated, "this endpoint requires Authorization: Bearer <admin token>"},
+                    {{"WWW-Authenticate", "Bearer"}});
+    return false;
+  };
+  auto admin = [this, allowed](auto validate) {
+    return [this, allowed, validate](const Request& request, Responder responder) mutable {
+      if (!allowed(request, responder)) return;
       Result<Change> change = validate(request);
       if (const auto* failure = request.failure()) return responder.fail(*failure);
       if (!change) return responder.error(change.error());
@@ -310,10 +308,14 @@ Server& Server::map_cluster_admin() {
          if (!body) return body.error();
          return Change([this, to = body->to](Done done) { app_.transfer_leadership(to, std::move(done)); });
        }));
-  post("/raft/snapshot", admin([](const Request&) -> Result<Change> {
-         return Error{Code::unimplemented, "taking a snapshot on demand is not available: the Application does not "
-                                           "expose it (snapshots are taken every snapshot_threshold entries)"};
-       }));
+  // 202 {"index": N}: a snapshot covering at least index N is being written.
+  post("/raft/snapshot", [this, allowed](const Request& request, Responder responder) {
+    if (!allowed(request, responder)) return;
+    app_.take_snapshot([responder = std::move(responder)](Result<std::uint64_t> index) mutable {
+      if (!index) return responder.error(index.error());
+      responder.json(202, dump(json{{"index", *index}}));
+    });
+  });
   return *this;
 }
 

@@ -294,6 +294,32 @@ TEST(ReplicatedApplication, ReadYourWritesGivesUpAtTheDeadline) {
   EXPECT_THAT(never, HasCode(Code::deadline_exceeded));
 }
 
+TEST(ReplicatedApplication, SnapshotsOnDemandAndRestoresFromThem) {
+  TempDir dir;
+  auto open = [&] {
+    catga::ApplicationBuilder<bank::State> b;
+    bank::register_handlers(b).data_dir(dir.path());
+    auto app = b.build();
+    EXPECT_THAT(app, IsOk());
+    return std::move(*app);
+  };
+  {
+    auto app = open();
+    ASSERT_THAT(app->send(bank::Open{.owner = "s", .initial = 7}), IsOk());
+    auto index = app->take_snapshot();
+    ASSERT_THAT(index, IsOk());
+    EXPECT_GT(*index, 0u);
+    ASSERT_TRUE(wait_for([&] { return app->status().last_snapshot_index >= *index; }));
+    ASSERT_THAT(app->send(bank::Deposit{.account = 1, .amount = 1}), IsOkAndHolds(8));
+  }
+  // Restart: the snapshot, then the entry after it.
+  auto app = open();
+  auto acc = app->send(bank::GetAccount{.account = 1}, {.consistency = catga::Consistency::linearizable});
+  ASSERT_THAT(acc, IsOk());
+  EXPECT_EQ(acc->balance, 8);
+  EXPECT_GT(app->status().last_snapshot_index, 0u);
+}
+
 TEST(ReplicatedApplication, InvalidClusterOptionsFailBeforeStarting) {
   TempDir dir;
   catga::ApplicationBuilder<bank::State> b;

@@ -119,6 +119,14 @@ TEST(HttpClusterTest, FollowersForwardCommandsAndServeReadYourWrites) {
   ASSERT_EQ(read.status, 200) << read.body;
   EXPECT_EQ(read.json()["owner"], "ada");
 
+  // The leader of a healthy cluster reports itself healthy (regression: it
+  // answered 503 "unhealthy" while per-follower contact times were unknown).
+  auto leader_server = serve(cluster.app(*leader), {});
+  ASSERT_TRUE(leader_server);
+  auto leader_health = HttpClient(leader_server->port()).get("/health");
+  EXPECT_EQ(leader_health.status, 200) << leader_health.body;
+  EXPECT_EQ(leader_health.json()["status"], "healthy") << leader_health.body;
+
   auto health = c.get("/health").json();
   EXPECT_EQ(health["role"], "follower");
   EXPECT_EQ(health["leader"]["known"], true);
