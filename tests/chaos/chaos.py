@@ -434,11 +434,20 @@ class Nemesis(threading.Thread):
             nodes[t].kill()
             self.sleep(d)
             if kind == "kill_long":
-                lead = self.cluster.leader()
-                snap = (lead[1].get("last_snapshot_index") or 0) if lead else 0
+                # Stay down until the leader compacted its log past this node
+                # (snapshot_trailing = 2048 entries behind a snapshot are kept),
+                # so that the restart needs InstallSnapshot; at most 100 s more.
                 applied = before.get("applied_index", 0)
-                needs = snap > applied + 2048  # snapshot_trailing: the leader no longer has the entries it needs
-                self.event(f"node {t} applied {applied} when killed; leader's last snapshot {snap}: "
+                end = time.monotonic() + 100.0
+                while not self.stop.is_set():
+                    lead = self.cluster.leader()
+                    snap = (lead[1].get("last_snapshot_index") or 0) if lead else 0
+                    needs = snap > applied + 2048
+                    if needs or time.monotonic() > end:
+                        break
+                    self.sleep(0.5)
+                self.event(f"node {t} applied {applied} when killed; leader's last snapshot {snap} after "
+                           f"{time.monotonic() - self.start_time - f['at']:.1f}s: "
                            f"{'InstallSnapshot expected' if needs else 'catch-up from the log'}",
                            install_snapshot=needs)
                 record["install_snapshot"] = needs
