@@ -595,6 +595,54 @@ def read_finals(cluster):
     return finals, None
 
 
+def self_test(history, finals):
+    """Mutates the real history in ways the checker must catch (a lost order, a
+    duplicate, a stale linearizable read, a failed create that applied) and
+    returns the mutations it missed: a checker that cannot fail proves nothing."""
+    import copy
+    missed = []
+    if not finals or not finals[0]["orders"]:
+        return ["no final state to mutate"]
+    ok_creates = [op for op in history if op["type"] == "create" and op["outcome"] == "ok"]
+    attempts = {}
+    for op in history:
+        if op["type"] == "create":
+            attempts[op["key"]] = attempts.get(op["key"], 0) + 1
+
+    def expect(kind, h, f, what):
+        if not any(a["kind"] == kind for a in checker.check(h, f)["anomalies"]):
+            missed.append(f"{what}: no {kind} anomaly")
+
+    f = copy.deepcopy(finals)
+    f[-1]["orders"] = f[-1]["orders"][:-1]
+    expect("lost", history, f, "an acknowledged order removed from one node")
+    f = copy.deepcopy(finals)
+    dup = dict(f[0]["orders"][0])
+    dup["id"] = max(o["id"] for o in f[0]["orders"]) + 1
+    for x in f:
+        x["orders"].append(dup)
+    expect("duplicate", history, f, "an order applied twice on every node")
+    created_done = {}
+    for op in ok_creates:
+        created_done[op["id"]] = min(created_done.get(op["id"], 1e300), op["complete"])
+    for i, op in enumerate(history):
+        if (op["type"] == "read" and op.get("consistency") == "linearizable" and op["outcome"] == "ok"
+                and created_done.get(op["id"], 1e300) < op["invoke"]):
+            h = copy.deepcopy(history)
+            h[i].update(outcome="failed", status=404, value=None)
+            expect("nonlinearizable", h, finals, "a linearizable read made stale")
+            break
+    else:
+        missed.append("no linearizable read to make stale")
+    for i, op in enumerate(history):
+        if op["type"] == "create" and op["outcome"] == "ok" and attempts[op["key"]] == 1:
+            h = copy.deepcopy(history)
+            h[i].update(outcome="failed", status=503, id=None)
+            expect("failed-applied", h, finals, "an applied create reported as 503")
+            break
+    return missed
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -652,6 +700,8 @@ def main(argv=None):
     ap.add_argument("--long-kills", action="store_true",
                     help="also kill followers for 25-40 s with the proxy network (shows its InstallSnapshot limitation)")
     ap.add_argument("--no-faults", action="store_true", help="run the workload without a nemesis (a baseline)")
+    ap.add_argument("--no-self-test", action="store_true",
+                    help="skip re-checking mutated copies of the history (lost, duplicate, stale read, failed-applied)")
     ap.add_argument("--summary", help="write the summary as JSON to this file")
     ap.add_argument("--artifacts", help="keep the node logs and the history here (always; without it they are "
                                         "kept only for a failing run, in a new catga-chaos-failed-* temp directory)")
@@ -755,6 +805,12 @@ def main(argv=None):
         result = checker.check(recorder.ops, finals)
         check_s = time.monotonic() - t_check
         anomalies = problems + result["anomalies"]
+        self_test_note = "skipped"
+        if not args.no_self_test and finals:
+            missed = self_test(recorder.ops, finals)
+            for m in missed:
+                anomalies.append(checker.anomaly("checker", f"checker self-test missed: {m}"))
+            self_test_note = f"{4 - len(missed)}/4 injected anomalies caught"
         summary = summarize(recorder.ops)
         injected = nemesis.injected
         counts = {}
@@ -783,6 +839,7 @@ def main(argv=None):
               f"{'yes' if not any(a['kind'] == 'divergence' for a in anomalies) else 'NO'})")
         print(f"  orders checked         {result['stats']['orders_checked']} for linearizability "
               f"({result['stats']['inconclusive']} inconclusive), in {check_s:.1f} s")
+        print(f"  checker self-test      {self_test_note} (lost, duplicate, stale read, failed-applied)")
         print(f"  availability           {summary['operation_availability_pct']:.3f} % of operations answered within "
               f"{LOGICAL_DEADLINE:.0f} s (requests: {summary['request_availability_pct']:.3f} %); "
               f"plan: {PLAN_AVAILABILITY} % (without continuous faults)")
