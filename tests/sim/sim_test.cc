@@ -494,33 +494,13 @@ class Simulation {
       dead_[i] = false;
       poll_and_check();
     } else if (r < 83) {
-      const unsigned i = pick(n), j = pick(n);
-      if (i == j || cut_[i][j] || skipped("disconnect")) return;
-      log("disconnect " + std::to_string(i + 1) + " <-> " + std::to_string(j + 1));
-      sim_disconnect(cluster_, i, j);
-      cut_[i][j] = cut_[j][i] = true;
-      poll_and_check();
+      set_link(cut_, true, "disconnect", " <-> ", &sim_disconnect);
     } else if (r < 88) {
-      const unsigned i = pick(n), j = pick(n);
-      if (!cut_[i][j]) return;
-      log("reconnect " + std::to_string(i + 1) + " <-> " + std::to_string(j + 1));
-      sim_reconnect(cluster_, i, j);
-      cut_[i][j] = cut_[j][i] = false;
-      poll_and_check();
+      set_link(cut_, false, "reconnect", " <-> ", &sim_reconnect);
     } else if (r < 90) {
-      const unsigned i = pick(n), j = pick(n);
-      if (i == j || saturated_[i][j] || skipped("saturate")) return;
-      log("saturate " + std::to_string(i + 1) + " -> " + std::to_string(j + 1));
-      sim_saturate(cluster_, i, j);
-      saturated_[i][j] = true;
-      poll_and_check();
+      set_link(saturated_, true, "saturate", " -> ", &sim_saturate);
     } else if (r < 93) {
-      const unsigned i = pick(n), j = pick(n);
-      if (!saturated_[i][j]) return;
-      log("desaturate " + std::to_string(i + 1) + " -> " + std::to_string(j + 1));
-      sim_desaturate(cluster_, i, j);
-      saturated_[i][j] = false;
-      poll_and_check();
+      set_link(saturated_, false, "desaturate", " -> ", &sim_desaturate);
     } else if (r < 95) {
       if (!p_.disk_faults || skipped("disk")) return;
       const unsigned i = pick(n);
@@ -540,6 +520,19 @@ class Simulation {
       nodes_[*leader]->transfer_leadership(to, [this](Result<void>) { ++transfers_completed_; });
       poll_and_check();
     }
+  }
+
+  // Turns the link between two random nodes on or off (cut_ is symmetric:
+  // sim_disconnect cuts both directions; saturated_ is one direction).
+  void set_link(std::vector<std::vector<bool>>& links, bool on, const char* what, const char* arrow,
+                void (*change)(sim_cluster*, unsigned, unsigned)) {
+    const unsigned i = pick(p_.nodes), j = pick(p_.nodes);
+    if (i == j || links[i][j] == on || (on && skipped(what))) return;
+    log(std::string(what) + " " + std::to_string(i + 1) + arrow + std::to_string(j + 1));
+    change(cluster_, i, j);
+    links[i][j] = on;
+    if (&links == &cut_) links[j][i] = on;
+    poll_and_check();
   }
 
   // Heals every fault; the nodes libraft did not make unavailable must elect a
@@ -694,8 +687,32 @@ void run_seeds(unsigned nodes, std::uint64_t default_seeds) {
               static_cast<unsigned long long>(stats.unknown), static_cast<unsigned long long>(stats.restores));
 }
 
-TEST(Simulation, ThreeNodes) { run_seeds(3, 400); }
-TEST(Simulation, FiveNodes) { run_seeds(5, 200); }
+// CI: 1000 seeds per cluster size (~3 s together on the 2-core machine).
+TEST(Simulation, ThreeNodes) { run_seeds(3, 1000); }
+TEST(Simulation, FiveNodes) { run_seeds(5, 1000); }
+
+// Open bug, src/cluster/raft_c.c catga_raft_apply: when raft_apply fails
+// after appending the entry (its replication trigger fails: here a disk
+// fault on the leader), libraft's logDiscard has already freed the buffer and
+// catga_raft_apply frees it again. Expected to die until fixed; then this
+// test fails: delete it and set kDiskFaultsDefault = true.
+TEST(SimulationKnownBugs, DiskFaultOnLeaderDoubleFreesTheEntry) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        set_log_level(LogLevel::off);
+        Params p = params(0, 3);
+        p.disk_faults = true;
+        p.skip = kDefaultSkip;
+        p.actions = 120;
+        Simulation sim(p);
+        Stats stats;
+        (void)sim.run(stats);
+      },
+      "")
+      << "seed 0 with disk faults no longer crashes: the raft_c.c double free is fixed — delete this test and "
+         "turn disk faults on by default (kDiskFaultsDefault)";
+}
 
 // Replays one seed and prints its schedule: CATGA_SIM_SEED=<seed> CATGA_SIM_NODES=<n>.
 TEST(Simulation, Replay) {
