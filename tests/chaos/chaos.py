@@ -404,10 +404,13 @@ class Nemesis(threading.Thread):
         return t, f"follower {t} (leader {leader})"
 
     def run(self):
+        shift = 0.0  # a fault that overran (kill_long, a slow stop) delays the rest, keeping the gaps
         for fault in self.schedule:
-            delay = self.start_time + fault["at"] - time.monotonic()
+            delay = self.start_time + fault["at"] + shift - time.monotonic()
             if delay > 0:
                 self.sleep(delay)
+            else:
+                shift -= delay
             if self.stop.is_set():
                 break
             exited = self.cluster.check_exits()
