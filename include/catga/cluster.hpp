@@ -91,6 +91,18 @@ struct MemberStatus {
   std::optional<std::chrono::milliseconds> last_contact;
 };
 
+// Monotonic counters since the node started.
+struct NodeCounters {
+  std::uint64_t entries_appended = 0;   // log entries this node appended as leader (group commits)
+  std::uint64_t records_appended = 0;   // commands and events packed into them (÷ entries = batch size)
+  std::uint64_t commands_forwarded = 0; // sent to the leader over the peer channel
+  std::uint64_t commands_retried = 0;   // attempts after the first (leader change, broken connection)
+  std::uint64_t leader_changes = 0;     // times the known leader changed
+  std::uint64_t snapshots_taken = 0;    // snapshots this node wrote of its own state
+  std::uint64_t snapshots_installed = 0;// snapshots restored (at start or received from a leader)
+  std::chrono::microseconds snapshot_encode_time{0};  // encoding the state for the last snapshot taken
+};
+
 struct NodeStatus {
   std::uint64_t id = 0;
   std::string address;
@@ -107,6 +119,7 @@ struct NodeStatus {
   std::vector<MemberStatus> members;
   // Non-empty when the node stopped itself (e.g. an unreadable entry).
   std::string failure;
+  NodeCounters counters;
 };
 
 }  // namespace catga

@@ -529,6 +529,7 @@ void RaftNode::observe() {
     status_.term = info.term;
     status_.leader_id = info.leader_id;
     if (leader_changed) status_.leader_address = info.leader_address;
+    if (leader_changed && info.leader_id != 0 && !first) status_.counters.leader_changes++;
     status_.commit_index = info.commit_index;
     status_.applied_index = info.applied_index;
     status_.last_snapshot_index = info.snapshot_index;
@@ -639,6 +640,11 @@ void RaftNode::pump() {
       continue;
     }
     flight->index = index;
+    {
+      std::lock_guard lock(status_mu_);
+      status_.counters.entries_appended++;
+      status_.counters.records_appended += flight->completions.size();
+    }
     in_flight_.emplace(index, std::move(flight));
   }
 }
@@ -793,8 +799,13 @@ int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::siz
 int RaftNode::c_snapshot(void* ctx, void** data, std::size_t* len) {
   auto* self = static_cast<RaftNode*>(ctx);
   std::string state;
+  const auto started = std::chrono::steady_clock::now();
   try {
     state = self->machine_.snapshot();
+    std::lock_guard lock(self->status_mu_);
+    self->status_.counters.snapshots_taken++;
+    self->status_.counters.snapshot_encode_time =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
   } catch (const std::exception& e) {
     internal::log().error("raft node {}: snapshot failed: {}", self->options_.node_id, e.what());
     return CATGA_RAFT_IOERR;  // libraft skips this snapshot and tries again later
@@ -827,6 +838,10 @@ int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
   if (!r) {
     self->fail_node("restoring " + source + " failed: " + r.error().message());
     return CATGA_RAFT_CORRUPT;
+  }
+  {
+    std::lock_guard lock(self->status_mu_);
+    self->status_.counters.snapshots_installed++;
   }
   return 0;
 }

@@ -184,7 +184,12 @@ class ReplicatedNode final : public Replicator {
     peer_->read_index(leader, std::move(then_wait));
   }
 
-  NodeStatus status() const override { return node_->status(); }
+  NodeStatus status() const override {
+    NodeStatus s = node_->status();
+    s.counters.commands_forwarded = forwarded_.load(std::memory_order_relaxed);
+    s.counters.commands_retried = retried_.load(std::memory_order_relaxed);
+    return s;
+  }
 
   void add_member(Member member, VoidDone done) override { node_->add_member(std::move(member), std::move(done)); }
   void assign_role(std::uint64_t id, MemberRole role, VoidDone done) override {
@@ -269,7 +274,7 @@ class ReplicatedNode final : public Replicator {
       std::lock_guard lock(out_mu_);
       auto it = outstanding_.find(id);
       if (it == outstanding_.end()) return;
-      it->second.attempts++;
+      if (it->second.attempts++ > 0) retried_.fetch_add(1, std::memory_order_relaxed);
       if (!local && leader.empty()) {
         // No leader known yet: wait for an election.
       } else {
@@ -281,6 +286,7 @@ class ReplicatedNode final : public Replicator {
     if (local) {
       node_->propose(std::move(record), [this, id](Result<internal::Applied> r) { on_outcome(id, outcome_of(std::move(r))); });
     } else {
+      forwarded_.fetch_add(1, std::memory_order_relaxed);
       peer_->forward(leader, std::move(record), [this, id](internal::peer::Outcome o) { on_outcome(id, std::move(o)); });
     }
   }
@@ -426,6 +432,8 @@ class ReplicatedNode final : public Replicator {
   std::atomic<bool> leader_{false};
   std::atomic<std::uint64_t> leader_id_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> forwarded_{0};
+  std::atomic<std::uint64_t> retried_{0};
 
   // This node's client session (under session_mu_).
   std::mutex session_mu_;

@@ -158,6 +158,22 @@ void render_node(std::string& out, const NodeStatus& s, bool replicated) {
   write_gauge(out, "catga_node_leader_known", "1 when this node knows a leader.", leader_known(s));
   write_gauge(out, "catga_node_ready", "1 when /health/ready would answer 200.", not_ready_reason(s).empty());
   write_gauge(out, "catga_cluster_members", "Members in the configuration this node knows.", s.members.size());
+  const auto counter = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
+    internal::write_header(out, name, "counter", help);
+    internal::write_sample(out, name, "", value);
+  };
+  const NodeCounters& c = s.counters;
+  counter("catga_raft_entries_appended_total", "Log entries this node appended as leader (group commits).", c.entries_appended);
+  counter("catga_raft_records_appended_total", "Commands and events packed into them (divide for the batch size).",
+          c.records_appended);
+  counter("catga_commands_forwarded_total", "Commands this node forwarded to the leader.", c.commands_forwarded);
+  counter("catga_commands_retried_total", "Command attempts after the first (leader change, broken connection).",
+          c.commands_retried);
+  counter("catga_leader_changes_total", "Times the known leader changed.", c.leader_changes);
+  counter("catga_snapshots_taken_total", "Snapshots this node wrote of its own state.", c.snapshots_taken);
+  counter("catga_snapshots_installed_total", "Snapshots restored (at start or from the leader).", c.snapshots_installed);
+  internal::write_header(out, "catga_snapshot_encode_seconds", "gauge", "Time to encode the state for the last snapshot.");
+  internal::write_sample(out, "catga_snapshot_encode_seconds", "", static_cast<double>(c.snapshot_encode_time.count()) / 1e6);
   internal::write_header(out, "catga_node_role", "gauge", "1 for the node's current role.");
   for (NodeRole role : {NodeRole::unavailable, NodeRole::follower, NodeRole::candidate, NodeRole::leader}) {
     std::string labels;

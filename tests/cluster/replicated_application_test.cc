@@ -147,6 +147,12 @@ TEST(ReplicatedApplication, CommandsSentOnAFollowerAreForwardedToTheLeader) {
   EXPECT_THAT(app.send(bank::Deposit{.account = acc->id, .amount = 2}), IsOkAndHolds(3));
   // Handler errors come back unchanged.
   EXPECT_THAT(app.send(bank::Deposit{.account = 999, .amount = 2}), HasError(Code::not_found, HasSubstr("999")));
+  // Counted: forwarded by the follower, packed into entries by the leader.
+  EXPECT_GE(app.status().counters.commands_forwarded, 3u);
+  auto leader_counters = cluster.app(*leader).status().counters;
+  EXPECT_GE(leader_counters.records_appended, 3u);
+  EXPECT_GE(leader_counters.entries_appended, 1u);
+  EXPECT_LE(leader_counters.entries_appended, leader_counters.records_appended);
   // Linearizable reads on a follower see it at once.
   auto seen = app.send(bank::GetAccount{.account = acc->id}, {.consistency = catga::Consistency::linearizable});
   ASSERT_THAT(seen, IsOk());
@@ -165,6 +171,7 @@ TEST(ReplicatedApplication, SurvivesLeaderLossAndRestartsExactlyOnce) {
   auto second = cluster.leader();
   ASSERT_TRUE(second);
   ASSERT_NE(*second, *first);
+  EXPECT_GE(cluster.app(*second).status().counters.leader_changes, 1u);
   for (int i = 0; i < 50; ++i) ASSERT_THAT(cluster.app(*second).send(bank::Deposit{.account = acc->id, .amount = 1}), IsOk());
 
   cluster.start(*first);  // catches up from its own log and the leader
@@ -310,6 +317,7 @@ TEST(ReplicatedApplication, SnapshotsOnDemandAndRestoresFromThem) {
     ASSERT_THAT(index, IsOk());
     EXPECT_GT(*index, 0u);
     ASSERT_TRUE(wait_for([&] { return app->status().last_snapshot_index >= *index; }));
+    EXPECT_EQ(app->status().counters.snapshots_taken, 1u);
     ASSERT_THAT(app->send(bank::Deposit{.account = 1, .amount = 1}), IsOkAndHolds(8));
   }
   // Restart: the snapshot, then the entry after it.

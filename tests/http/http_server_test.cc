@@ -320,6 +320,11 @@ TEST_F(HttpServerTest, MetricsExposeMessageHttpAndNodeSeries) {
   EXPECT_THAT(text, HasSubstr("catga_node_ready 1\n"));
   EXPECT_THAT(text, HasSubstr(R"(catga_node_role{role="leader"} 1)"));
   EXPECT_THAT(text, HasSubstr("# TYPE catga_message_duration_seconds histogram"));
+  for (const char* series : {"catga_raft_records_appended_total", "catga_commands_forwarded_total",
+                             "catga_commands_retried_total", "catga_leader_changes_total", "catga_snapshots_taken_total",
+                             "catga_snapshot_encode_seconds"}) {
+    EXPECT_THAT(text, HasSubstr(std::string("# TYPE ") + series)) << series;
+  }
   EXPECT_EQ(metrics_.count("bank.open.v1", Code::ok), 2u);
 }
 
