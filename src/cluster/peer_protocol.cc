@@ -43,6 +43,11 @@ Result<const msgpack::object*> unpack_array(std::string_view body, std::size_t m
 }
 
 bool is_uint(const msgpack::object& o) { return o.type == msgpack::type::POSITIVE_INTEGER; }
+// A canonical code (narrowing a larger number into Code would alias it).
+bool is_code(const msgpack::object& o) {
+  return is_uint(o) && o.via.u64 <= static_cast<std::uint64_t>(Code::unauthenticated);
+}
+bool is_small_uint(const msgpack::object& o) { return is_uint(o) && o.via.u64 <= 0xffffffffu; }
 bool is_str(const msgpack::object& o) { return o.type == msgpack::type::STR; }
 bool is_bin(const msgpack::object& o) { return o.type == msgpack::type::BIN; }
 std::string str(const msgpack::object& o) { return std::string(o.via.str.ptr, o.via.str.size); }
@@ -129,7 +134,7 @@ Result<Hello> decode_hello(std::string_view body) {
   if (!f) return f.error();
   const msgpack::object* a = *f;
   if (!is_str(a[0]) || str(a[0]) != kMagic) return bad("not a catga peer");
-  if (!is_uint(a[1]) || !is_str(a[2]) || !is_str(a[3]) || !is_uint(a[4])) return bad("malformed hello");
+  if (!is_small_uint(a[1]) || !is_str(a[2]) || !is_str(a[3]) || !is_uint(a[4])) return bad("malformed hello");
   return Hello{static_cast<unsigned>(a[1].via.u64), str(a[2]), str(a[3]), a[4].via.u64};
 }
 
@@ -140,7 +145,7 @@ Result<Welcome> decode_welcome(std::string_view body) {
   const msgpack::object* a = *f;
   if (!is_str(a[0])) return bad("malformed welcome");
   if (str(a[0]) == "refused" && is_str(a[1])) return Welcome{false, 0, 0, str(a[1])};
-  if (str(a[0]) == "welcome" && handle.get().via.array.size >= 3 && is_uint(a[1]) && is_uint(a[2])) {
+  if (str(a[0]) == "welcome" && handle.get().via.array.size >= 3 && is_small_uint(a[1]) && is_uint(a[2])) {
     return Welcome{true, static_cast<unsigned>(a[1].via.u64), a[2].via.u64, {}};
   }
   return bad("malformed welcome");
@@ -152,7 +157,7 @@ Result<Message> decode_message(std::string_view body, std::size_t max_records) {
   if (!f) return f.error();
   const msgpack::object* a = *f;
   const std::uint32_t n = handle.get().via.array.size;
-  if (!is_uint(a[0]) || !is_uint(a[1])) return bad("malformed message");
+  if (!is_small_uint(a[0]) || !is_uint(a[1])) return bad("malformed message");
   Message m;
   m.type = static_cast<Type>(a[0].via.u64);
   m.id = a[1].via.u64;
@@ -173,7 +178,7 @@ Result<Message> decode_message(std::string_view body, std::size_t max_records) {
       const auto& list = a[2].via.array;
       for (std::uint32_t i = 0; i < list.size; ++i) {
         const auto& o = list.ptr[i];
-        if (o.type != msgpack::type::ARRAY || o.via.array.size < 3 || !is_uint(o.via.array.ptr[0]) ||
+        if (o.type != msgpack::type::ARRAY || o.via.array.size < 3 || !is_code(o.via.array.ptr[0]) ||
             !is_bin(o.via.array.ptr[1]) || !is_uint(o.via.array.ptr[2])) {
           return bad("malformed outcome");
         }
@@ -185,7 +190,7 @@ Result<Message> decode_message(std::string_view body, std::size_t max_records) {
     case Type::read:
       return m;
     case Type::read_index:
-      if (n < 4 || !is_uint(a[2])) return bad("malformed read index");
+      if (n < 4 || !is_code(a[2])) return bad("malformed read index");
       m.code = static_cast<Code>(a[2].via.u64);
       if (m.code == Code::ok) {
         if (!is_uint(a[3])) return bad("malformed read index");

@@ -441,7 +441,15 @@ int catga_raft_apply(catga_raft *h, void *data, size_t len, void *req_ctx,
   rv = raft_apply(h->r, &a->req, &buf, 1, applyCb);
   if (rv != 0) {
     raft_free(a);
-    raft_free(data);
+    /* Who owns `data` now depends on where raft_apply failed: before the
+     * append (not the leader) it is still ours; after it (replication could
+     * not be triggered, e.g. a disk error) libraft has discarded the entry and
+     * freed the buffer already. Only the first case is recognizable by its
+     * code, so the buffer is freed only then: a rare leak is better than a
+     * double free (found by tests/sim with disk faults). */
+    if (rv == RAFT_NOTLEADER) {
+      raft_free(data);
+    }
     return rv;
   }
   *index = a->req.index;

@@ -1,5 +1,6 @@
 #include "catga/codec.hpp"
 
+#include <algorithm>
 #include <string>
 
 namespace catga::detail {
@@ -16,8 +17,11 @@ Result<void> unpack_one(std::string_view bytes, const DecodeLimits& limits, msgp
     return Error{Code::invalid_argument, "msgpack: input of " + std::to_string(bytes.size()) +
                                              " bytes exceeds the limit of " + std::to_string(limits.max_bytes)};
   }
-  msgpack::unpack_limit limit(limits.max_array, limits.max_map, limits.max_str, limits.max_bin, 0xffffffff,
-                              limits.max_depth);
+  // Every element takes at least one byte: a header announcing more elements
+  // than there are bytes is a lie, refused before the decoder allocates room
+  // for them.
+  msgpack::unpack_limit limit(std::min(limits.max_array, bytes.size()), std::min(limits.max_map, bytes.size() / 2),
+                              limits.max_str, limits.max_bin, 0xffffffff, limits.max_depth);
   std::size_t offset = 0;
   try {
     handle = msgpack::unpack(bytes.data(), bytes.size(), offset, reference_input, nullptr, limit);

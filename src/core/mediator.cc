@@ -62,7 +62,8 @@ Result<void> decode_result_head(std::string_view bytes, msgpack::object_handle& 
                                 const msgpack::object*& body) {
   if (auto r = unpack_one(bytes, DecodeLimits{}, handle); !r) return Error{Code::internal, "result: " + r.error().message()};
   const msgpack::object& o = handle.get();
-  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2 || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 2 || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
+      o.via.array.ptr[0].via.u64 > static_cast<std::uint64_t>(Code::unauthenticated)) {
     return Error{Code::internal, "result: not an encoded result"};
   }
   code = static_cast<Code>(o.via.array.ptr[0].via.u64);
