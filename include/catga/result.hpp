@@ -189,9 +189,11 @@ class [[nodiscard]] Result {
   auto transform(F&& f) const& {
     using U = std::remove_cvref_t<std::invoke_result_t<F, const T&>>;
     if constexpr (std::is_void_v<U>) {
-      if (!ok_) return Result<void>(error_);
+      // Result<U> (not Result<void>): the name must stay dependent, since the
+      // void specialization is declared below.
+      if (!ok_) return Result<U>(error_);
       std::forward<F>(f)(value_);
-      return Result<void>();
+      return Result<U>();
     } else {
       return ok_ ? Result<U>(std::forward<F>(f)(value_)) : Result<U>(error_);
     }
