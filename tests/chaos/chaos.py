@@ -361,6 +361,15 @@ class Client(threading.Thread):
 
 # ============================================================== nemesis
 
+def exit_reason(node):
+    """The last 'cannot start' / error line of a node's log, or its tail."""
+    tail = node.log_tail(30).splitlines()
+    for line in reversed(tail):
+        if "cannot start" in line or "[error]" in line or "[critical]" in line:
+            return line.strip()[:400]
+    return (tail[-1].strip()[:400] if tail else "no log")
+
+
 class Nemesis(threading.Thread):
     def __init__(self, cluster, schedule, start, stop, election_ms):
         super().__init__(name="nemesis", daemon=True)
@@ -414,8 +423,10 @@ class Nemesis(threading.Thread):
             if self.stop.is_set():
                 break
             exited = self.cluster.check_exits()
+            for i in exited:
+                why = exit_reason(self.cluster.nodes[i])
+                self.event(f"node {i} exited on its own: {why}", kind="crash", nodes=[i])
             if exited:
-                self.event(f"nodes {exited} exited on their own (crash?)", kind="crash", nodes=exited)
                 for i in exited:
                     self.cluster.nodes[i].start()
             try:
@@ -548,8 +559,8 @@ def quiesce(cluster, problems):
     """Heal, wait for a ready leader and for every node to apply what it committed."""
     cluster.heal()
     for i in cluster.check_exits():
-        problems.append(checker.anomaly("crash", f"node {i} exited on its own after healing",
-                                        log=cluster.nodes[i].log_tail()))
+        problems.append(checker.anomaly("crash", f"node {i} exited on its own after healing: "
+                                                 f"{exit_reason(cluster.nodes[i])}", log=cluster.nodes[i].log_tail()))
         cluster.nodes[i].start()
     lead = cluster.wait_leader(60.0, ready=True)
     if not lead:
@@ -580,8 +591,12 @@ def quiesce(cluster, problems):
 
 
 def read_finals(cluster):
-    finals = []
+    """The final order list of every node that answers; and the ids of those that did not."""
+    finals, missing = [], []
     for i, n in sorted(cluster.nodes.items()):
+        if not n.running():
+            missing.append(i)
+            continue
         for attempt in range(10):
             t0 = time.monotonic()
             try:
@@ -594,8 +609,8 @@ def read_finals(cluster):
                 break
             time.sleep(1.0)
         else:
-            return None, i
-    return finals, None
+            missing.append(i)
+    return finals, missing
 
 
 def self_test(history, finals):
@@ -787,15 +802,16 @@ def main(argv=None):
             if e.get("kind") in ("crash", "hang"):
                 problems.append(checker.anomaly(e["kind"], e["msg"]))
         for n in cluster.nodes.values():
-            for code, _ in n.crashes:
-                problems.append(checker.anomaly("crash", f"node {n.id} exited with status {code} on its own",
-                                                log=n.log_tail(60)))
+            if n.crashes:
+                problems.append(checker.anomaly(
+                    "crash", f"node {n.id} exited on its own {len(n.crashes)} time(s) (statuses "
+                             f"{sorted({c for c, _ in n.crashes})}): {exit_reason(n)}", log=n.log_tail(60)))
         log("waiting until every node applied everything committed")
         quiesce(cluster, problems)
         finals, missing = read_finals(cluster)
-        if finals is None:
-            problems.append(checker.anomaly("unavailable", f"node {missing} did not answer the final read"))
-            finals = []
+        if missing:
+            problems.append(checker.anomaly("unavailable", f"nodes {missing} did not answer the final read "
+                                                           f"(checked the others)"))
         # Nodes whose stored configuration changed (an InstallSnapshot carries the leader's view of the addresses).
         warnings = []
         for i, s in cluster.statuses().items():
