@@ -19,6 +19,8 @@
 
 #include "cluster/raft_node.hpp"
 
+#include "support/cluster.hpp"
+
 namespace catga::testing {
 
 // Applies records by folding (index, position, record) into an FNV-1a digest.
@@ -86,39 +88,9 @@ class DigestMachine : public internal::RecordStateMachine {
   int bad_info_ = 0;
 };
 
-// A fresh directory under the system temp dir, removed on destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() /
-            ("catga-cluster-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
-// A port that was free a moment ago (bind to port 0 and read it back).
-inline int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
+// Temporary directories and free ports: shared with the other cluster tests.
+using testsupport::free_port;
+using testsupport::TempDir;
 
 // Polls `pred` until true or `limit` passes. Generous limits; never a timing assertion.
 inline bool wait_until(const std::function<bool()>& pred,

@@ -70,18 +70,22 @@ class Callers {
 
 void register_bank(catga::ApplicationBuilder<bank::State>& b, std::size_t) { bank::register_handlers(b); }
 
-// Checks the ledger against every node's journal.
-void verify(LocalCluster<bank::State>& cluster, Ledger& ledger) {
-  std::printf("acknowledged %zu, failed %zu, unknown %zu\n", ledger.acknowledged.size(), ledger.failed.size(),
-              ledger.unknown.size());
+// Makes the leader commit everything and waits until nodes [0, count) applied it.
+void settle(LocalCluster<bank::State>& cluster) {
   auto leader = cluster.leader();
   ASSERT_TRUE(leader);
-  // A linearizable read makes the leader commit everything before it.
   ASSERT_THAT(cluster.app(*leader).send(bank::GetAccount{.account = 1}, {.consistency = catga::Consistency::linearizable}),
               IsOk());
   ASSERT_TRUE(cluster.wait_applied(cluster.app(*leader).status().commit_index));
+}
+
+// Checks the ledger against the journals of nodes [0, count): identical
+// states, every acknowledged command applied exactly once, no failed one applied.
+void check_nodes(LocalCluster<bank::State>& cluster, Ledger& ledger, std::size_t count) {
+  std::printf("acknowledged %zu, failed %zu, unknown %zu\n", ledger.acknowledged.size(), ledger.failed.size(),
+              ledger.unknown.size());
   const std::string digest = cluster.digest(0);
-  for (std::size_t i = 0; i < cluster.size(); ++i) {
+  for (std::size_t i = 0; i < count; ++i) {
     EXPECT_EQ(cluster.digest(i), digest) << "node " << i + 1 << " diverged";
     auto& state = cluster.app(i).mediator().state();
     std::shared_lock lock(state.mutex());
@@ -93,6 +97,11 @@ void verify(LocalCluster<bank::State>& cluster, Ledger& ledger) {
     for (const auto& owner : ledger.acknowledged) EXPECT_EQ(opened.count(owner), 1u) << "acknowledged " << owner << " lost on node " << i + 1;
     for (const auto& owner : ledger.failed) EXPECT_EQ(opened.count(owner), 0u) << "failed " << owner << " applied on node " << i + 1;
   }
+}
+
+void verify(LocalCluster<bank::State>& cluster, Ledger& ledger) {
+  settle(cluster);
+  check_nodes(cluster, ledger, cluster.size());
 }
 
 }  // namespace
@@ -182,19 +191,9 @@ TEST(Membership, GrowsToFiveAndShrinksBackUnderLoad) {
   }
   callers.stop_all();
   // Compare the three remaining members.
+  settle(cluster);
   auto l = cluster.leader();
   ASSERT_TRUE(l);
-  ASSERT_THAT(cluster.app(*l).send(bank::GetAccount{.account = 1}, {.consistency = catga::Consistency::linearizable}), IsOk());
-  ASSERT_TRUE(cluster.wait_applied(cluster.app(*l).status().commit_index));
   EXPECT_EQ(voters(*l), 3);
-  for (std::size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(cluster.digest(i), cluster.digest(*l));
-    auto& state = cluster.app(i).mediator().state();
-    std::shared_lock lock(state.mutex());
-    std::map<std::string, int> opened;
-    for (const auto& line : static_cast<catga::detail::StateCell<bank::State>&>(state).value.journal)
-      if (line.rfind("open ", 0) == 0) opened[line.substr(5)]++;
-    for (const auto& [owner, n] : opened) EXPECT_EQ(n, 1) << owner;
-    for (const auto& owner : ledger.acknowledged) EXPECT_EQ(opened.count(owner), 1u) << "lost " << owner;
-  }
+  check_nodes(cluster, ledger, 3);
 }
