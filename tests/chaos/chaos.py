@@ -46,6 +46,9 @@ PARTITIONS = {"partition_leader", "partition_follower", "partition_oneway", "spl
 # leader (InstallSnapshot carries the leader's view of the member addresses,
 # which the per-node address lists of the proxy network cannot survive).
 KINDS_DIRECT = ["kill_long"]
+# Optional (--long-pauses): SIGSTOP beyond the 10 s request timeout, so that
+# commands in flight on the paused node reach their deadline (504 territory).
+KINDS_LONG_PAUSE = ["pause_long_leader", "pause_long_follower"]
 
 
 def log(msg):
@@ -54,7 +57,8 @@ def log(msg):
 
 # ============================================================== schedule
 
-def make_schedule(seed, seconds, nodes, election_ms, network="proxy", long_kills=False, warmup=3.0):
+def make_schedule(seed, seconds, nodes, election_ms, network="proxy", long_kills=False, long_pauses=False,
+                  warmup=3.0):
     """The fault schedule: a pure function of (seed, seconds, nodes, election timeout, network).
     Kinds come in shuffled rounds, so a short run still sees each kind once."""
     rng = random.Random(f"schedule-{seed}")
@@ -63,6 +67,8 @@ def make_schedule(seed, seconds, nodes, election_ms, network="proxy", long_kills
         kinds = [k for k in kinds if k not in PARTITIONS]
     if network == "direct" or long_kills:
         kinds = kinds + KINDS_DIRECT
+    if long_pauses:
+        kinds = kinds + KINDS_LONG_PAUSE
     e = election_ms / 1000.0
     schedule, bag, t = [], [], warmup
     while True:
@@ -74,6 +80,8 @@ def make_schedule(seed, seconds, nodes, election_ms, network="proxy", long_kills
             duration = rng.uniform(25.0, 40.0)
         elif kind.startswith("kill"):
             duration = rng.uniform(0.5, 3.0)                 # down time before the restart
+        elif kind.startswith("pause_long"):
+            duration = rng.uniform(10.5, 14.0)
         elif kind.startswith("pause"):
             duration = rng.uniform(2.0, 6.0) * e             # SIGSTOP longer than an election timeout
         elif kind == "restart_cluster":
@@ -468,8 +476,8 @@ class Nemesis(threading.Thread):
             nodes[t].start()
             self.event(f"restarted node {t}")
             record["nodes"] = [t]
-        elif kind in ("pause_leader", "pause_follower"):
-            t, who = self.target("leader" if kind == "pause_leader" else "follower", pick)
+        elif kind.startswith("pause"):
+            t, who = self.target("leader" if "leader" in kind else "follower", pick)
             self.event(f"SIGSTOP {who} for {d:.2f}s", kind=kind, node=t)
             nodes[t].pause()
             self.sleep(d)
@@ -717,6 +725,8 @@ def main(argv=None):
                          "--cluster list for every node, no partitions, but long kills that need InstallSnapshot")
     ap.add_argument("--long-kills", action="store_true",
                     help="also kill followers for 25-40 s with the proxy network (shows its InstallSnapshot limitation)")
+    ap.add_argument("--long-pauses", action="store_true",
+                    help="also SIGSTOP the leader or a follower for 10.5-14 s, beyond the 10 s request timeout")
     ap.add_argument("--no-faults", action="store_true", help="run the workload without a nemesis (a baseline)")
     ap.add_argument("--no-self-test", action="store_true",
                     help="skip re-checking mutated copies of the history (lost, duplicate, stale read, failed-applied)")
@@ -728,7 +738,8 @@ def main(argv=None):
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1 << 31)
     schedule = [] if args.no_faults else make_schedule(seed, args.seconds, args.nodes, args.election_timeout_ms,
-                                                       args.network, args.long_kills)
+                                                       args.network, args.long_kills,
+                                                       args.long_pauses)
     if args.print_schedule:
         print(format_schedule(schedule))
         return 0
