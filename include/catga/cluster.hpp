@@ -113,6 +113,8 @@ struct NodeStatus {
   std::uint64_t commit_index = 0;
   std::uint64_t applied_index = 0;
   std::uint64_t last_snapshot_index = 0;
+  // Follower: time since it last heard from the leader (empty elsewhere).
+  std::optional<std::chrono::milliseconds> leader_last_contact;
   // Leader only: true once a barrier of its own term has committed, i.e. it has
   // applied everything earlier leaders committed and can serve.
   bool ready = false;

@@ -637,6 +637,12 @@ void catga_raft_get_info(catga_raft *h, struct catga_raft_info *info) {
   info->applied_index = raft_last_applied(r);
   info->last_index = raft_last_index(r);
   info->snapshot_index = r->trail.snapshot.index;
+  /* A follower restarts its election timer whenever it hears from the leader. */
+  info->leader_contact_ms = UINT64_MAX;
+  if (raft_state(r) == RAFT_FOLLOWER && leader_id != 0) {
+    raft_time now = r->io->time(r->io);
+    info->leader_contact_ms = now >= r->election_timer_start ? now - r->election_timer_start : 0;
+  }
   info->config_committed_index = r->configuration_committed_index;
   info->config_uncommitted_index = r->configuration_uncommitted_index;
 }

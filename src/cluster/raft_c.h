@@ -161,6 +161,7 @@ struct catga_raft_info {
   uint64_t applied_index;
   uint64_t last_index;
   uint64_t snapshot_index;
+  uint64_t leader_contact_ms; /* follower: ms since the leader was last heard; UINT64_MAX otherwise */
   uint64_t config_committed_index;   /* with the next: changes whenever */
   uint64_t config_uncommitted_index; /* the configuration changes */
 };

@@ -533,6 +533,10 @@ void RaftNode::observe() {
     status_.commit_index = info.commit_index;
     status_.applied_index = info.applied_index;
     status_.last_snapshot_index = info.snapshot_index;
+    status_.leader_last_contact =
+        info.leader_contact_ms == UINT64_MAX
+            ? std::nullopt
+            : std::optional<std::chrono::milliseconds>(std::chrono::milliseconds(info.leader_contact_ms));
     status_.ready = ready_ && role == NodeRole::leader && !failed_;
     if (config_changed || role_changed) {
       status_.members.clear();

@@ -96,6 +96,9 @@ json status_json(const NodeStatus& s, bool replicated) {
           {"commit_index", s.commit_index},
           {"applied_index", s.applied_index},
           {"last_snapshot_index", s.last_snapshot_index},
+          {"leader_last_contact_ms", s.leader_last_contact ? json(s.leader_last_contact->count()) : json(nullptr)},
+          {"can_serve_writes", s.failure.empty() && leader_known(s)},
+          {"can_serve_linearizable_reads", s.failure.empty() && (s.role == NodeRole::leader ? s.ready : leader_known(s))},
           {"ready", s.ready},
           {"members", std::move(members)},
           {"failure", s.failure}};

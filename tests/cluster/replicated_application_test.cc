@@ -147,6 +147,10 @@ TEST(ReplicatedApplication, CommandsSentOnAFollowerAreForwardedToTheLeader) {
   EXPECT_THAT(app.send(bank::Deposit{.account = acc->id, .amount = 2}), IsOkAndHolds(3));
   // Handler errors come back unchanged.
   EXPECT_THAT(app.send(bank::Deposit{.account = 999, .amount = 2}), HasError(Code::not_found, HasSubstr("999")));
+  // A follower knows how recently it heard from the leader; the leader does not report it.
+  ASSERT_TRUE(app.status().leader_last_contact.has_value());
+  EXPECT_LT(*app.status().leader_last_contact, std::chrono::seconds(30));
+  EXPECT_FALSE(cluster.app(*leader).status().leader_last_contact.has_value());
   // Counted: forwarded by the follower, packed into entries by the leader.
   EXPECT_GE(app.status().counters.commands_forwarded, 3u);
   auto leader_counters = cluster.app(*leader).status().counters;

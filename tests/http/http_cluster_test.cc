@@ -132,6 +132,9 @@ TEST(HttpClusterTest, FollowersForwardCommandsAndServeReadYourWrites) {
   EXPECT_EQ(health["leader"]["known"], true);
   EXPECT_EQ(health["leader"]["id"], *leader + 1);
   EXPECT_EQ(health["members"].size(), 3u);
+  EXPECT_TRUE(health["leader_last_contact_ms"].is_number()) << health.dump();
+  EXPECT_EQ(health["can_serve_writes"], true);
+  EXPECT_EQ(health["can_serve_linearizable_reads"], true);
 
   // The request's deadline is the query's: an index this node will not reach in time.
   auto late = c.get("/accounts/1?min_index=1000000000");
