@@ -110,6 +110,7 @@ class Cluster:
     def __init__(self, binary, n, root, election_ms, heartbeat_ms, log_level, network="proxy"):
         self.root = root
         self.reaper = Reaper()
+        self.reaper.watch_dir(root)
         ids = list(range(1, n + 1))
         self.real = {i: free_pair() for i in ids}
         # direct: every node gets the same --cluster list, no proxy (no partitions).
@@ -171,6 +172,7 @@ class Cluster:
             except Exception:  # noqa: BLE001 - keep stopping the others
                 n.kill()
         self.net.close()
+        self.reaper.unwatch_dir(self.root)  # the driver removes it (after keeping what a failure needs)
         self.reaper.close()
 
 
@@ -762,6 +764,7 @@ def main(argv=None):
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # also when started with SIGINT ignored (a background job)
 
     def watchdog():
         if not finished.wait(wall_limit):

@@ -32,11 +32,19 @@ _REAPER = r"""
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-pids = set()
+import shutil, time
+pids, dirs = set(), set()
 for line in sys.stdin:
     try:
-        op, pid = line.split()
-        (pids.add if op == "+" else pids.discard)(int(pid))
+        op, arg = line.rstrip("\n").split(" ", 1)
+        if op == "+":
+            pids.add(int(arg))
+        elif op == "-":
+            pids.discard(int(arg))
+        elif op == "d":
+            dirs.add(arg)
+        elif op == "u":
+            dirs.discard(arg)
     except ValueError:
         pass
 for pid in pids:
@@ -45,6 +53,10 @@ for pid in pids:
             os.kill(pid, sig)
         except OSError:
             pass
+if dirs:
+    time.sleep(0.5)  # let the killed nodes go before removing their data
+for d in dirs:
+    shutil.rmtree(d, ignore_errors=True)
 """
 
 
@@ -64,6 +76,13 @@ class Reaper:
                 self.proc.stdin.flush()
             except (OSError, ValueError):
                 pass
+
+    def watch_dir(self, path):
+        """Removed by the reaper if the driver dies without unwatching it."""
+        self._send(f"d {path}")
+
+    def unwatch_dir(self, path):
+        self._send(f"u {path}")
 
     def add(self, pid):
         self._send(f"+ {pid}")
