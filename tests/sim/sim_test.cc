@@ -696,7 +696,7 @@ TEST(Simulation, FiveNodes) { run_seeds(5, 1000); }
 // fault on the leader), libraft's logDiscard has already freed the buffer and
 // catga_raft_apply frees it again. Expected to die until fixed; then this
 // test fails: delete it and set kDiskFaultsDefault = true.
-TEST(SimulationKnownBugs, DiskFaultOnLeaderDoubleFreesTheEntry) {
+TEST(SimulationKnownBugs, DiskFaultOnLeaderCrashesInsideLibraft) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
       {
@@ -710,8 +710,8 @@ TEST(SimulationKnownBugs, DiskFaultOnLeaderDoubleFreesTheEntry) {
         (void)sim.run(stats);
       },
       "")
-      << "seed 0 with disk faults no longer crashes: the raft_c.c double free is fixed — delete this test and "
-         "turn disk faults on by default (kDiskFaultsDefault)";
+      << "seed 0 with disk faults no longer crashes: the libraft null dereference in raft_fixture_step after a "
+         "failed raft_apply is gone — delete this test and turn disk faults on by default (kDiskFaultsDefault)";
 }
 
 // Replays one seed and prints its schedule: CATGA_SIM_SEED=<seed> CATGA_SIM_NODES=<n>.
