@@ -820,6 +820,10 @@ def main(argv=None):
                 problems.append(checker.anomaly(
                     "crash", f"node {n.id} exited on its own {len(n.crashes)} time(s) (statuses "
                              f"{sorted({c for c, _ in n.crashes})}): {exit_reason(n)}", log=n.log_tail(60)))
+        bad = [op for op in recorder.ops if str(op.get("error") or "").startswith("unexpected body")]
+        for op in bad[:10]:
+            problems.append(checker.anomaly("bad-response", f"a 2xx answer with an unexpected body: "
+                                                            f"{checker.describe(op)}: {op['error']}"))
         log("waiting until every node applied everything committed")
         quiesce(cluster, problems)
         finals, missing = read_finals(cluster)
