@@ -29,7 +29,7 @@ class Node:
     def start(self):
         self.proc = subprocess.Popen([self.binary, "--id", str(self.id), "--data-dir", self.dir,
                                       "--http", f"127.0.0.1:{self.http_port}", "--cluster", self.cluster,
-                                      "--election-timeout-ms", "300", "--heartbeat-ms", "50", "--log-level", "warn"],
+                                      "--election-timeout-ms", "150", "--heartbeat-ms", "50", "--log-level", "warn"],
                                      stdout=self.log, stderr=self.log)
     def alive(self): return self.proc is not None and self.proc.poll() is None
     def kill(self):
