@@ -54,10 +54,11 @@ namespace {
 Error not_replicated() {
   return Error{Code::failed_precondition, "membership needs a clustered application (this one is in memory)"};
 }
-template <class Call>
-Result<void> wait_for(Call&& call) {
-  detail::Waiter<Result<void>> waiter;
-  call([&waiter](Result<void> r) { waiter.set(std::move(r)); });
+// Runs a callback-style call and blocks until its completion delivers an R.
+template <class R, class Call>
+R wait_for(Call&& call) {
+  detail::Waiter<R> waiter;
+  call([&waiter](R r) { waiter.set(std::move(r)); });
   return waiter.wait();
 }
 }  // namespace
@@ -83,21 +84,19 @@ void Application::take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done
   replicator_->take_snapshot(std::move(done));
 }
 Result<std::uint64_t> Application::take_snapshot() {
-  detail::Waiter<Result<std::uint64_t>> waiter;
-  take_snapshot([&waiter](Result<std::uint64_t> r) { waiter.set(std::move(r)); });
-  return waiter.wait();
+  return wait_for<Result<std::uint64_t>>([&](auto done) { take_snapshot(std::move(done)); });
 }
 Result<void> Application::add_member(Member member) {
-  return wait_for([&](auto done) { add_member(std::move(member), std::move(done)); });
+  return wait_for<Result<void>>([&](auto done) { add_member(std::move(member), std::move(done)); });
 }
 Result<void> Application::assign_role(std::uint64_t id, MemberRole role) {
-  return wait_for([&](auto done) { assign_role(id, role, std::move(done)); });
+  return wait_for<Result<void>>([&](auto done) { assign_role(id, role, std::move(done)); });
 }
 Result<void> Application::remove_member(std::uint64_t id) {
-  return wait_for([&](auto done) { remove_member(id, std::move(done)); });
+  return wait_for<Result<void>>([&](auto done) { remove_member(id, std::move(done)); });
 }
 Result<void> Application::transfer_leadership(std::uint64_t to) {
-  return wait_for([&](auto done) { transfer_leadership(to, std::move(done)); });
+  return wait_for<Result<void>>([&](auto done) { transfer_leadership(to, std::move(done)); });
 }
 
 namespace detail {

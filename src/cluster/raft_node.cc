@@ -409,6 +409,11 @@ NodeStatus RaftNode::status() const {
   return status_;
 }
 
+std::uint64_t RaftNode::applied_index() const {
+  std::lock_guard lock(status_mu_);
+  return status_.applied_index;
+}
+
 void RaftNode::add_member(Member member, VoidCompletion done) {
   auto op = std::make_unique<ChangeOp>();
   op->kind = ChangeOp::add;

@@ -131,6 +131,8 @@ class RaftNode {
 
   // A copy refreshed on the loop thread.
   NodeStatus status() const;
+  // status().applied_index without copying the rest (polled by reads that wait).
+  std::uint64_t applied_index() const;
 
   // Leader only: makes this node take a snapshot now (libraft has no call for
   // it: the threshold drops to 1 for one barrier). Completes once the snapshot

@@ -80,9 +80,8 @@ class ReplicatedNode final : public Replicator {
       left.swap(outstanding_);
     }
     for (auto& [id, o] : left) {
-      const bool unknown = o.maybe_applied || o.in_flight > 0;
-      o.done(unknown ? Error{Code::deadline_exceeded, "node stopped; outcome unknown"}
-                     : Error{Code::unavailable, "node stopped"},
+      o.done(o.outcome_unknown() ? Error{Code::deadline_exceeded, "node stopped; outcome unknown"}
+                                 : Error{Code::unavailable, "node stopped"},
              0);
     }
     for (auto& [index, waiter] : waiters_) waiter.done(Error{Code::unavailable, "node stopped"});
@@ -223,6 +222,9 @@ class ReplicatedNode final : public Replicator {
     unsigned in_flight = 0;       // attempts sent and not answered
     unsigned attempts = 0;
     bool maybe_applied = false;   // some attempt may have reached a leader's log
+
+    // Given up now, could it still have applied?
+    bool outcome_unknown() const { return maybe_applied || in_flight > 0; }
   };
   struct Waiter {
     Clock::time_point deadline;
@@ -343,18 +345,17 @@ class ReplicatedNode final : public Replicator {
     peer_->after(backoff, [this, id] { attempt(id); });
   }
 
-  // Completes `id` with the error its history calls for.
-  void expire(std::uint64_t id, bool even_before_deadline) {
+  // Completes `id`, if its deadline passed, with the error its history calls for.
+  void expire(std::uint64_t id) {
     Outstanding o;
     {
       std::lock_guard lock(out_mu_);
       auto it = outstanding_.find(id);
-      if (it == outstanding_.end()) return;
-      if (!even_before_deadline && Clock::now() < it->second.deadline) return;
+      if (it == outstanding_.end() || Clock::now() < it->second.deadline) return;
       o = std::move(it->second);
       outstanding_.erase(it);
     }
-    const bool unknown = o.maybe_applied || o.in_flight > 0;
+    const bool unknown = o.outcome_unknown();
     finish(std::move(o), unknown ? internal::peer::Outcome{Code::deadline_exceeded,
                                                            "deadline passed before an answer came; outcome unknown", 0}
                                  : internal::peer::Outcome{Code::unavailable, "no leader accepted the command before the deadline", 0});
@@ -370,7 +371,7 @@ class ReplicatedNode final : public Replicator {
         for (const auto& [id, o] : outstanding_)
           if (now >= o.deadline) expired.push_back(id);
       }
-      for (auto id : expired) expire(id, false);
+      for (auto id : expired) expire(id);
       node_->post([this, now] { expire_waiters(now); });
       schedule_sweep();
     });
@@ -388,7 +389,7 @@ class ReplicatedNode final : public Replicator {
   // ---- read waiters (loop thread) ----
 
   void wait_applied(std::uint64_t index, Clock::time_point deadline, UniqueFunction<void(Result<void>)> done) {
-    if (index <= node_->status().applied_index) return done({});
+    if (index <= node_->applied_index()) return done({});
     waiters_.emplace(index, Waiter{deadline, std::move(done)});
     if (!armed_) {
       armed_ = true;
@@ -399,7 +400,7 @@ class ReplicatedNode final : public Replicator {
   // Re-checks waiters after the loop has applied more (posted work runs after
   // the current batch of applies).
   void poll_waiters() {
-    const auto applied = node_->status().applied_index;
+    const auto applied = node_->applied_index();
     while (!waiters_.empty() && waiters_.begin()->first <= applied) {
       auto w = std::move(waiters_.begin()->second);
       waiters_.erase(waiters_.begin());

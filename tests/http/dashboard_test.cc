@@ -346,7 +346,7 @@ class DashboardDurableNodeTest : public ::testing::Test {
     ASSERT_TRUE(app) << app.error();
     app_ = std::move(*app);
     server_ = serve_dashboard(*app_);
-    ASSERT_TRUE(testsupport::wait_for([&] { return HttpClient(server_->port()).get("/health/ready").status == 200; }));
+    ASSERT_TRUE(wait_ready(server_->port()));
   }
   void TearDown() override {
     server_.reset();
@@ -415,7 +415,7 @@ TEST_F(DashboardBrowserTest, RendersASingleDurableNode) {
   ASSERT_TRUE(app) << app.error();
   auto server = serve_dashboard(**app);
   const std::uint16_t port = server->port();
-  ASSERT_TRUE(testsupport::wait_for([&] { return HttpClient(port).get("/health/ready").status == 200; }));
+  ASSERT_TRUE(wait_ready(port));
   ASSERT_NO_FATAL_FAILURE(build_throughput_history(port, {4, 9}));
   const NodeStatus s = (*app)->status();  // idle from here on
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/";

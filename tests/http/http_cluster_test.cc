@@ -20,10 +20,6 @@ std::unique_ptr<http::Server> serve(Application& app, http::ServerOptions option
   return server;
 }
 
-bool wait_ready(std::uint16_t port) {
-  return testsupport::wait_for([&] { return HttpClient(port).get("/health/ready").status == 200; });
-}
-
 std::uint64_t index_of(const HttpResponse& response) {
   auto header = response.header("X-Catga-Index");
   return header ? std::stoull(*header) : 0;

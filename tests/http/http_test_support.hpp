@@ -12,6 +12,7 @@
 #include "catga/metrics.hpp"
 #include "http/http_client.hpp"
 #include "support/bank.hpp"
+#include "support/cluster.hpp"
 
 namespace catga::testing {
 
@@ -31,6 +32,11 @@ inline catga::Result<void> fail_with(bank::State&, const FailWith& c) {
 
 inline catga::ApplicationBuilder<bank::State>& register_test_handlers(catga::ApplicationBuilder<bank::State>& b) {
   return bank::register_handlers(b).command<FailWith>(fail_with);
+}
+
+// Waits (bounded) until the server on `port` answers /health/ready with 200.
+inline bool wait_ready(std::uint16_t port) {
+  return testsupport::wait_for([&] { return HttpClient(port).get("/health/ready").status == 200; });
 }
 
 // The typed routes the tests exercise.
