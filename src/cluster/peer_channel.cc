@@ -131,26 +131,24 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     batch->outcomes.resize(message.records.size());
     batch->remaining = message.records.size();
     auto self = shared_from_this();
-    for (std::size_t i = 0; i < message.records.size(); ++i) {
-      handler_.forward(std::move(message.records[i]), [self, batch, i](peer::Outcome outcome) {
-        bool last;
-        {
-          std::lock_guard lock(batch->mu);
-          batch->outcomes[i] = std::move(outcome);
-          last = --batch->remaining == 0;
-        }
-        if (!last) return;
-        asio::post(self->socket_.get_executor(), [self, batch] {
-          std::string out;
-          peer::Message reply;
-          reply.type = peer::Type::forwarded;
-          reply.id = batch->id;
-          reply.outcomes = std::move(batch->outcomes);
-          peer::append_message(out, reply);
-          self->send(std::move(out));
-        });
+    handler_.forward(std::move(message.records), [self, batch](std::size_t i, peer::Outcome outcome) {
+      bool last;
+      {
+        std::lock_guard lock(batch->mu);
+        batch->outcomes[i] = std::move(outcome);
+        last = --batch->remaining == 0;
+      }
+      if (!last) return;
+      asio::post(self->socket_.get_executor(), [self, batch] {
+        std::string out;
+        peer::Message reply;
+        reply.type = peer::Type::forwarded;
+        reply.id = batch->id;
+        reply.outcomes = std::move(batch->outcomes);
+        peer::append_message(out, reply);
+        self->send(std::move(out));
       });
-    }
+    });
   }
 
   void handle_read(std::uint64_t id) {
@@ -235,7 +233,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     queued_records_.push_back(std::move(record));
     queued_done_.push_back(std::move(done));
     if (state_ == State::idle) connect();
-    else if (state_ == State::ready && !writing_) flush();
+    else if (state_ == State::ready && !writing_) flush_soon();
   }
   void read_index(PeerChannel::IndexDone done) {
     queued_reads_.push_back(std::move(done));
@@ -318,6 +316,18 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     });
   }
 
+  // Flushes after the handlers already queued on the I/O thread ran: records
+  // forwarded by one burst of completions (callers answered together send
+  // their next commands together) travel in one frame and one log entry.
+  void flush_soon() {
+    if (flush_posted_) return;
+    flush_posted_ = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->flush_posted_ = false;
+      self->flush();
+    });
+  }
+
   void flush() {
     if (state_ != State::ready || writing_) return;
     std::string out;
@@ -358,6 +368,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   std::function<void(const std::string&)> on_dead_;
   State state_ = State::idle;
   bool writing_ = false;
+  bool flush_posted_ = false;
   std::uint64_t next_id_ = 0;
   std::string out_;
   std::vector<std::string> queued_records_;

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cluster/peer_protocol.hpp"
 #include "catga/detail/unique_function.hpp"
@@ -28,9 +29,14 @@ class PeerChannel {
   using OutcomeDone = detail::UniqueFunction<void(peer::Outcome)>;
   using IndexDone = detail::UniqueFunction<void(Result<std::uint64_t>)>;
 
+  // Completes record `i` of a forwarded frame; called once per record, from
+  // any thread.
+  using RecordDone = std::function<void(std::size_t i, peer::Outcome)>;
+
   // What the server side asks of the local node.
   struct Handler {
-    std::function<void(std::string record, OutcomeDone done)> forward;
+    // Every record of one forwarded frame at once, so they can share a log entry.
+    std::function<void(std::vector<std::string> records, RecordDone done)> forward;
     std::function<void(IndexDone done)> read_index;
   };
 

@@ -32,7 +32,7 @@ void pack_bin(Packer& p, std::string_view s) {
 
 Error bad(const std::string& what) { return Error{Code::invalid_argument, "peer protocol: " + what}; }
 
-Result<const msgpack::object*> unpack_array(std::string_view body, std::size_t min_size, msgpack::object_handle& handle,
+Result<const msgpack::object*> unpack_array(std::string_view body, std::size_t min_size, detail::Unpacked& handle,
                                             std::size_t max_records = 16) {
   DecodeLimits limits{.max_bytes = body.size(), .max_array = std::max<std::size_t>(max_records, 16), .max_map = 0,
                       .max_str = 4096, .max_bin = body.size(), .max_depth = 4};
@@ -129,7 +129,7 @@ Result<std::size_t> body_length(std::string_view header, std::size_t max_body) {
 }
 
 Result<Hello> decode_hello(std::string_view body) {
-  msgpack::object_handle handle;
+  detail::Unpacked handle;
   auto f = unpack_array(body, 5, handle);
   if (!f) return f.error();
   const msgpack::object* a = *f;
@@ -139,7 +139,7 @@ Result<Hello> decode_hello(std::string_view body) {
 }
 
 Result<Welcome> decode_welcome(std::string_view body) {
-  msgpack::object_handle handle;
+  detail::Unpacked handle;
   auto f = unpack_array(body, 2, handle);
   if (!f) return f.error();
   const msgpack::object* a = *f;
@@ -152,7 +152,7 @@ Result<Welcome> decode_welcome(std::string_view body) {
 }
 
 Result<Message> decode_message(std::string_view body, std::size_t max_records) {
-  msgpack::object_handle handle;
+  detail::Unpacked handle;
   auto f = unpack_array(body, 2, handle, max_records);
   if (!f) return f.error();
   const msgpack::object* a = *f;

@@ -344,6 +344,22 @@ void RaftNode::propose(std::string record, Completion done) {
   done(node_stopped());
 }
 
+void RaftNode::propose(std::vector<Proposal> proposals) {
+  {
+    std::lock_guard lock(inbound_mu_);
+    if (!loop_gone_) {
+      if (inbound_proposals_.empty()) {
+        inbound_proposals_.swap(proposals);
+      } else {
+        for (auto& p : proposals) inbound_proposals_.push_back(std::move(p));
+      }
+      wake_locked();
+      return;
+    }
+  }
+  for (auto& p : proposals) p.done(node_stopped());
+}
+
 void RaftNode::barrier(IndexCompletion done) {
   {
     std::lock_guard lock(inbound_mu_);

@@ -120,9 +120,17 @@ class RaftNode {
   RaftNode(const RaftNode&) = delete;
   RaftNode& operator=(const RaftNode&) = delete;
 
+  struct Proposal {
+    std::string record;
+    Completion done;
+  };
+
   // Queues `record`; `done` runs on the loop thread exactly once (see the
   // error list above).
   void propose(std::string record, Completion done);
+  // Queues every proposal at once (one wake-up of the loop), so records that
+  // arrive together — a forwarded frame — share one log entry.
+  void propose(std::vector<Proposal> proposals);
 
   // Completes with an index up to which this leader has confirmed commit (one
   // raft barrier serves every caller queued before it was issued).
@@ -170,10 +178,6 @@ class RaftNode {
   struct InFlight;
   struct BarrierBatch;
   struct ChangeOp;
-  struct Proposal {
-    std::string record;
-    Completion done;
-  };
 
   RaftNode(const ClusterOptions& options, RecordStateMachine& machine, RaftNodeCallbacks callbacks);
 

@@ -110,14 +110,21 @@ class ReplicatedNode final : public Replicator {
     // deadlines).
     single_ = options.members.size() == 1;
     PeerChannel::Handler handler;
-    handler.forward = [this](std::string record, PeerChannel::OutcomeDone done) {
-      // Only well-formed envelopes reach the log.
-      if (auto envelope = internal::decode_envelope(record); !envelope) {
-        return done({Code::invalid_argument, "forwarded record refused: " + envelope.error().message(), 0});
+    handler.forward = [this](std::vector<std::string> records, PeerChannel::RecordDone done) {
+      auto shared = std::make_shared<PeerChannel::RecordDone>(std::move(done));
+      std::vector<RaftNode::Proposal> proposals;
+      proposals.reserve(records.size());
+      for (std::size_t i = 0; i < records.size(); ++i) {
+        // Only well-formed envelopes reach the log.
+        if (auto envelope = internal::decode_envelope(records[i]); !envelope) {
+          (*shared)(i, {Code::invalid_argument, "forwarded record refused: " + envelope.error().message(), 0});
+          continue;
+        }
+        proposals.push_back({std::move(records[i]), [shared, i](Result<internal::Applied> r) {
+                               (*shared)(i, outcome_of(std::move(r)));
+                             }});
       }
-      node_->propose(std::move(record), [done = std::move(done)](Result<internal::Applied> r) mutable {
-        done(outcome_of(std::move(r)));
-      });
+      if (!proposals.empty()) node_->propose(std::move(proposals));
     };
     handler.read_index = [this](PeerChannel::IndexDone done) { node_->barrier(std::move(done)); };
     auto peer = PeerChannel::start({.listen_address = single_ ? std::string() : peer_addresses_[self.id],

@@ -75,7 +75,7 @@ std::string ReplicatedStateMachine::snapshot() {
 }
 
 Result<void> ReplicatedStateMachine::restore(std::string_view bytes) {
-  msgpack::object_handle handle;
+  detail::Unpacked handle;
   DecodeLimits limits{.max_bytes = SIZE_MAX, .max_array = 8, .max_map = 0, .max_str = 0, .max_bin = SIZE_MAX, .max_depth = 2};
   if (auto r = detail::unpack_one(bytes, limits, handle); !r) return Error{Code::data_loss, "snapshot: " + r.error().message()};
   const msgpack::object& o = handle.get();
@@ -98,7 +98,7 @@ Result<void> ReplicatedStateMachine::restore(std::string_view bytes) {
 }
 
 bool ReplicatedStateMachine::is_session_expired(std::string_view encoded) {
-  msgpack::object_handle handle;
+  detail::Unpacked handle;
   Code code{};
   const msgpack::object* body = nullptr;
   if (!detail::decode_result_head(encoded, handle, code, body) || code != Code::deadline_exceeded) return false;

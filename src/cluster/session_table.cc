@@ -133,7 +133,7 @@ std::string SessionTable::encode() const {
 }
 
 Result<void> SessionTable::decode(std::string_view bytes) {
-  msgpack::object_handle handle;
+  detail::Unpacked handle;
   DecodeLimits limits{.max_bytes = SIZE_MAX, .max_array = SIZE_MAX, .max_map = 0, .max_str = SIZE_MAX,
                       .max_bin = SIZE_MAX, .max_depth = 8};
   if (auto r = detail::unpack_one(bytes, limits, handle); !r) return Error{Code::data_loss, "session table: " + r.error().message()};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 namespace catga::detail {
 namespace {
@@ -9,9 +10,49 @@ namespace {
 bool reference_input(msgpack::type::object_type type, std::size_t, void*) {
   return type == msgpack::type::STR || type == msgpack::type::BIN || type == msgpack::type::EXT;
 }
+// Zones kept for reuse by this thread (a decode inside a handler that runs
+// inside another decode borrows a second one).
+class ZonePool {
+ public:
+  ~ZonePool() {
+    for (auto* z : free_) delete z;
+  }
+  msgpack::zone* take() {
+    if (free_.empty()) return new msgpack::zone;
+    auto* z = free_.back();
+    free_.pop_back();
+    return z;
+  }
+  void give(msgpack::zone* z) {
+    if (free_.size() >= kKeep) {
+      delete z;
+      return;
+    }
+    z->clear();  // keeps one chunk, frees the rest
+    free_.push_back(z);
+  }
+
+ private:
+  static constexpr std::size_t kKeep = 4;
+  std::vector<msgpack::zone*> free_;
+};
+
+ZonePool& zone_pool() {
+  thread_local ZonePool pool;
+  return pool;
+}
 }  // namespace
 
-Result<void> unpack_one(std::string_view bytes, const DecodeLimits& limits, msgpack::object_handle& handle) {
+Unpacked::~Unpacked() {
+  if (zone_ != nullptr) zone_pool().give(zone_);
+}
+
+msgpack::zone& Unpacked::zone() {
+  if (zone_ == nullptr) zone_ = zone_pool().take();
+  return *zone_;
+}
+
+Result<void> unpack_one(std::string_view bytes, const DecodeLimits& limits, Unpacked& out) {
   if (bytes.empty()) return Error{Code::invalid_argument, "msgpack: empty input"};
   if (bytes.size() > limits.max_bytes) {
     return Error{Code::invalid_argument, "msgpack: input of " + std::to_string(bytes.size()) +
@@ -24,7 +65,9 @@ Result<void> unpack_one(std::string_view bytes, const DecodeLimits& limits, msgp
                               limits.max_str, limits.max_bin, 0xffffffff, limits.max_depth);
   std::size_t offset = 0;
   try {
-    handle = msgpack::unpack(bytes.data(), bytes.size(), offset, reference_input, nullptr, limit);
+    msgpack::zone& zone = out.zone();
+    zone.clear();  // `out` may be reused
+    out.object_ = msgpack::unpack(zone, bytes.data(), bytes.size(), offset, reference_input, nullptr, limit);
   } catch (const msgpack::insufficient_bytes&) {
     return Error{Code::invalid_argument, "msgpack: truncated input"};
   } catch (const msgpack::depth_size_overflow&) {

@@ -29,7 +29,7 @@ Result<EnvelopeView> decode_envelope(std::string_view bytes, std::size_t max_byt
   // An envelope is flat: an 8-element array of scalars, so tight limits are safe.
   DecodeLimits limits{.max_bytes = max_bytes, .max_array = 16, .max_map = 0, .max_str = kMaxWireName,
                       .max_bin = max_bytes, .max_depth = 2};
-  msgpack::object_handle handle;
+  detail::Unpacked handle;
   if (auto r = detail::unpack_one(bytes, limits, handle); !r) return bad(r.error().message());
   const msgpack::object& o = handle.get();
   if (o.type != msgpack::type::ARRAY || o.via.array.size < 8) return bad("not an envelope");

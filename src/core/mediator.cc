@@ -32,7 +32,7 @@ std::string StateBase::snapshot() const {
 }
 
 Result<void> StateBase::restore(std::string_view bytes) {
-  msgpack::object_handle handle;
+  detail::Unpacked handle;
   if (auto r = unpack_one(bytes, DecodeLimits{.max_bytes = SIZE_MAX, .max_str = SIZE_MAX, .max_bin = SIZE_MAX}, handle);
       !r) {
     return Error{Code::data_loss, "state snapshot: " + r.error().message()};
@@ -58,7 +58,7 @@ Result<void> StateBase::restore(std::string_view bytes) {
 
 void encode_error_result(std::string& out, const Error& error) { encode_result(out, Result<void>(error)); }
 
-Result<void> decode_result_head(std::string_view bytes, msgpack::object_handle& handle, Code& code,
+Result<void> decode_result_head(std::string_view bytes, detail::Unpacked& handle, Code& code,
                                 const msgpack::object*& body) {
   if (auto r = unpack_one(bytes, DecodeLimits{}, handle); !r) return Error{Code::internal, "result: " + r.error().message()};
   const msgpack::object& o = handle.get();

@@ -135,7 +135,7 @@ Result<void> msgpack_object_to_json(const msgpack::object& value, std::string& o
 }
 
 Result<void> msgpack_to_json(std::string_view msgpack_value, std::string& out) {
-  msgpack::object_handle handle;
+  catga::detail::Unpacked handle;
   if (auto unpacked = catga::detail::unpack_one(msgpack_value, DecodeLimits{}, handle); !unpacked) {
     return unpacked.error();
   }

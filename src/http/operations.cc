@@ -126,7 +126,7 @@ void reply_encoded(Responder& responder, const Result<std::string>& encoded, std
     const int status = encoded.error().code() == Code::unimplemented ? 404 : 0;
     return responder.error(encoded.error(), std::move(headers), status);
   }
-  msgpack::object_handle handle;
+  catga::detail::Unpacked handle;
   Code code{};
   const msgpack::object* body = nullptr;
   if (auto head = catga::detail::decode_result_head(*encoded, handle, code, body); !head) {
