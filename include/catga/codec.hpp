@@ -72,6 +72,7 @@ void encode_to(std::string& out, const T& value);
 template <class T>
 std::string encode(const T& value) {
   std::string out;
+  out.reserve(128);  // most messages fit: one allocation instead of a chain of regrowths
   encode_to(out, value);
   return out;
 }
@@ -88,9 +89,27 @@ struct StringSink {
   void write(const char* data, std::size_t size) { out->append(data, size); }
 };
 
+// One decoded msgpack object and the zone holding its arrays and maps. The
+// zone is borrowed from a small per-thread pool and handed back (cleared) on
+// destruction, so decoding on a busy thread does not allocate a zone each time.
+class Unpacked {
+ public:
+  Unpacked() = default;
+  ~Unpacked();
+  Unpacked(const Unpacked&) = delete;
+  Unpacked& operator=(const Unpacked&) = delete;
+  const msgpack::object& get() const { return object_; }
+  msgpack::zone& zone();  // borrows one on first use
+
+ private:
+  msgpack::zone* zone_ = nullptr;
+  msgpack::object object_;
+  friend Result<void> unpack_one(std::string_view, const DecodeLimits&, Unpacked&);
+};
+
 // Unpacks one object (zero-copy for str/bin: the object references `bytes`).
-// On success `handle` owns the zone; the object is valid while `bytes` lives.
-Result<void> unpack_one(std::string_view bytes, const DecodeLimits& limits, msgpack::object_handle& handle);
+// The object is valid while both `bytes` and `out` live.
+Result<void> unpack_one(std::string_view bytes, const DecodeLimits& limits, Unpacked& out);
 Error conversion_error(std::string_view type_hint, const char* what);
 
 }  // namespace detail
@@ -103,7 +122,7 @@ void encode_to(std::string& out, const T& value) {
 
 template <class T>
 Result<T> decode(std::string_view bytes, const DecodeLimits& limits) {
-  msgpack::object_handle handle;
+  detail::Unpacked handle;
   if (auto unpacked = detail::unpack_one(bytes, limits, handle); !unpacked) return unpacked.error();
   try {
     T value{};

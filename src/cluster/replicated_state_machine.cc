@@ -1,5 +1,6 @@
 #include "cluster/replicated_state_machine.hpp"
 
+#include "core/flat_reader.hpp"
 #include "core/log.hpp"
 
 #include <mutex>
@@ -98,6 +99,13 @@ Result<void> ReplicatedStateMachine::restore(std::string_view bytes) {
 }
 
 bool ReplicatedStateMachine::is_session_expired(std::string_view encoded) {
+  // Nearly every result is not an error: peek at the code first.
+  FlatReader peek(encoded);
+  std::uint32_t n = 0;
+  std::uint64_t code_value = 0;
+  if (peek.array(n) && n == 2 && peek.uint(code_value) && code_value != static_cast<unsigned>(Code::deadline_exceeded)) {
+    return false;
+  }
   detail::Unpacked handle;
   Code code{};
   const msgpack::object* body = nullptr;

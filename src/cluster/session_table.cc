@@ -44,9 +44,9 @@ SessionTable::Verdict SessionTable::check(std::uint64_t session, std::uint64_t s
   s.last_active_ms = now_ms_;
   if (floor > s.floor) {
     s.floor = floor;
-    s.results.erase(s.results.begin(), s.results.lower_bound(floor));
+    s.results.forget_below(floor);
   }
-  if (auto r = s.results.find(sequence); r != s.results.end()) return {Verdict::Action::answer, r->second};
+  if (const std::string* r = s.results.find(sequence)) return {Verdict::Action::answer, *r};
   if (sequence < s.floor) {
     return {Verdict::Action::answer,
             error_result(Code::failed_precondition, "command sequence " + std::to_string(sequence) +
@@ -66,8 +66,31 @@ void SessionTable::record(std::uint64_t session, std::uint64_t sequence, std::st
   auto it = sessions_.find(session);
   if (it == sessions_.end()) return;
   auto& results = it->second.results;
-  results.insert_or_assign(sequence, std::string(result));
-  while (results.size() > kMaxResultsPerSession) results.erase(results.begin());
+  results.put(sequence, result);
+  while (results.size() > kMaxResultsPerSession) results.forget_oldest();
+}
+
+namespace {
+constexpr auto sequence_less = [](const auto& entry, std::uint64_t sequence) { return entry.first < sequence; };
+}  // namespace
+
+const std::string* SessionTable::Results::find(std::uint64_t sequence) const {
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), sequence, sequence_less);
+  return it != entries_.end() && it->first == sequence ? &it->second : nullptr;
+}
+
+void SessionTable::Results::put(std::uint64_t sequence, std::string_view result) {
+  if (entries_.empty() || entries_.back().first < sequence) {
+    entries_.emplace_back(sequence, result);
+    return;
+  }
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), sequence, sequence_less);
+  if (it != entries_.end() && it->first == sequence) it->second.assign(result);
+  else entries_.emplace(it, sequence, result);
+}
+
+void SessionTable::Results::forget_below(std::uint64_t floor) {
+  while (!entries_.empty() && entries_.front().first < floor) entries_.pop_front();
 }
 
 void SessionTable::advance(std::int64_t now_ms) {
@@ -162,7 +185,7 @@ Result<void> SessionTable::decode(std::string_view bytes) {
           return Error{Code::data_loss, "session table: bad result"};
         }
         const auto& bin = r.via.array.ptr[1].via.bin;
-        session.results.emplace(r.via.array.ptr[0].as<std::uint64_t>(), std::string(bin.ptr, bin.size));
+        session.results.put(r.via.array.ptr[0].as<std::uint64_t>(), std::string_view(bin.ptr, bin.size));
       }
       t.sessions_.emplace(sf[0].as<std::uint64_t>(), std::move(session));
     }

@@ -29,11 +29,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <utility>
 
 #include "catga/result.hpp"
 
@@ -73,10 +74,29 @@ class SessionTable {
   friend bool operator==(const SessionTable&, const SessionTable&) = default;
 
  private:
+  // A session's recorded results, sorted by sequence. Sequences arrive
+  // nearly in order and leave from the front (the floor rises), so a deque
+  // beats a tree: no allocation per command.
+  class Results {
+   public:
+    using Entry = std::pair<std::uint64_t, std::string>;  // sequence, encoded result
+    const std::string* find(std::uint64_t sequence) const;
+    void put(std::uint64_t sequence, std::string_view result);
+    void forget_below(std::uint64_t floor);
+    void forget_oldest() { entries_.pop_front(); }
+    std::size_t size() const { return entries_.size(); }
+    auto begin() const { return entries_.begin(); }
+    auto end() const { return entries_.end(); }
+    friend bool operator==(const Results&, const Results&) = default;
+
+   private:
+    std::deque<Entry> entries_;
+  };
+
   struct Session {
     std::int64_t last_active_ms = 0;
     std::uint64_t floor = 0;
-    std::map<std::uint64_t, std::string> results;  // sequence → encoded result
+    Results results;
     friend bool operator==(const Session&, const Session&) = default;
   };
   struct Key {

@@ -1,10 +1,15 @@
 #include "core/envelope.hpp"
 
+#include <algorithm>
+
 #include "catga/codec.hpp"
+#include "core/flat_reader.hpp"
 
 namespace catga::internal {
 
 void encode_envelope(std::string& out, const EnvelopeView& e) {
+  // Headers take at most 5 bytes each, integers 9: one allocation.
+  out.reserve(out.size() + 8 * 9 + e.wire_name.size() + e.payload.size() + e.key.size());
   detail::StringSink sink{&out};
   msgpack::packer<detail::StringSink> p(sink);
   p.pack_array(8);
@@ -23,9 +28,26 @@ void encode_envelope(std::string& out, const EnvelopeView& e) {
 
 namespace {
 Error bad(const std::string& what) { return Error{Code::invalid_argument, "envelope: " + what}; }
+
+// The common case — exactly the eight fields this build writes, in canonical
+// form and within every limit — read without the general decoder. Anything
+// else (including every malformed input) takes the general path below.
+bool decode_fast(std::string_view bytes, EnvelopeView& e) {
+  FlatReader r(bytes);
+  std::uint32_t n = 0;
+  std::uint64_t format = 0, kind = 0;
+  if (!r.array(n) || n != 8 || !r.uint(format) || format != kEnvelopeFormat || !r.uint(kind) || kind > 2) return false;
+  if (!r.str(e.wire_name) || e.wire_name.empty() || e.wire_name.size() > kMaxWireName || !r.bin(e.payload)) return false;
+  if (!r.uint(e.session) || !r.uint(e.sequence) || !r.uint(e.floor) || !r.str(e.key)) return false;
+  if (e.key.size() > std::min(kMaxIdempotencyKey, kMaxWireName) || !r.at_end()) return false;
+  e.kind = static_cast<MessageKind>(kind);
+  return true;
+}
+
 }  // namespace
 
 Result<EnvelopeView> decode_envelope(std::string_view bytes, std::size_t max_bytes) {
+  if (EnvelopeView e; bytes.size() <= max_bytes && decode_fast(bytes, e)) return e;
   // An envelope is flat: an 8-element array of scalars, so tight limits are safe.
   DecodeLimits limits{.max_bytes = max_bytes, .max_array = 16, .max_map = 0, .max_str = kMaxWireName,
                       .max_bin = max_bytes, .max_depth = 2};

@@ -16,7 +16,7 @@ int fuzz_json_to_msgpack(const std::uint8_t* data, std::size_t size) {
     FUZZ_CHECK(packed.error().code() == Code::invalid_argument);
     return 0;
   }
-  msgpack::object_handle h;
+  detail::Unpacked h;
   FUZZ_CHECK(detail::unpack_one(*packed, DecodeLimits{}, h).has_value());
   std::string json;
   FUZZ_CHECK(http::internal::msgpack_to_json(*packed, json).has_value());

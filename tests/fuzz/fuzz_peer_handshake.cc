@@ -32,7 +32,7 @@ std::string_view body_of(const std::string& frame) {
 
 // Element i of the msgpack array in `body` (which decoded, so it is one).
 std::uint64_t wire_uint(std::string_view body, std::size_t i) {
-  msgpack::object_handle h;
+  detail::Unpacked h;
   FUZZ_CHECK(detail::unpack_one(body, DecodeLimits{}, h).has_value());
   const msgpack::object& o = h.get().via.array.ptr[i];
   FUZZ_CHECK(o.type == msgpack::type::POSITIVE_INTEGER);

@@ -39,7 +39,7 @@ bool same(const peer::Message& a, const peer::Message& b) {
 
 // The decoded integers are the wire's integers.
 void check_faithful(std::string_view body, const peer::Message& m) {
-  msgpack::object_handle h;
+  detail::Unpacked h;
   FUZZ_CHECK(detail::unpack_one(body, DecodeLimits{}, h).has_value());
   const msgpack::object* a = h.get().via.array.ptr;
   FUZZ_CHECK(a[0].via.u64 == static_cast<unsigned>(m.type));

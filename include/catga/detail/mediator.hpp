@@ -94,12 +94,12 @@ void encode_result(std::string& out, const Result<R>& result) {
 void encode_error_result(std::string& out, const Error& error);
 
 // Splits an encoded result into its code and its second element.
-Result<void> decode_result_head(std::string_view bytes, msgpack::object_handle& handle, Code& code,
+Result<void> decode_result_head(std::string_view bytes, detail::Unpacked& handle, Code& code,
                                 const msgpack::object*& body);
 
 template <class R>
 Result<R> decode_result(std::string_view bytes) {
-  msgpack::object_handle handle;
+  detail::Unpacked handle;
   Code code{};
   const msgpack::object* body = nullptr;
   if (auto head = decode_result_head(bytes, handle, code, body); !head) return head.error();
