@@ -29,6 +29,8 @@ _Static_assert((int)CATGA_RAFT_BUSY == (int)RAFT_BUSY, "code");
 _Static_assert((int)CATGA_RAFT_IOERR == (int)RAFT_IOERR, "code");
 _Static_assert((int)CATGA_RAFT_NOTFOUND == (int)RAFT_NOTFOUND, "code");
 _Static_assert((int)CATGA_RAFT_INVALID == (int)RAFT_INVALID, "code");
+_Static_assert((int)CATGA_RAFT_UNAUTHORIZED == (int)RAFT_UNAUTHORIZED, "code");
+_Static_assert((int)CATGA_RAFT_NOSPACE == (int)RAFT_NOSPACE, "code");
 
 struct catga_raft {
   struct catga_raft_callbacks cb;
@@ -37,6 +39,7 @@ struct catga_raft {
 
   bool node_mode;
   bool closing;
+  bool disk_failed; /* disk_failed callback already called */
   uv_loop_t loop;
   uv_async_t async;
   uv_check_t check;
@@ -183,9 +186,33 @@ static void asyncCb(uv_async_t *async) {
   }
 }
 
+/* libraft 0.22.1 hands each log segment writer the io's errmsg buffer; a
+ * failed write leaves one of these messages there (src/uv_writer.c) and then
+ * schedules its retry, uvAppendRetryTimerCb, on the *prepare* retry timer,
+ * whose data is the struct uv, not the segment: when the timer fires (after
+ * disk_retry, 5 s) it dereferences the struct uv as a segment and the process
+ * dies (SIGSEGV; src/uv_append.c, uvAliveSegmentWriteCb). Closing raft stops
+ * that timer, so the only safe answer to a failed write is to stop. */
+static bool segmentWriteFailed(const char *msg) {
+  return strncmp(msg, "write failed:", 13) == 0 ||
+         strncmp(msg, "short write:", 12) == 0;
+}
+
 static void checkCb(uv_check_t *check) {
   catga_raft *h = check->data;
-  if (!h->closing && h->cb.after_io != NULL) {
+  if (h->closing) {
+    return;
+  }
+  if (!h->disk_failed && segmentWriteFailed(h->io.errmsg)) {
+    h->disk_failed = true;
+    if (h->cb.disk_failed != NULL) {
+      h->cb.disk_failed(h->cb.ctx, h->io.errmsg);
+      if (h->closing) {
+        return;
+      }
+    }
+  }
+  if (h->cb.after_io != NULL) {
     h->cb.after_io(h->cb.ctx);
   }
 }
@@ -446,8 +473,9 @@ int catga_raft_apply(catga_raft *h, void *data, size_t len, void *req_ctx,
      * not be triggered, e.g. a disk error) libraft has discarded the entry and
      * freed the buffer already. Only the first case is recognizable by its
      * code, so the buffer is freed only then: a rare leak is better than a
-     * double free (found by tests/sim with disk faults). */
-    if (rv == RAFT_NOTLEADER) {
+     * double free (found by tests/sim with disk faults). RAFT_NOSPACE (the
+     * capacity check) also refuses before the append. */
+    if (rv == RAFT_NOTLEADER || rv == RAFT_NOSPACE) {
       raft_free(data);
     }
     return rv;

@@ -51,6 +51,11 @@ enum {
   CATGA_RAFT_IOERR = 18,
   CATGA_RAFT_NOTFOUND = 19,
   CATGA_RAFT_INVALID = 20,
+  CATGA_RAFT_UNAUTHORIZED = 21,
+  /* The leader refused an entry: this node or a majority of voters have less
+   * than 4 MiB of log space preallocated (libraft's legacy capacity
+   * threshold; see docs/guarantees.md, "Disk faults"). Nothing was appended. */
+  CATGA_RAFT_NOSPACE = 22,
 };
 
 /* Roles (catga values, mapped to libraft's in raft_c.c). */
@@ -86,6 +91,11 @@ struct catga_raft_callbacks {
   void (*wake)(void *ctx);   /* catga_raft_wake() was called (coalesced) */
   void (*after_io)(void *ctx); /* after each loop iteration that did I/O */
   void (*closed)(void *ctx); /* catga_raft_close() finished; loop will end */
+  /* A write to a log segment failed (`message` is libraft's, e.g. "write
+   * failed: -5"). Called once, from the loop, right after the failed write.
+   * libraft 0.22.1 retries such a write from a timer that crashes the process
+   * (disk_retry = 5 s later, see raft_c.c): call catga_raft_close() here. */
+  void (*disk_failed)(void *ctx, const char *message);
 };
 
 struct catga_raft_member {

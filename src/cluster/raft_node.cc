@@ -1,7 +1,12 @@
 #include "cluster/raft_node.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <cstdio>
@@ -9,7 +14,6 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <system_error>
 
 #include "core/log.hpp"
@@ -75,6 +79,10 @@ std::int64_t unix_now_ns() {
 }
 
 Error node_stopped() { return Error(Code::unavailable, "node stopped"); }
+// `failure`: why the node stopped itself ("" if it was stopped).
+Error stopped(const std::string& failure) {
+  return failure.empty() ? node_stopped() : Error(Code::internal, "node stopped itself: " + failure);
+}
 Error outcome_unknown() { return Error(Code::deadline_exceeded, "leadership lost; outcome unknown"); }
 
 catga_raft_callbacks make_callbacks(void* self, decltype(catga_raft_callbacks::apply) apply,
@@ -102,7 +110,42 @@ catga_raft_callbacks make_callbacks(void* self, decltype(catga_raft_callbacks::a
   return cb;
 }
 
-// Checks that data_dir exists (creating it) and is writable; reports whether it is empty.
+// libraft 0.22.1 preallocates its log in 8 MiB segments and refuses new
+// entries while it holds less than 4 MiB of preallocated log: a node needs room
+// for one whole segment (and a little for metadata) to make any progress.
+constexpr std::uint64_t kMinFreeBytes = (8u << 20) + (1u << 20);
+
+std::uint64_t free_bytes(const fs::path& dir) {
+  struct statvfs s {};
+  if (::statvfs(dir.c_str(), &s) != 0) return 0;
+  return static_cast<std::uint64_t>(s.f_bavail) * s.f_frsize;
+}
+
+std::string mib(std::uint64_t bytes) {
+  char out[32];
+  std::snprintf(out, sizeof out, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return out;
+}
+
+// Creates, writes, fsyncs and removes a small file in `dir`: 0 if that
+// worked, otherwise the errno (ENOSPC, EROFS, EACCES, EIO...).
+int write_probe(const fs::path& dir) {
+  const fs::path probe = dir / ".catga-write-probe";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return errno;
+  int err = 0;
+  if (::write(fd, "probe", 5) != 5 || ::fsync(fd) != 0) err = errno != 0 ? errno : EIO;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return err;
+}
+
+// A full disk is waited out (libraft refuses entries until it has room again);
+// any other reason a directory cannot be written is not.
+bool out_of_space(int err) { return err == ENOSPC || err == EDQUOT; }
+
+// Checks that data_dir exists (creating it), is writable and has room for the
+// log; reports whether it is empty.
 Result<bool> prepare_data_dir(const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -112,16 +155,14 @@ Result<bool> prepare_data_dir(const fs::path& dir) {
   if (!fs::is_directory(dir, ec)) {
     return Error(Code::invalid_argument, "data_dir: " + dir.string() + " is not a directory");
   }
-  const fs::path probe = dir / ".catga-write-probe";
-  {
-    std::ofstream out(probe, std::ios::binary | std::ios::trunc);
-    out << "probe";
-    out.flush();
-    if (!out) {
-      return Error(Code::invalid_argument, "data_dir: " + dir.string() + " is not writable");
-    }
+  if (const int err = write_probe(dir); err != 0) {
+    return Error(Code::invalid_argument, "data_dir: " + dir.string() + " is not writable: " + std::strerror(err));
   }
-  fs::remove(probe, ec);
+  if (const std::uint64_t free = free_bytes(dir); free < kMinFreeBytes) {
+    return Error(Code::resource_exhausted, "data_dir: " + dir.string() + " has " + mib(free) +
+                                               " free; a Raft node needs at least " + mib(kMinFreeBytes) +
+                                               " (libraft preallocates its log in 8 MiB segments): no space left on device");
+  }
   bool empty = fs::directory_iterator(dir, ec) == fs::directory_iterator();
   if (ec) return Error(Code::invalid_argument, "data_dir: cannot list " + dir.string() + ": " + ec.message());
   return empty;
@@ -186,6 +227,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
 
   auto cb = make_callbacks(node.get(), &c_apply, &c_snapshot, &c_restore, &c_apply_done, &c_barrier_done,
                            &c_change_done, &c_transfer_done, &c_wake, &c_after_io, &c_closed);
+  cb.disk_failed = &c_disk_failed;
   char errmsg[512] = {0};
   node->snapshot_source_ = newest_snapshot_file(options.data_dir);
   int rv = catga_raft_open(&config, &cb, &node->raft_, errmsg, sizeof errmsg);
@@ -309,9 +351,11 @@ void RaftNode::request_stop_and_join() {
   std::vector<Proposal> proposals;
   std::vector<IndexCompletion> barriers;
   std::vector<detail::UniqueFunction<void()>> tasks;
+  std::string failure;
   {
     std::lock_guard lock(inbound_mu_);
     loop_gone_ = true;
+    failure = stopped_because_;
     proposals.swap(inbound_proposals_);
     barriers.swap(inbound_barriers_);
     tasks.swap(inbound_tasks_);
@@ -319,8 +363,8 @@ void RaftNode::request_stop_and_join() {
   const int rc = catga_raft_free(raft_);
   raft_ = nullptr;
   if (rc != 0) internal::log().error("raft node {}: loop did not close cleanly ({})", options_.node_id, rc);
-  for (auto& p : proposals) p.done(node_stopped());
-  for (auto& b : barriers) b(node_stopped());
+  for (auto& p : proposals) p.done(stopped(failure));
+  for (auto& b : barriers) b(stopped(failure));
   for (auto& t : tasks) t();
 }
 
@@ -333,6 +377,7 @@ void RaftNode::wake_locked() {
 }
 
 void RaftNode::propose(std::string record, Completion done) {
+  std::string failure;
   {
     std::lock_guard lock(inbound_mu_);
     if (!loop_gone_) {
@@ -340,8 +385,9 @@ void RaftNode::propose(std::string record, Completion done) {
       wake_locked();
       return;
     }
+    failure = stopped_because_;
   }
-  done(node_stopped());
+  done(stopped(failure));
 }
 
 void RaftNode::propose(std::vector<Proposal> proposals) {
@@ -361,6 +407,7 @@ void RaftNode::propose(std::vector<Proposal> proposals) {
 }
 
 void RaftNode::barrier(IndexCompletion done) {
+  std::string failure;
   {
     std::lock_guard lock(inbound_mu_);
     if (!loop_gone_) {
@@ -368,8 +415,9 @@ void RaftNode::barrier(IndexCompletion done) {
       wake_locked();
       return;
     }
+    failure = stopped_because_;
   }
-  done(node_stopped());
+  done(stopped(failure));
 }
 
 bool RaftNode::enqueue_task(detail::UniqueFunction<void()>& f) {
@@ -484,6 +532,8 @@ void RaftNode::on_wake() {
 
 void RaftNode::on_after_io() {
   if (stopping_) return;
+  check_data_dir();
+  if (stopping_) return;
   observe();
   pump();
   issue_barriers();
@@ -589,19 +639,12 @@ void RaftNode::observe() {
 
 void RaftNode::pump() {
   if (pending_.empty()) return;
-  if (stopping_) {
+  if (stopping_ || failed_) {
+    const Error e = stopped(failure_);
     while (!pending_.empty()) {
       auto p = std::move(pending_.front());
       pending_.pop_front();
-      p.done(node_stopped());
-    }
-    return;
-  }
-  if (failed_) {
-    while (!pending_.empty()) {
-      auto p = std::move(pending_.front());
-      pending_.pop_front();
-      p.done(Error(Code::internal, "node stopped itself: " + failure_));
+      p.done(e);
     }
     return;
   }
@@ -658,11 +701,16 @@ void RaftNode::pump() {
     const int rv = catga_raft_apply(raft_, buf, size, flight.get(), &index);
     if (rv != 0) {
       Error e = rv == CATGA_RAFT_NOTLEADER ? not_leader_error()
+                : rv == CATGA_RAFT_NOSPACE ? no_space_error()
                 : rv == CATGA_RAFT_SHUTDOWN ? node_stopped()
-                : failed_ ? Error(Code::internal, "node stopped itself: " + failure_)
+                : failed_ ? stopped(failure_)
                           : Error(Code::unavailable, std::string("raft_apply: ") + catga_raft_strerror(rv));
       for (auto& c : flight->completions) c(e);
       continue;
+    }
+    if (no_space_) {
+      no_space_ = false;
+      internal::log().info("raft node {}: the Raft log accepts entries again", options_.node_id);
     }
     flight->index = index;
     {
@@ -677,9 +725,7 @@ void RaftNode::pump() {
 void RaftNode::issue_barriers() {
   if (barrier_waiting_.empty()) return;
   if (stopping_ || failed_ || last_state_ != CATGA_STATE_LEADER) {
-    const Error e = stopping_ ? node_stopped()
-                    : failed_ ? Error(Code::internal, "node stopped itself: " + failure_)
-                              : not_leader_error();
+    const Error e = stopping_ || failed_ ? stopped(failure_) : not_leader_error();
     auto waiters = std::move(barrier_waiting_);
     barrier_waiting_.clear();
     for (auto& w : waiters) w(e);
@@ -692,6 +738,7 @@ void RaftNode::issue_barriers() {
   const int rv = catga_raft_barrier(raft_, batch.get());
   if (rv != 0) {
     const Error e = rv == CATGA_RAFT_NOTLEADER ? not_leader_error()
+                    : rv == CATGA_RAFT_NOSPACE ? no_space_error()
                                                : Error(Code::unavailable, std::string("raft_barrier: ") +
                                                                               catga_raft_strerror(rv));
     for (auto& w : batch->waiters) w(e);
@@ -706,6 +753,7 @@ void RaftNode::stop_on_loop() {
   {
     std::lock_guard lock(inbound_mu_);
     loop_gone_ = true;  // no more wakes: the async handle closes now
+    stopped_because_ = failure_;
   }
   drain_inbound();
   pump();
@@ -718,13 +766,65 @@ void RaftNode::stop_on_loop() {
   auto flights = std::move(in_flight_);
   in_flight_.clear();
   for (auto& [index, f] : flights) {
-    for (auto& c : f->completions) c(outcome_unknown());
+    for (auto& c : f->completions) c(outcome_unknown_after_stop());
   }
   auto outs = std::move(barriers_out_);
   barriers_out_.clear();
   for (auto& b : outs) {
-    for (auto& w : b->waiters) w(node_stopped());
+    for (auto& w : b->waiters) w(stopped(failure_));
   }
+}
+
+Error RaftNode::outcome_unknown_after_stop() const {
+  if (!failed_) return outcome_unknown();
+  return Error(Code::deadline_exceeded, "node stopped itself: " + failure_ + "; outcome unknown");
+}
+
+Error RaftNode::no_space_error() {
+  const auto now = Clock::now();
+  if (now >= disk_diagnosis_until_) {
+    // At most once a second: what this node's own data_dir looks like.
+    const int err = write_probe(options_.data_dir);
+    if (err != 0 && !out_of_space(err)) unwritable_errno_ = err;  // check_data_dir() stops the node
+    disk_diagnosis_ = err == 0 ? mib(free_bytes(options_.data_dir)) + " free" : std::strerror(err);
+    disk_diagnosis_until_ = now + std::chrono::seconds(1);
+  }
+  std::string message = "not enough disk space for the Raft log: this node or a majority of voters hold less than "
+                        "4 MiB of preallocated log (this node's data_dir " + options_.data_dir.string() + ": " +
+                        disk_diagnosis_ + "); nothing was appended, retry once space is freed";
+  if (!no_space_) {
+    no_space_ = true;
+    internal::log().error("raft node {}: refusing commands: {}", options_.node_id, message);
+  }
+  return Error(Code::resource_exhausted, std::move(message));
+}
+
+void RaftNode::check_data_dir() {
+  if (!node_mode_ || stopping_) return;
+  const auto now = Clock::now();
+  if (unwritable_errno_ == 0 && now >= next_data_dir_check_) {
+    next_data_dir_check_ = now + std::chrono::seconds(1);
+    if (::access(options_.data_dir.c_str(), W_OK) != 0) unwritable_errno_ = errno;
+  }
+  if (unwritable_errno_ != 0) stop_unwritable(unwritable_errno_);
+}
+
+void RaftNode::stop_unwritable(int err) {
+  // libraft 0.22.1 drops a log segment whose final rename failed and renames
+  // the next ones once it can: the directory then has a gap it refuses to
+  // load ("unexpected closed segment"). Stopping while it is unwritable keeps
+  // it loadable.
+  stop_itself("data_dir " + options_.data_dir.string() + " is not writable (" + std::strerror(err) +
+              "); stopped so that the Raft log stays loadable");
+}
+
+void RaftNode::stop_itself(const std::string& why) {
+  fail_node(why);
+  {
+    std::lock_guard lock(status_mu_);
+    status_.role = NodeRole::unavailable;
+  }
+  stop_on_loop();
 }
 
 void RaftNode::fail_node(const std::string& why) {
@@ -900,7 +1000,7 @@ void RaftNode::c_apply_done(void* ctx, void* req, std::uint64_t index, int statu
   } else {
     const Error e = status == 0 ? Error(Code::internal, "entry applied without results")
                     : (status == CATGA_RAFT_LEADERSHIPLOST || status == CATGA_RAFT_SHUTDOWN)
-                        ? outcome_unknown()
+                        ? self->outcome_unknown_after_stop()
                         : Error(Code::deadline_exceeded, std::string("outcome unknown: ") +
                                                              catga_raft_strerror(status));
     for (auto& c : owned->completions) c(e);
@@ -971,5 +1071,14 @@ void RaftNode::c_transfer_done(void* ctx, void* req) {
 void RaftNode::c_wake(void* ctx) { static_cast<RaftNode*>(ctx)->on_wake(); }
 void RaftNode::c_after_io(void* ctx) { static_cast<RaftNode*>(ctx)->on_after_io(); }
 void RaftNode::c_closed(void* /*ctx*/) {}
+
+void RaftNode::c_disk_failed(void* ctx, const char* message) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  std::string why = "a write to the Raft log in " + self->options_.data_dir.string() + " failed (" + message;
+  int err = 0;
+  if (std::sscanf(message, "write failed: %d", &err) == 1 && err < 0) why += " = " + std::string(std::strerror(-err));
+  why += "); stopped before libraft 0.22.1 retries it (its retry crashes the process)";
+  self->stop_itself(why);
+}
 
 }  // namespace catga::internal

@@ -22,8 +22,16 @@
 //                      appended but libraft reported leadership loss/shutdown
 //                      before it applied. It may still commit.
 //   invalid_argument   the record alone exceeds max_entry_bytes.
+//   resource_exhausted "not enough disk space for the Raft log: ...": the
+//                      leader (this node) or a majority of voters hold less
+//                      than 4 MiB of preallocated log (libraft's capacity
+//                      check; full or read-only disk). Nothing was appended;
+//                      retry once space is freed (libraft re-tries preparing
+//                      its log every 5 s and recovers by itself).
 //   internal           the node stopped itself (unreadable entry, state
-//                      machine failure); NodeStatus::failure says why.
+//                      machine failure, a failed write to the log — EIO;
+//                      entries already appended then complete with
+//                      deadline_exceeded); NodeStatus::failure says why.
 #pragma once
 
 #include <chrono>
@@ -103,7 +111,8 @@ class RaftNode {
   // Validates options, creates data_dir if missing, bootstraps `members` when
   // data_dir is empty, otherwise loads log and snapshot from it, and starts the
   // loop thread. Errors: invalid_argument (options, data_dir not usable),
-  // data_loss (corrupt data directory; the message names the file),
+  // resource_exhausted (data_dir has less than 9 MiB free: libraft needs one
+  // 8 MiB log segment), data_loss (corrupt data directory; the message names the file),
   // failed_precondition (stored configuration conflicts with the options, or
   // libraft refused to start — the message says why).
   static Result<std::unique_ptr<RaftNode>> start(const ClusterOptions& options, RecordStateMachine& machine,
@@ -197,6 +206,13 @@ class RaftNode {
   void issue_barriers();
   void stop_on_loop();
   void fail_node(const std::string& why);
+  // fail_node, then close raft now (a failed log write: see raft_c.h, disk_failed).
+  void stop_itself(const std::string& why);
+  // Node mode, at most once a second: stop_unwritable() if data_dir cannot be written.
+  void check_data_dir();
+  void stop_unwritable(int err);
+  Error outcome_unknown_after_stop() const;
+  Error no_space_error();
   Error not_leader_error() const;
   Error change_error(int status) const;
   void start_change(ChangeOp* op);
@@ -212,6 +228,7 @@ class RaftNode {
   static void c_wake(void* ctx);
   static void c_after_io(void* ctx);
   static void c_closed(void* ctx);
+  static void c_disk_failed(void* ctx, const char* message);
 
   const ClusterOptions options_;
   RecordStateMachine& machine_;
@@ -228,6 +245,7 @@ class RaftNode {
   bool wake_pending_ = false;
   bool stop_requested_ = false;
   bool loop_gone_ = false;  // no more wakes possible; complete inline
+  std::string stopped_because_;  // failure_ when the loop ended ("" = stopped, not failed)
 
   // Loop thread only.
   std::deque<Proposal> pending_;
@@ -239,6 +257,11 @@ class RaftNode {
   std::thread::id loop_id_;  // set by the loop thread itself
   bool failed_ = false;
   std::string failure_;
+  bool no_space_ = false;  // the last raft_apply was refused for lack of disk space
+  std::string disk_diagnosis_;  // of data_dir, for no_space_error()
+  Clock::time_point disk_diagnosis_until_{};
+  Clock::time_point next_data_dir_check_{};
+  int unwritable_errno_ = 0;  // data_dir found unwritable (not merely full)
   int last_state_ = -1;
   std::uint64_t last_term_ = 0;
   std::uint64_t last_leader_id_ = 0;
