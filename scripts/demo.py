@@ -22,14 +22,15 @@ def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 class Node:
-    def __init__(self, binary, nid, raft_port, http_port, cluster, root):
+    def __init__(self, binary, nid, raft_port, http_port, cluster, root, extra=()):
         self.binary, self.id, self.raft_port, self.http_port = binary, nid, raft_port, http_port
+        self.extra = list(extra)
         self.cluster, self.dir, self.proc = cluster, os.path.join(root, f"node{nid}"), None
         self.log = open(os.path.join(root, f"node{nid}.log"), "ab")
     def start(self):
         self.proc = subprocess.Popen([self.binary, "--id", str(self.id), "--data-dir", self.dir,
                                       "--http", f"127.0.0.1:{self.http_port}", "--cluster", self.cluster,
-                                      "--election-timeout-ms", "150", "--heartbeat-ms", "50", "--log-level", "warn"],
+                                      "--election-timeout-ms", "150", "--heartbeat-ms", "50", "--log-level", "warn"] + self.extra,
                                      stdout=self.log, stderr=self.log)
     def alive(self): return self.proc is not None and self.proc.poll() is None
     def kill(self):

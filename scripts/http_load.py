@@ -42,12 +42,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--http-threads", type=int, default=2, help="each node's HTTP I/O threads")
     args = ap.parse_args()
     import tempfile, shutil
     root = tempfile.mkdtemp(prefix="catga-http-load-")
     ports = [demo.free_pair() for _ in range(3)]
     cluster = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(ports))
-    nodes = [demo.Node(os.path.abspath(args.binary), i + 1, ports[i], demo.free_port(), cluster, root) for i in range(3)]
+    nodes = [demo.Node(os.path.abspath(args.binary), i + 1, ports[i], demo.free_port(), cluster, root,
+                       ["--http-threads", str(args.http_threads)]) for i in range(3)]
     try:
         for n in nodes: n.start()
         leader = demo.wait_until(lambda: demo.leader_of(nodes))

@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   std::string admin_token;
   std::string log_level = "info";
   int election_timeout_ms = 1000, heartbeat_ms = 100;
+  unsigned http_threads = 2;
   bool join = false;
   cli.add_option("--id", id, "this node's id (must appear in --cluster)")->check(CLI::PositiveNumber);
   cli.add_option("--data-dir", data_dir, "where the Raft log and snapshots live (created if missing)");
@@ -108,6 +109,7 @@ int main(int argc, char** argv) {
   cli.add_option("--peer-secret", peer_secret, "shared secret the peer channel requires (optional)");
   cli.add_option("--election-timeout-ms", election_timeout_ms, "Raft election timeout (the plan uses 150)")->check(CLI::Range(10, 600000));
   cli.add_option("--heartbeat-ms", heartbeat_ms, "Raft heartbeat interval (the plan uses 50)")->check(CLI::Range(1, 600000));
+  cli.add_option("--http-threads", http_threads, "HTTP I/O threads")->check(CLI::Range(1, 64));
   cli.add_option("--admin-token", admin_token, "bearer token required by the mutating /raft/* endpoints");
   cli.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
@@ -125,8 +127,10 @@ int main(int argc, char** argv) {
   catga::Metrics metrics;
   catga::ApplicationBuilder<orders::OrderBook> builder;
   builder.use(metrics.behavior());
-  orders::register_orders(builder, &totals, [id](const orders::OrderCreated& e) {
-    // The leader-only side effect of the plan: a notification (here, a log line).
+  orders::register_orders(builder, &totals, [id, level](const orders::OrderCreated& e) {
+    // The leader-only side effect of the plan: a notification (here, a log
+    // line at level info — `--log-level warn` silences it, as load tests do).
+    if (level > catga::LogLevel::info) return;
     std::fprintf(stderr, "catga-orders node %llu: notify: order %llu created (%d x %s)\n",
                  static_cast<unsigned long long>(id), static_cast<unsigned long long>(e.id), e.quantity,
                  e.product_id.c_str());
@@ -149,7 +153,7 @@ int main(int argc, char** argv) {
   if (!app) return std::cerr << "catga-orders: cannot start: " << app.error() << "\n", 1;
 
   namespace http_ = catga::http;
-  http_::Server server(**app, {.address = listen->first, .port = listen->second, .admin_token = admin_token});
+  http_::Server server(**app, {.address = listen->first, .port = listen->second, .threads = http_threads, .admin_token = admin_token});
   server
       .post("/orders", [](const http_::Request& r) { return r.json<orders::CreateOrder>(); }, {.status = 201})
       .get("/orders/{id}", [](const http_::Request& r) { return orders::GetOrder{.id = r.param<std::uint64_t>("id")}; })
