@@ -214,9 +214,10 @@ int serve_node(const Settings& s, const NodePlacement& where) {
   if (!built) return fail("node " + std::to_string(o.node_id) + ": " + built.error().to_string());
   catga::Application& app = **built;
   std::unique_ptr<FailoverCallers> callers;
-  std::string line, verb;
+  std::string line;
   while (std::getline(std::cin, line)) {
     std::istringstream request(line);
+    std::string verb;
     request >> verb;
     std::string reply = "ok";
     try {
