@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "catga/application.hpp"
 
@@ -78,6 +79,7 @@ class LatencyHistogram {
 struct Measurement {
   std::uint64_t ops = 0, errors = 0;
   double seconds = 0;
+  double rss_mib = 0;  // of the process that generated the load, at the end
   LatencyHistogram latencies;
 };
 
@@ -90,6 +92,9 @@ Measurement measure(const Settings& s, catga::Application& app, const Tick& tick
 
 // The VmRSS of a process ("self" or a pid) in MiB; 0 if it is gone.
 double rss_mib(const std::string& pid = "self");
+
+// "1.0<separator>2.5...": values with one decimal.
+std::string join(const std::vector<double>& values, const char* separator);
 
 // One JSON object (no newline): the stable fields, then `extra` (",\"k\":v...").
 std::string to_json(const Settings& s, const Measurement& m, const std::string& extra = "");

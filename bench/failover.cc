@@ -157,6 +157,9 @@ int run_failover(const Settings& s, FailoverCluster& cluster) {
   m.ops = outcomes.acknowledged.size();
   m.errors = outcomes.failed.size();
   m.latencies = outcomes.latencies;
+  // The callers run on every node: report the largest.
+  const auto nodes_rss = cluster.rss_mib_nodes();
+  m.rss_mib = nodes_rss.empty() ? rss_mib() : *std::max_element(nodes_rss.begin(), nodes_rss.end());
 
   auto p50_max = [](std::vector<std::int64_t>& v) {
     std::sort(v.begin(), v.end());
@@ -171,7 +174,8 @@ int run_failover(const Settings& s, FailoverCluster& cluster) {
                 "\"lost\":%llu,\"duplicated\":%llu,\"failed_but_applied\":%llu%s",
                 failover_ms.size(), s.election_timeout_ms, p50, max, elected_p50, elected_max,
                 static_cast<unsigned long long>(total.lost), static_cast<unsigned long long>(total.duplicated),
-                static_cast<unsigned long long>(total.failed_but_applied), cluster.extra_json().c_str());
+                static_cast<unsigned long long>(total.failed_but_applied),
+                nodes_rss.empty() ? "" : (",\"rss_mib_nodes\":[" + join(nodes_rss, ",") + "]").c_str());
   std::printf("%s\n", to_json(s, m, extra).c_str());
   std::fflush(stdout);
   const bool ok = leader && total.lost + total.duplicated + total.failed_but_applied == 0;

@@ -75,8 +75,8 @@ class FailoverCluster {
   virtual std::uint64_t applied_index(std::size_t i) = 0;
   // Waits until node i has applied `index`, then verifies it against `logs`.
   virtual Verdict verify(std::size_t i, std::uint64_t index, const std::filesystem::path& logs) = 0;
-  // More fields for the result line (",\"k\":v...").
-  virtual std::string extra_json() { return ""; }
+  // Each node's RSS if each runs in a process of its own, else nothing.
+  virtual std::vector<double> rss_mib_nodes() { return {}; }
 };
 
 // Runs the scenario, prints its JSON line; 0 if the check passed, 3 if not.

@@ -21,16 +21,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string join(const std::vector<double>& values, const char* separator) {
-  std::string out;
-  char buf[32];
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    std::snprintf(buf, sizeof buf, "%s%.1f", i ? separator : "", values[i]);
-    out += buf;
-  }
-  return out;
-}
-
 // Bytes allocated on disk for the files under `dir`, in MiB (like du).
 double disk_mib(const std::filesystem::path& dir) {
   std::uint64_t bytes = 0;
@@ -187,7 +177,7 @@ class ProcessFailover : public FailoverCluster {
     reply >> v.lost >> v.duplicated >> v.failed_but_applied;
     return v;
   }
-  std::string extra_json() override { return ",\"rss_mib_nodes\":[" + join(cluster_.rss_mib(), ",") + "]"; }
+  std::vector<double> rss_mib_nodes() override { return cluster_.rss_mib(); }
 
  private:
   ProcessCluster& cluster_;

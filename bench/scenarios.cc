@@ -68,6 +68,16 @@ double rss_mib(const std::string& pid) {
   return 0;
 }
 
+std::string join(const std::vector<double>& values, const char* separator) {
+  std::string out;
+  char buf[32];
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%s%.1f", i ? separator : "", values[i]);
+    out += buf;
+  }
+  return out;
+}
+
 std::string to_json(const Settings& s, const Measurement& m, const std::string& extra) {
   char buf[768];
   std::snprintf(buf, sizeof buf,
@@ -77,7 +87,7 @@ std::string to_json(const Settings& s, const Measurement& m, const std::string& 
                 s.scenario.c_str(), s.mode.c_str(), s.nodes, s.callers, s.payload,
                 static_cast<unsigned long long>(m.ops), m.seconds > 0 ? static_cast<double>(m.ops) / m.seconds : 0.0,
                 m.latencies.percentile_us(0.50), m.latencies.percentile_us(0.99), m.latencies.percentile_us(0.999),
-                static_cast<unsigned long long>(m.errors), rss_mib(),
+                static_cast<unsigned long long>(m.errors), m.rss_mib,
                 static_cast<unsigned long long>(s.snapshot_threshold),
                 static_cast<unsigned long long>(s.snapshot_trailing));
   std::string json = buf;
@@ -185,9 +195,7 @@ Measurement measure_query_local(const Settings& s, catga::Application& app) {
   return m;
 }
 
-}  // namespace
-
-Measurement measure(const Settings& s, catga::Application& app, const Tick& tick) {
+Measurement measure_scenario(const Settings& s, catga::Application& app, const Tick& tick) {
   if (s.scenario == "query-local") return measure_query_local(s, app);
   if (s.scenario == "query-linearizable") {
     const catga::QueryOptions linearizable{.consistency = catga::Consistency::linearizable};
@@ -207,6 +215,14 @@ Measurement measure(const Settings& s, catga::Application& app, const Tick& tick
                  [done = std::move(done)](catga::Result<std::uint64_t> r) { done(r.has_value()); });
       },
       tick);
+}
+
+}  // namespace
+
+Measurement measure(const Settings& s, catga::Application& app, const Tick& tick) {
+  Measurement m = measure_scenario(s, app, tick);
+  m.rss_mib = rss_mib();
+  return m;
 }
 
 }  // namespace bench
