@@ -129,12 +129,13 @@ int main(int argc, char** argv) {
   }
   if (serve_node) {
     where.index = serve_node - 1;
-    if (where.raft_ports.size() != s.nodes || where.peer_ports.size() != s.nodes || where.data_dir.empty())
+    if (serve_node > s.nodes || where.raft_ports.size() != s.nodes || where.peer_ports.size() != s.nodes ||
+        where.data_dir.empty())
       return std::fprintf(stderr, "catga-bench: --serve-node needs --raft-ports, --peer-ports and --data-dir\n"), 2;
     return bench::serve_node(s, where);
   }
-  if (!samples.empty() && s.mode != "multi-process")
-    return std::fprintf(stderr, "catga-bench: --samples needs --mode multi-process\n"), 2;
+  if (!samples.empty() && (s.mode != "multi-process" || s.scenario == "failover"))
+    return std::fprintf(stderr, "catga-bench: --samples needs --mode multi-process and a load scenario\n"), 2;
   try {
     if (s.mode == "multi-process")
       return run_multi_process(s, std::vector<std::string>(argv + 1, argv + argc), samples);
