@@ -135,7 +135,10 @@ int run_failover(const Settings& s, FailoverCluster& cluster) {
         if (auto f = i != *leader ? cluster.first_success(i) : 0; f && (!first || f < first)) first = f;
       return first != 0;
     });
-    if (first) failover_ms.push_back((first - killed_at) / 1'000'000);
+    if (first)
+      failover_ms.push_back((first - killed_at) / 1'000'000);
+    else
+      std::fprintf(stderr, "catga-bench: kill %zu: no command succeeded within 30 s\n", k + 1);
     cluster.restart(*leader);
     start_callers(*leader);
   }

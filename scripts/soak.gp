@@ -7,7 +7,7 @@ set terminal pngcairo size 1000,900 font "sans,10"
 set output png
 set multiplot layout 3,1 title "catga-bench soak: 3 processes, command-leader\n".subtitle
 set grid
-set key top left horizontal
+set key top left horizontal samplen 2 width 3
 set xlabel "seconds"
 set xrange [0:*]
 set yrange [0:*]
