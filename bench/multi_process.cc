@@ -183,6 +183,13 @@ class ProcessFailover : public FailoverCluster {
   ProcessCluster& cluster_;
 };
 
+// The rest of a request line after the fields read so far (a path may hold spaces).
+std::string rest_of(std::istringstream& request) {
+  std::string rest;
+  std::getline(request >> std::ws, rest);
+  return rest;
+}
+
 int fail(const std::string& message) {
   std::fprintf(stderr, "catga-bench: %s\n", message.c_str());
   return 1;
@@ -207,7 +214,7 @@ int serve_node(const Settings& s, const NodePlacement& where) {
   std::string line;
   while (std::getline(std::cin, line)) {
     std::istringstream request(line);
-    std::string verb;
+    std::string verb, prefix;
     request >> verb;
     std::string reply = "ok";
     try {
@@ -220,19 +227,16 @@ int serve_node(const Settings& s, const NodePlacement& where) {
           std::fflush(stdout);
         });
         reply = to_json(s, m);
-      } else if (std::size_t count; verb == "callers") {
-        std::string prefix, log;
-        request >> count >> prefix >> log;
-        callers = std::make_unique<FailoverCallers>(app, s, count, prefix, log);
+      } else if (std::size_t count = 0; verb == "callers" && request >> count >> prefix) {
+        callers = std::make_unique<FailoverCallers>(app, s, count, prefix, rest_of(request));
       } else if (verb == "stop-callers") {
         callers.reset();
-      } else if (std::int64_t since_ns; verb == "arm" && request >> since_ns) {
+      } else if (std::int64_t since_ns = 0; verb == "arm" && request >> since_ns) {
         if (callers) callers->arm(since_ns);
       } else if (verb == "first") {
         reply = std::to_string(callers ? callers->first_success() : 0);
-      } else if (std::uint64_t index; verb == "verify" && request >> index) {
-        std::string logs;
-        request >> logs;
+      } else if (std::uint64_t index = 0; verb == "verify" && request >> index) {
+        const std::filesystem::path logs = rest_of(request);
         testsupport::wait_for([&] { return app.status().applied_index >= index; });
         const Verdict v = verify(app, logs);
         reply =
