@@ -67,8 +67,8 @@ template <class F>
 void measure(benchmark::State& state, F&& op) {
   std::uint64_t before = g_allocations.load();
   for (auto _ : state) op();
-  state.counters["allocs"] =
-      benchmark::Counter(static_cast<double>(g_allocations.load() - before), benchmark::Counter::kAvgIterations);
+  state.counters["allocs"] = benchmark::Counter(static_cast<double>(g_allocations.load() - before),
+                                                benchmark::Counter::kAvgIterations);
 }
 
 void BM_SendCommand(benchmark::State& state) {
