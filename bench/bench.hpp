@@ -1,0 +1,102 @@
+// catga-bench internals: the benchmark service, the settings, the closed-loop
+// measurements that run on one node's Application, and the JSON result line.
+//
+// A measurement runs on whichever Application it is given: a node of an
+// in-process LocalCluster, or the node of a `--serve-node` child process
+// (multi_process.cc). Everything here is called from one thread (the
+// process's main thread); callers' completions arrive on the node's threads.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "catga/application.hpp"
+
+namespace bench {
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchState {
+  std::uint64_t commands = 0;
+  std::uint64_t bytes = 0;
+  std::map<std::string, std::uint32_t> tagged;  // failover: tag → times applied
+  MSGPACK_DEFINE_MAP(commands, bytes, tagged);
+};
+
+struct Put {
+  using catga_message = catga::Command<std::uint64_t, "bench.put.v1">;
+  std::string data;
+  std::string tag;  // failover only
+  MSGPACK_DEFINE_MAP(data, tag);
+};
+
+struct Count {
+  using catga_message = catga::Query<std::uint64_t, "bench.count.v1">;
+};
+
+void register_bench(catga::ApplicationBuilder<BenchState>& b, std::size_t node);
+
+struct Settings {
+  std::string scenario = "command-leader";
+  std::string mode = "in-process";
+  std::size_t nodes = 3, callers = 1, payload = 64, kills = 10;
+  double seconds = 5, warmup = 1;
+  int election_timeout_ms = 1000, heartbeat_ms = 100;
+  unsigned max_in_flight = 0;  // 0: the library's default
+  std::uint64_t snapshot_threshold = catga::ClusterOptions{}.snapshot_threshold;
+  std::uint64_t snapshot_trailing = catga::ClusterOptions{}.snapshot_trailing;
+};
+
+// The cluster options every node of a run gets on top of its membership.
+void tune(const Settings& s, catga::ClusterOptions& o);
+
+// Which node the load runs on: the leader for command-leader and
+// query-linearizable, the next node (a follower) otherwise.
+std::size_t target_node(const Settings& s, std::size_t leader);
+
+// Latencies in a log-linear histogram: fixed memory however long the run
+// (the soak runs for minutes), each value within 1/64 of the true one.
+class LatencyHistogram {
+ public:
+  void record(std::int64_t ns);
+  void merge(const LatencyHistogram& other);
+  // The p-quantile (0..1) in microseconds; 0 when empty.
+  double percentile_us(double p) const;
+  std::uint64_t count() const { return total_; }
+
+ private:
+  static constexpr int kSubBits = 5;  // 32 buckets per power of two
+  std::array<std::uint64_t, 64 << kSubBits> counts_{};
+  std::uint64_t total_ = 0;
+};
+
+struct Measurement {
+  std::uint64_t ops = 0, errors = 0;
+  double seconds = 0;
+  double rss_mib = 0;  // of the process that generated the load, at the end
+  LatencyHistogram latencies;
+};
+
+// Called about once a second while a measurement runs (warm-up included) with
+// the number of requests completed so far.
+using Tick = std::function<void(std::uint64_t completed)>;
+
+// Runs the settings' scenario (not failover) on `app` and measures it.
+Measurement measure(const Settings& s, catga::Application& app, const Tick& tick = {});
+
+// The VmRSS of a process ("self" or a pid) in MiB; 0 if it is gone.
+double rss_mib(const std::string& pid = "self");
+
+// "1.0<separator>2.5...": values with one decimal.
+std::string join(const std::vector<double>& values, const char* separator);
+
+// One JSON object (no newline): the stable fields, then `extra` (",\"k\":v...").
+std::string to_json(const Settings& s, const Measurement& m, const std::string& extra = "");
+
+}  // namespace bench

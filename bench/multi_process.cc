@@ -1,0 +1,287 @@
+#include "multi_process.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "failover.hpp"
+#include "node_process.hpp"
+#include "support/cluster.hpp"
+
+namespace bench {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// Bytes allocated on disk for the files under `dir`, in MiB (like du).
+double disk_mib(const std::filesystem::path& dir) {
+  std::uint64_t bytes = 0;
+  std::error_code ec;
+  for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode))
+      bytes += static_cast<std::uint64_t>(st.st_blocks) * 512;
+  }
+  return static_cast<double>(bytes) / (1024.0 * 1024.0);
+}
+
+// N `--serve-node` children on 127.0.0.1, with durable data directories in a
+// fresh temporary directory (removed afterwards).
+class ProcessCluster {
+ public:
+  ProcessCluster(std::size_t n, std::vector<std::string> args) : args_(std::move(args)), nodes_(n) {
+    std::set<int> used;
+    auto fresh_port = [&] {
+      int port;
+      do port = testsupport::free_port();
+      while (!used.insert(port).second);
+      return port;
+    };
+    for (std::size_t i = 0; i < n; ++i) {
+      raft_ports_.push_back(fresh_port());
+      peer_ports_.push_back(fresh_port());
+    }
+    for (std::size_t i = 0; i < n; ++i) start(i);
+  }
+  ~ProcessCluster() {
+    for (auto& node : nodes_)
+      if (node) node->stop(10s);
+  }
+
+  std::size_t size() const { return nodes_.size(); }
+  NodeProcess& node(std::size_t i) { return *nodes_[i]; }
+  std::filesystem::path data_dir(std::size_t i) const { return dir_.path() / ("node" + std::to_string(i + 1)); }
+
+  void start(std::size_t i) {
+    auto args = args_;
+    auto ports = [](const std::vector<int>& ports) {
+      std::string out;
+      for (int p : ports) out += (out.empty() ? "" : ",") + std::to_string(p);
+      return out;
+    };
+    args.insert(args.end(), {"--serve-node", std::to_string(i + 1), "--raft-ports", ports(raft_ports_), "--peer-ports",
+                             ports(peer_ports_), "--data-dir", data_dir(i).string()});
+    nodes_[i] = std::make_unique<NodeProcess>(args);
+  }
+
+  // The index of a node that reports itself a ready leader, once there is one.
+  std::optional<std::size_t> leader(std::chrono::milliseconds limit = 30s) {
+    std::optional<std::size_t> found;
+    testsupport::wait_for(
+        [&] {
+          for (std::size_t i = 0; i < nodes_.size(); ++i) {
+            if (!nodes_[i]->running() || !nodes_[i]->send("status")) continue;
+            auto reply = nodes_[i]->read_line(5s);
+            if (reply && reply->rfind("leader 1 ", 0) == 0) {
+              found = i;
+              return true;
+            }
+          }
+          std::this_thread::sleep_for(10ms);
+          return false;
+        },
+        limit);
+    return found;
+  }
+
+  // Sends `request`, returns the one-line reply; throws if there is none in `limit`.
+  std::string ask(std::size_t i, const std::string& request, std::chrono::milliseconds limit = 30s) {
+    std::optional<std::string> reply;
+    if (nodes_[i]->send(request)) reply = nodes_[i]->read_line(limit);
+    if (!reply || reply->rfind("error", 0) == 0)
+      throw std::runtime_error("node " + std::to_string(i + 1) + ": no answer to '" + request + "'" +
+                               (reply ? ": " + *reply : ""));
+    return *reply;
+  }
+
+  std::vector<double> rss_mib() const {
+    std::vector<double> out;
+    for (auto& node : nodes_) out.push_back(node->running() ? bench::rss_mib(std::to_string(node->pid())) : 0.0);
+    return out;
+  }
+  std::vector<double> disk_mib() const {
+    std::vector<double> out;
+    for (std::size_t i = 0; i < nodes_.size(); ++i) out.push_back(bench::disk_mib(data_dir(i)));
+    return out;
+  }
+
+ private:
+  testsupport::TempDir dir_;
+  std::vector<std::string> args_;
+  std::vector<int> raft_ports_, peer_ports_;
+  std::vector<std::unique_ptr<NodeProcess>> nodes_;
+};
+
+// One CSV row per progress line: seconds since the load started, requests
+// completed, then each node's RSS and data directory size in MiB.
+class Samples {
+ public:
+  Samples(const std::string& path, std::size_t nodes) : out_(path) {
+    if (!out_) throw std::runtime_error("cannot write " + path);
+    out_ << "seconds,ops";
+    for (std::size_t i = 1; i <= nodes; ++i) out_ << ",rss_mib_" << i;
+    for (std::size_t i = 1; i <= nodes; ++i) out_ << ",disk_mib_" << i;
+    out_ << "\n";
+  }
+  void add(ProcessCluster& cluster, std::uint64_t ops) {
+    const double t = std::chrono::duration<double>(Clock::now() - start_).count();
+    const auto rss = cluster.rss_mib(), disk = cluster.disk_mib();
+    char head[64];
+    std::snprintf(head, sizeof head, "%.1f,%llu,", t, static_cast<unsigned long long>(ops));
+    out_ << head << join(rss, ",") << "," << join(disk, ",") << std::endl;
+    if (++rows_ % 10 == 0)
+      std::fprintf(stderr, "catga-bench: %.0f s, %llu ops, RSS MiB %s, disk MiB %s\n", t,
+                   static_cast<unsigned long long>(ops), join(rss, " ").c_str(), join(disk, " ").c_str());
+  }
+
+ private:
+  std::ofstream out_;
+  Clock::time_point start_ = Clock::now();
+  std::uint64_t rows_ = 0;
+};
+
+// Failover with a process per node: the leader is SIGKILLed, its callers with it.
+class ProcessFailover : public FailoverCluster {
+ public:
+  explicit ProcessFailover(ProcessCluster& cluster) : cluster_(cluster) {}
+
+  std::size_t size() const override { return cluster_.size(); }
+  std::optional<std::size_t> leader() override { return cluster_.leader(); }
+  void kill(std::size_t i) override { cluster_.node(i).kill(); }
+  void restart(std::size_t i) override { cluster_.start(i); }
+  void start_callers(std::size_t i, std::size_t count, const std::string& tag_prefix,
+                     const std::filesystem::path& log) override {
+    cluster_.ask(i, "callers " + std::to_string(count) + " " + tag_prefix + " " + log.string());
+  }
+  void stop_callers(std::size_t i) override { cluster_.ask(i, "stop-callers"); }
+  void arm(std::size_t i, std::int64_t since_ns) override { cluster_.ask(i, "arm " + std::to_string(since_ns)); }
+  std::int64_t first_success(std::size_t i) override { return std::stoll(cluster_.ask(i, "first")); }
+  std::uint64_t applied_index(std::size_t i) override {
+    std::istringstream status(cluster_.ask(i, "status"));
+    std::string role, ready;
+    std::uint64_t index = 0;
+    status >> role >> ready >> index;
+    return index;
+  }
+  Verdict verify(std::size_t i, std::uint64_t index, const std::filesystem::path& logs) override {
+    std::istringstream reply(cluster_.ask(i, "verify " + std::to_string(index) + " " + logs.string(), 60s));
+    Verdict v;
+    reply >> v.lost >> v.duplicated >> v.failed_but_applied;
+    return v;
+  }
+  std::vector<double> rss_mib_nodes() override { return cluster_.rss_mib(); }
+
+ private:
+  ProcessCluster& cluster_;
+};
+
+// The rest of a request line after the fields read so far (a path may hold spaces).
+std::string rest_of(std::istringstream& request) {
+  std::string rest;
+  std::getline(request >> std::ws, rest);
+  return rest;
+}
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "catga-bench: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int serve_node(const Settings& s, const NodePlacement& where) {
+  catga::ClusterOptions o;
+  o.node_id = where.index + 1;
+  for (std::size_t i = 0; i < where.raft_ports.size(); ++i)
+    o.members.push_back(catga::Member{i + 1, "127.0.0.1:" + std::to_string(where.raft_ports[i]),
+                                      catga::MemberRole::voter, "127.0.0.1:" + std::to_string(where.peer_ports[i])});
+  o.data_dir = where.data_dir;
+  tune(s, o);
+  catga::ApplicationBuilder<BenchState> builder;
+  register_bench(builder, where.index);
+  auto built = builder.cluster(o).build();
+  if (!built) return fail("node " + std::to_string(o.node_id) + ": " + built.error().to_string());
+  catga::Application& app = **built;
+  std::unique_ptr<FailoverCallers> callers;
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    std::istringstream request(line);
+    std::string verb, prefix;
+    request >> verb;
+    std::string reply = "ok";
+    try {
+      if (verb == "status") {
+        const auto st = app.status();
+        reply = std::string(catga::to_string(st.role)) + (st.ready ? " 1 " : " 0 ") + std::to_string(st.applied_index);
+      } else if (verb == "run") {
+        const auto m = measure(s, app, [](std::uint64_t completed) {
+          std::printf("progress %llu\n", static_cast<unsigned long long>(completed));
+          std::fflush(stdout);
+        });
+        reply = to_json(s, m);
+      } else if (std::size_t count = 0; verb == "callers" && request >> count >> prefix) {
+        callers = std::make_unique<FailoverCallers>(app, s, count, prefix, rest_of(request));
+      } else if (verb == "stop-callers") {
+        callers.reset();
+      } else if (std::int64_t since_ns = 0; verb == "arm" && request >> since_ns) {
+        if (callers) callers->arm(since_ns);
+      } else if (verb == "first") {
+        reply = std::to_string(callers ? callers->first_success() : 0);
+      } else if (std::uint64_t index = 0; verb == "verify" && request >> index) {
+        const std::filesystem::path logs = rest_of(request);
+        testsupport::wait_for([&] { return app.status().applied_index >= index; });
+        const Verdict v = verify(app, logs);
+        reply =
+            std::to_string(v.lost) + " " + std::to_string(v.duplicated) + " " + std::to_string(v.failed_but_applied);
+      } else {
+        reply = "error: unknown request '" + line + "'";
+      }
+    } catch (const std::exception& e) {
+      reply = std::string("error: ") + e.what();
+    }
+    std::printf("%s\n", reply.c_str());
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+int run_multi_process(const Settings& s, const std::vector<std::string>& args, const std::string& samples_csv) {
+  ::signal(SIGPIPE, SIG_IGN);  // a dead child shows as a failed write
+  ProcessCluster cluster(s.nodes, args);
+  if (s.scenario == "failover") {
+    ProcessFailover failover(cluster);
+    return run_failover(s, failover);
+  }
+  const auto leader = cluster.leader();
+  if (!leader) return fail("no leader elected");
+  const auto idle_rss = cluster.rss_mib();
+  std::optional<Samples> samples;
+  if (!samples_csv.empty()) samples.emplace(samples_csv, s.nodes);
+
+  const std::size_t target = target_node(s, *leader);
+  NodeProcess& node = cluster.node(target);
+  if (!node.send("run")) return fail("node " + std::to_string(target + 1) + " is gone");
+  // Progress comes once a second (query-local sends none): silence beyond that means the node is stuck.
+  const auto silence = 60s + std::chrono::seconds(static_cast<long>(s.warmup + s.seconds));
+  std::optional<std::string> line;
+  while ((line = node.read_line(silence)) && line->rfind("progress ", 0) == 0)
+    if (samples) samples->add(cluster, std::stoull(line->substr(9)));
+  if (!line || line->empty() || line->front() != '{')
+    return fail("node " + std::to_string(target + 1) + " gave no result" + (line ? ": " + *line : ""));
+
+  line->pop_back();  // the closing brace
+  std::printf("%s,\"rss_mib_nodes\":[%s],\"idle_rss_mib_nodes\":[%s]}\n", line->c_str(),
+              join(cluster.rss_mib(), ",").c_str(), join(idle_rss, ",").c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace bench

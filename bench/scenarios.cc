@@ -1,0 +1,228 @@
+// The closed-loop measurements shared by both modes of catga-bench.
+#include <algorithm>
+#include <bit>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "bench.hpp"
+#include "support/cluster.hpp"
+
+namespace bench {
+
+void register_bench(catga::ApplicationBuilder<BenchState>& b, std::size_t) {
+  b.command<Put>([](BenchState& s, const Put& p) {
+     s.bytes += p.data.size();
+     if (!p.tag.empty()) s.tagged[p.tag]++;
+     return ++s.commands;
+   }).query<Count>([](const BenchState& s, const Count&) { return s.commands; });
+}
+
+void tune(const Settings& s, catga::ClusterOptions& o) {
+  o.election_timeout = std::chrono::milliseconds(s.election_timeout_ms);
+  o.heartbeat_interval = std::chrono::milliseconds(s.heartbeat_ms);
+  if (s.max_in_flight) o.max_entries_in_flight = s.max_in_flight;
+  o.snapshot_threshold = s.snapshot_threshold;
+  o.snapshot_trailing = s.snapshot_trailing;
+}
+
+std::size_t target_node(const Settings& s, std::size_t leader) {
+  const bool on_leader = s.scenario == "command-leader" || s.scenario == "query-linearizable";
+  return on_leader ? leader : (leader + 1) % s.nodes;
+}
+
+// Bucket i < 64 holds the value i; above, bucket 32 * shift + top holds the
+// values whose top 6 bits are `top` (32..63) once shifted right by `shift`.
+void LatencyHistogram::record(std::int64_t ns) {
+  const auto v = static_cast<std::uint64_t>(std::max<std::int64_t>(ns, 0));
+  const int shift = std::max(0, static_cast<int>(std::bit_width(v)) - 1 - kSubBits);
+  counts_[(static_cast<std::size_t>(shift) << kSubBits) + (v >> shift)]++;
+  total_++;
+}
+
+void LatencyHistogram::merge(const LatencyHistogram& other) {
+  for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] += other.counts_[i];
+  total_ += other.total_;
+}
+
+double LatencyHistogram::percentile_us(double p) const {
+  if (total_ == 0) return 0;
+  const auto rank = std::min(total_ - 1, static_cast<std::uint64_t>(p * static_cast<double>(total_)));
+  std::uint64_t seen = 0;
+  std::size_t i = 0;
+  while (seen + counts_[i] <= rank) seen += counts_[i++];
+  const std::size_t sub = std::size_t{1} << kSubBits;
+  const int shift = i < 2 * sub ? 0 : static_cast<int>(i >> kSubBits) - 1;
+  const std::uint64_t top = i < 2 * sub ? i : sub + (i & (sub - 1));
+  const double width = static_cast<double>(std::uint64_t{1} << shift);
+  return (static_cast<double>(top << shift) + (width - 1) / 2) / 1000.0;
+}
+
+double rss_mib(const std::string& pid) {
+  std::ifstream status("/proc/" + pid + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0;
+}
+
+std::string join(const std::vector<double>& values, const char* separator) {
+  std::string out;
+  char buf[32];
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%s%.1f", i ? separator : "", values[i]);
+    out += buf;
+  }
+  return out;
+}
+
+std::string to_json(const Settings& s, const Measurement& m, const std::string& extra) {
+  char buf[768];
+  std::snprintf(buf, sizeof buf,
+                "{\"scenario\":\"%s\",\"mode\":\"%s\",\"nodes\":%zu,\"callers\":%zu,\"payload\":%zu,"
+                "\"ops\":%llu,\"ops_per_sec\":%.0f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,"
+                "\"errors\":%llu,\"rss_mib\":%.1f,\"snapshot_threshold\":%llu,\"snapshot_trailing\":%llu",
+                s.scenario.c_str(), s.mode.c_str(), s.nodes, s.callers, s.payload,
+                static_cast<unsigned long long>(m.ops), m.seconds > 0 ? static_cast<double>(m.ops) / m.seconds : 0.0,
+                m.latencies.percentile_us(0.50), m.latencies.percentile_us(0.99), m.latencies.percentile_us(0.999),
+                static_cast<unsigned long long>(m.errors), m.rss_mib,
+                static_cast<unsigned long long>(s.snapshot_threshold),
+                static_cast<unsigned long long>(s.snapshot_trailing));
+  std::string json = buf;
+  if (s.scenario == "query-local") json += ",\"note\":\"latency per query, averaged over batches of 1000\"";
+  return json + extra + "}";
+}
+
+namespace {
+
+// Sleeps `seconds`, calling `tick` about once a second.
+void sleep_ticking(double seconds, const Tick& tick, const std::atomic<std::uint64_t>& completed) {
+  const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  while (Clock::now() < end) {
+    std::this_thread::sleep_until(std::min(end, Clock::now() + std::chrono::seconds(1)));
+    if (tick) tick(completed.load(std::memory_order_relaxed));
+  }
+}
+
+using Issue = std::function<void(std::function<void(bool ok)>)>;  // sends one request
+
+// A closed-loop caller driven by completions: each result sends the next request.
+struct Loop {
+  const Issue* issue;
+  std::atomic<bool>* measuring;
+  std::atomic<bool>* stopping;
+  std::atomic<std::uint64_t>* completed;
+  LatencyHistogram latencies;
+  std::uint64_t errors = 0;
+  std::atomic<bool> done{false};
+
+  void next() {
+    if (stopping->load(std::memory_order_relaxed)) {
+      done = true;
+      return;
+    }
+    auto start = Clock::now();
+    (*issue)([this, start](bool ok) {
+      completed->fetch_add(1, std::memory_order_relaxed);
+      if (!ok)
+        ++errors;
+      else if (measuring->load(std::memory_order_relaxed))
+        latencies.record(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+      next();
+    });
+  }
+};
+
+// Runs `callers` closed loops of `issue` through the warm-up and the measured window.
+Measurement run_loops(const Settings& s, const Issue& issue, const Tick& tick) {
+  std::atomic<bool> measuring{false}, stopping{false};
+  std::atomic<std::uint64_t> completed{0};
+  std::vector<std::unique_ptr<Loop>> loops;
+  for (std::size_t i = 0; i < s.callers; ++i) {
+    auto l = std::make_unique<Loop>();
+    l->issue = &issue;
+    l->measuring = &measuring;
+    l->stopping = &stopping;
+    l->completed = &completed;
+    loops.push_back(std::move(l));
+  }
+  for (auto& l : loops) l->next();
+  sleep_ticking(s.warmup, tick, completed);
+  measuring = true;
+  auto t0 = Clock::now();
+  sleep_ticking(s.seconds, tick, completed);
+  measuring = false;
+  Measurement m;
+  m.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  stopping = true;
+  testsupport::wait_for(
+      [&] { return std::all_of(loops.begin(), loops.end(), [](auto& l) { return l->done.load(); }); });
+  for (auto& l : loops) {
+    m.latencies.merge(l->latencies);
+    m.errors += l->errors;
+  }
+  m.ops = m.latencies.count();
+  return m;
+}
+
+// Local reads are too fast to time one by one: time batches of 1000.
+Measurement measure_query_local(const Settings& s, catga::Application& app) {
+  std::atomic<bool> failed{false};
+  std::vector<LatencyHistogram> per(s.callers);
+  std::vector<std::thread> threads;
+  const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s.seconds));
+  auto t0 = Clock::now();
+  for (std::size_t c = 0; c < s.callers; ++c) {
+    threads.emplace_back([&, c] {
+      while (Clock::now() < end) {
+        auto start = Clock::now();
+        for (int i = 0; i < 1000; ++i) {
+          auto r = app.send(Count{});
+          if (!r) failed = true;
+        }
+        per[c].record(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count() / 1000);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  Measurement m;
+  m.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (auto& h : per) m.latencies.merge(h);
+  m.ops = m.latencies.count() * 1000;
+  m.errors = failed ? 1 : 0;
+  return m;
+}
+
+Measurement measure_scenario(const Settings& s, catga::Application& app, const Tick& tick) {
+  if (s.scenario == "query-local") return measure_query_local(s, app);
+  if (s.scenario == "query-linearizable") {
+    const catga::QueryOptions linearizable{.consistency = catga::Consistency::linearizable};
+    return run_loops(
+        s,
+        [&](std::function<void(bool)> done) {
+          app.send(Count{}, linearizable,
+                   [done = std::move(done)](catga::Result<std::uint64_t> r) { done(r.has_value()); });
+        },
+        tick);
+  }
+  const std::string data(s.payload, 'x');
+  return run_loops(
+      s,
+      [&](std::function<void(bool)> done) {
+        app.send(Put{.data = data}, catga::CommandOptions{},
+                 [done = std::move(done)](catga::Result<std::uint64_t> r) { done(r.has_value()); });
+      },
+      tick);
+}
+
+}  // namespace
+
+Measurement measure(const Settings& s, catga::Application& app, const Tick& tick) {
+  Measurement m = measure_scenario(s, app, tick);
+  m.rss_mib = rss_mib();
+  return m;
+}
+
+}  // namespace bench
