@@ -391,6 +391,7 @@ void RaftNode::propose(std::string record, Completion done) {
 }
 
 void RaftNode::propose(std::vector<Proposal> proposals) {
+  std::string failure;
   {
     std::lock_guard lock(inbound_mu_);
     if (!loop_gone_) {
@@ -402,8 +403,10 @@ void RaftNode::propose(std::vector<Proposal> proposals) {
       wake_locked();
       return;
     }
+    failure = stopped_because_;
   }
-  for (auto& p : proposals) p.done(node_stopped());
+  const Error e = stopped(failure);
+  for (auto& p : proposals) p.done(e);
 }
 
 void RaftNode::barrier(IndexCompletion done) {
