@@ -4,7 +4,7 @@
 //   1 caller:   one thread proposes, waits for the result, repeats.
 //   N callers:  N closed-loop callers: each completion (on the loop thread)
 //               immediately proposes that caller's next record.
-// Usage: raft_node_throughput [seconds-per-phase=5] [callers=64]
+// Usage: raft_node_throughput [seconds-per-phase=5] [callers=64] [record-bytes=64]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "no leader\n");
     return 1;
   }
-  const std::string record(64, 'r');
+  const std::string record(argc > 3 ? std::atoi(argv[3]) : 64, 'r');
   std::printf("3 nodes, 1 process, 127.0.0.1, durable logs in %s, 64-byte records, %d s per phase\n",
               dirs[0]->path().parent_path().c_str(), seconds);
 
