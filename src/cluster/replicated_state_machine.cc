@@ -64,6 +64,7 @@ std::string ReplicatedStateMachine::snapshot() {
   }
   std::string sessions = sessions_.encode();
   std::string out;
+  out.reserve(state.size() + sessions.size() + 16);  // headers: at most 1 + 9 + 5 + 5
   detail::StringSink sink{&out};
   msgpack::packer<detail::StringSink> p(sink);
   p.pack_array(3);

@@ -126,6 +126,29 @@ TEST(EntryFormat, WriterMatchesConvenienceEncoder) {
 TEST(SnapshotEnvelope, Crc32MatchesTheStandardCheckValue) {
   EXPECT_EQ(crc32("123456789"), 0xCBF43926u);
   EXPECT_EQ(crc32(""), 0u);
+  EXPECT_EQ(crc32("The quick brown fox jumps over the lazy dog"), 0x414FA339u);
+}
+
+// The table-driven CRC (eight bytes per step) against the bit-by-bit
+// definition, for every length 0..300 and every start offset 0..7.
+TEST(SnapshotEnvelope, Crc32AgreesWithTheBitwiseDefinition) {
+  auto bitwise = [](std::string_view d) {
+    std::uint32_t c = 0xFFFFFFFFu;
+    for (unsigned char b : d) {
+      c ^= b;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFu;
+  };
+  std::string bytes(310, '\0');
+  std::uint32_t x = 12345;
+  for (auto& b : bytes) b = static_cast<char>((x = x * 1103515245u + 12345u) >> 16);
+  for (std::size_t offset = 0; offset < 8; ++offset) {
+    for (std::size_t len = 0; len <= 300; ++len) {
+      const std::string_view d(bytes.data() + offset, len);
+      ASSERT_EQ(crc32(d), bitwise(d)) << "offset " << offset << " length " << len;
+    }
+  }
 }
 
 std::string wrap(std::string_view data) {
