@@ -66,9 +66,10 @@ struct ClusterOptions {
   // starts the count again). The log then keeps at most `snapshot_trailing`
   // entries AND about `snapshot_trailing_bytes` (at the average entry size
   // since the previous snapshot) behind it, so slightly lagging followers
-  // need no snapshot. Per node the log stays below about
-  // snapshot_threshold_bytes + snapshot_trailing_bytes + what is in flight,
-  // plus libraft's preallocated 8 MiB open segments on disk
+  // need no snapshot. Per node the log in memory stays below about
+  // snapshot_threshold_bytes + snapshot_trailing_bytes + what is in flight;
+  // on disk up to about one threshold more (libraft deletes whole segments),
+  // plus its preallocated 8 MiB open segments and the last two snapshots
   // (docs/operations.md). The byte threshold must be at least 1 MiB and at
   // least `max_entry_bytes`; the trailing bytes must not exceed it;
   // `snapshot_trailing` must be at least 1.
