@@ -51,6 +51,8 @@ struct Settings {
   unsigned max_in_flight = 0;  // 0: the library's default
   std::uint64_t snapshot_threshold = catga::ClusterOptions{}.snapshot_threshold;
   std::uint64_t snapshot_trailing = catga::ClusterOptions{}.snapshot_trailing;
+  std::uint64_t snapshot_threshold_bytes = catga::ClusterOptions{}.snapshot_threshold_bytes;
+  std::uint64_t snapshot_trailing_bytes = catga::ClusterOptions{}.snapshot_trailing_bytes;
 };
 
 // The cluster options every node of a run gets on top of its membership.

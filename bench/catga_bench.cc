@@ -113,6 +113,13 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cli.add_option("--snapshot-trailing", s.snapshot_trailing, "ClusterOptions::snapshot_trailing")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cli.add_option("--snapshot-threshold-bytes", s.snapshot_threshold_bytes,
+                 "ClusterOptions::snapshot_threshold_bytes (at least 1 MiB)")
+      ->capture_default_str();
+  cli.add_option("--snapshot-trailing-bytes", s.snapshot_trailing_bytes,
+                 "ClusterOptions::snapshot_trailing_bytes (at most --snapshot-threshold-bytes)")
       ->capture_default_str();
   cli.add_option("--samples", samples,
                  "multi-process: write each node's RSS and data directory size to this CSV about once a second");

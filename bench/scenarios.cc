@@ -25,6 +25,8 @@ void tune(const Settings& s, catga::ClusterOptions& o) {
   if (s.max_in_flight) o.max_entries_in_flight = s.max_in_flight;
   o.snapshot_threshold = s.snapshot_threshold;
   o.snapshot_trailing = s.snapshot_trailing;
+  o.snapshot_threshold_bytes = s.snapshot_threshold_bytes;
+  o.snapshot_trailing_bytes = s.snapshot_trailing_bytes;
 }
 
 std::size_t target_node(const Settings& s, std::size_t leader) {
@@ -79,17 +81,20 @@ std::string join(const std::vector<double>& values, const char* separator) {
 }
 
 std::string to_json(const Settings& s, const Measurement& m, const std::string& extra) {
-  char buf[768];
+  char buf[1024];
   std::snprintf(buf, sizeof buf,
                 "{\"scenario\":\"%s\",\"mode\":\"%s\",\"nodes\":%zu,\"callers\":%zu,\"payload\":%zu,"
                 "\"ops\":%llu,\"ops_per_sec\":%.0f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,"
-                "\"errors\":%llu,\"rss_mib\":%.1f,\"snapshot_threshold\":%llu,\"snapshot_trailing\":%llu",
+                "\"errors\":%llu,\"rss_mib\":%.1f,\"snapshot_threshold\":%llu,\"snapshot_trailing\":%llu,"
+                "\"snapshot_threshold_bytes\":%llu,\"snapshot_trailing_bytes\":%llu",
                 s.scenario.c_str(), s.mode.c_str(), s.nodes, s.callers, s.payload,
                 static_cast<unsigned long long>(m.ops), m.seconds > 0 ? static_cast<double>(m.ops) / m.seconds : 0.0,
                 m.latencies.percentile_us(0.50), m.latencies.percentile_us(0.99), m.latencies.percentile_us(0.999),
                 static_cast<unsigned long long>(m.errors), m.rss_mib,
                 static_cast<unsigned long long>(s.snapshot_threshold),
-                static_cast<unsigned long long>(s.snapshot_trailing));
+                static_cast<unsigned long long>(s.snapshot_trailing),
+                static_cast<unsigned long long>(s.snapshot_threshold_bytes),
+                static_cast<unsigned long long>(s.snapshot_trailing_bytes));
   std::string json = buf;
   if (s.scenario == "query-local") json += ",\"note\":\"latency per query, averaged over batches of 1000\"";
   return json + extra + "}";

@@ -97,18 +97,29 @@ int main(int argc, char** argv) {
   std::string admin_token;
   std::string log_level = "info";
   int election_timeout_ms = 1000, heartbeat_ms = 100;
+  const catga::ClusterOptions defaults;
+  std::uint64_t snapshot_threshold_bytes = defaults.snapshot_threshold_bytes;
+  std::uint64_t snapshot_trailing_bytes = defaults.snapshot_trailing_bytes;
   unsigned http_threads = 2;
   bool join = false;
   cli.add_option("--id", id, "this node's id (must appear in --cluster)")->check(CLI::PositiveNumber);
   cli.add_option("--data-dir", data_dir, "where the Raft log and snapshots live (created if missing)");
   cli.add_option("--http", http, "HTTP listen address HOST:PORT (port 0: any free port)");
-  cli.add_option("--cluster", cluster,
+  auto* cluster_option = cli.add_option("--cluster", cluster,
                  "every member as ID=HOST:PORT of its Raft port, comma-separated; each member's peer channel "
                  "listens on the Raft port + 1. Omit for a single durable node");
   cli.add_option("--cluster-id", cluster_id, "peers of another cluster id are refused");
   cli.add_option("--peer-secret", peer_secret, "shared secret the peer channel requires (optional)");
   cli.add_option("--election-timeout-ms", election_timeout_ms, "Raft election timeout (the plan uses 150)")->check(CLI::Range(10, 600000));
   cli.add_option("--heartbeat-ms", heartbeat_ms, "Raft heartbeat interval (the plan uses 50)")->check(CLI::Range(1, 600000));
+  cli.add_option("--snapshot-threshold-bytes", snapshot_threshold_bytes,
+                 "snapshot once this many bytes of log entries were applied since the last one (at least 1 MiB)")
+      ->capture_default_str()
+      ->needs(cluster_option);
+  cli.add_option("--snapshot-trailing-bytes", snapshot_trailing_bytes,
+                 "keep about this many bytes of log behind a snapshot for lagging followers")
+      ->capture_default_str()
+      ->needs(cluster_option);
   cli.add_option("--http-threads", http_threads, "HTTP I/O threads")->check(CLI::Range(1, 64));
   cli.add_option("--admin-token", admin_token, "bearer token required by the mutating /raft/* endpoints");
   cli.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
@@ -146,6 +157,8 @@ int main(int argc, char** argv) {
                      .join = join,
                      .election_timeout = std::chrono::milliseconds(election_timeout_ms),
                      .heartbeat_interval = std::chrono::milliseconds(heartbeat_ms),
+                     .snapshot_threshold_bytes = snapshot_threshold_bytes,
+                     .snapshot_trailing_bytes = snapshot_trailing_bytes,
                      .cluster_id = cluster_id,
                      .peer_secret = peer_secret});
   }

@@ -260,8 +260,8 @@ class Application {
   void remove_member(std::uint64_t id, UniqueFunction<void(Result<void>)> done);
   // Hands leadership to member `to` (0: the most up-to-date voter).
   void transfer_leadership(std::uint64_t to, UniqueFunction<void(Result<void>)> done);
-  // Takes a snapshot on the leader now (they are also taken automatically
-  // every ClusterOptions::snapshot_threshold entries). `done` gets the log
+  // Takes a snapshot on the leader now (they are also taken automatically,
+  // see ClusterOptions::snapshot_threshold_bytes). `done` gets the log
   // index the snapshot covers at least; the file is written right after.
   void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done);
   // Blocking forms.

@@ -59,11 +59,24 @@ struct ClusterOptions {
   std::chrono::milliseconds election_timeout{1000};
   std::chrono::milliseconds heartbeat_interval{100};
 
-  // Take a snapshot every `snapshot_threshold` applied entries, keeping
-  // `snapshot_trailing` entries behind it so slightly lagging followers need no
-  // snapshot.
+  // Snapshots bound the log, which libraft keeps on disk and in memory. Every
+  // node takes one once `snapshot_threshold` entries OR
+  // `snapshot_threshold_bytes` bytes of entries have been applied since its
+  // last snapshot (restart replays count; a restored or installed snapshot
+  // starts the count again). The log then keeps at most `snapshot_trailing`
+  // entries AND about `snapshot_trailing_bytes` (at the average entry size
+  // since the previous snapshot) behind it, so slightly lagging followers
+  // need no snapshot. Per node the log in memory stays below about
+  // snapshot_threshold_bytes + snapshot_trailing_bytes + what is in flight;
+  // on disk up to about one threshold more (libraft deletes whole segments),
+  // plus its preallocated 8 MiB open segments and the last two snapshots
+  // (docs/operations.md). The byte threshold must be at least 1 MiB and at
+  // least `max_entry_bytes`; the trailing bytes must not exceed it;
+  // `snapshot_trailing` must be at least 1.
   std::uint64_t snapshot_threshold = 8192;
   std::uint64_t snapshot_trailing = 2048;
+  std::uint64_t snapshot_threshold_bytes = std::uint64_t{64} << 20;
+  std::uint64_t snapshot_trailing_bytes = std::uint64_t{16} << 20;
 
   // Group commit: commands queued while earlier entries are in flight are packed
   // into entries of at most `max_entry_bytes`, with at most
@@ -113,6 +126,9 @@ struct NodeStatus {
   std::uint64_t commit_index = 0;
   std::uint64_t applied_index = 0;
   std::uint64_t last_snapshot_index = 0;
+  // Bytes of log entries applied since the last snapshot (a snapshot is taken
+  // when this reaches ClusterOptions::snapshot_threshold_bytes).
+  std::uint64_t bytes_since_snapshot = 0;
   // Follower: time since it last heard from the leader (empty elsewhere).
   std::optional<std::chrono::milliseconds> leader_last_contact;
   // Leader only: true once a barrier of its own term has committed, i.e. it has

@@ -41,6 +41,26 @@ Result<void> check_address(std::string_view field, const std::string& address, b
   return ok();
 }
 
+// Below 1 MiB, or below one entry, a byte threshold would snapshot (encode
+// the whole state) for nearly every entry; both floors catch a value given in
+// MiB by mistake. Trailing more bytes than the threshold would make the log
+// mostly history that only a lagging follower could use.
+Result<void> check_snapshot_bytes(const ClusterOptions& o) {
+  constexpr std::uint64_t kMinThresholdBytes = 1u << 20;
+  if (o.snapshot_threshold_bytes < kMinThresholdBytes) {
+    return invalid("snapshot_threshold_bytes: must be at least " + std::to_string(kMinThresholdBytes) + " (1 MiB)");
+  }
+  if (o.snapshot_threshold_bytes < o.max_entry_bytes) {
+    return invalid("snapshot_threshold_bytes: must be at least max_entry_bytes (" +
+                   std::to_string(o.max_entry_bytes) + ")");
+  }
+  if (o.snapshot_trailing_bytes > o.snapshot_threshold_bytes) {
+    return invalid("snapshot_trailing_bytes: must not exceed snapshot_threshold_bytes (" +
+                   std::to_string(o.snapshot_threshold_bytes) + ")");
+  }
+  return ok();
+}
+
 }  // namespace
 
 Result<void> ClusterOptions::validate() const {
@@ -82,6 +102,10 @@ Result<void> ClusterOptions::validate() const {
   if (snapshot_threshold > std::numeric_limits<unsigned>::max()) {
     return invalid("snapshot_threshold: too large");
   }
+  // libraft 0.22.1's disk layer takes a trailing of 0 for an installed
+  // snapshot: it would reset the next append index and delete every closed
+  // segment, entries after the snapshot included.
+  if (snapshot_trailing == 0) return invalid("snapshot_trailing: must be at least 1");
   if (snapshot_trailing > std::numeric_limits<unsigned>::max()) {
     return invalid("snapshot_trailing: too large");
   }
@@ -93,6 +117,7 @@ Result<void> ClusterOptions::validate() const {
   if (max_entry_bytes > kMaxEntryBytes) {
     return invalid("max_entry_bytes: must be at most " + std::to_string(kMaxEntryBytes));
   }
+  if (auto r = check_snapshot_bytes(*this); !r) return r;
   if (cluster_id.empty()) return invalid("cluster_id: must not be empty");
   if (max_entries_in_flight == 0) return invalid("max_entries_in_flight: must be at least 1");
   if (max_entries_in_flight > 4096) return invalid("max_entries_in_flight: must be at most 4096");

@@ -520,7 +520,15 @@ int catga_raft_barrier(catga_raft *h, void *req_ctx) {
 }
 
 void catga_raft_set_snapshot_threshold(catga_raft *h, unsigned n) {
-  raft_set_snapshot_threshold(h->r, n);
+  if (h->r != NULL) {
+    raft_set_snapshot_threshold(h->r, n);
+  }
+}
+
+void catga_raft_set_snapshot_trailing(catga_raft *h, unsigned n) {
+  if (h->r != NULL && n > 0) {
+    raft_set_snapshot_trailing(h->r, n);
+  }
 }
 
 struct changeReq {

@@ -153,8 +153,16 @@ void catga_raft_free_buffer(void *p);
 int catga_raft_apply(catga_raft *h, void *data, size_t len, void *req_ctx,
                      uint64_t *index);
 int catga_raft_barrier(catga_raft *h, void *req_ctx);
-/* Entries applied between snapshots (takes effect at the next apply). */
+/* Entries applied between snapshots. libraft compares it with
+ * commit_index - last snapshot index when it handles its next event after an
+ * apply pass (1: snapshot then). May be called from the FSM callbacks. */
 void catga_raft_set_snapshot_threshold(catga_raft *h, unsigned n);
+/* Entries a snapshot keeps behind it (n >= 1: libraft 0.22.1's disk layer
+ * takes 0 for an installed snapshot). libraft reads it right after the FSM
+ * snapshot callback returns (the segments to delete) and again once the
+ * snapshot is written (the entries to drop from memory): set it inside that
+ * callback and leave it until the next one. */
+void catga_raft_set_snapshot_trailing(catga_raft *h, unsigned n);
 int catga_raft_add(catga_raft *h, uint64_t id, const char *address,
                    void *req_ctx);
 int catga_raft_assign(catga_raft *h, uint64_t id, int role, void *req_ctx);

@@ -194,7 +194,11 @@ std::string newest_snapshot_file(const fs::path& dir) {
 // ------------------------------------------------------------------ lifecycle
 
 RaftNode::RaftNode(const ClusterOptions& options, RecordStateMachine& machine, RaftNodeCallbacks callbacks)
-    : options_(options), machine_(machine), callbacks_(std::move(callbacks)) {
+    : options_(options),
+      machine_(machine),
+      callbacks_(std::move(callbacks)),
+      snapshots_(options_),
+      threshold_knob_(snapshots_.threshold()) {
   status_.id = options_.node_id;
   for (const Member& m : options_.members) {
     if (m.id == options_.node_id) status_.address = m.address;
@@ -219,8 +223,8 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.dir = dir.c_str();
   config.election_timeout_ms = static_cast<unsigned>(options.election_timeout.count());
   config.heartbeat_ms = static_cast<unsigned>(options.heartbeat_interval.count());
-  config.snapshot_threshold = static_cast<unsigned>(options.snapshot_threshold);
-  config.snapshot_trailing = static_cast<unsigned>(options.snapshot_trailing);
+  config.snapshot_threshold = node->threshold_knob_;
+  config.snapshot_trailing = node->snapshots_.trailing();
   config.bootstrap = (*fresh && mode == JoinMode::bootstrap_if_empty) ? 1 : 0;
   config.members = members.data();
   config.n_members = static_cast<unsigned>(members.size());
@@ -279,6 +283,9 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     node->replay_until_ = info.last_index;
     node->opening_ = false;
   }
+  // A lone voter replayed its log inside catga_raft_open, before raft_ was
+  // set: if that crossed the byte threshold, libraft snapshots at its next check.
+  node->sync_snapshot_threshold();
 
   // Logged before the loop thread exists (the first spdlog use initializes its registry).
   internal::log().info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
@@ -310,7 +317,13 @@ std::unique_ptr<RaftNode> RaftNode::create_attached_for_test(const ClusterOption
 }
 
 void* RaftNode::fsm_for_test() { return catga_raft_glue_fsm(raft_); }
-void RaftNode::attach_for_test(void* raft) { catga_raft_glue_attach(raft_, raft); }
+void RaftNode::attach_for_test(void* raft) {
+  catga_raft_glue_attach(raft_, raft);
+  // The node owns the snapshot knobs in both modes: the options win over
+  // whatever the fixture set.
+  catga_raft_set_snapshot_threshold(raft_, threshold_knob_);
+  catga_raft_set_snapshot_trailing(raft_, snapshots_.trailing());
+}
 void RaftNode::poll_for_test() {
   drain_inbound();
   on_after_io();
@@ -442,15 +455,18 @@ void RaftNode::take_snapshot(IndexCompletion done) {
     catga_raft_info info{};
     catga_raft_get_info(raft_, &info);
     const std::uint64_t before = info.snapshot_index;
-    catga_raft_set_snapshot_threshold(raft_, 1);
+    // The threshold stays at 1 until c_snapshot serves the request; the
+    // barrier is an entry past the last snapshot for it to cover.
+    snapshots_.request();
+    sync_snapshot_threshold();
     barrier([this, before, done = std::move(done)](Result<std::uint64_t> index) mutable {
-      // libraft checks the threshold after the apply pass that ran this
-      // callback: restore it on the next loop turn, once the snapshot started,
-      // then report the snapshot once it is written.
       post([this, before, index = std::move(index), done = std::move(done)]() mutable {
         if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
-        catga_raft_set_snapshot_threshold(raft_, static_cast<unsigned>(options_.snapshot_threshold));
-        if (!index) return done(std::move(index));
+        if (!index) {
+          snapshots_.cancel_request();
+          sync_snapshot_threshold();
+          return done(std::move(index));
+        }
         await_snapshot(before, Clock::now() + std::chrono::seconds(30), std::move(done));
       });
     });
@@ -607,6 +623,7 @@ void RaftNode::observe() {
     status_.commit_index = info.commit_index;
     status_.applied_index = info.applied_index;
     status_.last_snapshot_index = info.snapshot_index;
+    status_.bytes_since_snapshot = snapshots_.bytes_since_snapshot();
     status_.leader_last_contact =
         info.leader_contact_ms == UINT64_MAX
             ? std::nullopt
@@ -921,7 +938,30 @@ int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::siz
     self->fail_node("state machine threw while applying entry " + std::to_string(index));
     return CATGA_RAFT_MALFORMED;
   }
+  self->snapshots_.applied(len);
+  self->sync_snapshot_threshold();
   return 0;
+}
+
+void RaftNode::sync_snapshot_threshold() {
+  if (raft_ == nullptr) return;  // inside catga_raft_open: start() syncs after it
+  const unsigned threshold = snapshots_.threshold();
+  if (threshold == threshold_knob_) return;
+  catga_raft_set_snapshot_threshold(raft_, threshold);
+  threshold_knob_ = threshold;
+}
+
+void RaftNode::snapshot_taken() {
+  catga_raft_info info{};
+  if (raft_ != nullptr) catga_raft_get_info(raft_, &info);
+  // Still the previous snapshot's index: the new one is recorded once written.
+  const std::uint64_t span = info.applied_index > info.snapshot_index ? info.applied_index - info.snapshot_index : 0;
+  const std::uint64_t bytes = snapshots_.bytes_since_snapshot();
+  const unsigned trailing = snapshots_.taken(span);
+  if (raft_ != nullptr) catga_raft_set_snapshot_trailing(raft_, trailing);
+  sync_snapshot_threshold();
+  internal::log().debug("raft node {}: snapshot at {} after {} entries, {} bytes; keeping {} entries",
+                        options_.node_id, info.applied_index, span, bytes, trailing);
 }
 
 int RaftNode::c_snapshot(void* ctx, void** data, std::size_t* len) {
@@ -945,6 +985,7 @@ int RaftNode::c_snapshot(void* ctx, void** data, std::size_t* len) {
   if (!state.empty()) std::memcpy(buf + kSnapshotHeaderBytes, state.data(), state.size());
   *data = buf;
   *len = size;
+  self->snapshot_taken();
   return 0;
 }
 
@@ -967,6 +1008,8 @@ int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
     self->fail_node("restoring " + source + " failed: " + r.error().message());
     return CATGA_RAFT_CORRUPT;
   }
+  self->snapshots_.restored();
+  self->sync_snapshot_threshold();
   {
     std::lock_guard lock(self->status_mu_);
     self->status_.counters.snapshots_installed++;

@@ -50,6 +50,7 @@
 #include "catga/cluster.hpp"
 #include "catga/detail/unique_function.hpp"
 #include "catga/result.hpp"
+#include "cluster/snapshot_schedule.hpp"
 
 struct catga_raft;  // raft_c.h
 
@@ -152,10 +153,11 @@ class RaftNode {
   std::uint64_t applied_index() const;
 
   // Leader only: makes this node take a snapshot now (libraft has no call for
-  // it: the threshold drops to 1 for one barrier). Completes once the snapshot
-  // is written, with the index it covers. unavailable on non-leaders;
-  // deadline_exceeded if none was written within 30 s (e.g. one was already
-  // being written).
+  // it: the threshold drops to 1 until a snapshot starts, and a barrier makes
+  // sure there is an entry to cover). Completes once a snapshot newer than the
+  // last one at the call is written, with the index it covers (one already
+  // being written counts). unavailable on non-leaders; deadline_exceeded if
+  // none was written within 30 s.
   void take_snapshot(IndexCompletion done);
 
   // Membership and leadership, one change at a time (failed_precondition if
@@ -216,6 +218,10 @@ class RaftNode {
   Error not_leader_error() const;
   Error change_error(int status) const;
   void start_change(ChangeOp* op);
+  // Copies snapshots_.threshold() into libraft when it changed.
+  void sync_snapshot_threshold();
+  // A snapshot is being taken (inside c_snapshot): sets its trailing.
+  void snapshot_taken();
 
   // C callbacks.
   static int c_apply(void* ctx, std::uint64_t index, const void* data, std::size_t len);
@@ -273,6 +279,10 @@ class RaftNode {
   std::uint64_t replay_until_ = 0;  // last log index at start
   bool opening_ = true;             // inside start(): a lone voter applies its log there
   std::string snapshot_source_;  // file name while start() loads, for error messages
+  // The only writer of libraft's snapshot threshold and trailing (byte
+  // bounds, take_snapshot()); threshold_knob_ is the value libraft has.
+  SnapshotSchedule snapshots_;
+  unsigned threshold_knob_;
 
   mutable std::mutex status_mu_;
   NodeStatus status_;

@@ -96,6 +96,7 @@ json status_json(const NodeStatus& s, bool replicated) {
           {"commit_index", s.commit_index},
           {"applied_index", s.applied_index},
           {"last_snapshot_index", s.last_snapshot_index},
+          {"bytes_since_snapshot", s.bytes_since_snapshot},
           {"leader_last_contact_ms", s.leader_last_contact ? json(s.leader_last_contact->count()) : json(nullptr)},
           {"can_serve_writes", s.failure.empty() && leader_known(s)},
           {"can_serve_linearizable_reads", s.failure.empty() && (s.role == NodeRole::leader ? s.ready : leader_known(s))},
@@ -157,6 +158,9 @@ void render_node(std::string& out, const NodeStatus& s, bool replicated) {
   write_gauge(out, "catga_node_commit_index", "Highest log index known to be committed.", s.commit_index);
   write_gauge(out, "catga_node_applied_index", "Highest log index applied to the state.", s.applied_index);
   write_gauge(out, "catga_node_last_snapshot_index", "Log index of the latest snapshot.", s.last_snapshot_index);
+  write_gauge(out, "catga_node_bytes_since_snapshot",
+              "Bytes of log entries applied since the last snapshot (compare with snapshot_threshold_bytes).",
+              s.bytes_since_snapshot);
   write_gauge(out, "catga_node_leader_id", "Id of the known leader (0: none or in-memory).", s.leader_id);
   write_gauge(out, "catga_node_leader_known", "1 when this node knows a leader.", leader_known(s));
   write_gauge(out, "catga_node_ready", "1 when /health/ready would answer 200.", not_ready_reason(s).empty());

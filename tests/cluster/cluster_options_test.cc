@@ -102,6 +102,41 @@ TEST(ClusterOptions, SnapshotValuesTooLarge) {
   expect_invalid([](auto& o) { o.snapshot_threshold = 1ull << 40; }, "snapshot_threshold");
   expect_invalid([](auto& o) { o.snapshot_trailing = 1ull << 40; }, "snapshot_trailing");
 }
+TEST(ClusterOptions, SnapshotTrailingZero) {
+  // libraft 0.22.1 would take the snapshot for an installed one.
+  expect_invalid([](auto& o) { o.snapshot_trailing = 0; }, "snapshot_trailing");
+}
+TEST(ClusterOptions, SnapshotThresholdBytesBelowOneMiB) {
+  expect_invalid([](auto& o) { o.snapshot_threshold_bytes = (1u << 20) - 1; }, "snapshot_threshold_bytes");
+  expect_invalid([](auto& o) { o.snapshot_threshold_bytes = 64; }, "snapshot_threshold_bytes");
+}
+TEST(ClusterOptions, SnapshotThresholdBytesBelowMaxEntryBytes) {
+  expect_invalid(
+      [](auto& o) {
+        o.max_entry_bytes = 4u << 20;
+        o.snapshot_threshold_bytes = 2u << 20;
+        o.snapshot_trailing_bytes = 1u << 20;
+      },
+      "snapshot_threshold_bytes");
+}
+TEST(ClusterOptions, SnapshotTrailingBytesAboveThresholdBytes) {
+  expect_invalid(
+      [](auto& o) {
+        o.snapshot_threshold_bytes = 2u << 20;
+        o.snapshot_trailing_bytes = (2u << 20) + 1;
+      },
+      "snapshot_trailing_bytes");
+}
+TEST(ClusterOptions, SmallestSnapshotByteBoundsAreValid) {
+  ClusterOptions o = valid();
+  o.snapshot_threshold_bytes = 1u << 20;  // = max_entry_bytes by default
+  o.snapshot_trailing_bytes = 0;          // keeps one entry
+  o.snapshot_trailing = 1;
+  auto r = o.validate();
+  EXPECT_TRUE(r.has_value()) << r.error().message();
+  o.snapshot_trailing_bytes = o.snapshot_threshold_bytes;
+  EXPECT_TRUE(o.validate().has_value());
+}
 TEST(ClusterOptions, MaxEntryBytesTooSmall) {
   expect_invalid([](auto& o) { o.max_entry_bytes = 16; }, "max_entry_bytes");
 }

@@ -3,6 +3,7 @@
 // no sockets, no threads. The test thread plays the loop thread.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,7 +21,8 @@ using testing::DigestMachine;
 
 struct FixtureCluster {
   explicit FixtureCluster(unsigned n, std::size_t max_entry_bytes = 1 << 20, unsigned in_flight = 4,
-                          unsigned threshold = 1000000, unsigned trailing = 100) {
+                          unsigned threshold = 1000000, unsigned trailing = 100,
+                          const std::function<void(ClusterOptions&)>& tweak = {}) {
     std::vector<void*> fsms;
     for (unsigned i = 0; i < n; ++i) {
       machines.push_back(std::make_unique<DigestMachine>());
@@ -28,6 +30,9 @@ struct FixtureCluster {
       o.node_id = i + 1;
       o.max_entry_bytes = max_entry_bytes;
       o.max_entries_in_flight = in_flight;
+      o.snapshot_threshold = threshold;  // the node sets libraft's knobs from its options
+      o.snapshot_trailing = trailing;
+      if (tweak) tweak(o);
       nodes.push_back(RaftNode::create_attached_for_test(o, *machines.back()));
       fsms.push_back(nodes.back()->fsm_for_test());
     }
@@ -200,6 +205,55 @@ TEST(RaftFixture, LaggingFollowerCatchesUpThroughSnapshotRestore) {
   EXPECT_GE(catga_fixture_n_install_snapshot_recv(c.fixture, 2), 1u);
   EXPECT_EQ(c.machines[2]->digest(), c.machines[0]->digest());
   EXPECT_EQ(c.machines[1]->digest(), c.machines[0]->digest());
+}
+
+TEST(RaftFixture, ByteThresholdSnapshotsEveryNodeWhateverTheEntryThreshold) {
+  // The entry threshold is out of reach; 60 KiB records, one per 64 KiB entry,
+  // cross the 1 MiB byte threshold every 18 entries.
+  FixtureCluster c(3, /*max_entry_bytes=*/64 << 10, /*in_flight=*/4, /*threshold=*/1000000, /*trailing=*/1000,
+                   [](ClusterOptions& o) {
+                     o.snapshot_threshold_bytes = 1 << 20;
+                     o.snapshot_trailing_bytes = 128 << 10;
+                   });
+  catga_fixture_elect(c.fixture, 0);
+  c.poll();
+  ASSERT_TRUE(c.step_until([&] { return c.nodes[0]->status().ready; }));
+
+  constexpr int kRecords = 80;
+  int done = 0;
+  for (int i = 0; i < kRecords; ++i) {
+    std::string record(60 << 10, static_cast<char>('a' + i % 26));
+    record += std::to_string(i);
+    c.nodes[0]->propose(std::move(record), [&](Result<Applied> r) {
+      EXPECT_TRUE(r.has_value());
+      ++done;
+    });
+  }
+  c.poll();
+  ASSERT_TRUE(c.step_until([&] {
+    if (done != kRecords) return false;
+    for (auto& m : c.machines)
+      if (m->count() != kRecords) return false;
+    return true;
+  }));
+  // libraft checks on its next event (a heartbeat will do), and not while a
+  // snapshot is still being written: one more may follow the last apply.
+  ASSERT_TRUE(c.step_until([&] {
+    for (auto& n : c.nodes) {
+      const NodeStatus st = n->status();
+      if (st.counters.snapshots_taken < 3 || st.bytes_since_snapshot >= (1u << 20)) return false;
+    }
+    return true;
+  }));
+  for (unsigned i = 0; i < 3; ++i) {
+    const NodeStatus st = c.nodes[i]->status();
+    EXPECT_GE(c.machines[i]->snapshots(), 3) << "node " << i + 1;
+    EXPECT_GT(st.last_snapshot_index, 0u) << "node " << i + 1;
+    EXPECT_LT(st.bytes_since_snapshot, std::uint64_t{1} << 20) << "node " << i + 1;
+    EXPECT_EQ(c.machines[i]->digest(), c.machines[0]->digest());
+  }
+  // 80 entries of 60 KiB make at most 4 byte-triggered snapshots per node.
+  EXPECT_LE(c.machines[0]->snapshots(), 4);
 }
 
 TEST(RaftFixture, UnreadableEntryStopsTheNode) {

@@ -322,7 +322,7 @@ TEST_F(HttpServerTest, MetricsExposeMessageHttpAndNodeSeries) {
   EXPECT_THAT(text, HasSubstr("# TYPE catga_message_duration_seconds histogram"));
   for (const char* series : {"catga_raft_records_appended_total", "catga_commands_forwarded_total",
                              "catga_commands_retried_total", "catga_leader_changes_total", "catga_snapshots_taken_total",
-                             "catga_snapshot_encode_seconds"}) {
+                             "catga_snapshot_encode_seconds", "catga_node_bytes_since_snapshot"}) {
     EXPECT_THAT(text, HasSubstr(std::string("# TYPE ") + series)) << series;
   }
   EXPECT_EQ(metrics_.count("bank.open.v1", Code::ok), 2u);
@@ -333,6 +333,7 @@ TEST_F(HttpServerTest, ClusterAdminRequiresTheBearerToken) {
   auto status = c.get("/raft/status");
   ASSERT_EQ(status.status, 200);
   EXPECT_EQ(status.json()["role"], "leader");
+  EXPECT_TRUE(status.json().contains("bytes_since_snapshot")) << status.body;
 
   auto anonymous = c.post("/raft/snapshot", "");
   EXPECT_EQ(anonymous.status, 401);

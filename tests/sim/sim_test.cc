@@ -376,6 +376,8 @@ class Simulation {
       o.node_id = i + 1;
       o.max_entry_bytes = max_entry_bytes_;
       o.max_entries_in_flight = in_flight;
+      o.snapshot_threshold = threshold;  // the node sets libraft's knobs from its options
+      o.snapshot_trailing = trailing;
       nodes_.push_back(RaftNode::create_attached_for_test(o, *machines_.back()));
       fsms.push_back(nodes_.back()->fsm_for_test());
       election_ms.push_back(1000 + pick(1000));

@@ -1,0 +1,69 @@
+// src/cluster/snapshot_schedule.hpp — when a RaftNode makes libraft take a
+// snapshot, and how many entries libraft keeps behind it.
+//
+// libraft 0.22.1 knows entries only: after an apply pass it snapshots once
+// `commit_index - last snapshot index >= threshold`, and a snapshot keeps
+// `trailing` entries. It has no "snapshot now" call and no byte bounds. The
+// schedule turns ClusterOptions' byte bounds and take_snapshot() requests into
+// those two knobs:
+//   - threshold(): the configured snapshot_threshold, or 1 ("at the next
+//     check") once snapshot_threshold_bytes of entries were applied since the
+//     last snapshot or a snapshot was requested;
+//   - taken(): a snapshot is being taken now: the trailing entries it should
+//     keep — snapshot_trailing_bytes divided by the average entry size
+//     (1 … snapshot_trailing) — and a fresh count.
+// The average is the larger of the span since the previous snapshot and the
+// span before it: the entries kept reach back into the older span when the
+// newer one is short (a requested snapshot right after large entries).
+//
+// Pure and deterministic: no libraft, no clock. RaftNode owns one, feeds it
+// from its FSM callbacks on the loop thread and copies the knobs into libraft.
+// Not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "catga/cluster.hpp"
+
+namespace catga::internal {
+
+class SnapshotSchedule {
+ public:
+  explicit SnapshotSchedule(const ClusterOptions& options);
+
+  // A log entry of `bytes` was applied (replays after a restart included).
+  void applied(std::size_t bytes);
+  // take_snapshot(): snapshot at libraft's next check, whatever was applied.
+  void request();
+  // The request could not be served (e.g. its barrier failed).
+  void cancel_request();
+  // libraft is taking a snapshot of everything applied so far. `entries`:
+  // log entries since the previous snapshot (commands, barriers and
+  // configuration changes alike; 0 if unknown: the applied entries are
+  // counted then). Returns the trailing entries this snapshot keeps; the
+  // count starts again and any request is served.
+  unsigned taken(std::uint64_t entries);
+  // A snapshot replaced the state (loaded at start, or installed from the
+  // leader): nothing has been applied since.
+  void restored();
+
+  // The snapshot threshold libraft should use now (entries; 1 = next check).
+  unsigned threshold() const;
+  // The trailing libraft uses until the next taken().
+  unsigned trailing() const { return trailing_; }
+  std::uint64_t bytes_since_snapshot() const { return bytes_; }
+
+ private:
+  std::uint64_t threshold_entries_;
+  std::uint64_t trailing_entries_;
+  std::uint64_t threshold_bytes_;
+  std::uint64_t trailing_bytes_;
+  std::uint64_t bytes_ = 0;             // entry bytes applied since the last snapshot
+  std::uint64_t entries_ = 0;           // entries applied since the last snapshot
+  std::uint64_t previous_average_ = 0;  // bytes per entry of the span before
+  bool requested_ = false;
+  unsigned trailing_;
+};
+
+}  // namespace catga::internal
