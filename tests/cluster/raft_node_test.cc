@@ -492,14 +492,22 @@ TEST(RaftNode, ByteThresholdBoundsEveryNodesLogOnDiskAndRestartRestoresTheState)
   }
 }
 
-// A lone node writing one 60 KiB record per 64 KiB entry.
-ClusterOptions lone_large_entries(const fs::path& dir, int port) {
+ClusterOptions single(const fs::path& dir, int port, std::uint64_t threshold = 8192) {
   ClusterOptions o;
   o.node_id = 1;
   o.members = {{1, "127.0.0.1:" + std::to_string(port)}};
   o.data_dir = dir;
   o.election_timeout = 500ms;
   o.heartbeat_interval = 50ms;
+  o.snapshot_threshold = threshold;
+  o.snapshot_trailing = 4;
+  o.max_entry_bytes = 64;
+  return o;
+}
+
+// A lone node writing one 60 KiB record per 64 KiB entry.
+ClusterOptions lone_large_entries(const fs::path& dir, int port) {
+  ClusterOptions o = single(dir, port);
   bytes_bounded(o);
   o.snapshot_trailing = 32;
   o.snapshot_trailing_bytes = 128 << 10;  // two entries
@@ -662,18 +670,6 @@ TEST(RaftNode, MembershipAddPromoteAndRemove) {
 
 // ---- start() errors ---------------------------------------------------------
 
-ClusterOptions single(const fs::path& dir, int port, std::uint64_t threshold = 8192) {
-  ClusterOptions o;
-  o.node_id = 1;
-  o.members = {{1, "127.0.0.1:" + std::to_string(port)}};
-  o.data_dir = dir;
-  o.election_timeout = 500ms;
-  o.heartbeat_interval = 50ms;
-  o.snapshot_threshold = threshold;
-  o.snapshot_trailing = 4;
-  o.max_entry_bytes = 64;
-  return o;
-}
 
 // Runs a single node in `dir`, applies `n` records, stops it.
 void populate(const fs::path& dir, int port, int n, std::uint64_t threshold = 8192) {
