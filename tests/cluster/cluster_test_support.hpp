@@ -107,4 +107,15 @@ inline std::string describe(const Error& e) {
   return "code " + std::to_string(static_cast<int>(e.code())) + ": " + e.message();
 }
 
+// A one-member cluster on 127.0.0.1:`port` with quick elections.
+inline ClusterOptions lone_member(const std::filesystem::path& dir, int port) {
+  ClusterOptions o;
+  o.node_id = 1;
+  o.members = {{1, "127.0.0.1:" + std::to_string(port)}};
+  o.data_dir = dir;
+  o.election_timeout = std::chrono::milliseconds(500);
+  o.heartbeat_interval = std::chrono::milliseconds(50);
+  return o;
+}
+
 }  // namespace catga::testing

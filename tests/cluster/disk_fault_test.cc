@@ -40,6 +40,7 @@ namespace {
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using testing::describe;
+using testing::lone_member;
 using testing::SmallDisk;
 using testing::wait_until;
 namespace fs = std::filesystem;
@@ -118,15 +119,7 @@ struct Ledger {
   }
 };
 
-ClusterOptions single(const fs::path& dir, int port) {
-  ClusterOptions o;
-  o.node_id = 1;
-  o.members = {{1, "127.0.0.1:" + std::to_string(port)}};
-  o.data_dir = dir;
-  o.election_timeout = 500ms;
-  o.heartbeat_interval = 50ms;
-  return o;
-}
+ClusterOptions single(const fs::path& dir, int port) { return lone_member(dir, port); }
 
 Result<Applied> propose_sync(RaftNode& node, std::string record, std::chrono::seconds limit = 30s) {
   auto p = std::make_shared<std::promise<Result<Applied>>>();

@@ -28,6 +28,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::DigestMachine;
 using testing::describe;
+using testing::lone_member;
 using testing::TempDir;
 using testing::wait_until;
 namespace fs = std::filesystem;
@@ -493,12 +494,7 @@ TEST(RaftNode, ByteThresholdBoundsEveryNodesLogOnDiskAndRestartRestoresTheState)
 }
 
 ClusterOptions single(const fs::path& dir, int port, std::uint64_t threshold = 8192) {
-  ClusterOptions o;
-  o.node_id = 1;
-  o.members = {{1, "127.0.0.1:" + std::to_string(port)}};
-  o.data_dir = dir;
-  o.election_timeout = 500ms;
-  o.heartbeat_interval = 50ms;
+  ClusterOptions o = lone_member(dir, port);
   o.snapshot_threshold = threshold;
   o.snapshot_trailing = 4;
   o.max_entry_bytes = 64;
