@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <uv.h>
 
@@ -50,8 +51,45 @@ struct catga_raft {
   int (*inner_connect)(struct raft_uv_transport *, struct raft_uv_connect *,
                        raft_id, const char *, raft_uv_connect_cb);
   raft_uv_accept_cb accept_cb;
+  /* The I/O's own start, wrapped so received messages pass the guard. */
+  int (*inner_start)(struct raft_io *, unsigned, raft_io_tick_cb,
+                     raft_io_recv_cb);
+  raft_io_recv_cb inner_recv;
   struct raft raft;
 };
+
+/* ---------------------------------------------------------------- guard */
+
+int catga_raft_drop_unsafe_install(void *raft, void *message) {
+  struct raft *r = raft;
+  struct raft_message *m = message;
+  if (m->type != RAFT_INSTALL_SNAPSHOT || !r->legacy.snapshot_taking) {
+    return 0;
+  }
+  /* What libraft itself frees for a message it cannot take (legacy recvCb). */
+  raft_configuration_close(&m->install_snapshot.conf);
+  raft_free(m->install_snapshot.data.base);
+  return 1;
+}
+
+static catga_raft *handleOfIo(struct raft_io *io) {
+  return (catga_raft *)(void *)((char *)io - offsetof(catga_raft, io));
+}
+
+static void recvGuarded(struct raft_io *io, struct raft_message *message) {
+  catga_raft *h = handleOfIo(io);
+  if (catga_raft_drop_unsafe_install(h->r, message)) {
+    return;
+  }
+  h->inner_recv(io, message);
+}
+
+static int startGuarded(struct raft_io *io, unsigned msecs,
+                        raft_io_tick_cb tick, raft_io_recv_cb recv) {
+  catga_raft *h = handleOfIo(io);
+  h->inner_recv = recv;
+  return h->inner_start(io, msecs, tick, recvGuarded);
+}
 
 /* ---------------------------------------------------------------- memory */
 
@@ -297,6 +335,8 @@ int catga_raft_open(const struct catga_raft_config *config,
     return rv;
   }
   raft_uv_set_auto_recovery(&h->io, false);
+  h->inner_start = h->io.start;
+  h->io.start = startGuarded;
   if (getenv("LIBRAFT_TRACE") == NULL) {
     /* libraft formats every trace message into a static buffer even when
      * tracing is disabled: costly, and racy with several nodes per process. */

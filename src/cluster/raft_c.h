@@ -141,6 +141,17 @@ void *catga_raft_glue_fsm(catga_raft *h);
 /* The struct raft * created with that fsm. */
 void catga_raft_glue_attach(catga_raft *h, void *raft);
 
+/* libraft 0.22.1 guard. An InstallSnapshot that reaches a node while it is
+ * writing a snapshot of its own is parked by libraft and resumed when that
+ * write completes — through a pointer it has just set to NULL
+ * (src/legacy.c, takeSnapshotCb): the node dies on a null dereference
+ * (tests/cluster/raft_fixture_test.cc reproduces it). Call this with every
+ * received message before libraft sees it: when it returns true the message
+ * was such an InstallSnapshot and has been freed — drop it, as a lossy network
+ * would; the leader sends the snapshot again. `raft` is a struct raft *,
+ * `message` a struct raft_message *. Node mode applies it by itself. */
+int catga_raft_drop_unsafe_install(void *raft, void *message);
+
 /* Memory for libraft buffers. */
 void *catga_raft_malloc(size_t size);
 void catga_raft_free_buffer(void *p);

@@ -1,5 +1,7 @@
 #include "fixture_harness.h"
 
+#include "cluster/raft_c.h"
+
 #include <raft.h>
 #include <raft/fixture.h>
 #include <stdlib.h>
@@ -8,6 +10,53 @@
 struct catga_fixture {
   struct raft_fixture fixture;
 };
+
+/* Every server's I/O passes received messages through the product's
+ * catga_raft_drop_unsafe_install, as RaftNode's node mode does, unless a test
+ * turns it off to show what it prevents. */
+bool catga_fixture_guard_installs = true;
+
+enum { kMaxGuarded = 64 };
+static struct {
+  struct raft_io *io;
+  struct raft *raft;
+  int (*start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
+  raft_io_recv_cb recv;
+} guarded[kMaxGuarded];
+
+static int guardedIndex(struct raft_io *io) {
+  int i;
+  for (i = 0; i < kMaxGuarded; i++) {
+    if (guarded[i].io == io) return i;
+  }
+  return -1;
+}
+
+static void recvGuarded(struct raft_io *io, struct raft_message *message) {
+  int i = guardedIndex(io);
+  if (catga_raft_drop_unsafe_install(guarded[i].raft, message)) return;
+  guarded[i].recv(io, message);
+}
+
+static int startGuarded(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv) {
+  int i = guardedIndex(io);
+  guarded[i].recv = recv;
+  return guarded[i].start(io, msecs, tick, recvGuarded);
+}
+
+static void guard(struct raft *r) {
+  int i = guardedIndex(NULL);
+  if (i < 0) abort(); /* more live fixture servers than the table holds */
+  guarded[i].io = r->io;
+  guarded[i].raft = r;
+  guarded[i].start = r->io->start;
+  r->io->start = startGuarded;
+}
+
+static void unguard(struct raft_io *io) {
+  int i = guardedIndex(io);
+  if (i >= 0) memset(&guarded[i], 0, sizeof guarded[i]);
+}
 
 catga_fixture *catga_fixture_new(void **fsms, unsigned n, unsigned snapshot_threshold,
                                  unsigned snapshot_trailing) {
@@ -29,6 +78,7 @@ catga_fixture *catga_fixture_new(void **fsms, unsigned n, unsigned snapshot_thre
     }
     raft_set_snapshot_threshold(raft_fixture_get(&f->fixture, i), snapshot_threshold);
     raft_set_snapshot_trailing(raft_fixture_get(&f->fixture, i), snapshot_trailing);
+    if (catga_fixture_guard_installs) guard(raft_fixture_get(&f->fixture, i));
   }
   if (raft_fixture_configuration(&f->fixture, n, &conf) != 0) {
     raft_fixture_close(&f->fixture);
@@ -46,7 +96,12 @@ catga_fixture *catga_fixture_new(void **fsms, unsigned n, unsigned snapshot_thre
 }
 
 void catga_fixture_close(catga_fixture *f) {
-  raft_fixture_close(&f->fixture);
+  struct raft_io *ios[kMaxGuarded];
+  unsigned n = raft_fixture_n(&f->fixture);
+  unsigned i;
+  for (i = 0; i < n && i < kMaxGuarded; i++) ios[i] = raft_fixture_get(&f->fixture, i)->io;
+  raft_fixture_close(&f->fixture); /* may still deliver messages */
+  for (i = 0; i < n && i < kMaxGuarded; i++) unguard(ios[i]);
   free(f);
 }
 
@@ -66,6 +121,9 @@ void catga_fixture_step_until_elapsed(catga_fixture *f, unsigned msecs) {
 }
 void catga_fixture_kill(catga_fixture *f, unsigned i) { raft_fixture_kill(&f->fixture, i); }
 void catga_fixture_revive(catga_fixture *f, unsigned i) { raft_fixture_revive(&f->fixture, i); }
+void catga_fixture_set_disk_latency(catga_fixture *f, unsigned i, unsigned msecs) {
+  raft_fixture_set_disk_latency(&f->fixture, i, msecs);
+}
 void catga_fixture_disconnect(catga_fixture *f, unsigned i, unsigned j) {
   raft_fixture_disconnect(&f->fixture, i, j);
 }

@@ -13,6 +13,10 @@ extern "C" {
 
 typedef struct catga_fixture catga_fixture;
 
+/* True (default): new fixtures pass received messages through
+ * catga_raft_drop_unsafe_install, like RaftNode's node mode. */
+extern bool catga_fixture_guard_installs;
+
 /* A cluster of n servers (all voters), each using fsms[i] (a struct raft_fsm *
  * from RaftNode::fsm_for_test()). Bootstrapped and started; no leader yet. */
 catga_fixture *catga_fixture_new(void **fsms, unsigned n, unsigned snapshot_threshold,
@@ -29,6 +33,8 @@ bool catga_fixture_step_until_has_leader(catga_fixture *f, unsigned max_msecs);
 void catga_fixture_step_until_elapsed(catga_fixture *f, unsigned msecs);
 void catga_fixture_kill(catga_fixture *f, unsigned i);
 void catga_fixture_revive(catga_fixture *f, unsigned i);
+/* Every disk operation of server i (appends, snapshot writes) takes msecs. */
+void catga_fixture_set_disk_latency(catga_fixture *f, unsigned i, unsigned msecs);
 void catga_fixture_disconnect(catga_fixture *f, unsigned i, unsigned j);
 void catga_fixture_reconnect(catga_fixture *f, unsigned i, unsigned j);
 uint64_t catga_fixture_last_applied(catga_fixture *f, unsigned i);

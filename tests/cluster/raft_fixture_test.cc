@@ -256,6 +256,62 @@ TEST(RaftFixture, ByteThresholdSnapshotsEveryNodeWhateverTheEntryThreshold) {
   EXPECT_LE(c.machines[0]->snapshots(), 4);
 }
 
+// A follower is writing a snapshot of its own (slow disk) when the leader,
+// which compacted its log meanwhile, sends it an InstallSnapshot. libraft
+// 0.22.1 parks the install and, when the follower's own write completes,
+// resumes it through a pointer it has just cleared (src/legacy.c,
+// takeSnapshotCb): a null dereference. Returns the number of snapshots the
+// follower installed once it caught up.
+std::uint64_t install_while_taking_a_snapshot() {
+  FixtureCluster c(3, /*max_entry_bytes=*/64, /*in_flight=*/4, /*threshold=*/8, /*trailing=*/1);
+  catga_fixture_elect(c.fixture, 0);
+  c.poll();
+  EXPECT_TRUE(c.step_until([&] { return c.nodes[0]->status().ready; }));
+  int done = 0;
+  auto propose = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      c.nodes[0]->propose(std::string(20, 'p') + std::to_string(done + i), [&](Result<Applied>) { ++done; });
+    }
+    c.poll();
+  };
+  propose(4);
+  EXPECT_TRUE(c.step_until([&] { return c.machines[2]->count() == 4; }));
+  catga_fixture_set_disk_latency(c.fixture, 2, 3000);  // node 3's writes take 3 s
+  propose(6);
+  EXPECT_TRUE(c.step_until([&] { return c.machines[2]->snapshots() >= 1; })) << "node 3 starts its own snapshot";
+  for (unsigned a : {0u, 1u}) {
+    catga_fixture_disconnect(c.fixture, a, 2);
+    catga_fixture_disconnect(c.fixture, 2, a);
+  }
+  propose(40);  // the leader snapshots and drops the entries node 3 lacks
+  EXPECT_TRUE(c.step_until([&] { return c.machines[0]->snapshots() >= 3 && c.machines[1]->count() == 50; }));
+  for (unsigned a : {0u, 1u}) {
+    catga_fixture_reconnect(c.fixture, a, 2);
+    catga_fixture_reconnect(c.fixture, 2, a);
+  }
+  EXPECT_TRUE(c.step_until([&] { return c.machines[2]->count() == 50; })) << "node 3 catches up";
+  EXPECT_EQ(c.machines[2]->digest(), c.machines[0]->digest());
+  EXPECT_EQ(c.machines[1]->digest(), c.machines[0]->digest());
+  return catga_fixture_n_install_snapshot_recv(c.fixture, 2);
+}
+
+TEST(RaftFixture, InstallSnapshotArrivingDuringTheFollowersOwnSnapshotIsDroppedAndSentAgain) {
+  ASSERT_TRUE(catga_fixture_guard_installs);
+  EXPECT_GE(install_while_taking_a_snapshot(), 2u) << "the dropped install and the one sent again";
+}
+
+// What the guard (catga_raft_drop_unsafe_install) prevents. Fails once
+// libraft no longer crashes here: then the guard can go.
+TEST(RaftFixtureKnownBugs, LibraftCrashesWhenAnInstallArrivesDuringTheFollowersOwnSnapshot) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        catga_fixture_guard_installs = false;
+        install_while_taking_a_snapshot();
+      },
+      "");
+}
+
 TEST(RaftFixture, UnreadableEntryStopsTheNode) {
   // An entry this build cannot read must stop the node, never be skipped.
   FixtureCluster c(1);  // a single voter elects itself at start
