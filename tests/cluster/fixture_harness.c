@@ -1,6 +1,6 @@
 #include "fixture_harness.h"
 
-#include "cluster/raft_c.h"
+#include "support/fixture_guard.h"
 
 #include <raft.h>
 #include <raft/fixture.h>
@@ -16,48 +16,6 @@ struct catga_fixture {
  * turns it off to show what it prevents. */
 bool catga_fixture_guard_installs = true;
 
-enum { kMaxGuarded = 64 };
-static struct {
-  struct raft_io *io;
-  struct raft *raft;
-  int (*start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
-  raft_io_recv_cb recv;
-} guarded[kMaxGuarded];
-
-static int guardedIndex(struct raft_io *io) {
-  int i;
-  for (i = 0; i < kMaxGuarded; i++) {
-    if (guarded[i].io == io) return i;
-  }
-  return -1;
-}
-
-static void recvGuarded(struct raft_io *io, struct raft_message *message) {
-  int i = guardedIndex(io);
-  if (catga_raft_drop_unsafe_install(guarded[i].raft, message)) return;
-  guarded[i].recv(io, message);
-}
-
-static int startGuarded(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv) {
-  int i = guardedIndex(io);
-  guarded[i].recv = recv;
-  return guarded[i].start(io, msecs, tick, recvGuarded);
-}
-
-static void guard(struct raft *r) {
-  int i = guardedIndex(NULL);
-  if (i < 0) abort(); /* more live fixture servers than the table holds */
-  guarded[i].io = r->io;
-  guarded[i].raft = r;
-  guarded[i].start = r->io->start;
-  r->io->start = startGuarded;
-}
-
-static void unguard(struct raft_io *io) {
-  int i = guardedIndex(io);
-  if (i >= 0) memset(&guarded[i], 0, sizeof guarded[i]);
-}
-
 catga_fixture *catga_fixture_new(void **fsms, unsigned n, unsigned snapshot_threshold,
                                  unsigned snapshot_trailing) {
   catga_fixture *f = calloc(1, sizeof *f);
@@ -69,7 +27,7 @@ catga_fixture *catga_fixture_new(void **fsms, unsigned n, unsigned snapshot_thre
   }
   for (i = 0; i < n; i++) {
     if (raft_fixture_grow(&f->fixture, fsms[i]) != 0) {
-      raft_fixture_close(&f->fixture);
+      catga_fixture_close_guarded(&f->fixture);
       free(f);
       return NULL;
     }
@@ -78,16 +36,16 @@ catga_fixture *catga_fixture_new(void **fsms, unsigned n, unsigned snapshot_thre
     }
     raft_set_snapshot_threshold(raft_fixture_get(&f->fixture, i), snapshot_threshold);
     raft_set_snapshot_trailing(raft_fixture_get(&f->fixture, i), snapshot_trailing);
-    if (catga_fixture_guard_installs) guard(raft_fixture_get(&f->fixture, i));
+    if (catga_fixture_guard_installs) catga_fixture_guard(raft_fixture_get(&f->fixture, i));
   }
   if (raft_fixture_configuration(&f->fixture, n, &conf) != 0) {
-    raft_fixture_close(&f->fixture);
+    catga_fixture_close_guarded(&f->fixture);
     free(f);
     return NULL;
   }
   if (raft_fixture_bootstrap(&f->fixture, &conf) != 0 || raft_fixture_start(&f->fixture) != 0) {
     raft_configuration_close(&conf);
-    raft_fixture_close(&f->fixture);
+    catga_fixture_close_guarded(&f->fixture);
     free(f);
     return NULL;
   }
@@ -96,12 +54,7 @@ catga_fixture *catga_fixture_new(void **fsms, unsigned n, unsigned snapshot_thre
 }
 
 void catga_fixture_close(catga_fixture *f) {
-  struct raft_io *ios[kMaxGuarded];
-  unsigned n = raft_fixture_n(&f->fixture);
-  unsigned i;
-  for (i = 0; i < n && i < kMaxGuarded; i++) ios[i] = raft_fixture_get(&f->fixture, i)->io;
-  raft_fixture_close(&f->fixture); /* may still deliver messages */
-  for (i = 0; i < n && i < kMaxGuarded; i++) unguard(ios[i]);
+  catga_fixture_close_guarded(&f->fixture);
   free(f);
 }
 

@@ -1,5 +1,7 @@
 #include "sim_cluster.h"
 
+#include "support/fixture_guard.h"
+
 #include <raft.h>
 #include <raft/fixture.h>
 #include <stdio.h>
@@ -61,6 +63,7 @@ sim_cluster *sim_cluster_new(void **fsms, unsigned n, unsigned snapshot_threshol
     raft_set_snapshot_threshold(r, snapshot_threshold);
     raft_set_snapshot_trailing(r, snapshot_trailing);
     raft_set_pre_vote(r, true); /* as RaftNode::start configures real nodes */
+    catga_fixture_guard(r);     /* and its I/O's received-message guard */
     raft_fixture_set_randomized_election_timeout(&c->f, i, election_ms[i]);
   }
   if (raft_fixture_configuration(&c->f, n, &conf) != 0) goto fail;
@@ -71,13 +74,13 @@ sim_cluster *sim_cluster_new(void **fsms, unsigned n, unsigned snapshot_threshol
   raft_configuration_close(&conf);
   return c;
 fail:
-  raft_fixture_close(&c->f);
+  catga_fixture_close_guarded(&c->f);
   free(c);
   return NULL;
 }
 
 void sim_cluster_close(sim_cluster *c) {
-  raft_fixture_close(&c->f);
+  catga_fixture_close_guarded(&c->f);
   free(c);
 }
 

@@ -1,0 +1,18 @@
+/* tests/support/fixture_guard.h — puts libraft fixture servers behind the same
+ * received-message guard RaftNode's node mode applies to its I/O
+ * (catga_raft_drop_unsafe_install, src/cluster/raft_c.h), so deterministic
+ * tests run the glue real nodes run. C, for the C fixture harnesses. */
+#ifndef CATGA_TESTS_SUPPORT_FIXTURE_GUARD_H
+#define CATGA_TESTS_SUPPORT_FIXTURE_GUARD_H
+
+#include <raft.h>
+#include <raft/fixture.h>
+
+/* Before raft_fixture_start: wraps r->io's start so every message it receives
+ * passes the guard first. At most 64 guarded servers live at once. */
+void catga_fixture_guard(struct raft *r);
+/* raft_fixture_close, then forgets its servers' guards (closing may still
+ * deliver messages). Also right for a fixture only partly guarded. */
+void catga_fixture_close_guarded(struct raft_fixture *fixture);
+
+#endif
