@@ -168,6 +168,17 @@ std::unique_ptr<RaftNode> start_ready(const ClusterOptions& o, RecordingMachine&
   return std::move(*node);
 }
 
+// Starts a node on `dir`, has `record` acknowledged, stops the node: a data
+// directory with one record in it. False (and a test failure) if it failed.
+bool leave_one_record(const fs::path& dir, int port, const std::string& record) {
+  RecordingMachine m;
+  auto node = start_ready(single(dir, port), m);
+  if (!node) return false;
+  auto r = propose_sync(*node, record);
+  EXPECT_TRUE(r.has_value()) << describe(r.error());
+  return r.has_value();
+}
+
 // A ready node on `dir` with 20 small records acknowledged (in `ledger`),
 // before the fault; nullptr (and a test failure) if that did not work.
 std::unique_ptr<RaftNode> start_with_some_acknowledged(const fs::path& dir, int port, RecordingMachine& m,
@@ -196,54 +207,65 @@ void restart_and_check(const fs::path& dir, int port, const Ledger& ledger) {
 
 // ---- one durable node ----------------------------------------------------------
 
-TEST(DiskFault, FullDiskRefusesCommandsClearlyAndKeepsAcknowledgedOnes) {
-  MOUNT_OR_SKIP(disk, kDiskMiB);
-  const fs::path data = disk->path() / "data";
+// One durable node on its own small disk with some records acknowledged
+// before the fault (start_with_some_acknowledged); `node` is null, and the
+// test failed, if that did not work.
+struct NodeBeforeFault {
+  explicit NodeBeforeFault(const SmallDisk& disk)
+      : data(disk.path() / "data"), node(start_with_some_acknowledged(data, port, machine, ledger)) {}
+  // Stops the node; a new one on the same data_dir applies every acknowledged
+  // record once and in order, and nothing that was refused.
+  void restart_and_check() {
+    node.reset();
+    internal::restart_and_check(data, port, ledger);
+  }
+
+  const fs::path data;
   const int port = testing::free_port();
   Ledger ledger;
+  RecordingMachine machine;
+  std::unique_ptr<RaftNode> node;
+};
+
+TEST(DiskFault, FullDiskRefusesCommandsClearlyAndKeepsAcknowledgedOnes) {
+  MOUNT_OR_SKIP(disk, kDiskMiB);
+  NodeBeforeFault n(*disk);
+  ASSERT_TRUE(n.node);
   {
-    RecordingMachine m;
-    auto node = start_with_some_acknowledged(data, port, m, ledger);
-    ASSERT_TRUE(node);
     disk->fill(0);
 
     // libraft writes on into its preallocated segments, then the leader
     // refuses: resource_exhausted (nothing appended), naming the problem.
-    auto refusal = propose_until_refused(*node, ledger, "full");
+    auto refusal = propose_until_refused(*n.node, n.ledger, "full");
     ASSERT_TRUE(refusal);
     std::cerr << "full disk -> " << describe(*refusal) << "\n";
     EXPECT_EQ(refusal->code(), Code::resource_exhausted);
     EXPECT_THAT(refusal->message(), HasSubstr("not enough disk space"));
-    EXPECT_THAT(refusal->message(), HasSubstr(data.string()));
-    EXPECT_TRUE(ledger.unknown.empty());
+    EXPECT_THAT(refusal->message(), HasSubstr(n.data.string()));
+    EXPECT_TRUE(n.ledger.unknown.empty());
     // And keeps refusing at once, without stopping the node.
     for (int i = 0; i < 5; ++i) {
-      auto r = propose_sync(*node, "still-full" + std::to_string(i));
-      ledger.record("still-full" + std::to_string(i), r);
+      auto r = propose_sync(*n.node, "still-full" + std::to_string(i));
+      n.ledger.record("still-full" + std::to_string(i), r);
       ASSERT_FALSE(r.has_value());
       EXPECT_EQ(r.error().code(), Code::resource_exhausted) << describe(r.error());
     }
-    EXPECT_EQ(node->status().failure, "");
+    EXPECT_EQ(n.node->status().failure, "");
 
     // Space comes back: the same node accepts commands again by itself.
     disk->free_space();
-    EXPECT_TRUE(propose_until_accepted(*node, ledger, "freed"));
-    EXPECT_EQ(m.records().size(), ledger.acknowledged.size());
+    EXPECT_TRUE(propose_until_accepted(*n.node, n.ledger, "freed"));
+    EXPECT_EQ(n.machine.records().size(), n.ledger.acknowledged.size());
   }
   // Restart: everything acknowledged is on disk, nothing refused, no corruption.
-  restart_and_check(data, port, ledger);
+  n.restart_and_check();
 }
 
 TEST(DiskFault, StartOnFullDiskFailsNamingTheProblem) {
   MOUNT_OR_SKIP(disk, kDiskMiB);
   const fs::path data = disk->path() / "data";
   const int port = testing::free_port();
-  {
-    RecordingMachine m;
-    auto node = start_ready(single(data, port), m);
-    ASSERT_TRUE(node);
-    ASSERT_TRUE(propose_sync(*node, "kept").has_value());
-  }
+  ASSERT_TRUE(leave_one_record(data, port, "kept"));
   RecordingMachine m;
   // Not a byte left: the write probe fails with ENOSPC.
   disk->fill(0);
@@ -277,12 +299,7 @@ TEST(DiskFault, ReadOnlyDataDirAtStartFailsNamingDataDir) {
   MOUNT_OR_SKIP(disk, kDiskMiB);
   const fs::path existing = disk->path() / "data";
   const int port = testing::free_port();
-  {
-    RecordingMachine m;
-    auto node = start_ready(single(existing, port), m);
-    ASSERT_TRUE(node);
-    ASSERT_TRUE(propose_sync(*node, "kept").has_value());
-  }
+  ASSERT_TRUE(leave_one_record(existing, port, "kept"));
   std::string why;
   ASSERT_TRUE(disk->remount_read_only(true, why)) << why;
   RecordingMachine m;
@@ -308,19 +325,15 @@ TEST(DiskFault, ReadOnlyDataDirAtStartFailsNamingDataDir) {
 // instead, naming the problem; the directory stays loadable.
 TEST(DiskFault, DataDirBecomesReadOnlyWhileRunning) {
   MOUNT_OR_SKIP(disk, kDiskMiB);
-  const fs::path data = disk->path() / "data";
-  const int port = testing::free_port();
-  Ledger ledger;
+  NodeBeforeFault n(*disk);
+  ASSERT_TRUE(n.node);
   {
-    RecordingMachine m;
-    auto node = start_with_some_acknowledged(data, port, m, ledger);
-    ASSERT_TRUE(node);
     // `mount -o remount,ro` is refused (EBUSY) while libraft holds its log
     // segments open for writing; a read-only bind mount over data_dir makes
     // every new file, rename and removal in it fail with EROFS instead.
     std::string why;
     EXPECT_FALSE(disk->remount_read_only(true, why)) << "remounted read-only under a running node";
-    ASSERT_TRUE(disk->protect(data, why)) << why;
+    ASSERT_TRUE(disk->protect(n.data, why)) << why;
 
     // Commands keep going until the node notices (within about a second);
     // from then on they fail at once, naming data_dir and the reason.
@@ -329,17 +342,17 @@ TEST(DiskFault, DataDirBecomesReadOnlyWhileRunning) {
     ASSERT_TRUE(wait_until(
         [&] {
           const std::string r = big_record("ro" + std::to_string(sent++));
-          last = propose_sync(*node, r);
-          ledger.record(r, last);
+          last = propose_sync(*n.node, r);
+          n.ledger.record(r, last);
           return !last.has_value();
         },
         60s));
     std::cerr << "read-only data_dir while running -> " << describe(last.error()) << "\n";
-    EXPECT_THAT(last.error().message(), HasSubstr(data.string()));
+    EXPECT_THAT(last.error().message(), HasSubstr(n.data.string()));
     EXPECT_THAT(last.error().message(), HasSubstr("Read-only file system"));
-    EXPECT_THAT(node->status().failure, HasSubstr("Read-only file system"));
-    auto r = propose_sync(*node, "still-read-only");
-    ledger.record("still-read-only", r);
+    EXPECT_THAT(n.node->status().failure, HasSubstr("Read-only file system"));
+    auto r = propose_sync(*n.node, "still-read-only");
+    n.ledger.record("still-read-only", r);
     ASSERT_FALSE(r.has_value());
     EXPECT_EQ(r.error().code(), Code::internal);
     EXPECT_THAT(r.error().message(), HasSubstr("not writable"));
@@ -347,7 +360,7 @@ TEST(DiskFault, DataDirBecomesReadOnlyWhileRunning) {
   }
   // Writable again (here: the bind mount removed, as after `mount -o
   // remount,rw`), and restarted: everything acknowledged is there.
-  restart_and_check(data, port, ledger);
+  n.restart_and_check();
 }
 
 // The disk fails under the node (ext4 shutdown: every I/O, also through open
@@ -355,38 +368,35 @@ TEST(DiskFault, DataDirBecomesReadOnlyWhileRunning) {
 // (DiskFaultKnownBugs below); the node stops itself first, naming the error.
 TEST(DiskFault, FailedLogWriteStopsTheNodeNamingTheError) {
   MOUNT_OR_SKIP(disk, kDiskMiB);
-  const fs::path data = disk->path() / "data";
-  const int port = testing::free_port();
-  Ledger ledger;
+  NodeBeforeFault n(*disk);
+  ASSERT_TRUE(n.node);
   {
-    RecordingMachine m;
-    auto node = start_with_some_acknowledged(data, port, m, ledger);
-    ASSERT_TRUE(node);
     std::string why;
     ASSERT_TRUE(disk->shut_down(why)) << why;
-    auto r = propose_sync(*node, "during");
-    ledger.record("during", r);
+    auto r = propose_sync(*n.node, "during");
+    n.ledger.record("during", r);
     ASSERT_FALSE(r.has_value()) << "acknowledged a write to a dead disk";
     std::cerr << "failed log write -> " << describe(r.error()) << "\n";
     EXPECT_TRUE(r.error().code() == Code::deadline_exceeded || r.error().code() == Code::internal)
         << describe(r.error());
     EXPECT_THAT(r.error().message(), HasSubstr("Input/output error"));
-    EXPECT_THAT(node->status().failure, HasSubstr(data.string()));
-    EXPECT_EQ(node->status().role, NodeRole::unavailable);
+    EXPECT_THAT(n.node->status().failure, HasSubstr(n.data.string()));
+    EXPECT_EQ(n.node->status().role, NodeRole::unavailable);
     // Later commands fail at once with the same reason.
-    r = propose_sync(*node, "after");
-    ledger.record("after", r);
+    r = propose_sync(*n.node, "after");
+    n.ledger.record("after", r);
     ASSERT_FALSE(r.has_value());
     EXPECT_EQ(r.error().code(), Code::internal);
     EXPECT_THAT(r.error().message(), HasSubstr("Input/output error"));
     // Past libraft's 5 s disk retry: the process is still here.
     std::this_thread::sleep_for(6s);
   }
+  n.node.reset();  // before the remount: nothing may hold the old disk open
   // A new disk (the same image remounted: the journal replays): every
   // acknowledged record is there.
   std::string why;
   ASSERT_TRUE(disk->remount(why)) << why;
-  restart_and_check(data, port, ledger);
+  n.restart_and_check();
 }
 
 // ---- three nodes, one of them on the small disk ---------------------------------
