@@ -659,17 +659,10 @@ void RaftNode::observe() {
 
 void RaftNode::pump() {
   if (pending_.empty()) return;
-  if (stopping_ || failed_) {
-    const Error e = stopped(failure_);
-    while (!pending_.empty()) {
-      auto p = std::move(pending_.front());
-      pending_.pop_front();
-      p.done(e);
-    }
-    return;
-  }
-  if (last_state_ != CATGA_STATE_LEADER) {
-    const Error e = not_leader_error();
+  if (stopping_ || failed_ || last_state_ != CATGA_STATE_LEADER) {
+    // Nothing can be appended: every queued proposal gets the reason, in order
+    // (a completion may queue more; those get it too).
+    const Error e = stopping_ || failed_ ? stopped(failure_) : not_leader_error();
     while (!pending_.empty()) {
       auto p = std::move(pending_.front());
       pending_.pop_front();
