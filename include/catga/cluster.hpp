@@ -62,21 +62,37 @@ struct ClusterOptions {
   // Snapshots bound the log, which libraft keeps on disk and in memory. Every
   // node takes one once `snapshot_threshold` entries OR
   // `snapshot_threshold_bytes` bytes of entries have been applied since its
-  // last snapshot (restart replays count; a restored or installed snapshot
-  // starts the count again). The log then keeps at most `snapshot_trailing`
-  // entries AND about `snapshot_trailing_bytes` (at the average entry size
-  // since the previous snapshot) behind it, so slightly lagging followers
-  // need no snapshot. Per node the log in memory stays below about
-  // snapshot_threshold_bytes + snapshot_trailing_bytes + what is in flight;
-  // on disk up to about one threshold more (libraft deletes whole segments),
-  // plus its preallocated 8 MiB open segments and the last two snapshots
-  // (docs/operations.md). The byte threshold must be at least 1 MiB and at
-  // least `max_entry_bytes`; the trailing bytes must not exceed it;
-  // `snapshot_trailing` must be at least 1.
+  // last snapshot — AND the entries applied since then amount to at least
+  // `snapshot_growth_percent` % of that last snapshot's size, so a large state
+  // is not encoded again after a small fraction of it changed: the snapshot
+  // work per command stays constant as the state grows (Redis's
+  // auto-aof-rewrite-percentage). Restart replays count; a restored or
+  // installed snapshot starts the count again. The log then keeps at most
+  // `snapshot_trailing` entries AND about `snapshot_trailing_bytes` (at the
+  // average entry size since the previous snapshot) behind it, so slightly
+  // lagging followers need no snapshot. Per node the log in memory stays
+  // below about max(snapshot_threshold_bytes, growth × last snapshot size) +
+  // snapshot_trailing_bytes + what is in flight; on disk up to about one
+  // threshold more (libraft deletes whole segments), plus its preallocated
+  // 8 MiB open segments and the last two snapshots (docs/operations.md). The
+  // byte threshold must be at least 1 MiB and at least `max_entry_bytes`; the
+  // trailing bytes must not exceed it; `snapshot_trailing` must be at least
+  // 1; the growth is 0 (off) to 10000 %.
   std::uint64_t snapshot_threshold = 8192;
   std::uint64_t snapshot_trailing = 2048;
   std::uint64_t snapshot_threshold_bytes = std::uint64_t{64} << 20;
   std::uint64_t snapshot_trailing_bytes = std::uint64_t{16} << 20;
+  unsigned snapshot_growth_percent = 100;
+
+  // Where a snapshot is encoded. true (the default): the loop thread only
+  // forks; a child process — a copy-on-write view of the state frozen at the
+  // snapshot index — encodes it into memory the node then writes, while the
+  // node keeps applying (the loop-thread pause is the fork: about the page
+  // table's copy, ~5–15 ms per GiB of memory). false, or when fork() fails, or
+  // in ThreadSanitizer builds: encoded on the loop thread, which stops
+  // applying for as long as that takes. See docs/operations.md, "Snapshots",
+  // for what the child may do and the memory it costs.
+  bool snapshot_in_child = true;
 
   // Group commit: commands queued while earlier entries are in flight are packed
   // into entries of at most `max_entry_bytes`, with at most
@@ -113,7 +129,10 @@ struct NodeCounters {
   std::uint64_t leader_changes = 0;     // times the known leader changed
   std::uint64_t snapshots_taken = 0;    // snapshots this node wrote of its own state
   std::uint64_t snapshots_installed = 0;// snapshots restored (at start or received from a leader)
-  std::chrono::microseconds snapshot_encode_time{0};  // encoding the state for the last snapshot taken
+  std::chrono::microseconds snapshot_encode_time{0};  // encoding the state for the last snapshot taken (in the child, if forked)
+  std::chrono::microseconds snapshot_pause{0};        // the loop thread's part of it: the fork, or the whole encode
+  std::uint64_t snapshot_bytes = 0;                   // size of the last snapshot written or restored
+  std::uint64_t snapshots_in_child = 0;               // snapshots encoded by a forked child (of snapshots_taken)
 };
 
 struct NodeStatus {
@@ -126,8 +145,9 @@ struct NodeStatus {
   std::uint64_t commit_index = 0;
   std::uint64_t applied_index = 0;
   std::uint64_t last_snapshot_index = 0;
-  // Bytes of log entries applied since the last snapshot (a snapshot is taken
-  // when this reaches ClusterOptions::snapshot_threshold_bytes).
+  // Bytes of log entries applied since the last snapshot (a snapshot is due
+  // when this reaches ClusterOptions::snapshot_threshold_bytes and the growth
+  // percentage of the last snapshot's size).
   std::uint64_t bytes_since_snapshot = 0;
   // Follower: time since it last heard from the leader (empty elsewhere).
   std::optional<std::chrono::milliseconds> leader_last_contact;

@@ -118,6 +118,7 @@ Result<void> ClusterOptions::validate() const {
     return invalid("max_entry_bytes: must be at most " + std::to_string(kMaxEntryBytes));
   }
   if (auto r = check_snapshot_bytes(*this); !r) return r;
+  if (snapshot_growth_percent > 10'000) return invalid("snapshot_growth_percent: must be at most 10000");
   if (cluster_id.empty()) return invalid("cluster_id: must not be empty");
   if (max_entries_in_flight == 0) return invalid("max_entries_in_flight: must be at least 1");
   if (max_entries_in_flight > 4096) return invalid("max_entries_in_flight: must be at most 4096");

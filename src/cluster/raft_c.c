@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <uv.h>
 
 _Static_assert((int)CATGA_RAFT_NOMEM == (int)RAFT_NOMEM, "code");
@@ -55,6 +57,29 @@ struct catga_raft {
   int (*inner_start)(struct raft_io *, unsigned, raft_io_tick_cb,
                      raft_io_recv_cb);
   raft_io_recv_cb inner_recv;
+  /* The I/O's own snapshot_put and close, wrapped for deferred snapshots. */
+  int (*inner_snapshot_put)(struct raft_io *, unsigned,
+                            struct raft_io_snapshot_put *,
+                            const struct raft_snapshot *,
+                            raft_io_snapshot_put_cb);
+  void (*inner_close)(struct raft_io *, raft_io_close_cb);
+  /* A deferred snapshot (see raft_c.h): the placeholder the FSM handed
+   * libraft, its held-back write, the watched descriptor, and the mapping
+   * that replaced the placeholder. */
+  void *placeholder;
+  struct {
+    bool held;
+    unsigned trailing;
+    struct raft_io_snapshot_put *req;
+    const struct raft_snapshot *snapshot;
+    raft_io_snapshot_put_cb cb;
+  } put;
+  uv_poll_t *poll;
+  struct {
+    void *base;
+    size_t len;
+    int fd;
+  } mapped;
   struct raft raft;
 };
 
@@ -91,6 +116,115 @@ static int startGuarded(struct raft_io *io, unsigned msecs,
   return h->inner_start(io, msecs, tick, recvGuarded);
 }
 
+/* The snapshot the FSM deferred is held back until its bytes exist; every
+ * other write (installs from the leader, inline snapshots) passes through. */
+static int snapshotPutHeld(struct raft_io *io, unsigned trailing,
+                           struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot,
+                           raft_io_snapshot_put_cb cb) {
+  catga_raft *h = handleOfIo(io);
+  if (h->placeholder == NULL || snapshot->n_bufs != 1 ||
+      snapshot->bufs[0].base != h->placeholder || h->put.held) {
+    return h->inner_snapshot_put(io, trailing, req, snapshot, cb);
+  }
+  h->put.held = true;
+  h->put.trailing = trailing;
+  h->put.req = req;
+  h->put.snapshot = snapshot;
+  h->put.cb = cb;
+  return 0;
+}
+
+static void pollClosed(uv_handle_t *handle) { free(handle); }
+
+void catga_raft_snapshot_unwatch(catga_raft *h) {
+  if (h->poll != NULL) {
+    uv_close((uv_handle_t *)h->poll, pollClosed);
+    h->poll = NULL;
+  }
+}
+
+/* Raft is closing (raft_close calls this right away): a held-back write is
+ * completed as canceled — the only failure libraft 0.22.1 accepts for it. */
+static void closeHeld(struct raft_io *io, raft_io_close_cb cb) {
+  catga_raft *h = handleOfIo(io);
+  catga_raft_snapshot_unwatch(h);
+  if (h->put.held) {
+    struct raft_io_snapshot_put *req = h->put.req;
+    h->put.held = false;
+    if (h->cb.snapshot_cancel != NULL) {
+      h->cb.snapshot_cancel(h->cb.ctx);
+    }
+    h->put.cb(req, RAFT_CANCELED);
+  }
+  h->inner_close(io, cb);
+}
+
+static void pollCb(uv_poll_t *poll, int status, int events) {
+  catga_raft *h = poll->data;
+  (void)status;
+  (void)events;
+  if (!h->closing && h->cb.snapshot_ready != NULL) {
+    h->cb.snapshot_ready(h->cb.ctx);
+  }
+}
+
+int catga_raft_snapshot_watch(catga_raft *h, int fd) {
+  int rv;
+  if (!h->node_mode || h->closing || h->poll != NULL) {
+    return RAFT_INVALID;
+  }
+  h->poll = malloc(sizeof *h->poll);
+  if (h->poll == NULL) {
+    return RAFT_NOMEM;
+  }
+  rv = uv_poll_init(&h->loop, h->poll, fd);
+  if (rv != 0) {
+    free(h->poll);
+    h->poll = NULL;
+    return RAFT_IOERR;
+  }
+  h->poll->data = h;
+  rv = uv_poll_start(h->poll, UV_READABLE, pollCb);
+  if (rv != 0) {
+    catga_raft_snapshot_unwatch(h);
+    return RAFT_IOERR;
+  }
+  return 0;
+}
+
+int catga_raft_snapshot_written(catga_raft *h, int memfd, size_t len) {
+  struct raft_snapshot *snapshot;
+  void *map;
+  int rv;
+  if (!h->put.held || h->mapped.base != NULL || len == 0) {
+    close(memfd);
+    return RAFT_INVALID;
+  }
+  map = mmap(NULL, len, PROT_READ, MAP_SHARED, memfd, 0);
+  if (map == MAP_FAILED) {
+    close(memfd);
+    return RAFT_NOMEM;
+  }
+  h->mapped.base = map;
+  h->mapped.len = len;
+  h->mapped.fd = memfd;
+  /* libraft's own struct (legacyTakeSnapshot's request): the placeholder
+   * gives way to the real bytes; finalize releases both. */
+  snapshot = (struct raft_snapshot *)h->put.snapshot;
+  raft_free(snapshot->bufs[0].base);
+  h->placeholder = NULL;
+  snapshot->bufs[0].base = map;
+  snapshot->bufs[0].len = len;
+  h->put.held = false;
+  rv = h->inner_snapshot_put(&h->io, h->put.trailing, h->put.req, snapshot,
+                             h->put.cb);
+  if (rv != 0) {
+    h->put.held = true; /* closing completes it as canceled */
+  }
+  return rv;
+}
+
 /* ---------------------------------------------------------------- memory */
 
 void *catga_raft_malloc(size_t size) { return raft_malloc(size); }
@@ -113,8 +247,13 @@ static int fsmSnapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
   void *data = NULL;
   size_t len = 0;
   int rv = h->cb.snapshot(h->cb.ctx, &data, &len);
-  if (rv != 0) {
+  bool deferred = rv == CATGA_SNAPSHOT_DEFERRED;
+  if (rv != 0 && !deferred) {
     return rv;
+  }
+  if (deferred) { /* snapshotPutHeld holds libraft's write back */
+    data = NULL;
+    len = 0;
   }
   *bufs = raft_malloc(sizeof **bufs);
   if (*bufs == NULL) {
@@ -132,7 +271,32 @@ static int fsmSnapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
   (*bufs)[0].base = data;
   (*bufs)[0].len = len;
   *n_bufs = 1;
-  return 0; /* version 2 with snapshot_finalize == NULL: libraft frees */
+  h->placeholder = deferred ? data : NULL;
+  return 0;
+}
+
+/* libraft is done with a snapshot's buffers (written, or canceled). */
+static int fsmSnapshotFinalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                               unsigned *n_bufs) {
+  catga_raft *h = fsm->data;
+  unsigned i;
+  for (i = 0; i < *n_bufs; i++) {
+    void *base = (*bufs)[i].base;
+    if (base != NULL && base == h->mapped.base) {
+      munmap(h->mapped.base, h->mapped.len);
+      close(h->mapped.fd);
+      h->mapped.base = NULL;
+    } else {
+      if (base == h->placeholder) {
+        h->placeholder = NULL;
+      }
+      raft_free(base);
+    }
+  }
+  raft_free(*bufs);
+  *bufs = NULL;
+  *n_bufs = 0;
+  return 0;
 }
 
 static int fsmRestore(struct raft_fsm *fsm, struct raft_buffer *buf) {
@@ -152,7 +316,7 @@ static void fsmInit(catga_raft *h) {
   h->fsm.apply = fsmApply;
   h->fsm.snapshot = fsmSnapshot;
   h->fsm.restore = fsmRestore;
-  h->fsm.snapshot_finalize = NULL;
+  h->fsm.snapshot_finalize = fsmSnapshotFinalize;
 }
 
 /* ---------------------------------------------------------------- NODELAY */
@@ -337,6 +501,10 @@ int catga_raft_open(const struct catga_raft_config *config,
   raft_uv_set_auto_recovery(&h->io, false);
   h->inner_start = h->io.start;
   h->io.start = startGuarded;
+  h->inner_snapshot_put = h->io.snapshot_put;
+  h->io.snapshot_put = snapshotPutHeld;
+  h->inner_close = h->io.close;
+  h->io.close = closeHeld;
   if (getenv("LIBRAFT_TRACE") == NULL) {
     /* libraft formats every trace message into a static buffer even when
      * tracing is disabled: costly, and racy with several nodes per process. */

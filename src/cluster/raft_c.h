@@ -58,6 +58,9 @@ enum {
   CATGA_RAFT_NOSPACE = 22,
 };
 
+/* The snapshot callback's answer for "encoding elsewhere" (not a libraft code). */
+enum { CATGA_SNAPSHOT_DEFERRED = 1000 };
+
 /* Roles (catga values, mapped to libraft's in raft_c.c). */
 enum { CATGA_ROLE_VOTER = 0, CATGA_ROLE_STANDBY = 1, CATGA_ROLE_SPARE = 2 };
 /* States. */
@@ -76,8 +79,17 @@ struct catga_raft_callbacks {
    * after it). */
   int (*apply)(void *ctx, uint64_t index, const void *data, size_t len);
   /* FSM: the whole state; *data must come from catga_raft_malloc (libraft
-   * frees it). Return 0 or a CATGA_RAFT_* error. */
+   * frees it). Return 0 or a CATGA_RAFT_* error — or, in node mode,
+   * CATGA_SNAPSHOT_DEFERRED after catga_raft_snapshot_watch(): the bytes come
+   * later, through catga_raft_snapshot_written(). */
   int (*snapshot)(void *ctx, void **data, size_t *len);
+  /* Node mode: the descriptor given to catga_raft_snapshot_watch() is
+   * readable (again on every loop iteration while it stays readable, until
+   * catga_raft_snapshot_unwatch()). */
+  void (*snapshot_ready)(void *ctx);
+  /* Node mode: raft is closing while a deferred snapshot is not written:
+   * stop producing it (its write completes as canceled). */
+  void (*snapshot_cancel)(void *ctx);
   /* FSM: replace the whole state. Return 0 or non-zero on failure. */
   int (*restore)(void *ctx, const void *data, size_t len);
 
@@ -151,6 +163,25 @@ void catga_raft_glue_attach(catga_raft *h, void *raft);
  * would; the leader sends the snapshot again. `raft` is a struct raft *,
  * `message` a struct raft_message *. Node mode applies it by itself. */
 int catga_raft_drop_unsafe_install(void *raft, void *message);
+
+/* Deferred snapshots (node mode). libraft 0.22.1 asks the FSM for a snapshot
+ * on the loop thread and then writes it (raft_io snapshot_put, in libuv's
+ * thread pool); it starts no other snapshot until that write completes, and a
+ * write it started can only fail while raft closes. When the snapshot
+ * callback answers CATGA_SNAPSHOT_DEFERRED, libraft gets a placeholder and its
+ * write is held back until the bytes exist:
+ *   - catga_raft_snapshot_watch(h, fd): inside the snapshot callback, watch
+ *     `fd` (snapshot_ready runs while it is readable);
+ *   - catga_raft_snapshot_unwatch(h): stop watching;
+ *   - catga_raft_snapshot_written(h, memfd, len): the snapshot is the first
+ *     `len` bytes of `memfd` (ownership passes: mapped read-only, unmapped and
+ *     closed once libraft wrote it); libraft's write starts now. Non-zero: it
+ *     could not start — the node must close (raft cannot be told the snapshot
+ *     failed; closing completes it as canceled).
+ * Raft closing with the write still held back calls snapshot_cancel. */
+int catga_raft_snapshot_watch(catga_raft *h, int fd);
+void catga_raft_snapshot_unwatch(catga_raft *h);
+int catga_raft_snapshot_written(catga_raft *h, int memfd, size_t len);
 
 /* Memory for libraft buffers. */
 void *catga_raft_malloc(size_t size);

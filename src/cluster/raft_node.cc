@@ -47,6 +47,19 @@ struct RaftNode::ChangeOp {
 
 namespace {
 
+// ThreadSanitizer cannot follow a fork of a threaded process: encode inline.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kThreadSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kThreadSanitizer = true;
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+
 NodeRole role_of(int state) {
   switch (state) {
     case CATGA_STATE_FOLLOWER: return NodeRole::follower;
@@ -232,6 +245,8 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   auto cb = make_callbacks(node.get(), &c_apply, &c_snapshot, &c_restore, &c_apply_done, &c_barrier_done,
                            &c_change_done, &c_transfer_done, &c_wake, &c_after_io, &c_closed);
   cb.disk_failed = &c_disk_failed;
+  cb.snapshot_ready = &c_snapshot_ready;
+  cb.snapshot_cancel = &c_snapshot_cancel;
   char errmsg[512] = {0};
   node->snapshot_source_ = newest_snapshot_file(options.data_dir);
   int rv = catga_raft_open(&config, &cb, &node->raft_, errmsg, sizeof errmsg);
@@ -959,14 +974,17 @@ void RaftNode::snapshot_taken() {
 
 int RaftNode::c_snapshot(void* ctx, void** data, std::size_t* len) {
   auto* self = static_cast<RaftNode*>(ctx);
+  const auto started = Clock::now();
+  if (self->node_mode_ && self->options_.snapshot_in_child && !kThreadSanitizer && self->machine_.can_snapshot_in_child()) {
+    if (self->start_snapshot_child()) {
+      self->record_snapshot_pause(Clock::now() - started);
+      self->snapshot_taken();
+      return CATGA_SNAPSHOT_DEFERRED;
+    }
+  }
   std::string state;
-  const auto started = std::chrono::steady_clock::now();
   try {
     state = self->machine_.snapshot();
-    std::lock_guard lock(self->status_mu_);
-    self->status_.counters.snapshots_taken++;
-    self->status_.counters.snapshot_encode_time =
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
   } catch (const std::exception& e) {
     internal::log().error("raft node {}: snapshot failed: {}", self->options_.node_id, e.what());
     return CATGA_RAFT_IOERR;  // libraft skips this snapshot and tries again later
@@ -978,9 +996,67 @@ int RaftNode::c_snapshot(void* ctx, void** data, std::size_t* len) {
   if (!state.empty()) std::memcpy(buf + kSnapshotHeaderBytes, state.data(), state.size());
   *data = buf;
   *len = size;
+  const auto took = Clock::now() - started;
+  self->record_snapshot_pause(took);
   self->snapshot_taken();
+  self->snapshot_written(size, std::chrono::duration_cast<std::chrono::microseconds>(took), false);
   return 0;
 }
+
+// Loop thread, inside c_snapshot: forks the encoder. False (and logged) when
+// that failed: the caller encodes on the loop thread instead.
+bool RaftNode::start_snapshot_child() {
+  auto child = SnapshotChild::start(machine_);
+  if (!child) {
+    internal::log().warn("raft node {}: cannot encode the snapshot in a child ({}); encoding on the loop thread",
+                         options_.node_id, child.error().message());
+    return false;
+  }
+  if (int rv = catga_raft_snapshot_watch(raft_, (*child)->notify_fd()); rv != 0) {
+    internal::log().warn("raft node {}: cannot watch the snapshot child ({}); encoding on the loop thread",
+                         options_.node_id, catga_raft_strerror(rv));
+    return false;  // the child is killed and reaped with *child
+  }
+  snapshot_child_ = std::move(*child);
+  return true;
+}
+
+void RaftNode::record_snapshot_pause(Clock::duration pause) {
+  std::lock_guard lock(status_mu_);
+  status_.counters.snapshot_pause = std::chrono::duration_cast<std::chrono::microseconds>(pause);
+}
+
+void RaftNode::snapshot_written(std::uint64_t bytes, std::chrono::microseconds encode_time, bool in_child) {
+  snapshots_.written(bytes);
+  sync_snapshot_threshold();
+  std::lock_guard lock(status_mu_);
+  status_.counters.snapshots_taken++;
+  if (in_child) status_.counters.snapshots_in_child++;
+  status_.counters.snapshot_encode_time = encode_time;
+  status_.counters.snapshot_bytes = bytes;
+}
+
+void RaftNode::c_snapshot_ready(void* ctx) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  if (self->snapshot_child_ == nullptr) return;
+  auto outcome = self->snapshot_child_->poll();
+  if (!outcome) return;  // still encoding
+  catga_raft_snapshot_unwatch(self->raft_);
+  self->snapshot_child_.reset();
+  if (!*outcome) {
+    // libraft cannot be told that a snapshot it started failed, and the state
+    // it covers is gone: this node stops; its log is intact, a restart recovers.
+    self->stop_itself("writing a snapshot failed: " + outcome->error().message());
+    return;
+  }
+  const SnapshotChild::Written& w = **outcome;
+  self->snapshot_written(w.bytes, w.encode_time, true);
+  if (int rv = catga_raft_snapshot_written(self->raft_, w.memfd, w.bytes); rv != 0) {
+    self->stop_itself(std::string("writing a snapshot failed: libraft: ") + catga_raft_strerror(rv));
+  }
+}
+
+void RaftNode::c_snapshot_cancel(void* ctx) { static_cast<RaftNode*>(ctx)->snapshot_child_.reset(); }
 
 int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
   auto* self = static_cast<RaftNode*>(ctx);
@@ -1001,7 +1077,7 @@ int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
     self->fail_node("restoring " + source + " failed: " + r.error().message());
     return CATGA_RAFT_CORRUPT;
   }
-  self->snapshots_.restored();
+  self->snapshots_.restored(len);
   self->sync_snapshot_threshold();
   {
     std::lock_guard lock(self->status_mu_);

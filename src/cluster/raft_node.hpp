@@ -48,8 +48,10 @@
 #include <vector>
 
 #include "catga/cluster.hpp"
+#include "catga/detail/snapshot_sink.hpp"
 #include "catga/detail/unique_function.hpp"
 #include "catga/result.hpp"
+#include "cluster/snapshot_child.hpp"
 #include "cluster/snapshot_schedule.hpp"
 
 struct catga_raft;  // raft_c.h
@@ -78,6 +80,18 @@ class RecordStateMachine {
   virtual std::string apply(const ApplyInfo& info, std::string_view record) = 0;
   // The whole state as bytes.
   virtual std::string snapshot() = 0;
+  // True if write_snapshot may run in a forked child process (see
+  // snapshot_child.hpp): it must then not lock, log, or touch threads or
+  // descriptors — the child has one thread, and the state it sees is frozen
+  // at the snapshot index. The node forks only when this and
+  // ClusterOptions::snapshot_in_child are true.
+  virtual bool can_snapshot_in_child() const { return false; }
+  // The bytes of snapshot(), streamed into `sink`, in the child. Throwing
+  // fails that snapshot (and stops the node: libraft cannot fail it).
+  virtual void write_snapshot(detail::SnapshotSink& sink) {
+    const std::string bytes = snapshot();
+    sink.write(bytes.data(), bytes.size());
+  }
   // Replaces the whole state. An error stops the node (or fails start()).
   virtual Result<void> restore(std::string_view snapshot) = 0;
 };
@@ -222,11 +236,17 @@ class RaftNode {
   void sync_snapshot_threshold();
   // A snapshot is being taken (inside c_snapshot): sets its trailing.
   void snapshot_taken();
+  bool start_snapshot_child();
+  void record_snapshot_pause(Clock::duration pause);
+  // The snapshot's bytes exist (encoded inline, or by the child).
+  void snapshot_written(std::uint64_t bytes, std::chrono::microseconds encode_time, bool in_child);
 
   // C callbacks.
   static int c_apply(void* ctx, std::uint64_t index, const void* data, std::size_t len);
   static int c_snapshot(void* ctx, void** data, std::size_t* len);
   static int c_restore(void* ctx, const void* data, std::size_t len);
+  static void c_snapshot_ready(void* ctx);
+  static void c_snapshot_cancel(void* ctx);
   static void c_apply_done(void* ctx, void* req, std::uint64_t index, int status);
   static void c_barrier_done(void* ctx, void* req, std::uint64_t index, int status);
   static void c_change_done(void* ctx, void* req, int status);
@@ -283,6 +303,8 @@ class RaftNode {
   // bounds, take_snapshot()); threshold_knob_ is the value libraft has.
   SnapshotSchedule snapshots_;
   unsigned threshold_knob_;
+  // The child encoding the snapshot libraft is waiting for (node mode).
+  std::unique_ptr<SnapshotChild> snapshot_child_;
 
   mutable std::mutex status_mu_;
   NodeStatus status_;

@@ -4,6 +4,7 @@
 #include "core/log.hpp"
 
 #include <mutex>
+#include <stdexcept>
 #include <shared_mutex>
 
 namespace catga::internal {
@@ -55,24 +56,29 @@ void ReplicatedStateMachine::apply_new(const ApplyInfo& info, const EnvelopeView
   if (succeeded) mediator_.deliver_pending(ctx, event_info);
 }
 
-// Snapshot: msgpack [format, state (bin), session table (bin)].
-std::string ReplicatedStateMachine::snapshot() {
-  std::string state;
-  {
-    std::shared_lock lock(mediator_.state().mutex());
-    state = mediator_.state().snapshot();
-  }
-  std::string sessions = sessions_.encode();
-  std::string out;
-  out.reserve(state.size() + sessions.size() + 16);  // headers: at most 1 + 9 + 5 + 5
-  detail::StringSink sink{&out};
-  msgpack::packer<detail::StringSink> p(sink);
+// Snapshot: msgpack [format, state (bin), session table (bin)]. No lock: the
+// loop thread is the only writer of the state, and a forked child (see
+// snapshot_child.hpp) has no other thread at all.
+void ReplicatedStateMachine::write_snapshot(detail::SnapshotSink& sink) {
+  msgpack::packer<detail::SnapshotSink> p(sink);
   p.pack_array(3);
   p.pack(kSnapshotFormat);
-  p.pack_bin(static_cast<std::uint32_t>(state.size()));
-  p.pack_bin_body(state.data(), static_cast<std::uint32_t>(state.size()));
+  const std::uint64_t header = sink.reserve(5);
+  mediator_.state().write_snapshot(sink);
+  const std::uint64_t size = sink.position() - header - 5;
+  if (size > UINT32_MAX) throw std::length_error("state snapshot larger than 4 GiB");
+  detail::patch_bin32_header(sink, header, static_cast<std::uint32_t>(size));
+  const std::string sessions = sessions_.encode();
   p.pack_bin(static_cast<std::uint32_t>(sessions.size()));
   p.pack_bin_body(sessions.data(), static_cast<std::uint32_t>(sessions.size()));
+}
+
+std::string ReplicatedStateMachine::snapshot() {
+  std::string out;
+  {
+    detail::StringSnapshotSink sink(out);
+    write_snapshot(sink);
+  }
   return out;
 }
 

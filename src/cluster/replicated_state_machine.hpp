@@ -31,6 +31,9 @@ class ReplicatedStateMachine final : public RecordStateMachine {
 
   std::string apply(const ApplyInfo& info, std::string_view record) override;
   std::string snapshot() override;
+  // The user's state is encoded by msgpack-c's pack (no locks, no I/O).
+  bool can_snapshot_in_child() const override { return true; }
+  void write_snapshot(detail::SnapshotSink& sink) override;
   Result<void> restore(std::string_view snapshot) override;
 
   // Loop thread: whether this node leads (for leader-only event handlers).

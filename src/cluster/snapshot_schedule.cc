@@ -19,6 +19,7 @@ SnapshotSchedule::SnapshotSchedule(const ClusterOptions& options)
       trailing_entries_(options.snapshot_trailing),
       threshold_bytes_(options.snapshot_threshold_bytes),
       trailing_bytes_(options.snapshot_trailing_bytes),
+      growth_percent_(options.snapshot_growth_percent),
       // A trailing of 0 would make libraft 0.22.1's disk layer treat the
       // snapshot as an installed one (see ClusterOptions::validate()).
       trailing_(to_knob(options.snapshot_trailing)) {}
@@ -46,14 +47,26 @@ unsigned SnapshotSchedule::taken(std::uint64_t entries) {
   return trailing_;
 }
 
-void SnapshotSchedule::restored() {
+void SnapshotSchedule::written(std::uint64_t snapshot_bytes) { last_snapshot_bytes_ = snapshot_bytes; }
+
+void SnapshotSchedule::restored(std::uint64_t snapshot_bytes) {
+  last_snapshot_bytes_ = snapshot_bytes;
   bytes_ = 0;
   entries_ = 0;
   previous_average_ = 0;
 }
 
+bool SnapshotSchedule::grown_enough() const {
+  // bytes_ * 100 >= growth * last, without overflow for any realistic size.
+  return bytes_ >= last_snapshot_bytes_ / 100 * growth_percent_ + last_snapshot_bytes_ % 100 * growth_percent_ / 100;
+}
+
 unsigned SnapshotSchedule::threshold() const {
-  if (requested_ || bytes_ >= threshold_bytes_) return 1;
+  if (requested_) return 1;
+  // Not grown enough: no snapshot whatever the entry count (libraft's
+  // threshold is an entry count; the largest one means "not now").
+  if (!grown_enough()) return std::numeric_limits<unsigned>::max();
+  if (bytes_ >= threshold_bytes_ || entries_ >= threshold_entries_) return 1;
   return to_knob(threshold_entries_);
 }
 

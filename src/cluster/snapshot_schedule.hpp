@@ -6,9 +6,11 @@
 // `trailing` entries. It has no "snapshot now" call and no byte bounds. The
 // schedule turns ClusterOptions' byte bounds and take_snapshot() requests into
 // those two knobs:
-//   - threshold(): the configured snapshot_threshold, or 1 ("at the next
-//     check") once snapshot_threshold_bytes of entries were applied since the
-//     last snapshot or a snapshot was requested;
+//   - threshold(): 1 ("at the next check") once a snapshot was requested;
+//     otherwise, while the entries applied since the last snapshot are fewer
+//     bytes than snapshot_growth_percent of that snapshot's size, the largest
+//     count (never); after that 1 once snapshot_threshold_bytes or
+//     snapshot_threshold entries were applied, else snapshot_threshold;
 //   - taken(): a snapshot is being taken now: the trailing entries it should
 //     keep — snapshot_trailing_bytes divided by the average entry size
 //     (1 … snapshot_trailing) — and a fresh count.
@@ -44,21 +46,28 @@ class SnapshotSchedule {
   // counted then). Returns the trailing entries this snapshot keeps; the
   // count starts again and any request is served.
   unsigned taken(std::uint64_t entries);
-  // A snapshot replaced the state (loaded at start, or installed from the
-  // leader): nothing has been applied since.
-  void restored();
+  // The snapshot taken last is `snapshot_bytes` long (known once written).
+  void written(std::uint64_t snapshot_bytes);
+  // A snapshot of `snapshot_bytes` replaced the state (loaded at start, or
+  // installed from the leader): nothing has been applied since.
+  void restored(std::uint64_t snapshot_bytes);
 
   // The snapshot threshold libraft should use now (entries; 1 = next check).
   unsigned threshold() const;
   // The trailing libraft uses until the next taken().
   unsigned trailing() const { return trailing_; }
   std::uint64_t bytes_since_snapshot() const { return bytes_; }
+  std::uint64_t last_snapshot_bytes() const { return last_snapshot_bytes_; }
 
  private:
+  bool grown_enough() const;
+
   std::uint64_t threshold_entries_;
   std::uint64_t trailing_entries_;
   std::uint64_t threshold_bytes_;
   std::uint64_t trailing_bytes_;
+  std::uint64_t growth_percent_;
+  std::uint64_t last_snapshot_bytes_ = 0;  // 0: none yet, no growth condition
   std::uint64_t bytes_ = 0;             // entry bytes applied since the last snapshot
   std::uint64_t entries_ = 0;           // entries applied since the last snapshot
   std::uint64_t previous_average_ = 0;  // bytes per entry of the span before

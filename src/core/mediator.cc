@@ -3,6 +3,7 @@
 #include "core/log.hpp"
 
 #include <atomic>
+#include <stdexcept>
 
 namespace catga::detail {
 
@@ -18,17 +19,26 @@ constexpr unsigned kSnapshotVersion = 1;
 }
 
 std::string StateBase::snapshot() const {
-  std::string user;
-  encode_user(user);
   std::string out;
-  StringSink sink{&out};
-  msgpack::packer<StringSink> packer(sink);
+  {
+    StringSnapshotSink sink(out);
+    write_snapshot(sink);
+  }
+  return out;
+}
+
+// [version, ids, bin(user state)]: the bin header is reserved and filled in
+// once the user state is encoded, so the encoding is never held twice.
+void StateBase::write_snapshot(SnapshotSink& sink) const {
+  msgpack::packer<SnapshotSink> packer(sink);
   packer.pack_array(3);
   packer.pack(kSnapshotVersion);
   packer.pack(ids_);
-  packer.pack_bin(static_cast<std::uint32_t>(user.size()));
-  packer.pack_bin_body(user.data(), static_cast<std::uint32_t>(user.size()));
-  return out;
+  const std::uint64_t header = sink.reserve(5);
+  encode_user(sink);
+  const std::uint64_t size = sink.position() - header - 5;
+  if (size > UINT32_MAX) throw std::length_error("state snapshot larger than 4 GiB");
+  patch_bin32_header(sink, header, static_cast<std::uint32_t>(size));
 }
 
 Result<void> StateBase::restore(std::string_view bytes) {

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace catga::internal {
 namespace {
 
@@ -90,7 +92,7 @@ TEST(SnapshotSchedule, RestoredSnapshotStartsTheCountAgain) {
   SnapshotSchedule s(options());
   for (int i = 0; i < 5; ++i) s.applied(kMiB);
   ASSERT_EQ(s.threshold(), 1u);
-  s.restored();
+  s.restored(0);
   EXPECT_EQ(s.bytes_since_snapshot(), 0u);
   EXPECT_EQ(s.threshold(), 1000u);
 }
@@ -99,6 +101,69 @@ TEST(SnapshotSchedule, UnknownSpanFallsBackToTheAppliedEntries) {
   SnapshotSchedule s(options(4 * kMiB, kMiB));
   for (int i = 0; i < 8; ++i) s.applied(512 * 1024);
   EXPECT_EQ(s.taken(0), 2u);
+}
+
+// ---- proportional to the state (snapshot_growth_percent) ---------------------
+
+constexpr unsigned kNever = std::numeric_limits<unsigned>::max();
+
+TEST(SnapshotSchedule, GrowthHoldsTheNextSnapshotBackUntilTheLogReachesThatFractionOfTheLast) {
+  ClusterOptions o = options(4 * kMiB, kMiB);
+  o.snapshot_growth_percent = 50;
+  SnapshotSchedule s(o);
+  s.written(100 * kMiB);  // a large state
+  for (int i = 0; i < 49; ++i) s.applied(kMiB);
+  EXPECT_EQ(s.threshold(), kNever) << "49 MiB of log is less than 50 % of a 100 MiB snapshot";
+  s.applied(kMiB);
+  EXPECT_EQ(s.threshold(), 1u) << "50 MiB reached, and past the 4 MiB byte threshold";
+}
+
+TEST(SnapshotSchedule, GrowthAppliesToTheEntryThresholdToo) {
+  SnapshotSchedule s(options());  // 100 % by default
+  s.written(1000 * 64);
+  for (int i = 0; i < 1500; ++i) s.applied(16);  // past 1000 entries, 24 000 bytes
+  EXPECT_EQ(s.threshold(), kNever);
+  for (int i = 0; i < 2500; ++i) s.applied(16);  // 64 000 bytes: grown by 100 %
+  EXPECT_EQ(s.threshold(), 1u) << "grown enough and past the entry threshold";
+}
+
+TEST(SnapshotSchedule, SmallStatesKeepTheConfiguredThresholds) {
+  SnapshotSchedule s(options());
+  s.written(4096);
+  for (int i = 0; i < 10; ++i) s.applied(kMiB / 2);  // 5 MiB: far past 4 KiB and 4 MiB
+  EXPECT_EQ(s.threshold(), 1u);
+  s.taken(10);
+  s.applied(100);
+  EXPECT_EQ(s.threshold(), kNever) << "100 bytes are not 100 % of 4 KiB";
+  for (int i = 0; i < 40; ++i) s.applied(100);
+  EXPECT_EQ(s.threshold(), 1000u) << "grown enough: the entry threshold decides";
+}
+
+TEST(SnapshotSchedule, ZeroGrowthIsTheByteAndEntryThresholdsAlone) {
+  ClusterOptions o = options();
+  o.snapshot_growth_percent = 0;
+  SnapshotSchedule s(o);
+  s.written(1000 * kMiB);
+  EXPECT_EQ(s.threshold(), 1000u);
+  for (int i = 0; i < 4; ++i) s.applied(kMiB);
+  EXPECT_EQ(s.threshold(), 1u);
+}
+
+TEST(SnapshotSchedule, ARestoredSnapshotIsTheBaseOfTheGrowth) {
+  SnapshotSchedule s(options());
+  s.restored(10 * kMiB);
+  for (int i = 0; i < 9; ++i) s.applied(kMiB);
+  EXPECT_EQ(s.threshold(), kNever);
+  s.applied(kMiB);
+  EXPECT_EQ(s.threshold(), 1u);
+  EXPECT_EQ(s.last_snapshot_bytes(), 10 * kMiB);
+}
+
+TEST(SnapshotSchedule, RequestIgnoresTheGrowth) {
+  SnapshotSchedule s(options());
+  s.written(100 * kMiB);
+  s.request();
+  EXPECT_EQ(s.threshold(), 1u);
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "catga/behavior.hpp"
 #include "catga/codec.hpp"
 #include "catga/context.hpp"
+#include "catga/detail/snapshot_sink.hpp"
 #include "catga/detail/unique_function.hpp"
 #include "catga/message.hpp"
 #include "catga/result.hpp"
@@ -40,13 +41,16 @@ class StateBase {
   virtual ~StateBase() = default;
   std::shared_mutex& mutex() noexcept { return mutex_; }
   std::uint64_t& id_counter() noexcept { return ids_; }
-  // Snapshot of user state + library state (caller holds at least a shared lock).
+  // Snapshot of user state + library state (caller holds at least a shared
+  // lock, or is the only thread that writes the state).
   std::string snapshot() const;
+  // The same bytes, streamed into `sink` (no copy of the encoding is held).
+  void write_snapshot(SnapshotSink& sink) const;
   // Replaces everything (caller holds the exclusive lock). Unchanged on error.
   Result<void> restore(std::string_view bytes);
 
  protected:
-  virtual void encode_user(std::string& out) const = 0;
+  virtual void encode_user(SnapshotSink& out) const = 0;
   virtual Result<void> decode_user(std::string_view bytes) = 0;
 
  private:
@@ -60,7 +64,7 @@ class StateCell final : public StateBase {
   S value{};
 
  protected:
-  void encode_user(std::string& out) const override { encode_to(out, value); }
+  void encode_user(SnapshotSink& out) const override { msgpack::pack(out, value); }
   Result<void> decode_user(std::string_view bytes) override {
     auto decoded = decode<S>(bytes);
     if (!decoded) return decoded.error();

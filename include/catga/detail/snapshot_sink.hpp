@@ -1,0 +1,118 @@
+// catga/detail/snapshot_sink.hpp — where a snapshot is encoded: a byte sink
+// for encodes too large to hold twice in memory.
+//
+// Not part of the stable API (visible only because `StateCell<S>`, a template,
+// encodes the user's state through it). msgpack-c's packer writes through
+// `write()`; bytes collect in a fixed buffer and leave through `emit()` when it
+// fills. A length that is known only after its body was written (a msgpack
+// bin header in front of a nested encode) is left as a gap with `reserve()`
+// and filled in later with `patch()`.
+//
+// Thread-safety: none; one encoder at a time. A sink may be used in a forked
+// child process (see src/cluster/snapshot_child.hpp): nothing here locks,
+// logs or allocates after construction.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace catga::detail {
+
+class SnapshotSink {
+ public:
+  SnapshotSink() = default;
+  virtual ~SnapshotSink() = default;
+  SnapshotSink(const SnapshotSink&) = delete;
+  SnapshotSink& operator=(const SnapshotSink&) = delete;
+
+  void write(const char* data, std::size_t size) {
+    if (size <= kCapacity && used_ <= kCapacity - size) {
+      std::memcpy(buffer_.data() + used_, data, size);
+      used_ += size;
+      return;
+    }
+    flush();
+    if (size >= kCapacity) {
+      emit(data, size);
+      emitted_ += size;
+      return;
+    }
+    std::memcpy(buffer_.data(), data, size);
+    used_ = size;
+  }
+
+  // Bytes written so far (emitted or still buffered).
+  std::uint64_t position() const { return emitted_ + used_; }
+
+  // Leaves `size` zero bytes to be filled by patch(); returns their position.
+  std::uint64_t reserve(std::size_t size) {
+    static constexpr char kZeros[16] = {};
+    const std::uint64_t at = position();
+    while (size > 0) {
+      const std::size_t n = size < sizeof kZeros ? size : sizeof kZeros;
+      write(kZeros, n);
+      size -= n;
+    }
+    return at;
+  }
+
+  // Overwrites bytes written earlier at `position` (e.g. a reserved gap).
+  void patch(std::uint64_t position, const char* data, std::size_t size) {
+    if (position >= emitted_) {
+      std::memcpy(buffer_.data() + (position - emitted_), data, size);
+      return;
+    }
+    const std::size_t before = position + size <= emitted_ ? size : static_cast<std::size_t>(emitted_ - position);
+    patch_emitted(position, data, before);
+    if (before < size) std::memcpy(buffer_.data(), data + before, size - before);
+  }
+
+  // Emits whatever is buffered.
+  void flush() {
+    if (used_ == 0) return;
+    emit(buffer_.data(), used_);
+    emitted_ += used_;
+    used_ = 0;
+  }
+
+ protected:
+  // The next `size` bytes of the encoding, in order.
+  virtual void emit(const char* data, std::size_t size) = 0;
+  // Overwrites `size` already emitted bytes at `position`.
+  virtual void patch_emitted(std::uint64_t position, const char* data, std::size_t size) = 0;
+
+ private:
+  static constexpr std::size_t kCapacity = 64 * 1024;
+  std::array<char, kCapacity> buffer_;
+  std::size_t used_ = 0;
+  std::uint64_t emitted_ = 0;
+};
+
+// A sink into a string (snapshots encoded in the process itself, tests).
+class StringSnapshotSink final : public SnapshotSink {
+ public:
+  explicit StringSnapshotSink(std::string& out) : out_(out) {}
+  ~StringSnapshotSink() override { flush(); }
+
+ protected:
+  void emit(const char* data, std::size_t size) override { out_.append(data, size); }
+  void patch_emitted(std::uint64_t position, const char* data, std::size_t size) override {
+    std::memcpy(out_.data() + position, data, size);
+  }
+
+ private:
+  std::string& out_;
+};
+
+// Writes a msgpack bin 32 header (always 5 bytes, so it can be reserved
+// before the length is known) for `size` bytes at `position`.
+inline void patch_bin32_header(SnapshotSink& sink, std::uint64_t position, std::uint32_t size) {
+  const char header[5] = {static_cast<char>(0xc6), static_cast<char>(size >> 24), static_cast<char>(size >> 16),
+                          static_cast<char>(size >> 8), static_cast<char>(size)};
+  sink.patch(position, header, sizeof header);
+}
+
+}  // namespace catga::detail
