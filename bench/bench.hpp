@@ -22,18 +22,36 @@ namespace bench {
 
 using Clock = std::chrono::steady_clock;
 
+// One object of a growing state (an order: product and quantity).
+struct Item {
+  std::string product;
+  std::int32_t quantity = 0;
+  MSGPACK_DEFINE_MAP(product, quantity);
+};
+
 struct BenchState {
   std::uint64_t commands = 0;
   std::uint64_t bytes = 0;
   std::map<std::string, std::uint32_t> tagged;  // failover: tag → times applied
-  MSGPACK_DEFINE_MAP(commands, bytes, tagged);
+  std::map<std::uint64_t, Item> objects;        // --preload / --grow
+  MSGPACK_DEFINE_MAP(commands, bytes, tagged, objects);
 };
 
 struct Put {
   using catga_message = catga::Command<std::uint64_t, "bench.put.v1">;
   std::string data;
-  std::string tag;  // failover only
-  MSGPACK_DEFINE_MAP(data, tag);
+  std::string tag;    // failover only
+  bool keep = false;  // --grow: the command adds an object to the state
+  MSGPACK_DEFINE_MAP(data, tag, keep);
+};
+
+// Adds objects first .. first+count-1 on every node (--preload): the state
+// grows through the log, in large batches, so every node holds the same.
+struct Preload {
+  using catga_message = catga::Command<std::uint64_t, "bench.preload.v1">;
+  std::uint64_t first = 0;
+  std::uint64_t count = 0;
+  MSGPACK_DEFINE_MAP(first, count);
 };
 
 struct Count {
@@ -53,6 +71,10 @@ struct Settings {
   std::uint64_t snapshot_trailing = catga::ClusterOptions{}.snapshot_trailing;
   std::uint64_t snapshot_threshold_bytes = catga::ClusterOptions{}.snapshot_threshold_bytes;
   std::uint64_t snapshot_trailing_bytes = catga::ClusterOptions{}.snapshot_trailing_bytes;
+  unsigned snapshot_growth_percent = catga::ClusterOptions{}.snapshot_growth_percent;
+  bool snapshot_in_child = true;
+  std::uint64_t preload = 0;  // objects put into the state before the measurement
+  bool grow = false;          // every measured command adds an object
 };
 
 // The cluster options every node of a run gets on top of its membership.
@@ -83,6 +105,11 @@ struct Measurement {
   double seconds = 0;
   double rss_mib = 0;  // of the process that generated the load, at the end
   LatencyHistogram latencies;
+  // --preload: seconds to put the objects in; the target node's snapshots
+  // during the measured window and its longest loop-thread pause per snapshot.
+  double preload_seconds = 0;
+  std::uint64_t snapshots = 0;
+  double snapshot_pause_max_ms = 0, snapshot_encode_ms = 0, snapshot_mib = 0;
 };
 
 // Called about once a second while a measurement runs (warm-up included) with

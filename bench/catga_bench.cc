@@ -44,12 +44,32 @@ testsupport::LocalCluster<BenchState> make_cluster(const Settings& s) {
   return testsupport::LocalCluster<BenchState>(s.nodes, register_bench, [&](catga::ClusterOptions& o) { tune(s, o); });
 }
 
+// Restarts a follower of a large state: the time from start until it has
+// applied what the leader had committed (its snapshot loaded, the log after it
+// replayed, anything newer received), and the process's RSS then.
+std::string restart_follower(testsupport::LocalCluster<BenchState>& cluster, std::size_t leader) {
+  const std::size_t f = (leader + 1) % cluster.size();
+  cluster.stop(f);
+  const std::uint64_t commit = cluster.app(leader).status().commit_index;
+  const auto t0 = Clock::now();
+  cluster.start(f);
+  const bool caught_up = testsupport::wait_for([&] { return cluster.app(f).status().applied_index >= commit; },
+                                               std::chrono::minutes(10));
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  char buf[160];
+  std::snprintf(buf, sizeof buf, ",\"follower_restart_ms\":%.0f,\"follower_caught_up\":%s,\"rss_mib_after_restart\":%.1f",
+                ms, caught_up ? "true" : "false", rss_mib());
+  return buf;
+}
+
 int run_in_process(const Settings& s) {
   auto cluster = make_cluster(s);
   auto leader = cluster.leader();
   if (!leader) return std::fprintf(stderr, "catga-bench: no leader elected\n"), 1;
   const auto m = measure(s, cluster.app(target_node(s, *leader)));
-  std::printf("%s\n", to_json(s, m).c_str());
+  std::string extra;
+  if (s.preload > 0 && s.nodes > 1) extra = restart_follower(cluster, *leader);
+  std::printf("%s\n", to_json(s, m, extra).c_str());
   return 0;
 }
 
@@ -121,6 +141,12 @@ int main(int argc, char** argv) {
   cli.add_option("--snapshot-trailing-bytes", s.snapshot_trailing_bytes,
                  "ClusterOptions::snapshot_trailing_bytes (at most --snapshot-threshold-bytes)")
       ->capture_default_str();
+  cli.add_option("--snapshot-growth-percent", s.snapshot_growth_percent, "ClusterOptions::snapshot_growth_percent");
+  cli.add_flag("!--snapshot-inline", s.snapshot_in_child,
+               "encode snapshots on the loop thread (ClusterOptions::snapshot_in_child = false)");
+  cli.add_option("--preload", s.preload,
+                 "objects put into every node's state (through the log, 100,000 a command) before the measurement");
+  cli.add_flag("--grow", s.grow, "every measured command adds an object to the state");
   cli.add_option("--samples", samples,
                  "multi-process: write each node's RSS and data directory size to this CSV about once a second");
   // The parent's options to a multi-process child (multi_process.hpp).

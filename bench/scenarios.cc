@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <stdexcept>
 #include <thread>
 
 #include "bench.hpp"
@@ -15,8 +16,22 @@ void register_bench(catga::ApplicationBuilder<BenchState>& b, std::size_t) {
   b.command<Put>([](BenchState& s, const Put& p) {
      s.bytes += p.data.size();
      if (!p.tag.empty()) s.tagged[p.tag]++;
-     return ++s.commands;
-   }).query<Count>([](const BenchState& s, const Count&) { return s.commands; });
+     ++s.commands;
+     if (p.keep) {
+       const std::uint64_t id = s.objects.empty() ? 1 : s.objects.rbegin()->first + 1;
+       s.objects.emplace(id, Item{"product-" + std::to_string(id % 1000), static_cast<std::int32_t>(id % 7 + 1)});
+     }
+     return s.commands;
+   })
+      .command<Preload>([](BenchState& s, const Preload& p) {
+        auto hint = s.objects.end();
+        for (std::uint64_t id = p.first; id < p.first + p.count; ++id) {
+          hint = s.objects.emplace_hint(hint, id,
+                                        Item{"product-" + std::to_string(id % 1000), static_cast<std::int32_t>(id % 7 + 1)});
+        }
+        return p.count;
+      })
+      .query<Count>([](const BenchState& s, const Count&) { return s.commands; });
 }
 
 void tune(const Settings& s, catga::ClusterOptions& o) {
@@ -27,6 +42,8 @@ void tune(const Settings& s, catga::ClusterOptions& o) {
   o.snapshot_trailing = s.snapshot_trailing;
   o.snapshot_threshold_bytes = s.snapshot_threshold_bytes;
   o.snapshot_trailing_bytes = s.snapshot_trailing_bytes;
+  o.snapshot_growth_percent = s.snapshot_growth_percent;
+  o.snapshot_in_child = s.snapshot_in_child;
 }
 
 std::size_t target_node(const Settings& s, std::size_t leader) {
@@ -96,6 +113,17 @@ std::string to_json(const Settings& s, const Measurement& m, const std::string& 
                 static_cast<unsigned long long>(s.snapshot_threshold_bytes),
                 static_cast<unsigned long long>(s.snapshot_trailing_bytes));
   std::string json = buf;
+  if (s.preload > 0 || s.grow) {
+    std::snprintf(buf, sizeof buf,
+                  ",\"preload\":%llu,\"grow\":%s,\"snapshot_in_child\":%s,\"snapshot_growth_percent\":%u,"
+                  "\"preload_seconds\":%.1f,\"snapshots\":%llu,\"snapshot_pause_max_ms\":%.2f,"
+                  "\"snapshot_encode_ms\":%.1f,\"snapshot_mib\":%.1f",
+                  static_cast<unsigned long long>(s.preload), s.grow ? "true" : "false",
+                  s.snapshot_in_child ? "true" : "false", s.snapshot_growth_percent, m.preload_seconds,
+                  static_cast<unsigned long long>(m.snapshots), m.snapshot_pause_max_ms, m.snapshot_encode_ms,
+                  m.snapshot_mib);
+    json += buf;
+  }
   if (s.scenario == "query-local") json += ",\"note\":\"latency per query, averaged over batches of 1000\"";
   return json + extra + "}";
 }
@@ -216,17 +244,40 @@ Measurement measure_scenario(const Settings& s, catga::Application& app, const T
   return run_loops(
       s,
       [&](std::function<void(bool)> done) {
-        app.send(Put{.data = data}, catga::CommandOptions{},
+        app.send(Put{.data = data, .keep = s.grow}, catga::CommandOptions{},
                  [done = std::move(done)](catga::Result<std::uint64_t> r) { done(r.has_value()); });
       },
       tick);
 }
 
+// Puts s.preload objects into the state through the log, 100,000 a command;
+// then a snapshot of it, so the measured window starts with the large state
+// on disk (take_snapshot works on the leader only; elsewhere it is skipped).
+double preload(const Settings& s, catga::Application& app) {
+  constexpr std::uint64_t kBatch = 100'000;
+  const auto t0 = Clock::now();
+  for (std::uint64_t first = 1; first <= s.preload; first += kBatch) {
+    const std::uint64_t count = std::min(kBatch, s.preload - first + 1);
+    auto r = app.send(Preload{.first = first, .count = count});
+    if (!r) throw std::runtime_error("preload: " + r.error().message());
+  }
+  (void)app.take_snapshot();
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
 }  // namespace
 
 Measurement measure(const Settings& s, catga::Application& app, const Tick& tick) {
+  const double preload_seconds = s.preload > 0 ? preload(s, app) : 0;
+  const catga::NodeCounters before = app.status().counters;
   Measurement m = measure_scenario(s, app, tick);
+  const catga::NodeCounters after = app.status().counters;
   m.rss_mib = rss_mib();
+  m.preload_seconds = preload_seconds;
+  m.snapshots = after.snapshots_taken - before.snapshots_taken;
+  m.snapshot_pause_max_ms = static_cast<double>(after.snapshot_pause_max.count()) / 1000.0;
+  m.snapshot_encode_ms = static_cast<double>(after.snapshot_encode_time.count()) / 1000.0;
+  m.snapshot_mib = static_cast<double>(after.snapshot_bytes) / (1 << 20);
   return m;
 }
 

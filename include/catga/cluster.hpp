@@ -131,6 +131,7 @@ struct NodeCounters {
   std::uint64_t snapshots_installed = 0;// snapshots restored (at start or received from a leader)
   std::chrono::microseconds snapshot_encode_time{0};  // encoding the state for the last snapshot taken (in the child, if forked)
   std::chrono::microseconds snapshot_pause{0};        // the loop thread's part of it: the fork, or the whole encode
+  std::chrono::microseconds snapshot_pause_max{0};    // the longest such pause since the node started
   std::uint64_t snapshot_bytes = 0;                   // size of the last snapshot written or restored
   std::uint64_t snapshots_in_child = 0;               // snapshots encoded by a forked child (of snapshots_taken)
 };

@@ -1023,7 +1023,9 @@ bool RaftNode::start_snapshot_child() {
 
 void RaftNode::record_snapshot_pause(Clock::duration pause) {
   std::lock_guard lock(status_mu_);
-  status_.counters.snapshot_pause = std::chrono::duration_cast<std::chrono::microseconds>(pause);
+  auto& c = status_.counters;
+  c.snapshot_pause = std::chrono::duration_cast<std::chrono::microseconds>(pause);
+  c.snapshot_pause_max = std::max(c.snapshot_pause_max, c.snapshot_pause);
 }
 
 void RaftNode::snapshot_written(std::uint64_t bytes, std::chrono::microseconds encode_time, bool in_child) {
@@ -1082,6 +1084,7 @@ int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
   {
     std::lock_guard lock(self->status_mu_);
     self->status_.counters.snapshots_installed++;
+    self->status_.counters.snapshot_bytes = len;
   }
   return 0;
 }

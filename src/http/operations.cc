@@ -179,8 +179,17 @@ void render_node(std::string& out, const NodeStatus& s, bool replicated) {
   counter("catga_leader_changes_total", "Times the known leader changed.", c.leader_changes);
   counter("catga_snapshots_taken_total", "Snapshots this node wrote of its own state.", c.snapshots_taken);
   counter("catga_snapshots_installed_total", "Snapshots restored (at start or from the leader).", c.snapshots_installed);
-  internal::write_header(out, "catga_snapshot_encode_seconds", "gauge", "Time to encode the state for the last snapshot.");
-  internal::write_sample(out, "catga_snapshot_encode_seconds", "", static_cast<double>(c.snapshot_encode_time.count()) / 1e6);
+  counter("catga_snapshots_in_child_total", "Snapshots encoded by a forked child process.", c.snapshots_in_child);
+  const auto seconds = [&](const char* name, const char* help, std::chrono::microseconds value) {
+    internal::write_header(out, name, "gauge", help);
+    internal::write_sample(out, name, "", static_cast<double>(value.count()) / 1e6);
+  };
+  seconds("catga_snapshot_encode_seconds", "Time to encode the state for the last snapshot (in the child, if forked).",
+          c.snapshot_encode_time);
+  seconds("catga_snapshot_pause_seconds", "Time the loop thread stopped for the last snapshot (the fork, or the encode).",
+          c.snapshot_pause);
+  seconds("catga_snapshot_pause_max_seconds", "The longest such pause since the node started.", c.snapshot_pause_max);
+  write_gauge(out, "catga_snapshot_bytes", "Size of the last snapshot written or restored.", c.snapshot_bytes);
   internal::write_header(out, "catga_node_role", "gauge", "1 for the node's current role.");
   for (NodeRole role : {NodeRole::unavailable, NodeRole::follower, NodeRole::candidate, NodeRole::leader}) {
     std::string labels;
