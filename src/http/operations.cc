@@ -3,6 +3,8 @@
 // ordinary routes on the public Server API (plus the server's own HTTP stats).
 #include <nlohmann/json.hpp>
 
+#include <optional>
+
 #include "catga/metrics.hpp"
 #include "http/json_codec.hpp"
 #include "http/server_impl.hpp"
@@ -120,24 +122,32 @@ bool authorized(const Request& request, const std::string& token) {
 
 // Renders `detail::encode_result` bytes: the value as JSON (204 for nil), or
 // the error it carries.
+// Answers the error of a generic endpoint: an unknown wire name is 404.
+void reply_error(Responder& responder, const Error& error, Headers headers) {
+  const int status = error.code() == Code::unimplemented ? 404 : 0;
+  responder.error(error, std::move(headers), status);
+}
+
+// The error of a call, or the one inside its encoded result (a replicated
+// message is answered with what applying it produced, e.g. no handler).
+std::optional<Error> error_of(const Result<std::string>& encoded, catga::detail::Unpacked& handle,
+                              const msgpack::object*& body) {
+  if (!encoded) return encoded.error();
+  Code code{};
+  if (auto head = catga::detail::decode_result_head(*encoded, handle, code, body); !head) {
+    return Error{Code::internal, "unreadable result: " + head.error().message()};
+  }
+  if (code == Code::ok) return std::nullopt;
+  std::string message;
+  if (body->type == msgpack::type::STR) message.assign(body->via.str.ptr, body->via.str.size);
+  return Error{code, std::move(message)};
+}
+
 void reply_encoded(Responder& responder, const Result<std::string>& encoded, std::uint64_t index) {
   Headers headers = detail::index_headers(index);
-  if (!encoded) {
-    // The generic endpoints report an unknown wire name as 404.
-    const int status = encoded.error().code() == Code::unimplemented ? 404 : 0;
-    return responder.error(encoded.error(), std::move(headers), status);
-  }
   catga::detail::Unpacked handle;
-  Code code{};
   const msgpack::object* body = nullptr;
-  if (auto head = catga::detail::decode_result_head(*encoded, handle, code, body); !head) {
-    return responder.error(Error{Code::internal, "unreadable result: " + head.error().message()}, std::move(headers));
-  }
-  if (code != Code::ok) {
-    std::string message;
-    if (body->type == msgpack::type::STR) message.assign(body->via.str.ptr, body->via.str.size);
-    return responder.error(Error{code, std::move(message)}, std::move(headers));
-  }
+  if (auto error = error_of(encoded, handle, body)) return reply_error(responder, *error, std::move(headers));
   if (body->type == msgpack::type::NIL) return responder.empty(204, std::move(headers));
   std::string text;
   if (auto rendered = internal::msgpack_object_to_json(*body, text); !rendered) {
@@ -256,9 +266,14 @@ Server& Server::map_message_endpoints() {
     auto options = detail::command_options(request, options_.request_timeout);
     if (const auto* failure = request.failure()) return responder.fail(*failure);
     app_.publish_encoded(request.param("wire_name"), *payload, *options,
-                         [responder = std::move(responder)](Result<std::string> encoded, std::uint64_t) mutable {
-                           if (!encoded) return responder.error(encoded.error());
-                           responder.empty(202);
+                         [responder = std::move(responder)](Result<std::string> encoded, std::uint64_t index) mutable {
+                           catga::detail::Unpacked handle;
+                           const msgpack::object* body = nullptr;
+                           Headers headers = detail::index_headers(index);
+                           if (auto error = error_of(encoded, handle, body)) {
+                             return reply_error(responder, *error, std::move(headers));
+                           }
+                           responder.empty(202, std::move(headers));
                          });
   });
   post("/queries/{wire_name}", [this](const Request& request, Responder responder) {

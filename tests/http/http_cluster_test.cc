@@ -42,6 +42,16 @@ class HttpDurableNodeTest : public ::testing::Test {
   std::unique_ptr<http::Server> server_;
 };
 
+// Regression: a published event goes through the log, and what applying it
+// produced (here: no handler for the wire name) was dropped — 202 came back
+// although nothing was delivered.
+TEST_F(HttpDurableNodeTest, PublishingAnUnknownEventThroughTheLogIsAnErrorNot202) {
+  HttpClient c(server_->port());
+  auto unknown = c.post("/events/nope.v1", "{}");
+  EXPECT_EQ(unknown.status, 404) << unknown.body;
+  EXPECT_EQ(unknown.error_code(), "unimplemented");
+}
+
 TEST_F(HttpDurableNodeTest, IdempotencyKeyAppliesACommandOnce) {
   HttpClient c(server_->port());
   const HttpClient::Headers key = {{"Idempotency-Key", "open-ada-1"}};

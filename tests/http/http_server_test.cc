@@ -255,6 +255,15 @@ TEST_F(HttpServerTest, GenericEndpointsReportUnknownWireNamesAs404Unimplemented)
   EXPECT_EQ(wrong_kind.error_code(), "unimplemented");
 }
 
+TEST_F(HttpServerTest, GenericEventEndpointReportsAnUnknownWireNameAs404) {
+  auto c = client();
+  auto unknown = c.post("/events/nope.v1", "{}");
+  EXPECT_EQ(unknown.status, 404) << unknown.body;
+  EXPECT_EQ(unknown.error_code(), "unimplemented");
+  auto wrong_kind = c.post("/events/bank.open.v1", "{}");
+  EXPECT_EQ(wrong_kind.status, 404) << wrong_kind.body;
+}
+
 TEST_F(HttpServerTest, MessagesListsRegisteredWireNames) {
   auto c = client();
   auto response = c.get("/messages");
@@ -322,7 +331,9 @@ TEST_F(HttpServerTest, MetricsExposeMessageHttpAndNodeSeries) {
   EXPECT_THAT(text, HasSubstr("# TYPE catga_message_duration_seconds histogram"));
   for (const char* series : {"catga_raft_records_appended_total", "catga_commands_forwarded_total",
                              "catga_commands_retried_total", "catga_leader_changes_total", "catga_snapshots_taken_total",
-                             "catga_snapshot_encode_seconds", "catga_node_bytes_since_snapshot"}) {
+                             "catga_snapshot_encode_seconds", "catga_node_bytes_since_snapshot",
+                             "catga_snapshot_pause_seconds", "catga_snapshot_pause_max_seconds", "catga_snapshot_bytes",
+                             "catga_snapshots_in_child_total"}) {
     EXPECT_THAT(text, HasSubstr(std::string("# TYPE ") + series)) << series;
   }
   EXPECT_EQ(metrics_.count("bank.open.v1", Code::ok), 2u);
