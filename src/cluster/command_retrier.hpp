@@ -22,6 +22,8 @@
 // Thread-safety: functions on values.
 #pragma once
 
+#include <chrono>
+
 #include "cluster/peer_protocol.hpp"
 
 namespace catga::internal {
@@ -44,5 +46,10 @@ NextStep next_step(AttemptHistory& history, peer::Outcome& outcome, bool session
 // The caller's answer when the command is given up without a usable answer
 // (deadline passed, node stopped): `last` is the reason for giving up.
 peer::Outcome final_outcome(const AttemptHistory& history, peer::Outcome last);
+
+// How long a client with a session stays silent before it sends a
+// keep-alive: SessionTable::kKeepAliveEvery, unless a test shortened it.
+std::chrono::milliseconds keep_alive_every();
+void set_keep_alive_every_for_test(std::chrono::milliseconds every);
 
 }  // namespace catga::internal

@@ -260,7 +260,7 @@ class ReplicatedNode final : public Replicator {
   void keep_alive(Clock::time_point now) {
     std::unique_lock lock(session_mu_);
     if (session_ == 0 || opening_ || keep_alive_out_ ||
-        now - last_sent_ < internal::SessionTable::kKeepAliveEvery) {
+        now - last_sent_ < internal::keep_alive_every()) {
       return;
     }
     keep_alive_out_ = true;
