@@ -379,7 +379,8 @@ class ReplicatedNode final : public Replicator {
     outstanding_.erase(it);
     lock.unlock();
     if (session_unknown) drop_session(done.session);
-    if (step == internal::NextStep::resend_in_new_session) return resend(std::move(done));
+    // A keep-alive (sequence 0) is not resent: the next command opens a session.
+    if (step == internal::NextStep::resend_in_new_session && done.sequence != 0) return resend(std::move(done));
     finish(std::move(done), std::move(outcome));
   }
 
@@ -427,10 +428,9 @@ class ReplicatedNode final : public Replicator {
       outstanding_.erase(it);
     }
     const bool unknown = o.outcome_unknown();
-    auto outcome = unknown ? internal::peer::Outcome{Code::deadline_exceeded,
-                                                     "deadline passed before an answer came; outcome unknown", 0}
-                           : internal::peer::Outcome{Code::unavailable, "no leader accepted the command before the deadline", 0};
-    finish(std::move(o), std::move(outcome));
+    finish(std::move(o), unknown ? internal::peer::Outcome{Code::deadline_exceeded,
+                                                           "deadline passed before an answer came; outcome unknown", 0}
+                                 : internal::peer::Outcome{Code::unavailable, "no leader accepted the command before the deadline", 0});
   }
 
   void schedule_sweep() {

@@ -36,18 +36,35 @@ struct ClockShift {
   }
 };
 
-// 90 minutes of leader time, in 90 s steps, with a command from the leader's
-// node at each step (its entries move the session table's time); `between`
-// runs after each step.
-template <class F>
-void ninety_minutes_pass(LocalCluster<bank::State>& cluster, std::size_t leader, std::uint64_t account,
-                         ClockShift& clock, F between) {
-  for (int i = 0; i < 60; ++i) {
-    clock.shift(90s);
-    ASSERT_THAT(cluster.app(leader).send(bank::Deposit{.account = account, .amount = 1}), IsOk());
-    between();
+// Three nodes; the "idle" one (a follower) opened its session with one
+// command, then 90 minutes of leader time pass, in 90 s steps, with a command
+// from the leader's node at each step (its entries move the session table's
+// time); `between` runs after each step.
+class SessionExpiry : public ::testing::Test {
+ protected:
+  template <class F>
+  void night_passes(F between) {
+    auto found = cluster.leader();
+    ASSERT_TRUE(found);
+    leader = *found;
+    idle = (leader + 1) % 3;
+    ASSERT_TRUE(wait_for([&] { return cluster.app(idle).status().leader_id != 0; }));
+    auto opened = cluster.app(idle).send(bank::Open{.owner = "night", .initial = 0});
+    ASSERT_THAT(opened, IsOk());
+    account = opened->id;
+    for (int i = 0; i < 60; ++i) {
+      clock.shift(90s);
+      ASSERT_THAT(cluster.app(leader).send(bank::Deposit{.account = account, .amount = 1}), IsOk());
+      between();
+    }
   }
-}
+
+  ClockShift clock;
+  LocalCluster<bank::State> cluster{3, register_bank};
+  std::size_t leader = 0;
+  std::size_t idle = 0;
+  std::uint64_t account = 0;
+};
 
 }  // namespace
 
@@ -56,43 +73,29 @@ void ninety_minutes_pass(LocalCluster<bank::State>& cluster, std::size_t leader,
 // the outcome of this command is unknown", although nothing had applied.
 // Now the state machine says "session unknown, not applied" (a flag) and the
 // node resends under a new session: the command applies once.
-TEST(SessionExpiry, IdleSessionNoLongerAnswersOutcomeUnknown) {
-  ClockShift clock;
-  LocalCluster<bank::State> cluster(3, register_bank);
-  auto leader = cluster.leader();
-  ASSERT_TRUE(leader);
-  const std::size_t idle = (*leader + 1) % 3;
-  ASSERT_TRUE(wait_for([&] { return cluster.app(idle).status().leader_id != 0; }));
-  auto account = cluster.app(idle).send(bank::Open{.owner = "night", .initial = 0});
-  ASSERT_THAT(account, IsOk());
-  // No keep-alive fires: the test lasts seconds of this node's steady clock.
-  ninety_minutes_pass(cluster, *leader, account->id, clock, [] {});
+TEST_F(SessionExpiry, IdleSessionNoLongerAnswersOutcomeUnknown) {
+  // No keep-alive fires: the test lasts seconds of the node's steady clock.
+  night_passes([] {});
   const auto retried = cluster.app(idle).status().counters.commands_retried;
-  EXPECT_THAT(cluster.app(idle).send(bank::Deposit{.account = account->id, .amount = 100}), IsOkAndHolds(160));
+  EXPECT_THAT(cluster.app(idle).send(bank::Deposit{.account = account, .amount = 100}), IsOkAndHolds(160));
   EXPECT_GT(cluster.app(idle).status().counters.commands_retried, retried);  // resent once, under a new session
-  EXPECT_THAT(cluster.app(idle).send(bank::Deposit{.account = account->id, .amount = 1}), IsOkAndHolds(161));
+  EXPECT_THAT(cluster.app(idle).send(bank::Deposit{.account = account, .amount = 1}), IsOkAndHolds(161));
 }
 
 // The same night with keep-alives: the idle node's session survives, so its
 // next command needs no resend.
-TEST(SessionExpiry, IdleSessionSurvivesThroughKeepAlives) {
-  ClockShift clock;
+TEST_F(SessionExpiry, IdleSessionSurvivesThroughKeepAlives) {
   catga::internal::set_keep_alive_every_for_test(10ms);
-  LocalCluster<bank::State> cluster(3, register_bank);
-  auto leader = cluster.leader();
-  ASSERT_TRUE(leader);
-  const std::size_t idle = (*leader + 1) % 3;
-  ASSERT_TRUE(wait_for([&] { return cluster.app(idle).status().leader_id != 0; }));
-  auto account = cluster.app(idle).send(bank::Open{.owner = "night", .initial = 0});
-  ASSERT_THAT(account, IsOk());
-  auto applied = [&] { return cluster.app(idle).status().applied_index; };
-  ninety_minutes_pass(cluster, *leader, account->id, clock, [&] {
-    // Wait until the log moved past the leader's command: the idle node's
-    // keep-alive (every 10 ms of its steady clock) lands in each step.
-    const auto after = cluster.app(*leader).status().commit_index;
-    ASSERT_TRUE(wait_for([&] { return cluster.app(*leader).status().commit_index > after + 2 && applied() > after; }));
+  night_passes([&] {
+    // Wait until the idle node applied past the leader's command and the log
+    // moved on: its keep-alive (every 10 ms of its steady clock) lands in
+    // each step.
+    const auto after = cluster.app(leader).status().commit_index;
+    ASSERT_TRUE(wait_for([&] {
+      return cluster.app(leader).status().commit_index > after + 2 && cluster.app(idle).status().applied_index > after;
+    }));
   });
   const auto retried = cluster.app(idle).status().counters.commands_retried;
-  EXPECT_THAT(cluster.app(idle).send(bank::Deposit{.account = account->id, .amount = 100}), IsOkAndHolds(160));
+  EXPECT_THAT(cluster.app(idle).send(bank::Deposit{.account = account, .amount = 100}), IsOkAndHolds(160));
   EXPECT_EQ(cluster.app(idle).status().counters.commands_retried, retried);
 }
