@@ -8,8 +8,9 @@
 //   6  reserved u16      = 0
 //   8  term     u64      leader's term when it packed the entry (= the entry's
 //                        Raft term; libraft's FSM apply does not pass it)
-//  16  leader_time_ns i64  unix ns stamped by the leader
-//  24  count    u32      number of records
+//  16  leader_time_ns i64  unix ns stamped by the leader (its wall clock; the
+//                        session table does not trust it blindly)
+//  24  count    u32      number of records (≤ kMaxRecordsPerEntry when written)
 //  28  reserved u32      = 0
 //  32  count × { length u32, bytes }
 //      zero padding up to a multiple of 8 (libraft requires it)
@@ -34,6 +35,11 @@ inline constexpr std::uint8_t kEntryFormatVersion = 1;
 inline constexpr std::uint8_t kEntryKindRecordBatch = 1;
 inline constexpr std::size_t kEntryHeaderBytes = 32;
 inline constexpr std::size_t kRecordOverheadBytes = 4;
+// The most records a leader packs into one entry. Decoding accepts more
+// (entries written by older builds); the session table relies on it: a
+// record's position stays below 2^16, so a session id derived from
+// (index, position) is unique.
+inline constexpr std::size_t kMaxRecordsPerEntry = 65'536;
 
 struct EntryHeader {
   std::uint64_t term = 0;

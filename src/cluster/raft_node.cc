@@ -20,6 +20,7 @@
 
 #include "cluster/entry_format.hpp"
 #include "cluster/raft_c.h"
+#include "cluster/wall_clock.hpp"
 
 namespace catga::internal {
 
@@ -85,11 +86,7 @@ MemberRole member_role(int role) {
   }
 }
 
-std::int64_t unix_now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+std::int64_t unix_now_ns() { return wall_clock_ns(); }
 
 Error node_stopped() { return Error(Code::unavailable, "node stopped"); }
 // `failure`: why the node stopped itself ("" if it was stopped).
@@ -694,7 +691,7 @@ void RaftNode::pump() {
       if (record_batch_size(count + 1, bytes + s) > max_bytes) break;
       ++count;
       bytes += s;
-      if (count == 0xffffffffu) break;
+      if (count == kMaxRecordsPerEntry) break;
     }
     if (count == 0) {
       // The first record alone does not fit.

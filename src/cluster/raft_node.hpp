@@ -3,7 +3,8 @@
 //
 // What it does: a RaftNode owns a libuv loop thread that runs libraft (durable
 // log and snapshots in `data_dir`, TCP transport with TCP_NODELAY). Records
-// proposed on the leader are packed, as many as fit in `max_entry_bytes`, into
+// proposed on the leader are packed, as many as fit in `max_entry_bytes` (at
+// most kMaxRecordsPerEntry = 65,536, so session ids stay unique), into
 // one log entry (group commit; see entry_format.hpp), at most
 // `max_entries_in_flight` entries appended but not yet applied. Every member
 // applies every committed record, in log order, through the state machine;

@@ -7,6 +7,13 @@
 // forwarded to the leader — until it gets a definite answer or its deadline
 // passes. Because the state machine de-duplicates by (session, sequence), a
 // retry after "leadership lost" or a broken connection applies at most once.
+// How each attempt's outcome is judged (retry, resend under a new session,
+// final answer) is command_retrier.hpp's. While it has a session and sends
+// nothing, the node writes a keep-alive into the log every
+// SessionTable::kKeepAliveEvery, so its session survives idleness; a session
+// that expired anyway (the node was paused, the cluster down) is reopened,
+// and the command resent, when no earlier attempt of it can have applied.
+// Retries never go to a local node that has stopped itself.
 #include "cluster/replicated_node.hpp"
 
 #include <spdlog/spdlog.h>
@@ -17,6 +24,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "cluster/command_retrier.hpp"
 #include "cluster/peer_channel.hpp"
 #include "cluster/replicated_state_machine.hpp"
 #include "cluster/raft_node.hpp"
@@ -33,6 +41,7 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(5);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(200);
+constexpr auto kKeepAliveTimeout = std::chrono::seconds(10);
 
 // The sequences this client has in flight: floor() is the lowest one still
 // awaited, which lets the state machine forget older answers.
@@ -143,25 +152,8 @@ class ReplicatedNode final : public Replicator {
 
   void submit(MessageKind kind, std::string_view wire_name, std::string payload, const CommandOptions& options,
               Done done) override {
-    const auto deadline = Clock::now() + options.timeout;
-    std::unique_lock lock(session_mu_);
-    if (session_ == 0) {
-      // This node's first command opens its client session through the log;
-      // commands sent meanwhile wait for it.
-      waiting_.push_back(Deferred{kind, std::string(wire_name), std::move(payload), options, std::move(done)});
-      if (!opening_) {
-        opening_ = true;
-        lock.unlock();
-        open_session(deadline);
-      }
-      return;
-    }
-    const std::uint64_t session = session_;
-    const std::uint64_t sequence = window_.next();
-    const std::uint64_t floor = window_.floor();
-    lock.unlock();
-    dispatch(internal::encode_envelope({kind, wire_name, payload, session, sequence, floor, options.idempotency_key}),
-             deadline, session, sequence, std::move(done));
+    submit_until(kind, wire_name, std::move(payload), options.idempotency_key, Clock::now() + options.timeout,
+                 std::move(done));
   }
 
   void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) override {
@@ -217,7 +209,8 @@ class ReplicatedNode final : public Replicator {
     MessageKind kind;
     std::string wire_name;
     std::string payload;
-    CommandOptions options;
+    std::string key;
+    Clock::time_point deadline;
     Done done;
   };
   struct Outstanding {
@@ -226,17 +219,67 @@ class ReplicatedNode final : public Replicator {
     Clock::time_point deadline;
     std::uint64_t session = 0;
     std::uint64_t sequence = 0;
-    unsigned in_flight = 0;       // attempts sent and not answered
     unsigned attempts = 0;
-    bool maybe_applied = false;   // some attempt may have reached a leader's log
+    internal::AttemptHistory history;
 
     // Given up now, could it still have applied?
-    bool outcome_unknown() const { return maybe_applied || in_flight > 0; }
+    bool outcome_unknown() const { return history.maybe_applied || history.in_flight > 0; }
   };
   struct Waiter {
     Clock::time_point deadline;
     UniqueFunction<void(Result<void>)> done;
   };
+
+  void submit_until(MessageKind kind, std::string_view wire_name, std::string payload, std::string_view key,
+                    Clock::time_point deadline, Done done) {
+    std::unique_lock lock(session_mu_);
+    if (session_ == 0) {
+      // This node's first command opens its client session through the log;
+      // commands sent meanwhile wait for it.
+      waiting_.push_back(Deferred{kind, std::string(wire_name), std::move(payload), std::string(key), deadline,
+                                  std::move(done)});
+      if (!opening_) {
+        opening_ = true;
+        lock.unlock();
+        open_session(deadline);
+      }
+      return;
+    }
+    const std::uint64_t session = session_;
+    const std::uint64_t sequence = window_.next();
+    const std::uint64_t floor = window_.floor();
+    last_sent_ = Clock::now();
+    lock.unlock();
+    dispatch(internal::encode_envelope({kind, wire_name, payload, session, sequence, floor, key}), deadline, session,
+             sequence, std::move(done));
+  }
+
+  // Sends a keep-alive for this node's session when it has sent nothing for
+  // kKeepAliveEvery (at most one at a time). A session the table no longer
+  // knows is dropped here; the next command opens a new one.
+  void keep_alive(Clock::time_point now) {
+    std::unique_lock lock(session_mu_);
+    if (session_ == 0 || opening_ || keep_alive_out_ ||
+        now - last_sent_ < internal::keep_alive_every()) {
+      return;
+    }
+    keep_alive_out_ = true;
+    last_sent_ = now;
+    const std::uint64_t session = session_;
+    const std::uint64_t floor = window_.floor();
+    lock.unlock();
+    dispatch(internal::encode_envelope({MessageKind::command, internal::kKeepAliveRecord, {}, session, 0, floor, {}}),
+             now + kKeepAliveTimeout, session, 0, [this](Result<std::string>, std::uint64_t) {
+               std::lock_guard lock(session_mu_);
+               keep_alive_out_ = false;
+             });
+  }
+
+  // Forgets `session` if it is still this node's (the table no longer knows it).
+  void drop_session(std::uint64_t session) {
+    std::lock_guard lock(session_mu_);
+    if (session != 0 && session == session_) session_ = 0;
+  }
 
   void open_session(Clock::time_point deadline) {
     dispatch(internal::encode_envelope({MessageKind::command, internal::kOpenSessionRecord, {}, 0, 0, 0, {}}), deadline, 0,
@@ -255,7 +298,7 @@ class ReplicatedNode final : public Replicator {
                }
                for (auto& d : waiting) {
                  if (!opened) d.done(opened.error(), 0);
-                 else submit(d.kind, d.wire_name, std::move(d.payload), d.options, std::move(d.done));
+                 else submit_until(d.kind, d.wire_name, std::move(d.payload), d.key, d.deadline, std::move(d.done));
                }
              });
   }
@@ -280,14 +323,34 @@ class ReplicatedNode final : public Replicator {
       leader = leader_peer_address();
     }
     {
-      std::lock_guard lock(out_mu_);
+      std::unique_lock lock(out_mu_);
       auto it = outstanding_.find(id);
       if (it == outstanding_.end()) return;
-      if (it->second.attempts++ > 0) retried_.fetch_add(1, std::memory_order_relaxed);
+      if (it->second.attempts++ > 0) {
+        retried_.fetch_add(1, std::memory_order_relaxed);
+        if (local) {
+          // Never retry on a local node that has stopped itself: it would
+          // answer `internal` at once, hiding an earlier attempt's unknown
+          // outcome (final_outcome keeps it).
+          lock.unlock();
+          std::string failure = node_->status().failure;
+          lock.lock();
+          it = outstanding_.find(id);
+          if (it == outstanding_.end()) return;
+          if (!failure.empty()) {
+            Outstanding o = std::move(it->second);
+            outstanding_.erase(it);
+            lock.unlock();
+            auto outcome = internal::final_outcome(
+                o.history, {Code::internal, "node stopped itself: " + std::move(failure), 0});
+            return finish(std::move(o), std::move(outcome));
+          }
+        }
+      }
       if (!local && leader.empty()) {
         // No leader known yet: wait for an election.
       } else {
-        it->second.in_flight++;
+        it->second.history.in_flight++;
         record = it->second.record;
       }
     }
@@ -305,36 +368,38 @@ class ReplicatedNode final : public Replicator {
     auto it = outstanding_.find(id);
     if (it == outstanding_.end()) return;  // already answered (another attempt, or the deadline)
     Outstanding& o = it->second;
-    if (o.in_flight > 0) o.in_flight--;
-    switch (outcome.code) {
-      case Code::ok:
-        break;
-      case Code::deadline_exceeded:  // leadership lost or connection broken: it may still apply
-        o.maybe_applied = true;
-        [[fallthrough]];
-      case Code::unavailable:  // nothing happened (not the leader, no leader, stopping)
-        lock.unlock();
-        if (!stopping_) return retry_later(id);
-        lock.lock();
-        it = outstanding_.find(id);
-        if (it == outstanding_.end()) return;
-        break;
-      default:
-        break;
+    if (o.history.in_flight > 0) o.history.in_flight--;
+    const bool session_unknown = outcome.code == Code::ok && ReplicatedStateMachine::is_session_unknown(outcome.bytes);
+    const auto step = internal::next_step(o.history, outcome, session_unknown, !stopping_);
+    if (step == internal::NextStep::retry) {
+      lock.unlock();
+      return retry_later(id);
     }
     Outstanding done = std::move(it->second);
     outstanding_.erase(it);
     lock.unlock();
+    if (session_unknown) drop_session(done.session);
+    // A keep-alive (sequence 0) is not resent: the next command opens a session.
+    if (step == internal::NextStep::resend_in_new_session && done.sequence != 0) return resend(std::move(done));
     finish(std::move(done), std::move(outcome));
+  }
+
+  // Sends a command again as a new one, under this node's next session: its
+  // session is gone and no earlier attempt of it can have applied.
+  void resend(Outstanding o) {
+    auto envelope = internal::decode_envelope(o.record);
+    if (!envelope) {  // cannot happen: this node encoded it
+      return o.done(Error{Code::internal, "resend: " + envelope.error().message()}, 0);
+    }
+    retried_.fetch_add(1, std::memory_order_relaxed);
+    submit_until(envelope->kind, envelope->wire_name, std::string(envelope->payload), envelope->key, o.deadline,
+                 std::move(o.done));
   }
 
   void finish(Outstanding o, internal::peer::Outcome outcome) {
     if (o.session != 0) {
       std::lock_guard lock(session_mu_);
-      if (o.session == session_) {
-        window_.complete(o.sequence);
-        if (outcome.code == Code::ok && ReplicatedStateMachine::is_session_expired(outcome.bytes)) session_ = 0;
-      }
+      if (o.session == session_) window_.complete(o.sequence);
     }
     if (outcome.code == Code::ok) o.done(std::move(outcome.bytes), outcome.index);
     else o.done(Error{outcome.code, std::move(outcome.bytes)}, 0);
@@ -379,6 +444,7 @@ class ReplicatedNode final : public Replicator {
           if (now >= o.deadline) expired.push_back(id);
       }
       for (auto id : expired) expire(id);
+      keep_alive(now);
       node_->post([this, now] { expire_waiters(now); });
       schedule_sweep();
     });
@@ -447,6 +513,8 @@ class ReplicatedNode final : public Replicator {
   std::mutex session_mu_;
   std::uint64_t session_ = 0;
   bool opening_ = false;
+  bool keep_alive_out_ = false;
+  Clock::time_point last_sent_{};  // the last command or keep-alive sent under session_
   SequenceWindow window_;
   std::vector<Deferred> waiting_;
 

@@ -23,11 +23,26 @@ std::string ReplicatedStateMachine::apply(const ApplyInfo& info, std::string_vie
   }
   const std::int64_t now_ms = info.leader_time_ns / 1'000'000;
   if (envelope->wire_name == kOpenSessionRecord) {
-    detail::encode_result(out, Result<std::uint64_t>(sessions_.open(info.index, info.position, now_ms)));
+    const std::uint64_t id = sessions_.open(info.index, info.position, now_ms);
+    if (id == 0) {
+      detail::encode_error_result(out, Error{Code::unavailable, "client session not opened (record at position " +
+                                                                    std::to_string(info.position) +
+                                                                    " of its entry); nothing was applied"});
+    } else {
+      detail::encode_result(out, Result<std::uint64_t>(id));
+    }
     return out;
   }
-  auto verdict = sessions_.check(envelope->session, envelope->sequence, envelope->floor, envelope->key, now_ms);
-  if (verdict.action == SessionTable::Verdict::Action::answer) return std::move(verdict.answer);
+  using Action = SessionTable::Verdict::Action;
+  auto verdict = envelope->wire_name == kKeepAliveRecord
+                     ? sessions_.keep_alive(envelope->session, envelope->floor, now_ms)
+                     : sessions_.check(envelope->session, envelope->sequence, envelope->floor, envelope->key, now_ms);
+  if (verdict.action == Action::session_unknown) return session_unknown_result();
+  if (verdict.action == Action::answer) return std::move(verdict.answer);
+  if (envelope->wire_name == kKeepAliveRecord) {
+    detail::encode_result(out, Result<void>());
+    return out;
+  }
   apply_new(info, *envelope, out);
   sessions_.record(envelope->session, envelope->sequence, envelope->key, out, now_ms);
   return out;
@@ -105,20 +120,26 @@ Result<void> ReplicatedStateMachine::restore(std::string_view bytes) {
   return {};
 }
 
-bool ReplicatedStateMachine::is_session_expired(std::string_view encoded) {
-  // Nearly every result is not an error: peek at the code first.
+std::string ReplicatedStateMachine::session_unknown_result() {
+  std::string out;
+  detail::StringSink sink{&out};
+  msgpack::packer<detail::StringSink> p(sink);
+  p.pack_array(3);
+  p.pack(static_cast<unsigned>(Code::unavailable));
+  p.pack(std::string_view("client session unknown (expired or never opened); this command was not applied"));
+  p.pack(1u);
+  return out;
+}
+
+bool ReplicatedStateMachine::is_session_unknown(std::string_view encoded) {
+  // Every other result is a 2-element array: the first byte decides.
   FlatReader peek(encoded);
   std::uint32_t n = 0;
-  std::uint64_t code_value = 0;
-  if (peek.array(n) && n == 2 && peek.uint(code_value) && code_value != static_cast<unsigned>(Code::deadline_exceeded)) {
-    return false;
-  }
-  detail::Unpacked handle;
-  Code code{};
-  const msgpack::object* body = nullptr;
-  if (!detail::decode_result_head(encoded, handle, code, body) || code != Code::deadline_exceeded) return false;
-  return body->type == msgpack::type::STR &&
-         std::string_view(body->via.str.ptr, body->via.str.size).starts_with(kSessionExpired);
+  std::uint64_t code = 0;
+  std::string_view message;
+  std::uint64_t flag = 0;
+  return peek.array(n) && n == 3 && peek.uint(code) && code == static_cast<unsigned>(Code::unavailable) &&
+         peek.str(message) && peek.uint(flag) && flag == 1 && peek.at_end();
 }
 
 }  // namespace catga::internal

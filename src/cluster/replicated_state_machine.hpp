@@ -22,8 +22,8 @@ namespace catga::internal {
 
 // The record a client writes once to open its session.
 inline constexpr std::string_view kOpenSessionRecord = "catga.session.open.v1";
-// Prefix of the message of the result a command gets when its session expired.
-inline constexpr std::string_view kSessionExpired = "client session expired";
+// The record an idle client writes to keep its session (tagged with it).
+inline constexpr std::string_view kKeepAliveRecord = "catga.session.keepalive.v1";
 
 class ReplicatedStateMachine final : public RecordStateMachine {
  public:
@@ -39,8 +39,14 @@ class ReplicatedStateMachine final : public RecordStateMachine {
   // Loop thread: whether this node leads (for leader-only event handlers).
   void set_leader(bool leader) { leader_ = leader; }
 
-  // Is `encoded` the result of a command whose session had expired?
-  static bool is_session_expired(std::string_view encoded);
+  // The answer to a command (or keep-alive) whose session the table does not
+  // know (expired, evicted, never opened): the command was NOT applied. It is
+  // flagged — msgpack [unavailable, message, 1], a shape no handler result
+  // has — so the client recognises it without reading the message. It never
+  // reaches a caller: the client either resends under a new session or
+  // answers "outcome unknown" (see replicated_node.cc).
+  static std::string session_unknown_result();
+  static bool is_session_unknown(std::string_view encoded);
 
  private:
   void apply_new(const ApplyInfo& info, const EnvelopeView& envelope, std::string& out);

@@ -34,6 +34,7 @@ class DigestMachine : public internal::RecordStateMachine {
     }
     last_index_ = info.index;
     last_position_ = info.position;
+    max_position_ = std::max(max_position_, info.position);
     mix(&info.index, sizeof info.index);
     mix(&info.position, sizeof info.position);
     mix(record.data(), record.size());
@@ -68,6 +69,7 @@ class DigestMachine : public internal::RecordStateMachine {
   int snapshots() const { std::lock_guard l(mu_); return snapshots_; }
   int order_violations() const { std::lock_guard l(mu_); return order_violations_; }
   int bad_info() const { std::lock_guard l(mu_); return bad_info_; }
+  std::uint32_t max_position() const { std::lock_guard l(mu_); return max_position_; }
 
  private:
   void mix(const void* p, std::size_t n) {
@@ -82,6 +84,7 @@ class DigestMachine : public internal::RecordStateMachine {
   std::uint64_t count_ = 0;
   std::uint64_t last_index_ = 0;
   std::uint32_t last_position_ = 0;
+  std::uint32_t max_position_ = 0;
   int restores_ = 0;
   int snapshots_ = 0;
   int order_violations_ = 0;

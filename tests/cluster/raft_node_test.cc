@@ -2,6 +2,7 @@
 // loop thread per node, all in one process. Waits are bounded and generous;
 // nothing asserts on timing.
 #include "cluster/raft_node.hpp"
+#include "cluster/entry_format.hpp"
 
 #include <gtest/gtest.h>
 
@@ -222,6 +223,30 @@ TEST(RaftNode, ThreeNodesReplicateTenThousandRecordsFromManyThreads) {
   auto fb = fp.get_future().get();
   ASSERT_FALSE(fb.has_value());
   EXPECT_EQ(fb.error().code(), Code::unavailable);
+}
+
+// An entry carrying more than 65,536 records gave two session-opening
+// records 65,536 positions apart the same session id. The leader now packs
+// at most kMaxRecordsPerEntry records per entry.
+TEST(RaftNode, LeaderPacksAtMost65536RecordsPerEntry) {
+  Cluster c(1, [](ClusterOptions& o) { o.max_entry_bytes = 4u << 20; });
+  c.start_all();
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value()) << "no leader became ready";
+  const std::size_t n = catga::internal::kMaxRecordsPerEntry + 5000;
+  std::atomic<std::size_t> ok{0};
+  std::vector<RaftNode::Proposal> proposals;
+  proposals.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    proposals.push_back({"r", [&ok](Result<Applied> r) {
+                           if (r) ok.fetch_add(1);
+                         }});
+  }
+  c.node(*leader).propose(std::move(proposals));  // one wake-up: they would all fit one 4 MiB entry
+  ASSERT_TRUE(c.wait_all_applied(n));
+  EXPECT_EQ(ok.load(), n);
+  EXPECT_EQ(c.machine(*leader).max_position(), catga::internal::kMaxRecordsPerEntry - 1);
+  EXPECT_EQ(c.machine(*leader).order_violations(), 0);
 }
 
 TEST(RaftNode, StatusAndLeadershipCallbacks) {
