@@ -551,6 +551,9 @@ void RaftNode::on_wake() {
 
 void RaftNode::on_after_io() {
   if (stopping_) return;
+  // A failed apply or restore (fail_node, inside a libraft callback) stalls
+  // libraft; leave for real so that the others elect a leader.
+  if (failed_ && node_mode_) return stop_itself(failure_);
   check_data_dir();
   if (stopping_) return;
   observe();
@@ -838,6 +841,7 @@ void RaftNode::stop_itself(const std::string& why) {
     status_.role = NodeRole::unavailable;
   }
   stop_on_loop();
+  if (callbacks_.on_role_changed) callbacks_.on_role_changed(NodeRole::unavailable, last_term_);
 }
 
 void RaftNode::fail_node(const std::string& why) {
