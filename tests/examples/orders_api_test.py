@@ -123,6 +123,7 @@ class ReadModelAcrossRestarts(unittest.TestCase):
     def tearDown(self):
         for n in self.nodes:
             n.stop()
+            n.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def leader(self):
