@@ -109,8 +109,11 @@ TEST(NodeFailure, FollowerWhoseHandlerThrowsBadAllocStopsAndTheOthersKeepTheReal
   const std::size_t follower = (leader + 1) % 3, other = (leader + 2) % 3;
 
   c.faults[follower] = NodeFault::bad_alloc;
-  EXPECT_THAT(c.cluster.app(leader).send(RiskyDeposit{.account = account, .amount = 5}), IsOkAndHolds(5));
+  const catga::CommandOptions keyed{.idempotency_key = "risky-5"};
+  EXPECT_THAT(c.cluster.app(leader).send(RiskyDeposit{.account = account, .amount = 5}, keyed), IsOkAndHolds(5));
   c.expect_stopped(follower, "bad_alloc");
+  // What the others recorded is the real result, not an internal error.
+  EXPECT_THAT(c.cluster.app(other).send(RiskyDeposit{.account = account, .amount = 5}, keyed), IsOkAndHolds(5));
 
   // The leader and the other follower carry on, with the real result.
   EXPECT_THAT(c.cluster.app(other).send(bank::Deposit{.account = account, .amount = 1}), IsOkAndHolds(6));
@@ -129,15 +132,17 @@ TEST(NodeFailure, LeaderWhoseHandlerThrowsSystemErrorStopsAndANewLeaderServesWri
   c.faults[old_leader] = NodeFault::system_error;
   // Committed, then failed on the leader before it could answer: the
   // caller learns the outcome is unknown (it did apply, on the others).
-  auto sent = c.cluster.app(old_leader).send(RiskyDeposit{.account = account, .amount = 7},
-                                             {.timeout = std::chrono::seconds(5)});
+  const catga::CommandOptions keyed{.timeout = std::chrono::seconds(5), .idempotency_key = "risky-7"};
+  auto sent = c.cluster.app(old_leader).send(RiskyDeposit{.account = account, .amount = 7}, keyed);
   EXPECT_THAT(sent, HasError(Code::deadline_exceeded, HasSubstr("outcome unknown")));
   c.expect_stopped(old_leader, "Too many open files");
 
-  // The others elect a leader among themselves, which serves writes.
+  // The others elect a leader among themselves, which serves writes; a retry
+  // with the key resolves the unknown outcome: it applied, once.
   auto next = c.cluster.leader();
   ASSERT_TRUE(next);
   EXPECT_NE(*next, old_leader);
+  EXPECT_THAT(c.cluster.app(*next).send(RiskyDeposit{.account = account, .amount = 7}, keyed), IsOkAndHolds(7));
   EXPECT_THAT(c.cluster.app(*next).send(bank::Deposit{.account = account, .amount = 1}), IsOkAndHolds(8));
   const std::size_t follower = 3 - old_leader - *next;
   EXPECT_THAT(c.cluster.app(follower).send(bank::Deposit{.account = account, .amount = 2}), IsOkAndHolds(10));
