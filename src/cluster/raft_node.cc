@@ -836,12 +836,13 @@ void RaftNode::stop_unwritable(int err) {
 
 void RaftNode::stop_itself(const std::string& why) {
   fail_node(why);
+  // Observers first: once status() says unavailable, they know.
+  if (callbacks_.on_role_changed) callbacks_.on_role_changed(NodeRole::unavailable, last_term_);
   {
     std::lock_guard lock(status_mu_);
     status_.role = NodeRole::unavailable;
   }
   stop_on_loop();
-  if (callbacks_.on_role_changed) callbacks_.on_role_changed(NodeRole::unavailable, last_term_);
 }
 
 void RaftNode::fail_node(const std::string& why) {
