@@ -69,7 +69,11 @@ int main() {
   catga::ApplicationBuilder<Shop> builder;
   builder.command<CreateOrderCommand>(create_order)
       .query<GetOrderQuery>(get_order)
-      .on<OrderCreatedEvent>([&](const OrderCreatedEvent& e) { units_sold += e.quantity; });
+      .on<OrderCreatedEvent>([&](const OrderCreatedEvent& e) { units_sold += e.quantity; })
+      .on_restore([&](const Shop& shop) {  // a snapshot replaced the state: rebuild
+        units_sold = 0;
+        for (const auto& [id, order] : shop.orders) units_sold += order.quantity;
+      });
 
   // 5. Where the state lives. A single durable node here; for a cluster, the
   //    one block is:

@@ -67,12 +67,21 @@ struct OrderCreated {
 };
 
 // A read model kept on every node from OrderCreated events: units ordered per
-// product. Not replicated state — each node builds its own from the events.
+// product. Not replicated state — each node builds its own from the events,
+// and from the state whenever a snapshot replaces it (whose events it never
+// sees): `rebuild`, registered with on_restore.
 class ProductTotals {
  public:
   void add(const std::string& product_id, std::int64_t quantity) {
     std::lock_guard lock(mutex_);
     totals_[product_id] += quantity;
+  }
+  // Every order ever created counts, cancelled or not (as the events do).
+  void rebuild(const OrderBook& book) {
+    std::map<std::string, std::int64_t> totals;
+    for (const auto& [id, order] : book.orders) totals[order.product_id] += order.quantity;
+    std::lock_guard lock(mutex_);
+    totals_.swap(totals);
   }
   std::map<std::string, std::int64_t> snapshot() const {
     std::lock_guard lock(mutex_);
@@ -141,7 +150,8 @@ inline catga::ApplicationBuilder<OrderBook>& register_orders(
       .query<GetOrder>(get_order)
       .query<ListOrders>(list_orders);
   if (totals) {
-    builder.on<OrderCreated>([totals](const OrderCreated& e) { totals->add(e.product_id, e.quantity); });
+    builder.on<OrderCreated>([totals](const OrderCreated& e) { totals->add(e.product_id, e.quantity); })
+        .on_restore([totals](const OrderBook& book) { totals->rebuild(book); });
   }
   if (notify) {
     builder.on<OrderCreated>([notify = std::move(notify)](const OrderCreated& e) { notify(e); },

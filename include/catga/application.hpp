@@ -5,7 +5,8 @@
 //   catga::ApplicationBuilder<OrderBook> builder;
 //   builder.command<CreateOrder>(create_order)      // (OrderBook&, const CreateOrder&, CommandContext&)
 //          .query<GetOrder>(get_order)              // (const OrderBook&, const GetOrder&)
-//          .on<OrderCreated>(update_read_model);    // (const OrderCreated&, const EventContext&)
+//          .on<OrderCreated>(update_read_model)     // (const OrderCreated&, const EventContext&)
+//          .on_restore(rebuild_read_model);         // (const OrderBook&): after a snapshot replaced it
 //   builder.cluster({.node_id = 1, .members = {...}, .data_dir = "data/1"});  // the one block
 //   auto app = builder.build();                     // Result<std::unique_ptr<Application>>
 //   Result<Order> order = (*app)->send(CreateOrder{.product_id = "p1", .quantity = 2});
@@ -337,6 +338,28 @@ class ApplicationBuilder {
       plan_.encoded.emplace(wire_name_of<E>, detail::EncodedEntry{MessageKind::event, &detail::send_encoded_as<E>, nullptr});
     }
     slot->add(std::move(handler), delivery);
+    return *this;
+  }
+  // A restore hook: (const State&), returning nothing or Result<void>. A
+  // snapshot replaces the state without replaying the entries it covers, so
+  // their events are never delivered on this node — at start (the node's own
+  // snapshot) or when the leader installs one on a follower that fell behind
+  // its log. Every hook is then called, on every node, with the new state:
+  // rebuild each every-node read model from it (replace, do not add). Events
+  // of later entries follow as usual.
+  // Threading: on the thread that applies commands and delivers events (the
+  // node's Raft loop thread; inside build() while the node loads its data),
+  // before any event of a later entry, with the state under its shared lock
+  // (queries may run meanwhile; do not send from inside). Hooks run in the
+  // order added; one that fails is logged and counted like an event handler.
+  // Never called in memory, nor when a node starts without a snapshot (it
+  // then delivers every event of its log again, with `replay` set).
+  template <class F>
+  ApplicationBuilder& on_restore(F hook) {
+    static_assert(std::is_invocable_v<F&, const State&>, "a restore hook is callable as (const State&)");
+    plan_.mediator->add_restore_hook([f = std::move(hook)](const detail::StateBase& state) mutable -> Result<void> {
+      return detail::call_handler<void>("on_restore", f, static_cast<const detail::StateCell<State>&>(state).value);
+    });
     return *this;
   }
   // Appends a pipeline behaviour (they run in the order added).

@@ -8,6 +8,17 @@
 // the time from `ctx.time()` (stamped once by the leader) and ids from
 // `ctx.new_id()` (a replicated counter).
 //
+// FAILING. A command handler's result — a returned `Error`, or an exception
+// derived from std::exception (std::invalid_argument, std::out_of_range,
+// std::logic_error, std::runtime_error, …), which becomes `Code::internal` —
+// is recorded as the command's result on every node, so it must be as
+// deterministic as a success (fail before changing the state: nothing is
+// rolled back). Failures that may happen on one node only are never recorded:
+// std::bad_alloc, std::system_error and its subclasses, and any exception not
+// derived from std::exception make that node stop itself (a leader stops
+// leading; the others elect a new one and hold the command's real result).
+// Do not use them for business errors.
+//
 // `CommandContext` lives for one handler call, on the thread applying the
 // command (the Raft loop thread in a cluster); do not keep references to it.
 // Events given to `publish` are delivered to event handlers after the command
@@ -93,6 +104,9 @@ struct EventInfo {
   bool leader = true;       // this node led when it applied the entry
   // The entry was already in this node's log when the node started: it may
   // have been delivered before the restart (delivery is at-least-once).
+  // Entries covered by a snapshot (loaded at start or installed from the
+  // leader) are not delivered at all: ApplicationBuilder::on_restore hooks
+  // get the state instead.
   bool replay = false;
 };
 using EventContext = EventInfo;

@@ -563,6 +563,9 @@ void RaftNode::on_wake() {
 
 void RaftNode::on_after_io() {
   if (stopping_) return;
+  // A failed apply or restore (fail_node, inside a libraft callback) stalls
+  // libraft; leave for real so that the others elect a leader.
+  if (failed_ && node_mode_) return stop_itself(failure_);
   check_data_dir();
   if (stopping_) return;
   observe();
@@ -845,6 +848,8 @@ void RaftNode::stop_unwritable(int err) {
 
 void RaftNode::stop_itself(const std::string& why) {
   fail_node(why);
+  // Observers first: once status() says unavailable, they know.
+  if (callbacks_.on_role_changed) callbacks_.on_role_changed(NodeRole::unavailable, last_term_);
   {
     std::lock_guard lock(status_mu_);
     status_.role = NodeRole::unavailable;

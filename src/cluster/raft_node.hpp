@@ -222,8 +222,11 @@ class RaftNode {
   void pump();
   void issue_barriers();
   void stop_on_loop();
+  // Marks the node failed (inside a libraft callback: apply, restore); the
+  // next on_after_io() stops it (stop_itself) so that the others elect a leader.
   void fail_node(const std::string& why);
-  // fail_node, then close raft now (a failed log write: see raft_c.h, disk_failed).
+  // fail_node, then close raft now (a failed log write: see raft_c.h,
+  // disk_failed) and report the role `unavailable` to on_role_changed.
   void stop_itself(const std::string& why);
   // Node mode, at most once a second: stop_unwritable() if data_dir cannot be written.
   void check_data_dir();

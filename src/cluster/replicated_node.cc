@@ -107,6 +107,7 @@ class ReplicatedNode final : public Replicator {
     internal::RaftNodeCallbacks callbacks;
     callbacks.on_role_changed = [this](NodeRole role, std::uint64_t) {
       leader_ = role == NodeRole::leader;
+      stopped_itself_ = role == NodeRole::unavailable;  // only once the node stopped itself
       machine_.set_leader(leader_);
     };
     callbacks.on_leader_changed = [this](std::uint64_t id, const std::string&) { leader_id_ = id; };
@@ -130,7 +131,10 @@ class ReplicatedNode final : public Replicator {
           continue;
         }
         proposals.push_back({std::move(records[i]), [shared, i](Result<internal::Applied> r) {
-                               (*shared)(i, outcome_of(std::move(r)));
+                               auto outcome = outcome_of(std::move(r));
+                               // Stopped itself: no leader for its peers, nothing appended; they retry elsewhere.
+                               if (outcome.code == Code::internal) outcome.code = Code::unavailable;
+                               (*shared)(i, std::move(outcome));
                              }});
       }
       if (!proposals.empty()) node_->propose(std::move(proposals));
@@ -317,7 +321,8 @@ class ReplicatedNode final : public Replicator {
   // node leads (or is alone), else to the leader over the peer channel.
   void attempt(std::uint64_t id) {
     std::string record;
-    const bool local = leader_ || single_;
+    // A node that stopped itself answers at once (its failure), not its peers.
+    const bool local = leader_ || single_ || stopped_itself_;
     std::string leader;
     if (!local) {
       leader = leader_peer_address();
@@ -397,6 +402,10 @@ class ReplicatedNode final : public Replicator {
   }
 
   void finish(Outstanding o, internal::peer::Outcome outcome) {
+    if (outcome.code != Code::ok && outcome.code != Code::deadline_exceeded && o.maybe_applied) {
+      // This attempt changed nothing, but an earlier one may have applied.
+      outcome = {Code::deadline_exceeded, outcome.bytes + "; an earlier attempt may have applied: outcome unknown", 0};
+    }
     if (o.session != 0) {
       std::lock_guard lock(session_mu_);
       if (o.session == session_) window_.complete(o.sequence);
@@ -504,6 +513,7 @@ class ReplicatedNode final : public Replicator {
   std::map<std::uint64_t, std::string> peer_addresses_;  // fixed after start
   bool single_ = false;  // a lone member: no peers, everything local
   std::atomic<bool> leader_{false};
+  std::atomic<bool> stopped_itself_{false};
   std::atomic<std::uint64_t> leader_id_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> forwarded_{0};

@@ -64,9 +64,15 @@ void ReplicatedStateMachine::apply_new(const ApplyInfo& info, const EnvelopeView
   detail::StateBase& state = mediator_.state();
   CommandContext ctx(info.index, info.term, time, &state.id_counter());
   bool succeeded;
-  {
+  try {
     std::unique_lock lock(state.mutex());
     succeeded = static_cast<detail::CommandSlotBase*>(slot)->apply_encoded_locked(state, envelope.payload, ctx, out);
+  } catch (...) {
+    // A failure of this node only (detail::is_node_failure): never a result.
+    // RaftNode stops the node; the others apply the entry and answer.
+    internal::log().critical("catga: the handler for {} failed on this node only at index {}", envelope.wire_name,
+                             info.index);
+    throw;
   }
   if (succeeded) mediator_.deliver_pending(ctx, event_info);
 }
@@ -114,9 +120,14 @@ Result<void> ReplicatedStateMachine::restore(std::string_view bytes) {
   const auto& sessions = o.via.array.ptr[2].via.bin;
   SessionTable table;
   if (auto r = table.decode(std::string_view(sessions.ptr, sessions.size)); !r) return r;
-  std::unique_lock lock(mediator_.state().mutex());
-  if (auto r = mediator_.state().restore(std::string_view(state.ptr, state.size)); !r) return r;
-  sessions_ = std::move(table);
+  {
+    std::unique_lock lock(mediator_.state().mutex());
+    if (auto r = mediator_.state().restore(std::string_view(state.ptr, state.size)); !r) return r;
+    sessions_ = std::move(table);
+  }
+  // The events of the entries the snapshot covers are not delivered on this
+  // node: every-node read models rebuild from the state instead.
+  mediator_.state_restored();
   return {};
 }
 

@@ -3,7 +3,9 @@
 #include "core/log.hpp"
 
 #include <atomic>
+#include <new>
 #include <stdexcept>
+#include <system_error>
 
 namespace catga::detail {
 
@@ -81,7 +83,28 @@ Result<void> decode_result_head(std::string_view bytes, detail::Unpacked& handle
   return {};
 }
 
-Error handler_exception(std::string_view wire_name, const char* what) {
+bool is_node_failure(const std::exception_ptr& e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::bad_alloc&) {
+    return true;
+  } catch (const std::system_error&) {
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  } catch (...) {
+    return true;
+  }
+}
+
+Error handler_exception(std::string_view wire_name, const std::exception_ptr& e) {
+  std::string what = "unknown exception";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& thrown) {
+    what = thrown.what();
+  } catch (...) {
+  }
   return Error{Code::internal, std::string("handler for ") + std::string(wire_name) + " threw: " + what};
 }
 
@@ -171,6 +194,17 @@ void Mediator::deliver_pending(CommandContext& ctx, const EventInfo& info) noexc
     }
   }
   ctx.pending_events().clear();
+}
+
+void Mediator::state_restored() noexcept {
+  if (restore_hooks_.empty()) return;
+  std::shared_lock lock(state_->mutex());
+  for (auto& hook : restore_hooks_) {
+    if (Result<void> r = hook(*state_); !r) {
+      counters_.event_handler_failures.fetch_add(1, std::memory_order_relaxed);
+      catga::internal::log().warn("catga: a restore hook failed: {}", r.error().to_string());
+    }
+  }
 }
 
 void Mediator::report_event_failure(std::string_view wire_name, const Error& error) noexcept {

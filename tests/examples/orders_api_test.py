@@ -107,6 +107,62 @@ class OrdersApi(unittest.TestCase):
         self.assertEqual(code, 200)
         self.assertGreaterEqual(totals.get("mug", 0), 4)
 
+class ReadModelAcrossRestarts(unittest.TestCase):
+    """/stats/products is built on every node from OrderCreated events, and
+    from the state whenever a snapshot replaces it (on_restore): a follower
+    restarted from its own snapshot counts every order, like the others."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="catga-orders-read-model-")
+        ports = [demo.free_pair() for _ in range(3)]
+        cluster = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(ports))
+        self.nodes = [demo.Node(BINARY, i + 1, ports[i], demo.free_port(), cluster, self.root) for i in range(3)]
+        for n in self.nodes:
+            n.start()
+
+    def tearDown(self):
+        for n in self.nodes:
+            n.stop()
+            n.log.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def leader(self):
+        n = demo.wait_until(lambda: demo.leader_of(self.nodes), limit=30)
+        self.assertIsNotNone(n, "no ready leader")
+        return n
+
+    def create(self, node, count, expected):
+        for i in range(count):
+            product, quantity = f"p{i % 4}", 1 + i % 5
+            code, _ = node.request("POST", "/orders", {"product_id": product, "quantity": quantity})
+            self.assertEqual(code, 201)
+            expected[product] = expected.get(product, 0) + quantity
+
+    def totals(self, node):
+        try:
+            code, body = node.request("GET", "/stats/products", timeout=2)
+            return body if code == 200 else None
+        except OSError:
+            return None
+
+    def test_stats_equal_on_every_node_after_a_follower_restarts_from_its_snapshot(self):
+        expected = {}
+        first = self.leader()
+        self.create(first, 40, expected)
+        code, taken = first.request("POST", "/raft/snapshot")
+        self.assertEqual(code, 202)
+        self.assertTrue(demo.wait_until(lambda: (first.status() or {}).get("last_snapshot_index", 0) >= taken["index"]))
+        # Leadership moves on: the node with the snapshot becomes a follower.
+        self.assertEqual(first.request("POST", "/raft/leadership", {"to": 0})[0], 204)
+        first.stop()
+        first.start()
+        self.assertTrue(demo.wait_until(lambda: (first.status() or {}).get("last_snapshot_index", 0) >= taken["index"]),
+                        "the restarted node did not load its snapshot")
+        self.create(self.leader(), 5, expected)
+        for n in self.nodes:
+            self.assertTrue(demo.wait_until(lambda: self.totals(n) == expected, limit=20),
+                            f"node {n.id}: /stats/products is {self.totals(n)}, expected {expected}")
+
 if __name__ == "__main__":
     BINARY = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)

@@ -89,6 +89,18 @@ inline catga::Result<Account> get(const State& s, const GetAccount& q) {
   return it->second;
 }
 
+// Waits for a ready leader of `cluster` (a testsupport::LocalCluster), sets
+// `leader` to it and opens an account with 0 there; the account's id (0 if
+// there was no leader or the command failed).
+template <class Cluster>
+std::uint64_t open_on_leader(Cluster& cluster, std::size_t& leader, std::string owner) {
+  auto found = cluster.leader();
+  if (!found) return 0;
+  leader = *found;
+  auto account = cluster.app(leader).send(Open{.owner = std::move(owner)});
+  return account ? account->id : 0;
+}
+
 // Registers every handler; the same function serves in-memory and clustered tests.
 inline catga::ApplicationBuilder<State>& register_handlers(catga::ApplicationBuilder<State>& b) {
   return b.command<Open>(open).command<Deposit>(deposit).command<Close>(close).query<GetAccount>(get);

@@ -170,6 +170,16 @@ class LocalCluster {
     }, limit);
   }
 
+  // Every running node applied what node `leader` committed, and all hold
+  // the same state.
+  bool converged(std::size_t leader) {
+    if (!wait_applied(apps_[leader]->status().commit_index)) return false;
+    for (std::size_t i = 0; i < apps_.size(); ++i) {
+      if (apps_[i] && digest(i) != digest(leader)) return false;
+    }
+    return true;
+  }
+
   // Snapshot bytes of node i's state: equal bytes, equal state.
   std::string digest(std::size_t i) {
     auto& state = apps_[i]->mediator().state();

@@ -7,6 +7,10 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <atomic>
+#include <ios>
+#include <new>
+#include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #include "catga/asio.hpp"
@@ -163,6 +167,50 @@ TEST(Mediator, HandlerExceptionsBecomeInternalErrors) {
   b.command<Unregistered>([](bank::State&, const Unregistered&) -> int { throw std::runtime_error("kaput"); });
   auto app = make_bank(b);
   EXPECT_THAT(app->send(Unregistered{}), HasError(Code::internal, HasSubstr("kaput")));
+}
+
+TEST(Mediator, NodeFailuresAreToldApartFromDeterministicExceptions) {
+  auto node_failure = [](auto thrown) { return catga::detail::is_node_failure(std::make_exception_ptr(thrown)); };
+  EXPECT_TRUE(node_failure(std::bad_alloc()));
+  EXPECT_TRUE(node_failure(std::bad_array_new_length()));
+  EXPECT_TRUE(node_failure(std::system_error(std::make_error_code(std::errc::io_error))));
+  EXPECT_TRUE(node_failure(std::ios_base::failure("stream")));  // a std::system_error
+  EXPECT_TRUE(node_failure(42));                                // origin unknown
+  EXPECT_FALSE(node_failure(std::invalid_argument("x")));
+  EXPECT_FALSE(node_failure(std::out_of_range("x")));
+  EXPECT_FALSE(node_failure(std::logic_error("x")));
+  EXPECT_FALSE(node_failure(std::runtime_error("x")));
+}
+
+TEST(Mediator, InMemoryEveryHandlerExceptionIsAnInternalResult) {
+  // Nothing is replicated in memory: even a node failure is just a result.
+  catga::ApplicationBuilder<bank::State> b;
+  b.command<Unregistered>([](bank::State&, const Unregistered& c) -> int {
+    if (c.x == 1) throw std::bad_alloc();
+    throw 42;
+  });
+  auto app = make_bank(b);
+  EXPECT_THAT(app->send(Unregistered{.x = 1}), HasError(Code::internal, HasSubstr("bad_alloc")));
+  EXPECT_THAT(app->send(Unregistered{.x = 2}), HasError(Code::internal, HasSubstr("unknown exception")));
+}
+
+TEST(Mediator, ReplicatedApplyLetsNodeFailuresThrough) {
+  // The path a replicated command takes (ReplicatedStateMachine): a node
+  // failure propagates, a deterministic exception is the encoded result.
+  catga::ApplicationBuilder<bank::State> b;
+  b.command<Unregistered>([](bank::State&, const Unregistered& c) -> int {
+    if (c.x == 1) throw std::bad_alloc();
+    throw std::out_of_range("deterministic");
+  });
+  auto app = make_bank(b);
+  auto* slot = app->mediator().slot<Unregistered>();
+  ASSERT_NE(slot, nullptr);
+  auto& state = app->mediator().state();
+  catga::CommandContext ctx(1, 1, {}, &state.id_counter());
+  std::string out;
+  EXPECT_THROW(slot->apply_encoded_locked(state, catga::encode(Unregistered{.x = 1}), ctx, out), std::bad_alloc);
+  EXPECT_FALSE(slot->apply_encoded_locked(state, catga::encode(Unregistered{.x = 2}), ctx, out));
+  EXPECT_THAT(catga::detail::decode_result<int>(out), HasError(Code::internal, HasSubstr("deterministic")));
 }
 
 // ---------------------------------------------------------------- behaviours

@@ -143,11 +143,26 @@ class Slot {
   std::size_t type_;
 };
 
-Error handler_exception(std::string_view wire_name, const char* what);
+// What `call_handler` does with an exception that is a failure of this node
+// rather than an outcome of the message (see is_node_failure).
+enum class NodeFailures : std::uint8_t {
+  as_result,  // every exception becomes Code::internal (queries, events, in-memory commands)
+  rethrow,    // node failures propagate (replicated commands: the node stops)
+};
+
+// Whether `e` is a failure of this node only, one another node running the
+// same handler on the same state would not meet: std::bad_alloc (out of
+// memory), std::system_error and its subclasses (the operating system said
+// no), and anything not derived from std::exception (its origin is unknown).
+// Every other std::exception (std::logic_error, std::runtime_error, …) is the
+// handler's deterministic answer.
+bool is_node_failure(const std::exception_ptr& e) noexcept;
+// Code::internal naming the message and what was thrown.
+Error handler_exception(std::string_view wire_name, const std::exception_ptr& e);
 
 // Calls a handler that returns Result<R>, R, or (for R = void) nothing.
-template <class R, class F, class... Args>
-Result<R> call_handler(std::string_view wire_name, F& f, Args&&... args) noexcept {
+template <class R, NodeFailures policy = NodeFailures::as_result, class F, class... Args>
+Result<R> call_handler(std::string_view wire_name, F& f, Args&&... args) noexcept(policy == NodeFailures::as_result) {
   try {
     using Ret = std::invoke_result_t<F&, Args...>;
     if constexpr (std::is_same_v<Ret, Result<R>>) {
@@ -160,10 +175,11 @@ Result<R> call_handler(std::string_view wire_name, F& f, Args&&... args) noexcep
                     "a handler must return Result<R> (or R) where R is the message's result type");
       return Result<R>(f(std::forward<Args>(args)...));
     }
-  } catch (const std::exception& e) {
-    return handler_exception(wire_name, e.what());
   } catch (...) {
-    return handler_exception(wire_name, "unknown exception");
+    if constexpr (policy == NodeFailures::rethrow) {
+      if (is_node_failure(std::current_exception())) throw;
+    }
+    return handler_exception(wire_name, std::current_exception());
   }
 }
 
@@ -181,7 +197,11 @@ class CommandSlot : public CommandSlotBase {
  public:
   using R = result_of<M>;
   CommandSlot() : CommandSlotBase(MessageKind::command, wire_name_of<M>, type_index<M>()) {}
+  // Runs the handler; whatever it throws becomes Code::internal (in-memory).
   virtual Result<R> run_locked(StateBase& state, const M& command, CommandContext& ctx) noexcept = 0;
+  // The same for a replicated command: a node failure (is_node_failure)
+  // propagates instead, so that it never becomes a replicated result.
+  virtual Result<R> apply_locked(StateBase& state, const M& command, CommandContext& ctx) = 0;
 
   bool apply_encoded_locked(StateBase& state, std::string_view payload, CommandContext& ctx,
                             std::string& out) final {
@@ -191,7 +211,7 @@ class CommandSlot : public CommandSlotBase {
                                                                    command.error().message()}));
       return false;
     }
-    Result<R> result = run_locked(state, *command, ctx);
+    Result<R> result = apply_locked(state, *command, ctx);
     encode_result(out, result);
     return result.has_value();
   }
@@ -202,17 +222,25 @@ class CommandHandlerSlot final : public CommandSlot<M> {
  public:
   explicit CommandHandlerSlot(F f) : f_(std::move(f)) {}
   Result<result_of<M>> run_locked(StateBase& state, const M& command, CommandContext& ctx) noexcept override {
-    S& value = static_cast<StateCell<S>&>(state).value;
-    if constexpr (std::is_invocable_v<F&, S&, const M&, CommandContext&>) {
-      return call_handler<result_of<M>>(wire_name_of<M>, f_, value, command, ctx);
-    } else {
-      static_assert(std::is_invocable_v<F&, S&, const M&>,
-                    "a command handler is callable as (State&, const Command&, CommandContext&) or (State&, const Command&)");
-      return call_handler<result_of<M>>(wire_name_of<M>, f_, value, command);
-    }
+    return run<NodeFailures::as_result>(state, command, ctx);
+  }
+  Result<result_of<M>> apply_locked(StateBase& state, const M& command, CommandContext& ctx) override {
+    return run<NodeFailures::rethrow>(state, command, ctx);
   }
 
  private:
+  template <NodeFailures policy>
+  Result<result_of<M>> run(StateBase& state, const M& command, CommandContext& ctx) noexcept(policy == NodeFailures::as_result) {
+    S& value = static_cast<StateCell<S>&>(state).value;
+    if constexpr (std::is_invocable_v<F&, S&, const M&, CommandContext&>) {
+      return call_handler<result_of<M>, policy>(wire_name_of<M>, f_, value, command, ctx);
+    } else {
+      static_assert(std::is_invocable_v<F&, S&, const M&>,
+                    "a command handler is callable as (State&, const Command&, CommandContext&) or (State&, const Command&)");
+      return call_handler<result_of<M>, policy>(wire_name_of<M>, f_, value, command);
+    }
+  }
+
   F f_;
 };
 
@@ -349,6 +377,15 @@ class Mediator {
   }
   void report_event_failure(std::string_view wire_name, const Error& error) noexcept;
 
+  // ---- restore hooks (ApplicationBuilder::on_restore) ----
+  using RestoreHook = UniqueFunction<Result<void>(const StateBase&)>;
+  void add_restore_hook(RestoreHook hook) { restore_hooks_.push_back(std::move(hook)); }
+  // Calls every restore hook, in registration order, with the state under its
+  // shared lock. Call right after a snapshot replaced the state, on the thread
+  // that applies commands, without holding the state lock. A failing hook is
+  // reported like a failing event handler.
+  void state_restored() noexcept;
+
   // ---- in-memory execution (no cluster) ----
   // `index_out` (optional) receives the index the command applied at.
   template <CommandMessage M>
@@ -381,6 +418,7 @@ class Mediator {
   std::vector<Slot*> by_type_;
   std::unordered_map<std::string_view, Slot*> by_name_;
   std::vector<std::unique_ptr<Behavior>> behaviors_;
+  std::vector<RestoreHook> restore_hooks_;
   MediatorCounters counters_;
   std::atomic<std::uint64_t> local_index_{0};  // in-memory mode only; written under the exclusive lock
 };
