@@ -106,7 +106,9 @@ TEST(Membership, ClusterStartedWithOneMemberGrowsToFiveAndShrinksToThreeUnderLoa
   grow();
   write_through_every_member();  // 3 members
   // The node that started alone hands leadership over: from now on it forwards.
-  if (cluster.leader() == 0u) ASSERT_THAT(cluster.app(0).transfer_leadership(2), IsOk());
+  if (cluster.leader() == 0u) {
+    ASSERT_THAT(cluster.app(0).transfer_leadership(2), IsOk());
+  }
   ASSERT_TRUE(wait_for([&] {
     auto s = cluster.app(0).status();
     return s.leader_id != 0 && s.leader_id != 1;
@@ -116,7 +118,9 @@ TEST(Membership, ClusterStartedWithOneMemberGrowsToFiveAndShrinksToThreeUnderLoa
   grow();
   write_through_every_member();  // 5 members
   for (std::size_t removed : {std::size_t{4}, std::size_t{3}}) {
-    if (cluster.leader() == removed) ASSERT_THAT(cluster.app(removed).transfer_leadership(0), IsOk());
+    if (cluster.leader() == removed) {
+      ASSERT_THAT(cluster.app(removed).transfer_leadership(0), IsOk());
+    }
     ASSERT_THAT(on_leader(cluster, [&](catga::Application& app) { return app.remove_member(removed + 1); }), IsOk());
     cluster.stop(removed);
   }
