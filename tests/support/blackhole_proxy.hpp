@@ -57,14 +57,16 @@ class BlackholeProxy {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   // Where connections are forwarded ("127.0.0.1:PORT"); set before the first one.
   void set_target(const std::string& address) { target_port_ = std::stoi(address.substr(address.rfind(':') + 1)); }
-  // From now on drop everything, keep every connection open.
-  void blackhole() { blackholed_ = true; }
+  // From now on drop everything, keep every connection open: once this
+  // returns, no byte passes (a pump checks and sends under the same lock).
+  void blackhole() {
+    std::lock_guard lock(pass_mu_);
+    blackholed_ = true;
+  }
 
   std::size_t accepted() const { return accepted_; }
   // Bytes received and dropped since blackhole().
   std::size_t dropped_bytes() const { return dropped_; }
-  // Bytes passed on (either direction) after blackhole() — always 0.
-  std::size_t forwarded_while_blackholed() const { return leaked_; }
 
  private:
   static sockaddr_in loopback(int port) {
@@ -109,6 +111,7 @@ class BlackholeProxy {
     while (true) {
       const ssize_t n = ::recv(src, buf, sizeof buf, 0);
       if (n <= 0 || stopping_) return;
+      std::lock_guard lock(pass_mu_);
       if (blackholed_ || dst < 0) {
         dropped_ += static_cast<std::size_t>(n);
         continue;
@@ -116,7 +119,6 @@ class BlackholeProxy {
       for (ssize_t sent = 0; sent < n;) {
         const ssize_t w = ::send(dst, buf + sent, static_cast<std::size_t>(n - sent), MSG_NOSIGNAL);
         if (w <= 0) return;
-        if (blackholed_) leaked_ += static_cast<std::size_t>(w);
         sent += w;
       }
     }
@@ -129,7 +131,7 @@ class BlackholeProxy {
   std::atomic<bool> blackholed_{false};
   std::atomic<std::size_t> accepted_{0};
   std::atomic<std::size_t> dropped_{0};
-  std::atomic<std::size_t> leaked_{0};
+  std::mutex pass_mu_;  // a pump's check of blackholed_ and its send, against blackhole()
   std::thread acceptor_;
   std::mutex mu_;
   std::vector<int> fds_;             // under mu_
