@@ -185,6 +185,37 @@ TEST(Forwarding, ForwardStuckOnAnUnreachableExLeaderIsRetriedOnTheNewLeader) {
   EXPECT_EQ(on_new_leader->owner, "stuck");
 }
 
+// A linearizable read on a follower asks the leader for a read index over
+// the peer channel. With the link to the leader silent (and the leader
+// unchanged) the request used to wait until the connection broke — past the
+// read's own timeout, indefinitely; it now fails as unavailable (nothing
+// happened, retry) after about an election timeout.
+TEST(Forwarding, LinearizableReadBehindASilentLinkFailsRetryablyInsteadOfHanging) {
+  BlackholeProxy proxy;
+  LocalCluster<bank::State> cluster(3, register_bank, [&](catga::ClusterOptions& o) {
+    if (o.node_id == 2) o.members[0].peer_address = proxy.address();
+  });
+  proxy.set_target(cluster.member(0).peer_address);
+  ASSERT_TRUE(cluster.leader());
+  if (cluster.leader() != 0u) {
+    ASSERT_THAT(on_leader(cluster, [](catga::Application& app) { return app.transfer_leadership(1); }), IsOk());
+  }
+  ASSERT_TRUE(wait_for([&] { return cluster.leader() == 0u && cluster.app(1).status().leader_id == 1; }));
+  const catga::QueryOptions linearizable{.consistency = catga::Consistency::linearizable,
+                                         .timeout = std::chrono::seconds(30)};
+  ASSERT_THAT(cluster.app(1).send(bank::GetAccount{.account = 1}, linearizable), HasCode(Code::not_found));
+
+  proxy.blackhole();
+  auto answer = std::make_shared<std::promise<catga::Result<bank::Account>>>();
+  auto answered = answer->get_future();
+  cluster.app(1).send(bank::GetAccount{.account = 1}, linearizable,
+                      [answer](catga::Result<bank::Account> r) { answer->set_value(std::move(r)); });
+  // Bounded by the read's own timeout plus slack; it completes after about 500 ms.
+  ASSERT_EQ(answered.wait_for(std::chrono::seconds(40)), std::future_status::ready) << "the read hangs";
+  EXPECT_THAT(answered.get(), HasCode(Code::unavailable));
+  EXPECT_GT(proxy.dropped_bytes(), 0u);
+}
+
 // A node that stops itself (here: its data directory disappears, which it
 // checks every second) while reads wait for an index it will never apply.
 // The waiting reads, and reads arriving afterwards from several threads, all
