@@ -138,21 +138,29 @@ TEST(Membership, ClusterStartedWithOneMemberGrowsToFiveAndShrinksToThreeUnderLoa
   for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(cluster.digest(i), digest) << "node " << i + 1 << " diverged";
 }
 
+// Three nodes; node 2 reaches node 1's peer channel through `proxy` (the
+// others connect directly, Raft traffic never goes through it); node 1 leads.
+class SilentLinkToLeader : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    proxy.set_target(cluster.member(0).peer_address);
+    ASSERT_TRUE(cluster.leader());
+    if (cluster.leader() != 0u) {
+      ASSERT_THAT(on_leader(cluster, [](catga::Application& app) { return app.transfer_leadership(1); }), IsOk());
+    }
+    ASSERT_TRUE(wait_for([&] { return cluster.leader() == 0u && cluster.app(1).status().leader_id == 1; }));
+  }
+  BlackholeProxy proxy;
+  LocalCluster<bank::State> cluster{3, register_bank, [this](catga::ClusterOptions& o) {
+                                      if (o.node_id == 2) o.members[0].peer_address = proxy.address();
+                                    }};
+};
+
 // Node 2 reaches node 1's peer channel through a proxy that then goes silent
 // (packets dropped, connection not reset) while leadership moves to node 3.
 // The forward that was stuck on node 1 is given up after about an election
 // timeout and retried on node 3; the caller gets its answer.
-TEST(Forwarding, ForwardStuckOnAnUnreachableExLeaderIsRetriedOnTheNewLeader) {
-  BlackholeProxy proxy;
-  LocalCluster<bank::State> cluster(3, register_bank, [&](catga::ClusterOptions& o) {
-    if (o.node_id == 2) o.members[0].peer_address = proxy.address();
-  });
-  proxy.set_target(cluster.member(0).peer_address);
-  ASSERT_TRUE(cluster.leader());
-  if (cluster.leader() != 0u) {
-    ASSERT_THAT(on_leader(cluster, [](catga::Application& app) { return app.transfer_leadership(1); }), IsOk());
-  }
-  ASSERT_TRUE(wait_for([&] { return cluster.leader() == 0u && cluster.app(1).status().leader_id == 1; }));
+TEST_F(SilentLinkToLeader, ForwardStuckOnAnUnreachableExLeaderIsRetriedOnTheNewLeader) {
   catga::Application& follower = cluster.app(1);
   ASSERT_THAT(follower.send(bank::Open{.owner = "through the proxy"}), IsOk());
   ASSERT_GE(proxy.accepted(), 1u);
@@ -190,17 +198,7 @@ TEST(Forwarding, ForwardStuckOnAnUnreachableExLeaderIsRetriedOnTheNewLeader) {
 // unchanged) the request used to wait until the connection broke — past the
 // read's own timeout, indefinitely; it now fails as unavailable (nothing
 // happened, retry) after about an election timeout.
-TEST(Forwarding, LinearizableReadBehindASilentLinkFailsRetryablyInsteadOfHanging) {
-  BlackholeProxy proxy;
-  LocalCluster<bank::State> cluster(3, register_bank, [&](catga::ClusterOptions& o) {
-    if (o.node_id == 2) o.members[0].peer_address = proxy.address();
-  });
-  proxy.set_target(cluster.member(0).peer_address);
-  ASSERT_TRUE(cluster.leader());
-  if (cluster.leader() != 0u) {
-    ASSERT_THAT(on_leader(cluster, [](catga::Application& app) { return app.transfer_leadership(1); }), IsOk());
-  }
-  ASSERT_TRUE(wait_for([&] { return cluster.leader() == 0u && cluster.app(1).status().leader_id == 1; }));
+TEST_F(SilentLinkToLeader, LinearizableReadBehindASilentLinkFailsRetryablyInsteadOfHanging) {
   const catga::QueryOptions linearizable{.consistency = catga::Consistency::linearizable,
                                          .timeout = std::chrono::seconds(30)};
   ASSERT_THAT(cluster.app(1).send(bank::GetAccount{.account = 1}, linearizable), HasCode(Code::not_found));
