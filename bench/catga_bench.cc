@@ -8,6 +8,12 @@
 //   command-follower    commands sent on a follower (forwarded to the leader)
 //   query-local         local queries (in-process cost of a read)
 //   query-linearizable  linearizable queries on the leader
+//   query-linearizable-follower
+//                       linearizable queries on a follower (read index from
+//                       the leader, then wait until the follower applied it)
+//   query-read-your-writes
+//                       on a follower: a command, then a read_your_writes
+//                       query at its index (latency of the pair)
 //   failover            commands from every node while the leader is stopped
 //                       and restarted, --kills times; reports the time from each
 //                       stop to the next successful command, and checks that no
@@ -116,7 +122,8 @@ int main(int argc, char** argv) {
   std::size_t serve_node = 0;
   NodePlacement where;
   cli.add_option("--scenario", s.scenario, "what to measure")
-      ->check(CLI::IsMember({"command-leader", "command-follower", "query-local", "query-linearizable", "failover"}));
+      ->check(CLI::IsMember({"command-leader", "command-follower", "query-local", "query-linearizable",
+                                   "query-linearizable-follower", "query-read-your-writes", "failover"}));
   cli.add_option("--mode", s.mode, "in-process: every node in this process; multi-process: a process per node")
       ->check(CLI::IsMember({"in-process", "multi-process"}));
   cli.add_option("--nodes", s.nodes, "cluster size")->check(CLI::Range(1, 7));

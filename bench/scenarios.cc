@@ -230,7 +230,25 @@ Measurement measure_query_local(const Settings& s, catga::Application& app) {
 
 Measurement measure_scenario(const Settings& s, catga::Application& app, const Tick& tick) {
   if (s.scenario == "query-local") return measure_query_local(s, app);
-  if (s.scenario == "query-linearizable") {
+  if (s.scenario == "query-read-your-writes") {
+    // A write (forwarded: the target is a follower), then a read of it on the
+    // same node: the read waits until this node applied the write's index.
+    const std::string data(s.payload, 'x');
+    return run_loops(
+        s,
+        [&](std::function<void(bool)> done) {
+          app.send_receipt(Put{.data = data}, catga::CommandOptions{},
+                           [&app, done = std::move(done)](catga::Receipt<std::uint64_t> r) mutable {
+                             if (!r.result) return done(false);
+                             app.send(Count{},
+                                      catga::QueryOptions{.consistency = catga::Consistency::read_your_writes,
+                                                          .min_index = r.index},
+                                      [done = std::move(done)](catga::Result<std::uint64_t> q) { done(q.has_value()); });
+                           });
+        },
+        tick);
+  }
+  if (s.scenario == "query-linearizable" || s.scenario == "query-linearizable-follower") {
     const catga::QueryOptions linearizable{.consistency = catga::Consistency::linearizable};
     return run_loops(
         s,

@@ -9,6 +9,11 @@
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <map>
@@ -39,6 +44,24 @@ Result<tcp::endpoint> parse_endpoint(const std::string& address) {
   return tcp::endpoint(ip, static_cast<unsigned short>(port));
 }
 
+// TCP_NODELAY (small frames must not wait for Nagle) and keep-alive (a peer
+// that vanished without a reset is noticed even while nothing is awaited).
+void tune_socket(tcp::socket& socket, const PeerChannel::Options& options) {
+  asio::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  socket.set_option(asio::socket_base::keep_alive(true), ec);
+  if (options.keepalive_idle.count() <= 0) return;
+  const int fd = socket.native_handle();
+  const int idle = static_cast<int>(std::max<std::int64_t>(1, (options.keepalive_idle.count() + 999) / 1000));
+  const int interval = std::max(1, idle / 3);
+  const int probes = 3;
+  const unsigned user_timeout_ms = static_cast<unsigned>(idle + interval * probes) * 1000u;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
+}
+
 // Reads frames from a socket: header, then body, then `on_frame(body)`.
 template <class Self>
 void read_frame(std::shared_ptr<Self> self, std::size_t max_body) {
@@ -62,7 +85,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   ServerConnection(tcp::socket socket, const PeerChannel::Options& options, const PeerChannel::Handler& handler)
       : socket_(std::move(socket)), options_(options), handler_(handler) {
     asio::error_code ec;
-    socket_.set_option(tcp::no_delay(true), ec);
+    tune_socket(socket_, options_);
     remote_ = socket_.remote_endpoint(ec).address().to_string();
   }
 
@@ -225,23 +248,26 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
  public:
   ClientConnection(asio::io_context& io, std::string address, const PeerChannel::Options& options,
                    std::function<void(const std::string&)> on_dead)
-      : socket_(io), address_(std::move(address)), options_(options), on_dead_(std::move(on_dead)) {}
+      : socket_(io), watchdog_(io), address_(std::move(address)), options_(options), on_dead_(std::move(on_dead)) {}
 
   bool dead() const { return state_ == State::dead; }
 
   void forward(std::string record, PeerChannel::OutcomeDone done) {
+    watch();
     queued_records_.push_back(std::move(record));
     queued_done_.push_back(std::move(done));
     if (state_ == State::idle) connect();
     else if (state_ == State::ready && !writing_) flush_soon();
   }
   void read_index(PeerChannel::IndexDone done) {
+    watch();
     queued_reads_.push_back(std::move(done));
     if (state_ == State::idle) connect();
     else if (state_ == State::ready && !writing_) flush();
   }
 
   bool on_frame(const std::string& body) {
+    last_heard_ = Clock::now();
     if (state_ == State::greeting) {
       auto welcome = peer::decode_welcome(body);
       if (!welcome) return fail(welcome.error().message()), false;
@@ -277,6 +303,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     state_ = State::dead;
     asio::error_code ec;
     socket_.close(ec);
+    watchdog_.cancel();
     const std::string prefix = "peer " + address_ + ": ";
     // Written and unanswered: the leader may have applied them.
     for (auto& [id, dones] : forwards_)
@@ -298,6 +325,37 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
  private:
   enum class State { idle, connecting, greeting, ready, dead };
+  using Clock = std::chrono::steady_clock;
+
+  // Something is owed by the peer: the connection or handshake, an answer to
+  // a written request, or a write of queued ones (which waits on the peer
+  // reading).
+  bool awaiting_peer() const {
+    return state_ == State::connecting || state_ == State::greeting || !forwards_.empty() || !reads_.empty() ||
+           !queued_records_.empty() || !queued_reads_.empty();
+  }
+
+  // Per-attempt timeout: called as a request is queued. The silence is
+  // counted from the last frame received, or from now if nothing was owed.
+  void watch() {
+    if (options_.answer_timeout.count() <= 0 || state_ == State::dead) return;
+    if (!awaiting_peer()) last_heard_ = Clock::now();
+    if (!watchdog_armed_) arm_watchdog(options_.answer_timeout);
+  }
+  void arm_watchdog(Clock::duration after) {
+    watchdog_armed_ = true;
+    watchdog_.expires_after(after);
+    watchdog_.async_wait([self = shared_from_this()](asio::error_code ec) {
+      self->watchdog_armed_ = false;
+      if (ec || self->state_ == State::dead || !self->awaiting_peer()) return;
+      const auto silent = Clock::now() - self->last_heard_;
+      if (silent < self->options_.answer_timeout) return self->arm_watchdog(self->options_.answer_timeout - silent);
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
+      internal::log().warn("catga peer channel: peer {} sent nothing for {} ms while requests waited; closing the connection",
+                           self->address_, ms);
+      self->fail("no answer for " + std::to_string(ms) + " ms");
+    });
+  }
 
   void connect() {
     auto endpoint = parse_endpoint(address_);
@@ -306,8 +364,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     auto self = shared_from_this();
     socket_.async_connect(*endpoint, [self](asio::error_code ec) {
       if (ec) return self->fail("cannot connect: " + ec.message());
-      asio::error_code ignored;
-      self->socket_.set_option(tcp::no_delay(true), ignored);
+      tune_socket(self->socket_, self->options_);
       self->state_ = State::greeting;
       std::string hello;
       peer::append_hello(hello, {peer::kVersion, self->options_.cluster_id, self->options_.secret, self->options_.node_id});
@@ -363,6 +420,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     });
   }
 
+  asio::steady_timer watchdog_;
+  bool watchdog_armed_ = false;
+  Clock::time_point last_heard_{};  // last frame from the peer (or start of the wait)
   std::string address_;
   const PeerChannel::Options& options_;
   std::function<void(const std::string&)> on_dead_;

@@ -2,8 +2,12 @@
 // I/O thread). As a server it accepts followers' connections and hands their
 // forwarded records and read-index requests to the local node; as a client it
 // keeps one pipelined connection per remote peer and batches every record
-// queued while a write is in progress into one frame. TCP_NODELAY on every
-// socket. Protocol: peer_protocol.hpp.
+// queued while a write is in progress into one frame. TCP_NODELAY and TCP
+// keep-alive on every socket. A client connection that waits for an answer
+// (connect, handshake, a forward or a read index) and receives nothing for
+// `answer_timeout` is closed as dead, so a peer that went silent without a
+// reset (a partition, a frozen host) is given up after that long rather than
+// at the caller's deadline. Protocol: peer_protocol.hpp.
 //
 // Threading: every public method may be called from any thread. Completions
 // (`done`) run on the channel's I/O thread, or on the node's loop thread when
@@ -47,6 +51,16 @@ class PeerChannel {
     std::string secret;
     std::size_t max_frame_bytes = 64u << 20;
     std::size_t max_records_per_frame = 65'536;
+    // A client connection waiting for the peer that receives nothing for this
+    // long fails (written requests: deadline_exceeded, outcome unknown;
+    // queued ones: unavailable). Zero: wait forever. The node uses its
+    // election timeout: a live leader answers well within it.
+    std::chrono::milliseconds answer_timeout{0};
+    // TCP keep-alive on every connection: probes after this long idle, then
+    // every third of it, three unanswered probes close the connection (also
+    // the bound on unacknowledged written data, TCP_USER_TIMEOUT). Whole
+    // seconds, at least 1. Zero: the system's keep-alive defaults.
+    std::chrono::milliseconds keepalive_idle{0};
   };
 
   static Result<std::unique_ptr<PeerChannel>> start(Options options, Handler handler);
@@ -54,7 +68,8 @@ class PeerChannel {
 
   // Sends `record` to the peer listening at `address`; `done` gets the
   // leader's outcome, or `unavailable` if the connection failed before the
-  // record was written, or `deadline_exceeded` if it broke after.
+  // record was written, or `deadline_exceeded` if it broke after (a silent
+  // peer: after `answer_timeout`).
   virtual void forward(const std::string& address, std::string record, OutcomeDone done) = 0;
   // Asks the peer at `address` for an index it has confirmed as committed.
   virtual void read_index(const std::string& address, IndexDone done) = 0;

@@ -628,6 +628,7 @@ void RaftNode::observe() {
     }
   }
 
+  bool applied_moved = false;
   {
     std::lock_guard lock(status_mu_);
     status_.role = role;
@@ -636,6 +637,7 @@ void RaftNode::observe() {
     if (leader_changed) status_.leader_address = info.leader_address;
     if (leader_changed && info.leader_id != 0 && !first) status_.counters.leader_changes++;
     status_.commit_index = info.commit_index;
+    applied_moved = status_.applied_index != info.applied_index;
     status_.applied_index = info.applied_index;
     status_.last_snapshot_index = info.snapshot_index;
     status_.bytes_since_snapshot = snapshots_.bytes_since_snapshot();
@@ -670,6 +672,7 @@ void RaftNode::observe() {
   if (leader_changed && callbacks_.on_leader_changed) {
     callbacks_.on_leader_changed(info.leader_id, std::string(info.leader_address));
   }
+  if (applied_moved && callbacks_.on_applied) callbacks_.on_applied(info.applied_index);
 }
 
 void RaftNode::pump() {

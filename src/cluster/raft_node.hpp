@@ -108,6 +108,9 @@ struct RaftNodeCallbacks {
   std::function<void(NodeRole role, std::uint64_t term)> on_role_changed;
   // The known leader changed (0 and "" when none is known).
   std::function<void(std::uint64_t leader_id, const std::string& leader_address)> on_leader_changed;
+  // The applied index moved (to `applied`, which status() reports from now
+  // on): wakes what waits for an index instead of polling applied_index().
+  std::function<void(std::uint64_t applied)> on_applied;
 };
 
 // How start() treats an empty data directory.
@@ -164,7 +167,7 @@ class RaftNode {
 
   // A copy refreshed on the loop thread.
   NodeStatus status() const;
-  // status().applied_index without copying the rest (polled by reads that wait).
+  // status().applied_index without copying the rest.
   std::uint64_t applied_index() const;
 
   // Leader only: makes this node take a snapshot now (libraft has no call for

@@ -26,6 +26,7 @@
 
 #include "cluster/command_retrier.hpp"
 #include "cluster/peer_channel.hpp"
+#include "cluster/read_gate.hpp"
 #include "cluster/replicated_state_machine.hpp"
 #include "cluster/raft_node.hpp"
 #include "core/envelope.hpp"
@@ -93,7 +94,7 @@ class ReplicatedNode final : public Replicator {
                                  : Error{Code::unavailable, "node stopped"},
              0);
     }
-    for (auto& [index, waiter] : waiters_) waiter.done(Error{Code::unavailable, "node stopped"});
+    read_gate_.close(Error{Code::unavailable, "node stopped"});
     for (auto& d : waiting_) d.done(Error{Code::unavailable, "node stopped"}, 0);
   }
 
@@ -111,14 +112,18 @@ class ReplicatedNode final : public Replicator {
       machine_.set_leader(leader_);
     };
     callbacks.on_leader_changed = [this](std::uint64_t id, const std::string&) { leader_id_ = id; };
+    callbacks.on_applied = [this](std::uint64_t applied) { read_gate_.advance(applied); };
     auto node = RaftNode::start(options, machine_, std::move(callbacks),
                                 options.join ? internal::JoinMode::join_existing : internal::JoinMode::bootstrap_if_empty);
     if (!node) return node.error();
     node_ = std::move(*node);
-    // The peer channel starts after the node: forwarded work needs it. A lone
-    // node listens nowhere but still uses the channel's timers (retries,
-    // deadlines).
-    single_ = options.members.size() == 1;
+    read_gate_.advance(node_->applied_index());
+    // The peer channel starts after the node: forwarded work needs it. Every
+    // member that can be dialled listens, a lone one too: it may be grown
+    // (add_member) and then be forwarded to, or forward itself. Only a node
+    // on Raft port 0 (a single durable node) listens nowhere, but it still
+    // uses the channel's timers (retries, deadlines).
+    single_ = options.members.size() == 1 && self.address.ends_with(":0");
     PeerChannel::Handler handler;
     handler.forward = [this](std::vector<std::string> records, PeerChannel::RecordDone done) {
       auto shared = std::make_shared<PeerChannel::RecordDone>(std::move(done));
@@ -144,7 +149,9 @@ class ReplicatedNode final : public Replicator {
                                     .node_id = options.node_id,
                                     .cluster_id = options.cluster_id,
                                     .secret = options.peer_secret,
-                                    .max_frame_bytes = options.max_entry_bytes * 2 + 4096},
+                                    .max_frame_bytes = options.max_entry_bytes * 2 + 4096,
+                                    .answer_timeout = options.election_timeout,
+                                    .keepalive_idle = options.election_timeout},
                                    std::move(handler));
     if (!peer) return peer.error();
     peer_ = std::move(*peer);
@@ -167,18 +174,13 @@ class ReplicatedNode final : public Replicator {
         done({});
         return;
       case Consistency::read_your_writes:
-        node_->post([this, index = options.min_index, deadline, done = std::move(done)]() mutable {
-          wait_applied(index, deadline, std::move(done));
-        });
-        return;
+        return read_gate_.wait(options.min_index, deadline, std::move(done));
       case Consistency::linearizable:
         break;
     }
     auto then_wait = [this, deadline, done = std::move(done)](Result<std::uint64_t> confirmed) mutable {
       if (!confirmed) return done(std::move(confirmed).error());
-      node_->post([this, index = *confirmed, deadline, done = std::move(done)]() mutable {
-        wait_applied(index, deadline, std::move(done));
-      });
+      read_gate_.wait(*confirmed, deadline, std::move(done));
     };
     if (leader_ || single_) return node_->barrier(std::move(then_wait));
     auto leader = leader_peer_address();
@@ -229,11 +231,6 @@ class ReplicatedNode final : public Replicator {
     // Given up now, could it still have applied?
     bool outcome_unknown() const { return history.maybe_applied || history.in_flight > 0; }
   };
-  struct Waiter {
-    Clock::time_point deadline;
-    UniqueFunction<void(Result<void>)> done;
-  };
-
   void submit_until(MessageKind kind, std::string_view wire_name, std::string payload, std::string_view key,
                     Clock::time_point deadline, Done done) {
     std::unique_lock lock(session_mu_);
@@ -402,10 +399,6 @@ class ReplicatedNode final : public Replicator {
   }
 
   void finish(Outstanding o, internal::peer::Outcome outcome) {
-    if (outcome.code != Code::ok && outcome.code != Code::deadline_exceeded && o.maybe_applied) {
-      // This attempt changed nothing, but an earlier one may have applied.
-      outcome = {Code::deadline_exceeded, outcome.bytes + "; an earlier attempt may have applied: outcome unknown", 0};
-    }
     if (o.session != 0) {
       std::lock_guard lock(session_mu_);
       if (o.session == session_) window_.complete(o.sequence);
@@ -454,7 +447,7 @@ class ReplicatedNode final : public Replicator {
       }
       for (auto id : expired) expire(id);
       keep_alive(now);
-      node_->post([this, now] { expire_waiters(now); });
+      read_gate_.expire(now);
       schedule_sweep();
     });
   }
@@ -468,50 +461,11 @@ class ReplicatedNode final : public Replicator {
     return status.leader_id == id ? internal::default_peer_address(status.leader_address) : std::string();
   }
 
-  // ---- read waiters (loop thread) ----
-
-  void wait_applied(std::uint64_t index, Clock::time_point deadline, UniqueFunction<void(Result<void>)> done) {
-    if (index <= node_->applied_index()) return done({});
-    waiters_.emplace(index, Waiter{deadline, std::move(done)});
-    if (!armed_) {
-      armed_ = true;
-      poll_waiters();
-    }
-  }
-
-  // Re-checks waiters after the loop has applied more (posted work runs after
-  // the current batch of applies).
-  void poll_waiters() {
-    const auto applied = node_->applied_index();
-    while (!waiters_.empty() && waiters_.begin()->first <= applied) {
-      auto w = std::move(waiters_.begin()->second);
-      waiters_.erase(waiters_.begin());
-      w.done({});
-    }
-    if (waiters_.empty() || stopping_) {
-      armed_ = false;
-      return;
-    }
-    peer_->after(std::chrono::milliseconds(1), [this] { node_->post([this] { poll_waiters(); }); });
-  }
-
-  void expire_waiters(Clock::time_point now) {
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (now >= it->second.deadline) {
-        auto w = std::move(it->second);
-        it = waiters_.erase(it);
-        w.done(Error{Code::deadline_exceeded, "this node did not apply the requested index before the deadline"});
-      } else {
-        ++it;
-      }
-    }
-  }
-
   ReplicatedStateMachine machine_;
   std::unique_ptr<PeerChannel> peer_;
   std::unique_ptr<RaftNode> node_;
   std::map<std::uint64_t, std::string> peer_addresses_;  // fixed after start
-  bool single_ = false;  // a lone member: no peers, everything local
+  bool single_ = false;  // a lone member nobody can dial: no peers, everything local
   std::atomic<bool> leader_{false};
   std::atomic<bool> stopped_itself_{false};
   std::atomic<std::uint64_t> leader_id_{0};
@@ -533,9 +487,8 @@ class ReplicatedNode final : public Replicator {
   std::uint64_t next_id_ = 0;
   std::unordered_map<std::uint64_t, Outstanding> outstanding_;
 
-  // Reads waiting for an applied index (loop thread).
-  std::multimap<std::uint64_t, Waiter> waiters_;
-  bool armed_ = false;
+  // Reads waiting for an applied index (any thread; woken by apply).
+  internal::ReadGate read_gate_;
 };
 
 }  // namespace

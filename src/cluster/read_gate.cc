@@ -1,0 +1,63 @@
+#include "cluster/read_gate.hpp"
+
+#include <vector>
+
+namespace catga::internal {
+
+void ReadGate::wait(std::uint64_t index, Clock::time_point deadline, Done done) {
+  std::unique_lock lock(mu_);
+  if (closed_) {
+    Error why = closed_why_;
+    lock.unlock();
+    return done(std::move(why));
+  }
+  if (index <= applied_) {
+    lock.unlock();
+    return done({});
+  }
+  waiters_.emplace(index, Waiter{deadline, std::move(done)});
+}
+
+void ReadGate::advance(std::uint64_t applied) {
+  std::vector<Done> ready;
+  {
+    std::lock_guard lock(mu_);
+    if (applied <= applied_) return;
+    applied_ = applied;
+    auto end = waiters_.upper_bound(applied);
+    for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second.done));
+    waiters_.erase(waiters_.begin(), end);
+  }
+  for (auto& done : ready) done({});
+}
+
+void ReadGate::expire(Clock::time_point now) {
+  std::vector<Done> late;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (now >= it->second.deadline) {
+        late.push_back(std::move(it->second.done));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& done : late) {
+    done(Error{Code::deadline_exceeded, "this node did not apply the requested index before the deadline"});
+  }
+}
+
+void ReadGate::close(const Error& why) {
+  std::multimap<std::uint64_t, Waiter> left;
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    closed_why_ = why;
+    left.swap(waiters_);
+  }
+  for (auto& [index, w] : left) w.done(why);
+}
+
+}  // namespace catga::internal

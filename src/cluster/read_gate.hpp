@@ -1,0 +1,52 @@
+// ReadGate: reads that wait until this node has applied a log index
+// (read_your_writes, and linearizable reads once the leader confirmed an
+// index). The Raft node's loop thread reports each new applied index with
+// advance(), which wakes every read waiting for it; expire() fails the ones
+// whose deadline passed; close() fails the rest when the node goes away.
+//
+// Threading: every method may be called from any thread (a mutex guards the
+// waiters; completions run outside it, on the calling thread: the loop thread
+// for advance(), the caller's for wait() when the index is already applied).
+// It does not depend on the loop running, so a node that stopped itself
+// cannot make two threads touch the waiters at once.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+
+#include "catga/detail/unique_function.hpp"
+#include "catga/result.hpp"
+
+namespace catga::internal {
+
+class ReadGate {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using Done = detail::UniqueFunction<void(Result<void>)>;
+
+  // Completes `done` once the applied index reaches `index` (at once if it
+  // has), with deadline_exceeded from expire() once `deadline` passed, or
+  // with close()'s error.
+  void wait(std::uint64_t index, Clock::time_point deadline, Done done);
+  // The applied index is now `applied` (never moves back).
+  void advance(std::uint64_t applied);
+  // Fails every read whose deadline is at or before `now`.
+  void expire(Clock::time_point now);
+  // Fails every waiting read and every later one with `why`.
+  void close(const Error& why);
+
+ private:
+  struct Waiter {
+    Clock::time_point deadline;
+    Done done;
+  };
+  std::mutex mu_;
+  std::uint64_t applied_ = 0;
+  bool closed_ = false;
+  Error closed_why_{Code::unavailable, "node stopped"};
+  std::multimap<std::uint64_t, Waiter> waiters_;
+};
+
+}  // namespace catga::internal
