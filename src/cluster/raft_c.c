@@ -55,6 +55,8 @@ struct catga_raft {
   int (*inner_start)(struct raft_io *, unsigned, raft_io_tick_cb,
                      raft_io_recv_cb);
   raft_io_recv_cb inner_recv;
+  /* A member waiting to be added (catga_raft_set_refuse_votes). */
+  bool refuse_votes;
   struct raft raft;
 };
 
@@ -80,6 +82,9 @@ static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   catga_raft *h = handleOfIo(io);
   if (catga_raft_drop_unsafe_install(h->r, message)) {
     return;
+  }
+  if (h->refuse_votes && message->type == RAFT_REQUEST_VOTE) {
+    return; /* owns no memory; the candidate sees a lost message */
   }
   h->inner_recv(io, message);
 }
@@ -565,6 +570,10 @@ void catga_raft_set_snapshot_threshold(catga_raft *h, unsigned n) {
   }
 }
 
+void catga_raft_set_refuse_votes(catga_raft *h, int refuse) {
+  h->refuse_votes = refuse != 0;
+}
+
 void catga_raft_set_snapshot_trailing(catga_raft *h, unsigned n) {
   if (h->r != NULL && n > 0) {
     raft_set_snapshot_trailing(h->r, n);
@@ -743,3 +752,151 @@ const char *catga_raft_errmsg(catga_raft *h) {
 }
 
 const char *catga_raft_strerror(int code) { return raft_strerror(code); }
+
+/* ---------------------------------------------------------------- offline */
+
+int catga_raft_decode_snapshot_meta(const void *meta, size_t len,
+                                    uint64_t *configuration_index,
+                                    catga_raft_member_cb each, void *ctx,
+                                    char *errmsg, size_t errmsg_len) {
+  /* src/uv_snapshot.c (uvSnapshotLoadMeta): four big-endian u64 — format,
+   * CRC, configuration index, configuration length — then the encoded
+   * configuration (raft_configuration_decode). */
+  const uint8_t *p = meta;
+  uint64_t header[4];
+  struct raft_configuration conf;
+  struct raft_buffer buf;
+  unsigned i;
+  int rv;
+  if (len < sizeof header) {
+    snprintf(errmsg, errmsg_len, "snapshot metadata has %zu bytes", len);
+    return RAFT_MALFORMED;
+  }
+  for (i = 0; i < 4; i++) {
+    uint64_t v = 0;
+    unsigned b;
+    for (b = 0; b < 8; b++) {
+      v = (v << 8) | p[i * 8 + b];
+    }
+    header[i] = v;
+  }
+  if (header[0] != 1) {
+    snprintf(errmsg, errmsg_len, "snapshot metadata format %llu (expected 1)",
+             (unsigned long long)header[0]);
+    return RAFT_MALFORMED;
+  }
+  if (header[3] > len - sizeof header) {
+    snprintf(errmsg, errmsg_len,
+             "snapshot metadata announces a %llu-byte configuration in %zu bytes",
+             (unsigned long long)header[3], len - sizeof header);
+    return RAFT_MALFORMED;
+  }
+  *configuration_index = header[2];
+  buf.base = (void *)(p + sizeof header);
+  buf.len = (size_t)header[3];
+  raft_configuration_init(&conf);
+  rv = raft_configuration_decode(&buf, &conf);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "snapshot configuration: %s", raft_strerror(rv));
+    return rv;
+  }
+  for (i = 0; i < conf.n; i++) {
+    each(ctx, conf.servers[i].id, conf.servers[i].address,
+         roleFromRaft(conf.servers[i].role));
+  }
+  raft_configuration_close(&conf);
+  return 0;
+}
+
+static void forceCloseCb(struct raft *r) {
+  catga_raft *h = r->data;
+  raft_uv_close(&h->io);
+  raft_uv_tcp_close(&h->transport);
+}
+
+int catga_raft_force_configuration(const char *dir, uint64_t id,
+                                   const char *address,
+                                   const struct catga_raft_member *members,
+                                   unsigned n_members, uint64_t term,
+                                   char *errmsg, size_t errmsg_len) {
+  catga_raft *h;
+  struct raft_configuration conf;
+  unsigned i;
+  int rv;
+
+  h = calloc(1, sizeof *h);
+  if (h == NULL) {
+    snprintf(errmsg, errmsg_len, "out of memory");
+    return RAFT_NOMEM;
+  }
+  fsmInit(h); /* never called: raft_start is not */
+  rv = uv_loop_init(&h->loop);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "uv_loop_init: %s", uv_strerror(rv));
+    free(h);
+    return -1;
+  }
+  h->transport.version = 1;
+  rv = raft_uv_tcp_init(&h->transport, &h->loop);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "raft_uv_tcp_init: %s", raft_strerror(rv));
+    drainLoop(h);
+    free(h);
+    return rv;
+  }
+  rv = raft_uv_init(&h->io, &h->loop, dir, &h->transport);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "raft_uv_init(%s): %s", dir,
+             h->io.errmsg[0] ? h->io.errmsg : raft_strerror(rv));
+    raft_uv_tcp_close(&h->transport);
+    drainLoop(h);
+    free(h);
+    return rv;
+  }
+  raft_uv_set_auto_recovery(&h->io, false);
+  raft_uv_set_tracer(&h->io, NULL);
+  rv = raft_init(&h->raft, &h->io, &h->fsm, id, address); /* io->init loads the metadata */
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "raft_init: %s", raft_errmsg(&h->raft));
+    raft_uv_close(&h->io);
+    raft_uv_tcp_close(&h->transport);
+    drainLoop(h);
+    free(h);
+    return rv;
+  }
+  h->raft.data = h;
+  h->raft.tracer = NULL;
+  /* A directory holding only a snapshot has no metadata (term 0): give it
+   * the snapshot's term so that the node's first election starts above it. */
+  if (term > 0) {
+    rv = h->io.set_term(&h->io, term);
+    if (rv != 0) {
+      snprintf(errmsg, errmsg_len, "set term %llu: %s", (unsigned long long)term,
+               h->io.errmsg[0] ? h->io.errmsg : raft_strerror(rv));
+    }
+  }
+  if (rv == 0) {
+    raft_configuration_init(&conf);
+    for (i = 0; i < n_members && rv == 0; i++) {
+      rv = raft_configuration_add(&conf, members[i].id, members[i].address,
+                                  roleToRaft(members[i].role));
+    }
+    if (rv == 0) {
+      /* src/uv.c, uvRecover: loads the log (it must hold at least a snapshot
+       * or an entry) and writes a closed segment holding one configuration
+       * entry right after the last entry. */
+      rv = raft_recover(&h->raft, &conf);
+      if (rv != 0) {
+        snprintf(errmsg, errmsg_len, "raft_recover: %s",
+                 h->io.errmsg[0] ? h->io.errmsg : raft_strerror(rv));
+      }
+    } else {
+      snprintf(errmsg, errmsg_len, "configuration: %s", raft_strerror(rv));
+    }
+    raft_configuration_close(&conf);
+  }
+  raft_close(&h->raft, forceCloseCb);
+  drainLoop(h);
+  free(h);
+  return rv;
+}

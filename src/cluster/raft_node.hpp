@@ -50,6 +50,7 @@
 #include "catga/cluster.hpp"
 #include "catga/detail/unique_function.hpp"
 #include "catga/result.hpp"
+#include "cluster/data_dir_marker.hpp"
 #include "cluster/snapshot_schedule.hpp"
 
 struct catga_raft;  // raft_c.h
@@ -147,6 +148,8 @@ class RaftNode {
   // unavailable on non-leaders.
   void barrier(IndexCompletion done);
 
+  // The options the node started with.
+  const ClusterOptions& options() const noexcept { return options_; }
   // A copy refreshed on the loop thread.
   NodeStatus status() const;
   // status().applied_index without copying the rest (polled by reads that wait).
@@ -222,6 +225,8 @@ class RaftNode {
   void sync_snapshot_threshold();
   // A snapshot is being taken (inside c_snapshot): sets its trailing.
   void snapshot_taken();
+  // Pending join: the configuration changed; records the join or stops.
+  void watch_join();
 
   // C callbacks.
   static int c_apply(void* ctx, std::uint64_t index, const void* data, std::size_t len);
@@ -268,6 +273,8 @@ class RaftNode {
   Clock::time_point disk_diagnosis_until_{};
   Clock::time_point next_data_dir_check_{};
   int unwritable_errno_ = 0;  // data_dir found unwritable (not merely full)
+  bool pending_join_ = false;  // started empty with join: refuses votes until added
+  JoinWatch join_watch_;
   int last_state_ = -1;
   std::uint64_t last_term_ = 0;
   std::uint64_t last_leader_id_ = 0;
