@@ -26,17 +26,12 @@ namespace catga {
 
 namespace fs = std::filesystem;
 using internal::crc32;
+using internal::hex32;
 
 namespace {
 
 constexpr std::string_view kMagic = "catga-backup 1\n";
 constexpr std::size_t kTrailerBytes = 15;  // "crc32=XXXXXXXX\n"
-
-std::string hex32(std::uint32_t v) {
-  char out[16];
-  std::snprintf(out, sizeof out, "%08x", v);
-  return out;
-}
 
 Result<MemberRole> parse_role(std::string_view s) {
   if (s == "voter") return MemberRole::voter;

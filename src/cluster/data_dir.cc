@@ -46,6 +46,12 @@ std::string mib(std::uint64_t bytes) {
   return out;
 }
 
+std::string hex32(std::uint32_t value) {
+  char out[16];
+  std::snprintf(out, sizeof out, "%08x", value);
+  return out;
+}
+
 int write_probe(const fs::path& dir) {
   const fs::path probe = dir / kProbeName;
   const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "catga/result.hpp"
 
@@ -20,6 +21,8 @@ inline constexpr std::uint64_t kMinFreeBytes = (8u << 20) + (1u << 20);
 std::uint64_t free_bytes(const std::filesystem::path& dir);
 // "12.3 MiB".
 std::string mib(std::uint64_t bytes);
+// "0a1b2c3d": a checksum as the marker and backup files write it.
+std::string hex32(std::uint32_t value);
 
 // Creates, writes, fsyncs and removes a small file in `dir`: 0 if that
 // worked, otherwise the errno (ENOSPC, EROFS, EACCES, EIO...).

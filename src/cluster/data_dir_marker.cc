@@ -21,12 +21,6 @@ namespace {
 
 constexpr std::string_view kHeader = "catga-cluster-marker 1";
 
-std::string hex32(std::uint32_t v) {
-  char out[16];
-  std::snprintf(out, sizeof out, "%08x", v);
-  return out;
-}
-
 Result<JoinState> parse_state(std::string_view s) {
   if (s == "bootstrapped") return JoinState::bootstrapped;
   if (s == "joined") return JoinState::joined;

@@ -293,30 +293,30 @@ static void openFailRaftCloseCb(struct raft *r) {
   raft_uv_tcp_close(&h->transport);
 }
 
-int catga_raft_open(const struct catga_raft_config *config,
-                    const struct catga_raft_callbacks *callbacks,
-                    catga_raft **out, char *errmsg, size_t errmsg_len) {
+/* A handle with the FSM glue, the loop, the TCP transport, the uv I/O on
+ * `dir` (auto-recovery off) and the raft instance (raft_init, which loads the
+ * metadata); nothing started. On failure *out is NULL, everything released. */
+static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
+                    const char *dir, uint64_t id, const char *address,
+                    char *errmsg, size_t errmsg_len) {
   catga_raft *h;
   int rv;
-  unsigned i;
-
   *out = NULL;
   h = calloc(1, sizeof *h);
   if (h == NULL) {
     snprintf(errmsg, errmsg_len, "out of memory");
     return RAFT_NOMEM;
   }
-  h->cb = *callbacks;
-  h->node_mode = true;
+  if (cb != NULL) {
+    h->cb = *cb;
+  }
   fsmInit(h);
-
   rv = uv_loop_init(&h->loop);
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "uv_loop_init: %s", uv_strerror(rv));
     free(h);
     return -1;
   }
-
   h->transport.version = 1; /* required before raft_uv_tcp_init */
   rv = raft_uv_tcp_init(&h->transport, &h->loop);
   if (rv != 0) {
@@ -325,14 +325,9 @@ int catga_raft_open(const struct catga_raft_config *config,
     free(h);
     return rv;
   }
-  h->inner_listen = h->transport.listen;
-  h->inner_connect = h->transport.connect;
-  h->transport.listen = listenNoDelay;
-  h->transport.connect = connectNoDelay;
-
-  rv = raft_uv_init(&h->io, &h->loop, config->dir, &h->transport);
+  rv = raft_uv_init(&h->io, &h->loop, dir, &h->transport);
   if (rv != 0) {
-    snprintf(errmsg, errmsg_len, "raft_uv_init(%s): %s", config->dir,
+    snprintf(errmsg, errmsg_len, "raft_uv_init(%s): %s", dir,
              h->io.errmsg[0] ? h->io.errmsg : raft_strerror(rv));
     raft_uv_tcp_close(&h->transport);
     drainLoop(h);
@@ -340,15 +335,12 @@ int catga_raft_open(const struct catga_raft_config *config,
     return rv;
   }
   raft_uv_set_auto_recovery(&h->io, false);
-  h->inner_start = h->io.start;
-  h->io.start = startGuarded;
   if (getenv("LIBRAFT_TRACE") == NULL) {
     /* libraft formats every trace message into a static buffer even when
      * tracing is disabled: costly, and racy with several nodes per process. */
     raft_uv_set_tracer(&h->io, NULL);
   }
-
-  rv = raft_init(&h->raft, &h->io, &h->fsm, config->id, config->address);
+  rv = raft_init(&h->raft, &h->io, &h->fsm, id, address);
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "raft_init: %s", raft_errmsg(&h->raft));
     raft_uv_close(&h->io);
@@ -362,6 +354,30 @@ int catga_raft_open(const struct catga_raft_config *config,
   if (getenv("LIBRAFT_TRACE") == NULL) {
     h->raft.tracer = NULL;
   }
+  *out = h;
+  return 0;
+}
+
+int catga_raft_open(const struct catga_raft_config *config,
+                    const struct catga_raft_callbacks *callbacks,
+                    catga_raft **out, char *errmsg, size_t errmsg_len) {
+  catga_raft *h;
+  int rv;
+  unsigned i;
+
+  *out = NULL;
+  rv = initRaft(&h, callbacks, config->dir, config->id, config->address,
+                errmsg, errmsg_len);
+  if (rv != 0) {
+    return rv;
+  }
+  h->node_mode = true;
+  h->inner_listen = h->transport.listen;
+  h->inner_connect = h->transport.connect;
+  h->transport.listen = listenNoDelay;
+  h->transport.connect = connectNoDelay;
+  h->inner_start = h->io.start;
+  h->io.start = startGuarded;
   raft_set_election_timeout(h->r, config->election_timeout_ms);
   raft_set_heartbeat_timeout(h->r, config->heartbeat_ms);
   raft_set_snapshot_threshold(h->r, config->snapshot_threshold);
@@ -759,7 +775,7 @@ int catga_raft_decode_snapshot_meta(const void *meta, size_t len,
                                     uint64_t *configuration_index,
                                     catga_raft_member_cb each, void *ctx,
                                     char *errmsg, size_t errmsg_len) {
-  /* src/uv_snapshot.c (uvSnapshotLoadMeta): four big-endian u64 — format,
+  /* src/uv_snapshot.c (uvSnapshotLoadMeta): four little-endian u64 — format,
    * CRC, configuration index, configuration length — then the encoded
    * configuration (raft_configuration_decode). */
   const uint8_t *p = meta;
@@ -776,7 +792,7 @@ int catga_raft_decode_snapshot_meta(const void *meta, size_t len,
     uint64_t v = 0;
     unsigned b;
     for (b = 0; b < 8; b++) {
-      v = (v << 8) | p[i * 8 + b];
+      v |= (uint64_t)p[i * 8 + b] << (8 * b);
     }
     header[i] = v;
   }
@@ -808,12 +824,6 @@ int catga_raft_decode_snapshot_meta(const void *meta, size_t len,
   return 0;
 }
 
-static void forceCloseCb(struct raft *r) {
-  catga_raft *h = r->data;
-  raft_uv_close(&h->io);
-  raft_uv_tcp_close(&h->transport);
-}
-
 int catga_raft_force_configuration(const char *dir, uint64_t id,
                                    const char *address,
                                    const struct catga_raft_member *members,
@@ -824,48 +834,11 @@ int catga_raft_force_configuration(const char *dir, uint64_t id,
   unsigned i;
   int rv;
 
-  h = calloc(1, sizeof *h);
-  if (h == NULL) {
-    snprintf(errmsg, errmsg_len, "out of memory");
-    return RAFT_NOMEM;
-  }
-  fsmInit(h); /* never called: raft_start is not */
-  rv = uv_loop_init(&h->loop);
+  /* No callbacks: the FSM is never called (raft_start is not). */
+  rv = initRaft(&h, NULL, dir, id, address, errmsg, errmsg_len);
   if (rv != 0) {
-    snprintf(errmsg, errmsg_len, "uv_loop_init: %s", uv_strerror(rv));
-    free(h);
-    return -1;
-  }
-  h->transport.version = 1;
-  rv = raft_uv_tcp_init(&h->transport, &h->loop);
-  if (rv != 0) {
-    snprintf(errmsg, errmsg_len, "raft_uv_tcp_init: %s", raft_strerror(rv));
-    drainLoop(h);
-    free(h);
     return rv;
   }
-  rv = raft_uv_init(&h->io, &h->loop, dir, &h->transport);
-  if (rv != 0) {
-    snprintf(errmsg, errmsg_len, "raft_uv_init(%s): %s", dir,
-             h->io.errmsg[0] ? h->io.errmsg : raft_strerror(rv));
-    raft_uv_tcp_close(&h->transport);
-    drainLoop(h);
-    free(h);
-    return rv;
-  }
-  raft_uv_set_auto_recovery(&h->io, false);
-  raft_uv_set_tracer(&h->io, NULL);
-  rv = raft_init(&h->raft, &h->io, &h->fsm, id, address); /* io->init loads the metadata */
-  if (rv != 0) {
-    snprintf(errmsg, errmsg_len, "raft_init: %s", raft_errmsg(&h->raft));
-    raft_uv_close(&h->io);
-    raft_uv_tcp_close(&h->transport);
-    drainLoop(h);
-    free(h);
-    return rv;
-  }
-  h->raft.data = h;
-  h->raft.tracer = NULL;
   /* A directory holding only a snapshot has no metadata (term 0): give it
    * the snapshot's term so that the node's first election starts above it. */
   if (term > 0) {
@@ -895,7 +868,7 @@ int catga_raft_force_configuration(const char *dir, uint64_t id,
     }
     raft_configuration_close(&conf);
   }
-  raft_close(&h->raft, forceCloseCb);
+  raft_close(&h->raft, openFailRaftCloseCb);
   drainLoop(h);
   free(h);
   return rv;

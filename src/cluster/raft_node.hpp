@@ -115,8 +115,11 @@ class RaftNode {
   // loop thread. Errors: invalid_argument (options, data_dir not usable),
   // resource_exhausted (data_dir has less than 9 MiB free: libraft needs one
   // 8 MiB log segment), data_loss (corrupt data directory; the message names the file),
-  // failed_precondition (stored configuration conflicts with the options, or
-  // libraft refused to start — the message says why).
+  // failed_precondition (stored configuration conflicts with the options,
+  // the data directory rules refused the directory — a copy, another cluster
+  // id or node, a log that is gone; data_dir_marker.hpp — or libraft refused
+  // to start; the message says why). With options.force_new_cluster the
+  // configuration is forced first (backup.hpp).
   static Result<std::unique_ptr<RaftNode>> start(const ClusterOptions& options, RecordStateMachine& machine,
                                                  RaftNodeCallbacks callbacks = {},
                                                  JoinMode mode = JoinMode::bootstrap_if_empty);

@@ -37,7 +37,9 @@ class Recovery(unittest.TestCase):
         self.nodes = []
 
     def tearDown(self):
-        for n in self.nodes: n.kill()
+        for n in self.nodes:
+            n.kill()
+            n.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def node(self, nid, extra=(), sub="old"):
