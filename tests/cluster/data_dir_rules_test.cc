@@ -152,6 +152,45 @@ TEST(DataDirRules, RestoredOldDataDirOfAVoterIsRefusedAndNothingAcknowledgedIsLo
   EXPECT_EQ(missing_on_leader(cluster, before), 0u);
 }
 
+// A voter whose data directory is emptied and which is started with --join
+// without being removed first is still a voter for the others; with a member
+// that missed 50 acknowledged accounts, its vote would elect a leader without
+// them, and the returning old leader's entries would be overwritten. It
+// grants no vote: libraft 0.22.1 itself refuses to vote while the node is
+// not a voter in the configuration it holds (none yet: electionVote, "local
+// server is not voting"), and the node's own guard drops vote requests until
+// the leader lists it as a spare (this test does not isolate the guard: it
+// passes without it, by libraft's rule). Nodes 2 and 3 elect nobody, node 1
+// returns and wins, nothing is lost.
+TEST(DataDirRules, AVoterWipedAndStartedWithJoinWithoutRemovalElectsNobody) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  ASSERT_TRUE(cluster.leader());
+  // Node 1 leads (the survivor in the story).
+  if (*cluster.leader() != 0) {
+    ASSERT_THAT(change_on_leader(cluster, [](catga::Application& app) { return app.transfer_leadership(1); },
+                                 catga::Code::aborted),
+                IsOk());
+  }
+  ASSERT_TRUE(wait_for([&] { return cluster.leader() == std::optional<std::size_t>(0); }));
+  cluster.stop(1);  // node 2 misses what follows
+  const auto acknowledged = open_accounts(cluster, "acked-", 50);
+  ASSERT_EQ(acknowledged.size(), 50u);
+  // Node 3 loses its data; the leader dies; node 3 comes back empty with
+  // --join, not removed (so it never heard of a leader), and node 2 returns.
+  // Node 3 drops node 2's vote requests.
+  cluster.stop(2);
+  fs::remove_all(cluster.options(2).data_dir);
+  cluster.stop(0);
+  cluster.set_joining(2);
+  cluster.start(2);
+  cluster.start(1);
+  EXPECT_FALSE(cluster.leader(std::chrono::seconds(3))) << "nodes 2 and 3 elected a leader without node 1";
+  // Node 1 returns: it has everything and wins.
+  cluster.start(0);
+  ASSERT_TRUE(cluster.leader());
+  EXPECT_EQ(missing_on_leader(cluster, acknowledged), 0u);
+}
+
 // ---- each rule on a lone RaftNode ----
 
 namespace {
