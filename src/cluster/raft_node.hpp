@@ -228,7 +228,8 @@ class RaftNode {
   void sync_snapshot_threshold();
   // A snapshot is being taken (inside c_snapshot): sets its trailing.
   void snapshot_taken();
-  // Pending join: the configuration changed; records the join or stops.
+  // Pending join: the configuration changed; records the join (seen as a
+  // spare) or says once that it is listed as a voter before that.
   void watch_join();
 
   // C callbacks.
