@@ -57,8 +57,10 @@ Result<BackupInfo> read_backup_file(const std::filesystem::path& file);
 // start empty with `join = true`). Preconditions (failed_precondition
 // otherwise, nothing written): `new_cluster` is valid, lists only this node,
 // has neither `join` nor `force_new_cluster`, its cluster_id differs from the
-// backup's, and data_dir is missing or empty. The directory appears
-// atomically (built beside it, then renamed into place).
+// backup's, and data_dir is missing or empty (it may be a mount point). The
+// state is built in data_dir/.catga-restoring, moved into place, and the
+// cluster marker written last; if the restore is interrupted, empty data_dir
+// and run it again.
 Result<BackupInfo> restore_backup(const std::filesystem::path& file, const ClusterOptions& new_cluster);
 
 }  // namespace catga

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -32,6 +33,7 @@ namespace {
 
 constexpr std::string_view kMagic = "catga-backup 1\n";
 constexpr std::size_t kTrailerBytes = 15;  // "crc32=XXXXXXXX\n"
+constexpr std::string_view kRestoringDir = ".catga-restoring";
 
 Result<MemberRole> parse_role(std::string_view s) {
   if (s == "voter") return MemberRole::voter;
@@ -281,30 +283,52 @@ Result<BackupInfo> restore_backup(const fs::path& file, const ClusterOptions& o)
   }
   fs::path dir = o.data_dir;
   if (!dir.has_filename()) dir = dir.parent_path();
+  // Built inside the directory (which may be a mount point: it is never
+  // replaced, and renames stay on its file system), then moved into place.
+  const fs::path staging = dir / std::string(kRestoringDir);
   std::error_code ec;
-  if (fs::exists(dir, ec) && !fs::is_empty(dir, ec)) {
-    return refuse_restore("data_dir " + dir.string() + " is not empty: a restore writes a new data directory");
+  if (fs::exists(dir, ec)) {
+    for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      if (it->path().filename() != kRestoringDir) {
+        return refuse_restore("data_dir " + dir.string() + " is not empty: a restore writes a new data directory");
+      }
+    }
   }
-  const fs::path staging = dir.parent_path() / (dir.filename().string() + ".restoring");
-  fs::remove_all(staging, ec);
+  fs::remove_all(staging, ec);  // left by an interrupted restore
   fs::create_directories(staging, ec);
   if (ec) return Error(Code::internal, "cannot create " + staging.string() + ": " + ec.message());
   auto build = [&]() -> Result<void> {
     if (auto r = internal::write_file_durably(staging, info.snapshot_file, parsed->data); !r) return r;
     if (auto r = internal::write_file_durably(staging, info.snapshot_file + ".meta", parsed->meta); !r) return r;
     if (auto r = force_configuration(staging, o, info.term); !r) return r;
-    if (auto r = internal::write_marker(staging, {o.cluster_id, o.node_id, internal::JoinState::bootstrapped, {}}); !r) {
+    // Into place: libraft's configuration entry and metadata first (alone
+    // they do not load), then the snapshot, then the marker (written in
+    // place: moving the sentinel would change its identity). Interrupted
+    // before the marker, the directory is refused or empty, never the old
+    // cluster's configuration.
+    std::vector<fs::path> files;
+    for (auto it = fs::directory_iterator(staging, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      files.push_back(it->path());
+    }
+    if (ec) return Error(Code::internal, "cannot list " + staging.string() + ": " + ec.message());
+    std::stable_partition(files.begin(), files.end(), [&](const fs::path& f) {
+      return f.filename().string().rfind(info.snapshot_file, 0) != 0;
+    });
+    for (const fs::path& f : files) {
+      fs::rename(f, dir / f.filename(), ec);
+      if (ec) return Error(Code::internal, "cannot move " + f.string() + " into " + dir.string() + ": " + ec.message());
+    }
+    if (auto r = fsync_dir(dir); !r) return r;
+    if (auto r = internal::write_marker(dir, {o.cluster_id, o.node_id, internal::JoinState::bootstrapped, {}}); !r) {
       return r;
     }
-    if (fs::exists(dir, ec)) fs::remove(dir, ec);  // empty: checked above
-    if (ec) return Error(Code::internal, "cannot replace " + dir.string() + ": " + ec.message());
-    fs::rename(staging, dir, ec);
-    if (ec) return Error(Code::internal, "cannot rename " + staging.string() + " to " + dir.string() + ": " + ec.message());
-    return fsync_dir(dir.parent_path().empty() ? fs::path(".") : dir.parent_path());
+    fs::remove(staging, ec);
+    return fsync_dir(dir);
   };
   if (auto built = build(); !built) {
     fs::remove_all(staging, ec);
-    return built.error();
+    return Error(built.error().code(), built.error().message() + " (empty " + dir.string() +
+                                           " before running the restore again)");
   }
   internal::log().warn("restored backup {} of cluster '{}' (index {}, term {}) into {} as the only voter of the new "
                        "cluster '{}'",

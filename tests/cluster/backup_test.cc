@@ -136,6 +136,7 @@ TEST(Backup, OnlineBackupRestoresIntoANewClusterThatGrows) {
   // Disaster recovery: a new cluster from the backup.
   const catga::Member first = fresh_member(1);
   auto o1 = options_for(first, {first}, files.path() / "new1", "catga-restored");
+  fs::create_directories(o1.data_dir);  // an empty directory (e.g. a mount point) is fine
   auto restored = catga::restore_backup(file, o1);
   ASSERT_THAT(restored, IsOk());
   EXPECT_EQ(restored->index, taken.index);
@@ -189,6 +190,12 @@ TEST(Backup, RestoreRefusesTheOldClusterIdANonEmptyDirectoryAndACorruptFile) {
   ASSERT_FALSE(same);
   EXPECT_EQ(same.error().code(), catga::Code::failed_precondition);
   EXPECT_NE(same.error().message().find("NEW cluster"), std::string::npos) << same.error().message();
+  // An interrupted restore's leftovers alone do not count; the restore redoes them.
+  fs::create_directories(files.path() / "t0" / ".catga-restoring");
+  std::ofstream(files.path() / "t0" / ".catga-restoring" / "half-written") << "x";
+  auto redone = catga::restore_backup(file, options_for(target, {target}, files.path() / "t0", "fresh"));
+  ASSERT_THAT(redone, IsOk());
+  EXPECT_FALSE(fs::exists(files.path() / "t0" / ".catga-restoring"));
   // A directory that holds something.
   fs::create_directories(files.path() / "t2");
   std::ofstream(files.path() / "t2" / "something") << "x";
