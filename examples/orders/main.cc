@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include <catga/application.hpp>
+#include <catga/backup.hpp>
 #include <catga/http.hpp>
 #include <catga/logging.hpp>
 #include <catga/metrics.hpp>
@@ -102,6 +103,8 @@ int main(int argc, char** argv) {
   std::uint64_t snapshot_trailing_bytes = defaults.snapshot_trailing_bytes;
   unsigned http_threads = 2;
   bool join = false;
+  std::string restore_from;
+  bool force_new_cluster = false;
   cli.add_option("--id", id, "this node's id (must appear in --cluster)")->check(CLI::PositiveNumber);
   cli.add_option("--data-dir", data_dir, "where the Raft log and snapshots live (created if missing)");
   cli.add_option("--http", http, "HTTP listen address HOST:PORT (port 0: any free port)");
@@ -124,7 +127,18 @@ int main(int argc, char** argv) {
   cli.add_option("--admin-token", admin_token, "bearer token required by the mutating /raft/* endpoints");
   cli.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  cli.add_flag("--join", join, "this node is being added to a running cluster: wait for the leader instead of bootstrapping");
+  auto* join_flag = cli.add_flag("--join", join, "this node is being added to a running cluster: wait for the leader instead of bootstrapping");
+  cli.add_option("--restore-from", restore_from,
+                 "disaster recovery: build the empty --data-dir from this backup file (POST /raft/backup) as the only "
+                 "member of a NEW cluster, then serve. --cluster lists only this node, --cluster-id differs from the "
+                 "backup's; grow the new cluster with --join and POST /raft/members. Give it for one start only")
+      ->needs(cluster_option)
+      ->excludes(join_flag);
+  cli.add_flag("--force-new-cluster", force_new_cluster,
+               "disaster recovery after losing a majority for good: this node's log, with this node alone as the only "
+               "voter of a NEW cluster (--cluster-id must differ from the stored one). Give it for one start only")
+      ->needs(cluster_option)
+      ->excludes(join_flag);
   CLI11_PARSE(cli, argc, argv);
 
   catga::LogLevel level{};
@@ -151,16 +165,26 @@ int main(int argc, char** argv) {
   } else {
     auto members = parse_cluster(cluster);
     if (!members) return std::cerr << "catga-orders: " << members.error().message() << "\n", 2;
-    builder.cluster({.node_id = id,
-                     .members = std::move(*members),
-                     .data_dir = data_dir,
-                     .join = join,
-                     .election_timeout = std::chrono::milliseconds(election_timeout_ms),
-                     .heartbeat_interval = std::chrono::milliseconds(heartbeat_ms),
-                     .snapshot_threshold_bytes = snapshot_threshold_bytes,
-                     .snapshot_trailing_bytes = snapshot_trailing_bytes,
-                     .cluster_id = cluster_id,
-                     .peer_secret = peer_secret});
+    catga::ClusterOptions options{.node_id = id,
+                                  .members = std::move(*members),
+                                  .data_dir = data_dir,
+                                  .join = join,
+                                  .force_new_cluster = force_new_cluster,
+                                  .election_timeout = std::chrono::milliseconds(election_timeout_ms),
+                                  .heartbeat_interval = std::chrono::milliseconds(heartbeat_ms),
+                                  .snapshot_threshold_bytes = snapshot_threshold_bytes,
+                                  .snapshot_trailing_bytes = snapshot_trailing_bytes,
+                                  .cluster_id = cluster_id,
+                                  .peer_secret = peer_secret};
+    if (!restore_from.empty()) {
+      auto restored = catga::restore_backup(restore_from, options);
+      if (!restored) return std::cerr << "catga-orders: cannot restore: " << restored.error() << "\n", 1;
+      std::fprintf(stderr, "catga-orders node %llu: restored %s (cluster '%s', index %llu, term %llu) into %s as the "
+                   "only member of cluster '%s'\n", static_cast<unsigned long long>(id), restore_from.c_str(),
+                   restored->cluster_id.c_str(), static_cast<unsigned long long>(restored->index),
+                   static_cast<unsigned long long>(restored->term), data_dir.c_str(), cluster_id.c_str());
+    }
+    builder.cluster(std::move(options));
   }
   auto app = builder.build();
   if (!app) return std::cerr << "catga-orders: cannot start: " << app.error() << "\n", 1;

@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "catga/backup.hpp"
 #include "catga/behavior.hpp"
 #include "catga/cluster.hpp"
 #include "catga/context.hpp"
@@ -116,6 +117,8 @@ class Replicator {
   virtual void remove_member(std::uint64_t id, VoidDone done) = 0;
   virtual void transfer_leadership(std::uint64_t to, VoidDone done) = 0;
   virtual void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) = 0;
+  // The bytes of a backup file (catga/backup.hpp); see Application::backup.
+  virtual void backup(UniqueFunction<void(Result<std::string>)> done) = 0;
   // Tests: freezes the node's Raft loop for `duration`, as a stopped process
   // would be (its peer channel keeps accepting).
   virtual void pause_for_test(std::chrono::milliseconds duration) = 0;
@@ -265,6 +268,17 @@ class Application {
   // see ClusterOptions::snapshot_threshold_bytes). `done` gets the log
   // index the snapshot covers at least; the file is written right after.
   void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done);
+  // Online backup (catga/backup.hpp): takes a snapshot on the leader now and
+  // hands over the backup file's bytes — the snapshot libraft wrote, with the
+  // cluster id, the index and term it covers, the configuration there and a
+  // checksum. The state is read from disk on a thread of its own, never on
+  // the node's loop. `done` runs once, on a library thread. Errors:
+  // unavailable on a follower (naming the leader), failed_precondition in
+  // memory, internal if the snapshot files cannot be read.
+  void backup(UniqueFunction<void(Result<std::string>)> done);
+  // Blocking form: writes the backup to `file` durably (temporary file, fsync,
+  // rename, fsync of the directory) and returns what it holds.
+  Result<BackupInfo> backup(const std::filesystem::path& file);
   // Blocking forms.
   Result<std::uint64_t> take_snapshot();
   Result<void> add_member(Member member);

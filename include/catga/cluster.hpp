@@ -51,7 +51,23 @@ struct ClusterOptions {
   // True for a node being added to a running cluster: with an empty data
   // directory it waits for the leader instead of bootstrapping `members`
   // (bootstrapping would fork a second history). Ignored once it has a log.
+  // Until the leader's add_member lists it as a spare the node drops vote
+  // requests: an empty log must not vote (a member whose data was wiped
+  // without removing it first would otherwise elect a leader that lacks
+  // committed writes). docs/operations.md, "Data directory rules", has every
+  // rule the node checks at start.
   bool join = false;
+  // Disaster recovery after losing a majority for good (etcd's
+  // --force-new-cluster): at start, before libraft opens `data_dir`, the
+  // stored configuration is replaced by this node alone as the only voter
+  // (libraft's raft_recover appends that configuration after the last entry
+  // in the log). Everything in this node's log is kept, entries it had not
+  // seen committed included; writes only the lost members had are gone.
+  // `cluster_id` must differ from the one in the data directory's marker (the
+  // recovered cluster is a new cluster; the lost members must never come back
+  // with their old data). Use it for one start, then remove it; grow again
+  // with add_member. Not with `join`.
+  bool force_new_cluster = false;
 
   // Defaults favour stability on shared, noisy machines: an election timeout of
   // 1 s rides out GC-free but scheduler-starved pauses; the plan's 150 ms / 50 ms

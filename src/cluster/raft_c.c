@@ -80,6 +80,8 @@ struct catga_raft {
     size_t len;
     int fd;
   } mapped;
+  /* A member waiting to be added (catga_raft_set_refuse_votes). */
+  bool refuse_votes;
   struct raft raft;
 };
 
@@ -105,6 +107,9 @@ static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   catga_raft *h = handleOfIo(io);
   if (catga_raft_drop_unsafe_install(h->r, message)) {
     return;
+  }
+  if (h->refuse_votes && message->type == RAFT_REQUEST_VOTE) {
+    return; /* owns no memory; the candidate sees a lost message */
   }
   h->inner_recv(io, message);
 }
@@ -452,30 +457,30 @@ static void openFailRaftCloseCb(struct raft *r) {
   raft_uv_tcp_close(&h->transport);
 }
 
-int catga_raft_open(const struct catga_raft_config *config,
-                    const struct catga_raft_callbacks *callbacks,
-                    catga_raft **out, char *errmsg, size_t errmsg_len) {
+/* A handle with the FSM glue, the loop, the TCP transport, the uv I/O on
+ * `dir` (auto-recovery off) and the raft instance (raft_init, which loads the
+ * metadata); nothing started. On failure *out is NULL, everything released. */
+static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
+                    const char *dir, uint64_t id, const char *address,
+                    char *errmsg, size_t errmsg_len) {
   catga_raft *h;
   int rv;
-  unsigned i;
-
   *out = NULL;
   h = calloc(1, sizeof *h);
   if (h == NULL) {
     snprintf(errmsg, errmsg_len, "out of memory");
     return RAFT_NOMEM;
   }
-  h->cb = *callbacks;
-  h->node_mode = true;
+  if (cb != NULL) {
+    h->cb = *cb;
+  }
   fsmInit(h);
-
   rv = uv_loop_init(&h->loop);
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "uv_loop_init: %s", uv_strerror(rv));
     free(h);
     return -1;
   }
-
   h->transport.version = 1; /* required before raft_uv_tcp_init */
   rv = raft_uv_tcp_init(&h->transport, &h->loop);
   if (rv != 0) {
@@ -484,14 +489,9 @@ int catga_raft_open(const struct catga_raft_config *config,
     free(h);
     return rv;
   }
-  h->inner_listen = h->transport.listen;
-  h->inner_connect = h->transport.connect;
-  h->transport.listen = listenNoDelay;
-  h->transport.connect = connectNoDelay;
-
-  rv = raft_uv_init(&h->io, &h->loop, config->dir, &h->transport);
+  rv = raft_uv_init(&h->io, &h->loop, dir, &h->transport);
   if (rv != 0) {
-    snprintf(errmsg, errmsg_len, "raft_uv_init(%s): %s", config->dir,
+    snprintf(errmsg, errmsg_len, "raft_uv_init(%s): %s", dir,
              h->io.errmsg[0] ? h->io.errmsg : raft_strerror(rv));
     raft_uv_tcp_close(&h->transport);
     drainLoop(h);
@@ -499,19 +499,12 @@ int catga_raft_open(const struct catga_raft_config *config,
     return rv;
   }
   raft_uv_set_auto_recovery(&h->io, false);
-  h->inner_start = h->io.start;
-  h->io.start = startGuarded;
-  h->inner_snapshot_put = h->io.snapshot_put;
-  h->io.snapshot_put = snapshotPutHeld;
-  h->inner_close = h->io.close;
-  h->io.close = closeHeld;
   if (getenv("LIBRAFT_TRACE") == NULL) {
     /* libraft formats every trace message into a static buffer even when
      * tracing is disabled: costly, and racy with several nodes per process. */
     raft_uv_set_tracer(&h->io, NULL);
   }
-
-  rv = raft_init(&h->raft, &h->io, &h->fsm, config->id, config->address);
+  rv = raft_init(&h->raft, &h->io, &h->fsm, id, address);
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "raft_init: %s", raft_errmsg(&h->raft));
     raft_uv_close(&h->io);
@@ -525,6 +518,34 @@ int catga_raft_open(const struct catga_raft_config *config,
   if (getenv("LIBRAFT_TRACE") == NULL) {
     h->raft.tracer = NULL;
   }
+  *out = h;
+  return 0;
+}
+
+int catga_raft_open(const struct catga_raft_config *config,
+                    const struct catga_raft_callbacks *callbacks,
+                    catga_raft **out, char *errmsg, size_t errmsg_len) {
+  catga_raft *h;
+  int rv;
+  unsigned i;
+
+  *out = NULL;
+  rv = initRaft(&h, callbacks, config->dir, config->id, config->address,
+                errmsg, errmsg_len);
+  if (rv != 0) {
+    return rv;
+  }
+  h->node_mode = true;
+  h->inner_listen = h->transport.listen;
+  h->inner_connect = h->transport.connect;
+  h->transport.listen = listenNoDelay;
+  h->transport.connect = connectNoDelay;
+  h->inner_start = h->io.start;
+  h->io.start = startGuarded;
+  h->inner_snapshot_put = h->io.snapshot_put;
+  h->io.snapshot_put = snapshotPutHeld;
+  h->inner_close = h->io.close;
+  h->io.close = closeHeld;
   raft_set_election_timeout(h->r, config->election_timeout_ms);
   raft_set_heartbeat_timeout(h->r, config->heartbeat_ms);
   raft_set_snapshot_threshold(h->r, config->snapshot_threshold);
@@ -733,6 +754,10 @@ void catga_raft_set_snapshot_threshold(catga_raft *h, unsigned n) {
   }
 }
 
+void catga_raft_set_refuse_votes(catga_raft *h, int refuse) {
+  h->refuse_votes = refuse != 0;
+}
+
 void catga_raft_set_snapshot_trailing(catga_raft *h, unsigned n) {
   if (h->r != NULL && n > 0) {
     raft_set_snapshot_trailing(h->r, n);
@@ -911,3 +936,108 @@ const char *catga_raft_errmsg(catga_raft *h) {
 }
 
 const char *catga_raft_strerror(int code) { return raft_strerror(code); }
+
+/* ---------------------------------------------------------------- offline */
+
+int catga_raft_decode_snapshot_meta(const void *meta, size_t len,
+                                    uint64_t *configuration_index,
+                                    catga_raft_member_cb each, void *ctx,
+                                    char *errmsg, size_t errmsg_len) {
+  /* src/uv_snapshot.c (uvSnapshotLoadMeta): four little-endian u64 — format,
+   * CRC, configuration index, configuration length — then the encoded
+   * configuration (raft_configuration_decode). */
+  const uint8_t *p = meta;
+  uint64_t header[4];
+  struct raft_configuration conf;
+  struct raft_buffer buf;
+  unsigned i;
+  int rv;
+  if (len < sizeof header) {
+    snprintf(errmsg, errmsg_len, "snapshot metadata has %zu bytes", len);
+    return RAFT_MALFORMED;
+  }
+  for (i = 0; i < 4; i++) {
+    uint64_t v = 0;
+    unsigned b;
+    for (b = 0; b < 8; b++) {
+      v |= (uint64_t)p[i * 8 + b] << (8 * b);
+    }
+    header[i] = v;
+  }
+  if (header[0] != 1) {
+    snprintf(errmsg, errmsg_len, "snapshot metadata format %llu (expected 1)",
+             (unsigned long long)header[0]);
+    return RAFT_MALFORMED;
+  }
+  if (header[3] > len - sizeof header) {
+    snprintf(errmsg, errmsg_len,
+             "snapshot metadata announces a %llu-byte configuration in %zu bytes",
+             (unsigned long long)header[3], len - sizeof header);
+    return RAFT_MALFORMED;
+  }
+  *configuration_index = header[2];
+  buf.base = (void *)(p + sizeof header);
+  buf.len = (size_t)header[3];
+  raft_configuration_init(&conf);
+  rv = raft_configuration_decode(&buf, &conf);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "snapshot configuration: %s", raft_strerror(rv));
+    return rv;
+  }
+  for (i = 0; i < conf.n; i++) {
+    each(ctx, conf.servers[i].id, conf.servers[i].address,
+         roleFromRaft(conf.servers[i].role));
+  }
+  raft_configuration_close(&conf);
+  return 0;
+}
+
+int catga_raft_force_configuration(const char *dir, uint64_t id,
+                                   const char *address,
+                                   const struct catga_raft_member *members,
+                                   unsigned n_members, uint64_t term,
+                                   char *errmsg, size_t errmsg_len) {
+  catga_raft *h;
+  struct raft_configuration conf;
+  unsigned i;
+  int rv;
+
+  /* No callbacks: the FSM is never called (raft_start is not). */
+  rv = initRaft(&h, NULL, dir, id, address, errmsg, errmsg_len);
+  if (rv != 0) {
+    return rv;
+  }
+  /* A directory holding only a snapshot has no metadata (term 0): give it
+   * the snapshot's term so that the node's first election starts above it. */
+  if (term > 0) {
+    rv = h->io.set_term(&h->io, term);
+    if (rv != 0) {
+      snprintf(errmsg, errmsg_len, "set term %llu: %s", (unsigned long long)term,
+               h->io.errmsg[0] ? h->io.errmsg : raft_strerror(rv));
+    }
+  }
+  if (rv == 0) {
+    raft_configuration_init(&conf);
+    for (i = 0; i < n_members && rv == 0; i++) {
+      rv = raft_configuration_add(&conf, members[i].id, members[i].address,
+                                  roleToRaft(members[i].role));
+    }
+    if (rv == 0) {
+      /* src/uv.c, uvRecover: loads the log (it must hold at least a snapshot
+       * or an entry) and writes a closed segment holding one configuration
+       * entry right after the last entry. */
+      rv = raft_recover(&h->raft, &conf);
+      if (rv != 0) {
+        snprintf(errmsg, errmsg_len, "raft_recover: %s",
+                 h->io.errmsg[0] ? h->io.errmsg : raft_strerror(rv));
+      }
+    } else {
+      snprintf(errmsg, errmsg_len, "configuration: %s", raft_strerror(rv));
+    }
+    raft_configuration_close(&conf);
+  }
+  raft_close(&h->raft, openFailRaftCloseCb);
+  drainLoop(h);
+  free(h);
+  return rv;
+}

@@ -183,6 +183,29 @@ int catga_raft_snapshot_watch(catga_raft *h, int fd);
 void catga_raft_snapshot_unwatch(catga_raft *h);
 int catga_raft_snapshot_written(catga_raft *h, int memfd, size_t len);
 
+/* Offline (no loop, no node): called before a node starts in `dir`. */
+
+typedef void (*catga_raft_member_cb)(void *ctx, uint64_t id,
+                                     const char *address, int role);
+/* Decodes the bytes of a libraft snapshot metadata file
+ * ("snapshot-TERM-INDEX-TS.meta"): the configuration index and, through
+ * `each`, every member. Returns 0 or a CATGA_RAFT_* code (errmsg filled). */
+int catga_raft_decode_snapshot_meta(const void *meta, size_t len,
+                                    uint64_t *configuration_index,
+                                    catga_raft_member_cb each, void *ctx,
+                                    char *errmsg, size_t errmsg_len);
+/* libraft's raft_recover on the data directory `dir` (which must hold a
+ * snapshot or log entries): appends one configuration entry, `members`, after
+ * the last entry, so the node starts with that configuration. With term > 0
+ * the stored term is first set to `term` (a directory that holds a snapshot
+ * and nothing else). Synchronous; returns 0 or a CATGA_RAFT_* code (-1 for a
+ * libuv error), errmsg filled. */
+int catga_raft_force_configuration(const char *dir, uint64_t id,
+                                   const char *address,
+                                   const struct catga_raft_member *members,
+                                   unsigned n_members, uint64_t term,
+                                   char *errmsg, size_t errmsg_len);
+
 /* Memory for libraft buffers. */
 void *catga_raft_malloc(size_t size);
 void catga_raft_free_buffer(void *p);
@@ -205,6 +228,10 @@ void catga_raft_set_snapshot_threshold(catga_raft *h, unsigned n);
  * snapshot is written (the entries to drop from memory): set it inside that
  * callback and leave it until the next one. */
 void catga_raft_set_snapshot_trailing(catga_raft *h, unsigned n);
+/* While set, RequestVote messages (pre-votes included) are dropped before
+ * libraft sees them: a member with an empty log that has not been added yet
+ * (docs/operations.md, "Data directory rules") grants no vote. */
+void catga_raft_set_refuse_votes(catga_raft *h, int refuse);
 int catga_raft_add(catga_raft *h, uint64_t id, const char *address,
                    void *req_ctx);
 int catga_raft_assign(catga_raft *h, uint64_t id, int role, void *req_ctx);

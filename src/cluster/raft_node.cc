@@ -18,6 +18,9 @@
 
 #include "core/log.hpp"
 
+#include "cluster/backup.hpp"
+#include "cluster/data_dir.hpp"
+#include "cluster/data_dir_marker.hpp"
 #include "cluster/entry_format.hpp"
 #include "cluster/raft_c.h"
 #include "cluster/wall_clock.hpp"
@@ -120,85 +123,6 @@ catga_raft_callbacks make_callbacks(void* self, decltype(catga_raft_callbacks::a
   return cb;
 }
 
-// libraft 0.22.1 preallocates its log in 8 MiB segments and refuses new
-// entries while it holds less than 4 MiB of preallocated log: a node needs room
-// for one whole segment (and a little for metadata) to make any progress.
-constexpr std::uint64_t kMinFreeBytes = (8u << 20) + (1u << 20);
-
-std::uint64_t free_bytes(const fs::path& dir) {
-  struct statvfs s {};
-  if (::statvfs(dir.c_str(), &s) != 0) return 0;
-  return static_cast<std::uint64_t>(s.f_bavail) * s.f_frsize;
-}
-
-std::string mib(std::uint64_t bytes) {
-  char out[32];
-  std::snprintf(out, sizeof out, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
-  return out;
-}
-
-// Creates, writes, fsyncs and removes a small file in `dir`: 0 if that
-// worked, otherwise the errno (ENOSPC, EROFS, EACCES, EIO...).
-int write_probe(const fs::path& dir) {
-  const fs::path probe = dir / ".catga-write-probe";
-  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return errno;
-  int err = 0;
-  if (::write(fd, "probe", 5) != 5 || ::fsync(fd) != 0) err = errno != 0 ? errno : EIO;
-  ::close(fd);
-  ::unlink(probe.c_str());
-  return err;
-}
-
-// A full disk is waited out (libraft refuses entries until it has room again);
-// any other reason a directory cannot be written is not.
-bool out_of_space(int err) { return err == ENOSPC || err == EDQUOT; }
-
-// Checks that data_dir exists (creating it), is writable and has room for the
-// log; reports whether it is empty.
-Result<bool> prepare_data_dir(const fs::path& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) {
-    return Error(Code::invalid_argument, "data_dir: cannot create " + dir.string() + ": " + ec.message());
-  }
-  if (!fs::is_directory(dir, ec)) {
-    return Error(Code::invalid_argument, "data_dir: " + dir.string() + " is not a directory");
-  }
-  if (const int err = write_probe(dir); err != 0) {
-    return Error(Code::invalid_argument, "data_dir: " + dir.string() + " is not writable: " + std::strerror(err));
-  }
-  if (const std::uint64_t free = free_bytes(dir); free < kMinFreeBytes) {
-    return Error(Code::resource_exhausted, "data_dir: " + dir.string() + " has " + mib(free) +
-                                               " free; a Raft node needs at least " + mib(kMinFreeBytes) +
-                                               " (libraft preallocates its log in 8 MiB segments): no space left on device");
-  }
-  bool empty = fs::directory_iterator(dir, ec) == fs::directory_iterator();
-  if (ec) return Error(Code::invalid_argument, "data_dir: cannot list " + dir.string() + ": " + ec.message());
-  return empty;
-}
-
-// The snapshot libraft loads at start: the newest "snapshot-TERM-INDEX-TIMESTAMP".
-std::string newest_snapshot_file(const fs::path& dir) {
-  std::error_code ec;
-  std::string best;
-  std::tuple<unsigned long long, unsigned long long, unsigned long long> best_key{0, 0, 0};
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    unsigned long long term = 0, index = 0, ts = 0;
-    int consumed = 0;
-    if (std::sscanf(name.c_str(), "snapshot-%llu-%llu-%llu%n", &term, &index, &ts, &consumed) == 3 &&
-        static_cast<std::size_t>(consumed) == name.size()) {
-      auto key = std::make_tuple(term, index, ts);
-      if (best.empty() || key > best_key) {
-        best_key = key;
-        best = name;
-      }
-    }
-  }
-  return best;
-}
-
 }  // namespace
 
 // ------------------------------------------------------------------ lifecycle
@@ -218,8 +142,17 @@ RaftNode::RaftNode(const ClusterOptions& options, RecordStateMachine& machine, R
 Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options, RecordStateMachine& machine,
                                                   RaftNodeCallbacks callbacks, JoinMode mode) {
   if (auto v = options.validate(); !v) return v.error();
-  auto fresh = prepare_data_dir(options.data_dir);
-  if (!fresh) return fresh.error();
+  if (auto prepared = prepare_data_dir(options.data_dir); !prepared) return prepared.error();
+  if (options.force_new_cluster) {
+    if (auto forced = force_new_cluster(options); !forced) return forced.error();
+  }
+  // The data directory rules (data_dir_marker.hpp): whether to bootstrap, or
+  // to refuse a directory that is a copy, of another cluster, or emptied.
+  auto decision = decide_start(options, mode == JoinMode::join_existing);
+  if (!decision) {
+    internal::log().error("raft node {}: {}", options.node_id, decision.error().message());
+    return decision.error();
+  }
 
   std::unique_ptr<RaftNode> node(new RaftNode(options, machine, std::move(callbacks)));
   node->node_mode_ = true;
@@ -235,7 +168,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.heartbeat_ms = static_cast<unsigned>(options.heartbeat_interval.count());
   config.snapshot_threshold = node->threshold_knob_;
   config.snapshot_trailing = node->snapshots_.trailing();
-  config.bootstrap = (*fresh && mode == JoinMode::bootstrap_if_empty) ? 1 : 0;
+  config.bootstrap = decision->bootstrap ? 1 : 0;
   config.members = members.data();
   config.n_members = static_cast<unsigned>(members.size());
 
@@ -245,7 +178,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   cb.snapshot_ready = &c_snapshot_ready;
   cb.snapshot_cancel = &c_snapshot_cancel;
   char errmsg[512] = {0};
-  node->snapshot_source_ = newest_snapshot_file(options.data_dir);
+  node->snapshot_source_ = newest_snapshot(options.data_dir).name;
   int rv = catga_raft_open(&config, &cb, &node->raft_, errmsg, sizeof errmsg);
   node->snapshot_source_.clear();  // later restores come from the leader
   if (rv != 0) {
@@ -287,6 +220,17 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     return Error(Code::failed_precondition, why);
   }
 
+  if (decision->write_after_open) {
+    if (auto written = write_marker(options.data_dir, *decision->write_after_open); !written) {
+      internal::log().error("raft node {}: cannot write the cluster marker: {}", options.node_id,
+                            written.error().message());
+      node->request_stop_and_join();
+      return written.error();
+    }
+  }
+  node->pending_join_ = decision->refuse_votes;
+  catga_raft_set_refuse_votes(node->raft_, node->pending_join_ ? 1 : 0);
+
   // Entries already in the log now may have been applied before a restart:
   // their ApplyInfo says so (events raised by them may be replays).
   {
@@ -301,7 +245,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
 
   // Logged before the loop thread exists (the first spdlog use initializes its registry).
   internal::log().info("raft node {}: started at {} in {} ({})", options.node_id, node->status_.address, dir,
-               !*fresh ? "loaded from disk" : config.bootstrap ? "bootstrapped" : "empty, waiting to be added");
+               config.bootstrap ? "bootstrapped" : node->pending_join_ ? "waiting to be added; not voting" : "loaded from disk");
   node->loop_thread_ = std::thread([raw = node.get()] {
     raw->loop_id_ = std::this_thread::get_id();
     const std::string name = "catga-raft-" + std::to_string(raw->options_.node_id);
@@ -673,6 +617,31 @@ void RaftNode::observe() {
     callbacks_.on_leader_changed(info.leader_id, std::string(info.leader_address));
   }
   if (applied_moved && callbacks_.on_applied) callbacks_.on_applied(info.applied_index);
+  if (pending_join_ && config_changed) watch_join();
+}
+
+void RaftNode::watch_join() {
+  std::optional<MemberRole> self;
+  const unsigned n = catga_raft_n_members(raft_);
+  for (unsigned i = 0; i < n; ++i) {
+    catga_raft_member m{};
+    catga_raft_get_member(raft_, i, &m);
+    if (m.id == options_.node_id) self = member_role(m.role);
+  }
+  switch (join_watch_.observe(self)) {
+    case JoinWatch::Verdict::waiting: return;
+    case JoinWatch::Verdict::listed_as_voter:
+      internal::log().warn("raft node {}: {}", options_.node_id, listed_as_voter_message(options_));
+      return;
+    case JoinWatch::Verdict::joined: break;
+  }
+  if (auto written = write_marker(options_.data_dir, {options_.cluster_id, options_.node_id, JoinState::joined, {}});
+      !written) {
+    return stop_itself("cannot record that this node was added: " + written.error().message());
+  }
+  pending_join_ = false;
+  catga_raft_set_refuse_votes(raft_, 0);
+  internal::log().info("raft node {}: added to the configuration; votes from now on", options_.node_id);
 }
 
 void RaftNode::pump() {

@@ -53,6 +53,7 @@
 #include "catga/detail/unique_function.hpp"
 #include "catga/result.hpp"
 #include "cluster/snapshot_child.hpp"
+#include "cluster/data_dir_marker.hpp"
 #include "cluster/snapshot_schedule.hpp"
 
 struct catga_raft;  // raft_c.h
@@ -132,8 +133,11 @@ class RaftNode {
   // loop thread. Errors: invalid_argument (options, data_dir not usable),
   // resource_exhausted (data_dir has less than 9 MiB free: libraft needs one
   // 8 MiB log segment), data_loss (corrupt data directory; the message names the file),
-  // failed_precondition (stored configuration conflicts with the options, or
-  // libraft refused to start — the message says why).
+  // failed_precondition (stored configuration conflicts with the options,
+  // the data directory rules refused the directory — a copy, another cluster
+  // id or node, a log that is gone; data_dir_marker.hpp — or libraft refused
+  // to start; the message says why). With options.force_new_cluster the
+  // configuration is forced first (backup.hpp).
   static Result<std::unique_ptr<RaftNode>> start(const ClusterOptions& options, RecordStateMachine& machine,
                                                  RaftNodeCallbacks callbacks = {},
                                                  JoinMode mode = JoinMode::bootstrap_if_empty);
@@ -165,6 +169,8 @@ class RaftNode {
   // unavailable on non-leaders.
   void barrier(IndexCompletion done);
 
+  // The options the node started with.
+  const ClusterOptions& options() const noexcept { return options_; }
   // A copy refreshed on the loop thread.
   NodeStatus status() const;
   // status().applied_index without copying the rest.
@@ -247,6 +253,9 @@ class RaftNode {
   void record_snapshot_pause(Clock::duration pause);
   // The snapshot's bytes exist (encoded inline, or by the child).
   void snapshot_written(std::uint64_t bytes, std::chrono::microseconds encode_time, bool in_child);
+  // Pending join: the configuration changed; records the join (seen as a
+  // spare) or says once that it is listed as a voter before that.
+  void watch_join();
 
   // C callbacks.
   static int c_apply(void* ctx, std::uint64_t index, const void* data, std::size_t len);
@@ -295,6 +304,8 @@ class RaftNode {
   Clock::time_point disk_diagnosis_until_{};
   Clock::time_point next_data_dir_check_{};
   int unwritable_errno_ = 0;  // data_dir found unwritable (not merely full)
+  bool pending_join_ = false;  // started empty with join: refuses votes until added
+  JoinWatch join_watch_;
   int last_state_ = -1;
   std::uint64_t last_term_ = 0;
   std::uint64_t last_leader_id_ = 0;

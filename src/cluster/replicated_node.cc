@@ -25,6 +25,7 @@
 #include <unordered_map>
 
 #include "cluster/command_retrier.hpp"
+#include "cluster/backup.hpp"
 #include "cluster/peer_channel.hpp"
 #include "cluster/read_gate.hpp"
 #include "cluster/replicated_state_machine.hpp"
@@ -204,6 +205,10 @@ class ReplicatedNode final : public Replicator {
 
   void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) override {
     node_->take_snapshot(std::move(done));
+  }
+
+  void backup(UniqueFunction<void(Result<std::string>)> done) override {
+    internal::take_backup(*node_, std::move(done));
   }
 
   void pause_for_test(std::chrono::milliseconds duration) override {

@@ -363,6 +363,22 @@ Server& Server::map_cluster_admin() {
       responder.json(202, dump(json{{"index", *index}}));
     });
   });
+  // 200, the backup file (catga/backup.hpp) as application/octet-stream: the
+  // leader takes a snapshot now and sends it with cluster id, index, term,
+  // configuration and checksum. 503 on a follower (naming the leader).
+  post("/raft/backup", [this, allowed](const Request& request, Responder responder) {
+    if (!allowed(request, responder)) return;
+    app_.backup([responder = std::move(responder)](Result<std::string> bytes) mutable {
+      if (!bytes) return responder.error(bytes.error());
+      auto info = inspect_backup(*bytes);
+      if (!info) return responder.error(info.error());
+      const std::string name = info->cluster_id + "-" + std::to_string(info->index) + ".catga-backup";
+      responder.send(200, std::move(*bytes), "application/octet-stream",
+                     {{"X-Catga-Backup-Index", std::to_string(info->index)},
+                      {"X-Catga-Backup-Term", std::to_string(info->term)},
+                      {"Content-Disposition", "attachment; filename=\"" + name + "\""}});
+    });
+  });
   return *this;
 }
 

@@ -804,6 +804,14 @@ TEST(RaftNodeStart, ConflictingStoredConfigurationIsAClearError) {
   auto r = RaftNode::start(other, m);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), Code::failed_precondition);
+  // The cluster marker names the directory's node first.
+  EXPECT_NE(r.error().message().find("belongs to another node"), std::string::npos) << r.error().message();
+  // A directory from before markers: the stored configuration says the same.
+  std::filesystem::remove(tmp.path() / "catga-cluster");
+  std::filesystem::remove(tmp.path() / "catga-data-dir");
+  r = RaftNode::start(other, m);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::failed_precondition);
   EXPECT_NE(r.error().message().find("node 5 is not in the stored configuration"), std::string::npos)
       << r.error().message();
   // Same id, another address.

@@ -107,6 +107,33 @@ TEST_F(HttpDurableNodeTest, HealthAndMetricsDescribeTheNode) {
 
 // ---------------------------------------------------------------- 3 nodes
 
+TEST(HttpBackupTest, BackupEndpointNeedsTheTokenAndStreamsAVerifiableBackup) {
+  testsupport::TempDir dir;
+  catga::ApplicationBuilder<bank::State> builder;
+  register_test_handlers(builder).data_dir(dir.path() / "node");
+  auto app = builder.build();
+  ASSERT_TRUE(app) << app.error();
+  auto server = serve(**app, {.admin_token = "t"});
+  ASSERT_TRUE(wait_ready(server->port()));
+  HttpClient c(server->port());
+  ASSERT_EQ(c.post("/accounts", R"({"owner":"ada","initial":2})").status, 201);
+  const std::uint64_t applied = (*app)->status().applied_index;
+
+  EXPECT_EQ(c.post("/raft/backup", "").status, 401);
+  auto backup = c.post("/raft/backup", "", {{"Authorization", "Bearer t"}});
+  ASSERT_EQ(backup.status, 200) << backup.body;
+  EXPECT_EQ(backup.header("Content-Type"), "application/octet-stream");
+  auto info = inspect_backup(backup.body);
+  ASSERT_TRUE(info) << info.error();
+  EXPECT_GE(info->index, applied);
+  EXPECT_EQ(backup.header("X-Catga-Backup-Index"), std::to_string(info->index));
+  EXPECT_EQ(backup.header("X-Catga-Backup-Term"), std::to_string(info->term));
+  EXPECT_EQ(info->cluster_id, "catga");
+  ASSERT_EQ(info->members.size(), 1u);
+  server.reset();
+  app->reset();
+}
+
 TEST(HttpClusterTest, FollowersForwardCommandsAndServeReadYourWrites) {
   testsupport::LocalCluster<bank::State> cluster(3, [](auto& b, std::size_t) { register_test_handlers(b); });
   auto leader = cluster.leader();

@@ -111,6 +111,11 @@ class LocalCluster {
     return i;
   }
   const catga::Member& member(std::size_t i) const { return members_[i]; }
+  // Node i's next start is in join mode (it was removed and is added again).
+  void set_joining(std::size_t i, bool joining = true) {
+    if (joining) joining_.insert(i);
+    else joining_.erase(i);
+  }
 
   catga::ClusterOptions options(std::size_t i) const {
     catga::ClusterOptions o;

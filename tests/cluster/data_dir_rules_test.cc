@@ -1,0 +1,310 @@
+// The data directory rules (docs/operations.md, "Data directory rules"), on
+// real Applications over Raft nodes on 127.0.0.1.
+//
+// The regression behind them (issue 13, item 1): following the old
+// "Backup and restore" advice — back up a stopped follower's data directory,
+// later put that copy back while another member is down — lost every command
+// acknowledged in between once the leader died: the restored voter had
+// forgotten its log and its vote, and with the lagging member it elected a
+// leader that never had the committed entries.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "catga/testing.hpp"
+#include "cluster_test_support.hpp"
+#include "cluster/data_dir_marker.hpp"
+#include "support/bank.hpp"
+#include "support/cluster.hpp"
+
+using namespace catga::testing;
+using testsupport::LocalCluster;
+using testsupport::wait_for;
+namespace fs = std::filesystem;
+
+namespace {
+
+void register_bank(catga::ApplicationBuilder<bank::State>& b, std::size_t) { bank::register_handlers(b); }
+
+// Opens `n` accounts through the leader; returns their ids (every one acknowledged).
+std::vector<std::uint64_t> open_accounts(LocalCluster<bank::State>& cluster, const std::string& prefix, int n) {
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < n; ++i) {
+    auto leader = cluster.leader();
+    if (!leader) break;
+    auto r = cluster.app(*leader).send(bank::Open{.owner = prefix + std::to_string(i)});
+    if (!r) {
+      --i;  // nothing acknowledged: try again on the next leader
+      continue;
+    }
+    ids.push_back(r->id);
+  }
+  return ids;
+}
+
+// How many of `ids` a linearizable read on the current leader cannot find.
+std::size_t missing_on_leader(LocalCluster<bank::State>& cluster, const std::vector<std::uint64_t>& ids) {
+  auto leader = cluster.leader();
+  if (!leader) return ids.size();
+  std::size_t missing = 0;
+  for (std::uint64_t id : ids) {
+    auto r = cluster.app(*leader).send(bank::GetAccount{.account = id}, {.consistency = catga::Consistency::linearizable});
+    if (!r) ++missing;
+  }
+  return missing;
+}
+
+// Runs a membership change on the current leader until it is done: a change
+// interrupted by an election is retried (bounded); `done_already` is the code
+// a retry gets when the interrupted attempt did commit.
+catga::Result<void> change_on_leader(LocalCluster<bank::State>& cluster,
+                                     const std::function<catga::Result<void>(catga::Application&)>& change,
+                                     catga::Code done_already) {
+  catga::Result<void> r = catga::Error{catga::Code::unavailable, "no leader"};
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    auto leader = cluster.leader();
+    if (!leader) continue;
+    r = change(cluster.app(*leader));
+    if (r || (attempt > 0 && r.error().code() == done_already)) return {};
+    if (r.error().code() != catga::Code::unavailable && r.error().code() != catga::Code::deadline_exceeded &&
+        r.error().code() != catga::Code::failed_precondition) {
+      return r;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return r;
+}
+
+void copy_dir(const fs::path& from, const fs::path& to) {
+  fs::remove_all(to);
+  fs::copy(from, to, fs::copy_options::recursive);
+}
+
+}  // namespace
+
+// The operator story of the old docs, step by step. Node 3 is backed up while
+// stopped, runs on, then is put back on that copy while node 2 is down; then
+// the leader dies. Before the rules the restored node started and, with node 2,
+// elected a leader without the 50 acknowledged accounts. Now it refuses to
+// start, naming the copy; the member is removed, wiped and added again, and
+// every acknowledged account is still there.
+TEST(DataDirRules, RestoredOldDataDirOfAVoterIsRefusedAndNothingAcknowledgedIsLost) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  TempDir backups;
+  ASSERT_TRUE(cluster.leader());
+  const auto before = open_accounts(cluster, "before-", 5);
+  ASSERT_EQ(before.size(), 5u);
+  ASSERT_TRUE(cluster.wait_applied(cluster.app(*cluster.leader()).status().commit_index));
+
+  // "Back up a stopped follower's data directory": node 3, stopped, copied, restarted.
+  const fs::path dir3 = cluster.options(2).data_dir;
+  cluster.stop(2);
+  copy_dir(dir3, backups.path() / "node3");
+  cluster.start(2);
+
+  // Node 2 goes down; 50 accounts are acknowledged by nodes 1 and 3.
+  cluster.stop(1);
+  const auto acknowledged = open_accounts(cluster, "acked-", 50);
+  ASSERT_EQ(acknowledged.size(), 50u);
+
+  // "Restore it while another member is down": node 3 is put back on the copy.
+  cluster.stop(2);
+  copy_dir(backups.path() / "node3", dir3);
+  auto restarted = cluster.try_start(2);
+  if (restarted) {
+    // What the old advice led to: the leader (node 1) dies, node 2 returns.
+    ASSERT_TRUE(cluster.leader());
+    cluster.stop(0);
+    cluster.start(1);
+    const std::size_t lost = missing_on_leader(cluster, acknowledged);
+    ADD_FAILURE() << "node 3 started on an old copy of its data directory; after the leader died, " << lost
+                  << " of " << acknowledged.size() << " acknowledged accounts were gone";
+    return;
+  }
+  EXPECT_EQ(restarted.error().code(), catga::Code::failed_precondition) << restarted.error().to_string();
+  EXPECT_NE(restarted.error().message().find("copy"), std::string::npos) << restarted.error().message();
+  EXPECT_NE(restarted.error().message().find("--join"), std::string::npos) << restarted.error().message();
+
+  // The rule's way back: node 2 returns, node 3 is removed, wiped, added again.
+  cluster.start(1);
+  ASSERT_THAT(change_on_leader(cluster, [](catga::Application& app) { return app.remove_member(3); },
+                               catga::Code::not_found),
+              IsOk());
+  fs::remove_all(dir3);
+  cluster.set_joining(2);
+  cluster.start(2);
+  ASSERT_THAT(change_on_leader(cluster, [&](catga::Application& app) { return app.add_member(cluster.member(2)); },
+                               catga::Code::already_exists),
+              IsOk());
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  ASSERT_TRUE(cluster.wait_applied(cluster.app(*leader).status().commit_index));
+
+  // The leader dies too: nodes 2 and 3 still have everything.
+  cluster.stop(*leader);
+  ASSERT_TRUE(cluster.leader());
+  EXPECT_EQ(missing_on_leader(cluster, acknowledged), 0u);
+  EXPECT_EQ(missing_on_leader(cluster, before), 0u);
+}
+
+// A voter whose data directory is emptied and which is started with --join
+// without being removed first is still a voter for the others; with a member
+// that missed 50 acknowledged accounts, its vote would elect a leader without
+// them, and the returning old leader's entries would be overwritten. It
+// grants no vote: libraft 0.22.1 itself refuses to vote while the node is
+// not a voter in the configuration it holds (none yet: electionVote, "local
+// server is not voting"), and the node's own guard drops vote requests until
+// the leader lists it as a spare (this test does not isolate the guard: it
+// passes without it, by libraft's rule). Nodes 2 and 3 elect nobody, node 1
+// returns and wins, nothing is lost.
+TEST(DataDirRules, AVoterWipedAndStartedWithJoinWithoutRemovalElectsNobody) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  ASSERT_TRUE(cluster.leader());
+  // Node 1 leads (the survivor in the story).
+  if (*cluster.leader() != 0) {
+    ASSERT_THAT(change_on_leader(cluster, [](catga::Application& app) { return app.transfer_leadership(1); },
+                                 catga::Code::aborted),
+                IsOk());
+  }
+  ASSERT_TRUE(wait_for([&] { return cluster.leader() == std::optional<std::size_t>(0); }));
+  cluster.stop(1);  // node 2 misses what follows
+  const auto acknowledged = open_accounts(cluster, "acked-", 50);
+  ASSERT_EQ(acknowledged.size(), 50u);
+  // Node 3 loses its data; the leader dies; node 3 comes back empty with
+  // --join, not removed (so it never heard of a leader), and node 2 returns.
+  // Node 3 drops node 2's vote requests.
+  cluster.stop(2);
+  fs::remove_all(cluster.options(2).data_dir);
+  cluster.stop(0);
+  cluster.set_joining(2);
+  cluster.start(2);
+  cluster.start(1);
+  EXPECT_FALSE(cluster.leader(std::chrono::seconds(3))) << "nodes 2 and 3 elected a leader without node 1";
+  // Node 1 returns: it has everything and wins.
+  cluster.start(0);
+  ASSERT_TRUE(cluster.leader());
+  EXPECT_EQ(missing_on_leader(cluster, acknowledged), 0u);
+}
+
+// ---- each rule on a lone RaftNode ----
+
+namespace {
+
+using catga::internal::JoinMode;
+using catga::internal::RaftNode;
+
+catga::Result<std::unique_ptr<RaftNode>> start_node(const catga::ClusterOptions& o, DigestMachine& machine,
+                                                    JoinMode mode = JoinMode::bootstrap_if_empty) {
+  return RaftNode::start(o, machine, {}, mode);
+}
+
+// Starts a lone member in `dir` once (bootstrapped, marker written) and stops it.
+catga::ClusterOptions started_once(const fs::path& dir) {
+  auto o = lone_member(dir, testsupport::free_port());
+  DigestMachine machine;
+  auto node = start_node(o, machine);
+  EXPECT_THAT(node, IsOk());
+  return o;
+}
+
+}  // namespace
+
+TEST(DataDirRules, AFirstStartWritesTheMarker) {
+  TempDir dir;
+  auto o = started_once(dir.path());
+  auto marker = catga::internal::read_marker(dir.path());
+  ASSERT_THAT(marker, IsOk());
+  ASSERT_TRUE(marker->has_value());
+  EXPECT_EQ((*marker)->cluster_id, "catga");
+  EXPECT_EQ((*marker)->node_id, 1u);
+  EXPECT_EQ((*marker)->state, catga::internal::JoinState::bootstrapped);
+  DigestMachine machine;
+  EXPECT_THAT(start_node(o, machine), IsOk());  // and a restart accepts it
+}
+
+TEST(DataDirRules, AnotherClusterIdIsRefused) {
+  TempDir dir;
+  auto o = started_once(dir.path());
+  o.cluster_id = "other";
+  DigestMachine machine;
+  auto node = start_node(o, machine);
+  ASSERT_FALSE(node);
+  EXPECT_EQ(node.error().code(), catga::Code::failed_precondition);
+  EXPECT_NE(node.error().message().find("cluster 'catga'"), std::string::npos) << node.error().message();
+  EXPECT_NE(node.error().message().find("'other'"), std::string::npos) << node.error().message();
+}
+
+TEST(DataDirRules, AnotherNodesDirectoryIsRefused) {
+  TempDir dir;
+  auto o = started_once(dir.path());
+  o.node_id = 2;
+  o.members[0].id = 2;
+  DigestMachine machine;
+  auto node = start_node(o, machine);
+  ASSERT_FALSE(node);
+  EXPECT_NE(node.error().message().find("another node"), std::string::npos) << node.error().message();
+}
+
+TEST(DataDirRules, AMarkerWithoutItsLogIsRefused) {
+  TempDir dir;
+  auto o = started_once(dir.path());
+  for (const auto& entry : fs::directory_iterator(dir.path())) {
+    const std::string name = entry.path().filename().string();
+    if (name != "catga-cluster" && name != "catga-data-dir") fs::remove_all(entry.path());
+  }
+  DigestMachine machine;
+  auto node = start_node(o, machine);
+  ASSERT_FALSE(node);
+  EXPECT_EQ(node.error().code(), catga::Code::failed_precondition);
+  EXPECT_NE(node.error().message().find("are gone"), std::string::npos) << node.error().message();
+}
+
+TEST(DataDirRules, APendingJoinRestartedWithoutJoinIsRefusedAndWithJoinWaits) {
+  TempDir dir;
+  auto o = lone_member(dir.path(), testsupport::free_port());
+  {
+    DigestMachine machine;
+    auto node = start_node(o, machine, JoinMode::join_existing);
+    ASSERT_THAT(node, IsOk());
+    EXPECT_EQ((*node)->status().members.size(), 0u);  // waiting: no configuration, no bootstrap
+  }
+  auto marker = catga::internal::read_marker(dir.path());
+  ASSERT_TRUE(marker && marker->has_value());
+  EXPECT_EQ((*marker)->state, catga::internal::JoinState::pending_join);
+  DigestMachine machine;
+  auto bootstrap = start_node(o, machine);
+  ASSERT_FALSE(bootstrap);
+  EXPECT_NE(bootstrap.error().message().find("--join"), std::string::npos) << bootstrap.error().message();
+  EXPECT_THAT(start_node(o, machine, JoinMode::join_existing), IsOk());
+}
+
+TEST(DataDirRules, ACorruptMarkerIsDataLoss) {
+  TempDir dir;
+  auto o = started_once(dir.path());
+  {
+    std::fstream f(dir.path() / "catga-cluster", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(25);
+    f.put('X');
+  }
+  DigestMachine machine;
+  auto node = start_node(o, machine);
+  ASSERT_FALSE(node);
+  EXPECT_EQ(node.error().code(), catga::Code::data_loss) << node.error().to_string();
+}
+
+// A data directory from before markers existed is adopted as it is.
+TEST(DataDirRules, ADirectoryWithoutMarkerButWithALogIsAdopted) {
+  TempDir dir;
+  auto o = started_once(dir.path());
+  fs::remove(dir.path() / "catga-cluster");
+  fs::remove(dir.path() / "catga-data-dir");
+  DigestMachine machine;
+  EXPECT_THAT(start_node(o, machine), IsOk());
+  auto marker = catga::internal::read_marker(dir.path());
+  ASSERT_TRUE(marker && marker->has_value());
+}
