@@ -133,7 +133,7 @@ TEST(NodeFailure, LeaderWhoseHandlerThrowsSystemErrorStopsAndANewLeaderServesWri
   // caller learns the outcome is unknown (it did apply, on the others).
   const catga::CommandOptions keyed{.timeout = std::chrono::seconds(5), .idempotency_key = "risky-7"};
   auto sent = c.cluster.app(old_leader).send(RiskyDeposit{.account = account, .amount = 7}, keyed);
-  EXPECT_THAT(sent, HasError(Code::deadline_exceeded, HasSubstr("outcome unknown")));
+  EXPECT_THAT(sent, HasError(Code::deadline_exceeded, HasSubstr("outcome is unknown")));
   c.expect_stopped(old_leader, "Too many open files");
 
   // The others elect a leader among themselves, which serves writes; a retry
