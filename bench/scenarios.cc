@@ -12,6 +12,11 @@
 
 namespace bench {
 
+namespace {
+// The object --grow and --preload put under `id`: the same on every node.
+Item item(std::uint64_t id) { return Item{"product-" + std::to_string(id % 1000), static_cast<std::int32_t>(id % 7 + 1)}; }
+}  // namespace
+
 void register_bench(catga::ApplicationBuilder<BenchState>& b, std::size_t) {
   b.command<Put>([](BenchState& s, const Put& p) {
      s.bytes += p.data.size();
@@ -19,15 +24,14 @@ void register_bench(catga::ApplicationBuilder<BenchState>& b, std::size_t) {
      ++s.commands;
      if (p.keep) {
        const std::uint64_t id = s.objects.empty() ? 1 : s.objects.rbegin()->first + 1;
-       s.objects.emplace(id, Item{"product-" + std::to_string(id % 1000), static_cast<std::int32_t>(id % 7 + 1)});
+       s.objects.emplace(id, item(id));
      }
      return s.commands;
    })
       .command<Preload>([](BenchState& s, const Preload& p) {
         auto hint = s.objects.end();
         for (std::uint64_t id = p.first; id < p.first + p.count; ++id) {
-          hint = s.objects.emplace_hint(hint, id,
-                                        Item{"product-" + std::to_string(id % 1000), static_cast<std::int32_t>(id % 7 + 1)});
+          hint = s.objects.emplace_hint(hint, id, item(id));
         }
         return p.count;
       })
