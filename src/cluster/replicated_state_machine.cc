@@ -4,7 +4,6 @@
 #include "core/log.hpp"
 
 #include <mutex>
-#include <stdexcept>
 #include <shared_mutex>
 
 namespace catga::internal {
@@ -84,11 +83,7 @@ void ReplicatedStateMachine::write_snapshot(detail::SnapshotSink& sink) {
   msgpack::packer<detail::SnapshotSink> p(sink);
   p.pack_array(3);
   p.pack(kSnapshotFormat);
-  const std::uint64_t header = sink.reserve(5);
-  mediator_.state().write_snapshot(sink);
-  const std::uint64_t size = sink.position() - header - 5;
-  if (size > UINT32_MAX) throw std::length_error("state snapshot larger than 4 GiB");
-  detail::patch_bin32_header(sink, header, static_cast<std::uint32_t>(size));
+  detail::write_bin32(sink, [&] { mediator_.state().write_snapshot(sink); });
   const std::string sessions = sessions_.encode();
   p.pack_bin(static_cast<std::uint32_t>(sessions.size()));
   p.pack_bin_body(sessions.data(), static_cast<std::uint32_t>(sessions.size()));

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <new>
-#include <stdexcept>
 #include <system_error>
 
 namespace catga::detail {
@@ -36,11 +35,7 @@ void StateBase::write_snapshot(SnapshotSink& sink) const {
   packer.pack_array(3);
   packer.pack(kSnapshotVersion);
   packer.pack(ids_);
-  const std::uint64_t header = sink.reserve(5);
-  encode_user(sink);
-  const std::uint64_t size = sink.position() - header - 5;
-  if (size > UINT32_MAX) throw std::length_error("state snapshot larger than 4 GiB");
-  patch_bin32_header(sink, header, static_cast<std::uint32_t>(size));
+  write_bin32(sink, [&] { encode_user(sink); });
 }
 
 Result<void> StateBase::restore(std::string_view bytes) {

@@ -230,13 +230,9 @@ TEST(SnapshotSink, PatchReachesBytesAlreadyEmittedAndBytesStillBuffered) {
   std::string out;
   {
     detail::StringSnapshotSink sink(out);
-    const std::uint64_t first = sink.reserve(5);
-    const std::string body(100'000, 'b');  // larger than the buffer: emitted
-    sink.write(body.data(), body.size());
-    const std::uint64_t second = sink.reserve(5);
-    sink.write("tail", 4);
-    detail::patch_bin32_header(sink, first, 100'000);
-    detail::patch_bin32_header(sink, second, 4);
+    const std::string body(100'000, 'b');  // larger than the buffer: emitted before its header is patched
+    detail::write_bin32(sink, [&] { sink.write(body.data(), body.size()); });
+    detail::write_bin32(sink, [&] { sink.write("tail", 4); });  // patched while still buffered
     EXPECT_EQ(sink.position(), 5 + 100'000 + 5 + 4u);
   }
   ASSERT_EQ(out.size(), 5 + 100'000 + 5 + 4u);

@@ -5,8 +5,8 @@
 // encodes the user's state through it). msgpack-c's packer writes through
 // `write()`; bytes collect in a fixed buffer and leave through `emit()` when it
 // fills. A length that is known only after its body was written (a msgpack
-// bin header in front of a nested encode) is left as a gap with `reserve()`
-// and filled in later with `patch()`.
+// bin header in front of a nested encode, write_bin32) is left as a gap with
+// `reserve()` and filled in later with `patch()`.
 //
 // Thread-safety: none; one encoder at a time. A sink may be used in a forked
 // child process (see src/cluster/snapshot_child.hpp): nothing here locks,
@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 
 namespace catga::detail {
@@ -107,12 +108,19 @@ class StringSnapshotSink final : public SnapshotSink {
   std::string& out_;
 };
 
-// Writes a msgpack bin 32 header (always 5 bytes, so it can be reserved
-// before the length is known) for `size` bytes at `position`.
-inline void patch_bin32_header(SnapshotSink& sink, std::uint64_t position, std::uint32_t size) {
+// Writes a msgpack bin 32 whose body `encode_body()` writes into `sink`: the
+// 5-byte header is reserved first and filled in once the body's length is
+// known, so the body is never held twice. Throws std::length_error if the
+// body exceeds 4 GiB (msgpack's limit).
+template <class F>
+void write_bin32(SnapshotSink& sink, F&& encode_body) {
+  const std::uint64_t at = sink.reserve(5);
+  encode_body();
+  const std::uint64_t size = sink.position() - at - 5;
+  if (size > UINT32_MAX) throw std::length_error("snapshot: a part larger than 4 GiB");
   const char header[5] = {static_cast<char>(0xc6), static_cast<char>(size >> 24), static_cast<char>(size >> 16),
                           static_cast<char>(size >> 8), static_cast<char>(size)};
-  sink.patch(position, header, sizeof header);
+  sink.patch(at, header, sizeof header);
 }
 
 }  // namespace catga::detail
