@@ -991,6 +991,12 @@ bool RaftNode::start_snapshot_child() {
                          options_.node_id, catga_raft_strerror(rv));
     return false;  // the child is killed and reaped with *child
   }
+  if (!huge_page_advice_given_) {
+    if (std::string advice = SnapshotChild::huge_page_advice((*child)->fork_time()); !advice.empty()) {
+      huge_page_advice_given_ = true;
+      internal::log().warn("raft node {}: {}", options_.node_id, advice);
+    }
+  }
   snapshot_child_ = std::move(*child);
   return true;
 }
