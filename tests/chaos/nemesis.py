@@ -242,24 +242,32 @@ class Nemesis(threading.Thread):
         record["nodes"] = ids
 
     # ------------------------------------------------------------ network
+    def cut(self, side_a, side_b, seconds):
+        """Blocks every link between the two sides, both ways, for `seconds`, then heals."""
+        for a in side_a:
+            for b in side_b:
+                self.cluster.net.block(a, b)
+                self.cluster.net.block(b, a)
+        self.sleep(seconds)
+        self.cluster.net.heal()
+
     def partition(self, f, record):
-        c = self.cluster
         t, who = self.target("leader" if f["kind"] == "partition_leader" else "follower", f["pick"])
-        others = [i for i in c.nodes if i != t]
+        others = [i for i in self.cluster.nodes if i != t]
         self.event(f"isolate {who} from {others} for {f['duration']:.2f}s", kind=f["kind"], node=t)
-        for o in others:
-            c.net.block(t, o)
-            c.net.block(o, t)
-        self.sleep(f["duration"])
-        c.net.heal()
+        self.cut([t], others, f["duration"])
         self.event("healed the partition")
         record["nodes"] = [t]
 
+    def leader_and_follower(self, pick):
+        """The leader (or the lowest id if none is known) and one of its followers."""
+        leader = self.resolve_leader() or sorted(self.cluster.nodes)[0]
+        fs = self.followers(leader)
+        return leader, fs[pick % len(fs)]
+
     def partition_oneway(self, f, record):
         c = self.cluster
-        leader = self.resolve_leader() or sorted(c.nodes)[0]
-        fs = self.followers(leader)
-        t = fs[f["pick"] % len(fs)]
+        leader, t = self.leader_and_follower(f["pick"])
         self.event(f"one-way: drop what node {leader} (leader) sends to node {t} for {f['duration']:.2f}s",
                    kind=f["kind"], node=t, source=leader)
         c.net.block(leader, t)
@@ -275,12 +283,7 @@ class Nemesis(threading.Thread):
         minority, majority = sorted(ids[: len(ids) // 2]), sorted(ids[len(ids) // 2:])
         self.event(f"split {minority} | {majority} (leader {self.resolve_leader()}) for {f['duration']:.2f}s",
                    kind=f["kind"])
-        for a in minority:
-            for b in majority:
-                c.net.block(a, b)
-                c.net.block(b, a)
-        self.sleep(f["duration"])
-        c.net.heal()
+        self.cut(minority, majority, f["duration"])
         self.event("healed the split")
         record["nodes"] = minority
 
@@ -289,17 +292,12 @@ class Nemesis(threading.Thread):
         dropped, connections stay open, new ones are accepted and ignored. The
         other links work: both ends still reach the rest of the cluster."""
         c = self.cluster
-        leader = self.resolve_leader() or sorted(c.nodes)[0]
-        fs = self.followers(leader)
-        t = fs[f["pick"] % len(fs)]
+        leader, t = self.leader_and_follower(f["pick"])
         self.event(f"black hole between node {leader} (leader) and node {t} for {f['duration']:.2f}s",
                    kind=f["kind"], node=t, source=leader)
-        c.net.block(leader, t)
-        c.net.block(t, leader)
-        self.sleep(f["duration"])
+        self.cut([leader], [t], f["duration"])
         dropped = sum(c.net.pairs[p].discarded_bytes for p in ((leader, t), (t, leader)))
-        c.net.heal()
-        self.event(f"the link carries traffic again ({dropped} bytes dropped in total on it so far)")
+        self.event(f"the link carries traffic again ({dropped} bytes dropped on it so far)")
         record["nodes"] = [leader, t]
 
     def drop_connections(self, f, record):
