@@ -130,9 +130,9 @@ def fault_figures(injected, ops):
 
 
 def format_fault_figures(figures):
-    lines = [f"    {'kind':<20} {'count':>5} {'ops':>7} {'errors':>7} {'unknown':>7} {'max unavail s':>13}"]
+    lines = [f"    {'kind':<20} {'count':>5} {'requests':>8} {'errors':>7} {'unknown':>7} {'max unavail s':>13}"]
     for kind, f in sorted(figures.items()):
         skipped = f"  ({f['skipped']} skipped)" if f["skipped"] else ""
-        lines.append(f"    {kind:<20} {f['count']:>5} {f['ops']:>7} {f['errors']:>7} {f['unknown']:>7} "
+        lines.append(f"    {kind:<20} {f['count']:>5} {f['ops']:>8} {f['errors']:>7} {f['unknown']:>7} "
                      f"{f['max_unavailable_s']:>13.2f}{skipped}")
     return "\n".join(lines)
