@@ -328,13 +328,22 @@ TEST(RaftNode, KilledLeaderIsReplacedAndCatchesUpAfterRestart) {
   for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c.machine(i).digest(), c.machine(*next).digest());
 }
 
-TEST(RaftNode, RestartingEveryNodeFromDiskRestoresIdenticalState) {
-  Cluster c(3);
+// Starts every node and has `n` records (`prefix` + number) applied on all of
+// them; false (and a test failure) if that did not work.
+bool start_with_records(Cluster& c, int n, const std::string& prefix) {
   c.start_all();
   auto leader = c.ready_leader();
-  ASSERT_TRUE(leader.has_value());
-  EXPECT_EQ(c.propose_many(*leader, 2000, 4, "durable-"), 2000);
-  ASSERT_TRUE(c.wait_all_applied(2000));
+  EXPECT_TRUE(leader.has_value());
+  if (!leader) return false;
+  EXPECT_EQ(c.propose_many(*leader, n, 4, prefix), n);
+  const bool applied = c.wait_all_applied(static_cast<std::uint64_t>(n));
+  EXPECT_TRUE(applied);
+  return applied;
+}
+
+TEST(RaftNode, RestartingEveryNodeFromDiskRestoresIdenticalState) {
+  Cluster c(3);
+  ASSERT_TRUE(start_with_records(c, 2000, "durable-"));
   const std::uint64_t digest = c.machine(0).digest();
   for (unsigned i = 0; i < 3; ++i) c.stop(i);
 
@@ -394,11 +403,7 @@ Result<void> wait_void(const std::function<void(RaftNode::VoidCompletion)>& call
 // through the addresses of their options.
 TEST(RaftNode, EveryNodeMovedToANewAddressRestartsAndReachesItsPeersThroughItsOptions) {
   Cluster c(3);
-  c.start_all();
-  auto leader = c.ready_leader();
-  ASSERT_TRUE(leader.has_value());
-  EXPECT_EQ(c.propose_many(*leader, 200, 2, "before-move-"), 200);
-  ASSERT_TRUE(c.wait_all_applied(200));
+  ASSERT_TRUE(start_with_records(c, 200, "before-move-"));
   std::vector<std::string> old;
   for (unsigned i = 0; i < 3; ++i) {
     old.push_back(c.member(i).address);
