@@ -91,7 +91,9 @@ bool holds_raft_files(const fs::path& dir) {
   std::error_code ec;
   for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name == kProbeName || is_marker_file_name(name)) continue;
+    // lost+found: a freshly formatted file system mounted as the data
+    // directory itself is still empty.
+    if (name == kProbeName || name == "lost+found" || is_marker_file_name(name)) continue;
     return true;
   }
   return false;

@@ -37,8 +37,8 @@ bool out_of_space(int err);
 // (less than kMinFreeBytes free).
 Result<void> prepare_data_dir(const std::filesystem::path& dir);
 
-// True when `dir` holds no file libraft wrote (Catga's own marker files and
-// write probes do not count).
+// True when `dir` holds a file libraft wrote (Catga's own marker files,
+// write probes and a file system's lost+found do not count).
 bool holds_raft_files(const std::filesystem::path& dir);
 
 // The snapshot libraft loads at start: the newest "snapshot-TERM-INDEX-TIMESTAMP"

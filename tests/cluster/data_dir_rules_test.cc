@@ -227,6 +227,17 @@ TEST(DataDirRules, AFirstStartWritesTheMarker) {
   EXPECT_THAT(start_node(o, machine), IsOk());  // and a restart accepts it
 }
 
+TEST(DataDirRules, AFreshFileSystemWithLostAndFoundIsAnEmptyDirectory) {
+  // A newly formatted ext4 volume mounted as the data directory itself.
+  TempDir dir;
+  fs::create_directories(dir.path() / "lost+found");
+  auto o = started_once(dir.path());
+  auto marker = catga::internal::read_marker(dir.path());
+  ASSERT_THAT(marker, IsOk());
+  ASSERT_TRUE(marker->has_value());
+  EXPECT_EQ((*marker)->state, catga::internal::JoinState::bootstrapped);
+}
+
 TEST(DataDirRules, AnotherClusterIdIsRefused) {
   TempDir dir;
   auto o = started_once(dir.path());
