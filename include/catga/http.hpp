@@ -82,8 +82,8 @@ struct ServerOptions {
   std::uint16_t port = 0;
   // I/O threads running the handlers.
   unsigned threads = 2;
-  // Larger bodies are answered 413. Bodies beyond `4 * max_body_bytes` (at
-  // least 64 KiB more) are not read at all: the connection is closed.
+  // Larger bodies, whatever their size, are read and discarded (never
+  // stored) and answered 413 with `Connection: close`.
   std::size_t max_body_bytes = 1u << 20;
   // The deadline of every command and query sent on behalf of a request
   // (CommandOptions/QueryOptions::timeout); exceeding it answers 504.

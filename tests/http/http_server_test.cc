@@ -156,25 +156,58 @@ TEST_F(HttpServerTest, NonJsonContentTypeIs415) {
   EXPECT_EQ(ok.status, 201) << ok.body;
 }
 
-TEST_F(HttpServerTest, OversizedBodyIs413AndTheConnectionStaysUsable) {
+TEST_F(HttpServerTest, OversizedBodyIs413AndTheServerStaysUsable) {
   build({.max_body_bytes = 1024});
   auto c = client();
   auto response = c.post("/accounts", R"({"owner":")" + std::string(2000, 'x') + R"("})");
   EXPECT_EQ(response.status, 413);
   EXPECT_EQ(response.error_code(), "invalid_argument");
   EXPECT_THAT(response.body, HasSubstr("exceeds the limit of 1024"));
-  EXPECT_EQ(c.get("/health/live").status, 200);
+  EXPECT_EQ(response.header("Connection"), "close");
+  EXPECT_EQ(client().get("/health/live").status, 200);
+  // A body exactly at the limit is read and handled.
+  auto at_limit = client().post("/accounts", R"({"owner":")" + std::string(1024 - 12, 'x') + R"("})");
+  EXPECT_EQ(at_limit.status, 201) << at_limit.body;
 }
 
-TEST_F(HttpServerTest, BodyFarBeyondTheLimitClosesTheConnection) {
+// Regression: RESTinio dropped the connection without an answer for bodies
+// past 4x max_body_bytes, so clients saw an empty reply instead of 413.
+TEST_F(HttpServerTest, BodyFarBeyondTheLimitIs413WithConnectionClose) {
+  build({.max_body_bytes = 1024});
+  for (std::size_t size : {std::size_t{5} * 1024, std::size_t{8} << 20}) {
+    auto c = client();
+    auto response = c.post("/accounts", std::string(size, 'x'));
+    EXPECT_EQ(response.status, 413) << size;
+    EXPECT_EQ(response.error_code(), "invalid_argument");
+    EXPECT_THAT(response.body, HasSubstr("request body of " + std::to_string(size) + " bytes exceeds the limit of 1024"));
+    EXPECT_EQ(response.header("Connection"), "close");
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  EXPECT_EQ(client().get("/health/live").status, 200);
+}
+
+TEST_F(HttpServerTest, ChunkedBodyBeyondTheLimitIs413WithConnectionClose) {
   build({.max_body_bytes = 1024});
   auto c = client();
-  try {
-    c.send_raw(HttpClient::format("POST", "/accounts", std::string(200 * 1024, 'x')));
-  } catch (const std::system_error&) {
-    return;  // closed while we were still writing
-  }
+  std::string request = "POST /accounts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n";
+  const std::string chunk(4096, 'x');
+  for (int i = 0; i < 256; ++i) request += "1000\r\n" + chunk + "\r\n";  // 1 MiB in 4 KiB chunks
+  request += "0\r\n\r\n";
+  c.send_raw(request);
+  auto response = c.read_response();
+  EXPECT_EQ(response.status, 413);
+  EXPECT_THAT(response.body, HasSubstr("request body exceeds the limit of 1024 bytes"));
+  EXPECT_EQ(response.header("Connection"), "close");
   EXPECT_TRUE(c.closed_by_peer());
+}
+
+TEST_F(HttpServerTest, AClientCannotForgeTheOverLimitMark) {
+  auto c = client();
+  auto response = c.post("/accounts", R"({"owner":"ada"})", {{"Catga-Body-Over-Limit", "1"}});
+  EXPECT_EQ(response.status, 201) << response.body;
+  auto echoed = c.get("/raw/echo", {{"Catga-Body-Over-Limit", "1"}});
+  EXPECT_EQ(echoed.status, 200) << echoed.body;
 }
 
 TEST_F(HttpServerTest, BadPathParameterIs400) {
@@ -484,6 +517,36 @@ TEST(HttpServerBehaviours, GenericEndpointsRunTheApplicationsBehaviours) {
   EXPECT_EQ(refused.error_code(), "permission_denied");
   auto accepted = c.post("/commands/bank.open.v1", R"({"owner":"ada"})");
   EXPECT_EQ(accepted.status, 200);
+}
+
+// Refuses every bank.deposited.v1 event published by hand.
+class RejectPublishedDeposits final : public Behavior {
+ public:
+  void handle(catga::Request& request, Next& next) override {
+    if (request.as<bank::Deposited>()) return next.reject(Error{Code::permission_denied, "no hand-made deposits"});
+    next();
+  }
+};
+
+// Regression: POST /events/{wire} answered 202 whatever publishing returned.
+TEST(HttpServerBehaviours, AFailedPublishIsAnsweredWithItsError) {
+  catga::ApplicationBuilder<bank::State> builder;
+  bank::register_handlers(builder)
+      .on<bank::Deposited>([](const bank::Deposited&) {})
+      .use(std::make_unique<RejectPublishedDeposits>())
+      .in_memory();
+  auto app = builder.build();
+  ASSERT_TRUE(app);
+  http::Server server(**app);
+  server.map_message_endpoints();
+  ASSERT_TRUE(server.start());
+  HttpClient c(server.port());
+  auto refused = c.post("/events/bank.deposited.v1", R"({"account":1,"amount":2,"balance":3})");
+  EXPECT_EQ(refused.status, 403) << refused.body;
+  EXPECT_EQ(refused.error_code(), "permission_denied");
+  auto undecodable = c.post("/events/bank.deposited.v1", R"({"account":"one"})");
+  EXPECT_EQ(undecodable.status, 400) << undecodable.body;
+  EXPECT_EQ(undecodable.error_code(), "invalid_argument");
 }
 
 }  // namespace
