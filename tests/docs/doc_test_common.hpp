@@ -17,6 +17,7 @@
 #include "catga/asio.hpp"
 #include "catga/backup.hpp"
 #include "catga/behavior.hpp"
+#include "catga/hosting.hpp"
 #include "catga/http.hpp"
 #include "catga/logging.hpp"
 #include "catga/metrics.hpp"
