@@ -503,15 +503,31 @@ class RejectMallory final : public Behavior {
   }
 };
 
+// The generic message endpoints over the bank (with a Deposited handler)
+// and one behaviour.
+struct GenericEndpointsWith {
+  explicit GenericEndpointsWith(std::unique_ptr<Behavior> behaviour) {
+    catga::ApplicationBuilder<bank::State> builder;
+    bank::register_handlers(builder)
+        .on<bank::Deposited>([](const bank::Deposited&) {})
+        .use(std::move(behaviour))
+        .in_memory();
+    auto built = builder.build();
+    if (!built) throw std::runtime_error("build: " + built.error().message());
+    app = std::move(*built);
+    server = std::make_unique<http::Server>(*app);
+    server->map_message_endpoints();
+    if (auto started = server->start(); !started) throw std::runtime_error("start: " + started.error().message());
+  }
+  HttpClient client() { return HttpClient(server->port()); }
+
+  std::unique_ptr<Application> app;
+  std::unique_ptr<http::Server> server;  // destroyed first: it borrows the application
+};
+
 TEST(HttpServerBehaviours, GenericEndpointsRunTheApplicationsBehaviours) {
-  catga::ApplicationBuilder<bank::State> builder;
-  bank::register_handlers(builder).use(std::make_unique<RejectMallory>()).in_memory();
-  auto app = builder.build();
-  ASSERT_TRUE(app);
-  http::Server server(**app);
-  server.map_message_endpoints();
-  ASSERT_TRUE(server.start());
-  HttpClient c(server.port());
+  GenericEndpointsWith service(std::make_unique<RejectMallory>());
+  auto c = service.client();
   auto refused = c.post("/commands/bank.open.v1", R"({"owner":"mallory"})");
   EXPECT_EQ(refused.status, 403);
   EXPECT_EQ(refused.error_code(), "permission_denied");
@@ -530,17 +546,8 @@ class RejectPublishedDeposits final : public Behavior {
 
 // Regression: POST /events/{wire} answered 202 whatever publishing returned.
 TEST(HttpServerBehaviours, AFailedPublishIsAnsweredWithItsError) {
-  catga::ApplicationBuilder<bank::State> builder;
-  bank::register_handlers(builder)
-      .on<bank::Deposited>([](const bank::Deposited&) {})
-      .use(std::make_unique<RejectPublishedDeposits>())
-      .in_memory();
-  auto app = builder.build();
-  ASSERT_TRUE(app);
-  http::Server server(**app);
-  server.map_message_endpoints();
-  ASSERT_TRUE(server.start());
-  HttpClient c(server.port());
+  GenericEndpointsWith service(std::make_unique<RejectPublishedDeposits>());
+  auto c = service.client();
   auto refused = c.post("/events/bank.deposited.v1", R"({"account":1,"amount":2,"balance":3})");
   EXPECT_EQ(refused.status, 403) << refused.body;
   EXPECT_EQ(refused.error_code(), "permission_denied");
