@@ -30,8 +30,8 @@ std::string_view trim(std::string_view s) {
 }
 
 Error bad_item(std::string_view item, std::string_view why) {
-  return Error{Code::invalid_argument, "member list: '" + std::string(item) + "' " + std::string(why) +
-                                           " (expected ID=HOST:PORT)"};
+  return Error{Code::invalid_argument,
+               "member list: '" + std::string(item) + "' " + std::string(why) + " (expected ID=HOST:PORT)"};
 }
 
 template <class T>
@@ -62,7 +62,8 @@ Result<std::vector<Member>> parse_members(std::string_view list) {
   while (true) {
     const std::size_t comma = list.find(',');
     const std::string_view item = trim(list.substr(0, comma));
-    if (item.empty()) return Error{Code::invalid_argument, "member list: an empty item (two commas, or a trailing one)"};
+    if (item.empty())
+      return Error{Code::invalid_argument, "member list: an empty item (two commas, or a trailing one)"};
     const std::size_t eq = item.find('=');
     if (eq == std::string_view::npos) return bad_item(item, "has no '='");
     Member member;
@@ -141,8 +142,8 @@ Result<int> serve_until_signal(ShutdownSignals& signals, http::Server& server, s
   if (!waited) return waited;  // the server and application keep running: the caller decides
   const int received = *waited;
   const std::string why = received == 0 ? std::string("stop requested") : std::string(strsignal(received));
-  log_message(LogLevel::info, "shutting down (" + why + "): stopping the HTTP server on port " +
-                                  std::to_string(server.port()));
+  log_message(LogLevel::info,
+              "shutting down (" + why + "): stopping the HTTP server on port " + std::to_string(server.port()));
   server.stop();
   log_message(LogLevel::info, "HTTP server stopped; stopping the application");
   app.reset();

@@ -45,15 +45,16 @@ TEST_P(ParseMembersBadInput, IsRefusedNamingTheItem) {
   EXPECT_THAT(members.error().message(), HasSubstr(GetParam().says));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Lists, ParseMembersBadInput,
-    ::testing::Values(BadList{"", "empty"}, BadList{"  ", "empty"}, BadList{"127.0.0.1:7001", "has no '='"},
-                      BadList{"x=127.0.0.1:7001", "positive integer id"}, BadList{"0=h:1", "positive integer id"},
-                      BadList{"-1=h:1", "positive integer id"}, BadList{"1=h:1,1=h:2", "repeats id 1"},
-                      BadList{"1=:7001", "no HOST:PORT"}, BadList{"1=host", "no HOST:PORT"},
-                      BadList{"1=h:0", "port outside"}, BadList{"1=h:70000", "port outside"},
-                      BadList{"1=h:7001x", "port outside"}, BadList{"1=h:1,", "empty item"},
-                      BadList{"1=h:1,,2=h:2", "empty item"}));
+INSTANTIATE_TEST_SUITE_P(Lists, ParseMembersBadInput,
+                         ::testing::Values(BadList{"", "empty"}, BadList{"  ", "empty"},
+                                           BadList{"127.0.0.1:7001", "has no '='"},
+                                           BadList{"x=127.0.0.1:7001", "positive integer id"},
+                                           BadList{"0=h:1", "positive integer id"},
+                                           BadList{"-1=h:1", "positive integer id"},
+                                           BadList{"1=h:1,1=h:2", "repeats id 1"}, BadList{"1=:7001", "no HOST:PORT"},
+                                           BadList{"1=host", "no HOST:PORT"}, BadList{"1=h:0", "port outside"},
+                                           BadList{"1=h:70000", "port outside"}, BadList{"1=h:7001x", "port outside"},
+                                           BadList{"1=h:1,", "empty item"}, BadList{"1=h:1,,2=h:2", "empty item"}));
 
 TEST(ShutdownSignals, RequestStopBeforeWaitIsNotLost) {
   hosting::ShutdownSignals signals;

@@ -18,7 +18,9 @@ bool iequals(std::string_view a, std::string_view b) {
 
 // Parses a whole HTTP/1.1 response read until the peer closed.
 catga::Result<Response> parse_response(const std::string& raw, const std::string& where) {
-  auto bad = [&](std::string why) { return Error{Code::unavailable, where + ": bad HTTP response: " + std::move(why)}; };
+  auto bad = [&](std::string why) {
+    return Error{Code::unavailable, where + ": bad HTTP response: " + std::move(why)};
+  };
   const std::size_t head_end = raw.find("\r\n\r\n");
   if (head_end == std::string::npos) return bad(raw.empty() ? "empty reply" : "no end of headers");
   if (raw.rfind("HTTP/1.", 0) != 0 || raw.size() < 12) return bad("no status line");
@@ -74,8 +76,9 @@ std::string Response::header(std::string_view name) const {
 catga::Result<Endpoint> parse_endpoint(std::string_view text) {
   std::string_view rest = text;
   if (rest.starts_with("https://")) {
-    return Error{Code::invalid_argument, "endpoint '" + std::string(text) +
-                                             "': https is not supported (put catgactl next to the node, or use a tunnel)"};
+    return Error{Code::invalid_argument,
+                 "endpoint '" + std::string(text) +
+                     "': https is not supported (put catgactl next to the node, or use a tunnel)"};
   }
   if (rest.starts_with("http://")) rest.remove_prefix(7);
   while (rest.ends_with("/")) rest.remove_suffix(1);
@@ -131,25 +134,26 @@ catga::Result<Response> request(const Endpoint& endpoint, const Call& call, std:
       read_more();
     });
   };
-  resolver.async_resolve(endpoint.host, endpoint.port, [&](asio::error_code ec, asio::ip::tcp::resolver::results_type found) {
-    if (ec) {
-      failure = ec;
-      return;
-    }
-    asio::async_connect(socket, found, [&](asio::error_code ec, const asio::ip::tcp::endpoint&) {
-      if (ec) {
-        failure = ec;
-        return;
-      }
-      asio::async_write(socket, asio::buffer(out), [&](asio::error_code ec, std::size_t) {
-        if (ec) {
-          failure = ec;
-          return;
-        }
-        read_more();
-      });
-    });
-  });
+  resolver.async_resolve(endpoint.host, endpoint.port,
+                         [&](asio::error_code ec, asio::ip::tcp::resolver::results_type found) {
+                           if (ec) {
+                             failure = ec;
+                             return;
+                           }
+                           asio::async_connect(socket, found, [&](asio::error_code ec, const asio::ip::tcp::endpoint&) {
+                             if (ec) {
+                               failure = ec;
+                               return;
+                             }
+                             asio::async_write(socket, asio::buffer(out), [&](asio::error_code ec, std::size_t) {
+                               if (ec) {
+                                 failure = ec;
+                                 return;
+                               }
+                               read_more();
+                             });
+                           });
+                         });
   io.run_for(timeout);
   if (!io.stopped()) {
     return Error{Code::deadline_exceeded, where + ": no answer within " + std::to_string(timeout.count()) + " ms"};

@@ -33,7 +33,7 @@ struct Response {
 struct Call {
   std::string method = "GET";
   std::string path;
-  std::string body;  // sent as application/json when not empty
+  std::string body;   // sent as application/json when not empty
   std::string token;  // Authorization: Bearer, when not empty
 };
 

@@ -168,14 +168,16 @@ int status(const Client& client) {
     }
     const json& s = entry["status"];
     const json leader = s.value("leader", json::object());
-    rows.push_back({entry["endpoint"], text(s.value("id", json())), text(s.value("role", json())),
-                    text(s.value("term", json())), leader.value("known", false) ? text(leader.value("id", json())) : "-",
-                    text(s.value("commit_index", json())), text(s.value("applied_index", json())),
-                    text(s.value("last_snapshot_index", json())), text(s.value("ready", json())),
-                    s.value("failure", "").empty() ? "" : s.value("failure", "")});
+    rows.push_back(
+        {entry["endpoint"], text(s.value("id", json())), text(s.value("role", json())), text(s.value("term", json())),
+         leader.value("known", false) ? text(leader.value("id", json())) : "-", text(s.value("commit_index", json())),
+         text(s.value("applied_index", json())), text(s.value("last_snapshot_index", json())),
+         text(s.value("ready", json())), s.value("failure", "").empty() ? "" : s.value("failure", "")});
   }
-  if (client.options().json()) std::cout << all.dump() << "\n";
-  else print_table(rows);
+  if (client.options().json())
+    std::cout << all.dump() << "\n";
+  else
+    print_table(rows);
   return rc;
 }
 
@@ -195,8 +197,10 @@ int health(const Client& client) {
     rows.push_back({entry["endpoint"], state, text(h.value("role", json())), text(h.value("ready", json())),
                     h.value("not_ready_reason", h.value("failure", ""))});
   }
-  if (client.options().json()) std::cout << all.dump() << "\n";
-  else print_table(rows);
+  if (client.options().json())
+    std::cout << all.dump() << "\n";
+  else
+    print_table(rows);
   return rc;
 }
 
@@ -255,8 +259,11 @@ int backup(const Client& client, const std::string& file) {
   const std::string index = response->header("X-Catga-Backup-Index");
   const std::string term = response->header("X-Catga-Backup-Term");
   if (client.options().json()) {
-    std::cout << json{{"endpoint", at.text()}, {"file", file}, {"bytes", response->body.size()},
-                      {"index", std::stoull(index.empty() ? "0" : index)}, {"term", std::stoull(term.empty() ? "0" : term)}}
+    std::cout << json{{"endpoint", at.text()},
+                      {"file", file},
+                      {"bytes", response->body.size()},
+                      {"index", std::stoull(index.empty() ? "0" : index)},
+                      {"term", std::stoull(term.empty() ? "0" : term)}}
                      .dump()
               << "\n";
   } else {
@@ -275,9 +282,11 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   cli.add_option("--token", options.token, "admin token (Authorization: Bearer) for changes, snapshots and backups")
       ->envname("CATGACTL_TOKEN");
-  cli.add_option("-o,--output", options.output, "table or json")->check(CLI::IsMember({"table", "json"}))
+  cli.add_option("-o,--output", options.output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
-  cli.add_option("--timeout-ms", options.timeout_ms, "per-request deadline")->check(CLI::Range(1, 3600000))
+  cli.add_option("--timeout-ms", options.timeout_ms, "per-request deadline")
+      ->check(CLI::Range(1, 3600000))
       ->capture_default_str();
 
   auto* status_cmd = cli.add_subcommand("status", "each endpoint's node: id, role, term, leader, indexes");
@@ -290,14 +299,16 @@ int run(int argc, char** argv) {
   auto* add = members->add_subcommand("add", "add a member (start it with --join); as a voter it catches up first");
   add->add_option("id", id, "the new member's id")->required()->check(CLI::PositiveNumber);
   add->add_option("address", address, "its Raft address HOST:PORT")->required();
-  add->add_option("--role", role, "voter, standby or spare")->check(CLI::IsMember({"voter", "standby", "spare"}))
+  add->add_option("--role", role, "voter, standby or spare")
+      ->check(CLI::IsMember({"voter", "standby", "spare"}))
       ->capture_default_str();
   add->add_option("--peer-address", peer_address, "its peer channel HOST:PORT (default: Raft port + 1)");
   auto* remove = members->add_subcommand("remove", "remove a member");
   remove->add_option("id", id, "the member's id")->required()->check(CLI::PositiveNumber);
   auto* promote = members->add_subcommand("promote", "change a member's role (default: make it a voter)");
   promote->add_option("id", id, "the member's id")->required()->check(CLI::PositiveNumber);
-  promote->add_option("--role", role, "voter, standby or spare")->check(CLI::IsMember({"voter", "standby", "spare"}))
+  promote->add_option("--role", role, "voter, standby or spare")
+      ->check(CLI::IsMember({"voter", "standby", "spare"}))
       ->capture_default_str();
   auto* leader = cli.add_subcommand("leader", "leadership");
   leader->require_subcommand(1);
@@ -306,8 +317,9 @@ int run(int argc, char** argv) {
   transfer->add_option("id", to, "the voter's id (0 or none: let the leader choose)");
   auto* snapshot_cmd = cli.add_subcommand("snapshot", "make the leader take a snapshot now");
   std::string file;
-  auto* backup_cmd = cli.add_subcommand("backup", "download an online backup from the leader (restore it with "
-                                                   "catga::restore_backup / catga-orders --restore-from)");
+  auto* backup_cmd = cli.add_subcommand("backup",
+                                        "download an online backup from the leader (restore it with "
+                                        "catga::restore_backup / catga-orders --restore-from)");
   backup_cmd->add_option("file", file, "where to write it")->required();
 
   try {
@@ -326,7 +338,8 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (remove->parsed()) {
-    client.change("DELETE", "/raft/members/" + std::to_string(id), nullptr, "member " + std::to_string(id) + " removed");
+    client.change("DELETE", "/raft/members/" + std::to_string(id), nullptr,
+                  "member " + std::to_string(id) + " removed");
     return 0;
   }
   if (promote->parsed()) {
