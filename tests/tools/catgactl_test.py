@@ -43,15 +43,20 @@ class Catgactl(unittest.TestCase):
         return r
 
     def leader_id(self):
-        return demo.wait_until(lambda: (demo.leader_of(self.nodes) or None) and demo.leader_of(self.nodes).id, limit=60)
+        """The id of the ready leader (waits for one: changes go to it)."""
+        leader = demo.wait_until(lambda: demo.leader_of(self.nodes), limit=60)
+        self.assertIsNotNone(leader, "no ready leader")
+        return leader.id
 
     def test_status_table_and_json(self):
+        self.leader_id()
         table = self.ctl("status").stdout.splitlines()
         self.assertEqual(table[0].split()[:4], ["ENDPOINT", "ID", "ROLE", "TERM"])
         self.assertEqual(len(table), 4)
         rows = json.loads(self.ctl("-o", "json", "status").stdout)
         self.assertEqual(sorted(r["status"]["id"] for r in rows), [1, 2, 3])
-        self.assertEqual(sum(r["status"]["role"] == "leader" for r in rows), 1)
+        self.assertTrue(demo.wait_until(lambda: sum(r["status"]["role"] == "leader" for r in json.loads(
+            self.ctl("-o", "json", "status").stdout)) == 1, limit=30), "not exactly one leader")
 
     def test_health(self):
         self.assertTrue(demo.wait_until(lambda: all(
@@ -72,13 +77,16 @@ class Catgactl(unittest.TestCase):
         joiner.cluster = cluster_arg(self.nodes + [joiner])
         joiner.start()
         try:
+            self.leader_id()
             r = self.ctl("members", "add", "4", f"127.0.0.1:{joiner.raft_port}", "--role", "spare")
             self.assertIn("member 4 added as spare", r.stdout)
             members = json.loads(self.ctl("-o", "json", "members", "list").stdout)
             self.assertEqual({m["id"]: m["role"] for m in members}[4], "spare")
+            self.leader_id()
             self.ctl("members", "promote", "4", "--role", "standby")
             self.assertTrue(demo.wait_until(lambda: {m["id"]: m["role"] for m in json.loads(
                 self.ctl("-o", "json", "members", "list").stdout)}.get(4) == "standby", limit=30))
+            self.leader_id()
             self.ctl("members", "remove", "4")
             members = json.loads(self.ctl("-o", "json", "members", "list").stdout)
             self.assertNotIn(4, [m["id"] for m in members])
@@ -93,6 +101,7 @@ class Catgactl(unittest.TestCase):
         self.assertEqual(self.leader_id(), target)
 
     def test_snapshot_and_backup(self):
+        self.leader_id()
         r = json.loads(self.ctl("-o", "json", "snapshot").stdout)
         self.assertGreater(r["index"], 0)
         path = os.path.join(self.root, "cluster.catga-backup")
@@ -103,6 +112,7 @@ class Catgactl(unittest.TestCase):
         self.assertFalse(os.path.exists(path + ".partial"))
 
     def test_changes_need_the_token(self):
+        self.leader_id()
         r = self.ctl("snapshot", token=None, expect=1)
         self.assertIn("401 unauthenticated", r.stderr)
         r = self.ctl("leader", "transfer", token="wrong", expect=1)
