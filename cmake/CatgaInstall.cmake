@@ -57,7 +57,7 @@ endforeach()
 # ---- Debian packages (cpack -G DEB in a -DBUILD_SHARED_LIBS=ON build) ----
 # libcatga<SOVERSION>: the shared libraries; libcatga-dev: headers, the .so
 # links, static libraries if built, CMake and pkg-config files; catga-orders:
-# the example service (components installed by examples/CMakeLists.txt).
+# the example service and catgactl (components installed by examples/ and tools/catgactl/).
 set(CPACK_PACKAGE_NAME catga)
 set(CPACK_PACKAGE_VENDOR "Catga for C++")
 set(CPACK_PACKAGE_CONTACT "Catga for C++ maintainers <catga@localhost>")

@@ -5,16 +5,20 @@
 //                --cluster 1=127.0.0.1:7001,2=127.0.0.1:7011,3=127.0.0.1:7021
 //
 // Without --cluster it runs as a single durable node. `--help` lists every
-// option; `--config FILE` reads them from a TOML/INI file.
+// option; `--config FILE` reads them from a TOML/INI file (same names as the
+// flags) and every flag can also come from the environment: --data-dir from
+// CATGA_DATA_DIR, --admin-token from CATGA_ADMIN_TOKEN, ... (a flag given on
+// the command line wins, then the environment, then the file).
 #include <CLI/CLI.hpp>
-#include <signal.h>
 
-#include <cstdio>
+#include <cctype>
+
 #include <iostream>
 #include <mutex>
 
 #include <catga/application.hpp>
 #include <catga/backup.hpp>
+#include <catga/hosting.hpp>
 #include <catga/http.hpp>
 #include <catga/logging.hpp>
 #include <catga/metrics.hpp>
@@ -22,31 +26,6 @@
 #include "orders.hpp"
 
 namespace {
-
-// "1=127.0.0.1:7001,2=127.0.0.1:7011" → members.
-catga::Result<std::vector<catga::Member>> parse_cluster(const std::string& text) {
-  std::vector<catga::Member> members;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    std::size_t comma = text.find(',', start);
-    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    auto eq = item.find('=');
-    if (eq == std::string::npos) {
-      return catga::Error{catga::Code::invalid_argument, "--cluster: '" + item + "' is not ID=HOST:PORT"};
-    }
-    catga::Member m;
-    try {
-      m.id = std::stoull(item.substr(0, eq));
-    } catch (...) {
-      return catga::Error{catga::Code::invalid_argument, "--cluster: '" + item + "' has no numeric id"};
-    }
-    m.address = item.substr(eq + 1);
-    members.push_back(std::move(m));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return members;
-}
 
 catga::Result<std::pair<std::string, std::uint16_t>> parse_host_port(const std::string& text) {
   auto colon = text.rfind(':');
@@ -78,14 +57,19 @@ std::string totals_json(const orders::ProductTotals& totals) {
 
 }  // namespace
 
+// CATGA_DATA_DIR for --data-dir: every long option can come from the environment.
+void options_from_environment(CLI::App& cli) {
+  for (CLI::Option* option : cli.get_options()) {
+    if (option->get_lnames().empty() || option->get_lnames().front() == "help") continue;
+    std::string name = "CATGA_";
+    for (char c : option->get_lnames().front()) name += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+    option->envname(name);
+  }
+}
+
 int main(int argc, char** argv) {
-  // SIGINT/SIGTERM are taken with sigwait below; block them before any thread
-  // starts so that every thread inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Owns SIGINT/SIGTERM from here on (before any thread starts).
+  catga::hosting::ShutdownSignals signals;
 
   CLI::App cli{"catga-orders: the order service, one node of a Catga cluster"};
   cli.set_config("--config", "", "read options from this TOML/INI file");
@@ -127,6 +111,9 @@ int main(int argc, char** argv) {
   cli.add_option("--admin-token", admin_token, "bearer token required by the mutating /raft/* endpoints");
   cli.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  std::string log_format = "text";
+  cli.add_option("--log-format", log_format, "text, or json: one JSON object per line")
+      ->check(CLI::IsMember({"text", "json"}));
   auto* join_flag = cli.add_flag("--join", join, "this node is being added to a running cluster: wait for the leader instead of bootstrapping");
   cli.add_option("--restore-from", restore_from,
                  "disaster recovery: build the empty --data-dir from this backup file (POST /raft/backup) as the only "
@@ -139,11 +126,15 @@ int main(int argc, char** argv) {
                "voter of a NEW cluster (--cluster-id must differ from the stored one). Give it for one start only")
       ->needs(cluster_option)
       ->excludes(join_flag);
+  options_from_environment(cli);
   CLI11_PARSE(cli, argc, argv);
 
   catga::LogLevel level{};
   (void)catga::parse_log_level(log_level, level);
   catga::set_log_level(level);
+  catga::LogFormat format{};
+  (void)catga::parse_log_format(log_format, format);
+  catga::set_log_format(format);
 
   auto listen = parse_host_port(http);
   if (!listen) return std::cerr << "catga-orders: " << listen.error().message() << "\n", 2;
@@ -152,18 +143,18 @@ int main(int argc, char** argv) {
   catga::Metrics metrics;
   catga::ApplicationBuilder<orders::OrderBook> builder;
   builder.use(metrics.behavior());
-  orders::register_orders(builder, &totals, [id, level](const orders::OrderCreated& e) {
+  const std::string node = "catga-orders node " + std::to_string(id) + ": ";
+  orders::register_orders(builder, &totals, [node, level](const orders::OrderCreated& e) {
     // The leader-only side effect of the plan: a notification (here, a log
     // line at level info — `--log-level warn` silences it, as load tests do).
     if (level > catga::LogLevel::info) return;
-    std::fprintf(stderr, "catga-orders node %llu: notify: order %llu created (%d x %s)\n",
-                 static_cast<unsigned long long>(id), static_cast<unsigned long long>(e.id), e.quantity,
-                 e.product_id.c_str());
+    catga::log_message(catga::LogLevel::info, node + "notify: order " + std::to_string(e.id) + " created (" +
+                                                  std::to_string(e.quantity) + " x " + e.product_id + ")");
   });
   if (cluster.empty()) {
     builder.data_dir(data_dir);
   } else {
-    auto members = parse_cluster(cluster);
+    auto members = catga::hosting::parse_members(cluster);
     if (!members) return std::cerr << "catga-orders: " << members.error().message() << "\n", 2;
     catga::ClusterOptions options{.node_id = id,
                                   .members = std::move(*members),
@@ -179,10 +170,10 @@ int main(int argc, char** argv) {
     if (!restore_from.empty()) {
       auto restored = catga::restore_backup(restore_from, options);
       if (!restored) return std::cerr << "catga-orders: cannot restore: " << restored.error() << "\n", 1;
-      std::fprintf(stderr, "catga-orders node %llu: restored %s (cluster '%s', index %llu, term %llu) into %s as the "
-                   "only member of cluster '%s'\n", static_cast<unsigned long long>(id), restore_from.c_str(),
-                   restored->cluster_id.c_str(), static_cast<unsigned long long>(restored->index),
-                   static_cast<unsigned long long>(restored->term), data_dir.c_str(), cluster_id.c_str());
+      catga::log_message(catga::LogLevel::info,
+                         node + "restored " + restore_from + " (cluster '" + restored->cluster_id + "', index " +
+                             std::to_string(restored->index) + ", term " + std::to_string(restored->term) + ") into " +
+                             data_dir + " as the only member of cluster '" + cluster_id + "'");
     }
     builder.cluster(std::move(options));
   }
@@ -213,14 +204,11 @@ int main(int argc, char** argv) {
     std::cerr << "catga-orders: cannot serve HTTP on " << http << ": " << started.error() << "\n";
     return 1;
   }
-  std::fprintf(stderr, "catga-orders node %llu: HTTP on %s:%u, data in %s\n", static_cast<unsigned long long>(id),
-               listen->first.c_str(), server.port(), data_dir.c_str());
+  catga::log_message(catga::LogLevel::info, node + "HTTP on " + listen->first + ":" + std::to_string(server.port()) +
+                                                ", data in " + data_dir);
 
-  // Serve until SIGINT or SIGTERM.
-  int received = 0;
-  sigwait(&signals, &received);
-  std::fprintf(stderr, "catga-orders node %llu: stopping\n", static_cast<unsigned long long>(id));
-  server.stop();
-  app->reset();
+  // Serve until SIGINT or SIGTERM, then stop the server, then the node.
+  auto stopped = catga::hosting::serve_until_signal(signals, server, *app);
+  if (!stopped) return std::cerr << "catga-orders: " << stopped.error() << "\n", 1;
   return 0;
 }

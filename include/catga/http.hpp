@@ -3,7 +3,8 @@
 // every registered message, health checks, Prometheus metrics and cluster
 // administration.
 //
-//   catga::http::Server server(*app, {.port = 8080});
+//   auto app = builder.build();  // Result<std::unique_ptr<Application>>
+//   catga::http::Server server(**app, {.port = 8080});
 //   server.post("/orders", [](const catga::http::Request& r) { return r.json<CreateOrder>(); }, {.status = 201})
 //         .get("/orders/{id}", [](const catga::http::Request& r) { return GetOrder{.id = r.param<std::uint64_t>("id")}; })
 //         .map_health()
@@ -82,8 +83,8 @@ struct ServerOptions {
   std::uint16_t port = 0;
   // I/O threads running the handlers.
   unsigned threads = 2;
-  // Larger bodies are answered 413. Bodies beyond `4 * max_body_bytes` (at
-  // least 64 KiB more) are not read at all: the connection is closed.
+  // Larger bodies, whatever their size, are read and discarded (never
+  // stored) and answered 413 with `Connection: close`.
   std::size_t max_body_bytes = 1u << 20;
   // The deadline of every command and query sent on behalf of a request
   // (CommandOptions/QueryOptions::timeout); exceeding it answers 504.
@@ -308,14 +309,16 @@ class Server {
   // GET /metrics (Prometheus text): the server's own HTTP series, the node's
   // gauges, and — when given — the per-message series of `metrics`.
   Server& map_metrics(const Metrics* metrics = nullptr);
-  // POST /commands/{wire-name}, POST /queries/{wire-name}, GET /messages: a
-  // JSON body becomes the registered message of that wire name. Reported by
-  // start() as failed_precondition when the application has pipeline
-  // behaviours other than catga::Metrics (these endpoints cannot run them yet).
+  // POST /commands/{wire-name}, POST /queries/{wire-name},
+  // POST /events/{wire-name}, GET /messages: a JSON body becomes the
+  // registered message of that wire name and is sent exactly like a typed
+  // call, every pipeline behaviour included. An unknown wire name (or one of
+  // the other kind) answers 404 with code unimplemented.
   Server& map_message_endpoints();
   // GET /raft/status; with the admin token: POST /raft/members,
   // PUT /raft/members/{id}/role, DELETE /raft/members/{id},
-  // POST /raft/leadership, POST /raft/snapshot (501: not available yet).
+  // POST /raft/leadership, POST /raft/snapshot (202 with the index the
+  // snapshot covers), POST /raft/backup (an online backup file, backup.hpp).
   // Reported by start() when listening beyond loopback without an admin_token.
   Server& map_cluster_admin();
 

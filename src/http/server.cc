@@ -7,6 +7,13 @@
 // the node's loop thread) never touches a destroyed io_context. `stop()`
 // closes the acceptor, waits (bounded) until every accepted request has been
 // answered and written, then stops the io_context and joins the threads.
+//
+// Bodies over ServerOptions::max_body_bytes: RESTinio 0.6.16's parser drops
+// the connection without a word when a body passes its limit. Catga replaces
+// the parser's body callbacks (RESTinio builds them per HTTP-methods mapper
+// type, so Catga's own mapper gets its own specialization below): past the
+// limit the body is read and discarded, never stored, and the request reaches
+// the handler marked, which answers 413 with `Connection: close`.
 #include <restinio/all.hpp>
 
 #include <condition_variable>
@@ -16,12 +23,73 @@
 
 #include "http/server_impl.hpp"
 
+namespace catga::http::internal {
+
+// RESTinio's own HTTP method mapping under a type of Catga's, so that
+// create_parser_settings<BodyLimitedMethods> below is Catga's to define.
+struct BodyLimitedMethods : restinio::default_http_methods_t {};
+
+// The header field that marks a request whose body passed the limit (its
+// value: the declared length, or empty for a chunked body). A client's own
+// field of that name is removed before the mark is set.
+inline constexpr std::string_view kBodyOverLimit = "catga-body-over-limit";
+
+}  // namespace catga::http::internal
+
+namespace restinio::impl {
+
+template <>
+inline http_parser_settings create_parser_settings<catga::http::internal::BodyLimitedMethods>() noexcept {
+  using catga::http::internal::kBodyOverLimit;
+  static constexpr auto over_limit = [](http_parser_ctx_t& ctx) { return ctx.m_header.has_field(kBodyOverLimit); };
+  static constexpr auto mark_over_limit = [](http_parser_ctx_t& ctx, std::string declared) noexcept {
+    try {
+      ctx.m_header.set_field(std::string(kBodyOverLimit), std::move(declared));
+      std::string().swap(ctx.m_body);  // what was read so far goes too
+      ctx.m_chunked_info_block.m_chunks.clear();
+      return 0;
+    } catch (...) {
+      return -1;
+    }
+  };
+  http_parser_settings settings = create_parser_settings<restinio::default_http_methods_t>();
+  settings.on_headers_complete = [](http_parser* parser) -> int {
+    auto& ctx = *static_cast<http_parser_ctx_t*>(parser->data);
+    ctx.m_header.remove_all_of(kBodyOverLimit);
+    if (parser->content_length != ULLONG_MAX && parser->content_length > ctx.m_limits.max_body_size()) {
+      ctx.m_leading_headers_completed = true;
+      return mark_over_limit(ctx, std::to_string(parser->content_length));
+    }
+    return restinio_headers_complete_cb(parser);
+  };
+  settings.on_body = [](http_parser* parser, const char* at, size_t length) -> int {
+    auto& ctx = *static_cast<http_parser_ctx_t*>(parser->data);
+    if (over_limit(ctx)) return 0;  // discarded
+    if (ctx.m_body.size() + length > ctx.m_limits.max_body_size()) return mark_over_limit(ctx, {});
+    return restinio_body_cb(parser, at, length);
+  };
+  settings.on_chunk_header = [](http_parser* parser) -> int {
+    if (over_limit(*static_cast<http_parser_ctx_t*>(parser->data))) return 0;
+    return restinio_chunk_header_cb(parser);
+  };
+  settings.on_message_complete = [](http_parser* parser) -> int {
+    return restinio_message_complete_cb<catga::http::internal::BodyLimitedMethods>(parser);
+  };
+  return settings;
+}
+
+}  // namespace restinio::impl
+
 namespace catga::http {
 namespace internal {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Traits = restinio::default_traits_t;  // strands: safe with several I/O threads
+// RESTinio's defaults (strands: safe with several I/O threads) with Catga's
+// body limit handling.
+struct Traits : restinio::default_traits_t {
+  using http_methods_mapper_t = BodyLimitedMethods;
+};
 using HttpServer = restinio::http_server_t<Traits>;
 
 // Counts requests accepted and not yet written, so stop() can drain them.
@@ -111,6 +179,8 @@ class RestinioResponse final : public detail::PendingResponse {
     core_->drain->begin();
   }
   void set_route(std::size_t route) noexcept { route_ = route; }
+  // The answer ends the connection (`Connection: close`).
+  void close_connection() noexcept { close_ = true; }
 
   void send(int status, std::string body, std::string_view content_type, Headers headers) noexcept override {
     stats_->record(route_, status, Clock::now() - start_);
@@ -119,7 +189,7 @@ class RestinioResponse final : public detail::PendingResponse {
           restinio::http_status_line_t{restinio::http_status_code_t{static_cast<std::uint16_t>(status)}, reason_phrase(status)});
       if (!content_type.empty()) response.append_header(restinio::http_field::content_type, std::string(content_type));
       for (auto& [name, value] : headers) response.append_header(std::move(name), std::move(value));
-      if (core_->stopping.load(std::memory_order_relaxed)) response.connection_close();
+      if (close_ || core_->stopping.load(std::memory_order_relaxed)) response.connection_close();
       response.set_body(std::move(body));
       response.done([drain = core_->drain](const asio::error_code&) { drain->end(); });
     } catch (...) {
@@ -133,6 +203,7 @@ class RestinioResponse final : public detail::PendingResponse {
   restinio::request_handle_t request_;
   Clock::time_point start_;
   std::size_t route_ = static_cast<std::size_t>(-1);  // unmatched
+  bool close_ = false;
 };
 
 restinio::request_handling_status_t handle(Server::Impl& impl, const ServerOptions& options,
@@ -171,10 +242,12 @@ restinio::request_handling_status_t handle(Server::Impl& impl, const ServerOptio
       return restinio::request_accepted();
   }
   response.set_route(match.id);
-  if (req->body().size() > options.max_body_bytes) {
-    responder.error(Error{Code::invalid_argument, "request body of " + std::to_string(req->body().size()) +
-                                                      " bytes exceeds the limit of " +
-                                                      std::to_string(options.max_body_bytes)},
+  if (const auto declared = req->header().opt_value_of(kBodyOverLimit)) {
+    // The body was read and discarded by the parser (see the top of this file).
+    const std::string size = declared->empty() ? "request body" : "request body of " + std::string(*declared) + " bytes";
+    response.close_connection();
+    responder.error(Error{Code::invalid_argument,
+                          size + " exceeds the limit of " + std::to_string(options.max_body_bytes) + " bytes"},
                     {}, 413);
     return restinio::request_accepted();
   }
@@ -190,6 +263,7 @@ restinio::request_handling_status_t handle(Server::Impl& impl, const ServerOptio
   parts.params = std::move(match.params);
   parts.query = std::move(*query);
   req->header().for_each_field([&](const restinio::http_header_field_t& field) {
+    if (field.name() == kBodyOverLimit) return;
     parts.headers.emplace_back(field.name(), field.value());
   });
   parts.body = req->body();
@@ -246,10 +320,6 @@ Result<void> Server::start() {
 
   impl_->stats = std::make_shared<HttpStats>(impl_->router);
   auto core = std::make_shared<Core>(options_.threads);
-  // Bodies up to the hard limit are read and answered 413 above
-  // max_body_bytes; larger ones make RESTinio drop the connection.
-  const std::uint64_t hard_body_limit =
-      std::max<std::uint64_t>(4ull * options_.max_body_bytes, options_.max_body_bytes + (64u << 10));
   restinio::server_settings_t<Traits> settings;
   settings.address(address)
       .port(options_.port)
@@ -264,7 +334,7 @@ Result<void> Server::start() {
                                     .max_field_name_size(1u << 10)
                                     .max_field_value_size(16u << 10)
                                     .max_field_count(128)
-                                    .max_body_size(hard_body_limit))
+                                    .max_body_size(options_.max_body_bytes))  // past it: 413, see above
       .socket_options_setter([](restinio::socket_options_t& socket) {
         asio::error_code ignored;
         socket.set_option(asio::ip::tcp::no_delay{true}, ignored);

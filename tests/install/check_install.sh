@@ -29,7 +29,7 @@ if [[ $mode == shared ]]; then
   cmake -S "$src" -B "$shared_build" -G Ninja -DBUILD_SHARED_LIBS=ON -DCMAKE_BUILD_TYPE="$build_type" \
     -DCATGA_WERROR="$(cache CATGA_WERROR)" -DCATGA_BUILD_TESTS=OFF -DCATGA_BUILD_BENCH=OFF \
     -DCATGA_BUILD_EXAMPLES=ON -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
-  cmake --build "$shared_build" --target catga_core catga_cluster catga_http catga-orders
+  cmake --build "$shared_build" --target catga_core catga_cluster catga_http catga-orders catgactl
   build=$shared_build
 fi
 cmake --install "$build" --prefix "$prefix" >/dev/null
@@ -85,6 +85,7 @@ if [[ $mode == shared ]]; then
                  grep -q "libraft0 (>= 0.22.1)" <<<"$depends" || fail "$name does not depend on libraft0 >= 0.22.1"
                  grep -q 'libuv1' <<<"$depends" || fail "$name does not depend on libuv1" ;;
       catga-orders) grep -q 'usr/bin/catga-orders' <<<"$contents" || fail "$name lacks the binary"
+                    grep -q 'usr/bin/catgactl' <<<"$contents" || fail "$name lacks catgactl"
                     grep -q 'libcatga' <<<"$depends" || fail "$name does not depend on the library package" ;;
       *) fail "unexpected package $name" ;;
     esac

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""catgactl against a real 3-node cluster of catga-orders processes on
+127.0.0.1 (free ports, own directory): status and health tables and JSON,
+members list/add/promote/remove (a 4th node joins), leader transfer,
+snapshot, backup, the admin token, unreachable endpoints and bad usage.
+Usage: catgactl_test.py PATH/TO/catgactl PATH/TO/catga-orders"""
+import json, os, shutil, subprocess, sys, tempfile, unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import demo  # Node, free_pair, free_port, wait_until, leader_of
+
+CATGACTL = ORDERS = None
+TOKEN = "catgactl-test-token"
+
+
+def cluster_arg(nodes):
+    return ",".join(f"{n.id}=127.0.0.1:{n.raft_port}" for n in nodes)
+
+
+class Catgactl(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="catgactl-test-")
+        cls.nodes = [demo.Node(ORDERS, i, demo.free_pair(), demo.free_port(), "", cls.root, ["--admin-token", TOKEN])
+                     for i in (1, 2, 3)]
+        for n in cls.nodes: n.cluster = cluster_arg(cls.nodes)
+        for n in cls.nodes: n.start()
+        if not demo.wait_until(lambda: demo.leader_of(cls.nodes), limit=60):
+            cls.tearDownClass()
+            raise RuntimeError("no leader")
+        cls.endpoints = ",".join(f"127.0.0.1:{n.http_port}" for n in cls.nodes)
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes: n.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def ctl(self, *args, token=TOKEN, endpoints=None, expect=0):
+        cmd = [CATGACTL, "--endpoints", endpoints or self.endpoints, "--timeout-ms", "20000"]
+        if token: cmd += ["--token", token]
+        r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, expect, f"{args}: {r.stdout}{r.stderr}")
+        return r
+
+    def leader_id(self):
+        """The id of the ready leader (waits for one: changes go to it)."""
+        leader = demo.wait_until(lambda: demo.leader_of(self.nodes), limit=60)
+        self.assertIsNotNone(leader, "no ready leader")
+        return leader.id
+
+    def test_status_table_and_json(self):
+        self.leader_id()
+        table = self.ctl("status").stdout.splitlines()
+        self.assertEqual(table[0].split()[:4], ["ENDPOINT", "ID", "ROLE", "TERM"])
+        self.assertEqual(len(table), 4)
+        rows = json.loads(self.ctl("-o", "json", "status").stdout)
+        self.assertEqual(sorted(r["status"]["id"] for r in rows), [1, 2, 3])
+        self.assertTrue(demo.wait_until(lambda: sum(r["status"]["role"] == "leader" for r in json.loads(
+            self.ctl("-o", "json", "status").stdout)) == 1, limit=30), "not exactly one leader")
+
+    def test_health(self):
+        self.assertTrue(demo.wait_until(lambda: all(
+            r["health"]["status"] == "healthy" for r in json.loads(self.ctl("-o", "json", "health").stdout)), limit=30))
+        self.assertIn("healthy", self.ctl("health").stdout)
+
+    def test_unreachable_endpoint_is_reported_and_fails(self):
+        dead = f"127.0.0.1:{demo.free_port()}"
+        r = self.ctl("health", endpoints=f"{self.endpoints},{dead}", expect=1)
+        self.assertIn("unreachable", r.stdout)
+        r = self.ctl("status", endpoints=dead, expect=1)
+        self.assertIn(dead, r.stdout)
+
+    def test_members_add_promote_remove(self):
+        table = self.ctl("members", "list").stdout
+        for n in self.nodes: self.assertIn(f"127.0.0.1:{n.raft_port}", table)
+        joiner = demo.Node(ORDERS, 4, demo.free_pair(), demo.free_port(), "", self.root, ["--admin-token", TOKEN, "--join"])
+        joiner.cluster = cluster_arg(self.nodes + [joiner])
+        joiner.start()
+        try:
+            self.leader_id()
+            r = self.ctl("members", "add", "4", f"127.0.0.1:{joiner.raft_port}", "--role", "spare")
+            self.assertIn("member 4 added as spare", r.stdout)
+            members = json.loads(self.ctl("-o", "json", "members", "list").stdout)
+            self.assertEqual({m["id"]: m["role"] for m in members}[4], "spare")
+            self.leader_id()
+            self.ctl("members", "promote", "4", "--role", "standby")
+            self.assertTrue(demo.wait_until(lambda: {m["id"]: m["role"] for m in json.loads(
+                self.ctl("-o", "json", "members", "list").stdout)}.get(4) == "standby", limit=30))
+            self.leader_id()
+            self.ctl("members", "remove", "4")
+            members = json.loads(self.ctl("-o", "json", "members", "list").stdout)
+            self.assertNotIn(4, [m["id"] for m in members])
+        finally:
+            joiner.stop()
+
+    def test_leader_transfer(self):
+        before = self.leader_id()
+        target = next(n.id for n in self.nodes if n.id != before)
+        r = self.ctl("leader", "transfer", str(target))
+        self.assertIn(f"leadership transferred to {target}", r.stdout)
+        self.assertEqual(self.leader_id(), target)
+
+    def test_snapshot_and_backup(self):
+        self.leader_id()
+        r = json.loads(self.ctl("-o", "json", "snapshot").stdout)
+        self.assertGreater(r["index"], 0)
+        path = os.path.join(self.root, "cluster.catga-backup")
+        r = json.loads(self.ctl("-o", "json", "backup", path).stdout)
+        self.assertTrue(os.path.exists(path))
+        self.assertEqual(os.path.getsize(path), r["bytes"])
+        self.assertGreater(r["index"], 0)
+        self.assertFalse(os.path.exists(path + ".partial"))
+
+    def test_changes_need_the_token(self):
+        self.leader_id()
+        r = self.ctl("snapshot", token=None, expect=1)
+        self.assertIn("401 unauthenticated", r.stderr)
+        r = self.ctl("leader", "transfer", token="wrong", expect=1)
+        self.assertIn("401", r.stderr)
+
+    def test_bad_usage(self):
+        self.ctl("members", "add", "x", "127.0.0.1:1", expect=105)  # CLI11: a conversion error
+        r = self.ctl("status", endpoints="https://127.0.0.1:1", expect=1)
+        self.assertIn("https is not supported", r.stderr)
+        r = self.ctl("status", endpoints="nohost", expect=1)
+        self.assertIn("is not HOST:PORT", r.stderr)
+
+
+if __name__ == "__main__":
+    CATGACTL, ORDERS = sys.argv.pop(1), sys.argv.pop(1)
+    unittest.main()

@@ -1,0 +1,369 @@
+// catgactl: the command-line client of a Catga cluster's HTTP admin API
+// (GET /raft/status, /health; POST /raft/members, /raft/leadership,
+// /raft/snapshot, /raft/backup; PUT/DELETE /raft/members/{id}).
+//
+//   catgactl --endpoints 127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083 status
+//   catgactl --endpoints ... --token "$TOKEN" leader transfer 2
+//   catgactl --endpoints ... -o json health
+//
+// Changes go to the leader: catgactl asks every endpoint for its status and
+// sends the change to the one that is leader (nodes know each other's Raft
+// addresses, not their HTTP ones, so the leader must be among --endpoints).
+// Exit status: 0 success, 1 a failed call or an unhealthy/unreachable
+// endpoint, 2 bad usage.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "http_client.hpp"
+
+namespace catgactl {
+namespace {
+
+using json = nlohmann::json;
+using catga::Code;
+using catga::Error;
+
+struct Options {
+  std::string endpoints = "127.0.0.1:8080";
+  std::string token;
+  std::string output = "table";
+  int timeout_ms = 10000;
+  bool json() const { return output == "json"; }
+};
+
+// A failure already reported on standard error.
+struct Failed {};
+
+[[noreturn]] void fail(const std::string& message) {
+  std::cerr << "catgactl: " << message << "\n";
+  throw Failed{};
+}
+
+std::string describe(const Endpoint& endpoint, const Response& response) {
+  auto body = json::parse(response.body, nullptr, false);
+  std::string out = endpoint.text() + ": HTTP " + std::to_string(response.status);
+  if (!body.is_discarded() && body.contains("error")) {
+    out += " " + body["error"].value("code", "") + ": " + body["error"].value("message", "");
+  }
+  return out;
+}
+
+class Client {
+ public:
+  explicit Client(Options options) : options_(std::move(options)) {
+    auto endpoints = parse_endpoints(options_.endpoints);
+    if (!endpoints) fail("--endpoints: " + endpoints.error().message());
+    endpoints_ = std::move(*endpoints);
+  }
+  const Options& options() const { return options_; }
+  const std::vector<Endpoint>& endpoints() const { return endpoints_; }
+
+  catga::Result<Response> call(const Endpoint& endpoint, Call call) const {
+    call.token = options_.token;
+    return request(endpoint, call, std::chrono::milliseconds(options_.timeout_ms));
+  }
+  // The JSON of a 2xx answer (or of `also_ok`), or a failure on stderr.
+  json expect_json(const Endpoint& endpoint, Call c, int also_ok = 0) const {
+    auto response = call(endpoint, std::move(c));
+    if (!response) fail(response.error().message());
+    if ((response->status / 100 != 2 && response->status != also_ok)) fail(describe(endpoint, *response));
+    auto body = json::parse(response->body, nullptr, false);
+    if (body.is_discarded()) fail(endpoint.text() + ": the answer is not JSON");
+    return body;
+  }
+  // The leader among the endpoints.
+  const Endpoint& leader() const {
+    std::string known;
+    for (const auto& endpoint : endpoints_) {
+      auto response = call(endpoint, {.path = "/raft/status"});
+      if (!response || response->status != 200) continue;
+      auto status = json::parse(response->body, nullptr, false);
+      if (status.is_discarded()) continue;
+      if (status.value("role", "") == "leader") return endpoint;
+      if (status.contains("leader") && status["leader"].value("known", false)) {
+        known = " (the leader is node " + std::to_string(status["leader"].value("id", 0)) + ", Raft address " +
+                status["leader"].value("address", "") + ": add its HTTP endpoint)";
+      }
+    }
+    fail("no endpoint in --endpoints is the leader" + known);
+  }
+  // Sends a change to the leader; 204 expected.
+  void change(const std::string& method, const std::string& path, const json& body, const std::string& done) const {
+    const Endpoint& at = leader();
+    auto response = call(at, {.method = method, .path = path, .body = body.is_null() ? "" : body.dump()});
+    if (!response) fail(response.error().message());
+    if (response->status != 204) fail(describe(at, *response));
+    if (options_.json()) {
+      std::cout << json{{"ok", true}, {"endpoint", at.text()}, {"done", done}}.dump() << "\n";
+    } else {
+      std::cout << done << "\n";
+    }
+  }
+
+ private:
+  Options options_;
+  std::vector<Endpoint> endpoints_;
+};
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    line.erase(line.find_last_not_of(' ') + 1);
+    std::cout << line << "\n";
+  }
+}
+
+std::string text(const json& value) {
+  if (value.is_null()) return "-";
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_boolean()) return value.get<bool>() ? "yes" : "no";
+  return value.dump();
+}
+
+// GET `path` on every endpoint: [{"endpoint":..., key: body} | {"endpoint":..., "error":...}].
+json gather(const Client& client, const std::string& path, const std::string& key) {
+  json all = json::array();
+  for (const auto& endpoint : client.endpoints()) {
+    json entry{{"endpoint", endpoint.text()}};
+    auto response = client.call(endpoint, {.path = path});
+    if (!response) {
+      entry["error"] = response.error().message();
+    } else if (auto body = json::parse(response->body, nullptr, false); body.is_discarded()) {
+      entry["error"] = describe(endpoint, *response);
+    } else {
+      entry["http_status"] = response->status;
+      entry[key] = std::move(body);
+    }
+    all.push_back(std::move(entry));
+  }
+  return all;
+}
+
+int status(const Client& client) {
+  json all = gather(client, "/raft/status", "status");
+  int rc = 0;
+  std::vector<std::vector<std::string>> rows = {
+      {"ENDPOINT", "ID", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "SNAPSHOT", "READY", "ERROR"}};
+  for (const auto& entry : all) {
+    if (!entry.contains("status") || entry["http_status"] != 200) {
+      rc = 1;
+      rows.push_back({entry["endpoint"], "-", "-", "-", "-", "-", "-", "-", "-",
+                      entry.value("error", "HTTP " + text(entry.value("http_status", json())))});
+      continue;
+    }
+    const json& s = entry["status"];
+    const json leader = s.value("leader", json::object());
+    rows.push_back(
+        {entry["endpoint"], text(s.value("id", json())), text(s.value("role", json())), text(s.value("term", json())),
+         leader.value("known", false) ? text(leader.value("id", json())) : "-", text(s.value("commit_index", json())),
+         text(s.value("applied_index", json())), text(s.value("last_snapshot_index", json())),
+         text(s.value("ready", json())), s.value("failure", "").empty() ? "" : s.value("failure", "")});
+  }
+  if (client.options().json())
+    std::cout << all.dump() << "\n";
+  else
+    print_table(rows);
+  return rc;
+}
+
+int health(const Client& client) {
+  json all = gather(client, "/health", "health");
+  int rc = 0;
+  std::vector<std::vector<std::string>> rows = {{"ENDPOINT", "HEALTH", "ROLE", "READY", "REASON"}};
+  for (const auto& entry : all) {
+    if (!entry.contains("health")) {
+      rc = 1;
+      rows.push_back({entry["endpoint"], "unreachable", "-", "-", entry.value("error", "")});
+      continue;
+    }
+    const json& h = entry["health"];
+    const std::string state = h.value("status", "unknown");
+    if (state != "healthy" && state != "degraded") rc = 1;
+    rows.push_back({entry["endpoint"], state, text(h.value("role", json())), text(h.value("ready", json())),
+                    h.value("not_ready_reason", h.value("failure", ""))});
+  }
+  if (client.options().json())
+    std::cout << all.dump() << "\n";
+  else
+    print_table(rows);
+  return rc;
+}
+
+int members_list(const Client& client) {
+  for (const auto& endpoint : client.endpoints()) {
+    auto response = client.call(endpoint, {.path = "/raft/status"});
+    if (!response || response->status != 200) continue;
+    auto s = json::parse(response->body, nullptr, false);
+    if (s.is_discarded()) continue;
+    const json members = s.value("members", json::array());
+    if (client.options().json()) {
+      std::cout << members.dump() << "\n";
+      return 0;
+    }
+    const std::uint64_t leader = s.value("leader", json::object()).value("id", std::uint64_t{0});
+    std::vector<std::vector<std::string>> rows = {{"ID", "ADDRESS", "PEER_ADDRESS", "ROLE", "LEADER"}};
+    for (const auto& m : members) {
+      const std::string peer = m.value("peer_address", "");
+      rows.push_back({text(m.value("id", json())), m.value("address", ""), peer.empty() ? "-" : peer,
+                      m.value("role", ""), m.value("id", std::uint64_t{0}) == leader ? "*" : ""});
+    }
+    print_table(rows);
+    return 0;
+  }
+  fail("no endpoint in --endpoints answered /raft/status");
+}
+
+int snapshot(const Client& client) {
+  const Endpoint& at = client.leader();
+  json body = client.expect_json(at, {.method = "POST", .path = "/raft/snapshot"});
+  if (client.options().json()) {
+    std::cout << json{{"endpoint", at.text()}, {"index", body.value("index", 0)}}.dump() << "\n";
+  } else {
+    std::cout << "snapshot covering index " << body.value("index", 0) << " being written on " << at.text() << "\n";
+  }
+  return 0;
+}
+
+int backup(const Client& client, const std::string& file) {
+  const Endpoint& at = client.leader();
+  auto response = client.call(at, {.method = "POST", .path = "/raft/backup"});
+  if (!response) fail(response.error().message());
+  if (response->status != 200) fail(describe(at, *response));
+  // Written next to its destination, then renamed: never a half-written file under the name.
+  const std::filesystem::path target(file);
+  const std::filesystem::path partial = target.string() + ".partial";
+  {
+    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+    out.write(response->body.data(), static_cast<std::streamsize>(response->body.size()));
+    out.flush();
+    if (!out) fail("cannot write " + partial.string());
+  }
+  std::error_code ec;
+  std::filesystem::rename(partial, target, ec);
+  if (ec) fail("cannot rename " + partial.string() + " to " + file + ": " + ec.message());
+  const std::string index = response->header("X-Catga-Backup-Index");
+  const std::string term = response->header("X-Catga-Backup-Term");
+  if (client.options().json()) {
+    std::cout << json{{"endpoint", at.text()},
+                      {"file", file},
+                      {"bytes", response->body.size()},
+                      {"index", std::stoull(index.empty() ? "0" : index)},
+                      {"term", std::stoull(term.empty() ? "0" : term)}}
+                     .dump()
+              << "\n";
+  } else {
+    std::cout << "backup at index " << index << ", term " << term << " (" << response->body.size() << " bytes) from "
+              << at.text() << " written to " << file << "\n";
+  }
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  CLI::App cli{"catgactl: the command-line client of a Catga cluster (its HTTP admin API)"};
+  cli.require_subcommand(1);
+  Options options;
+  cli.add_option("--endpoints", options.endpoints, "the nodes' HTTP addresses, HOST:PORT,HOST:PORT,...")
+      ->envname("CATGACTL_ENDPOINTS")
+      ->capture_default_str();
+  cli.add_option("--token", options.token, "admin token (Authorization: Bearer) for changes, snapshots and backups")
+      ->envname("CATGACTL_TOKEN");
+  cli.add_option("-o,--output", options.output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  cli.add_option("--timeout-ms", options.timeout_ms, "per-request deadline")
+      ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
+
+  auto* status_cmd = cli.add_subcommand("status", "each endpoint's node: id, role, term, leader, indexes");
+  auto* health_cmd = cli.add_subcommand("health", "each endpoint's health (exit 1 if one is unhealthy or unreachable)");
+  auto* members = cli.add_subcommand("members", "the cluster's configuration");
+  members->require_subcommand(1);
+  auto* list = members->add_subcommand("list", "every member, its Raft address and role");
+  std::uint64_t id = 0;
+  std::string address, role = "voter", peer_address;
+  auto* add = members->add_subcommand("add", "add a member (start it with --join); as a voter it catches up first");
+  add->add_option("id", id, "the new member's id")->required()->check(CLI::PositiveNumber);
+  add->add_option("address", address, "its Raft address HOST:PORT")->required();
+  add->add_option("--role", role, "voter, standby or spare")
+      ->check(CLI::IsMember({"voter", "standby", "spare"}))
+      ->capture_default_str();
+  add->add_option("--peer-address", peer_address, "its peer channel HOST:PORT (default: Raft port + 1)");
+  auto* remove = members->add_subcommand("remove", "remove a member");
+  remove->add_option("id", id, "the member's id")->required()->check(CLI::PositiveNumber);
+  auto* promote = members->add_subcommand("promote", "change a member's role (default: make it a voter)");
+  promote->add_option("id", id, "the member's id")->required()->check(CLI::PositiveNumber);
+  promote->add_option("--role", role, "voter, standby or spare")
+      ->check(CLI::IsMember({"voter", "standby", "spare"}))
+      ->capture_default_str();
+  auto* leader = cli.add_subcommand("leader", "leadership");
+  leader->require_subcommand(1);
+  std::uint64_t to = 0;
+  auto* transfer = leader->add_subcommand("transfer", "hand leadership to a voter (default: the most up-to-date)");
+  transfer->add_option("id", to, "the voter's id (0 or none: let the leader choose)");
+  auto* snapshot_cmd = cli.add_subcommand("snapshot", "make the leader take a snapshot now");
+  std::string file;
+  auto* backup_cmd = cli.add_subcommand("backup",
+                                        "download an online backup from the leader (restore it with "
+                                        "catga::restore_backup / catga-orders --restore-from)");
+  backup_cmd->add_option("file", file, "where to write it")->required();
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);
+  }
+  Client client(options);
+  if (status_cmd->parsed()) return status(client);
+  if (health_cmd->parsed()) return health(client);
+  if (list->parsed()) return members_list(client);
+  if (add->parsed()) {
+    client.change("POST", "/raft/members",
+                  json{{"id", id}, {"address", address}, {"role", role}, {"peer_address", peer_address}},
+                  "member " + std::to_string(id) + " added as " + role);
+    return 0;
+  }
+  if (remove->parsed()) {
+    client.change("DELETE", "/raft/members/" + std::to_string(id), nullptr,
+                  "member " + std::to_string(id) + " removed");
+    return 0;
+  }
+  if (promote->parsed()) {
+    client.change("PUT", "/raft/members/" + std::to_string(id) + "/role", json{{"role", role}},
+                  "member " + std::to_string(id) + " is now " + role);
+    return 0;
+  }
+  if (transfer->parsed()) {
+    client.change("POST", "/raft/leadership", json{{"to", to}},
+                  to == 0 ? std::string("leadership transferred") : "leadership transferred to " + std::to_string(to));
+    return 0;
+  }
+  if (snapshot_cmd->parsed()) return snapshot(client);
+  if (backup_cmd->parsed()) return backup(client, file);
+  return 2;
+}
+
+}  // namespace
+}  // namespace catgactl
+
+int main(int argc, char** argv) {
+  try {
+    return catgactl::run(argc, argv);
+  } catch (const catgactl::Failed&) {
+    return 1;
+  }
+}
