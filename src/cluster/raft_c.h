@@ -11,7 +11,8 @@
  *
  * Two modes share the same FSM glue and request plumbing:
  *   - node mode (catga_raft_open): owns a libuv loop, the raft_uv I/O, the TCP
- *     transport (wrapped so every connection gets TCP_NODELAY) and the raft;
+ *     transport (the authenticated one of raft_auth.c when a secret is set;
+ *     wrapped so every connection gets TCP_NODELAY) and the raft;
  *   - attached mode (catga_raft_glue_new + catga_raft_glue_attach): wraps a
  *     raft instance created by someone else, e.g. libraft's raft/fixture.h in
  *     deterministic tests. */
@@ -108,6 +109,9 @@ struct catga_raft_callbacks {
    * libraft 0.22.1 retries such a write from a timer that crashes the process
    * (disk_retry = 5 s later, see raft_c.c): call catga_raft_close() here. */
   void (*disk_failed)(void *ctx, const char *message);
+  /* Node mode: a connection to or from the Raft port was refused or failed
+   * authentication (one line, rate-limited by the transport). */
+  void (*transport_refused)(void *ctx, const char *line);
 };
 
 struct catga_raft_member {
@@ -127,6 +131,14 @@ struct catga_raft_config {
   int bootstrap; /* non-zero: bootstrap `members` (fresh data directory) */
   const struct catga_raft_member *members;
   unsigned n_members;
+  /* Authentication (src/cluster/raft_auth.h). secret_len > 0: every Raft
+   * connection proves the secret before libraft reads it, and a handshake
+   * must finish within handshake_timeout_ms. secret_len == 0: libraft's stock
+   * TCP transport, open to anyone (insecure mode). */
+  const void *secret;
+  size_t secret_len;
+  const char *cluster_id;
+  unsigned handshake_timeout_ms;
 };
 
 /* Node mode. On failure returns a CATGA_RAFT_* code (or -1 for a libuv

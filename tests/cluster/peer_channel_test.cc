@@ -59,7 +59,8 @@ class RawClient {
   asio::ip::tcp::socket socket_;
 };
 
-std::string hello(unsigned version = peer::kVersion, std::string cluster = "catga", std::string secret = "") {
+std::string hello(unsigned version = peer::kVersion, std::string cluster = "catga",
+                  std::string secret = testsupport::kClusterSecret) {
   std::string out;
   peer::append_hello(out, {version, std::move(cluster), std::move(secret), 99});
   return out;
@@ -204,7 +205,7 @@ TEST_F(PeerChannelAbuse, GarbageRecordAfterHelloIsRefusedBeforeTheLog) {
 }
 
 TEST(PeerChannelSecret, PeersWithoutTheSecretAreRefused) {
-  LocalCluster<bank::State> cluster(3, register_bank, [](catga::ClusterOptions& o) { o.peer_secret = "s3cret"; });
+  LocalCluster<bank::State> cluster(3, register_bank, [](catga::ClusterOptions& o) { o.peer_secret = "s3cret-s3cret-s3cret"; });
   auto leader = cluster.leader();
   ASSERT_TRUE(leader);
   RawClient c(cluster.member(*leader).peer_address);
