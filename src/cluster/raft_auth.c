@@ -123,17 +123,18 @@ static int readerBad(struct catga_auth_reader *r, const char *why) {
 static int readerIdentity(struct catga_auth_reader *r) {
   if (r->want == CATGA_AUTH_PREAMBLE) {
     uint64_t protocol = get64(r->buf);
+    uint64_t id = get64(r->buf + 8);
     uint64_t n = get64(r->buf + 16);
-    r->peer_id = get64(r->buf + 8);
     if (protocol != LIBRAFT_HANDSHAKE_PROTOCOL) {
       return readerBad(r, "not a Raft handshake (unknown protocol)");
     }
-    if (r->peer_id == 0) {
+    if (id == 0) {
       return readerBad(r, "Raft handshake claims node id 0");
     }
     if (n == 0 || n % 8 != 0 || n > CATGA_AUTH_MAX_ADDRESS) {
       return readerBad(r, "Raft handshake address length out of bounds");
     }
+    r->peer_id = id; /* the claim, unproven until the MAC checks */
     r->want = CATGA_AUTH_PREAMBLE + (size_t)n;
     return CATGA_AUTH_NONE;
   }
@@ -252,13 +253,17 @@ struct handshake {
   struct handshake *prev, *next;
   bool dialler;
   bool done;    /* handed over or failed */
-  bool writing; /* a write is in flight */
+  unsigned writing; /* writes in flight */
+  unsigned writes;  /* writes issued (each side issues two) */
   bool welcomed; /* the exchange succeeded (hand over once not writing) */
   unsigned open_handles;
   uv_tcp_t *tcp; /* the connection while we own it */
   uv_timer_t timer;
-  uv_write_t write;
-  uint8_t out[CATGA_AUTH_CHALLENGE];
+  /* One request and buffer per write: the second may be issued before the
+   * first one's callback ran (the peer answered within the same loop
+   * iteration). */
+  uv_write_t write[2];
+  uint8_t out[2][CATGA_AUTH_CHALLENGE];
   uint8_t in[CATGA_AUTH_PREAMBLE + CATGA_AUTH_MAX_ADDRESS];
   struct catga_auth_reader reader;
   uint8_t nonce[CATGA_AUTH_NONCE];
@@ -394,7 +399,7 @@ static void maybeHandOver(struct handshake *h) {
 
 static void writeDone(uv_write_t *req, int status) {
   struct handshake *h = req->data;
-  h->writing = false;
+  h->writing--;
   if (h->done) {
     handshakeRelease(h);
     return;
@@ -406,16 +411,22 @@ static void writeDone(uv_write_t *req, int status) {
   maybeHandOver(h);
 }
 
+/* The buffer of the next write. */
+static uint8_t *nextOut(struct handshake *h) { return h->out[h->writes]; }
+
+/* Sends the first `len` bytes of nextOut(). */
 static void handshakeWrite(struct handshake *h, size_t len) {
-  uv_buf_t buf = uv_buf_init((char *)h->out, (unsigned)len);
+  uv_write_t *req = &h->write[h->writes];
+  uv_buf_t buf = uv_buf_init((char *)h->out[h->writes], (unsigned)len);
   int rv;
-  h->write.data = h;
-  rv = uv_write(&h->write, (uv_stream_t *)h->tcp, &buf, 1, writeDone);
+  req->data = h;
+  rv = uv_write(req, (uv_stream_t *)h->tcp, &buf, 1, writeDone);
   if (rv != 0) {
     handshakeFail(h, uv_strerror(rv));
     return;
   }
-  h->writing = true;
+  h->writes++;
+  h->writing++;
 }
 
 static int handshakeMac(const struct handshake *h, char direction,
@@ -438,9 +449,10 @@ static bool handshakeFrame(struct handshake *h, int frame) {
     case CATGA_AUTH_GOT_IDENTITY:
       return true;
     case CATGA_AUTH_GOT_HELLO: /* listener: prove first */
-      memcpy(h->out, MAGIC_CHALLENGE, CATGA_AUTH_MAGIC);
-      memcpy(h->out + CATGA_AUTH_MAGIC, h->nonce, CATGA_AUTH_NONCE);
-      if (handshakeMac(h, 'L', h->out + CATGA_AUTH_MAGIC + CATGA_AUTH_NONCE)) {
+      memcpy(nextOut(h), MAGIC_CHALLENGE, CATGA_AUTH_MAGIC);
+      memcpy(nextOut(h) + CATGA_AUTH_MAGIC, h->nonce, CATGA_AUTH_NONCE);
+      if (handshakeMac(h, 'L',
+                       nextOut(h) + CATGA_AUTH_MAGIC + CATGA_AUTH_NONCE)) {
         handshakeFail(h, "HMAC-SHA256 unavailable (OpenSSL)");
         return false;
       }
@@ -453,7 +465,7 @@ static bool handshakeFrame(struct handshake *h, int frame) {
         return false;
       }
       uv_read_stop((uv_stream_t *)h->tcp);
-      memcpy(h->out, MAGIC_WELCOME, CATGA_AUTH_MAGIC);
+      memcpy(nextOut(h), MAGIC_WELCOME, CATGA_AUTH_MAGIC);
       h->welcomed = true;
       handshakeWrite(h, CATGA_AUTH_WELCOME);
       return false;
@@ -464,7 +476,7 @@ static bool handshakeFrame(struct handshake *h, int frame) {
                          "cluster id or node id)");
         return false;
       }
-      if (handshakeMac(h, 'D', h->out) != 0) {
+      if (handshakeMac(h, 'D', nextOut(h)) != 0) {
         handshakeFail(h, "HMAC-SHA256 unavailable (OpenSSL)");
         return false;
       }
@@ -563,8 +575,8 @@ static void handshakeStart(struct handshake *h, uv_tcp_t *tcp) {
     return;
   }
   if (h->dialler) {
-    memcpy(h->out, MAGIC_HELLO, CATGA_AUTH_MAGIC);
-    memcpy(h->out + CATGA_AUTH_MAGIC, h->nonce, CATGA_AUTH_NONCE);
+    memcpy(nextOut(h), MAGIC_HELLO, CATGA_AUTH_MAGIC);
+    memcpy(nextOut(h) + CATGA_AUTH_MAGIC, h->nonce, CATGA_AUTH_NONCE);
     handshakeWrite(h, CATGA_AUTH_HELLO);
   }
 }
