@@ -7,10 +7,11 @@
 // thread-safe.
 //
 // Security (docs/security.md): with `peer_secret` set, every connection to the
-// Raft port first proves knowledge of the secret (HMAC-SHA256 challenge and
-// response, both directions) before libraft reads a byte of it. Nothing is
-// encrypted yet: bind the ports to a private network. Without a secret the
-// Raft port accepts anyone (insecure mode, logged as a warning at start).
+// Raft port and to the peer channel first proves knowledge of the secret
+// (HMAC-SHA256 challenge and response, both directions) before libraft or the
+// peer protocol reads a byte of it. Nothing is encrypted yet: bind the ports
+// to a private network. Without a secret both accept anyone (insecure mode,
+// logged as a warning at start).
 #pragma once
 
 #include <chrono>
@@ -122,15 +123,15 @@ struct ClusterOptions {
   // The peer channel refuses nodes of another cluster. Every member must use
   // the same values.
   std::string cluster_id = "catga";
-  // The cluster secret. Set: a connection to the Raft port is handed to
-  // libraft only after both ends proved they hold it (HMAC-SHA256 over fresh
-  // nonces from both sides, both node ids, the cluster id and the direction;
-  // the secret itself never travels). Empty: insecure mode — the Raft port
-  // accepts anyone who can reach it, and the node says so in a warning at
-  // start. At least 16 bytes when set.
+  // The cluster secret. Set: a connection to the Raft port or the peer
+  // channel is served only after both ends proved they hold it (HMAC-SHA256
+  // over fresh nonces from both sides, both node ids, the cluster id and the
+  // direction; the secret itself never travels). Empty: insecure mode — both
+  // ports accept anyone who can reach them, and the node says so in a
+  // warning at start. At least 16 bytes when set.
   std::string peer_secret;
-  // An unauthenticated connection to the Raft port that has not completed
-  // the handshake within this bound is dropped (one rate-limited log line).
+  // A connection to the Raft or peer port that has not completed the
+  // handshake within this bound is dropped (one rate-limited log line).
   std::chrono::milliseconds peer_handshake_timeout{5000};
 
   // Checks every field; the error names the offending one.

@@ -182,8 +182,9 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.handshake_timeout_ms = static_cast<unsigned>(options.peer_handshake_timeout.count());
   if (options.peer_secret.empty()) {
     internal::log().warn(
-        "raft node {}: INSECURE MODE: no peer secret, the Raft port {} accepts anyone who can reach it "
-        "(one forged message can depose the leader or append entries); set a peer secret (docs/security.md)",
+        "raft node {}: INSECURE MODE: no peer secret, the Raft port {} and the peer channel accept anyone who "
+        "can reach them (one forged message can depose the leader or append entries); set a peer secret "
+        "(docs/security.md)",
         options.node_id, node->status_.address);
   }
 
