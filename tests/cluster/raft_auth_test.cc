@@ -14,7 +14,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "catga/testing.hpp"
 #include "cluster/raft_auth.h"
@@ -267,6 +269,34 @@ TEST(RaftAuth, AStalledHandshakeIsDroppedAfterTheBound) {
   EXPECT_TRUE(silent.closed_by_peer());
   EXPECT_TRUE(partial.closed_by_peer());
   expect_commits(cluster, "after-slowloris");
+}
+
+// At most 64 connections wait in the handshake at once: the 65th is closed
+// at once (the bound here is a minute, so only the limit can close it within
+// the client's 30 s), and the slots free up as the waiting ones leave.
+TEST(RaftAuth, ConnectionsWaitingInTheHandshakeAreBounded) {
+  LocalCluster<bank::State> cluster(3, register_bank, [](catga::ClusterOptions& o) {
+    o.peer_handshake_timeout = std::chrono::minutes(1);
+  });
+  ASSERT_TRUE(cluster.leader());
+  std::vector<std::unique_ptr<RawRaftClient>> waiting;
+  for (int i = 0; i < 64; ++i) {
+    waiting.push_back(std::make_unique<RawRaftClient>(cluster.member(0).address));
+    ASSERT_TRUE(waiting.back()->connected());
+  }
+  // The node accepts them in its own time: probe until one is refused.
+  bool refused = false;
+  for (int i = 0; i < 20 && !refused; ++i) {
+    RawRaftClient extra(cluster.member(0).address);
+    refused = extra.connected() && extra.closed_by_peer();
+  }
+  EXPECT_TRUE(refused);
+  waiting.clear();  // the node sees them close in its own time
+  EXPECT_TRUE(testsupport::wait_for([&] {
+    RawRaftClient after(cluster.member(0).address);
+    return authenticate(after, kClusterSecret, 2, 1);
+  }));
+  expect_commits(cluster, "after-flood");
 }
 
 TEST(RaftAuth, MembersThatShareTheSecretReplicateAndConverge) {
