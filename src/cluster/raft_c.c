@@ -59,6 +59,14 @@ struct catga_raft {
   int (*inner_start)(struct raft_io *, unsigned, raft_io_tick_cb,
                      raft_io_recv_cb);
   raft_io_recv_cb inner_recv;
+  /* The I/O's own send, wrapped to take addresses from the address book. */
+  int (*inner_send)(struct raft_io *, struct raft_io_send *,
+                    const struct raft_message *, raft_io_send_cb);
+  struct {
+    unsigned n;
+    raft_id *ids;
+    char **addresses;
+  } book;
   /* The I/O's own snapshot_put and close, wrapped for deferred snapshots. */
   int (*inner_snapshot_put)(struct raft_io *, unsigned,
                             struct raft_io_snapshot_put *,
@@ -386,6 +394,80 @@ static int connectNoDelay(struct raft_uv_transport *t,
   return rv;
 }
 
+/* ---------------------------------------------------------- address book */
+
+/* How this node reaches a peer is local knowledge (raft_c.h, address_book).
+ * libraft sends to the address of the destination's configuration entry — or,
+ * for an answer, to the address the requester announced in its handshake —
+ * and its uv I/O keeps one outbound connection per id, replaced whenever the
+ * address it is given changes. Substituting the book's address for every
+ * message, before the I/O sees it, gives each listed peer one stable address
+ * whatever the replicated configuration says; the transport underneath (TCP
+ * or another) dials what it is given. */
+
+static void bookClear(catga_raft *h) {
+  unsigned i;
+  for (i = 0; i < h->book.n; i++) {
+    free(h->book.addresses[i]);
+  }
+  free(h->book.addresses);
+  free(h->book.ids);
+  memset(&h->book, 0, sizeof h->book);
+}
+
+static int bookInit(catga_raft *h, const struct catga_raft_member *members,
+                    unsigned n) {
+  unsigned i;
+  if (n == 0) {
+    return 0;
+  }
+  h->book.ids = calloc(n, sizeof *h->book.ids);
+  h->book.addresses = calloc(n, sizeof *h->book.addresses);
+  if (h->book.ids == NULL || h->book.addresses == NULL) {
+    bookClear(h);
+    return RAFT_NOMEM;
+  }
+  for (i = 0; i < n; i++) {
+    size_t len = strlen(members[i].address) + 1;
+    h->book.addresses[i] = malloc(len);
+    if (h->book.addresses[i] == NULL) {
+      h->book.n = i;
+      bookClear(h);
+      return RAFT_NOMEM;
+    }
+    memcpy(h->book.addresses[i], members[i].address, len);
+    h->book.ids[i] = members[i].id;
+  }
+  h->book.n = n;
+  return 0;
+}
+
+static const char *bookLookup(const catga_raft *h, raft_id id) {
+  unsigned i;
+  for (i = 0; i < h->book.n; i++) {
+    if (h->book.ids[i] == id) {
+      return h->book.addresses[i];
+    }
+  }
+  return NULL;
+}
+
+static int sendViaBook(struct raft_io *io, struct raft_io_send *req,
+                       const struct raft_message *message,
+                       raft_io_send_cb cb) {
+  catga_raft *h = handleOfIo(io);
+  const char *address = bookLookup(h, message->server_id);
+  struct raft_message local;
+  if (address == NULL || (message->server_address != NULL &&
+                          strcmp(address, message->server_address) == 0)) {
+    return h->inner_send(io, req, message, cb);
+  }
+  /* The uv I/O encodes the message and copies the address before returning. */
+  local = *message;
+  local.server_address = address;
+  return h->inner_send(io, req, &local, cb);
+}
+
 /* ---------------------------------------------------------------- node mode */
 
 static void asyncCb(uv_async_t *async) {
@@ -579,13 +661,19 @@ int catga_raft_open(const struct catga_raft_config *config,
   h->io.snapshot_put = snapshotPutHeld;
   h->inner_close = h->io.close;
   h->io.close = closeHeld;
+  h->inner_send = h->io.send;
+  h->io.send = sendViaBook;
+  rv = bookInit(h, config->address_book, config->n_address_book);
+  if (rv != 0) {
+    snprintf(errmsg, errmsg_len, "address book: %s", raft_strerror(rv));
+  }
   raft_set_election_timeout(h->r, config->election_timeout_ms);
   raft_set_heartbeat_timeout(h->r, config->heartbeat_ms);
   raft_set_snapshot_threshold(h->r, config->snapshot_threshold);
   raft_set_snapshot_trailing(h->r, config->snapshot_trailing);
   raft_set_pre_vote(h->r, true);
 
-  if (config->bootstrap) {
+  if (rv == 0 && config->bootstrap) {
     struct raft_configuration conf;
     raft_configuration_init(&conf);
     for (i = 0; i < config->n_members && rv == 0; i++) {
@@ -627,6 +715,7 @@ int catga_raft_open(const struct catga_raft_config *config,
   if (rv != 0) {
     raft_close(h->r, openFailRaftCloseCb);
     drainLoop(h);
+    bookClear(h);
     free(h);
     return rv;
   }
@@ -670,6 +759,7 @@ int catga_raft_free(catga_raft *h) {
     uv_run(&h->loop, UV_RUN_NOWAIT); /* finish anything left */
     rv = uv_loop_close(&h->loop);
   }
+  bookClear(h);
   free(h);
   return rv;
 }

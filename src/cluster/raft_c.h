@@ -13,6 +13,8 @@
  *   - node mode (catga_raft_open): owns a libuv loop, the raft_uv I/O, the TCP
  *     transport (the authenticated one of raft_auth.c when a secret is set;
  *     wrapped so every connection gets TCP_NODELAY) and the raft;
+ *     every message goes to the address this node's own address book gives
+ *     for its destination (see catga_raft_config.address_book);
  *   - attached mode (catga_raft_glue_new + catga_raft_glue_attach): wraps a
  *     raft instance created by someone else, e.g. libraft's raft/fixture.h in
  *     deterministic tests. */
@@ -131,6 +133,13 @@ struct catga_raft_config {
   int bootstrap; /* non-zero: bootstrap `members` (fresh data directory) */
   const struct catga_raft_member *members;
   unsigned n_members;
+  /* How this node reaches its peers: local knowledge, not replicated state.
+   * A message to a member listed here goes to this address, whatever the
+   * Raft configuration (or the handshake of the member's connection) says;
+   * members not listed (added at runtime) are reached at the configuration's
+   * address. Copied by catga_raft_open; may be empty. */
+  const struct catga_raft_member *address_book;
+  unsigned n_address_book;
   /* Authentication (src/cluster/raft_auth.h). secret_len > 0: every Raft
    * connection proves the secret before libraft reads it, and a handshake
    * must finish within handshake_timeout_ms. secret_len == 0: libraft's stock

@@ -176,6 +176,8 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.bootstrap = decision->bootstrap ? 1 : 0;
   config.members = members.data();
   config.n_members = static_cast<unsigned>(members.size());
+  config.address_book = members.data();
+  config.n_address_book = config.n_members;
   config.secret = options.peer_secret.data();
   config.secret_len = options.peer_secret.size();
   config.cluster_id = options.cluster_id.c_str();
@@ -211,30 +213,36 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     return Error(code, "cannot start Raft node " + std::to_string(options.node_id) + " in " + dir + ": " + why);
   }
 
-  // The stored configuration must contain this node with the same address.
+  // The stored configuration must contain this node. Its addresses are the
+  // view of whoever wrote it (after a snapshot install: the leader's); this
+  // node listens at, and reaches its peers through, its own options (the
+  // address book handed to catga_raft_open above).
   const unsigned n = catga_raft_n_members(node->raft_);
   std::string stored;
-  const catga_raft_member* self = nullptr;
-  catga_raft_member self_copy{};
+  std::string stored_self;
+  bool self_found = false;
   for (unsigned i = 0; i < n; ++i) {
     catga_raft_member m{};
     catga_raft_get_member(node->raft_, i, &m);
     stored += (stored.empty() ? "" : ", ") + std::to_string(m.id) + "@" + m.address;
     if (m.id == options.node_id) {
-      self_copy = m;
-      self = &self_copy;
+      self_found = true;
+      stored_self = m.address;
     }
   }
   const bool awaiting_join = n == 0 && mode == JoinMode::join_existing;  // config comes from the leader
-  if (!awaiting_join && (self == nullptr || std::string(self->address) != node->status_.address)) {
-    std::string why = self == nullptr
-                          ? "node " + std::to_string(options.node_id) + " is not in the stored configuration"
-                          : "node " + std::to_string(options.node_id) + " has address " + self->address +
-                                " in the stored configuration, but the options say " + node->status_.address;
-    why += " of " + dir + " (stored members: " + stored + ")";
+  if (!awaiting_join && !self_found) {
+    std::string why = "node " + std::to_string(options.node_id) + " is not in the stored configuration of " + dir +
+                      " (stored members: " + stored + ")";
     internal::log().error("raft node {}: {}", options.node_id, why);
     node->request_stop_and_join();
     return Error(Code::failed_precondition, why);
+  }
+  if (self_found && stored_self != node->status_.address) {
+    internal::log().info(
+        "raft node {}: the stored configuration names this node {} (the view of the node that wrote it); "
+        "listening at {} and reaching peers at the addresses of the options",
+        options.node_id, stored_self, node->status_.address);
   }
 
   if (decision->write_after_open) {
@@ -1007,6 +1015,12 @@ bool RaftNode::start_snapshot_child() {
     internal::log().warn("raft node {}: cannot watch the snapshot child ({}); encoding on the loop thread",
                          options_.node_id, catga_raft_strerror(rv));
     return false;  // the child is killed and reaped with *child
+  }
+  if (!huge_page_advice_given_) {
+    if (std::string advice = SnapshotChild::huge_page_advice((*child)->fork_time()); !advice.empty()) {
+      huge_page_advice_given_ = true;
+      internal::log().warn("raft node {}: {}", options_.node_id, advice);
+    }
   }
   snapshot_child_ = std::move(*child);
   return true;

@@ -323,6 +323,7 @@ class RaftNode {
   unsigned threshold_knob_;
   // The child encoding the snapshot libraft is waiting for (node mode).
   std::unique_ptr<SnapshotChild> snapshot_child_;
+  bool huge_page_advice_given_ = false;  // loop thread: the slow-fork advice is logged once
 
   mutable std::mutex status_mu_;
   NodeStatus status_;

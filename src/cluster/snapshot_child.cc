@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <system_error>
@@ -129,8 +131,10 @@ Result<std::unique_ptr<SnapshotChild>> SnapshotChild::start(RecordStateMachine& 
     return e;
   }
   const pid_t parent = ::getpid();
+  const auto before = std::chrono::steady_clock::now();
   const pid_t pid = ::fork();
   if (pid == 0) run_child(machine, memfd, fds[1], parent);
+  const auto fork_time = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - before);
   if (pid < 0) {
     const Error e(Code::unavailable, errno_text("fork"));
     ::close(memfd);
@@ -140,7 +144,7 @@ Result<std::unique_ptr<SnapshotChild>> SnapshotChild::start(RecordStateMachine& 
   }
   ::close(fds[1]);
   ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
-  return std::unique_ptr<SnapshotChild>(new SnapshotChild(pid, memfd, fds[0]));
+  return std::unique_ptr<SnapshotChild>(new SnapshotChild(pid, memfd, fds[0], fork_time));
 }
 
 SnapshotChild::~SnapshotChild() {
@@ -187,6 +191,36 @@ std::optional<Result<SnapshotChild::Written>> SnapshotChild::poll() {
     why = "exited without a report";
   }
   return Result<Written>(Error(Code::internal, "snapshot child: " + why));
+}
+
+std::string SnapshotChild::huge_page_advice(std::chrono::microseconds fork_time, std::string_view thp_mode,
+                                            std::string_view glibc_tunables) {
+  if (fork_time < std::chrono::milliseconds(5)) return {};
+  std::string out = "the snapshot's fork took " + std::to_string(fork_time.count() / 1000) +
+                    " ms (the copy of the page tables) and grows with the state; ";
+  if (thp_mode.find("[never]") != std::string_view::npos || thp_mode.empty()) {
+    return out + "transparent huge pages are off on this machine (/sys/kernel/mm/transparent_hugepage/enabled): "
+                 "with them the fork copies ~512 times fewer entries (docs/operations.md, \"Snapshots\")";
+  }
+  if (glibc_tunables.find("glibc.malloc.hugetlb=1") != std::string_view::npos &&
+      glibc_tunables.find("glibc.malloc.arena_max=1") != std::string_view::npos) {
+    return {};  // already asked for: nothing more to advise
+  }
+  return out + "start the node with GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1 so that malloc "
+               "asks for transparent huge pages and the fork copies ~512 times fewer entries "
+               "(docs/operations.md, \"Snapshots\")";
+}
+
+std::string SnapshotChild::huge_page_advice(std::chrono::microseconds fork_time) {
+  if (fork_time < std::chrono::milliseconds(5)) return {};
+  std::string mode;
+  if (std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re")) {
+    char line[128] = {};
+    if (std::fgets(line, sizeof line, f) != nullptr) mode = line;
+    std::fclose(f);
+  }
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  return huge_page_advice(fork_time, mode, tunables != nullptr ? tunables : "");
 }
 
 void SnapshotChild::cancel() {

@@ -28,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "catga/result.hpp"
 
@@ -65,12 +66,29 @@ class SnapshotChild {
   // Kills and reaps the child; nothing is written.
   void cancel();
 
+  // How long the fork() itself took: the loop thread's part of the snapshot,
+  // about the copy of the process's page tables.
+  std::chrono::microseconds fork_time() const { return fork_time_; }
+
+  // What to tell the operator when a fork took `fork_time` (once per process:
+  // the caller logs it): empty below 5 ms. Above, the page tables are the
+  // cost, and transparent huge pages cut them ~512-fold: the advice says
+  // whether this machine has them (`thp_mode`, the contents of
+  // /sys/kernel/mm/transparent_hugepage/enabled) and whether glibc's malloc
+  // asks for them (`glibc_tunables`, the GLIBC_TUNABLES variable).
+  static std::string huge_page_advice(std::chrono::microseconds fork_time, std::string_view thp_mode,
+                                      std::string_view glibc_tunables);
+  // The same, read off this process and machine.
+  static std::string huge_page_advice(std::chrono::microseconds fork_time);
+
  private:
-  SnapshotChild(pid_t pid, int memfd, int pipe_read) : pid_(pid), memfd_(memfd), pipe_read_(pipe_read) {}
+  SnapshotChild(pid_t pid, int memfd, int pipe_read, std::chrono::microseconds fork_time)
+      : pid_(pid), memfd_(memfd), pipe_read_(pipe_read), fork_time_(fork_time) {}
 
   pid_t pid_;
   int memfd_;
   int pipe_read_;
+  std::chrono::microseconds fork_time_;
   alignas(8) unsigned char report_[256] = {};  // the child's report, as read so far
   std::size_t report_bytes_ = 0;
 };

@@ -3,15 +3,15 @@
 Everything listens on 127.0.0.1. Every node -> node connection goes through a
 proxy owned by the driver: node i's --cluster list names node j (j != i) by the
 address of the proxy i->j (a port pair P, P+1: Raft and peer channel), and
-itself by its real Raft port (a node binds the address of its own entry). The
-stored Raft configuration of node i is the one it bootstrapped with (its own
-list), so restarts see the same addresses.
+itself by its real Raft port (a node binds the address of its own entry).
 
-libraft answers a request on a connection to the address the *sender* announced
-in its handshake — the sender's real port — so answers (AppendEntries results,
-votes) bypass the proxies. A request that never arrives gets no answer, so a
-symmetric block (i->j and j->i) is a full partition; a one-way block i->j drops
-i's Raft requests to j and the whole peer-channel connections i opens to j.
+That list is node i's address book (docs/operations.md, "How a node reaches
+its peers"): node i sends every Raft message for j — requests and answers —
+and opens every peer-channel connection to j through the proxy i->j, whatever
+its stored Raft configuration says. The stored configuration is replicated
+state: after an InstallSnapshot it holds the leader's view of the addresses
+(node i listed at the proxy leader->i), and restarts still work. So a block
+i->j drops everything i sends to j; a symmetric block is a full partition.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import shutil
 import threading
 import time
 
@@ -33,7 +34,8 @@ import os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 import shutil, time
-pids, dirs = set(), set()
+import subprocess
+pids, dirs, mounts = set(), set(), []
 for line in sys.stdin:
     try:
         op, arg = line.rstrip("\n").split(" ", 1)
@@ -45,6 +47,10 @@ for line in sys.stdin:
             dirs.add(arg)
         elif op == "u":
             dirs.discard(arg)
+        elif op == "m":
+            mounts.append(arg)
+        elif op == "n":
+            mounts = [m for m in mounts if m != arg]
     except ValueError:
         pass
 for pid in pids:
@@ -53,8 +59,10 @@ for pid in pids:
             os.kill(pid, sig)
         except OSError:
             pass
-if dirs:
+if dirs or mounts:
     time.sleep(0.5)  # let the killed nodes go before removing their data
+for m in reversed(mounts):
+    subprocess.call(["umount", "-l", m], stderr=subprocess.DEVNULL)
 for d in dirs:
     shutil.rmtree(d, ignore_errors=True)
 """
@@ -83,6 +91,13 @@ class Reaper:
 
     def unwatch_dir(self, path):
         self._send(f"u {path}")
+
+    def watch_mount(self, path):
+        """Unmounted (lazily) by the reaper if the driver dies without unwatching it."""
+        self._send(f"m {path}")
+
+    def unwatch_mount(self, path):
+        self._send(f"n {path}")
 
     def add(self, pid):
         self._send(f"+ {pid}")
@@ -341,21 +356,26 @@ class Node:
         self.election_ms, self.heartbeat_ms, self.log_level = election_ms, heartbeat_ms, log_level
         self.proc = None
         self.paused = False
+        self.join = False  # --join: set once its data directory was wiped (remove -> wipe -> add)
+        self.env = None    # extra environment of the next starts (libfaketime)
         self.starts = 0
         self.crashes = []  # (exit code, time) of exits nobody asked for
 
     def args(self):
         return [self.binary, "--id", str(self.id), "--data-dir", self.dir, "--http", f"{HOST}:{self.http_port}",
                 "--cluster", self.cluster_arg, "--election-timeout-ms", str(self.election_ms),
-                "--heartbeat-ms", str(self.heartbeat_ms), "--log-level", self.log_level]
+                "--heartbeat-ms", str(self.heartbeat_ms), "--log-level", self.log_level] + (
+                    ["--join"] if self.join else [])
 
     def start(self):
         assert self.proc is None
         with open(self.log_path, "ab") as log:
-            log.write(f"\n==== chaos: start #{self.starts + 1} at {time.strftime('%H:%M:%S')} ====\n".encode())
+            note = f" with {' '.join(f'{k}={v}' for k, v in self.env.items())}" if self.env else ""
+            log.write(f"\n==== chaos: start #{self.starts + 1} at {time.strftime('%H:%M:%S')}{note} ====\n".encode())
             log.flush()
+            env = dict(os.environ, **self.env) if self.env else None
             self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True, env=env)
         self.starts += 1
         self.paused = False
         self.reaper.add(self.proc.pid)
@@ -419,6 +439,18 @@ class Node:
         self.paused = False
         return graceful
 
+    def wipe(self):
+        """Empties the data directory; the node must be stopped."""
+        assert self.proc is None
+        os.makedirs(self.dir, exist_ok=True)
+        for name in os.listdir(self.dir):
+            path = os.path.join(self.dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        self.join = True
+
     def log_tail(self, lines=40):
         try:
             with open(self.log_path, "rb") as f:
@@ -449,3 +481,107 @@ class Node:
             return body if code == 200 else None
         except (OSError, http.client.HTTPException, ValueError):
             return None
+
+
+class Cluster:
+    def __init__(self, binary, n, root, election_ms, heartbeat_ms, log_level, network="proxy"):
+        self.root = root
+        self.reaper = Reaper()
+        self.reaper.watch_dir(root)
+        ids = list(range(1, n + 1))
+        self.real = {i: free_pair() for i in ids}
+        # direct: every node gets the same --cluster list, no proxy (no partitions).
+        self.net = Network(ids if network == "proxy" else [], self.real)
+        self.nodes = {}
+        used = set()
+        for i in ids:
+            http_port = free_port()
+            while http_port in used or any(http_port in (p, p + 1) for p in self.real.values()):
+                http_port = free_port()
+            used.add(http_port)
+            cluster_arg = ",".join(f"{j}={HOST}:{self.real[j]}" if j == i or network == "direct"
+                                   else f"{j}={self.net.address(i, j)}" for j in ids)
+            self.nodes[i] = Node(binary, i, self.real[i], http_port, cluster_arg, root, self.reaper, election_ms,
+                                 heartbeat_ms, log_level)
+        self.disks = {}
+
+    def make_disks(self):
+        """Puts every node's data directory on its own loop-mounted ext4 (disk.py);
+        returns None or why not (then nothing stays mounted)."""
+        from disk import LoopDisk
+        os.makedirs(os.path.join(self.root, "disks"), exist_ok=True)
+        for i, n in sorted(self.nodes.items()):
+            # The data directory is a subdirectory: a fresh ext4 holds lost+found.
+            mnt = os.path.join(self.root, f"disk{i}")
+            d = LoopDisk(os.path.join(self.root, "disks", f"node{i}.img"), mnt)
+            self.reaper.watch_mount(mnt)
+            why = d.create()
+            if why:
+                d.umount()
+                self.umount_disks()
+                return f"node {i}: {why}"
+            self.disks[i] = d
+            n.dir = os.path.join(mnt, "data")
+            os.makedirs(n.dir)
+        return None
+
+    def umount_disks(self):
+        for d in self.disks.values():
+            d.umount()
+            self.reaper.unwatch_mount(d.mount_point)
+        self.disks = {}
+
+    def book_address(self, src, dst):
+        """The Raft address node src has for node dst in its --cluster list (its address book)."""
+        if src == dst or not self.net.pairs:
+            return f"{HOST}:{self.real[dst]}"
+        return self.net.address(src, dst)
+
+    def start_all(self):
+        for n in self.nodes.values():
+            if n.proc is None:
+                n.start()
+
+    def statuses(self):
+        return {i: n.status() for i, n in self.nodes.items()}
+
+    def leader(self, ready=False):
+        best = None
+        for i, s in self.statuses().items():
+            if s and s.get("role") == "leader" and (s.get("ready") or not ready):
+                if best is None or s.get("term", 0) > best[1].get("term", 0):
+                    best = (i, s)
+        return best
+
+    def wait_leader(self, limit, ready=True):
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            lead = self.leader(ready=ready)
+            if lead:
+                return lead
+            time.sleep(0.1)
+        return None
+
+    def check_exits(self):
+        return [i for i, n in self.nodes.items() if n.check_exit()]
+
+    def heal(self):
+        self.net.heal()
+        for n in self.nodes.values():
+            if n.paused:
+                n.resume()
+        self.check_exits()
+        for n in self.nodes.values():
+            if n.proc is None:
+                n.start()
+
+    def shutdown(self):
+        for n in self.nodes.values():
+            try:
+                n.stop(timeout=10)
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                n.kill()
+        self.net.close()
+        self.umount_disks()
+        self.reaper.unwatch_dir(self.root)  # the driver removes it (after keeping what a failure needs)
+        self.reaper.close()

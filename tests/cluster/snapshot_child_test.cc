@@ -243,3 +243,18 @@ TEST(SnapshotSink, PatchReachesBytesAlreadyEmittedAndBytesStillBuffered) {
 
 }  // namespace
 }  // namespace catga::internal
+
+TEST(SnapshotInChild, SlowForkAdvisesHugePagesOnceTheyAreMissing) {
+  using std::chrono::milliseconds;
+  using catga::internal::SnapshotChild;
+  const std::string madvise = "always [madvise] never\n";
+  EXPECT_EQ(SnapshotChild::huge_page_advice(milliseconds(3), madvise, ""), "");
+  const std::string ask = SnapshotChild::huge_page_advice(milliseconds(12), madvise, "");
+  EXPECT_NE(ask.find("took 12 ms"), std::string::npos) << ask;
+  EXPECT_NE(ask.find("GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1"), std::string::npos) << ask;
+  EXPECT_EQ(SnapshotChild::huge_page_advice(milliseconds(12), madvise,
+                                            "glibc.malloc.arena_max=1:glibc.malloc.hugetlb=1"),
+            "");
+  const std::string off = SnapshotChild::huge_page_advice(milliseconds(12), "always madvise [never]\n", "");
+  EXPECT_NE(off.find("transparent huge pages are off"), std::string::npos) << off;
+}

@@ -106,7 +106,16 @@ class BlackholeProxy {
   }
 
   // Copies src to dst (dst < 0: nowhere) until src ends or the proxy stops.
+  // Until blackhole(), an end on either side ends both (as a direct
+  // connection would: a peer that restarted is not a silent link).
   void pump(int src, int dst) {
+    copy(src, dst);
+    if (!blackholed_ && !stopping_ && dst >= 0) {
+      ::shutdown(src, SHUT_RDWR);
+      ::shutdown(dst, SHUT_RDWR);
+    }
+  }
+  void copy(int src, int dst) {
     char buf[16384];
     while (true) {
       const ssize_t n = ::recv(src, buf, sizeof buf, 0);

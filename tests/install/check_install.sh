@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# What an adopter does with an installed Catga, checked end to end.
+#
+#   check_install.sh static SOURCE_DIR BUILD_DIR WORK_DIR
+#     installs BUILD_DIR (this build, static libraries) into WORK_DIR/prefix,
+#     builds tests/install/consumer against it with find_package(catga) — one
+#     program per library: catga::core, catga::cluster, catga::http — and runs
+#     them; then builds the cluster program again with pkg-config --static.
+#   check_install.sh shared SOURCE_DIR BUILD_DIR WORK_DIR
+#     configures SOURCE_DIR with -DBUILD_SHARED_LIBS=ON (the build type and
+#     CATGA_WERROR of BUILD_DIR) in BUILD_DIR-shared — beside BUILD_DIR, so
+#     that the compile commands are the same and ccache serves the objects
+#     of this build to that one — builds the libraries and
+#     the example service, installs, checks the SONAMEs, builds and runs the
+#     same consumers (linked to the .so files) and the pkg-config build, then
+#     `cpack -G DEB` and checks the three packages' names, contents and
+#     dependencies.
+set -euo pipefail
+mode=$1 src=$2 build=$3 work=$4
+rm -rf "$work"
+mkdir -p "$work"
+prefix=$work/prefix
+cache() { sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt"; }
+build_type=$(cache CMAKE_BUILD_TYPE)
+fail() { echo "check_install: $*" >&2; exit 1; }
+
+if [[ $mode == shared ]]; then
+  shared_build=$build-shared
+  cmake -S "$src" -B "$shared_build" -G Ninja -DBUILD_SHARED_LIBS=ON -DCMAKE_BUILD_TYPE="$build_type" \
+    -DCATGA_WERROR="$(cache CATGA_WERROR)" -DCATGA_BUILD_TESTS=OFF -DCATGA_BUILD_BENCH=OFF \
+    -DCATGA_BUILD_EXAMPLES=ON -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
+  cmake --build "$shared_build" --target catga_core catga_cluster catga_http catga-orders
+  build=$shared_build
+fi
+cmake --install "$build" --prefix "$prefix" >/dev/null
+libdir=$(find "$prefix" -name 'libcatga_core.*' -printf '%h\n' | head -n1)
+[[ -n $libdir ]] || fail "no libcatga_core installed under $prefix"
+
+if [[ $mode == shared ]]; then
+  for lib in core cluster http; do
+    so=$(readelf -d "$libdir/libcatga_$lib.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+    [[ $so =~ ^libcatga_$lib\.so\.[0-9]+(\.[0-9]+)?$ ]] || fail "libcatga_$lib.so has SONAME '$so'"
+    [[ -e $libdir/$so ]] || fail "$so is not installed"
+  done
+fi
+
+cmake -S "$src/tests/install/consumer" -B "$work/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$work/consumer"
+"$work/consumer/consumer-core"
+"$work/consumer/consumer" "$work/data"
+"$work/consumer/consumer-http"
+if [[ $mode == shared ]]; then
+  ldd "$work/consumer/consumer" | grep -q "libcatga_cluster.so" || fail "consumer is not linked to libcatga_cluster.so"
+  ! ldd "$work/consumer/consumer-core" | grep -q "libcatga_cluster" || fail "consumer-core pulls in libcatga_cluster"
+fi
+
+# pkg-config, as a Makefile would use it (the .pc files name the install
+# prefix they were configured for; point them at this one).
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+static=()
+[[ $mode == static ]] && static=(--static)
+flags=$(pkg-config "${static[@]}" --define-variable=prefix="$prefix" --cflags --libs catga-cluster) \
+  || fail "pkg-config catga-cluster failed"
+# shellcheck disable=SC2086
+c++ -std=c++20 -o "$work/consumer-pc" "$src/tests/install/consumer/main.cc" $flags
+LD_LIBRARY_PATH=$libdir "$work/consumer-pc" "$work/data-pc"
+
+if [[ $mode == shared ]]; then
+  rm -f "$build"/*.deb
+  (cd "$build" && cpack -G DEB >/dev/null) || fail "cpack -G DEB failed"
+  debs=("$build"/*.deb)
+  [[ ${#debs[@]} -eq 3 ]] || fail "expected 3 packages, got: ${debs[*]}"
+  for deb in "${debs[@]}"; do
+    name=$(dpkg-deb -f "$deb" Package)
+    contents=$(dpkg-deb -c "$deb")
+    depends=$(dpkg-deb -f "$deb" Depends)
+    echo "$name: Depends: $depends"
+    case $name in
+      libcatga*-dev) grep -q 'include/catga/application.hpp' <<<"$contents" || fail "$name lacks the headers"
+                     grep -q 'cmake/catga/catga-config.cmake' <<<"$contents" || fail "$name lacks the CMake package"
+                     grep -q 'pkgconfig/catga-http.pc' <<<"$contents" || fail "$name lacks the pkg-config files"
+                     grep -q 'libmsgpack-cxx-dev' <<<"$depends" || fail "$name does not depend on msgpack" ;;
+      libcatga*) grep -q 'libcatga_cluster.so.' <<<"$contents" || fail "$name lacks libcatga_cluster.so.*"
+                 grep -q "libraft0 (>= 0.22.1)" <<<"$depends" || fail "$name does not depend on libraft0 >= 0.22.1"
+                 grep -q 'libuv1' <<<"$depends" || fail "$name does not depend on libuv1" ;;
+      catga-orders) grep -q 'usr/bin/catga-orders' <<<"$contents" || fail "$name lacks the binary"
+                    grep -q 'libcatga' <<<"$depends" || fail "$name does not depend on the library package" ;;
+      *) fail "unexpected package $name" ;;
+    esac
+  done
+fi
+echo "check_install $mode: ok"
