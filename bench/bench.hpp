@@ -75,6 +75,7 @@ struct Settings {
   bool snapshot_in_child = true;
   std::uint64_t preload = 0;  // objects put into the state before the measurement
   bool grow = false;          // every measured command adds an object
+  std::string peer_secret;    // ClusterOptions::peer_secret; empty: insecure mode
 };
 
 // The cluster options every node of a run gets on top of its membership.

@@ -48,6 +48,7 @@ void tune(const Settings& s, catga::ClusterOptions& o) {
   o.snapshot_trailing_bytes = s.snapshot_trailing_bytes;
   o.snapshot_growth_percent = s.snapshot_growth_percent;
   o.snapshot_in_child = s.snapshot_in_child;
+  o.peer_secret = s.peer_secret;
 }
 
 std::size_t target_node(const Settings& s, std::size_t leader) {

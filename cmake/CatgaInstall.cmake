@@ -85,7 +85,7 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS
     ${PROJECT_BINARY_DIR}/src/core ${PROJECT_BINARY_DIR}/src/cluster ${PROJECT_BINARY_DIR}/src/http)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libcatga${CATGA_SOVERSION} (= ${PROJECT_VERSION}), libmsgpack-cxx-dev, libraft-dev (>= 0.22.1), libuv1-dev, libspdlog-dev, libfmt-dev, librestinio-dev, nlohmann-json3-dev, libhttp-parser-dev, pkg-config")
+    "libcatga${CATGA_SOVERSION} (= ${PROJECT_VERSION}), libmsgpack-cxx-dev, libraft-dev (>= 0.22.1), libuv1-dev, libssl-dev, libspdlog-dev, libfmt-dev, librestinio-dev, nlohmann-json3-dev, libhttp-parser-dev, pkg-config")
 set(CPACK_DEBIAN_DEV_PACKAGE_SUGGESTS "libasio-dev")
 set(CPACK_DEBIAN_EXAMPLE_PACKAGE_DEPENDS "libcatga${CATGA_SOVERSION} (= ${PROJECT_VERSION})")
 set(CPACK_COMPONENT_EXAMPLE_DEPENDS runtime)

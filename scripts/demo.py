@@ -113,7 +113,12 @@ def main():
     root = tempfile.mkdtemp(prefix="catga-demo-")
     ports = [free_pair() for _ in range(3)]
     cluster = ",".join(f"{i + 1}=127.0.0.1:{p}" for i, p in enumerate(ports))
-    nodes = [Node(os.path.abspath(args.binary), i + 1, ports[i], free_port(), cluster, root) for i in range(3)]
+    # The cluster secret: every Raft and peer connection proves it (docs/security.md).
+    secret_file = os.path.join(root, "peer-secret")
+    with os.fdopen(os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(os.urandom(24).hex() + "\n")
+    secure = ["--peer-secret-file", secret_file]
+    nodes = [Node(os.path.abspath(args.binary), i + 1, ports[i], free_port(), cluster, root, secure) for i in range(3)]
 
     def cleanup(*_):
         for n in nodes: n.stop()
@@ -121,7 +126,7 @@ def main():
     signal.signal(signal.SIGINT, lambda *_: (cleanup(), sys.exit(130)))
     signal.signal(signal.SIGTERM, lambda *_: (cleanup(), sys.exit(143)))
     try:
-        print(f"Starting 3 nodes of catga-orders on 127.0.0.1 (data in {root})")
+        print(f"Starting 3 nodes of catga-orders on 127.0.0.1 (data in {root}), sharing the cluster secret in {secret_file}")
         for n in nodes:
             n.start()
             print(f"  node {n.id}: raft 127.0.0.1:{n.raft_port}, peer :{n.raft_port + 1}, http http://127.0.0.1:{n.http_port}, dashboard http://127.0.0.1:{n.http_port}/")

@@ -12,7 +12,8 @@
 #include <CLI/CLI.hpp>
 
 #include <cctype>
-
+#include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 
@@ -79,6 +80,8 @@ int main(int argc, char** argv) {
   std::string cluster;
   std::string cluster_id = "catga-orders";
   std::string peer_secret;
+  std::string peer_secret_file;
+  int peer_handshake_timeout_ms = 5000;
   std::string admin_token;
   std::string log_level = "info";
   int election_timeout_ms = 1000, heartbeat_ms = 100;
@@ -96,7 +99,19 @@ int main(int argc, char** argv) {
                  "every member as ID=HOST:PORT of its Raft port, comma-separated; each member's peer channel "
                  "listens on the Raft port + 1. Omit for a single durable node");
   cli.add_option("--cluster-id", cluster_id, "peers of another cluster id are refused");
-  cli.add_option("--peer-secret", peer_secret, "shared secret the peer channel requires (optional)");
+  auto* secret_option = cli.add_option(
+      "--peer-secret", peer_secret,
+      "cluster secret (at least 16 bytes, the same on every member): every connection to the Raft port and the peer "
+      "channel proves it (HMAC challenge-response) before it is served. Without one the node runs in INSECURE mode: "
+      "anyone who reaches those ports can join Raft and depose the leader (docs/security.md). Visible in ps: prefer "
+      "--peer-secret-file");
+  cli.add_option("--peer-secret-file", peer_secret_file,
+                 "read the cluster secret from the first line of this file (keep it mode 0600)")
+      ->check(CLI::ExistingFile)
+      ->excludes(secret_option);
+  cli.add_option("--peer-handshake-timeout-ms", peer_handshake_timeout_ms,
+                 "a connection to the Raft or peer port that has not authenticated within this is dropped")
+      ->check(CLI::Range(1, 600000));
   cli.add_option("--election-timeout-ms", election_timeout_ms, "Raft election timeout (the plan uses 150)")->check(CLI::Range(10, 600000));
   cli.add_option("--heartbeat-ms", heartbeat_ms, "Raft heartbeat interval (the plan uses 50)")->check(CLI::Range(1, 600000));
   cli.add_option("--snapshot-threshold-bytes", snapshot_threshold_bytes,
@@ -136,6 +151,13 @@ int main(int argc, char** argv) {
   (void)catga::parse_log_format(log_format, format);
   catga::set_log_format(format);
 
+  if (!peer_secret_file.empty()) {
+    std::ifstream in(peer_secret_file);
+    if (!in || !std::getline(in, peer_secret) || peer_secret.empty()) {
+      return std::cerr << "catga-orders: --peer-secret-file " << peer_secret_file << ": no secret on its first line\n", 2;
+    }
+  }
+
   auto listen = parse_host_port(http);
   if (!listen) return std::cerr << "catga-orders: " << listen.error().message() << "\n", 2;
 
@@ -166,7 +188,8 @@ int main(int argc, char** argv) {
                                   .snapshot_threshold_bytes = snapshot_threshold_bytes,
                                   .snapshot_trailing_bytes = snapshot_trailing_bytes,
                                   .cluster_id = cluster_id,
-                                  .peer_secret = peer_secret};
+                                  .peer_secret = peer_secret,
+                                  .peer_handshake_timeout = std::chrono::milliseconds(peer_handshake_timeout_ms)};
     if (!restore_from.empty()) {
       auto restored = catga::restore_backup(restore_from, options);
       if (!restored) return std::cerr << "catga-orders: cannot restore: " << restored.error() << "\n", 1;

@@ -6,9 +6,12 @@
 // consistent snapshot taken on the node's loop thread; reading it is
 // thread-safe.
 //
-// Security: the Raft port has no authentication and no TLS; the peer channel
-// checks a cluster id and an optional shared secret but is not encrypted.
-// Bind both to a private address (the default examples use loopback).
+// Security (docs/security.md): with `peer_secret` set, every connection to the
+// Raft port and to the peer channel first proves knowledge of the secret
+// (HMAC-SHA256 challenge and response, both directions) before libraft or the
+// peer protocol reads a byte of it. Nothing is encrypted yet: bind the ports
+// to a private network. Without a secret both accept anyone (insecure mode,
+// logged as a warning at start).
 #pragma once
 
 #include <chrono>
@@ -117,10 +120,19 @@ struct ClusterOptions {
   std::size_t max_entry_bytes = 1u << 20;
   unsigned max_entries_in_flight = 16;
 
-  // The peer channel refuses nodes of another cluster (or without the secret,
-  // when one is set). Every member must use the same values.
+  // The peer channel refuses nodes of another cluster. Every member must use
+  // the same values.
   std::string cluster_id = "catga";
+  // The cluster secret. Set: a connection to the Raft port or the peer
+  // channel is served only after both ends proved they hold it (HMAC-SHA256
+  // over fresh nonces from both sides, both node ids, the cluster id and the
+  // direction; the secret itself never travels). Empty: insecure mode — both
+  // ports accept anyone who can reach them, and the node says so in a
+  // warning at start. At least 16 bytes when set.
   std::string peer_secret;
+  // A connection to the Raft or peer port that has not completed the
+  // handshake within this bound is dropped (one rate-limited log line).
+  std::chrono::milliseconds peer_handshake_timeout{5000};
 
   // Checks every field; the error names the offending one.
   Result<void> validate() const;

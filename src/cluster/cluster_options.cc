@@ -121,6 +121,12 @@ Result<void> ClusterOptions::validate() const {
   if (auto r = check_snapshot_bytes(*this); !r) return r;
   if (snapshot_growth_percent > 10'000) return invalid("snapshot_growth_percent: must be at most 10000");
   if (cluster_id.empty()) return invalid("cluster_id: must not be empty");
+  if (!peer_secret.empty() && peer_secret.size() < 16) {
+    return invalid("peer_secret: must be at least 16 bytes when set (empty: insecure mode)");
+  }
+  if (peer_handshake_timeout < std::chrono::milliseconds(1) || peer_handshake_timeout > kMaxMs) {
+    return invalid("peer_handshake_timeout: must be between 1 ms and " + std::to_string(kMaxMs.count()) + " ms");
+  }
   if (max_entries_in_flight == 0) return invalid("max_entries_in_flight: must be at least 1");
   if (max_entries_in_flight > 4096) return invalid("max_entries_in_flight: must be at most 4096");
   return ok();

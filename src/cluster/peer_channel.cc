@@ -1,5 +1,6 @@
 #include "cluster/peer_channel.hpp"
 
+#include "cluster/raft_auth.h"
 #include "core/log.hpp"
 
 #include <asio/connect.hpp>
@@ -18,6 +19,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -62,6 +64,58 @@ void tune_socket(tcp::socket& socket, const PeerChannel::Options& options) {
   ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
 }
 
+// One line per refused connection, at most one a second (the next line counts
+// the ones left out): a scan or a flood cannot fill the log. I/O thread only.
+class RefusalLog {
+ public:
+  template <class... Args>
+  void warn(fmt::format_string<Args...> format, Args&&... args) {
+    const auto now = std::chrono::steady_clock::now();
+    if (logged_ && now - last_ < std::chrono::seconds(1)) {
+      ++left_out_;
+      return;
+    }
+    std::string line = fmt::format(format, std::forward<Args>(args)...);
+    if (left_out_ > 0) line += fmt::format(" ({} more such lines left out in the last second)", left_out_);
+    internal::log().warn("{}", line);
+    logged_ = true;
+    last_ = now;
+    left_out_ = 0;
+  }
+
+ private:
+  bool logged_ = false;
+  std::chrono::steady_clock::time_point last_{};
+  unsigned left_out_ = 0;
+};
+
+// The challenge-response of src/cluster/raft_auth.h on the "peer" channel.
+std::string fresh_nonce() {
+  std::string nonce(peer::kNonceBytes, '\0');
+  if (catga_auth_random(reinterpret_cast<std::uint8_t*>(nonce.data()), nonce.size()) != 0) return {};
+  return nonce;
+}
+
+// Empty when OpenSSL could not compute it (the handshake then fails).
+std::string peer_mac(const PeerChannel::Options& o, char direction, const std::string& nonce_dialler,
+                     const std::string& nonce_listener, std::uint64_t dialler_id, std::uint64_t listener_id) {
+  std::string mac(peer::kMacBytes, '\0');
+  if (nonce_dialler.size() != peer::kNonceBytes || nonce_listener.size() != peer::kNonceBytes ||
+      catga_auth_mac(o.secret.data(), o.secret.size(), "peer", direction, o.cluster_id.c_str(),
+                     reinterpret_cast<const std::uint8_t*>(nonce_dialler.data()),
+                     reinterpret_cast<const std::uint8_t*>(nonce_listener.data()), dialler_id, listener_id,
+                     reinterpret_cast<std::uint8_t*>(mac.data())) != 0) {
+    return {};
+  }
+  return mac;
+}
+
+bool same_mac(const std::string& a, const std::string& b) {
+  return a.size() == peer::kMacBytes && b.size() == peer::kMacBytes &&
+         catga_auth_mac_equal(reinterpret_cast<const std::uint8_t*>(a.data()),
+                              reinterpret_cast<const std::uint8_t*>(b.data()));
+}
+
 // Reads frames from a socket: header, then body, then `on_frame(body)`.
 template <class Self>
 void read_frame(std::shared_ptr<Self> self, std::size_t max_body) {
@@ -82,37 +136,32 @@ void read_frame(std::shared_ptr<Self> self, std::size_t max_body) {
 
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
-  ServerConnection(tcp::socket socket, const PeerChannel::Options& options, const PeerChannel::Handler& handler)
-      : socket_(std::move(socket)), options_(options), handler_(handler) {
+  ServerConnection(tcp::socket socket, const PeerChannel::Options& options, const PeerChannel::Handler& handler,
+                   RefusalLog& refusals)
+      : socket_(std::move(socket)), options_(options), handler_(handler), refusals_(refusals),
+        handshake_timer_(socket_.get_executor()) {
     asio::error_code ec;
     tune_socket(socket_, options_);
     remote_ = socket_.remote_endpoint(ec).address().to_string();
   }
 
-  void start() { read_frame(shared_from_this(), options_.max_frame_bytes); }
+  // Reads the hello; a connection that has not been welcomed within
+  // options_.handshake_timeout is closed.
+  void start() {
+    auto self = shared_from_this();
+    handshake_timer_.expires_after(options_.handshake_timeout);
+    handshake_timer_.async_wait([self](asio::error_code ec) {
+      if (ec || self->greeted_ || self->closed_) return;
+      self->refusals_.warn("catga peer channel: refused a connection from {}: handshake not completed within {} ms",
+                           self->remote_, self->options_.handshake_timeout.count());
+      self->close();
+    });
+    read_frame(self, kMaxHandshakeFrame);
+  }
 
   // True to keep reading.
   bool on_frame(const std::string& body) {
-    if (!greeted_) {
-      auto hello = peer::decode_hello(body);
-      std::string reason;
-      if (!hello) reason = hello.error().message();
-      else if (hello->version != peer::kVersion) reason = "protocol version " + std::to_string(hello->version) + " is not supported (this node speaks " + std::to_string(peer::kVersion) + ")";
-      else if (hello->cluster_id != options_.cluster_id) reason = "cluster id '" + hello->cluster_id + "' does not match";
-      else if (hello->secret != options_.secret) reason = "wrong peer secret";
-      if (!reason.empty()) {
-        internal::log().warn("catga peer channel: refused a connection from {}: {}", remote_, reason);
-        std::string out;
-        peer::append_welcome(out, {false, 0, 0, reason});
-        send(std::move(out), /*close_after=*/true);
-        return false;
-      }
-      greeted_ = true;
-      std::string out;
-      peer::append_welcome(out, {true, peer::kVersion, options_.node_id, {}});
-      send(std::move(out));
-      return true;
-    }
+    if (!greeted_) return on_handshake_frame(body);
     auto message = peer::decode_message(body, options_.max_records_per_frame);
     if (!message) {
       internal::log().warn("catga peer channel: closing the connection from {}: {}", remote_, message.error().message());
@@ -131,6 +180,52 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         close();
         return false;
     }
+  }
+
+  // The hello, then (with a secret) the proof. True to keep reading.
+  bool on_handshake_frame(const std::string& body) {
+    std::string reason;
+    if (!hello_) {
+      auto hello = peer::decode_hello(body);
+      if (!hello) reason = hello.error().message();
+      else if (hello->version != peer::kVersion) reason = "protocol version " + std::to_string(hello->version) + " is not supported (this node speaks " + std::to_string(peer::kVersion) + ")";
+      else if (hello->cluster_id != options_.cluster_id) reason = "cluster id '" + hello->cluster_id + "' does not match";
+      else if (!options_.secret.empty() && hello->nonce.empty()) reason = "this cluster requires the peer secret";
+      if (!reason.empty()) return refuse(reason);
+      hello_ = std::move(*hello);
+      if (options_.secret.empty()) return welcome();
+      nonce_ = fresh_nonce();
+      std::string mac = peer_mac(options_, 'L', hello_->nonce, nonce_, hello_->node_id, options_.node_id);
+      if (nonce_.empty() || mac.empty()) return refuse("HMAC-SHA256 unavailable (OpenSSL)");
+      std::string out;
+      peer::append_challenge(out, {nonce_, std::move(mac), options_.node_id});
+      send(std::move(out));
+      return true;
+    }
+    auto proof = peer::decode_proof(body);
+    if (!proof) return refuse(proof.error().message());
+    if (!same_mac(*proof, peer_mac(options_, 'D', hello_->nonce, nonce_, hello_->node_id, options_.node_id))) {
+      return refuse("wrong peer secret");
+    }
+    return welcome();
+  }
+
+  bool welcome() {
+    greeted_ = true;
+    handshake_timer_.cancel();
+    std::string out;
+    peer::append_welcome(out, {true, peer::kVersion, options_.node_id, {}});
+    send(std::move(out));
+    read_frame(shared_from_this(), options_.max_frame_bytes);
+    return false;  // reading again with the full frame limit
+  }
+
+  bool refuse(const std::string& reason) {
+    refusals_.warn("catga peer channel: refused a connection from {}: {}", remote_, reason);
+    std::string out;
+    peer::append_welcome(out, {false, 0, 0, reason});
+    send(std::move(out), /*close_after=*/true);
+    return false;
   }
 
   void fail(const std::string& why) {
@@ -222,6 +317,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     if (closed_) return;
     closed_ = true;
     asio::error_code ec;
+    handshake_timer_.cancel();
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
   }
@@ -231,8 +327,16 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::string header_, body_;
 
  private:
+  // Handshake frames are small: an unauthenticated client cannot make the
+  // node allocate max_frame_bytes.
+  static constexpr std::size_t kMaxHandshakeFrame = 8192;
+
   const PeerChannel::Options& options_;
   const PeerChannel::Handler& handler_;
+  RefusalLog& refusals_;
+  asio::steady_timer handshake_timer_;
+  std::optional<peer::Hello> hello_;
+  std::string nonce_;
   std::string remote_;
   bool greeted_ = false;
   bool closed_ = false;
@@ -247,8 +351,9 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
  public:
   ClientConnection(asio::io_context& io, std::string address, const PeerChannel::Options& options,
-                   std::function<void(const std::string&)> on_dead)
-      : socket_(io), watchdog_(io), address_(std::move(address)), options_(options), on_dead_(std::move(on_dead)) {}
+                   RefusalLog& refusals, std::function<void(const std::string&)> on_dead)
+      : socket_(io), watchdog_(io), address_(std::move(address)), options_(options), refusals_(refusals),
+        on_dead_(std::move(on_dead)) {}
 
   bool dead() const { return state_ == State::dead; }
 
@@ -268,14 +373,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
   bool on_frame(const std::string& body) {
     last_heard_ = Clock::now();
-    if (state_ == State::greeting) {
-      auto welcome = peer::decode_welcome(body);
-      if (!welcome) return fail(welcome.error().message()), false;
-      if (!welcome->accepted) return fail("refused: " + welcome->reason), false;
-      state_ = State::ready;
-      flush();
-      return true;
-    }
+    if (state_ == State::greeting) return on_greeting(body);
     auto message = peer::decode_message(body, options_.max_records_per_frame);
     if (!message) return fail(message.error().message()), false;
     if (message->type == peer::Type::forwarded) {
@@ -296,6 +394,41 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       else done(Error{message->code, message->message});
     }
     return true;
+  }
+
+  // The challenge (with a secret), then the welcome. True to keep reading.
+  bool on_greeting(const std::string& body) {
+    auto welcome = peer::decode_welcome(body);
+    if (welcome && !welcome->accepted) return fail("refused: " + welcome->reason), false;
+    if (!options_.secret.empty() && !challenged_) {
+      auto challenge = peer::decode_challenge(body);
+      if (!challenge) {
+        return refused(welcome ? "it welcomed this node without proving the cluster secret (does it run without one?)"
+                               : challenge.error().message());
+      }
+      if (!same_mac(challenge->mac,
+                    peer_mac(options_, 'L', nonce_, challenge->nonce, options_.node_id, challenge->node_id))) {
+        return refused("it does not hold the cluster secret (or has another cluster id)");
+      }
+      challenged_ = true;
+      std::string proof;
+      peer::append_proof(proof, peer_mac(options_, 'D', nonce_, challenge->nonce, options_.node_id, challenge->node_id));
+      write(std::move(proof));
+      return true;
+    }
+    if (!welcome) {
+      if (peer::decode_challenge(body)) return refused("it requires the cluster secret and this node has none");
+      return fail(welcome.error().message()), false;
+    }
+    state_ = State::ready;
+    flush();
+    return true;
+  }
+
+  bool refused(const std::string& why) {
+    refusals_.warn("catga peer channel: connection to {} refused: {}", address_, why);
+    fail("authentication failed: " + why);
+    return false;
   }
 
   void fail(const std::string& why) {
@@ -366,8 +499,11 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       if (ec) return self->fail("cannot connect: " + ec.message());
       tune_socket(self->socket_, self->options_);
       self->state_ = State::greeting;
+      self->challenged_ = false;
+      self->nonce_ = self->options_.secret.empty() ? std::string() : fresh_nonce();
+      if (!self->options_.secret.empty() && self->nonce_.empty()) return self->fail("no random nonce (OpenSSL)");
       std::string hello;
-      peer::append_hello(hello, {peer::kVersion, self->options_.cluster_id, self->options_.secret, self->options_.node_id});
+      peer::append_hello(hello, {peer::kVersion, self->options_.cluster_id, self->nonce_, self->options_.node_id});
       self->write(std::move(hello));
       read_frame(self, self->options_.max_frame_bytes);
     });
@@ -425,6 +561,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   Clock::time_point last_heard_{};  // last frame from the peer (or start of the wait)
   std::string address_;
   const PeerChannel::Options& options_;
+  RefusalLog& refusals_;
+  std::string nonce_;        // this connection's, sent in the hello
+  bool challenged_ = false;  // the peer proved the secret
   std::function<void(const std::string&)> on_dead_;
   State state_ = State::idle;
   bool writing_ = false;
@@ -516,7 +655,7 @@ class AsioPeerChannel final : public PeerChannel {
         if (ec != asio::error::operation_aborted) internal::log().warn("catga peer channel: accept failed: {}", ec.message());
         if (!acceptor_.is_open()) return;
       } else {
-        std::make_shared<ServerConnection>(std::move(socket), options_, handler_)->start();
+        std::make_shared<ServerConnection>(std::move(socket), options_, handler_, refusals_)->start();
       }
       accept();
     });
@@ -526,7 +665,7 @@ class AsioPeerChannel final : public PeerChannel {
     auto& slot = clients_[address];
     if (!slot || slot->dead()) {
       // A dead connection is replaced on next use; pending callbacks keep it alive until then.
-      slot = std::make_shared<ClientConnection>(io_, address, options_, [](const std::string&) {});
+      slot = std::make_shared<ClientConnection>(io_, address, options_, refusals_, [](const std::string&) {});
     }
     return slot;
   }
@@ -538,6 +677,7 @@ class AsioPeerChannel final : public PeerChannel {
   tcp::acceptor acceptor_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
+  RefusalLog refusals_;  // I/O thread only
   std::uint16_t port_ = 0;
   std::map<std::string, std::shared_ptr<ClientConnection>> clients_;  // I/O thread only
 };

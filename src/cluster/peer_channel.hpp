@@ -48,6 +48,8 @@ class PeerChannel {
     std::string listen_address;  // "HOST:PORT"; empty: no server (client side and timers only)
     std::uint64_t node_id = 0;
     std::string cluster_id;
+    // The cluster secret: both ends prove it (challenge-response, see
+    // peer_protocol.hpp); empty: insecure mode, anyone may forward.
     std::string secret;
     std::size_t max_frame_bytes = 64u << 20;
     std::size_t max_records_per_frame = 65'536;
@@ -61,6 +63,9 @@ class PeerChannel {
     // the bound on unacknowledged written data, TCP_USER_TIMEOUT). Whole
     // seconds, at least 1. Zero: the system's keep-alive defaults.
     std::chrono::milliseconds keepalive_idle{0};
+    // A server connection not welcomed within this long is closed (one
+    // rate-limited log line): a stalled client holds nothing for long.
+    std::chrono::milliseconds handshake_timeout{5000};
   };
 
   static Result<std::unique_ptr<PeerChannel>> start(Options options, Handler handler);

@@ -51,6 +51,7 @@ bool is_small_uint(const msgpack::object& o) { return is_uint(o) && o.via.u64 <=
 bool is_str(const msgpack::object& o) { return o.type == msgpack::type::STR; }
 bool is_bin(const msgpack::object& o) { return o.type == msgpack::type::BIN; }
 std::string str(const msgpack::object& o) { return std::string(o.via.str.ptr, o.via.str.size); }
+std::string bin(const msgpack::object& o) { return std::string(o.via.bin.ptr, o.via.bin.size); }
 
 }  // namespace
 
@@ -60,7 +61,7 @@ void append_hello(std::string& out, const Hello& h) {
     pack_str(p, kMagic);
     p.pack(h.version);
     pack_str(p, h.cluster_id);
-    pack_str(p, h.secret);
+    pack_bin(p, h.nonce);
     p.pack(h.node_id);
   });
 }
@@ -77,6 +78,24 @@ void append_welcome(std::string& out, const Welcome& w) {
       pack_str(p, "refused");
       pack_str(p, w.reason);
     }
+  });
+}
+
+void append_challenge(std::string& out, const Challenge& c) {
+  frame(out, [&](Packer& p) {
+    p.pack_array(4);
+    pack_str(p, "challenge");
+    pack_bin(p, c.nonce);
+    pack_bin(p, c.mac);
+    p.pack(c.node_id);
+  });
+}
+
+void append_proof(std::string& out, std::string_view mac) {
+  frame(out, [&](Packer& p) {
+    p.pack_array(2);
+    pack_str(p, "proof");
+    pack_bin(p, mac);
   });
 }
 
@@ -134,8 +153,32 @@ Result<Hello> decode_hello(std::string_view body) {
   if (!f) return f.error();
   const msgpack::object* a = *f;
   if (!is_str(a[0]) || str(a[0]) != kMagic) return bad("not a catga peer");
-  if (!is_small_uint(a[1]) || !is_str(a[2]) || !is_str(a[3]) || !is_uint(a[4])) return bad("malformed hello");
-  return Hello{static_cast<unsigned>(a[1].via.u64), str(a[2]), str(a[3]), a[4].via.u64};
+  if (!is_small_uint(a[1]) || !is_str(a[2]) || !is_bin(a[3]) || !is_uint(a[4])) return bad("malformed hello");
+  if (a[3].via.bin.size != 0 && a[3].via.bin.size != kNonceBytes) return bad("malformed hello nonce");
+  return Hello{static_cast<unsigned>(a[1].via.u64), str(a[2]), bin(a[3]), a[4].via.u64};
+}
+
+Result<Challenge> decode_challenge(std::string_view body) {
+  detail::Unpacked handle;
+  auto f = unpack_array(body, 4, handle);
+  if (!f) return f.error();
+  const msgpack::object* a = *f;
+  if (!is_str(a[0]) || str(a[0]) != "challenge") return bad("expected an authentication challenge");
+  if (!is_bin(a[1]) || a[1].via.bin.size != kNonceBytes || !is_bin(a[2]) || a[2].via.bin.size != kMacBytes ||
+      !is_uint(a[3])) {
+    return bad("malformed challenge");
+  }
+  return Challenge{bin(a[1]), bin(a[2]), a[3].via.u64};
+}
+
+Result<std::string> decode_proof(std::string_view body) {
+  detail::Unpacked handle;
+  auto f = unpack_array(body, 2, handle);
+  if (!f) return f.error();
+  const msgpack::object* a = *f;
+  if (!is_str(a[0]) || str(a[0]) != "proof") return bad("expected an authentication proof");
+  if (!is_bin(a[1]) || a[1].via.bin.size != kMacBytes) return bad("malformed proof");
+  return bin(a[1]);
 }
 
 Result<Welcome> decode_welcome(std::string_view body) {

@@ -3,8 +3,16 @@
 //
 // A connection carries frames: a 4-byte little-endian body length, then a
 // MessagePack array. The client speaks first:
-//   hello     ["catga-peer", version, cluster_id, secret, node_id]
+//   hello     ["catga-peer", version, cluster_id, nonce_d, node_id]
+// when the server holds the cluster secret, both prove it (the secret never
+// travels; MACs as in src/cluster/raft_auth.h, channel "peer"):
+//   challenge ["challenge", nonce_l, mac_l, node_id]   (server proves first)
+//   proof     ["proof", mac_d]
+// then
 //   welcome   ["welcome", version, node_id]     or   ["refused", reason] + close
+// A client that holds the secret refuses a server that welcomes it without a
+// challenge; nonces and MACs are 32-byte bins (an empty nonce: a client
+// without the secret).
 // then any number of pipelined requests, answered in any order by id:
 //   forward   [1, id, [record, ...]]        → [2, id, [[code, bytes, index], ...]]
 //   read      [3, id]                       → [4, id, code, index | message]
@@ -25,13 +33,21 @@
 namespace catga::internal::peer {
 
 inline constexpr std::string_view kMagic = "catga-peer";
-inline constexpr unsigned kVersion = 1;
+inline constexpr unsigned kVersion = 2;  // 2: challenge-response replaced the secret in clear
+inline constexpr std::size_t kNonceBytes = 32;
+inline constexpr std::size_t kMacBytes = 32;
 inline constexpr std::size_t kHeaderBytes = 4;
 
 struct Hello {
   unsigned version = kVersion;
   std::string cluster_id;
-  std::string secret;
+  std::string nonce;  // kNonceBytes, or empty
+  std::uint64_t node_id = 0;
+};
+
+struct Challenge {
+  std::string nonce;  // kNonceBytes
+  std::string mac;    // kMacBytes
   std::uint64_t node_id = 0;
 };
 
@@ -64,6 +80,8 @@ struct Message {
 // Appends one whole frame (header + body).
 void append_hello(std::string& out, const Hello& hello);
 void append_welcome(std::string& out, const Welcome& welcome);
+void append_challenge(std::string& out, const Challenge& challenge);
+void append_proof(std::string& out, std::string_view mac);
 void append_message(std::string& out, const Message& message);
 
 // The body length announced by a header; error if above `max_body`.
@@ -71,6 +89,9 @@ Result<std::size_t> body_length(std::string_view header, std::size_t max_body);
 
 Result<Hello> decode_hello(std::string_view body);
 Result<Welcome> decode_welcome(std::string_view body);
+Result<Challenge> decode_challenge(std::string_view body);
+// The MAC of a proof.
+Result<std::string> decode_proof(std::string_view body);
 Result<Message> decode_message(std::string_view body, std::size_t max_records);
 
 }  // namespace catga::internal::peer

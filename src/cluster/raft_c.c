@@ -1,5 +1,6 @@
 /* src/cluster/raft_c.c — every libraft call of Catga (see raft_c.h). */
 #include "cluster/raft_c.h"
+#include "cluster/raft_auth.h"
 
 #include <raft.h>
 #include <raft/uv.h>
@@ -43,6 +44,7 @@ struct catga_raft {
   bool node_mode;
   bool closing;
   bool disk_failed; /* disk_failed callback already called */
+  bool authenticated; /* the transport is raft_auth.c's */
   uv_loop_t loop;
   uv_async_t async;
   uv_check_t check;
@@ -533,18 +535,35 @@ static void drainLoop(catga_raft *h) {
   uv_loop_close(&h->loop);
 }
 
+/* Releases the transport (stock or authenticated) after it closed. */
+static void transportRelease(catga_raft *h) {
+  if (h->authenticated) {
+    catga_auth_transport_close(&h->transport);
+  } else {
+    raft_uv_tcp_close(&h->transport);
+  }
+}
+
+static void transportRefused(void *ctx, const char *line) {
+  catga_raft *h = ctx;
+  if (h->cb.transport_refused != NULL) {
+    h->cb.transport_refused(h->cb.ctx, line);
+  }
+}
+
 static void openFailRaftCloseCb(struct raft *r) {
   catga_raft *h = r->data;
   raft_uv_close(&h->io);
-  raft_uv_tcp_close(&h->transport);
+  transportRelease(h);
 }
 
 /* A handle with the FSM glue, the loop, the TCP transport, the uv I/O on
  * `dir` (auto-recovery off) and the raft instance (raft_init, which loads the
  * metadata); nothing started. On failure *out is NULL, everything released. */
 static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
-                    const char *dir, uint64_t id, const char *address,
-                    char *errmsg, size_t errmsg_len) {
+                    const struct catga_raft_config *config, char *errmsg,
+                    size_t errmsg_len) {
+  const char *dir = config->dir;
   catga_raft *h;
   int rv;
   *out = NULL;
@@ -564,9 +583,24 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
     return -1;
   }
   h->transport.version = 1; /* required before raft_uv_tcp_init */
-  rv = raft_uv_tcp_init(&h->transport, &h->loop);
+  if (config->secret_len > 0) {
+    struct catga_auth_options auth = {
+        .secret = config->secret,
+        .secret_len = config->secret_len,
+        .cluster_id = config->cluster_id,
+        .handshake_timeout_ms = config->handshake_timeout_ms,
+        .max_pending = 64,
+        .log = transportRefused,
+        .log_ctx = h,
+    };
+    h->authenticated = true;
+    rv = catga_auth_transport_init(&h->transport, &h->loop, &auth);
+  } else {
+    rv = raft_uv_tcp_init(&h->transport, &h->loop);
+  }
   if (rv != 0) {
-    snprintf(errmsg, errmsg_len, "raft_uv_tcp_init: %s", raft_strerror(rv));
+    snprintf(errmsg, errmsg_len, "transport: %s",
+             h->transport.errmsg[0] ? h->transport.errmsg : raft_strerror(rv));
     drainLoop(h);
     free(h);
     return rv;
@@ -575,7 +609,7 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "raft_uv_init(%s): %s", dir,
              h->io.errmsg[0] ? h->io.errmsg : raft_strerror(rv));
-    raft_uv_tcp_close(&h->transport);
+    transportRelease(h);
     drainLoop(h);
     free(h);
     return rv;
@@ -586,11 +620,11 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
      * tracing is disabled: costly, and racy with several nodes per process. */
     raft_uv_set_tracer(&h->io, NULL);
   }
-  rv = raft_init(&h->raft, &h->io, &h->fsm, id, address);
+  rv = raft_init(&h->raft, &h->io, &h->fsm, config->id, config->address);
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "raft_init: %s", raft_errmsg(&h->raft));
     raft_uv_close(&h->io);
-    raft_uv_tcp_close(&h->transport);
+    transportRelease(h);
     drainLoop(h);
     free(h);
     return rv;
@@ -612,8 +646,7 @@ int catga_raft_open(const struct catga_raft_config *config,
   unsigned i;
 
   *out = NULL;
-  rv = initRaft(&h, callbacks, config->dir, config->id, config->address,
-                errmsg, errmsg_len);
+  rv = initRaft(&h, callbacks, config, errmsg, errmsg_len);
   if (rv != 0) {
     return rv;
   }
@@ -697,7 +730,7 @@ void catga_raft_wake(catga_raft *h) { uv_async_send(&h->async); }
 static void raftCloseCb(struct raft *r) {
   catga_raft *h = r->data;
   raft_uv_close(&h->io);
-  raft_uv_tcp_close(&h->transport);
+  transportRelease(h);
   if (h->cb.closed != NULL) {
     h->cb.closed(h->cb.ctx);
   }
@@ -1093,7 +1126,13 @@ int catga_raft_force_configuration(const char *dir, uint64_t id,
   int rv;
 
   /* No callbacks: the FSM is never called (raft_start is not). */
-  rv = initRaft(&h, NULL, dir, id, address, errmsg, errmsg_len);
+  {
+    struct catga_raft_config offline = {0};
+    offline.id = id;
+    offline.address = address;
+    offline.dir = dir;
+    rv = initRaft(&h, NULL, &offline, errmsg, errmsg_len);
+  }
   if (rv != 0) {
     return rv;
   }

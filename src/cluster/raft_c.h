@@ -11,7 +11,8 @@
  *
  * Two modes share the same FSM glue and request plumbing:
  *   - node mode (catga_raft_open): owns a libuv loop, the raft_uv I/O, the TCP
- *     transport (wrapped so every connection gets TCP_NODELAY) and the raft;
+ *     transport (the authenticated one of raft_auth.c when a secret is set;
+ *     wrapped so every connection gets TCP_NODELAY) and the raft;
  *     every message goes to the address this node's own address book gives
  *     for its destination (see catga_raft_config.address_book);
  *   - attached mode (catga_raft_glue_new + catga_raft_glue_attach): wraps a
@@ -110,6 +111,9 @@ struct catga_raft_callbacks {
    * libraft 0.22.1 retries such a write from a timer that crashes the process
    * (disk_retry = 5 s later, see raft_c.c): call catga_raft_close() here. */
   void (*disk_failed)(void *ctx, const char *message);
+  /* Node mode: a connection to or from the Raft port was refused or failed
+   * authentication (one line, rate-limited by the transport). */
+  void (*transport_refused)(void *ctx, const char *line);
 };
 
 struct catga_raft_member {
@@ -136,6 +140,14 @@ struct catga_raft_config {
    * address. Copied by catga_raft_open; may be empty. */
   const struct catga_raft_member *address_book;
   unsigned n_address_book;
+  /* Authentication (src/cluster/raft_auth.h). secret_len > 0: every Raft
+   * connection proves the secret before libraft reads it, and a handshake
+   * must finish within handshake_timeout_ms. secret_len == 0: libraft's stock
+   * TCP transport, open to anyone (insecure mode). */
+  const void *secret;
+  size_t secret_len;
+  const char *cluster_id;
+  unsigned handshake_timeout_ms;
 };
 
 /* Node mode. On failure returns a CATGA_RAFT_* code (or -1 for a libuv

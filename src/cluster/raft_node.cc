@@ -123,6 +123,11 @@ catga_raft_callbacks make_callbacks(void* self, decltype(catga_raft_callbacks::a
   return cb;
 }
 
+// A connection to or from the Raft port was refused (raft_auth.c; rate-limited there).
+void log_transport_refused(void* ctx, const char* line) {
+  log().warn("raft node {}: {}", static_cast<RaftNode*>(ctx)->options().node_id, line);
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ lifecycle
@@ -173,10 +178,22 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.n_members = static_cast<unsigned>(members.size());
   config.address_book = members.data();
   config.n_address_book = config.n_members;
+  config.secret = options.peer_secret.data();
+  config.secret_len = options.peer_secret.size();
+  config.cluster_id = options.cluster_id.c_str();
+  config.handshake_timeout_ms = static_cast<unsigned>(options.peer_handshake_timeout.count());
+  if (options.peer_secret.empty()) {
+    internal::log().warn(
+        "raft node {}: INSECURE MODE: no peer secret, the Raft port {} and the peer channel accept anyone who "
+        "can reach them (one forged message can depose the leader or append entries); set a peer secret "
+        "(docs/security.md)",
+        options.node_id, node->status_.address);
+  }
 
   auto cb = make_callbacks(node.get(), &c_apply, &c_snapshot, &c_restore, &c_apply_done, &c_barrier_done,
                            &c_change_done, &c_transfer_done, &c_wake, &c_after_io, &c_closed);
   cb.disk_failed = &c_disk_failed;
+  cb.transport_refused = &log_transport_refused;
   cb.snapshot_ready = &c_snapshot_ready;
   cb.snapshot_cancel = &c_snapshot_cancel;
   char errmsg[512] = {0};

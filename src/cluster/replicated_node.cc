@@ -152,7 +152,8 @@ class ReplicatedNode final : public Replicator {
                                     .secret = options.peer_secret,
                                     .max_frame_bytes = options.max_entry_bytes * 2 + 4096,
                                     .answer_timeout = options.election_timeout,
-                                    .keepalive_idle = options.election_timeout},
+                                    .keepalive_idle = options.election_timeout,
+                                    .handshake_timeout = options.peer_handshake_timeout},
                                    std::move(handler));
     if (!peer) return peer.error();
     peer_ = std::move(*peer);

@@ -36,6 +36,15 @@ TEST(ClusterOptions, SingleNodeIsValid) {
   EXPECT_TRUE(o.validate().has_value());
 }
 
+TEST(ClusterOptions, ShortPeerSecret) { expect_invalid([](auto& o) { o.peer_secret = "short"; }, "peer_secret"); }
+TEST(ClusterOptions, PeerSecretOfSixteenBytesIsValid) {
+  ClusterOptions o = valid();
+  o.peer_secret = std::string(16, 's');
+  EXPECT_TRUE(o.validate().has_value());
+}
+TEST(ClusterOptions, PeerHandshakeTimeoutZero) {
+  expect_invalid([](auto& o) { o.peer_handshake_timeout = std::chrono::milliseconds(0); }, "peer_handshake_timeout");
+}
 TEST(ClusterOptions, NodeIdZero) { expect_invalid([](auto& o) { o.node_id = 0; }, "node_id"); }
 TEST(ClusterOptions, NoMembers) { expect_invalid([](auto& o) { o.members.clear(); }, "members"); }
 TEST(ClusterOptions, SelfNotInMembers) { expect_invalid([](auto& o) { o.node_id = 9; }, "members"); }

@@ -3,6 +3,8 @@
 // connection; the node keeps serving. Plus the protocol's own codec.
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
@@ -12,6 +14,7 @@
 #include "catga/testing.hpp"
 #include "cluster/peer_channel.hpp"
 #include "cluster/peer_protocol.hpp"
+#include "cluster/raft_auth.h"
 #include "support/bank.hpp"
 #include "support/cluster.hpp"
 
@@ -59,10 +62,32 @@ class RawClient {
   asio::ip::tcp::socket socket_;
 };
 
-std::string hello(unsigned version = peer::kVersion, std::string cluster = "catga", std::string secret = "") {
+constexpr std::uint64_t kRawClientId = 99;
+const std::string kRawNonce(peer::kNonceBytes, 'n');
+
+std::string hello(unsigned version = peer::kVersion, std::string cluster = "catga", std::string nonce = kRawNonce) {
   std::string out;
-  peer::append_hello(out, {version, std::move(cluster), std::move(secret), 99});
+  peer::append_hello(out, {version, std::move(cluster), std::move(nonce), kRawClientId});
   return out;
+}
+
+// The client's side of the handshake with `secret` (src/cluster/raft_auth.h,
+// channel "peer"): hello, challenge, proof; returns the server's last word.
+catga::Result<peer::Welcome> greet(RawClient& c, const std::string& secret = testsupport::kClusterSecret) {
+  c.write(hello());
+  const std::string body = c.read_frame_body();
+  auto challenge = peer::decode_challenge(body);
+  if (!challenge) return peer::decode_welcome(body);
+  std::string mac(peer::kMacBytes, '\0');
+  const int rv = catga_auth_mac(secret.data(), secret.size(), "peer", 'D', "catga",
+                                reinterpret_cast<const std::uint8_t*>(kRawNonce.data()),
+                                reinterpret_cast<const std::uint8_t*>(challenge->nonce.data()), kRawClientId,
+                                challenge->node_id, reinterpret_cast<std::uint8_t*>(mac.data()));
+  EXPECT_EQ(rv, 0);
+  std::string proof;
+  peer::append_proof(proof, mac);
+  c.write(proof);
+  return peer::decode_welcome(c.read_frame_body());
 }
 
 void register_bank(catga::ApplicationBuilder<bank::State>& b, std::size_t) { bank::register_handlers(b); }
@@ -184,8 +209,7 @@ TEST_F(PeerChannelAbuse, ForwardBeforeHelloIsRefused) {
 
 TEST_F(PeerChannelAbuse, GarbageRecordAfterHelloIsRefusedBeforeTheLog) {
   RawClient c(peer_address(*leader_));
-  c.write(hello());
-  auto welcome = peer::decode_welcome(c.read_frame_body());
+  auto welcome = greet(c);
   ASSERT_THAT(welcome, IsOk());
   ASSERT_TRUE(welcome->accepted);
   std::string bytes;
@@ -204,17 +228,77 @@ TEST_F(PeerChannelAbuse, GarbageRecordAfterHelloIsRefusedBeforeTheLog) {
 }
 
 TEST(PeerChannelSecret, PeersWithoutTheSecretAreRefused) {
-  LocalCluster<bank::State> cluster(3, register_bank, [](catga::ClusterOptions& o) { o.peer_secret = "s3cret"; });
+  LocalCluster<bank::State> cluster(3, register_bank);
   auto leader = cluster.leader();
   ASSERT_TRUE(leader);
-  RawClient c(cluster.member(*leader).peer_address);
-  c.write(hello(peer::kVersion, "catga", "guess"));
-  auto welcome = peer::decode_welcome(c.read_frame_body());
-  ASSERT_THAT(welcome, IsOk());
-  EXPECT_FALSE(welcome->accepted);
-  EXPECT_THAT(welcome->reason, HasSubstr("secret"));
+  {
+    // A hello without a nonce: a client without the secret.
+    RawClient c(cluster.member(*leader).peer_address);
+    c.write(hello(peer::kVersion, "catga", ""));
+    auto welcome = peer::decode_welcome(c.read_frame_body());
+    ASSERT_THAT(welcome, IsOk());
+    EXPECT_FALSE(welcome->accepted);
+    EXPECT_THAT(welcome->reason, HasSubstr("secret"));
+  }
+  {
+    RawClient c(cluster.member(*leader).peer_address);
+    auto welcome = greet(c, "a-guess-at-the-secret");
+    ASSERT_THAT(welcome, IsOk());
+    EXPECT_FALSE(welcome->accepted);
+    EXPECT_THAT(welcome->reason, HasSubstr("wrong peer secret"));
+  }
+  {
+    // The same exchange with the secret is welcomed: the refusal above is the secret's doing.
+    RawClient c(cluster.member(*leader).peer_address);
+    auto welcome = greet(c);
+    ASSERT_THAT(welcome, IsOk());
+    EXPECT_TRUE(welcome->accepted);
+  }
   // Members that share the secret forward as usual.
   std::size_t follower = (*leader + 1) % 3;
   ASSERT_TRUE(testsupport::wait_for([&] { return cluster.app(follower).status().leader_id != 0; }));
   EXPECT_THAT(cluster.app(follower).send(bank::Open{.owner = "ok"}), IsOk());
+}
+
+// Slowloris on the peer port: a client that connects and says nothing, or
+// stops after its hello, is closed once peer_handshake_timeout has passed.
+TEST(PeerChannelSecret, AStalledHandshakeIsClosedAfterTheBound) {
+  LocalCluster<bank::State> cluster(3, register_bank, [](catga::ClusterOptions& o) {
+    o.peer_handshake_timeout = std::chrono::milliseconds(300);
+  });
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  RawClient silent(cluster.member(*leader).peer_address);
+  RawClient after_hello(cluster.member(*leader).peer_address);
+  after_hello.write(hello());
+  EXPECT_EQ(silent.read_until_closed(), "");
+  auto challenge = peer::decode_challenge(after_hello.read_frame_body());
+  EXPECT_THAT(challenge, IsOk());
+  EXPECT_EQ(after_hello.read_until_closed(), "");
+  std::size_t follower = (*leader + 1) % 3;
+  ASSERT_TRUE(testsupport::wait_for([&] { return cluster.app(follower).status().leader_id != 0; }));
+  EXPECT_THAT(cluster.app(follower).send(bank::Open{.owner = "ok"}), IsOk());
+}
+
+// A member configured with another secret cannot forward: its forwarded
+// commands fail as unavailable, nothing reaches the leader's log.
+TEST(PeerChannelSecret, AMemberWithAnotherSecretCannotForward) {
+  PeerChannel::Handler handler;
+  handler.forward = [](std::vector<std::string>, PeerChannel::RecordDone) { ADD_FAILURE() << "forwarded"; };
+  handler.read_index = [](PeerChannel::IndexDone) { ADD_FAILURE() << "read index"; };
+  const int port = testsupport::free_port();
+  auto server = PeerChannel::start({.listen_address = "127.0.0.1:" + std::to_string(port), .node_id = 1,
+                                    .cluster_id = "catga", .secret = testsupport::kClusterSecret},
+                                   handler);
+  ASSERT_THAT(server, IsOk());
+  auto client = PeerChannel::start({.node_id = 2, .cluster_id = "catga", .secret = "another-secret-16b"}, {});
+  ASSERT_THAT(client, IsOk());
+  std::promise<peer::Outcome> outcome;
+  (*client)->forward("127.0.0.1:" + std::to_string(port), "record",
+                     [&](peer::Outcome o) { outcome.set_value(std::move(o)); });
+  auto f = outcome.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  const peer::Outcome o = f.get();
+  EXPECT_EQ(o.code, Code::unavailable);
+  EXPECT_THAT(o.bytes, HasSubstr("secret"));
 }

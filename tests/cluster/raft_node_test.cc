@@ -79,6 +79,7 @@ class Cluster {
     o.data_dir = dirs_[i]->path();
     o.election_timeout = 1000ms;
     o.heartbeat_interval = 100ms;
+    o.peer_secret = testsupport::kClusterSecret;  // the authenticated transport
     if (tweak_) tweak_(o);
     return o;
   }

@@ -1,12 +1,15 @@
 // Fuzz target: the peer channel's frame header and handshake decoders
-// (catga::internal::peer::body_length, decode_hello, decode_welcome) — the
+// (catga::internal::peer::body_length, decode_hello, decode_challenge,
+// decode_proof, decode_welcome) — the
 // first bytes any TCP client can send to a node.
 // Properties: no crash or UB; the header length is the little-endian value,
 // non-zero and within the limit; a decoded hello/welcome re-encodes into a
 // frame whose header is right and whose body decodes to the same value; the
 // decoded integers are the integers on the wire (no silent narrowing: a peer
-// announcing version 2^32+1 must not pass as version 1); a hello/welcome
-// built from the input round-trips, iff its strings fit the 4096-byte limit.
+// announcing version 2^32+1 must not pass as version 1); a decoded challenge
+// or proof re-encodes to the same value, with nonce and MAC of exactly 32
+// bytes; a hello/welcome built from the input round-trips, iff its strings
+// fit the 4096-byte limit and its nonce is empty or 32 bytes.
 #include "catga/codec.hpp"
 #include "cluster/peer_protocol.hpp"
 #include "fuzz_support.hpp"
@@ -17,7 +20,7 @@ namespace {
 namespace peer = catga::internal::peer;
 
 bool same(const peer::Hello& a, const peer::Hello& b) {
-  return a.version == b.version && a.cluster_id == b.cluster_id && a.secret == b.secret && a.node_id == b.node_id;
+  return a.version == b.version && a.cluster_id == b.cluster_id && a.nonce == b.nonce && a.node_id == b.node_id;
 }
 bool same(const peer::Welcome& a, const peer::Welcome& b) {
   return a.accepted == b.accepted && a.version == b.version && a.node_id == b.node_id && a.reason == b.reason;
@@ -60,6 +63,20 @@ int fuzz_peer_handshake(const std::uint8_t* data, std::size_t size) {
     auto again = peer::decode_hello(body_of(frame));
     FUZZ_CHECK(again.has_value() && same(*again, *h));
   }
+  if (auto c = peer::decode_challenge(in)) {
+    FUZZ_CHECK(c->nonce.size() == peer::kNonceBytes && c->mac.size() == peer::kMacBytes);
+    std::string frame;
+    peer::append_challenge(frame, *c);
+    auto again = peer::decode_challenge(body_of(frame));
+    FUZZ_CHECK(again.has_value() && again->nonce == c->nonce && again->mac == c->mac && again->node_id == c->node_id);
+  }
+  if (auto p = peer::decode_proof(in)) {
+    FUZZ_CHECK(p->size() == peer::kMacBytes);
+    std::string frame;
+    peer::append_proof(frame, *p);
+    auto again = peer::decode_proof(body_of(frame));
+    FUZZ_CHECK(again.has_value() && *again == *p);
+  }
   if (auto w = peer::decode_welcome(in)) {
     if (w->accepted) FUZZ_CHECK(w->version == wire_uint(in, 1));
     std::string frame;
@@ -74,11 +91,12 @@ int fuzz_peer_handshake(const std::uint8_t* data, std::size_t size) {
   hello.version = static_cast<unsigned>(r.u64());
   hello.node_id = r.u64();
   hello.cluster_id = r.bytes(4200);
-  hello.secret = r.bytes(4200);
+  hello.nonce = r.bytes(40);
   std::string frame;
   peer::append_hello(frame, hello);
   auto h = peer::decode_hello(body_of(frame));
-  FUZZ_CHECK(h.has_value() == (hello.cluster_id.size() <= 4096 && hello.secret.size() <= 4096));
+  FUZZ_CHECK(h.has_value() == (hello.cluster_id.size() <= 4096 &&
+                               (hello.nonce.empty() || hello.nonce.size() == peer::kNonceBytes)));
   if (h) FUZZ_CHECK(same(*h, hello));
 
   peer::Welcome welcome;

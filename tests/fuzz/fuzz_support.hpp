@@ -22,6 +22,7 @@
   X(snapshot_envelope)                \
   X(peer_handshake)                   \
   X(peer_message)                     \
+  X(raft_handshake)                   \
   X(session_table)                    \
   X(state_restore)
 #define CATGA_FUZZ_HTTP_TARGETS(X) X(json_to_msgpack)

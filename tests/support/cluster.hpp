@@ -21,6 +21,10 @@
 
 namespace testsupport {
 
+// The cluster secret test clusters use: their Raft ports run the
+// authenticated transport (docs/security.md), as a production cluster should.
+inline const std::string kClusterSecret = "catga-test-cluster-secret";
+
 // A port that was free a moment ago on 127.0.0.1 (bind to 0, read, close).
 inline int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -125,6 +129,7 @@ class LocalCluster {
     o.data_dir = dir_.path() / ("node" + std::to_string(i + 1));
     o.election_timeout = std::chrono::milliseconds(500);
     o.heartbeat_interval = std::chrono::milliseconds(50);
+    o.peer_secret = kClusterSecret;
     if (tune_) tune_(o);
     return o;
   }

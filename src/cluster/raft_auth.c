@@ -1,0 +1,847 @@
+/* src/cluster/raft_auth.c — the authenticated Raft transport (see
+ * raft_auth.h for the wire format). raft_c.c's one sibling that includes
+ * raft.h: it implements struct raft_uv_transport and is handed to
+ * raft_uv_init by raft_c.c. */
+#include "cluster/raft_auth.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define MAGIC_HELLO "CATGAHI1"
+#define MAGIC_CHALLENGE "CATGACH1"
+#define MAGIC_WELCOME "CATGAOK1"
+#define LIBRAFT_HANDSHAKE_PROTOCOL 1
+
+/* ------------------------------------------------------------------ codec */
+
+static void put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) {
+    p[i] = (uint8_t)(v >> (8 * i));
+  }
+}
+
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) {
+    v = (v << 8) | p[i];
+  }
+  return v;
+}
+
+int catga_auth_mac(const void *secret, size_t secret_len, const char *channel,
+                    char direction, const char *cluster_id,
+                    const uint8_t nonce_dialler[CATGA_AUTH_NONCE],
+                    const uint8_t nonce_listener[CATGA_AUTH_NONCE],
+                    uint64_t dialler_id, uint64_t listener_id,
+                    uint8_t out[CATGA_AUTH_MAC]) {
+  static const char label[] = "catga-auth-v1";
+  size_t channel_len = strlen(channel);
+  size_t cluster_len = strlen(cluster_id);
+  uint8_t n[8];
+  size_t out_len = 0;
+  char digest[] = "SHA256";
+  OSSL_PARAM params[2];
+  EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+  EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+  params[0] = OSSL_PARAM_construct_utf8_string("digest", digest, 0);
+  params[1] = OSSL_PARAM_construct_end();
+  int rv = -1;
+  if (ctx != NULL && EVP_MAC_init(ctx, secret, secret_len, params) == 1) {
+    EVP_MAC_update(ctx, (const uint8_t *)label, sizeof label - 1);
+    put64(n, channel_len);
+    EVP_MAC_update(ctx, n, 8);
+    EVP_MAC_update(ctx, (const uint8_t *)channel, channel_len);
+    EVP_MAC_update(ctx, (const uint8_t *)&direction, 1);
+    put64(n, cluster_len);
+    EVP_MAC_update(ctx, n, 8);
+    EVP_MAC_update(ctx, (const uint8_t *)cluster_id, cluster_len);
+    EVP_MAC_update(ctx, nonce_dialler, CATGA_AUTH_NONCE);
+    EVP_MAC_update(ctx, nonce_listener, CATGA_AUTH_NONCE);
+    put64(n, dialler_id);
+    EVP_MAC_update(ctx, n, 8);
+    put64(n, listener_id);
+    EVP_MAC_update(ctx, n, 8);
+    if (EVP_MAC_final(ctx, out, &out_len, CATGA_AUTH_MAC) == 1 &&
+        out_len == CATGA_AUTH_MAC) {
+      rv = 0;
+    }
+  }
+  EVP_MAC_CTX_free(ctx);
+  EVP_MAC_free(mac);
+  return rv;
+}
+
+int catga_auth_mac_equal(const uint8_t a[CATGA_AUTH_MAC],
+                         const uint8_t b[CATGA_AUTH_MAC]) {
+  return CRYPTO_memcmp(a, b, CATGA_AUTH_MAC) == 0;
+}
+
+int catga_auth_random(uint8_t *out, size_t n) {
+  return RAND_bytes(out, (int)n) == 1 ? 0 : -1;
+}
+
+static void readerExpect(struct catga_auth_reader *r, int frame, size_t size) {
+  r->next = frame;
+  r->want = size;
+  r->have = 0;
+}
+
+void catga_auth_reader_init(struct catga_auth_reader *r, int side) {
+  memset(r, 0, sizeof *r);
+  r->side = side;
+  if (side == CATGA_AUTH_LISTENER) {
+    readerExpect(r, CATGA_AUTH_GOT_IDENTITY, CATGA_AUTH_PREAMBLE);
+  } else {
+    readerExpect(r, CATGA_AUTH_GOT_CHALLENGE, CATGA_AUTH_CHALLENGE);
+  }
+}
+
+size_t catga_auth_reader_want(const struct catga_auth_reader *r) {
+  if (r->next == CATGA_AUTH_NONE || r->next == CATGA_AUTH_BAD) {
+    return 0;
+  }
+  return r->want - r->have;
+}
+
+static int readerBad(struct catga_auth_reader *r, const char *why) {
+  r->next = CATGA_AUTH_BAD;
+  r->error = why;
+  return CATGA_AUTH_BAD;
+}
+
+/* libraft's handshake: the 24-byte preamble, then the padded address. */
+static int readerIdentity(struct catga_auth_reader *r) {
+  if (r->want == CATGA_AUTH_PREAMBLE) {
+    uint64_t protocol = get64(r->buf);
+    uint64_t id = get64(r->buf + 8);
+    uint64_t n = get64(r->buf + 16);
+    if (protocol != LIBRAFT_HANDSHAKE_PROTOCOL) {
+      return readerBad(r, "not a Raft handshake (unknown protocol)");
+    }
+    if (id == 0) {
+      return readerBad(r, "Raft handshake claims node id 0");
+    }
+    if (n == 0 || n % 8 != 0 || n > CATGA_AUTH_MAX_ADDRESS) {
+      return readerBad(r, "Raft handshake address length out of bounds");
+    }
+    r->peer_id = id; /* the claim, unproven until the MAC checks */
+    r->want = CATGA_AUTH_PREAMBLE + (size_t)n;
+    return CATGA_AUTH_NONE;
+  }
+  {
+    const uint8_t *a = r->buf + CATGA_AUTH_PREAMBLE;
+    size_t n = r->want - CATGA_AUTH_PREAMBLE;
+    size_t len = 0;
+    while (len < n && a[len] != 0) {
+      if (a[len] < 0x21 || a[len] > 0x7e) {
+        return readerBad(r, "Raft handshake address is not printable");
+      }
+      len++;
+    }
+    if (len == 0 || len == n) {
+      return readerBad(r, "Raft handshake address is empty or unterminated");
+    }
+    for (size_t i = len; i < n; i++) {
+      if (a[i] != 0) {
+        return readerBad(r, "Raft handshake address padding is not zero");
+      }
+    }
+    memcpy(r->peer_address, a, len + 1);
+  }
+  readerExpect(r, CATGA_AUTH_GOT_HELLO, CATGA_AUTH_HELLO);
+  return CATGA_AUTH_GOT_IDENTITY;
+}
+
+static int readerComplete(struct catga_auth_reader *r) {
+  switch (r->next) {
+    case CATGA_AUTH_GOT_IDENTITY:
+      return readerIdentity(r);
+    case CATGA_AUTH_GOT_HELLO:
+      if (memcmp(r->buf, MAGIC_HELLO, CATGA_AUTH_MAGIC) != 0) {
+        return readerBad(r, "no authentication hello after the Raft handshake "
+                            "(the peer runs without the cluster secret?)");
+      }
+      memcpy(r->peer_nonce, r->buf + CATGA_AUTH_MAGIC, CATGA_AUTH_NONCE);
+      readerExpect(r, CATGA_AUTH_GOT_PROOF, CATGA_AUTH_PROOF);
+      return CATGA_AUTH_GOT_HELLO;
+    case CATGA_AUTH_GOT_PROOF:
+      memcpy(r->peer_mac, r->buf, CATGA_AUTH_MAC);
+      readerExpect(r, CATGA_AUTH_NONE, 0);
+      return CATGA_AUTH_GOT_PROOF;
+    case CATGA_AUTH_GOT_CHALLENGE:
+      if (memcmp(r->buf, MAGIC_CHALLENGE, CATGA_AUTH_MAGIC) != 0) {
+        return readerBad(r, "no authentication challenge (the peer runs "
+                            "without the cluster secret?)");
+      }
+      memcpy(r->peer_nonce, r->buf + CATGA_AUTH_MAGIC, CATGA_AUTH_NONCE);
+      memcpy(r->peer_mac, r->buf + CATGA_AUTH_MAGIC + CATGA_AUTH_NONCE,
+             CATGA_AUTH_MAC);
+      readerExpect(r, CATGA_AUTH_GOT_WELCOME, CATGA_AUTH_WELCOME);
+      return CATGA_AUTH_GOT_CHALLENGE;
+    case CATGA_AUTH_GOT_WELCOME:
+      if (memcmp(r->buf, MAGIC_WELCOME, CATGA_AUTH_MAGIC) != 0) {
+        return readerBad(r, "malformed authentication welcome");
+      }
+      readerExpect(r, CATGA_AUTH_NONE, 0);
+      return CATGA_AUTH_GOT_WELCOME;
+    default:
+      return readerBad(r, "unexpected handshake state");
+  }
+}
+
+int catga_auth_reader_feed(struct catga_auth_reader *r, const uint8_t *data,
+                           size_t len, size_t *used) {
+  size_t want = catga_auth_reader_want(r);
+  size_t n = len < want ? len : want;
+  *used = 0;
+  if (r->next == CATGA_AUTH_BAD) {
+    return CATGA_AUTH_BAD;
+  }
+  if (n == 0) {
+    return CATGA_AUTH_NONE;
+  }
+  memcpy(r->buf + r->have, data, n);
+  r->have += n;
+  *used = n;
+  if (r->have < r->want) {
+    return CATGA_AUTH_NONE;
+  }
+  return readerComplete(r);
+}
+
+/* -------------------------------------------------------------- transport */
+
+struct handshake;
+
+struct catgaAuth {
+  struct raft_uv_transport *iface;
+  struct raft_uv_transport tcp; /* libraft's stock transport: dials */
+  uv_loop_t *loop;
+  raft_id id;
+  char *address;
+  uint8_t *secret;
+  size_t secret_len;
+  char *cluster_id;
+  unsigned timeout_ms;
+  unsigned max_pending;
+  void (*log)(void *ctx, const char *line);
+  void *log_ctx;
+  uint64_t last_log_ms;
+  bool logged;
+  unsigned left_out;
+  uv_tcp_t *listener;
+  raft_uv_accept_cb accept_cb;
+  struct handshake *handshakes; /* until fully released */
+  unsigned n_incoming;          /* listener-side ones among them */
+  bool closing;
+  bool tcp_closed;
+  raft_uv_transport_close_cb close_cb;
+};
+
+struct handshake {
+  struct catgaAuth *a;
+  struct handshake *prev, *next;
+  bool dialler;
+  bool done;    /* handed over or failed */
+  unsigned writing; /* writes in flight */
+  unsigned writes;  /* writes issued (each side issues two) */
+  bool welcomed; /* the exchange succeeded (hand over once not writing) */
+  unsigned open_handles;
+  uv_tcp_t *tcp; /* the connection while we own it */
+  uv_timer_t timer;
+  /* One request and buffer per write: the second may be issued before the
+   * first one's callback ran (the peer answered within the same loop
+   * iteration). */
+  uv_write_t write[2];
+  uint8_t out[2][CATGA_AUTH_CHALLENGE];
+  uint8_t in[CATGA_AUTH_PREAMBLE + CATGA_AUTH_MAX_ADDRESS];
+  struct catga_auth_reader reader;
+  uint8_t nonce[CATGA_AUTH_NONCE];
+  char peer[96]; /* for log lines */
+  /* dialler */
+  raft_id peer_id;
+  struct raft_uv_connect connect; /* handed to the stock transport */
+  struct raft_uv_connect *outer;
+  raft_uv_connect_cb outer_cb;
+};
+
+static void authLog(struct catgaAuth *a, const char *fmt, ...) {
+  char line[512];
+  size_t n;
+  va_list ap;
+  uint64_t now = uv_now(a->loop);
+  if (a->log == NULL) {
+    return;
+  }
+  if (a->logged && now - a->last_log_ms < 1000) {
+    a->left_out++;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  n = strlen(line);
+  if (a->left_out > 0 && n < sizeof line) {
+    snprintf(line + n, sizeof line - n,
+             " (%u more such lines left out in the last second)", a->left_out);
+  }
+  a->log(a->log_ctx, line);
+  a->logged = true;
+  a->last_log_ms = now;
+  a->left_out = 0;
+}
+
+static void maybeClosed(struct catgaAuth *a) {
+  if (a->closing && a->tcp_closed && a->listener == NULL &&
+      a->handshakes == NULL && a->close_cb != NULL) {
+    raft_uv_transport_close_cb cb = a->close_cb;
+    a->close_cb = NULL;
+    cb(a->iface);
+  }
+}
+
+static void handshakeRelease(struct handshake *h) {
+  struct catgaAuth *a = h->a;
+  if (h->open_handles > 0 || h->writing) {
+    return;
+  }
+  if (h->prev != NULL) {
+    h->prev->next = h->next;
+  } else {
+    a->handshakes = h->next;
+  }
+  if (h->next != NULL) {
+    h->next->prev = h->prev;
+  }
+  if (!h->dialler) {
+    a->n_incoming--;
+  }
+  raft_free(h);
+  maybeClosed(a);
+}
+
+static void handleClosed(uv_handle_t *handle) {
+  struct handshake *h = handle->data;
+  if (handle != (uv_handle_t *)&h->timer) {
+    raft_free(handle);
+  }
+  h->open_handles--;
+  handshakeRelease(h);
+}
+
+/* Ends the handshake: status 0 hands the connection to libraft; otherwise
+ * the connection is closed (a dialler's request completes with `status`). */
+static void handshakeFinish(struct handshake *h, int status) {
+  struct catgaAuth *a = h->a;
+  uv_stream_t *stream = (uv_stream_t *)h->tcp;
+  if (h->done) {
+    return;
+  }
+  h->done = true;
+  uv_timer_stop(&h->timer);
+  uv_close((uv_handle_t *)&h->timer, handleClosed);
+  if (stream != NULL) {
+    uv_read_stop(stream);
+  }
+  if (status == 0 && !a->closing) {
+    h->tcp = NULL;
+    stream->data = NULL;
+    if (h->dialler) {
+      h->outer->cb = h->outer_cb;
+      h->outer_cb(h->outer, stream, 0);
+    } else {
+      a->accept_cb(a->iface, h->reader.peer_id, h->reader.peer_address, stream);
+    }
+    return;
+  }
+  if (stream != NULL) {
+    h->tcp = NULL;
+    h->open_handles++;
+    uv_close((uv_handle_t *)stream, handleClosed);
+  }
+  if (h->dialler) {
+    h->outer->cb = h->outer_cb;
+    h->outer_cb(h->outer, NULL, a->closing ? RAFT_CANCELED : status);
+  }
+}
+
+static void handshakeFail(struct handshake *h, const char *why) {
+  if (h->done) {
+    return;
+  }
+  if (h->dialler) {
+    authLog(h->a, "raft: connection to member %llu at %s refused: %s",
+            (unsigned long long)h->peer_id, h->peer, why);
+  } else if (h->reader.peer_id != 0) {
+    authLog(h->a, "raft: connection from %s (claims member %llu) refused: %s",
+            h->peer, (unsigned long long)h->reader.peer_id, why);
+  } else {
+    authLog(h->a, "raft: connection from %s refused: %s", h->peer, why);
+  }
+  handshakeFinish(h, RAFT_NOCONNECTION);
+}
+
+static void maybeHandOver(struct handshake *h) {
+  if (h->welcomed && !h->writing) {
+    handshakeFinish(h, 0);
+  }
+}
+
+static void writeDone(uv_write_t *req, int status) {
+  struct handshake *h = req->data;
+  h->writing--;
+  if (h->done) {
+    handshakeRelease(h);
+    return;
+  }
+  if (status != 0) {
+    handshakeFail(h, uv_strerror(status));
+    return;
+  }
+  maybeHandOver(h);
+}
+
+/* The buffer of the next write. */
+static uint8_t *nextOut(struct handshake *h) { return h->out[h->writes]; }
+
+/* Sends the first `len` bytes of nextOut(). */
+static void handshakeWrite(struct handshake *h, size_t len) {
+  uv_write_t *req = &h->write[h->writes];
+  uv_buf_t buf = uv_buf_init((char *)h->out[h->writes], (unsigned)len);
+  int rv;
+  req->data = h;
+  rv = uv_write(req, (uv_stream_t *)h->tcp, &buf, 1, writeDone);
+  if (rv != 0) {
+    handshakeFail(h, uv_strerror(rv));
+    return;
+  }
+  h->writes++;
+  h->writing++;
+}
+
+static int handshakeMac(const struct handshake *h, char direction,
+                        uint8_t out[CATGA_AUTH_MAC]) {
+  const struct catgaAuth *a = h->a;
+  if (h->dialler) {
+    return catga_auth_mac(a->secret, a->secret_len, "raft", direction, a->cluster_id,
+                   h->nonce, h->reader.peer_nonce, a->id, h->peer_id, out);
+  }
+  return catga_auth_mac(a->secret, a->secret_len, "raft", direction, a->cluster_id,
+                        h->reader.peer_nonce, h->nonce, h->reader.peer_id,
+                        a->id, out);
+}
+
+/* One completed frame; false when the handshake ended. */
+static bool handshakeFrame(struct handshake *h, int frame) {
+  uint8_t mac[CATGA_AUTH_MAC];
+  switch (frame) {
+    case CATGA_AUTH_NONE:
+    case CATGA_AUTH_GOT_IDENTITY:
+      return true;
+    case CATGA_AUTH_GOT_HELLO: /* listener: prove first */
+      memcpy(nextOut(h), MAGIC_CHALLENGE, CATGA_AUTH_MAGIC);
+      memcpy(nextOut(h) + CATGA_AUTH_MAGIC, h->nonce, CATGA_AUTH_NONCE);
+      if (handshakeMac(h, 'L',
+                       nextOut(h) + CATGA_AUTH_MAGIC + CATGA_AUTH_NONCE)) {
+        handshakeFail(h, "HMAC-SHA256 unavailable (OpenSSL)");
+        return false;
+      }
+      handshakeWrite(h, CATGA_AUTH_CHALLENGE);
+      return !h->done;
+    case CATGA_AUTH_GOT_PROOF:
+      if (handshakeMac(h, 'D', mac) != 0 ||
+          !catga_auth_mac_equal(mac, h->reader.peer_mac)) {
+        handshakeFail(h, "wrong cluster secret or cluster id");
+        return false;
+      }
+      uv_read_stop((uv_stream_t *)h->tcp);
+      memcpy(nextOut(h), MAGIC_WELCOME, CATGA_AUTH_MAGIC);
+      h->welcomed = true;
+      handshakeWrite(h, CATGA_AUTH_WELCOME);
+      return false;
+    case CATGA_AUTH_GOT_CHALLENGE:
+      if (handshakeMac(h, 'L', mac) != 0 ||
+          !catga_auth_mac_equal(mac, h->reader.peer_mac)) {
+        handshakeFail(h, "it does not hold the cluster secret (or has another "
+                         "cluster id or node id)");
+        return false;
+      }
+      if (handshakeMac(h, 'D', nextOut(h)) != 0) {
+        handshakeFail(h, "HMAC-SHA256 unavailable (OpenSSL)");
+        return false;
+      }
+      handshakeWrite(h, CATGA_AUTH_PROOF);
+      return !h->done;
+    case CATGA_AUTH_GOT_WELCOME:
+      uv_read_stop((uv_stream_t *)h->tcp);
+      h->welcomed = true;
+      maybeHandOver(h);
+      return false;
+    default:
+      handshakeFail(h, h->reader.error);
+      return false;
+  }
+}
+
+static void allocCb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
+  struct handshake *h = handle->data;
+  size_t want = catga_auth_reader_want(&h->reader);
+  (void)suggested;
+  /* Never more than the frame awaited: Raft traffic stays in the socket. */
+  buf->base = (char *)h->in;
+  buf->len = want;
+}
+
+static void readCb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  struct handshake *h = stream->data;
+  size_t off = 0;
+  (void)buf;
+  if (nread == 0) {
+    return;
+  }
+  if (nread < 0) {
+    handshakeFail(h, nread == UV_EOF ? "closed during the authentication "
+                                       "handshake"
+                                     : uv_strerror((int)nread));
+    return;
+  }
+  while (off < (size_t)nread) {
+    size_t used = 0;
+    int frame = catga_auth_reader_feed(&h->reader, h->in + off,
+                                       (size_t)nread - off, &used);
+    off += used;
+    if (!handshakeFrame(h, frame) || (used == 0 && frame == CATGA_AUTH_NONE)) {
+      return;
+    }
+  }
+}
+
+static void timerCb(uv_timer_t *timer) {
+  struct handshake *h = timer->data;
+  char why[96];
+  snprintf(why, sizeof why, "authentication handshake not completed within %u ms",
+           h->a->timeout_ms);
+  handshakeFail(h, why);
+}
+
+static struct handshake *handshakeNew(struct catgaAuth *a, bool dialler) {
+  struct handshake *h = raft_malloc(sizeof *h);
+  if (h == NULL) {
+    return NULL;
+  }
+  memset(h, 0, sizeof *h);
+  h->a = a;
+  h->dialler = dialler;
+  catga_auth_reader_init(&h->reader,
+                         dialler ? CATGA_AUTH_DIALLER : CATGA_AUTH_LISTENER);
+  if (catga_auth_random(h->nonce, sizeof h->nonce) != 0) {
+    raft_free(h);
+    return NULL;
+  }
+  uv_timer_init(a->loop, &h->timer);
+  h->timer.data = h;
+  h->open_handles = 1;
+  h->next = a->handshakes;
+  if (h->next != NULL) {
+    h->next->prev = h;
+  }
+  a->handshakes = h;
+  if (!dialler) {
+    a->n_incoming++;
+  }
+  return h;
+}
+
+/* The connection is up: start the exchange, bounded in time. */
+static void handshakeStart(struct handshake *h, uv_tcp_t *tcp) {
+  int rv;
+  h->tcp = tcp;
+  tcp->data = h;
+  uv_tcp_nodelay(tcp, 1);
+  uv_timer_start(&h->timer, timerCb, h->a->timeout_ms, 0);
+  rv = uv_read_start((uv_stream_t *)tcp, allocCb, readCb);
+  if (rv != 0) {
+    handshakeFail(h, uv_strerror(rv));
+    return;
+  }
+  if (h->dialler) {
+    memcpy(nextOut(h), MAGIC_HELLO, CATGA_AUTH_MAGIC);
+    memcpy(nextOut(h) + CATGA_AUTH_MAGIC, h->nonce, CATGA_AUTH_NONCE);
+    handshakeWrite(h, CATGA_AUTH_HELLO);
+  }
+}
+
+static void peerName(uv_tcp_t *tcp, char *out, size_t len) {
+  struct sockaddr_storage sa;
+  int n = sizeof sa;
+  char ip[64] = "?";
+  int port = 0;
+  if (uv_tcp_getpeername(tcp, (struct sockaddr *)&sa, &n) == 0) {
+    if (sa.ss_family == AF_INET) {
+      const struct sockaddr_in *in = (const struct sockaddr_in *)&sa;
+      uv_ip4_name(in, ip, sizeof ip);
+      port = ntohs(in->sin_port);
+    } else if (sa.ss_family == AF_INET6) {
+      const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)&sa;
+      uv_ip6_name(in, ip, sizeof ip);
+      port = ntohs(in->sin6_port);
+    }
+  }
+  snprintf(out, len, "%s:%d", ip, port);
+}
+
+static void closeUnowned(uv_handle_t *handle) { raft_free(handle); }
+
+static void listenCb(uv_stream_t *server, int status) {
+  struct catgaAuth *a = server->data;
+  struct handshake *h;
+  uv_tcp_t *tcp;
+  if (status != 0 || a->closing) {
+    return;
+  }
+  tcp = raft_malloc(sizeof *tcp);
+  if (tcp == NULL) {
+    return;
+  }
+  uv_tcp_init(a->loop, tcp);
+  if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
+    uv_close((uv_handle_t *)tcp, closeUnowned);
+    return;
+  }
+  if (a->n_incoming >= a->max_pending) {
+    char peer[96];
+    peerName(tcp, peer, sizeof peer);
+    authLog(a, "raft: connection from %s refused: %u connections already in "
+               "the authentication handshake", peer, a->n_incoming);
+    uv_close((uv_handle_t *)tcp, closeUnowned);
+    return;
+  }
+  h = handshakeNew(a, false);
+  if (h == NULL) {
+    uv_close((uv_handle_t *)tcp, closeUnowned);
+    return;
+  }
+  peerName(tcp, h->peer, sizeof h->peer);
+  handshakeStart(h, tcp);
+}
+
+static struct catgaAuth *authOf(struct raft_uv_transport *t) {
+  return t->impl;
+}
+
+static int authInit(struct raft_uv_transport *t, raft_id id,
+                    const char *address) {
+  struct catgaAuth *a = authOf(t);
+  a->id = id;
+  raft_free(a->address);
+  a->address = raft_malloc(strlen(address) + 1);
+  if (a->address == NULL) {
+    return RAFT_NOMEM;
+  }
+  strcpy(a->address, address);
+  return a->tcp.init(&a->tcp, id, address);
+}
+
+/* "host:port" or "[v6]:port" -> bound, listening socket. */
+static int authListen(struct raft_uv_transport *t, raft_uv_accept_cb cb) {
+  struct catgaAuth *a = authOf(t);
+  char host[256];
+  const char *colon = strrchr(a->address, ':');
+  const char *start = a->address;
+  size_t host_len;
+  struct addrinfo hints;
+  uv_getaddrinfo_t req;
+  int rv;
+  if (colon == NULL) {
+    snprintf(t->errmsg, sizeof t->errmsg, "address '%s' has no port",
+             a->address);
+    return RAFT_INVALID;
+  }
+  host_len = (size_t)(colon - start);
+  if (host_len >= 2 && start[0] == '[' && colon[-1] == ']') {
+    start++;
+    host_len -= 2;
+  }
+  if (host_len == 0 || host_len >= sizeof host) {
+    snprintf(t->errmsg, sizeof t->errmsg, "address '%s' has no valid host",
+             a->address);
+    return RAFT_INVALID;
+  }
+  memcpy(host, start, host_len);
+  host[host_len] = '\0';
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  rv = uv_getaddrinfo(a->loop, &req, NULL, host, colon + 1, &hints);
+  if (rv != 0) {
+    snprintf(t->errmsg, sizeof t->errmsg, "resolve %s: %s", a->address,
+             uv_strerror(rv));
+    return RAFT_IOERR;
+  }
+  a->listener = raft_malloc(sizeof *a->listener);
+  if (a->listener == NULL) {
+    uv_freeaddrinfo(req.addrinfo);
+    return RAFT_NOMEM;
+  }
+  uv_tcp_init(a->loop, a->listener);
+  a->listener->data = a;
+  rv = uv_tcp_bind(a->listener, req.addrinfo->ai_addr, 0);
+  uv_freeaddrinfo(req.addrinfo);
+  if (rv == 0) {
+    rv = uv_listen((uv_stream_t *)a->listener, 128, listenCb);
+  }
+  if (rv != 0) {
+    snprintf(t->errmsg, sizeof t->errmsg, "listen on %s: %s", a->address,
+             uv_strerror(rv));
+    uv_close((uv_handle_t *)a->listener, closeUnowned);
+    a->listener = NULL;
+    return RAFT_IOERR;
+  }
+  a->accept_cb = cb;
+  return 0;
+}
+
+static void dialled(struct raft_uv_connect *req, struct uv_stream_s *stream,
+                    int status) {
+  struct handshake *h = req->data;
+  if (status != 0 || h->a->closing) {
+    if (stream != NULL) {
+      uv_close((uv_handle_t *)stream, closeUnowned);
+    }
+    handshakeFinish(h, status != 0 ? status : RAFT_CANCELED);
+    return;
+  }
+  handshakeStart(h, (uv_tcp_t *)stream);
+}
+
+static int authConnect(struct raft_uv_transport *t, struct raft_uv_connect *req,
+                       raft_id id, const char *address,
+                       raft_uv_connect_cb cb) {
+  struct catgaAuth *a = authOf(t);
+  struct handshake *h;
+  int rv;
+  if (a->closing) {
+    return RAFT_CANCELED;
+  }
+  h = handshakeNew(a, true);
+  if (h == NULL) {
+    return RAFT_NOMEM;
+  }
+  h->peer_id = id;
+  snprintf(h->peer, sizeof h->peer, "%s", address);
+  h->outer = req;
+  h->outer_cb = cb;
+  req->cb = cb;
+  h->connect.data = h;
+  rv = a->tcp.connect(&a->tcp, &h->connect, id, address, dialled);
+  if (rv != 0) {
+    h->done = true; /* no callback for a request refused up front */
+    uv_close((uv_handle_t *)&h->timer, handleClosed);
+  }
+  return rv;
+}
+
+static void tcpClosed(struct raft_uv_transport *tcp) {
+  struct catgaAuth *a =
+      (struct catgaAuth *)((char *)tcp - offsetof(struct catgaAuth, tcp));
+  a->tcp_closed = true;
+  maybeClosed(a);
+}
+
+static void listenerClosed(uv_handle_t *handle) {
+  struct catgaAuth *a = handle->data;
+  raft_free(handle);
+  a->listener = NULL;
+  maybeClosed(a);
+}
+
+static void authClose(struct raft_uv_transport *t,
+                      raft_uv_transport_close_cb cb) {
+  struct catgaAuth *a = authOf(t);
+  struct handshake *h;
+  struct handshake *next;
+  a->closing = true;
+  a->close_cb = cb;
+  if (a->listener != NULL) {
+    uv_close((uv_handle_t *)a->listener, listenerClosed);
+  }
+  /* Handshakes with a connection end now; diallers still connecting are
+   * canceled by the stock transport's close (their callback ends them). */
+  for (h = a->handshakes; h != NULL; h = next) {
+    next = h->next;
+    if (h->tcp != NULL) {
+      handshakeFinish(h, RAFT_CANCELED);
+    }
+  }
+  a->tcp.close(&a->tcp, tcpClosed);
+}
+
+int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loop,
+                              const struct catga_auth_options *o) {
+  struct catgaAuth *a;
+  int rv;
+  if (t->version != 1 || o->secret_len == 0 || o->handshake_timeout_ms == 0) {
+    snprintf(t->errmsg, sizeof t->errmsg, "invalid authenticated transport");
+    return RAFT_INVALID;
+  }
+  a = raft_malloc(sizeof *a);
+  if (a == NULL) {
+    return RAFT_NOMEM;
+  }
+  memset(a, 0, sizeof *a);
+  a->secret = raft_malloc(o->secret_len);
+  a->cluster_id = raft_malloc(strlen(o->cluster_id) + 1);
+  if (a->secret == NULL || a->cluster_id == NULL) {
+    raft_free(a->secret);
+    raft_free(a->cluster_id);
+    raft_free(a);
+    return RAFT_NOMEM;
+  }
+  memcpy(a->secret, o->secret, o->secret_len);
+  a->secret_len = o->secret_len;
+  strcpy(a->cluster_id, o->cluster_id);
+  a->timeout_ms = o->handshake_timeout_ms;
+  a->max_pending = o->max_pending > 0 ? o->max_pending : 64;
+  a->log = o->log;
+  a->log_ctx = o->log_ctx;
+  a->loop = loop;
+  a->tcp.version = 1;
+  rv = raft_uv_tcp_init(&a->tcp, loop);
+  if (rv != 0) {
+    snprintf(t->errmsg, sizeof t->errmsg, "%s", a->tcp.errmsg);
+    OPENSSL_cleanse(a->secret, a->secret_len);
+    raft_free(a->secret);
+    raft_free(a->cluster_id);
+    raft_free(a);
+    return rv;
+  }
+  a->iface = t;
+  t->impl = a;
+  t->init = authInit;
+  t->listen = authListen;
+  t->connect = authConnect;
+  t->close = authClose;
+  return 0;
+}
+
+void catga_auth_transport_close(struct raft_uv_transport *t) {
+  struct catgaAuth *a = authOf(t);
+  raft_uv_tcp_close(&a->tcp);
+  OPENSSL_cleanse(a->secret, a->secret_len);
+  raft_free(a->secret);
+  raft_free(a->cluster_id);
+  raft_free(a->address);
+  raft_free(a);
+  t->impl = NULL;
+}
