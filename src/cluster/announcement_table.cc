@@ -83,7 +83,7 @@ Result<Announcement> decode_announcement(std::string_view bytes) {
   }
 }
 
-std::string encode_withdrawal(std::uint64_t node_id) {
+std::string encode_number_record(std::uint64_t node_id) {
   std::string out;
   detail::StringSink sink{&out};
   msgpack::packer<detail::StringSink> p(sink);
@@ -93,13 +93,13 @@ std::string encode_withdrawal(std::uint64_t node_id) {
   return out;
 }
 
-Result<std::uint64_t> decode_withdrawal(std::string_view bytes) {
+Result<std::uint64_t> decode_number_record(std::string_view bytes) {
   detail::Unpacked handle;
-  if (auto r = unpack(bytes, handle, "withdrawal"); !r) return r.error();
+  if (auto r = unpack(bytes, handle, "record"); !r) return r.error();
   const msgpack::object& o = handle.get();
   if (!is_array(o, 2) || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER || o.via.array.ptr[0].via.u64 != 1 ||
       o.via.array.ptr[1].type != msgpack::type::POSITIVE_INTEGER) {
-    return bad("withdrawal", "unknown format");
+    return bad("record", "unknown format");
   }
   return o.via.array.ptr[1].via.u64;
 }
@@ -107,10 +107,26 @@ Result<std::uint64_t> decode_withdrawal(std::string_view bytes) {
 void AnnouncementTable::announce(Announcement a) {
   const std::uint64_t id = a.node_id;
   by_node_.insert_or_assign(id, std::move(a));
+  changed();
+}
+
+std::uint32_t AnnouncementTable::agreed_format() const {
+  if (by_node_.empty()) return format_;
   std::uint32_t agreed = ~std::uint32_t{0};
   for (const auto& [node, announced] : by_node_) agreed = std::min(agreed, announced.formats.max);
-  format_ = std::max(format_, agreed);
-  changed();
+  return std::max(format_, agreed);
+}
+
+Result<void> AnnouncementTable::raise_format(std::uint32_t f) {
+  if (f <= format_) return {};
+  for (const auto& [id, a] : by_node_) {
+    if (!a.formats.contains(f)) {
+      return Error{Code::failed_precondition, "apply format " + std::to_string(f) + " is not implemented by member " +
+                                                  std::to_string(id)};
+    }
+  }
+  format_ = f;
+  return {};
 }
 
 bool AnnouncementTable::withdraw(std::uint64_t node_id) {

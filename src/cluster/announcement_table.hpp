@@ -12,9 +12,10 @@
 //   * A member without an announcement does not block anything: it has not
 //     caught up since its first start (every build that can join announces).
 //     If it then meets an entry it cannot apply, it stops loudly.
-//   * The cluster's apply format is the highest one every announced member
-//     implements; it never goes down. A node asked to apply at a format outside
-//     its own range stops loudly.
+//   * The cluster's apply format is raised by a record the leader appends once
+//     every voter and standby has announced, to the highest format every
+//     announced member implements; it never goes down. A node asked to apply
+//     at a format outside its own range stops loudly.
 //   * Removing a member withdraws its announcement (through the log).
 //
 // Pure: no I/O, no locks. Threading: the owner serialises access.
@@ -40,6 +41,10 @@ inline constexpr std::string_view kAnnounceRecord = "catga.member.announce.v1";
 // (payload: msgpack [format 1, node id]).
 inline constexpr std::string_view kWithdrawRecord = "catga.member.withdraw.v1";
 
+// The record the leader writes to raise the cluster's apply format (payload:
+// msgpack [format 1, apply format]).
+inline constexpr std::string_view kFormatRecord = "catga.format.raise.v1";
+
 // The apply formats a build implements. An apply format names the semantics
 // with which entries are applied (sessions, de-duplication, the records the
 // state machine understands); a build that applies the same log differently
@@ -64,13 +69,14 @@ struct Announcement {
 
 std::string encode_announcement(const Announcement& a);
 Result<Announcement> decode_announcement(std::string_view bytes);
-std::string encode_withdrawal(std::uint64_t node_id);
-Result<std::uint64_t> decode_withdrawal(std::string_view bytes);
+// msgpack [1, number]: the payload of a withdrawal (a node id) or of a
+// format raise (an apply format).
+std::string encode_number_record(std::uint64_t number);
+Result<std::uint64_t> decode_number_record(std::string_view bytes);
 
 class AnnouncementTable {
  public:
-  // Records (or replaces) a member's announcement and raises the cluster's
-  // apply format if every announced member now implements a higher one.
+  // Records (or replaces) a member's announcement.
   void announce(Announcement a);
   // Forgets a member's announcement (it was removed). False if it had none.
   bool withdraw(std::uint64_t node_id);
@@ -89,8 +95,13 @@ class AnnouncementTable {
   // The announced members lacking `wire_name` (ascending ids).
   std::vector<std::uint64_t> lacking(std::string_view wire_name, MessageKind kind) const;
 
-  // The apply format the cluster uses (1 until announcements raise it).
+  // The apply format the cluster uses (1 until raise_format()).
   std::uint32_t format() const { return format_; }
+  // The highest format every announced member implements (at least format()).
+  std::uint32_t agreed_format() const;
+  // Moves the cluster to apply format `f` (no-op if not higher than now):
+  // failed_precondition unless every announced member implements it.
+  Result<void> raise_format(std::uint32_t f);
 
   // Encoding for snapshots: msgpack [1, format, [announcement bytes...]].
   std::string encode() const;

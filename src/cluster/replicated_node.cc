@@ -487,7 +487,7 @@ class ReplicatedNode final : public Replicator {
   // event some member cannot handle, an announcement of a non-member.
   std::optional<Error> refuse_before_append(const internal::EnvelopeView& e) const {
     if (e.wire_name == internal::kOpenSessionRecord || e.wire_name == internal::kKeepAliveRecord ||
-        e.wire_name == internal::kWithdrawRecord) {
+        e.wire_name == internal::kWithdrawRecord || e.wire_name == internal::kFormatRecord) {
       return std::nullopt;
     }
     if (e.wire_name == internal::kAnnounceRecord) {
@@ -507,7 +507,9 @@ class ReplicatedNode final : public Replicator {
 
   // Sweep: once caught up, announces this node's handlers while the table
   // does not hold them; the leader withdraws the announcements of members no
-  // longer in the configuration. One record at a time, at most one a second.
+  // longer in the configuration, and raises the apply format once every voter
+  // and standby has announced one higher. One record at a time, at most one a
+  // second.
   void maintain_announcements(Clock::time_point now) {
     if (announce_out_ || now < next_announce_) return;
     const NodeStatus s = node_->status();
@@ -525,8 +527,20 @@ class ReplicatedNode final : public Replicator {
       for (const std::uint64_t id : machine_.announced_members()) {
         if (in_configuration(id)) continue;
         record = internal::encode_envelope(
-            {MessageKind::command, internal::kWithdrawRecord, internal::encode_withdrawal(id), 0, 0, 0, {}});
+            {MessageKind::command, internal::kWithdrawRecord, internal::encode_number_record(id), 0, 0, 0, {}});
         break;
+      }
+      const std::uint32_t agreed = machine_.agreed_format();
+      if (record.empty() && agreed > machine_.cluster_format()) {
+        const auto announced = machine_.announced_members();
+        const bool all = std::all_of(s.members.begin(), s.members.end(), [&](const MemberStatus& m) {
+          return m.member.role == MemberRole::spare ||
+                 std::find(announced.begin(), announced.end(), m.member.id) != announced.end();
+        });
+        if (all) {
+          record = internal::encode_envelope(
+              {MessageKind::command, internal::kFormatRecord, internal::encode_number_record(agreed), 0, 0, 0, {}});
+        }
       }
     }
     if (record.empty()) return;

@@ -23,7 +23,8 @@ std::string ReplicatedStateMachine::apply(const ApplyInfo& info, std::string_vie
     return out;
   }
   if (!formats_.contains(announcements_.format())) [[unlikely]] check_format(info.index);
-  if (envelope->wire_name == kAnnounceRecord || envelope->wire_name == kWithdrawRecord) {
+  if (envelope->wire_name == kAnnounceRecord || envelope->wire_name == kWithdrawRecord ||
+      envelope->wire_name == kFormatRecord) {
     return apply_membership_record(info, *envelope);
   }
   const std::int64_t now_ms = info.leader_time_ns / 1'000'000;
@@ -67,9 +68,26 @@ std::string ReplicatedStateMachine::apply_membership_record(const ApplyInfo& inf
       std::unique_lock lock(table_mu_);
       announcements_.announce(std::move(*a));
     }
+  } else if (envelope.wire_name == kFormatRecord) {
+    auto format = decode_number_record(envelope.payload);
+    if (!format || *format > ~std::uint32_t{0}) {
+      detail::encode_error_result(out, Error{Code::invalid_argument, "bad apply format record"});
+      return out;
+    }
+    Result<void> raised;
+    {
+      std::unique_lock lock(table_mu_);
+      raised = announcements_.raise_format(static_cast<std::uint32_t>(*format));
+    }
+    if (!raised) {
+      detail::encode_error_result(out, raised.error());
+      return out;
+    }
+    internal::log().info("catga: the cluster applies entries at apply format {} from index {}", announcements_.format(),
+                         info.index);
     check_format(info.index);
   } else {
-    auto id = decode_withdrawal(envelope.payload);
+    auto id = decode_number_record(envelope.payload);
     if (!id) {
       detail::encode_error_result(out, Error{Code::invalid_argument, id.error().message()});
       return out;
@@ -89,7 +107,7 @@ void ReplicatedStateMachine::check_format(std::uint64_t index) const {
   const std::uint32_t format = announcements_.format();
   if (formats_.contains(format)) return;
   const std::string why = "the cluster applies entries at apply format " + std::to_string(format) +
-                          " (from index " + std::to_string(index) + "), but this build implements formats " +
+                          " (entry " + std::to_string(index) + "), but this build implements formats " +
                           std::to_string(formats_.min) + "-" + std::to_string(formats_.max) +
                           ": run a build that implements it";
   internal::log().critical("catga: {}", why);
@@ -102,6 +120,16 @@ std::optional<Error> ReplicatedStateMachine::admission(std::string_view wire_nam
   const bool handled = slot != nullptr && slot->kind() == kind;
   std::shared_lock lock(table_mu_);
   return announcements_.refusal(wire_name, kind, handled ? std::nullopt : std::optional<std::uint64_t>(self));
+}
+
+std::uint32_t ReplicatedStateMachine::cluster_format() const {
+  std::shared_lock lock(table_mu_);
+  return announcements_.format();
+}
+
+std::uint32_t ReplicatedStateMachine::agreed_format() const {
+  std::shared_lock lock(table_mu_);
+  return announcements_.agreed_format();
 }
 
 bool ReplicatedStateMachine::announced(const Announcement& a) const {

@@ -59,8 +59,10 @@ class ReplicatedStateMachine final : public RecordStateMachine {
   // another range before the node starts.
   const FormatRange& formats() const { return formats_; }
   void set_formats_for_test(FormatRange formats) { formats_ = formats; }
-  // Loop thread (or before start): the cluster's apply format.
-  std::uint32_t cluster_format() const { return announcements_.format(); }
+  // Any thread: the cluster's apply format, and the one every announced
+  // member implements (the leader raises the first to the second).
+  std::uint32_t cluster_format() const;
+  std::uint32_t agreed_format() const;
 
   // The answer to a command (or keep-alive) whose session the table does not
   // know (expired, evicted, never opened): the command was NOT applied. It is
@@ -73,7 +75,7 @@ class ReplicatedStateMachine final : public RecordStateMachine {
 
  private:
   void apply_new(const ApplyInfo& info, const EnvelopeView& envelope, std::string& out);
-  // An announcement or withdrawal record: changes the table, answers.
+  // An announcement, withdrawal or format record: changes the table, answers.
   std::string apply_membership_record(const ApplyInfo& info, const EnvelopeView& envelope);
   // Throws (stops the node) if this build cannot apply at the cluster's format.
   void check_format(std::uint64_t index) const;
