@@ -176,7 +176,7 @@ std::optional<Error> AnnouncementTable::refusal(std::string_view wire_name, Mess
     if (auto it = handled_by_all_.find(wire_name); it != handled_by_all_.end() && it->second == kind) return std::nullopt;
   }
   auto ids = lacking(wire_name, kind);
-  if (ids.size() == by_node_.size() || by_node_.empty()) {
+  if (!also_lacking && ids.size() == by_node_.size()) {
     // No announced member handles it: nobody can apply it.
     return detail::Mediator::no_handler(wire_name, kind);
   }

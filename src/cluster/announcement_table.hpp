@@ -87,9 +87,10 @@ class AnnouncementTable {
 
   // The refusal for a command or event named `wire_name`, if some announced
   // member — or `also_lacking` (a node that knows it lacks the handler: the
-  // leader) — lacks a handler for it: failed_precondition naming them while
-  // some announced member handles it (an upgrade in progress), otherwise
-  // unimplemented (nobody handles it). O(1) when every member handles it.
+  // leader, asked by a member that handles it) — lacks a handler for it:
+  // failed_precondition naming them (an upgrade in progress), or
+  // unimplemented when no announced member handles it and `also_lacking` is
+  // not given. O(1) when every member handles it.
   std::optional<Error> refusal(std::string_view wire_name, MessageKind kind,
                                std::optional<std::uint64_t> also_lacking = std::nullopt) const;
   // The announced members lacking `wire_name` (ascending ids).

@@ -211,6 +211,7 @@ class ReplicatedNode final : public Replicator {
     NodeStatus s = node_->status();
     s.counters.commands_forwarded = forwarded_.load(std::memory_order_relaxed);
     s.counters.commands_retried = retried_.load(std::memory_order_relaxed);
+    machine_.describe(s);
     return s;
   }
 

@@ -143,6 +143,18 @@ std::vector<std::uint64_t> ReplicatedStateMachine::announced_members() const {
   return announcements_.members();
 }
 
+void ReplicatedStateMachine::describe(NodeStatus& status) const {
+  std::shared_lock lock(table_mu_);
+  status.apply_format = announcements_.format();
+  status.announcements.clear();
+  for (const std::uint64_t id : announcements_.members()) {
+    const Announcement& a = *announcements_.find(id);
+    MemberAnnouncement out{.id = id, .min_format = a.formats.min, .max_format = a.formats.max, .commands = {}, .events = {}};
+    for (const auto& [name, kind] : a.handles) (kind == MessageKind::event ? out.events : out.commands).push_back(name);
+    status.announcements.push_back(std::move(out));
+  }
+}
+
 Announcement ReplicatedStateMachine::announcement(std::uint64_t self) const {
   Announcement a{.node_id = self, .formats = formats_, .handles = {}};
   for (const detail::Slot* slot : mediator_.slots()) {

@@ -52,6 +52,8 @@ class ReplicatedStateMachine final : public RecordStateMachine {
   bool announced(const Announcement& a) const;
   // Any thread: the members with an announcement.
   std::vector<std::uint64_t> announced_members() const;
+  // Any thread: fills status.announcements and status.apply_format.
+  void describe(NodeStatus& status) const;
   // What this node announces (node id aside): its handlers and formats.
   Announcement announcement(std::uint64_t self) const;
 

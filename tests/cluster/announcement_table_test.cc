@@ -108,9 +108,11 @@ TEST(AnnouncementTable, AMemberLackingAHandlerBlocksItUntilItAnnouncesOneOrIsWit
 
 TEST(AnnouncementTable, WhatNoMemberHandlesIsUnimplementedAndALeaderLackingItIsNamed) {
   AnnouncementTable t;
-  auto nobody = t.refusal("bank.nope.v1", MessageKind::command, 1);
-  ASSERT_TRUE(nobody);
-  EXPECT_EQ(nobody->code(), Code::unimplemented);
+  // A leader (1) lacking what a member forwarded, before anyone announced.
+  auto early = t.refusal("bank.withdraw.v1", MessageKind::command, 1);
+  ASSERT_TRUE(early);
+  EXPECT_EQ(early->code(), Code::failed_precondition);
+  EXPECT_THAT(std::string(early->message()), HasSubstr("member 1 "));
   t.announce(v1(1));
   t.announce(v2(2));
   EXPECT_EQ(t.refusal("bank.nope.v1", MessageKind::command)->code(), Code::unimplemented);
