@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <iostream>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -146,6 +147,7 @@ TEST(RollingUpgrade, ANewCommandIsRefusedUntilTheLastNodeIsUpgradedAndNoReplicaD
     ++withdrawn;
   }
   traffic.stop();
+  std::cout << "deposits applied " << traffic.ok() << ", outcome unknown " << traffic.unknown() << "\n";
 
   EXPECT_TRUE(traffic.others().empty()) << "only applied, not applied (unavailable) or unknown outcomes: "
                                        << traffic.others().size() << " codes, first "
