@@ -149,6 +149,16 @@ struct MemberStatus {
   std::optional<std::chrono::milliseconds> last_contact;
 };
 
+// What a member announced, through the log, that its build can apply
+// (docs/operations.md, "Rolling upgrades").
+struct MemberAnnouncement {
+  std::uint64_t id = 0;
+  std::uint32_t min_format = 0;  // the apply formats its build implements
+  std::uint32_t max_format = 0;
+  std::vector<std::string> commands;  // wire names it has handlers for
+  std::vector<std::string> events;
+};
+
 // Monotonic counters since the node started.
 struct NodeCounters {
   std::uint64_t entries_appended = 0;   // log entries this node appended as leader (group commits)
@@ -185,6 +195,11 @@ struct NodeStatus {
   // applied everything earlier leaders committed and can serve.
   bool ready = false;
   std::vector<MemberStatus> members;
+  // The announcements in the replicated state, ascending ids (a member
+  // without one has not caught up since it first started), and the apply
+  // format the cluster uses. Empty / 0 without a Raft log.
+  std::vector<MemberAnnouncement> announcements;
+  std::uint32_t apply_format = 0;
   // Non-empty when the node stopped itself (e.g. an unreadable entry).
   std::string failure;
   NodeCounters counters;

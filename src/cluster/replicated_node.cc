@@ -14,6 +14,13 @@
 // that expired anyway (the node was paused, the cluster down) is reopened,
 // and the command resent, when no earlier attempt of it can have applied.
 // Retries never go to a local node that has stopped itself.
+//
+// Rolling upgrades (docs/operations.md): once caught up after start, the node
+// announces through the log what it can apply (announcement_table.hpp), again
+// whenever the table no longer holds its announcement; the leader withdraws
+// the announcements of members no longer in the configuration, and refuses,
+// before appending, a command or event that some announced member — or the
+// leader itself — cannot handle.
 #include "cluster/replicated_node.hpp"
 
 #include <spdlog/spdlog.h>
@@ -31,6 +38,7 @@
 #include "cluster/replicated_state_machine.hpp"
 #include "cluster/raft_node.hpp"
 #include "core/envelope.hpp"
+#include "core/log.hpp"
 
 namespace catga::detail {
 namespace {
@@ -44,6 +52,9 @@ constexpr auto kSweepEvery = std::chrono::milliseconds(20);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(5);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(200);
 constexpr auto kKeepAliveTimeout = std::chrono::seconds(10);
+// Announcements and withdrawals: one at a time, at most one a second.
+constexpr auto kAnnounceEvery = std::chrono::seconds(1);
+constexpr auto kAnnounceTimeout = std::chrono::seconds(10);
 
 // The sequences this client has in flight: floor() is the lowest one still
 // awaited, which lets the state machine forget older answers.
@@ -106,6 +117,8 @@ class ReplicatedNode final : public Replicator {
     }
     const Member& self = *std::find_if(options.members.begin(), options.members.end(),
                                        [&](const Member& m) { return m.id == options.node_id; });
+    self_id_ = options.node_id;
+    announcement_ = machine_.announcement(self_id_);
     internal::RaftNodeCallbacks callbacks;
     callbacks.on_role_changed = [this](NodeRole role, std::uint64_t) {
       leader_ = role == NodeRole::leader;
@@ -132,8 +145,13 @@ class ReplicatedNode final : public Replicator {
       proposals.reserve(records.size());
       for (std::size_t i = 0; i < records.size(); ++i) {
         // Only well-formed envelopes reach the log.
-        if (auto envelope = internal::decode_envelope(records[i]); !envelope) {
+        auto envelope = internal::decode_envelope(records[i]);
+        if (!envelope) {
           (*shared)(i, {Code::invalid_argument, "forwarded record refused: " + envelope.error().message(), 0});
+          continue;
+        }
+        if (auto refused = refuse_before_append(*envelope)) {
+          (*shared)(i, {refused->code(), std::string(refused->message()), 0});
           continue;
         }
         proposals.push_back({std::move(records[i]), [shared, i](Result<internal::Applied> r) {
@@ -194,6 +212,7 @@ class ReplicatedNode final : public Replicator {
     NodeStatus s = node_->status();
     s.counters.commands_forwarded = forwarded_.load(std::memory_order_relaxed);
     s.counters.commands_retried = retried_.load(std::memory_order_relaxed);
+    machine_.describe(s);
     return s;
   }
 
@@ -363,6 +382,13 @@ class ReplicatedNode final : public Replicator {
       }
     }
     if (!local && leader.empty()) return retry_later(id);
+    if (local && !stopped_itself_) {
+      if (auto envelope = internal::decode_envelope(record); envelope) {
+        if (auto refused = refuse_before_append(*envelope)) {
+          return on_outcome(id, {refused->code(), std::string(refused->message()), 0});
+        }
+      }
+    }
     if (local) {
       node_->propose(std::move(record), [this, id](Result<internal::Applied> r) { on_outcome(id, outcome_of(std::move(r))); });
     } else {
@@ -453,8 +479,78 @@ class ReplicatedNode final : public Replicator {
       }
       for (auto id : expired) expire(id);
       keep_alive(now);
+      maintain_announcements(now);
       read_gate_.expire(now);
       schedule_sweep();
+    });
+  }
+
+  // The refusal of a record this node (leading) must not append: a command or
+  // event some member cannot handle, an announcement of a non-member.
+  std::optional<Error> refuse_before_append(const internal::EnvelopeView& e) const {
+    if (e.wire_name == internal::kOpenSessionRecord || e.wire_name == internal::kKeepAliveRecord ||
+        e.wire_name == internal::kWithdrawRecord || e.wire_name == internal::kFormatRecord) {
+      return std::nullopt;
+    }
+    if (e.wire_name == internal::kAnnounceRecord) {
+      auto a = internal::decode_announcement(e.payload);
+      if (!a) return Error{Code::invalid_argument, a.error().message()};
+      const auto members = node_->status().members;
+      const bool member = std::any_of(members.begin(), members.end(),
+                                      [&](const MemberStatus& m) { return m.member.id == a->node_id; });
+      if (!member) {
+        return Error{Code::failed_precondition,
+                     "member " + std::to_string(a->node_id) + " is not in the configuration: its announcement is refused"};
+      }
+      return std::nullopt;
+    }
+    return machine_.admission(e.wire_name, e.kind, self_id_);
+  }
+
+  // Sweep: once caught up, announces this node's handlers while the table
+  // does not hold them; the leader withdraws the announcements of members no
+  // longer in the configuration, and raises the apply format once every voter
+  // and standby has announced one higher. One record at a time, at most one a
+  // second.
+  void maintain_announcements(Clock::time_point now) {
+    if (announce_out_ || now < next_announce_) return;
+    const NodeStatus s = node_->status();
+    if (s.leader_id == 0 || !s.failure.empty() || (s.role == NodeRole::leader && !s.ready)) return;
+    if (catch_up_to_ == 0) catch_up_to_ = std::max<std::uint64_t>(s.commit_index, 1);
+    if (s.applied_index < catch_up_to_) return;
+    const auto in_configuration = [&](std::uint64_t id) {
+      return std::any_of(s.members.begin(), s.members.end(), [&](const MemberStatus& m) { return m.member.id == id; });
+    };
+    std::string record;
+    if (in_configuration(self_id_) && !machine_.announced(announcement_)) {
+      record = internal::encode_envelope(
+          {MessageKind::command, internal::kAnnounceRecord, internal::encode_announcement(announcement_), 0, 0, 0, {}});
+    } else if (s.role == NodeRole::leader) {
+      for (const std::uint64_t id : machine_.announced_members()) {
+        if (in_configuration(id)) continue;
+        record = internal::encode_envelope(
+            {MessageKind::command, internal::kWithdrawRecord, internal::encode_number_record(id), 0, 0, 0, {}});
+        break;
+      }
+      const std::uint32_t agreed = machine_.agreed_format();
+      if (record.empty() && agreed > machine_.cluster_format()) {
+        const auto announced = machine_.announced_members();
+        const bool all = std::all_of(s.members.begin(), s.members.end(), [&](const MemberStatus& m) {
+          return m.member.role == MemberRole::spare ||
+                 std::find(announced.begin(), announced.end(), m.member.id) != announced.end();
+        });
+        if (all) {
+          record = internal::encode_envelope(
+              {MessageKind::command, internal::kFormatRecord, internal::encode_number_record(agreed), 0, 0, 0, {}});
+        }
+      }
+    }
+    if (record.empty()) return;
+    announce_out_ = true;
+    next_announce_ = now + kAnnounceEvery;
+    dispatch(std::move(record), now + kAnnounceTimeout, 0, 0, [this](Result<std::string> r, std::uint64_t) {
+      if (!r) internal::log().debug("catga: announcement not applied yet ({}); will retry", r.error().message());
+      announce_out_ = false;
     });
   }
 
@@ -478,6 +574,14 @@ class ReplicatedNode final : public Replicator {
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> forwarded_{0};
   std::atomic<std::uint64_t> retried_{0};
+
+  // Announcements (announcement_table.hpp); the sweep's, but announce_out_
+  // is cleared by the record's completion.
+  std::uint64_t self_id_ = 0;
+  internal::Announcement announcement_;
+  std::atomic<bool> announce_out_{false};
+  Clock::time_point next_announce_{};
+  std::uint64_t catch_up_to_ = 0;  // the commit index seen once a leader was known
 
   // This node's client session (under session_mu_).
   std::mutex session_mu_;

@@ -5,10 +5,12 @@
 
 #include <mutex>
 #include <shared_mutex>
+#include <stdexcept>
 
 namespace catga::internal {
 namespace {
-constexpr unsigned kSnapshotFormat = 1;
+// 1: [1, state, sessions]; 2: [2, state, sessions, announcements].
+constexpr unsigned kSnapshotFormat = 2;
 }  // namespace
 
 std::string ReplicatedStateMachine::apply(const ApplyInfo& info, std::string_view record) {
@@ -19,6 +21,11 @@ std::string ReplicatedStateMachine::apply(const ApplyInfo& info, std::string_vie
     internal::log().error("catga: undecodable record at index {}: {}", info.index, envelope.error().message());
     detail::encode_error_result(out, Error{Code::internal, "undecodable record: " + envelope.error().message()});
     return out;
+  }
+  if (!formats_.contains(announcements_.format())) [[unlikely]] check_format(info.index);
+  if (envelope->wire_name == kAnnounceRecord || envelope->wire_name == kWithdrawRecord ||
+      envelope->wire_name == kFormatRecord) {
+    return apply_membership_record(info, *envelope);
   }
   const std::int64_t now_ms = info.leader_time_ns / 1'000'000;
   if (envelope->wire_name == kOpenSessionRecord) {
@@ -47,11 +54,137 @@ std::string ReplicatedStateMachine::apply(const ApplyInfo& info, std::string_vie
   return out;
 }
 
+std::string ReplicatedStateMachine::apply_membership_record(const ApplyInfo& info, const EnvelopeView& envelope) {
+  std::string out;
+  if (envelope.wire_name == kAnnounceRecord) {
+    auto a = decode_announcement(envelope.payload);
+    if (!a) {
+      detail::encode_error_result(out, Error{Code::invalid_argument, a.error().message()});
+      return out;
+    }
+    internal::log().info("catga: member {} announced apply formats {}-{} and {} handlers at index {}", a->node_id,
+                         a->formats.min, a->formats.max, a->handles.size(), info.index);
+    {
+      std::unique_lock lock(table_mu_);
+      announcements_.announce(std::move(*a));
+    }
+  } else if (envelope.wire_name == kFormatRecord) {
+    auto format = decode_number_record(envelope.payload);
+    if (!format || *format > ~std::uint32_t{0}) {
+      detail::encode_error_result(out, Error{Code::invalid_argument, "bad apply format record"});
+      return out;
+    }
+    Result<void> raised;
+    {
+      std::unique_lock lock(table_mu_);
+      raised = announcements_.raise_format(static_cast<std::uint32_t>(*format));
+    }
+    if (!raised) {
+      detail::encode_error_result(out, raised.error());
+      return out;
+    }
+    internal::log().info("catga: the cluster applies entries at apply format {} from index {}", announcements_.format(),
+                         info.index);
+    check_format(info.index);
+  } else {
+    auto id = decode_number_record(envelope.payload);
+    if (!id) {
+      detail::encode_error_result(out, Error{Code::invalid_argument, id.error().message()});
+      return out;
+    }
+    bool withdrawn;
+    {
+      std::unique_lock lock(table_mu_);
+      withdrawn = announcements_.withdraw(*id);
+    }
+    if (withdrawn) internal::log().info("catga: member {}'s announcement withdrawn at index {}", *id, info.index);
+  }
+  detail::encode_result(out, Result<void>());
+  return out;
+}
+
+void ReplicatedStateMachine::check_format(std::uint64_t index) const {
+  const std::uint32_t format = announcements_.format();
+  if (formats_.contains(format)) return;
+  const std::string why = "the cluster applies entries at apply format " + std::to_string(format) +
+                          " (entry " + std::to_string(index) + "), but this build implements formats " +
+                          std::to_string(formats_.min) + "-" + std::to_string(formats_.max) +
+                          ": run a build that implements it";
+  internal::log().critical("catga: {}", why);
+  throw std::runtime_error(why);
+}
+
+std::optional<Error> ReplicatedStateMachine::admission(std::string_view wire_name, MessageKind kind,
+                                                       std::uint64_t self) const {
+  const detail::Slot* slot = mediator_.find(wire_name);
+  const bool handled = slot != nullptr && slot->kind() == kind;
+  std::shared_lock lock(table_mu_);
+  return announcements_.refusal(wire_name, kind, handled ? std::nullopt : std::optional<std::uint64_t>(self));
+}
+
+std::uint32_t ReplicatedStateMachine::cluster_format() const {
+  std::shared_lock lock(table_mu_);
+  return announcements_.format();
+}
+
+std::uint32_t ReplicatedStateMachine::agreed_format() const {
+  std::shared_lock lock(table_mu_);
+  return announcements_.agreed_format();
+}
+
+bool ReplicatedStateMachine::announced(const Announcement& a) const {
+  std::shared_lock lock(table_mu_);
+  const Announcement* held = announcements_.find(a.node_id);
+  return held != nullptr && *held == a;
+}
+
+std::vector<std::uint64_t> ReplicatedStateMachine::announced_members() const {
+  std::shared_lock lock(table_mu_);
+  return announcements_.members();
+}
+
+void ReplicatedStateMachine::describe(NodeStatus& status) const {
+  std::shared_lock lock(table_mu_);
+  status.apply_format = announcements_.format();
+  status.announcements.clear();
+  for (const std::uint64_t id : announcements_.members()) {
+    const Announcement& a = *announcements_.find(id);
+    MemberAnnouncement out{.id = id, .min_format = a.formats.min, .max_format = a.formats.max, .commands = {}, .events = {}};
+    for (const auto& [name, kind] : a.handles) (kind == MessageKind::event ? out.events : out.commands).push_back(name);
+    status.announcements.push_back(std::move(out));
+  }
+}
+
+Announcement ReplicatedStateMachine::announcement(std::uint64_t self) const {
+  Announcement a{.node_id = self, .formats = formats_, .handles = {}};
+  for (const detail::Slot* slot : mediator_.slots()) {
+    if (slot->kind() != MessageKind::query) a.handles.emplace(std::string(slot->wire_name()), slot->kind());
+  }
+  return a;
+}
+
 void ReplicatedStateMachine::apply_new(const ApplyInfo& info, const EnvelopeView& envelope, std::string& out) {
   detail::Slot* slot = mediator_.find(envelope.wire_name);
-  if (slot == nullptr || slot->kind() != envelope.kind) {
+  if (envelope.kind == MessageKind::query) {  // never proposed by a node: every node answers the same
     detail::encode_error_result(out, detail::Mediator::no_handler(envelope.wire_name, envelope.kind));
     return;
+  }
+  // What some announced member cannot apply, no member applies: the same
+  // refusal on every node (the leader's check may have raced an announcement).
+  if (auto refusal = announcements_.refusal(envelope.wire_name, envelope.kind)) [[unlikely]] {
+    detail::encode_error_result(out, *refusal);
+    return;
+  }
+  if (slot == nullptr || slot->kind() != envelope.kind) [[unlikely]] {
+    // Every announced member handles it, this node does not (a binary
+    // downgraded, or an older build that has not announced yet): recording a
+    // result here would diverge from the others. Stop this node instead.
+    const std::string why = describe_message(envelope.wire_name, envelope.kind) + " at index " +
+                            std::to_string(info.index) +
+                            " has no handler in this build, although every member that announced handles it: "
+                            "run a build that handles it on this node";
+    internal::log().critical("catga: {}", why);
+    throw std::runtime_error(why);
   }
   const Timestamp time{std::chrono::duration_cast<Timestamp::duration>(std::chrono::nanoseconds(info.leader_time_ns))};
   const EventInfo event_info{info.index, info.term, time, leader_, info.replay};
@@ -76,17 +209,19 @@ void ReplicatedStateMachine::apply_new(const ApplyInfo& info, const EnvelopeView
   if (succeeded) mediator_.deliver_pending(ctx, event_info);
 }
 
-// Snapshot: msgpack [format, state (bin), session table (bin)]. No lock: the
+// Snapshot: msgpack [format, state (bin), session table (bin), announcement
+// table (bin)]. No lock: the
 // loop thread is the only writer of the state, and a forked child (see
 // snapshot_child.hpp) has no other thread at all.
 void ReplicatedStateMachine::write_snapshot(detail::SnapshotSink& sink) {
   msgpack::packer<detail::SnapshotSink> p(sink);
-  p.pack_array(3);
+  p.pack_array(4);
   p.pack(kSnapshotFormat);
   detail::write_bin32(sink, [&] { mediator_.state().write_snapshot(sink); });
-  const std::string sessions = sessions_.encode();
-  p.pack_bin(static_cast<std::uint32_t>(sessions.size()));
-  p.pack_bin_body(sessions.data(), static_cast<std::uint32_t>(sessions.size()));
+  for (const std::string& table : {sessions_.encode(), announcements_.encode()}) {
+    p.pack_bin(static_cast<std::uint32_t>(table.size()));
+    p.pack_bin_body(table.data(), static_cast<std::uint32_t>(table.size()));
+  }
 }
 
 std::string ReplicatedStateMachine::snapshot() {
@@ -103,22 +238,41 @@ Result<void> ReplicatedStateMachine::restore(std::string_view bytes) {
   DecodeLimits limits{.max_bytes = SIZE_MAX, .max_array = 8, .max_map = 0, .max_str = 0, .max_bin = SIZE_MAX, .max_depth = 2};
   if (auto r = detail::unpack_one(bytes, limits, handle); !r) return Error{Code::data_loss, "snapshot: " + r.error().message()};
   const msgpack::object& o = handle.get();
-  if (o.type != msgpack::type::ARRAY || o.via.array.size != 3 || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
-      o.via.array.ptr[1].type != msgpack::type::BIN || o.via.array.ptr[2].type != msgpack::type::BIN) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size < 3 || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER) {
     return Error{Code::data_loss, "snapshot: not a catga snapshot"};
   }
-  if (o.via.array.ptr[0].via.u64 != kSnapshotFormat) {
-    return Error{Code::data_loss,
-                 "snapshot: format " + std::to_string(o.via.array.ptr[0].via.u64) + " is not readable by this build"};
+  const std::uint64_t format = o.via.array.ptr[0].via.u64;
+  if (format != 1 && format != kSnapshotFormat) {
+    return Error{Code::data_loss, "snapshot: format " + std::to_string(format) + " is not readable by this build"};
   }
-  const auto& state = o.via.array.ptr[1].via.bin;
-  const auto& sessions = o.via.array.ptr[2].via.bin;
+  // Format 1 predates announcements: it restores with an empty table.
+  const std::uint32_t fields = format == 1 ? 3 : 4;
+  if (o.via.array.size != fields) return Error{Code::data_loss, "snapshot: not a catga snapshot"};
+  for (std::uint32_t i = 1; i < fields; ++i) {
+    if (o.via.array.ptr[i].type != msgpack::type::BIN) return Error{Code::data_loss, "snapshot: not a catga snapshot"};
+  }
+  const auto view = [&](std::uint32_t i) {
+    return std::string_view(o.via.array.ptr[i].via.bin.ptr, o.via.array.ptr[i].via.bin.size);
+  };
   SessionTable table;
-  if (auto r = table.decode(std::string_view(sessions.ptr, sessions.size)); !r) return r;
+  if (auto r = table.decode(view(2)); !r) return r;
+  AnnouncementTable announcements;
+  if (format != 1) {
+    if (auto r = announcements.decode(view(3)); !r) return r;
+  }
+  if (!formats_.contains(announcements.format())) {
+    return Error{Code::failed_precondition, "snapshot: the cluster applies entries at apply format " +
+                                                std::to_string(announcements.format()) + ", this build implements " +
+                                                std::to_string(formats_.min) + "-" + std::to_string(formats_.max)};
+  }
   {
     std::unique_lock lock(mediator_.state().mutex());
-    if (auto r = mediator_.state().restore(std::string_view(state.ptr, state.size)); !r) return r;
+    if (auto r = mediator_.state().restore(view(1)); !r) return r;
     sessions_ = std::move(table);
+  }
+  {
+    std::unique_lock lock(table_mu_);
+    announcements_ = std::move(announcements);
   }
   // The events of the entries the snapshot covers are not delivered on this
   // node: every-node read models rebuild from the state instead.

@@ -2,17 +2,22 @@
 // decode the envelope, consult the session table (exactly-once), run the
 // handler through the mediator under the exclusive state lock, record the
 // result, deliver the events it raised. Snapshots carry the user state, the
-// library's id counter and the session table.
+// library's id counter, the session table and the announcement table (what
+// each member can apply: announcement_table.hpp).
 //
-// Threading: every method runs on the Raft loop thread (RecordStateMachine).
+// Threading: every method runs on the Raft loop thread (RecordStateMachine),
+// except admission() and announced(), which any thread may call.
 // Queries on other threads read the user state under its shared lock.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 
+#include "cluster/announcement_table.hpp"
 #include "cluster/session_table.hpp"
 #include "catga/detail/mediator.hpp"
 #include "cluster/raft_node.hpp"
@@ -39,6 +44,28 @@ class ReplicatedStateMachine final : public RecordStateMachine {
   // Loop thread: whether this node leads (for leader-only event handlers).
   void set_leader(bool leader) { leader_ = leader; }
 
+  // Any thread, on the leader before it appends a command or event: the
+  // refusal if some member that announced (or this node, `self`) cannot
+  // handle it (AnnouncementTable::refusal).
+  std::optional<Error> admission(std::string_view wire_name, MessageKind kind, std::uint64_t self) const;
+  // Any thread: whether the table holds exactly `a` for its node.
+  bool announced(const Announcement& a) const;
+  // Any thread: the members with an announcement.
+  std::vector<std::uint64_t> announced_members() const;
+  // Any thread: fills status.announcements and status.apply_format.
+  void describe(NodeStatus& status) const;
+  // What this node announces (node id aside): its handlers and formats.
+  Announcement announcement(std::uint64_t self) const;
+
+  // The apply formats this build implements (kBuildFormats); tests inject
+  // another range before the node starts.
+  const FormatRange& formats() const { return formats_; }
+  void set_formats_for_test(FormatRange formats) { formats_ = formats; }
+  // Any thread: the cluster's apply format, and the one every announced
+  // member implements (the leader raises the first to the second).
+  std::uint32_t cluster_format() const;
+  std::uint32_t agreed_format() const;
+
   // The answer to a command (or keep-alive) whose session the table does not
   // know (expired, evicted, never opened): the command was NOT applied. It is
   // flagged — msgpack [unavailable, message, 1], a shape no handler result
@@ -50,9 +77,17 @@ class ReplicatedStateMachine final : public RecordStateMachine {
 
  private:
   void apply_new(const ApplyInfo& info, const EnvelopeView& envelope, std::string& out);
+  // An announcement, withdrawal or format record: changes the table, answers.
+  std::string apply_membership_record(const ApplyInfo& info, const EnvelopeView& envelope);
+  // Throws (stops the node) if this build cannot apply at the cluster's format.
+  void check_format(std::uint64_t index) const;
 
   detail::Mediator& mediator_;
   SessionTable sessions_;
+  // Written on the loop thread under table_mu_; read there without it.
+  AnnouncementTable announcements_;
+  mutable std::shared_mutex table_mu_;
+  FormatRange formats_ = kBuildFormats;
   bool leader_ = false;
 };
 

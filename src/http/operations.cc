@@ -89,6 +89,13 @@ json status_json(const NodeStatus& s, bool replicated) {
     member["last_contact_ms"] = m.last_contact ? json(m.last_contact->count()) : json(nullptr);
     members.push_back(std::move(member));
   }
+  json announcements = json::array();
+  for (const auto& a : s.announcements) {
+    announcements.push_back({{"id", a.id},
+                             {"formats", {a.min_format, a.max_format}},
+                             {"commands", a.commands},
+                             {"events", a.events}});
+  }
   return {{"id", s.id},
           {"address", s.address},
           {"replicated", replicated},
@@ -104,6 +111,8 @@ json status_json(const NodeStatus& s, bool replicated) {
           {"can_serve_linearizable_reads", s.failure.empty() && (s.role == NodeRole::leader ? s.ready : leader_known(s))},
           {"ready", s.ready},
           {"members", std::move(members)},
+          {"announcements", std::move(announcements)},
+          {"apply_format", s.apply_format},
           {"failure", s.failure}};
 }
 

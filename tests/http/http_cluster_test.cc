@@ -103,6 +103,16 @@ TEST_F(HttpDurableNodeTest, HealthAndMetricsDescribeTheNode) {
   auto status = c.get("/raft/status");
   ASSERT_EQ(status.status, 200);
   EXPECT_EQ(status.json()["members"][0]["role"], "voter");
+  // The node's announcement (operations.md, "Rolling upgrades") once applied.
+  nlohmann::json announced;
+  EXPECT_TRUE(testsupport::wait_for([&] {
+    announced = c.get("/raft/status").json();
+    return announced["announcements"].size() == 1;
+  })) << announced.dump();
+  EXPECT_EQ(announced["apply_format"], 1);
+  EXPECT_EQ(announced["announcements"][0]["id"], 1);
+  EXPECT_EQ(announced["announcements"][0]["formats"], nlohmann::json::array({1, 1}));
+  EXPECT_THAT(announced["announcements"][0]["commands"].dump(), HasSubstr("bank.deposit.v1"));
 }
 
 // ---------------------------------------------------------------- 3 nodes

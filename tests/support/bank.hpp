@@ -77,6 +77,24 @@ inline catga::Result<std::int64_t> deposit(State& s, const Deposit& c, catga::Co
   return it->second.balance;
 }
 
+// A command the first version of the service does not have (rolling upgrade
+// tests register it on "upgraded" nodes only; register_handlers leaves it out).
+struct Withdraw {
+  using catga_message = catga::Command<std::int64_t, "bank.withdraw.v1">;  // new balance
+  std::uint64_t account = 0;
+  std::int64_t amount = 0;
+  MSGPACK_DEFINE_MAP(account, amount);
+};
+
+inline catga::Result<std::int64_t> withdraw(State& s, const Withdraw& c) {
+  auto it = s.accounts.find(c.account);
+  if (it == s.accounts.end()) return catga::Error{catga::Code::not_found, "account " + std::to_string(c.account)};
+  if (c.amount <= 0 || c.amount > it->second.balance) return catga::Error{catga::Code::invalid_argument, "bad amount"};
+  it->second.balance -= c.amount;
+  s.journal.push_back("withdraw " + std::to_string(c.account) + " " + std::to_string(c.amount));
+  return it->second.balance;
+}
+
 inline catga::Result<void> close(State& s, const Close& c) {
   if (s.accounts.erase(c.account) == 0) return catga::Error{catga::Code::not_found, "account " + std::to_string(c.account)};
   s.journal.push_back("close " + std::to_string(c.account));
