@@ -94,10 +94,29 @@ class LatencyHistogram {
   double percentile_us(double p) const;
   std::uint64_t count() const { return total_; }
 
- private:
   static constexpr int kSubBits = 5;  // 32 buckets per power of two
-  std::array<std::uint64_t, 64 << kSubBits> counts_{};
+  static constexpr std::size_t kBuckets = 64 << kSubBits;
+  // The bucket a value of `ns` falls into, and adding `n` values to one.
+  static std::size_t bucket(std::int64_t ns);
+  void add(std::size_t bucket, std::uint64_t n);
+
+ private:
+  std::array<std::uint64_t, kBuckets> counts_{};
   std::uint64_t total_ = 0;
+};
+
+// A histogram the callers record into from any thread while the measuring
+// thread drains it once a second (the soak's per-second and per-minute tails).
+class SharedHistogram {
+ public:
+  void record(std::int64_t ns) {
+    counts_[LatencyHistogram::bucket(ns)].fetch_add(1, std::memory_order_relaxed);
+  }
+  // Moves everything recorded so far into `into` and starts empty.
+  void drain(LatencyHistogram& into);
+
+ private:
+  std::array<std::atomic<std::uint64_t>, LatencyHistogram::kBuckets> counts_{};
 };
 
 struct Measurement {
@@ -112,9 +131,14 @@ struct Measurement {
   double snapshot_pause_max_ms = 0, snapshot_encode_ms = 0, snapshot_mib = 0;
 };
 
-// Called about once a second while a measurement runs (warm-up included) with
-// the number of requests completed so far.
-using Tick = std::function<void(std::uint64_t completed)>;
+// What a measurement reports about once a second while it runs (warm-up
+// included): requests completed so far and the latencies of those completed
+// since the previous report.
+struct Progress {
+  std::uint64_t completed = 0;
+  LatencyHistogram latest;
+};
+using Tick = std::function<void(const Progress&)>;
 
 // Runs the settings' scenario (not failover) on `app` and measures it.
 Measurement measure(const Settings& s, catga::Application& app, const Tick& tick = {});

@@ -121,22 +121,31 @@ class ProcessCluster {
 };
 
 // One CSV row per progress line: seconds since the load started, requests
-// completed, then each node's RSS and data directory size in MiB.
+// completed, each node's RSS and data directory size in MiB, then what the
+// target node reported (progress_columns).
 class Samples {
  public:
+  static constexpr const char* progress_columns =
+      "p99_us,p99_minute_us,snapshots,snapshot_pause_ms,snapshot_pause_max_ms,leader_changes";
   Samples(const std::string& path, std::size_t nodes) : out_(path) {
     if (!out_) throw std::runtime_error("cannot write " + path);
     out_ << "seconds,ops";
     for (std::size_t i = 1; i <= nodes; ++i) out_ << ",rss_mib_" << i;
     for (std::size_t i = 1; i <= nodes; ++i) out_ << ",disk_mib_" << i;
-    out_ << "\n";
+    out_ << "," << progress_columns << "\n";
   }
-  void add(ProcessCluster& cluster, std::uint64_t ops) {
+  // `progress`: the fields of a progress line after "progress " (ops first).
+  void add(ProcessCluster& cluster, const std::string& progress) {
     const double t = std::chrono::duration<double>(Clock::now() - start_).count();
     const auto rss = cluster.rss_mib(), disk = cluster.disk_mib();
+    std::istringstream fields(progress);
+    std::uint64_t ops = 0;
+    fields >> ops;
+    std::string rest, field;
+    while (fields >> field) rest += "," + field;
     char head[64];
     std::snprintf(head, sizeof head, "%.1f,%llu,", t, static_cast<unsigned long long>(ops));
-    out_ << head << join(rss, ",") << "," << join(disk, ",") << std::endl;
+    out_ << head << join(rss, ",") << "," << join(disk, ",") << rest << std::endl;
     if (++rows_ % 10 == 0)
       std::fprintf(stderr, "catga-bench: %.0f s, %llu ops, RSS MiB %s, disk MiB %s\n", t,
                    static_cast<unsigned long long>(ops), join(rss, " ").c_str(), join(disk, " ").c_str());
@@ -222,8 +231,18 @@ int serve_node(const Settings& s, const NodePlacement& where) {
         const auto st = app.status();
         reply = std::string(catga::to_string(st.role)) + (st.ready ? " 1 " : " 0 ") + std::to_string(st.applied_index);
       } else if (verb == "run") {
-        const auto m = measure(s, app, [](std::uint64_t completed) {
-          std::printf("progress %llu\n", static_cast<unsigned long long>(completed));
+        LatencyHistogram minute;  // since the start of the current minute of the run
+        std::uint64_t ticks = 0;
+        const auto m = measure(s, app, [&](const Progress& p) {
+          if (ticks++ % 60 == 0) minute = {};
+          minute.merge(p.latest);
+          const auto c = app.status().counters;
+          std::printf("progress %llu %.0f %.0f %llu %.2f %.2f %llu\n", static_cast<unsigned long long>(p.completed),
+                      p.latest.percentile_us(0.99), minute.percentile_us(0.99),
+                      static_cast<unsigned long long>(c.snapshots_taken),
+                      static_cast<double>(c.snapshot_pause.count()) / 1000.0,
+                      static_cast<double>(c.snapshot_pause_max.count()) / 1000.0,
+                      static_cast<unsigned long long>(c.leader_changes));
           std::fflush(stdout);
         });
         reply = to_json(s, m);
@@ -273,7 +292,7 @@ int run_multi_process(const Settings& s, const std::vector<std::string>& args, c
   const auto silence = 60s + std::chrono::seconds(static_cast<long>(s.warmup + s.seconds));
   std::optional<std::string> line;
   while ((line = node.read_line(silence)) && line->rfind("progress ", 0) == 0)
-    if (samples) samples->add(cluster, std::stoull(line->substr(9)));
+    if (samples) samples->add(cluster, line->substr(9));
   if (!line || line->empty() || line->front() != '{')
     return fail("node " + std::to_string(target + 1) + " gave no result" + (line ? ": " + *line : ""));
 
