@@ -140,11 +140,22 @@ struct Progress {
 };
 using Tick = std::function<void(const Progress&)>;
 
+// Puts s.preload objects into the state through the log, 100,000 a command,
+// then asks for a snapshot of it (on the leader; elsewhere it is skipped and
+// snapshot_index is 0), so a measurement starts with the large state on disk.
+// The snapshot file is written after this returns.
+struct Preloaded {
+  double seconds = 0;
+  std::uint64_t snapshot_index = 0;  // the snapshot covers at least this index
+};
+Preloaded preload(const Settings& s, catga::Application& app);
+
 // Runs the settings' scenario (not failover) on `app` and measures it.
 Measurement measure(const Settings& s, catga::Application& app, const Tick& tick = {});
 
-// The VmRSS of a process ("self" or a pid) in MiB; 0 if it is gone.
-double rss_mib(const std::string& pid = "self");
+// The VmRSS of a process ("self" or a pid) in MiB, or another field of
+// /proc/PID/status counted in kB (VmHWM: its peak RSS); 0 if it is gone.
+double rss_mib(const std::string& pid = "self", const std::string& field = "VmRSS:");
 
 // "1.0<separator>2.5...": values with one decimal.
 std::string join(const std::vector<double>& values, const char* separator);

@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "failover.hpp"
 #include "node_process.hpp"
@@ -204,6 +205,98 @@ int fail(const std::string& message) {
   return 1;
 }
 
+// A node's answer to "status".
+struct NodeReport {
+  std::string role;
+  int ready = 0;
+  std::uint64_t applied = 0, commit = 0, snapshot_index = 0, snapshots_installed = 0, snapshot_bytes = 0;
+};
+
+NodeReport report(ProcessCluster& cluster, std::size_t i, std::chrono::milliseconds limit = 30s) {
+  std::istringstream in(cluster.ask(i, "status", limit));
+  NodeReport r;
+  in >> r.role >> r.ready >> r.applied >> r.commit >> r.snapshot_index >> r.snapshots_installed >> r.snapshot_bytes;
+  return r;
+}
+
+// Starts node i again; the milliseconds until it has applied `restored` (its
+// snapshot loaded or installed) and until it has applied `index` (caught up).
+struct StartTimes {
+  double restored_ms = 0, caught_up_ms = 0;
+};
+StartTimes start_until_applied(ProcessCluster& cluster, std::size_t i, std::uint64_t restored, std::uint64_t index) {
+  const auto t0 = Clock::now();
+  auto since = [&] { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); };
+  cluster.start(i);
+  StartTimes t;
+  // The first answer comes once the node is built (its own snapshot loaded).
+  for (std::uint64_t applied = 0; applied < index;) {
+    if (Clock::now() - t0 > 20min)
+      throw std::runtime_error("node " + std::to_string(i + 1) + " did not catch up in 20 min");
+    applied = report(cluster, i, 20min).applied;
+    if (applied >= restored && t.restored_ms == 0) t.restored_ms = since();
+    if (applied < index) std::this_thread::sleep_for(2ms);
+  }
+  t.caught_up_ms = since();
+  return t;
+}
+
+// --scenario restore: with --preload objects, one process per node, the two
+// times of issue 12 item 3. A follower is stopped; the leader puts the objects
+// in and snapshots them (keeping --snapshot-trailing entries of log behind the
+// snapshot); the follower starts again and catches up — through a snapshot
+// install when the entries it lacks are gone from the leader's log; then the
+// leader is stopped and started again from its own snapshot. Each time runs
+// from the process's start to the node having applied the snapshot's index
+// (restored) and everything the cluster had applied (caught up: for the
+// restarted leader that includes the others electing a new leader); the peak
+// RSS (VmHWM) is that process's, over its life.
+int run_restore(const Settings& s, ProcessCluster& cluster) {
+  const auto leader = cluster.leader();
+  if (!leader) return fail("no leader elected");
+  const std::size_t l = *leader, f = (l + 1) % cluster.size();
+  cluster.node(f).stop(60s);
+  std::istringstream preloaded(cluster.ask(l, "preload", 60min));
+  double preload_seconds = 0;
+  std::uint64_t snapshot_index = 0;
+  int written = 0;
+  preloaded >> preload_seconds >> snapshot_index >> written;
+  if (!written) return fail("the leader's snapshot after the preload was not written");
+  // libraft's transport keeps the last 3 messages for an unreachable peer and
+  // delivers them when it comes back: entries sent before the snapshot would
+  // reach the follower that way. Heartbeats meanwhile push them out.
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::max(5000, 20 * s.heartbeat_ms)));
+  const NodeReport before = report(cluster, l);
+  const double leader_rss = rss_mib(std::to_string(cluster.node(l).pid()));
+
+  const StartTimes install = start_until_applied(cluster, f, before.snapshot_index, before.applied);
+  const NodeReport follower = report(cluster, f);
+  const std::string fpid = std::to_string(cluster.node(f).pid());
+  const double install_rss = rss_mib(fpid), install_peak = rss_mib(fpid, "VmHWM:");
+
+  cluster.node(l).stop(120s);
+  const StartTimes restart = start_until_applied(cluster, l, before.snapshot_index, before.applied);
+  const NodeReport restarted = report(cluster, l);
+  const std::string lpid = std::to_string(cluster.node(l).pid());
+  const double restart_rss = rss_mib(lpid), restart_peak = rss_mib(lpid, "VmHWM:");
+
+  std::printf(
+      "{\"scenario\":\"restore\",\"mode\":\"multi-process\",\"nodes\":%zu,\"preload\":%llu,"
+      "\"preload_seconds\":%.1f,\"snapshot_index\":%llu,\"snapshot_mib\":%.1f,\"snapshot_trailing\":%llu,"
+      "\"leader_rss_mib\":%.1f,\"install_ms\":%.0f,\"install_caught_up_ms\":%.0f,"
+      "\"install_snapshots_installed\":%llu,\"install_rss_mib\":%.1f,\"install_peak_rss_mib\":%.1f,"
+      "\"restart_ms\":%.0f,\"restart_caught_up_ms\":%.0f,"
+      "\"restart_snapshots_installed\":%llu,\"restart_rss_mib\":%.1f,\"restart_peak_rss_mib\":%.1f}\n",
+      s.nodes, static_cast<unsigned long long>(s.preload), preload_seconds,
+      static_cast<unsigned long long>(before.snapshot_index), static_cast<double>(before.snapshot_bytes) / (1 << 20),
+      static_cast<unsigned long long>(s.snapshot_trailing), leader_rss, install.restored_ms, install.caught_up_ms,
+      static_cast<unsigned long long>(follower.snapshots_installed), install_rss, install_peak, restart.restored_ms,
+      restart.caught_up_ms,
+      static_cast<unsigned long long>(restarted.snapshots_installed), restart_rss, restart_peak);
+  std::fflush(stdout);
+  return 0;
+}
+
 }  // namespace
 
 int serve_node(const Settings& s, const NodePlacement& where) {
@@ -229,7 +322,20 @@ int serve_node(const Settings& s, const NodePlacement& where) {
     try {
       if (verb == "status") {
         const auto st = app.status();
-        reply = std::string(catga::to_string(st.role)) + (st.ready ? " 1 " : " 0 ") + std::to_string(st.applied_index);
+        reply = std::string(catga::to_string(st.role)) + (st.ready ? " 1 " : " 0 ") + std::to_string(st.applied_index) +
+                " " + std::to_string(st.commit_index) + " " + std::to_string(st.last_snapshot_index) + " " +
+                std::to_string(st.counters.snapshots_installed) + " " + std::to_string(st.counters.snapshot_bytes);
+      } else if (verb == "preload") {
+        const Preloaded p = preload(s, app);
+        // The snapshot file is written after take_snapshot answered: wait for it.
+        const bool written =
+            p.snapshot_index > 0 &&
+            testsupport::wait_for([&] { return app.status().last_snapshot_index >= p.snapshot_index; },
+                                  std::chrono::minutes(10));
+        char buf[96];
+        std::snprintf(buf, sizeof buf, "%.3f %llu %d", p.seconds, static_cast<unsigned long long>(p.snapshot_index),
+                      written ? 1 : 0);
+        reply = buf;
       } else if (verb == "run") {
         LatencyHistogram minute;  // since the start of the current minute of the run
         std::uint64_t ticks = 0;
@@ -279,6 +385,7 @@ int run_multi_process(const Settings& s, const std::vector<std::string>& args, c
     ProcessFailover failover(cluster);
     return run_failover(s, failover);
   }
+  if (s.scenario == "restore") return run_restore(s, cluster);
   const auto leader = cluster.leader();
   if (!leader) return fail("no leader elected");
   const auto idle_rss = cluster.rss_mib();

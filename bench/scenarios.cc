@@ -93,11 +93,11 @@ double LatencyHistogram::percentile_us(double p) const {
   return (static_cast<double>(top << shift) + (width - 1) / 2) / 1000.0;
 }
 
-double rss_mib(const std::string& pid) {
+double rss_mib(const std::string& pid, const std::string& field) {
   std::ifstream status("/proc/" + pid + "/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind(field, 0) == 0) return std::stod(line.substr(field.size())) / 1024.0;
   }
   return 0;
 }
@@ -293,10 +293,9 @@ Measurement measure_scenario(const Settings& s, catga::Application& app, const T
       tick);
 }
 
-// Puts s.preload objects into the state through the log, 100,000 a command;
-// then a snapshot of it, so the measured window starts with the large state
-// on disk (take_snapshot works on the leader only; elsewhere it is skipped).
-double preload(const Settings& s, catga::Application& app) {
+}  // namespace
+
+Preloaded preload(const Settings& s, catga::Application& app) {
   constexpr std::uint64_t kBatch = 100'000;
   const auto t0 = Clock::now();
   for (std::uint64_t first = 1; first <= s.preload; first += kBatch) {
@@ -304,14 +303,12 @@ double preload(const Settings& s, catga::Application& app) {
     auto r = app.send(Preload{.first = first, .count = count});
     if (!r) throw std::runtime_error("preload: " + r.error().message());
   }
-  (void)app.take_snapshot();
-  return std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto snapshot = app.take_snapshot();
+  return Preloaded{std::chrono::duration<double>(Clock::now() - t0).count(), snapshot ? *snapshot : 0};
 }
 
-}  // namespace
-
 Measurement measure(const Settings& s, catga::Application& app, const Tick& tick) {
-  const double preload_seconds = s.preload > 0 ? preload(s, app) : 0;
+  const double preload_seconds = s.preload > 0 ? preload(s, app).seconds : 0;
   const catga::NodeCounters before = app.status().counters;
   Measurement m = measure_scenario(s, app, tick);
   const catga::NodeCounters after = app.status().counters;
