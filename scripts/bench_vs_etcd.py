@@ -7,7 +7,9 @@ exit), then drives each cluster's leader with wrk, interleaved A B A B:
 catga-orders' POST /orders against etcd's v3 gateway POST /v3/kv/put (a fresh
 key per request, a value shaped like the order), at --connections (64 and 1
 by default), --rounds times each. Prints one JSON object per run, then a table
-of medians and the ratio Catga / etcd.
+of medians and the ratio Catga / etcd. Besides ops/s and latency it reports
+the CPU time (user + system, /proc/PID/stat) the leader and the whole cluster
+spent per request: on a shared machine that figure moves less than the others.
 """
 import argparse, base64, http.client, json, os, shutil, statistics, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +51,15 @@ class EtcdMember:
             return False
         return code == 200 and body.get("leader") == body.get("header", {}).get("member_id")
 
+def cpu_seconds(procs):
+    """User + system CPU seconds used so far by each process (from /proc/PID/stat)."""
+    out = []
+    for p in procs:
+        with open(f"/proc/{p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
+
 def etcd_leader(members):
     for m in members:
         if m.is_leader():
@@ -81,15 +92,23 @@ def main():
         if not catga: raise SystemExit("bench-vs-etcd: catga-orders elected no leader (logs in " + root + ")")
         etcd = demo.wait_until(lambda: etcd_leader(members), step=0.2)
         if not etcd: raise SystemExit("bench-vs-etcd: etcd elected no leader (logs in " + root + ")")
-        targets = (("catga", f"http://127.0.0.1:{catga.http_port}", "create_order.lua"),
-                   ("etcd", f"http://127.0.0.1:{etcd.client_port}", "etcd_put.lua"))
-        for name, url, script in targets:  # warm-up, not counted
+        # The leader first: its CPU per request is reported apart from the cluster's.
+        targets = (("catga", f"http://127.0.0.1:{catga.http_port}", "create_order.lua",
+                    [catga.proc] + [n.proc for n in nodes if n is not catga]),
+                   ("etcd", f"http://127.0.0.1:{etcd.client_port}", "etcd_put.lua",
+                    [etcd.proc] + [m.proc for m in members if m is not etcd]))
+        for name, url, script, _ in targets:  # warm-up, not counted
             wrk(url, os.path.join(HERE, "wrk", script), 64, 2)
         for c in connections:
             for rnd in range(args.rounds):
-                for name, url, script in targets:
+                for name, url, script, procs in targets:
+                    before = cpu_seconds(procs)
                     r = wrk(url, os.path.join(HERE, "wrk", script), c, args.seconds)
-                    r = {"system": name, "connections": c, "round": rnd + 1, **r}
+                    used = [b - a for a, b in zip(before, cpu_seconds(procs))]
+                    ops = max(r.get("ops", 0), 1)
+                    r = {"system": name, "connections": c, "round": rnd + 1, **r,
+                         "leader_cpu_us_per_op": round(used[0] * 1e6 / ops, 1),
+                         "cluster_cpu_us_per_op": round(sum(used) * 1e6 / ops, 1)}
                     runs.append(r)
                     print(json.dumps(r), flush=True)
     finally:
@@ -101,15 +120,16 @@ def main():
         values = [r[key] for r in runs if r["system"] == system and r["connections"] == c and key in r]
         return statistics.median(values) if values else float("nan")
     print(f"\nmedians of {args.rounds} interleaved runs of {args.seconds} s, leaders of 3 processes each")
-    print(f"{'conns':>5} {'system':<6} {'ops/s':>9} {'p50 us':>9} {'p99 us':>9} {'errors':>7}")
+    keys = ("ops_per_sec", "p50_us", "p99_us", "leader_cpu_us_per_op", "cluster_cpu_us_per_op")
+    print(f"{'conns':>5} {'system':<6} {'ops/s':>9} {'p50 us':>9} {'p99 us':>9} {'leader CPU us/op':>17} "
+          f"{'cluster CPU us/op':>18} {'errors':>7}")
     for c in connections:
         for system in ("catga", "etcd"):
             errors = sum(r.get("errors", 0) for r in runs if r["system"] == system and r["connections"] == c)
-            print(f"{c:>5} {system:<6} {median(system, c, 'ops_per_sec'):>9.0f} {median(system, c, 'p50_us'):>9.0f} "
-                  f"{median(system, c, 'p99_us'):>9.0f} {errors:>7}")
-        print(f"{c:>5} {'ratio':<6} {median('catga', c, 'ops_per_sec') / median('etcd', c, 'ops_per_sec'):>8.2f}x "
-              f"{median('catga', c, 'p50_us') / median('etcd', c, 'p50_us'):>8.2f}x "
-              f"{median('catga', c, 'p99_us') / median('etcd', c, 'p99_us'):>8.2f}x   (catga / etcd)")
+            print(f"{c:>5} {system:<6}" + "".join(f"{median(system, c, k):>{w}.0f}" for k, w in zip(keys, (10, 10, 10, 18, 19)))
+                  + f"{errors:>8}")
+        print(f"{c:>5} {'ratio':<6}" + "".join(f"{median('catga', c, k) / median('etcd', c, k):>{w}.2f}x"
+                                               for k, w in zip(keys, (9, 9, 9, 17, 18))) + "   (catga / etcd)")
 
 if __name__ == "__main__":
     main()
