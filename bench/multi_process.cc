@@ -326,7 +326,15 @@ int serve_node(const Settings& s, const NodePlacement& where) {
                 " " + std::to_string(st.commit_index) + " " + std::to_string(st.last_snapshot_index) + " " +
                 std::to_string(st.counters.snapshots_installed) + " " + std::to_string(st.counters.snapshot_bytes);
       } else if (verb == "preload") {
-        const Preloaded p = preload(s, app);
+        Preloaded p = preload(s, app);
+        // A snapshot already under way (one fell due during the preload)
+        // refuses another: ask again until one covers everything.
+        for (int attempt = 0; p.snapshot_index == 0 && attempt < 600; ++attempt) {
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+          auto again = app.take_snapshot();
+          if (again) p.snapshot_index = *again;
+          else if (attempt % 30 == 0) std::fprintf(stderr, "catga-bench: snapshot: %s\n", again.error().message().c_str());
+        }
         // The snapshot file is written after take_snapshot answered: wait for it.
         const bool written =
             p.snapshot_index > 0 &&
