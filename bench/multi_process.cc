@@ -274,6 +274,9 @@ int run_restore(const Settings& s, ProcessCluster& cluster) {
   const std::string fpid = std::to_string(cluster.node(f).pid());
   const double install_rss = rss_mib(fpid), install_peak = rss_mib(fpid, "VmHWM:");
 
+  // The leader read and sent the snapshot meanwhile: its RSS now and its peak.
+  const std::string lpid_before = std::to_string(cluster.node(l).pid());
+  const double leader_rss_after = rss_mib(lpid_before), leader_peak = rss_mib(lpid_before, "VmHWM:");
   cluster.node(l).stop(120s);
   const StartTimes restart = start_until_applied(cluster, l, before.snapshot_index, before.applied);
   const NodeReport restarted = report(cluster, l);
@@ -283,13 +286,13 @@ int run_restore(const Settings& s, ProcessCluster& cluster) {
   std::printf(
       "{\"scenario\":\"restore\",\"mode\":\"multi-process\",\"nodes\":%zu,\"preload\":%llu,"
       "\"preload_seconds\":%.1f,\"snapshot_index\":%llu,\"snapshot_mib\":%.1f,\"snapshot_trailing\":%llu,"
-      "\"leader_rss_mib\":%.1f,\"install_ms\":%.0f,\"install_caught_up_ms\":%.0f,"
+      "\"leader_rss_mib\":%.1f,\"leader_rss_mib_after_install\":%.1f,\"leader_peak_rss_mib\":%.1f,\"install_ms\":%.0f,\"install_caught_up_ms\":%.0f,"
       "\"install_snapshots_installed\":%llu,\"install_rss_mib\":%.1f,\"install_peak_rss_mib\":%.1f,"
       "\"restart_ms\":%.0f,\"restart_caught_up_ms\":%.0f,"
       "\"restart_snapshots_installed\":%llu,\"restart_rss_mib\":%.1f,\"restart_peak_rss_mib\":%.1f}\n",
       s.nodes, static_cast<unsigned long long>(s.preload), preload_seconds,
       static_cast<unsigned long long>(before.snapshot_index), static_cast<double>(before.snapshot_bytes) / (1 << 20),
-      static_cast<unsigned long long>(s.snapshot_trailing), leader_rss, install.restored_ms, install.caught_up_ms,
+      static_cast<unsigned long long>(s.snapshot_trailing), leader_rss, leader_rss_after, leader_peak, install.restored_ms, install.caught_up_ms,
       static_cast<unsigned long long>(follower.snapshots_installed), install_rss, install_peak, restart.restored_ms,
       restart.caught_up_ms,
       static_cast<unsigned long long>(restarted.snapshots_installed), restart_rss, restart_peak);
