@@ -75,6 +75,7 @@ struct Settings {
   bool snapshot_in_child = true;
   std::uint64_t preload = 0;  // objects put into the state before the measurement
   bool grow = false;          // every measured command adds an object
+  std::uint64_t restore_leader_limit_mib = 6144;  // restore: abandon the install past this leader RSS
 };
 
 // The cluster options every node of a run gets on top of its membership.

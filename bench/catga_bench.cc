@@ -160,6 +160,9 @@ int main(int argc, char** argv) {
   cli.add_option("--preload", s.preload,
                  "objects put into every node's state (through the log, 100,000 a command) before the measurement");
   cli.add_flag("--grow", s.grow, "every measured command adds an object to the state");
+  cli.add_option("--restore-leader-limit-mib", s.restore_leader_limit_mib,
+                 "restore: abandon the snapshot install once the leader's RSS passes this")
+      ->capture_default_str();
   cli.add_option("--samples", samples,
                  "multi-process: write each node's RSS and data directory size to this CSV about once a second");
   // The parent's options to a multi-process child (multi_process.hpp).

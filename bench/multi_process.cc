@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -220,11 +221,14 @@ NodeReport report(ProcessCluster& cluster, std::size_t i, std::chrono::milliseco
 }
 
 // Starts node i again; the milliseconds until it has applied `restored` (its
-// snapshot loaded or installed) and until it has applied `index` (caught up).
+// snapshot loaded or installed) and until it has applied `index` (caught up),
+// or until `give_up` said so (caught_up_ms stays 0).
 struct StartTimes {
   double restored_ms = 0, caught_up_ms = 0;
+  bool gave_up = false;
 };
-StartTimes start_until_applied(ProcessCluster& cluster, std::size_t i, std::uint64_t restored, std::uint64_t index) {
+StartTimes start_until_applied(ProcessCluster& cluster, std::size_t i, std::uint64_t restored, std::uint64_t index,
+                               const std::function<bool()>& give_up = {}) {
   const auto t0 = Clock::now();
   auto since = [&] { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); };
   cluster.start(i);
@@ -233,6 +237,10 @@ StartTimes start_until_applied(ProcessCluster& cluster, std::size_t i, std::uint
   for (std::uint64_t applied = 0; applied < index;) {
     if (Clock::now() - t0 > 20min)
       throw std::runtime_error("node " + std::to_string(i + 1) + " did not catch up in 20 min");
+    if (give_up && give_up()) {
+      t.gave_up = true;
+      return t;
+    }
     applied = report(cluster, i, 20min).applied;
     if (applied >= restored && t.restored_ms == 0) t.restored_ms = since();
     if (applied < index) std::this_thread::sleep_for(2ms);
@@ -269,14 +277,19 @@ int run_restore(const Settings& s, ProcessCluster& cluster) {
   const NodeReport before = report(cluster, l);
   const double leader_rss = rss_mib(std::to_string(cluster.node(l).pid()));
 
-  const StartTimes install = start_until_applied(cluster, f, before.snapshot_index, before.applied);
-  const NodeReport follower = report(cluster, f);
+  // The leader reads and sends the snapshot meanwhile, and libraft may send it
+  // many times over (docs/performance.md): past --restore-leader-limit-mib of
+  // leader RSS the install is abandoned (the follower is killed) so that the
+  // run does not take the machine's memory.
+  const std::string lpid_before = std::to_string(cluster.node(l).pid());
+  const auto leader_too_big = [&] { return rss_mib(lpid_before) > static_cast<double>(s.restore_leader_limit_mib); };
+  const StartTimes install = start_until_applied(cluster, f, before.snapshot_index, before.applied, leader_too_big);
   const std::string fpid = std::to_string(cluster.node(f).pid());
   const double install_rss = rss_mib(fpid), install_peak = rss_mib(fpid, "VmHWM:");
-
-  // The leader read and sent the snapshot meanwhile: its RSS now and its peak.
-  const std::string lpid_before = std::to_string(cluster.node(l).pid());
   const double leader_rss_after = rss_mib(lpid_before), leader_peak = rss_mib(lpid_before, "VmHWM:");
+  NodeReport follower;
+  if (install.gave_up) cluster.node(f).kill();
+  else follower = report(cluster, f);
   cluster.node(l).stop(120s);
   const StartTimes restart = start_until_applied(cluster, l, before.snapshot_index, before.applied);
   const NodeReport restarted = report(cluster, l);
@@ -287,13 +300,13 @@ int run_restore(const Settings& s, ProcessCluster& cluster) {
       "{\"scenario\":\"restore\",\"mode\":\"multi-process\",\"nodes\":%zu,\"preload\":%llu,"
       "\"preload_seconds\":%.1f,\"snapshot_index\":%llu,\"snapshot_mib\":%.1f,\"snapshot_trailing\":%llu,"
       "\"leader_rss_mib\":%.1f,\"leader_rss_mib_after_install\":%.1f,\"leader_peak_rss_mib\":%.1f,\"install_ms\":%.0f,\"install_caught_up_ms\":%.0f,"
-      "\"install_snapshots_installed\":%llu,\"install_rss_mib\":%.1f,\"install_peak_rss_mib\":%.1f,"
+      "\"install_abandoned\":%s,\"install_snapshots_installed\":%llu,\"install_rss_mib\":%.1f,\"install_peak_rss_mib\":%.1f,"
       "\"restart_ms\":%.0f,\"restart_caught_up_ms\":%.0f,"
       "\"restart_snapshots_installed\":%llu,\"restart_rss_mib\":%.1f,\"restart_peak_rss_mib\":%.1f}\n",
       s.nodes, static_cast<unsigned long long>(s.preload), preload_seconds,
       static_cast<unsigned long long>(before.snapshot_index), static_cast<double>(before.snapshot_bytes) / (1 << 20),
       static_cast<unsigned long long>(s.snapshot_trailing), leader_rss, leader_rss_after, leader_peak, install.restored_ms, install.caught_up_ms,
-      static_cast<unsigned long long>(follower.snapshots_installed), install_rss, install_peak, restart.restored_ms,
+      install.gave_up ? "true" : "false", static_cast<unsigned long long>(follower.snapshots_installed), install_rss, install_peak, restart.restored_ms,
       restart.caught_up_ms,
       static_cast<unsigned long long>(restarted.snapshots_installed), restart_rss, restart_peak);
   std::fflush(stdout);
