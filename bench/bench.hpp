@@ -76,6 +76,7 @@ struct Settings {
   std::uint64_t preload = 0;  // objects put into the state before the measurement
   bool grow = false;          // every measured command adds an object
   std::string peer_secret;    // ClusterOptions::peer_secret; empty: insecure mode
+  std::uint64_t restore_leader_limit_mib = 6144;  // restore: abandon the install past this leader RSS
 };
 
 // The cluster options every node of a run gets on top of its membership.
@@ -95,10 +96,29 @@ class LatencyHistogram {
   double percentile_us(double p) const;
   std::uint64_t count() const { return total_; }
 
- private:
   static constexpr int kSubBits = 5;  // 32 buckets per power of two
-  std::array<std::uint64_t, 64 << kSubBits> counts_{};
+  static constexpr std::size_t kBuckets = 64 << kSubBits;
+  // The bucket a value of `ns` falls into, and adding `n` values to one.
+  static std::size_t bucket(std::int64_t ns);
+  void add(std::size_t bucket, std::uint64_t n);
+
+ private:
+  std::array<std::uint64_t, kBuckets> counts_{};
   std::uint64_t total_ = 0;
+};
+
+// A histogram the callers record into from any thread while the measuring
+// thread drains it once a second (the soak's per-second and per-minute tails).
+class SharedHistogram {
+ public:
+  void record(std::int64_t ns) {
+    counts_[LatencyHistogram::bucket(ns)].fetch_add(1, std::memory_order_relaxed);
+  }
+  // Moves everything recorded so far into `into` and starts empty.
+  void drain(LatencyHistogram& into);
+
+ private:
+  std::array<std::atomic<std::uint64_t>, LatencyHistogram::kBuckets> counts_{};
 };
 
 struct Measurement {
@@ -113,15 +133,31 @@ struct Measurement {
   double snapshot_pause_max_ms = 0, snapshot_encode_ms = 0, snapshot_mib = 0;
 };
 
-// Called about once a second while a measurement runs (warm-up included) with
-// the number of requests completed so far.
-using Tick = std::function<void(std::uint64_t completed)>;
+// What a measurement reports about once a second while it runs (warm-up
+// included): requests completed so far and the latencies of those completed
+// since the previous report.
+struct Progress {
+  std::uint64_t completed = 0;
+  LatencyHistogram latest;
+};
+using Tick = std::function<void(const Progress&)>;
+
+// Puts s.preload objects into the state through the log, 100,000 a command,
+// then asks for a snapshot of it (on the leader; elsewhere it is skipped and
+// snapshot_index is 0), so a measurement starts with the large state on disk.
+// The snapshot file is written after this returns.
+struct Preloaded {
+  double seconds = 0;
+  std::uint64_t snapshot_index = 0;  // the snapshot covers at least this index
+};
+Preloaded preload(const Settings& s, catga::Application& app);
 
 // Runs the settings' scenario (not failover) on `app` and measures it.
 Measurement measure(const Settings& s, catga::Application& app, const Tick& tick = {});
 
-// The VmRSS of a process ("self" or a pid) in MiB; 0 if it is gone.
-double rss_mib(const std::string& pid = "self");
+// The VmRSS of a process ("self" or a pid) in MiB, or another field of
+// /proc/PID/status counted in kB (VmHWM: its peak RSS); 0 if it is gone.
+double rss_mib(const std::string& pid = "self", const std::string& field = "VmRSS:");
 
 // "1.0<separator>2.5...": values with one decimal.
 std::string join(const std::vector<double>& values, const char* separator);

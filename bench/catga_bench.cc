@@ -19,6 +19,12 @@
 //                       stop to the next successful command, and checks that no
 //                       acknowledged command is lost or applied twice
 //                       (failover.hpp)
+//   restore             multi-process, with --preload N: a follower that was
+//                       down while the leader snapshotted N objects catches up
+//                       (a snapshot install when the log behind the snapshot
+//                       is shorter than what it lacks: --snapshot-trailing 1),
+//                       then the leader restarts from its own snapshot; the
+//                       time and peak RSS of each
 //
 // Modes:
 //   in-process     (default) the N nodes run in this process, each with its own
@@ -123,7 +129,7 @@ int main(int argc, char** argv) {
   NodePlacement where;
   cli.add_option("--scenario", s.scenario, "what to measure")
       ->check(CLI::IsMember({"command-leader", "command-follower", "query-local", "query-linearizable",
-                                   "query-linearizable-follower", "query-read-your-writes", "failover"}));
+                                   "query-linearizable-follower", "query-read-your-writes", "failover", "restore"}));
   cli.add_option("--mode", s.mode, "in-process: every node in this process; multi-process: a process per node")
       ->check(CLI::IsMember({"in-process", "multi-process"}));
   cli.add_option("--nodes", s.nodes, "cluster size")->check(CLI::Range(1, 7));
@@ -156,6 +162,9 @@ int main(int argc, char** argv) {
   cli.add_flag("--grow", s.grow, "every measured command adds an object to the state");
   cli.add_option("--peer-secret", s.peer_secret,
                  "ClusterOptions::peer_secret: authenticated Raft and peer connections (default: none, insecure mode)");
+  cli.add_option("--restore-leader-limit-mib", s.restore_leader_limit_mib,
+                 "restore: abandon the snapshot install once the leader's RSS passes this")
+      ->capture_default_str();
   cli.add_option("--samples", samples,
                  "multi-process: write each node's RSS and data directory size to this CSV about once a second");
   // The parent's options to a multi-process child (multi_process.hpp).
@@ -176,7 +185,9 @@ int main(int argc, char** argv) {
       return std::fprintf(stderr, "catga-bench: --serve-node needs --raft-ports, --peer-ports and --data-dir\n"), 2;
     return bench::serve_node(s, where);
   }
-  if (!samples.empty() && (s.mode != "multi-process" || s.scenario == "failover"))
+  if (s.scenario == "restore" && (s.mode != "multi-process" || s.preload == 0 || s.nodes < 3))
+    return std::fprintf(stderr, "catga-bench: restore needs --mode multi-process, --preload N and 3 or more nodes\n"), 2;
+  if (!samples.empty() && (s.mode != "multi-process" || s.scenario == "failover" || s.scenario == "restore"))
     return std::fprintf(stderr, "catga-bench: --samples needs --mode multi-process and a load scenario\n"), 2;
   try {
     if (s.mode == "multi-process")

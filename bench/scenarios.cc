@@ -58,11 +58,22 @@ std::size_t target_node(const Settings& s, std::size_t leader) {
 
 // Bucket i < 64 holds the value i; above, bucket 32 * shift + top holds the
 // values whose top 6 bits are `top` (32..63) once shifted right by `shift`.
-void LatencyHistogram::record(std::int64_t ns) {
+std::size_t LatencyHistogram::bucket(std::int64_t ns) {
   const auto v = static_cast<std::uint64_t>(std::max<std::int64_t>(ns, 0));
   const int shift = std::max(0, static_cast<int>(std::bit_width(v)) - 1 - kSubBits);
-  counts_[(static_cast<std::size_t>(shift) << kSubBits) + (v >> shift)]++;
-  total_++;
+  return (static_cast<std::size_t>(shift) << kSubBits) + (v >> shift);
+}
+
+void LatencyHistogram::record(std::int64_t ns) { add(bucket(ns), 1); }
+
+void LatencyHistogram::add(std::size_t bucket, std::uint64_t n) {
+  counts_[bucket] += n;
+  total_ += n;
+}
+
+void SharedHistogram::drain(LatencyHistogram& into) {
+  for (std::size_t i = 0; i < counts_.size(); ++i)
+    if (const auto n = counts_[i].exchange(0, std::memory_order_relaxed)) into.add(i, n);
 }
 
 void LatencyHistogram::merge(const LatencyHistogram& other) {
@@ -83,11 +94,11 @@ double LatencyHistogram::percentile_us(double p) const {
   return (static_cast<double>(top << shift) + (width - 1) / 2) / 1000.0;
 }
 
-double rss_mib(const std::string& pid) {
+double rss_mib(const std::string& pid, const std::string& field) {
   std::ifstream status("/proc/" + pid + "/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind(field, 0) == 0) return std::stod(line.substr(field.size())) / 1024.0;
   }
   return 0;
 }
@@ -136,11 +147,16 @@ std::string to_json(const Settings& s, const Measurement& m, const std::string& 
 namespace {
 
 // Sleeps `seconds`, calling `tick` about once a second.
-void sleep_ticking(double seconds, const Tick& tick, const std::atomic<std::uint64_t>& completed) {
+void sleep_ticking(double seconds, const Tick& tick, const std::atomic<std::uint64_t>& completed,
+                   SharedHistogram& latest) {
   const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   while (Clock::now() < end) {
     std::this_thread::sleep_until(std::min(end, Clock::now() + std::chrono::seconds(1)));
-    if (tick) tick(completed.load(std::memory_order_relaxed));
+    if (!tick) continue;
+    Progress p;
+    p.completed = completed.load(std::memory_order_relaxed);
+    latest.drain(p.latest);
+    tick(p);
   }
 }
 
@@ -152,6 +168,7 @@ struct Loop {
   std::atomic<bool>* measuring;
   std::atomic<bool>* stopping;
   std::atomic<std::uint64_t>* completed;
+  SharedHistogram* latest;  // every completion, for the once-a-second progress
   LatencyHistogram latencies;
   std::uint64_t errors = 0;
   std::atomic<bool> done{false};
@@ -164,10 +181,12 @@ struct Loop {
     auto start = Clock::now();
     (*issue)([this, start](bool ok) {
       completed->fetch_add(1, std::memory_order_relaxed);
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+      if (ok) latest->record(ns);
       if (!ok)
         ++errors;
       else if (measuring->load(std::memory_order_relaxed))
-        latencies.record(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+        latencies.record(ns);
       next();
     });
   }
@@ -177,6 +196,7 @@ struct Loop {
 Measurement run_loops(const Settings& s, const Issue& issue, const Tick& tick) {
   std::atomic<bool> measuring{false}, stopping{false};
   std::atomic<std::uint64_t> completed{0};
+  auto latest = std::make_unique<SharedHistogram>();
   std::vector<std::unique_ptr<Loop>> loops;
   for (std::size_t i = 0; i < s.callers; ++i) {
     auto l = std::make_unique<Loop>();
@@ -184,13 +204,14 @@ Measurement run_loops(const Settings& s, const Issue& issue, const Tick& tick) {
     l->measuring = &measuring;
     l->stopping = &stopping;
     l->completed = &completed;
+    l->latest = latest.get();
     loops.push_back(std::move(l));
   }
   for (auto& l : loops) l->next();
-  sleep_ticking(s.warmup, tick, completed);
+  sleep_ticking(s.warmup, tick, completed, *latest);
   measuring = true;
   auto t0 = Clock::now();
-  sleep_ticking(s.seconds, tick, completed);
+  sleep_ticking(s.seconds, tick, completed, *latest);
   measuring = false;
   Measurement m;
   m.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -273,10 +294,9 @@ Measurement measure_scenario(const Settings& s, catga::Application& app, const T
       tick);
 }
 
-// Puts s.preload objects into the state through the log, 100,000 a command;
-// then a snapshot of it, so the measured window starts with the large state
-// on disk (take_snapshot works on the leader only; elsewhere it is skipped).
-double preload(const Settings& s, catga::Application& app) {
+}  // namespace
+
+Preloaded preload(const Settings& s, catga::Application& app) {
   constexpr std::uint64_t kBatch = 100'000;
   const auto t0 = Clock::now();
   for (std::uint64_t first = 1; first <= s.preload; first += kBatch) {
@@ -284,14 +304,12 @@ double preload(const Settings& s, catga::Application& app) {
     auto r = app.send(Preload{.first = first, .count = count});
     if (!r) throw std::runtime_error("preload: " + r.error().message());
   }
-  (void)app.take_snapshot();
-  return std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto snapshot = app.take_snapshot();
+  return Preloaded{std::chrono::duration<double>(Clock::now() - t0).count(), snapshot ? *snapshot : 0};
 }
 
-}  // namespace
-
 Measurement measure(const Settings& s, catga::Application& app, const Tick& tick) {
-  const double preload_seconds = s.preload > 0 ? preload(s, app) : 0;
+  const double preload_seconds = s.preload > 0 ? preload(s, app).seconds : 0;
   const catga::NodeCounters before = app.status().counters;
   Measurement m = measure_scenario(s, app, tick);
   const catga::NodeCounters after = app.status().counters;

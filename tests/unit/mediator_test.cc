@@ -325,6 +325,27 @@ TEST(State, SnapshotRoundTripsUserAndLibraryState) {
   EXPECT_EQ(other->send(bank::Open{.owner = "c"})->id, 3u);
 }
 
+// A state past the limits put on messages (2^20 elements in one container,
+// 64 MiB in all) restores: a node whose state grew that far could otherwise
+// never restart from its snapshot, nor a follower receive it.
+struct LargeState {
+  std::vector<std::uint8_t> many;  // more elements than a message may hold
+  std::string big;                 // more bytes than a message may hold
+  MSGPACK_DEFINE_MAP(many, big);
+};
+
+TEST(State, SnapshotLargerThanTheMessageLimitsRestores) {
+  catga::detail::StateCell<LargeState> state, other;
+  const catga::DecodeLimits message_limits;
+  state.value.many.assign(message_limits.max_array + 1, 7);
+  state.value.big.assign(message_limits.max_bytes + 1, 'x');
+  const std::string snap = state.snapshot();
+  ASSERT_GT(snap.size(), message_limits.max_bytes);
+  ASSERT_THAT(other.restore(snap), IsOk());
+  EXPECT_EQ(other.value.many.size(), message_limits.max_array + 1);
+  EXPECT_EQ(other.value.big.size(), message_limits.max_bytes + 1);
+}
+
 TEST(State, CorruptSnapshotIsRefusedAndLeavesStateAlone) {
   auto app = make_bank();
   ASSERT_THAT(app->send(bank::Open{.owner = "a"}), IsOk());

@@ -66,7 +66,11 @@ class StateCell final : public StateBase {
  protected:
   void encode_user(SnapshotSink& out) const override { msgpack::pack(out, value); }
   Result<void> decode_user(std::string_view bytes) override {
-    auto decoded = decode<S>(bytes);
+    // The node's own state, not a message from outside: the message limits
+    // (64 MiB, 2^20 elements per container) would make a state that outgrew
+    // them impossible to restore at start or to install on a follower.
+    auto decoded = decode<S>(bytes, DecodeLimits{.max_bytes = SIZE_MAX, .max_array = SIZE_MAX, .max_map = SIZE_MAX,
+                                                 .max_str = SIZE_MAX, .max_bin = SIZE_MAX});
     if (!decoded) return decoded.error();
     value = std::move(*decoded);
     return {};
