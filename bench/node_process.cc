@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <string_view>
 #include <system_error>
 #include <thread>
 
@@ -27,6 +29,21 @@ NodeProcess::NodeProcess(const std::vector<std::string>& args) {
     ::close(in[0]), ::close(in[1]);
     throw std::system_error(errno, std::generic_category(), "pipe");
   }
+  // CATGA_BENCH_NODE_GLIBC_TUNABLES: GLIBC_TUNABLES for the node processes
+  // only (e.g. huge pages for their heaps), not for the callers' process.
+  // The environment is built before fork, like argv.
+  std::vector<std::string> env_storage;
+  std::vector<char*> envp;
+  const char* node_tunables = std::getenv("CATGA_BENCH_NODE_GLIBC_TUNABLES");
+  if (node_tunables != nullptr) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::string_view(*e).starts_with("GLIBC_TUNABLES=")) continue;
+      env_storage.emplace_back(*e);
+    }
+    env_storage.push_back(std::string("GLIBC_TUNABLES=") + node_tunables);
+    for (auto& e : env_storage) envp.push_back(e.data());
+    envp.push_back(nullptr);
+  }
   const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ == 0) {
@@ -35,7 +52,11 @@ NodeProcess::NodeProcess(const std::vector<std::string>& args) {
     ::signal(SIGPIPE, SIG_DFL);               // the parent ignores it; exec keeps that
     ::dup2(in[0], STDIN_FILENO);
     ::dup2(out[1], STDOUT_FILENO);
-    ::execv("/proc/self/exe", argv.data());
+    if (node_tunables != nullptr) {
+      ::execve("/proc/self/exe", argv.data(), envp.data());
+    } else {
+      ::execv("/proc/self/exe", argv.data());
+    }
     ::_exit(127);
   }
   const int fork_errno = errno;

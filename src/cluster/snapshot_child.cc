@@ -206,9 +206,9 @@ std::string SnapshotChild::huge_page_advice(std::chrono::microseconds fork_time,
       glibc_tunables.find("glibc.malloc.arena_max=1") != std::string_view::npos) {
     return {};  // already asked for: nothing more to advise
   }
-  return out + "start the node with GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1 so that malloc "
-               "asks for transparent huge pages and the fork copies ~512 times fewer entries "
-               "(docs/operations.md, \"Snapshots\")";
+  return out + "with GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1 in the node's environment "
+               "malloc asks for transparent huge pages and the fork copies ~512 times fewer entries, at some cost "
+               "in tail latency (docs/operations.md, \"Snapshots\")";
 }
 
 std::string SnapshotChild::huge_page_advice(std::chrono::microseconds fork_time) {
