@@ -49,6 +49,7 @@ catga::ClusterOptions options_for(const catga::Member& self, std::vector<catga::
   o.cluster_id = std::move(cluster_id);
   o.election_timeout = std::chrono::milliseconds(500);
   o.heartbeat_interval = std::chrono::milliseconds(50);
+  o.peer_secret = testsupport::kClusterSecret;  // as LocalCluster's members: the survivor below was one
   return o;
 }
 
