@@ -139,12 +139,12 @@ void AnnouncementTable::changed() {
   handled_by_all_.clear();
   if (by_node_.empty()) return;
   const auto& first = by_node_.begin()->second.handles;
-  for (const auto& [name, kind] : first) {
+  for (const auto& handled : first) {  // not a structured binding: clang 14 cannot capture one
     const bool everywhere = std::all_of(by_node_.begin(), by_node_.end(), [&](const auto& entry) {
-      auto it = entry.second.handles.find(name);
-      return it != entry.second.handles.end() && it->second == kind;
+      auto it = entry.second.handles.find(handled.first);
+      return it != entry.second.handles.end() && it->second == handled.second;
     });
-    if (everywhere) handled_by_all_.emplace(name, kind);
+    if (everywhere) handled_by_all_.emplace(handled.first, handled.second);
   }
 }
 
