@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <random>
@@ -25,8 +27,40 @@ namespace testsupport {
 // authenticated transport (docs/security.md), as a production cluster should.
 inline const std::string kClusterSecret = "catga-test-cluster-secret";
 
-// A port that was free a moment ago on 127.0.0.1 (bind to 0, read, close).
+// True when `port` can be bound on 127.0.0.1 right now.
+inline bool port_is_free(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  if (fd >= 0) ::close(fd);
+  return ok;
+}
+
+// A port that was free a moment ago on 127.0.0.1. Picked at random *below*
+// the kernel's ephemeral range (ip_local_port_range), so that the outgoing
+// connections of tests running in parallel — which take ephemeral ports —
+// cannot grab it between this call and the node's bind (seen in CI: "peer
+// channel cannot listen on 127.0.0.1:58179: Address already in use").
 inline int free_port() {
+  int ephemeral_low = 32768;
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "re")) {
+    if (std::fscanf(f, "%d", &ephemeral_low) != 1) ephemeral_low = 32768;
+    std::fclose(f);
+  }
+  const int high = ephemeral_low - 1;
+  const int low = std::max(1024, high - 12000);
+  static std::mt19937 pick{std::random_device{}()};
+  if (high > low) {
+    std::uniform_int_distribution<int> in_range(low, high);
+    for (int tries = 0; tries < 200; ++tries) {
+      const int port = in_range(pick);
+      if (port_is_free(port)) return port;
+    }
+  }
+  // No room below the ephemeral range: let the kernel pick (bind to 0).
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -198,17 +232,6 @@ class LocalCluster {
   }
 
  private:
-  static bool port_is_free(int port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    if (fd >= 0) ::close(fd);
-    return ok;
-  }
-
   TempDir dir_;
   std::vector<catga::Member> members_;
   std::set<std::size_t> joining_;
