@@ -125,7 +125,8 @@ def main(argv=None):
                     help="also kill followers for 25-40 s, until the leader compacted its log past them "
                          "(their restart needs InstallSnapshot)")
     ap.add_argument("--clock-jumps", action="store_true",
-                    help="also restart a node with its wall clock a day ahead or an hour behind (libfaketime)")
+                    help="also move a node's wall clock a day ahead or an hour behind, at a restart and while it runs "
+                         "(libfaketime)")
     ap.add_argument("--disk-faults", action="store_true",
                     help="also shut down or fill the filesystem under a node (each node's data directory on its own "
                          "loop-mounted ext4; needs root, skipped with a message otherwise)")
@@ -200,6 +201,8 @@ def main(argv=None):
     try:
         cluster = Cluster(binary, args.nodes, root, args.election_timeout_ms, args.heartbeat_ms, args.log_level,
                           args.network)
+        if args.clock_jumps:
+            cluster.make_live_clocks(libfaketime())
         if args.disk_faults:
             why = cluster.make_disks()
             if why:

@@ -358,6 +358,8 @@ class Node:
         self.paused = False
         self.join = False  # --join: set once its data directory was wiped (remove -> wipe -> add)
         self.env = None    # extra environment of the next starts (libfaketime)
+        self.base_env = None  # environment of every start (a live-adjustable libfaketime clock)
+        self.clock_file = None  # that clock's offset file (libfaketime's FAKETIME_TIMESTAMP_FILE)
         self.starts = 0
         self.crashes = []  # (exit code, time) of exits nobody asked for
 
@@ -373,7 +375,8 @@ class Node:
             note = f" with {' '.join(f'{k}={v}' for k, v in self.env.items())}" if self.env else ""
             log.write(f"\n==== chaos: start #{self.starts + 1} at {time.strftime('%H:%M:%S')}{note} ====\n".encode())
             log.flush()
-            env = dict(os.environ, **self.env) if self.env else None
+            extra = dict(self.base_env or {}, **(self.env or {}))
+            env = dict(os.environ, **extra) if extra else None
             self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True, env=env)
         self.starts += 1
@@ -524,6 +527,27 @@ class Cluster:
             n.dir = os.path.join(mnt, "data")
             os.makedirs(n.dir)
         return None
+
+    def make_live_clocks(self, lib):
+        """Starts every node under libfaketime reading its wall-clock offset from
+        a file, so a fault can move a running node's clock; the offset starts
+        at +0, the monotonic clock and file times stay real. The file is read
+        on every wall-clock call (about 15 us each): libfaketime's cache
+        expires by the faked clock, so after a jump back it would keep the old
+        offset for as long as the jump."""
+        for i, n in sorted(self.nodes.items()):
+            n.clock_file = os.path.join(self.root, f"node{i}.faketime")
+            self.set_clock(i, "+0")
+            n.base_env = {"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": n.clock_file, "FAKETIME_NO_CACHE": "1",
+                          "FAKETIME_DONT_FAKE_MONOTONIC": "1", "NO_FAKE_STAT": "1"}
+
+    def set_clock(self, nid, offset):
+        """Moves node nid's wall clock to real time + offset (libfaketime syntax: +1d, -1h, +0)
+        at its next wall-clock call, without a restart."""
+        path = self.nodes[nid].clock_file
+        with open(path + ".tmp", "w") as f:
+            f.write(offset + "\n")
+        os.replace(path + ".tmp", path)
 
     def umount_disks(self):
         for d in self.disks.values():

@@ -17,7 +17,7 @@ import time
 LIBFAKETIME = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
                "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
                "/usr/lib/faketime/libfaketime.so.1"]
-CLOCK_SHIFT = {"clock_ahead": "+1d", "clock_behind": "-1h"}
+CLOCK_SHIFT = {"clock_ahead": "+1d", "clock_behind": "-1h", "clock_ahead_live": "+1d", "clock_behind_live": "-1h"}
 
 
 def log(msg):
@@ -56,6 +56,7 @@ class Nemesis(threading.Thread):
             "kill_two": self.kill_two, "drop_connections": self.drop_connections,
             "blackhole_link": self.blackhole_link, "membership": self.membership,
             "rolling_restart": self.rolling_restart, "clock_ahead": self.clock_jump, "clock_behind": self.clock_jump,
+            "clock_ahead_live": self.clock_jump_live, "clock_behind_live": self.clock_jump_live,
             "disk_shutdown": self.disk_shutdown, "disk_full": self.disk_full,
         }
 
@@ -396,6 +397,30 @@ class Nemesis(threading.Thread):
             node.env = None
             self.graceful_restart(t)
         self.event(f"node {t} back on the real clock")
+
+    def clock_jump_live(self, f, record):
+        """Moves a running node's wall clock a day ahead / an hour behind, and
+        after the fault's duration back to real time — a jump the other way
+        while it runs (the nodes run under libfaketime's offset file; see
+        Cluster.make_live_clocks)."""
+        c = self.cluster
+        ids = sorted(c.nodes)
+        t = ids[f["pick"] % len(ids)]
+        shift = CLOCK_SHIFT[f["kind"]]
+        record["nodes"] = [t]
+        if c.nodes[t].clock_file is None:
+            self.event(f"{f['kind']}: skipped, the nodes do not run under libfaketime")
+            record["skipped"] = True
+            return
+        role = "leader" if t == self.resolve_leader() else "follower"
+        self.event(f"node {t} ({role}): wall clock jumps {shift} while it runs, for {f['duration']:.2f}s",
+                   kind=f["kind"], node=t)
+        c.set_clock(t, shift)
+        try:
+            self.sleep(f["duration"])
+        finally:
+            c.set_clock(t, "+0")
+        self.event(f"node {t}: wall clock jumps back to real time while it runs")
 
     # ------------------------------------------------------------ disks
     def disk_shutdown(self, f, record):

@@ -25,8 +25,9 @@ KINDS_LONG_KILL = ["kill_long"]
 # flight on the paused node reach their deadline (504 territory).
 KINDS_LONG_PAUSE = ["pause_long_leader", "pause_long_follower"]
 # --clock-jumps: a node restarted under a wall clock a day ahead or an hour
-# behind (libfaketime), then restarted on the real clock.
-KINDS_CLOCK = ["clock_ahead", "clock_behind"]
+# behind (libfaketime), then restarted on the real clock; and a running node's
+# wall clock moved a day ahead or an hour behind, then back (the _live kinds).
+KINDS_CLOCK = ["clock_ahead", "clock_behind", "clock_ahead_live", "clock_behind_live"]
 # --disk-faults: the filesystem under a node's data directory shuts down
 # (every I/O fails, as a dying disk), or fills up.
 KINDS_DISK = ["disk_shutdown", "disk_full"]

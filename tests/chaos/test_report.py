@@ -29,7 +29,8 @@ class ScheduleTest(unittest.TestCase):
 
     def test_every_kind_appears_in_a_short_run_and_options_add_theirs(self):
         kinds = {f["kind"] for f in make_schedule(5, 200, 3, 300, clock_jumps=True, disk_faults=True)}
-        for k in ("membership", "rolling_restart", "blackhole_link", "clock_ahead", "clock_behind", "disk_shutdown",
+        for k in ("membership", "rolling_restart", "blackhole_link", "clock_ahead", "clock_behind", "clock_ahead_live",
+                  "clock_behind_live", "disk_shutdown",
                   "disk_full"):
             self.assertIn(k, kinds)
         plain = {f["kind"] for f in make_schedule(5, 200, 3, 300)}
