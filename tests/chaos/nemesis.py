@@ -9,6 +9,7 @@ nodes started, the clock and the disks back to normal.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import random
 import threading
@@ -458,14 +459,38 @@ class Nemesis(threading.Thread):
         self.event(f"node {t}: {reaction}; disk mounted again, node restarted")
 
     def disk_full(self, f, record):
-        """A node's filesystem has no free byte for the fault's duration."""
+        """A node's filesystem has no free byte for the fault's duration. Writes
+        into space libraft already holds keep working, so a full leader is
+        also asked for a snapshot (POST /raft/snapshot): the snapshot's write
+        must fail cleanly. The node must keep serving, or stop itself (then it
+        is restarted once the disk has space again) — never lose or corrupt."""
         c = self.cluster
         t, who = self.target("leader" if f["pick"] % 2 else "follower", f["pick"] // 2)
-        disk = c.disks[t]
+        node, disk = c.nodes[t], c.disks[t]
         record["nodes"] = [t]
         taken = disk.fill()
         self.event(f"disk of {who} full ({taken >> 20} MiB of ballast) for {f['duration']:.2f}s", kind=f["kind"],
                    node=t)
+        if who.startswith("leader"):
+            self.sleep(min(0.5, f["duration"] / 2))
+            try:
+                code, body = node.request("POST", "/raft/snapshot", timeout=3.0)
+                record["snapshot"] = f"{code} {json.dumps(body)[:120]}"
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                record["snapshot"] = f"no answer ({e.__class__.__name__})"
+            self.event(f"node {t}: snapshot asked for while its disk is full: {record['snapshot']}")
         self.sleep(f["duration"])
+        s = node.status()
+        if node.proc is not None and node.proc.poll() is not None:
+            record["reaction"] = f"exited with status {node.proc.returncode}"
+        elif s and s.get("failure"):
+            record["reaction"] = f"stopped itself: {s['failure'][:160]}"
+        else:
+            record["reaction"] = "kept running"
         disk.free()
-        self.event(f"disk of node {t} has free space again")
+        if record["reaction"] != "kept running":
+            node.kill()  # an expected exit is not a crash
+            node.crashes = [x for x in node.crashes if x[1] < record["start"]]
+            node.start()
+        self.event(f"disk of node {t} has free space again; node {t} {record['reaction']}"
+                   + ("" if record["reaction"] == "kept running" else ", restarted"))
