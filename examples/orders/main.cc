@@ -214,8 +214,10 @@ int main(int argc, char** argv) {
                                        .limit = r.query<std::uint32_t>("limit"),
                                        .after_id = r.query<std::uint64_t>("after")};
            })
+#ifndef ORDERS_V1
       .post("/orders/{id}/cancel",
             [](const http_::Request& r) { return orders::CancelOrder{.id = r.param<std::uint64_t>("id")}; })
+#endif
       .get("/stats/products",
            [&totals](const http_::Request&, http_::Responder responder) { responder.json(200, totals_json(totals)); })
       .map_message_endpoints()
