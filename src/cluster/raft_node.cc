@@ -945,7 +945,7 @@ int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::siz
     self->fail_node("state machine threw while applying entry " + std::to_string(index));
     return CATGA_RAFT_MALFORMED;
   }
-  self->snapshots_.applied(len);
+  self->snapshots_.applied(len, index);
   self->sync_snapshot_threshold();
   return 0;
 }
