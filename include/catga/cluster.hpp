@@ -34,13 +34,10 @@ enum class MemberRole : std::uint8_t {
 
 struct Member {
   std::uint64_t id = 0;
-  // "HOST:PORT" of the member's Raft port. HOST: an IPv4 address or a DNS
-  // name, resolved at every connection (libraft's transport is IPv4 only).
-  std::string address;
+  std::string address;  // "HOST:PORT" of the member's Raft port
   MemberRole role = MemberRole::voter;
   // "HOST:PORT" of the member's peer channel (forwarded commands, read
-  // indexes); HOST may also be "[IPV6]". Empty: the Raft host and the Raft
-  // port + 1. Kept in the replicated configuration when the member is added.
+  // indexes). Empty: the Raft host and the Raft port + 1.
   std::string peer_address;
 
   friend bool operator==(const Member&, const Member&) = default;
