@@ -135,6 +135,12 @@ class Names(unittest.TestCase):
 
         # A 4th member added at runtime with its peer address; nodes 1-3 were
         # started without it, so only the configuration tells them.
+        leader = self.leader()
+        for bad, says in (({"address": "[::1]:7009"}, "IPv6 is not supported by the Raft transport"),
+                          ({"address": f"{name(4)}:7009", "peer_address": "node_4:7010"}, "DNS name")):
+            code, answer = leader.request("POST", "/raft/members", dict(bad, id=4, role="voter"))
+            self.assertEqual(code, 400, answer)
+            self.assertIn(says, answer["error"]["message"])
         self.write_hosts({4: "127.0.0.6"})
         joiner = Member(4, self.root, ["--join"])
         nodes.append(joiner)
