@@ -8,6 +8,7 @@ this test writes (names -> 127.0.0.x; nothing outside the namespace sees it).
 - A member whose address changes under the same name (stopped, its name moved
   to another 127.0.0.x, restarted) catches up and leads again, and followers
   forward to it at its new address: Raft and the peer channel re-resolve.
+- HTTP on an IPv6 literal, `--http [::1]:PORT`.
 - A 4th member added at runtime through POST /raft/members with its peer
   address: every node lists it, and a node whose --cluster does not name it
   forwards to it (the peer address travels in the Raft configuration).
@@ -161,6 +162,32 @@ class Names(unittest.TestCase):
         ids.append(self.create(nodes[0], "to-runtime-member"))
         ids.append(self.create(nodes[2], "to-runtime-member-2"))
         for n in nodes: self.assertTrue(self.has(n, ids), f"node {n.id} lacks {ids}")
+        self.passed = True
+
+    def test_http_on_an_ipv6_literal(self):
+        import http.client, socket
+        try:
+            probe = socket.socket(socket.AF_INET6); probe.bind(("::1", 0)); port = probe.getsockname()[1]; probe.close()
+        except OSError:
+            self.skipTest("no IPv6 loopback here")
+        log = open(os.path.join(self.root, "ipv6.log"), "wb")
+        proc = subprocess.Popen([ORDERS, "--id", "1", "--data-dir", os.path.join(self.root, "ipv6"), "--http", f"[::1]:{port}",
+                                 "--log-level", "warn"], stdout=log, stderr=log)
+        try:
+            def ready():
+                c = http.client.HTTPConnection("::1", port, timeout=2)
+                try:
+                    c.request("GET", "/health/live")
+                    return c.getresponse().status == 200
+                except OSError:
+                    return False
+                finally:
+                    c.close()
+            self.assertTrue(demo.wait_until(ready, limit=30), "no answer on [::1]")
+        finally:
+            proc.terminate()
+            self.assertEqual(proc.wait(timeout=30), 0)
+            log.close()
         self.passed = True
 
     def test_bad_names_are_refused_at_start(self):
