@@ -34,29 +34,29 @@ catga::Result<std::uint64_t> read_index_at(const std::string& address) {
   return f.get();
 }
 
+void expect_answer(const std::string& address) {
+  auto r = read_index_at(address);
+  ASSERT_TRUE(r) << address << ": " << r.error().message();
+  EXPECT_EQ(*r, 42u);
+}
+
 TEST(PeerChannelAddress, ListensAndDialsAnIpv6Literal) {
   auto s = server("[::1]:0");
   if (!s) GTEST_SKIP() << "no IPv6 loopback here";
-  auto r = read_index_at("[::1]:" + std::to_string(s->port()));
-  ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(*r, 42u);
+  expect_answer("[::1]:" + std::to_string(s->port()));
 }
 
 // "localhost" may resolve to ::1 before 127.0.0.1: the dialler tries each.
 TEST(PeerChannelAddress, ANameIsResolvedAndEachAddressTried) {
   auto s = server("127.0.0.1:0");
   ASSERT_TRUE(s);
-  auto r = read_index_at("localhost:" + std::to_string(s->port()));
-  ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(*r, 42u);
+  expect_answer("localhost:" + std::to_string(s->port()));
 }
 
 TEST(PeerChannelAddress, AListenerTakesAName) {
   auto s = server("localhost:0");
   ASSERT_TRUE(s);
-  auto r = read_index_at("127.0.0.1:" + std::to_string(s->port()));  // bound to localhost's IPv4 address
-  ASSERT_TRUE(r) << r.error().message();
-  EXPECT_EQ(*r, 42u);
+  expect_answer("127.0.0.1:" + std::to_string(s->port()));  // bound to localhost's IPv4 address
 }
 
 TEST(PeerChannelAddress, AnUnresolvableNameIsUnavailable) {
