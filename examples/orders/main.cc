@@ -37,7 +37,9 @@ catga::Result<std::pair<std::string, std::uint16_t>> parse_host_port(const std::
   } catch (...) {
   }
   if (port < 0 || port > 65535) return catga::Error{catga::Code::invalid_argument, "--http: bad port in '" + text + "'"};
-  return std::pair{text.substr(0, colon), static_cast<std::uint16_t>(port)};
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);  // [::1]
+  return std::pair{std::move(host), static_cast<std::uint16_t>(port)};
 }
 
 std::string totals_json(const orders::ProductTotals& totals) {
@@ -94,10 +96,11 @@ int main(int argc, char** argv) {
   bool force_new_cluster = false;
   cli.add_option("--id", id, "this node's id (must appear in --cluster)")->check(CLI::PositiveNumber);
   cli.add_option("--data-dir", data_dir, "where the Raft log and snapshots live (created if missing)");
-  cli.add_option("--http", http, "HTTP listen address HOST:PORT (port 0: any free port)");
+  cli.add_option("--http", http, "HTTP listen address IP:PORT or [IPV6]:PORT (port 0: any free port)");
   auto* cluster_option = cli.add_option("--cluster", cluster,
-                 "every member as ID=HOST:PORT of its Raft port, comma-separated; each member's peer channel "
-                 "listens on the Raft port + 1. Omit for a single durable node");
+                 "every member as ID=HOST:PORT of its Raft port, comma-separated; HOST is an IPv4 address or a "
+                 "DNS name (resolved at each connection). Each member's peer channel listens on the Raft port + 1, "
+                 "or where ID=HOST:PORT/PEER_HOST:PEER_PORT says. Omit for a single durable node");
   cli.add_option("--cluster-id", cluster_id, "peers of another cluster id are refused");
   auto* secret_option = cli.add_option(
       "--peer-secret", peer_secret,

@@ -32,10 +32,14 @@ class Server;
 
 namespace catga::hosting {
 
-// Parses "ID=HOST:PORT,ID=HOST:PORT,..." (the Raft address of each member;
-// spaces around items are ignored). Errors (invalid_argument, naming the
-// item): an empty list or item, a missing '=', an id that is not a positive
-// integer, an id listed twice, a missing host, a port outside 1..65535.
+// Parses "ID=HOST:PORT,ID=HOST:PORT/PEER_HOST:PEER_PORT,..." (the Raft
+// address of each member, then optionally its peer channel address — by
+// default the Raft host and port + 1; spaces around items are ignored). HOST
+// is an IPv4 address or a DNS name; a peer address may also be "[IPV6]:PORT".
+// Errors (invalid_argument, naming the item): an empty list or item, a
+// missing '=', an id that is not a positive integer, an id listed twice, a
+// missing host, a port outside 1..65535. The hosts themselves are checked by
+// ClusterOptions::validate().
 Result<std::vector<Member>> parse_members(std::string_view list);
 
 // Owns SIGINT and SIGTERM for the process while it lives: the constructor

@@ -1,6 +1,7 @@
 // Backups (catga/backup.hpp), forced recovery (ClusterOptions::force_new_cluster)
 // and Application::backup.
 #include "cluster/backup.hpp"
+#include "cluster/member_address.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -187,7 +188,12 @@ Result<std::string> backup_from_dir(const fs::path& dir, const std::string& clus
                                                           .count());
     char errmsg[256] = {0};
     auto add = [](void* ctx, std::uint64_t id, const char* address, int role) {
-      static_cast<BackupInfo*>(ctx)->members.push_back(Member{id, address, role_of(role), {}});
+      // The Raft addresses; a "/PEER" suffix (member_address.hpp) is not
+      // part of the backup's member list (backup.hpp).
+      Member m{id, {}, role_of(role), {}};
+      internal::split_configuration_address(address, m);
+      m.peer_address.clear();
+      static_cast<BackupInfo*>(ctx)->members.push_back(std::move(m));
     };
     if (int rv = catga_raft_decode_snapshot_meta(meta->data(), meta->size(), &info.configuration_index, add, &info,
                                                  errmsg, sizeof errmsg);

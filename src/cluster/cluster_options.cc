@@ -8,16 +8,47 @@
 
 #include "catga/cluster.hpp"
 #include "cluster/entry_format.hpp"
+#include "cluster/member_address.hpp"
 
 namespace catga {
 namespace {
 
 Error invalid(std::string message) { return Error(Code::invalid_argument, std::move(message)); }
 
-// libraft's TCP transport splits HOST:PORT at the first ':' and resolves with
-// AF_INET only, so only IPv4 literals and "localhost" work.
+// A DNS name (RFC 1123: dot-separated labels of letters, digits and '-',
+// neither starting nor ending with '-', at most 63 bytes each and 253 in all;
+// one trailing dot allowed). All-numeric names are refused: they would be
+// taken for an IPv4 address that is not one.
+bool is_host_name(std::string_view host) {
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  if (host.empty() || host.size() > 253) return false;
+  bool any_letter = false;
+  std::size_t label = 0;
+  for (std::size_t i = 0; i <= host.size(); ++i) {
+    const char c = i < host.size() ? host[i] : '.';
+    if (c == '.') {
+      if (label == 0 || label > 63 || host[i - 1] == '-') return false;
+      label = 0;
+      continue;
+    }
+    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    const bool digit = c >= '0' && c <= '9';
+    if (!letter && !digit && !(c == '-' && label > 0)) return false;
+    any_letter = any_letter || letter || c == '-';
+    ++label;
+  }
+  return any_letter;
+}
+
+enum class AddressUse { raft, peer };
+
+// HOST:PORT where HOST is an IPv4 address, a DNS name (resolved at each
+// connect) or, for the peer channel only, a bracketed IPv6 address. libraft
+// 0.22.1's TCP transport splits HOST:PORT at the first ':' and resolves with
+// AF_INET only, so the Raft address cannot be IPv6.
 // `allow_port_zero`: a lone node, which nobody dials, may take any free port.
-Result<void> check_address(std::string_view field, const std::string& address, bool allow_port_zero = false) {
+Result<void> check_address(std::string_view field, const std::string& address, AddressUse use,
+                           bool allow_port_zero = false) {
   const auto colon = address.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
     return invalid(std::string(field) + ": '" + address + "' is not HOST:PORT");
@@ -29,14 +60,26 @@ Result<void> check_address(std::string_view field, const std::string& address, b
   if (ec != std::errc() || ptr != port.data() + port.size() || (value == 0 && !allow_port_zero) || value > 65535) {
     return invalid(std::string(field) + ": '" + address + "' has an invalid port (1..65535)");
   }
-  if (host.find(':') != std::string::npos || host.front() == '[') {
-    return invalid(std::string(field) + ": '" + address +
-                   "': IPv6 is not supported by the Raft transport; use an IPv4 address");
+  if (host.front() == '[' || host.find(':') != std::string::npos) {
+    if (use == AddressUse::raft) {
+      return invalid(std::string(field) + ": '" + address +
+                     "': IPv6 is not supported by the Raft transport (libraft dials IPv4 only); use an IPv4 "
+                     "address or a name that resolves to one (the peer channel and HTTP take IPv6)");
+    }
+    in6_addr v6{};
+    if (host.size() < 3 || host.front() != '[' || host.back() != ']' ||
+        inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &v6) != 1) {
+      return invalid(std::string(field) + ": '" + address + "': an IPv6 address must be written [ADDRESS]:PORT");
+    }
+    return ok();
+  }
+  // libraft's handshake carries the address in at most 256 bytes, NUL included.
+  if (use == AddressUse::raft && address.size() > 255) {
+    return invalid(std::string(field) + ": '" + address + "' is longer than 255 bytes");
   }
   in_addr v4{};
-  if (host != "localhost" && inet_pton(AF_INET, host.c_str(), &v4) != 1) {
-    return invalid(std::string(field) + ": '" + address +
-                   "': host must be a numeric IPv4 address or 'localhost'");
+  if (inet_pton(AF_INET, host.c_str(), &v4) != 1 && !is_host_name(host)) {
+    return invalid(std::string(field) + ": '" + address + "': host must be an IPv4 address or a DNS name");
   }
   return ok();
 }
@@ -63,6 +106,15 @@ Result<void> check_snapshot_bytes(const ClusterOptions& o) {
 
 }  // namespace
 
+Result<void> internal::check_member_addresses(const std::string& field, const Member& m, bool allow_port_zero) {
+  if (auto r = check_address(field + ".address", m.address, AddressUse::raft, allow_port_zero); !r) return r;
+  if (!m.peer_address.empty()) {
+    if (auto r = check_address(field + ".peer_address", m.peer_address, AddressUse::peer); !r) return r;
+    if (m.peer_address == m.address) return invalid(field + ".peer_address: must differ from the Raft address");
+  }
+  return ok();
+}
+
 Result<void> ClusterOptions::validate() const {
   constexpr auto kMaxMs = std::chrono::milliseconds(std::numeric_limits<unsigned>::max());
   if (node_id == 0) return invalid("node_id: must not be 0");
@@ -75,11 +127,7 @@ Result<void> ClusterOptions::validate() const {
     if (m.id == 0) return invalid("members: member id must not be 0");
     if (!ids.insert(m.id).second) return invalid("members: duplicate id " + std::to_string(m.id));
     const std::string field = "members[" + std::to_string(m.id) + "]";
-    if (auto r = check_address(field + ".address", m.address, members.size() == 1); !r) return r;
-    if (!m.peer_address.empty()) {
-      if (auto r = check_address(field + ".peer_address", m.peer_address); !r) return r;
-      if (m.peer_address == m.address) return invalid(field + ".peer_address: must differ from the Raft address");
-    }
+    if (auto r = internal::check_member_addresses(field, m, members.size() == 1); !r) return r;
     if (!addresses.insert(m.address).second) {
       return invalid("members: duplicate address " + m.address);
     }

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <deque>
 #include <map>
@@ -28,22 +29,42 @@ namespace {
 
 using asio::ip::tcp;
 
-Result<tcp::endpoint> parse_endpoint(const std::string& address) {
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos) return Error{Code::invalid_argument, "peer address '" + address + "' is not HOST:PORT"};
-  std::string host = address.substr(0, colon);
-  if (host == "localhost") host = "127.0.0.1";
-  asio::error_code ec;
-  auto ip = asio::ip::make_address(host, ec);
-  if (ec) return Error{Code::invalid_argument, "peer address '" + address + "': " + ec.message()};
-  int port = 0;
-  try {
-    port = std::stoi(address.substr(colon + 1));
-  } catch (...) {
-    port = -1;
+struct HostPort {
+  std::string host;  // a name, an IPv4 address, or an IPv6 address without its brackets
+  std::string port;
+};
+
+// "HOST:PORT" or "[IPV6]:PORT".
+Result<HostPort> split_address(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return Error{Code::invalid_argument, "peer address '" + address + "' is not HOST:PORT"};
   }
-  if (port < 0 || port > 65535) return Error{Code::invalid_argument, "peer address '" + address + "' has an invalid port"};
-  return tcp::endpoint(ip, static_cast<unsigned short>(port));
+  HostPort hp{address.substr(0, colon), address.substr(colon + 1)};
+  if (hp.host.size() >= 2 && hp.host.front() == '[' && hp.host.back() == ']') hp.host = hp.host.substr(1, hp.host.size() - 2);
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(hp.port.data(), hp.port.data() + hp.port.size(), port);
+  if (hp.host.empty() || hp.port.empty() || ec != std::errc() || end != hp.port.data() + hp.port.size() || port > 65535) {
+    return Error{Code::invalid_argument, "peer address '" + address + "' is not HOST:PORT with a port 0..65535"};
+  }
+  return hp;
+}
+
+// The address a listener binds: the name resolved now, its first IPv4
+// address preferred (the one the Raft port binds too).
+Result<tcp::endpoint> resolve_listen_endpoint(asio::io_context& io, const std::string& address) {
+  auto hp = split_address(address);
+  if (!hp) return hp.error();
+  tcp::resolver resolver(io);
+  asio::error_code ec;
+  auto results = resolver.resolve(hp->host, hp->port, tcp::resolver::numeric_service, ec);
+  if (ec || results.empty()) {
+    return Error{Code::unavailable, "peer channel cannot resolve " + address + ": " + (ec ? ec.message() : "no address")};
+  }
+  for (const auto& entry : results) {
+    if (entry.endpoint().address().is_v4()) return entry.endpoint();
+  }
+  return results.begin()->endpoint();
 }
 
 // TCP_NODELAY (small frames must not wait for Nagle) and keep-alive (a peer
@@ -352,7 +373,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
  public:
   ClientConnection(asio::io_context& io, std::string address, const PeerChannel::Options& options,
                    RefusalLog& refusals, std::function<void(const std::string&)> on_dead)
-      : socket_(io), watchdog_(io), address_(std::move(address)), options_(options), refusals_(refusals),
+      : socket_(io), resolver_(io), watchdog_(io), address_(std::move(address)), options_(options), refusals_(refusals),
         on_dead_(std::move(on_dead)) {}
 
   bool dead() const { return state_ == State::dead; }
@@ -435,6 +456,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     if (state_ == State::dead) return;
     state_ = State::dead;
     asio::error_code ec;
+    resolver_.cancel();
     socket_.close(ec);
     watchdog_.cancel();
     const std::string prefix = "peer " + address_ + ": ";
@@ -458,6 +480,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
  private:
   enum class State { idle, connecting, greeting, ready, dead };
+  tcp::resolver resolver_;
   using Clock = std::chrono::steady_clock;
 
   // Something is owed by the peer: the connection or handshake, an answer to
@@ -490,12 +513,25 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     });
   }
 
+  // Resolves the peer's name on every connection (a member whose address
+  // changed under the same name is found again once the old connection
+  // failed), then tries each address in turn.
   void connect() {
-    auto endpoint = parse_endpoint(address_);
-    if (!endpoint) return fail(endpoint.error().message());
+    auto hp = split_address(address_);
+    if (!hp) return fail(hp.error().message());
     state_ = State::connecting;
     auto self = shared_from_this();
-    socket_.async_connect(*endpoint, [self](asio::error_code ec) {
+    resolver_.async_resolve(hp->host, hp->port, tcp::resolver::numeric_service,
+                            [self](asio::error_code ec, const tcp::resolver::results_type& results) {
+                              if (self->state_ == State::dead) return;
+                              if (ec) return self->fail("cannot resolve: " + ec.message());
+                              self->connect_to(results);
+                            });
+  }
+
+  void connect_to(const tcp::resolver::results_type& results) {
+    auto self = shared_from_this();
+    asio::async_connect(socket_, results, [self](asio::error_code ec, const tcp::endpoint&) {
       if (ec) return self->fail("cannot connect: " + ec.message());
       tune_socket(self->socket_, self->options_);
       self->state_ = State::greeting;
@@ -614,7 +650,7 @@ class AsioPeerChannel final : public PeerChannel {
   }
 
   Result<void> listen() {
-    auto endpoint = parse_endpoint(options_.listen_address);
+    auto endpoint = resolve_listen_endpoint(io_, options_.listen_address);
     if (!endpoint) return endpoint.error();
     asio::error_code ec;
     acceptor_.open(endpoint->protocol(), ec);

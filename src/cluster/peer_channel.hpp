@@ -45,7 +45,10 @@ class PeerChannel {
   };
 
   struct Options {
-    std::string listen_address;  // "HOST:PORT"; empty: no server (client side and timers only)
+    // "HOST:PORT" (an IPv4 address, a name — resolved once, its first IPv4
+    // address bound — or "[IPV6]:PORT"); empty: no server (client side and
+    // timers only).
+    std::string listen_address;
     std::uint64_t node_id = 0;
     std::string cluster_id;
     // The cluster secret: both ends prove it (challenge-response, see
@@ -71,6 +74,8 @@ class PeerChannel {
   static Result<std::unique_ptr<PeerChannel>> start(Options options, Handler handler);
   virtual ~PeerChannel() = default;
 
+  // Peer addresses are written as listen_address; a name is resolved again
+  // for every new connection (after a failure), each address tried in turn.
   // Sends `record` to the peer listening at `address`; `done` gets the
   // leader's outcome, or `unavailable` if the connection failed before the
   // record was written, or `deadline_exceeded` if it broke after (a silent

@@ -680,7 +680,9 @@ static int authListen(struct raft_uv_transport *t, raft_uv_accept_cb cb) {
   memcpy(host, start, host_len);
   host[host_len] = '\0';
   memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
+  /* IPv4, as libraft's dialler resolves (AF_INET): a name such as
+   * "localhost" that also resolves to ::1 must not be bound there. */
+  hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   rv = uv_getaddrinfo(a->loop, &req, NULL, host, colon + 1, &hints);

@@ -452,12 +452,37 @@ static const char *bookLookup(const catga_raft *h, raft_id id) {
   return NULL;
 }
 
+/* A member the book does not list (added at runtime) is dialled at the
+ * address of its configuration entry, less Catga's "/PEER" suffix
+ * (member_address.hpp). The same destination gets the same string whether
+ * libraft took it from the configuration or from the member's handshake, so
+ * the uv I/O keeps its connection. */
+static const char *dialAddress(const char *configured, char *buf,
+                               size_t size) {
+  const char *slash;
+  size_t len;
+  if (configured == NULL || (slash = strchr(configured, '/')) == NULL) {
+    return NULL;
+  }
+  len = (size_t)(slash - configured);
+  if (len >= size) {
+    return NULL;
+  }
+  memcpy(buf, configured, len);
+  buf[len] = '\0';
+  return buf;
+}
+
 static int sendViaBook(struct raft_io *io, struct raft_io_send *req,
                        const struct raft_message *message,
                        raft_io_send_cb cb) {
   catga_raft *h = handleOfIo(io);
   const char *address = bookLookup(h, message->server_id);
+  char stripped[1024];
   struct raft_message local;
+  if (address == NULL) {
+    address = dialAddress(message->server_address, stripped, sizeof stripped);
+  }
   if (address == NULL || (message->server_address != NULL &&
                           strcmp(address, message->server_address) == 0)) {
     return h->inner_send(io, req, message, cb);

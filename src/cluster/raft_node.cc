@@ -22,6 +22,7 @@
 #include "cluster/data_dir.hpp"
 #include "cluster/data_dir_marker.hpp"
 #include "cluster/entry_format.hpp"
+#include "cluster/member_address.hpp"
 #include "cluster/raft_c.h"
 #include "cluster/wall_clock.hpp"
 
@@ -162,8 +163,17 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   std::unique_ptr<RaftNode> node(new RaftNode(options, machine, std::move(callbacks)));
   node->node_mode_ = true;
 
+  // The configuration carries explicit peer addresses (member_address.hpp);
+  // the address book holds the bare Raft addresses this node dials.
+  std::vector<std::string> configured;
+  for (const Member& m : options.members) configured.push_back(internal::configuration_address(m));
   std::vector<catga_raft_member> members;
-  for (const Member& m : options.members) members.push_back({m.id, m.address.c_str(), c_role(m.role)});
+  std::vector<catga_raft_member> book;
+  for (std::size_t i = 0; i < options.members.size(); ++i) {
+    const Member& m = options.members[i];
+    members.push_back({m.id, configured[i].c_str(), c_role(m.role)});
+    book.push_back({m.id, m.address.c_str(), c_role(m.role)});
+  }
   const std::string dir = options.data_dir.string();
   catga_raft_config config{};
   config.id = options.node_id;
@@ -176,8 +186,8 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.bootstrap = decision->bootstrap ? 1 : 0;
   config.members = members.data();
   config.n_members = static_cast<unsigned>(members.size());
-  config.address_book = members.data();
-  config.n_address_book = config.n_members;
+  config.address_book = book.data();
+  config.n_address_book = static_cast<unsigned>(book.size());
   config.secret = options.peer_secret.data();
   config.secret_len = options.peer_secret.size();
   config.cluster_id = options.cluster_id.c_str();
@@ -227,7 +237,9 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     stored += (stored.empty() ? "" : ", ") + std::to_string(m.id) + "@" + m.address;
     if (m.id == options.node_id) {
       self_found = true;
-      stored_self = m.address;
+      Member stored_member;
+      internal::split_configuration_address(m.address, stored_member);
+      stored_self = stored_member.address;
     }
   }
   const bool awaiting_join = n == 0 && mode == JoinMode::join_existing;  // config comes from the leader
@@ -479,6 +491,9 @@ std::uint64_t RaftNode::applied_index() const {
 }
 
 void RaftNode::add_member(Member member, VoidCompletion done) {
+  if (auto valid = internal::check_member_addresses("member " + std::to_string(member.id), member); !valid) {
+    return done(valid.error());
+  }
   auto op = std::make_unique<ChangeOp>();
   op->kind = ChangeOp::add;
   op->member = std::move(member);
@@ -603,7 +618,11 @@ void RaftNode::observe() {
     status_.role = role;
     status_.term = info.term;
     status_.leader_id = info.leader_id;
-    if (leader_changed) status_.leader_address = info.leader_address;
+    if (leader_changed) {
+      Member leader;
+      internal::split_configuration_address(info.leader_address, leader);
+      status_.leader_address = leader.address;
+    }
     if (leader_changed && info.leader_id != 0 && !first) status_.counters.leader_changes++;
     status_.commit_index = info.commit_index;
     applied_moved = status_.applied_index != info.applied_index;
@@ -621,7 +640,9 @@ void RaftNode::observe() {
       for (unsigned i = 0; i < n; ++i) {
         catga_raft_member m{};
         catga_raft_get_member(raft_, i, &m);
-        status_.members.push_back(MemberStatus{Member{m.id, m.address, member_role(m.role)}, std::nullopt});
+        Member member{m.id, {}, member_role(m.role)};
+        internal::split_configuration_address(m.address, member);
+        status_.members.push_back(MemberStatus{std::move(member), std::nullopt});
       }
     }
     status_.failure = failure_;
@@ -898,7 +919,7 @@ void RaftNode::start_change(ChangeOp* raw) {
   int rv = 0;
   switch (op->kind) {
     case ChangeOp::add:
-      rv = catga_raft_add(raft_, op->member.id, op->member.address.c_str(), op.get());
+      rv = catga_raft_add(raft_, op->member.id, internal::configuration_address(op->member).c_str(), op.get());
       break;
     case ChangeOp::assign:
       rv = catga_raft_assign(raft_, op->member.id, c_role(op->member.role), op.get());

@@ -558,8 +558,13 @@ class ReplicatedNode final : public Replicator {
     const std::uint64_t id = leader_id_;
     if (id == 0) return {};
     if (auto it = peer_addresses_.find(id); it != peer_addresses_.end()) return it->second;
-    // A member added after start: the peer port follows the Raft port.
+    // A member added after start: the peer address it was added with (the
+    // configuration carries it), else the Raft host and port + 1.
     auto status = node_->status();
+    for (const MemberStatus& m : status.members) {
+      if (m.member.id != id) continue;
+      return m.member.peer_address.empty() ? internal::default_peer_address(m.member.address) : m.member.peer_address;
+    }
     return status.leader_id == id ? internal::default_peer_address(status.leader_address) : std::string();
   }
 

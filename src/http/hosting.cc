@@ -31,7 +31,7 @@ std::string_view trim(std::string_view s) {
 
 Error bad_item(std::string_view item, std::string_view why) {
   return Error{Code::invalid_argument,
-               "member list: '" + std::string(item) + "' " + std::string(why) + " (expected ID=HOST:PORT)"};
+               "member list: '" + std::string(item) + "' " + std::string(why) + " (expected ID=HOST:PORT or ID=HOST:PORT/PEER_HOST:PEER_PORT)"};
 }
 
 template <class T>
@@ -39,6 +39,17 @@ bool parse_number(std::string_view text, T& out) {
   if (text.empty()) return false;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
   return ec == std::errc{} && end == text.data() + text.size();
+}
+
+// The syntax only: the host itself is checked by ClusterOptions::validate().
+Result<void> check_host_port(std::string_view item, std::string_view address) {
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return bad_item(item, "has no HOST:PORT address");
+  unsigned port = 0;
+  if (!parse_number(address.substr(colon + 1), port) || port == 0 || port > 65535) {
+    return bad_item(item, "has a port outside 1..65535");
+  }
+  return {};
 }
 
 sigset_t shutdown_set() {
@@ -71,14 +82,17 @@ Result<std::vector<Member>> parse_members(std::string_view list) {
       return bad_item(item, "does not start with a positive integer id");
     }
     if (!ids.insert(member.id).second) return bad_item(item, "repeats id " + std::to_string(member.id));
-    const std::string_view address = trim(item.substr(eq + 1));
-    const std::size_t colon = address.rfind(':');
-    if (colon == std::string_view::npos || colon == 0) return bad_item(item, "has no HOST:PORT address");
-    unsigned port = 0;
-    if (!parse_number(address.substr(colon + 1), port) || port == 0 || port > 65535) {
-      return bad_item(item, "has a port outside 1..65535");
-    }
+    const std::string_view addresses = trim(item.substr(eq + 1));
+    const std::size_t slash = addresses.find('/');
+    const std::string_view address = trim(addresses.substr(0, slash));
+    if (auto r = check_host_port(item, address); !r) return r.error();
     member.address = std::string(address);
+    if (slash != std::string_view::npos) {
+      const std::string_view peer = trim(addresses.substr(slash + 1));
+      if (peer.find('/') != std::string_view::npos) return bad_item(item, "has more than one '/'");
+      if (auto r = check_host_port(item, peer); !r) return r.error();
+      member.peer_address = std::string(peer);
+    }
     members.push_back(std::move(member));
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);

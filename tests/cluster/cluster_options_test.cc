@@ -69,15 +69,44 @@ TEST(ClusterOptions, AddressPortTooLarge) {
 TEST(ClusterOptions, AddressPortNotNumeric) {
   expect_invalid([](auto& o) { o.members[0].address = "127.0.0.1:http"; }, "port");
 }
-TEST(ClusterOptions, AddressHostname) {
-  expect_invalid([](auto& o) { o.members[0].address = "node1.example:7001"; }, "IPv4");
+TEST(ClusterOptions, AddressHostNamesAreValid) {
+  ClusterOptions o = valid();
+  o.members[0].address = "orders-0.orders.default.svc.cluster.local:7001";
+  o.members[1].address = "node-2:7002";
+  o.members[2].address = "node3.example.:7003";  // a fully qualified name with its trailing dot
+  o.members[2].peer_address = "node3.example:8003";
+  auto r = o.validate();
+  EXPECT_TRUE(r.has_value()) << r.error().message();
 }
-TEST(ClusterOptions, AddressBadIpv4) {
+TEST(ClusterOptions, AddressBadHostName) {
+  expect_invalid([](auto& o) { o.members[0].address = "-node1:7001"; }, "DNS name");
+  expect_invalid([](auto& o) { o.members[0].address = "node1-.example:7001"; }, "DNS name");
+  expect_invalid([](auto& o) { o.members[0].address = "node..example:7001"; }, "DNS name");
+  expect_invalid([](auto& o) { o.members[0].address = "node_1:7001"; }, "DNS name");
+  expect_invalid([](auto& o) { o.members[0].address = "node1/x:7001"; }, "DNS name");
+  expect_invalid([](auto& o) { o.members[0].address = std::string(64, 'a') + ".example:7001"; }, "DNS name");
   expect_invalid([](auto& o) { o.members[0].address = "300.1.1.1:7001"; }, "IPv4");
 }
+TEST(ClusterOptions, AddressTooLongForTheRaftHandshake) {
+  std::string name;
+  for (int i = 0; i < 5; ++i) name += std::string(50, 'a') + ".";
+  expect_invalid([&](auto& o) { o.members[0].address = name + "x:7001"; }, "longer than 255");
+}
 TEST(ClusterOptions, AddressIpv6) {
-  expect_invalid([](auto& o) { o.members[0].address = "[::1]:7001"; }, "IPv6");
+  expect_invalid([](auto& o) { o.members[0].address = "[::1]:7001"; }, "IPv6 is not supported by the Raft transport");
   expect_invalid([](auto& o) { o.members[0].address = "::1:7001"; }, "IPv6");
+}
+TEST(ClusterOptions, PeerAddressIpv6IsValid) {
+  ClusterOptions o = valid();
+  o.members[0].peer_address = "[::1]:8001";
+  o.members[1].peer_address = "[fd00::2]:8002";
+  auto r = o.validate();
+  EXPECT_TRUE(r.has_value()) << r.error().message();
+}
+TEST(ClusterOptions, PeerAddressBadIpv6) {
+  expect_invalid([](auto& o) { o.members[0].peer_address = "::1:8001"; }, "[ADDRESS]:PORT");
+  expect_invalid([](auto& o) { o.members[0].peer_address = "[::g]:8001"; }, "[ADDRESS]:PORT");
+  expect_invalid([](auto& o) { o.members[0].peer_address = "[]:8001"; }, "[ADDRESS]:PORT");
 }
 TEST(ClusterOptions, NoVoter) {
   expect_invalid(

@@ -31,6 +31,15 @@ TEST(ParseMembers, ReadsIdsAndAddresses) {
   EXPECT_EQ((*members)[2].address, "[::1]:7021");
 }
 
+TEST(ParseMembers, ReadsPeerAddressesAfterASlash) {
+  auto members = hosting::parse_members("1=127.0.0.1:7001/127.0.0.1:8001, 2=node-b:7002 / [::1]:8002,3=node-c:7003");
+  ASSERT_TRUE(members) << members.error();
+  ASSERT_EQ(members->size(), 3u);
+  EXPECT_EQ((*members)[0], (Member{.id = 1, .address = "127.0.0.1:7001", .peer_address = "127.0.0.1:8001"}));
+  EXPECT_EQ((*members)[1], (Member{.id = 2, .address = "node-b:7002", .peer_address = "[::1]:8002"}));
+  EXPECT_EQ((*members)[2].peer_address, "");
+}
+
 struct BadList {
   const char* list;
   const char* says;
@@ -54,7 +63,10 @@ INSTANTIATE_TEST_SUITE_P(Lists, ParseMembersBadInput,
                                            BadList{"1=h:1,1=h:2", "repeats id 1"}, BadList{"1=:7001", "no HOST:PORT"},
                                            BadList{"1=host", "no HOST:PORT"}, BadList{"1=h:0", "port outside"},
                                            BadList{"1=h:70000", "port outside"}, BadList{"1=h:7001x", "port outside"},
-                                           BadList{"1=h:1,", "empty item"}, BadList{"1=h:1,,2=h:2", "empty item"}));
+                                           BadList{"1=h:1,", "empty item"}, BadList{"1=h:1,,2=h:2", "empty item"},
+                                           BadList{"1=h:1/", "no HOST:PORT"}, BadList{"1=h:1/h", "no HOST:PORT"},
+                                           BadList{"1=h:1/h:0", "port outside"}, BadList{"1=/h:2", "no HOST:PORT"},
+                                           BadList{"1=h:1/h:2/h:3", "more than one '/'"}));
 
 TEST(ShutdownSignals, RequestStopBeforeWaitIsNotLost) {
   hosting::ShutdownSignals signals;

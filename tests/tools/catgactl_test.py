@@ -74,14 +74,17 @@ class Catgactl(unittest.TestCase):
         table = self.ctl("members", "list").stdout
         for n in self.nodes: self.assertIn(f"127.0.0.1:{n.raft_port}", table)
         joiner = demo.Node(ORDERS, 4, demo.free_pair(), demo.free_port(), "", self.root, ["--admin-token", TOKEN, "--join"])
-        joiner.cluster = cluster_arg(self.nodes + [joiner])
+        peer = f"127.0.0.1:{demo.free_port()}"  # not the Raft port + 1: kept in the configuration
+        joiner.cluster = cluster_arg(self.nodes) + f",4=127.0.0.1:{joiner.raft_port}/{peer}"
         joiner.start()
         try:
             self.leader_id()
-            r = self.ctl("members", "add", "4", f"127.0.0.1:{joiner.raft_port}", "--role", "spare")
+            r = self.ctl("members", "add", "4", f"127.0.0.1:{joiner.raft_port}", "--role", "spare", "--peer-address", peer)
             self.assertIn("member 4 added as spare", r.stdout)
             members = json.loads(self.ctl("-o", "json", "members", "list").stdout)
             self.assertEqual({m["id"]: m["role"] for m in members}[4], "spare")
+            self.assertEqual({m["id"]: m.get("peer_address") for m in members}[4], peer)
+            self.assertIn(peer, self.ctl("members", "list").stdout)
             self.leader_id()
             self.ctl("members", "promote", "4", "--role", "standby")
             self.assertTrue(demo.wait_until(lambda: {m["id"]: m["role"] for m in json.loads(
