@@ -9,7 +9,7 @@
 #include <new>
 
 #include "catga/application.hpp"
-#include "core/envelope.hpp"
+#include "cluster/envelope.hpp"
 
 namespace {
 std::atomic<std::uint64_t> g_allocations{0};

@@ -7,7 +7,7 @@
 #include "catga/application.hpp"
 #include "catga/testing.hpp"
 #include "cluster/replicated_state_machine.hpp"
-#include "core/envelope.hpp"
+#include "cluster/envelope.hpp"
 #include "support/bank.hpp"
 
 using catga::Code;
