@@ -1,8 +1,15 @@
 // Application: chooses where the state lives (memory, a single durable node,
-// a cluster member) and wires the mediator to it.
+// a cluster member) and wires the mediator to it. In memory it needs nothing
+// but core; the other placements take the engine catga::cluster provides
+// (core/replicated_engine.hpp).
 #include "catga/application.hpp"
 
-#include "cluster/replicated_node.hpp"
+#include "core/replicated_engine.hpp"
+
+// Defined by catga::cluster; null when the program does not link it.
+extern "C" {
+extern const catga::internal::ReplicatedEngineFactory catga_replicated_engine __attribute__((weak));
+}
 
 namespace catga {
 
@@ -112,7 +119,12 @@ Result<std::unique_ptr<Application>> build_application(BuildPlan plan) {
   if (plan.placement == Placement::in_memory) {
     return std::make_unique<Application>(std::move(plan.mediator), nullptr, std::move(plan.encoded));
   }
-  auto replicator = make_replicated_node(plan);
+  if (&catga_replicated_engine == nullptr) {
+    return Error{Code::failed_precondition,
+                 "a durable or clustered application needs the catga::cluster library: link it, or build "
+                 "with in_memory()"};
+  }
+  auto replicator = catga_replicated_engine(plan);
   if (!replicator) return replicator.error();
   return std::make_unique<Application>(std::move(plan.mediator), std::move(*replicator), std::move(plan.encoded));
 }

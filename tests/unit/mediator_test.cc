@@ -114,6 +114,18 @@ TEST(Mediator, DuplicateRegistrationIsAStartUpError) {
   EXPECT_THAT(b.build(), HasError(Code::already_exists, HasSubstr("bank.open.v1")));
 }
 
+// This binary links catga::core alone (tests/unit/CMakeLists.txt): the
+// in-memory Application works, and every placement that needs a Raft log
+// says which library is missing instead of failing to link.
+TEST(Mediator, DurablePlacementsWithoutTheClusterLibraryAreAClearError) {
+  catga::ApplicationBuilder<bank::State> by_default;
+  bank::register_handlers(by_default);
+  EXPECT_THAT(by_default.build(), HasError(Code::failed_precondition, HasSubstr("catga::cluster")));
+  catga::ApplicationBuilder<bank::State> in_dir;
+  bank::register_handlers(in_dir).data_dir(::testing::TempDir() + "/catga-core-only");
+  EXPECT_THAT(in_dir.build(), HasError(Code::failed_precondition, HasSubstr("in_memory()")));
+}
+
 struct Impostor {  // same wire name as bank::Open, different type
   using catga_message = catga::Command<int, "bank.open.v1">;
   int x = 0;
