@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "catga/application.hpp"
+#include "core/replicator.hpp"
 
 namespace catga::internal {
 
