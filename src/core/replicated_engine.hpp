@@ -4,11 +4,12 @@
 // Core never names the cluster library: src/core/application.cc refers to
 // `catga_replicated_engine` weakly, so a program that only ever builds
 // in-memory applications links catga::core alone. catga::cluster defines the
-// symbol (src/cluster/replicated_engine.cc) and asks every program linking it
-// to keep it (`-Wl,--undefined=catga_replicated_engine`, in its CMake target
-// and pkg-config file), so a static link pulls it in even when nothing else
-// names it. When it is absent, building anything but an in-memory application
-// fails with failed_precondition.
+// symbol (src/cluster/replicated_engine.cc), and every program linking it
+// keeps it even when nothing else names the cluster: the CMake target
+// compiles src/cluster/keep_replicated_engine.cc into each consumer, the
+// pkg-config file passes --no-as-needed and --undefined. When it is absent,
+// building anything but an in-memory application fails with
+// failed_precondition.
 #pragma once
 
 #include <memory>
