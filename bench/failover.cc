@@ -10,6 +10,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "core/application_access.hpp"
 #include "support/cluster.hpp"
 
 namespace bench {
@@ -94,7 +95,7 @@ std::int64_t FailoverCallers::first_success() const {
 
 Verdict verify(catga::Application& app, const std::filesystem::path& logs) {
   const Outcomes outcomes = read_logs(logs);
-  auto& state = app.mediator().state();
+  auto& state = catga::internal::mediator_of(app).state();
   std::shared_lock lock(state.mutex());
   const auto& tagged = static_cast<catga::detail::StateCell<BenchState>&>(state).value.tagged;
   Verdict v;

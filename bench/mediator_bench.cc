@@ -9,7 +9,8 @@
 #include <new>
 
 #include "catga/application.hpp"
-#include "core/envelope.hpp"
+#include "cluster/envelope.hpp"
+#include "core/application_access.hpp"
 
 namespace {
 std::atomic<std::uint64_t> g_allocations{0};
@@ -94,7 +95,7 @@ BENCHMARK(BM_SendQuery);
 void BM_PublishToThreeHandlers(benchmark::State& state) {
   std::int64_t sink = 0;
   auto app = make_app(sink);
-  auto& mediator = app->mediator();
+  auto& mediator = catga::internal::mediator_of(*app);
   const catga::EventInfo info{1, 1, {}, true, false};
   // The in-process delivery path (publish minus the completion callback).
   measure(state, [&] { mediator.deliver(Added{.amount = 1}, info); });

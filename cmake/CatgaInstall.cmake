@@ -90,4 +90,9 @@ set(CPACK_DEBIAN_DEV_PACKAGE_SUGGESTS "libasio-dev")
 set(CPACK_DEBIAN_EXAMPLE_PACKAGE_DEPENDS "libcatga${CATGA_SOVERSION} (= ${PROJECT_VERSION})")
 set(CPACK_COMPONENT_EXAMPLE_DEPENDS runtime)
 set(CPACK_COMPONENT_DEV_DEPENDS runtime)
-include(CPack)
+# Only when Catga is the top-level project: one that adds Catga with
+# add_subdirectory or FetchContent keeps its own CPack configuration (the
+# CPACK_* variables above stay in this directory's scope).
+if(PROJECT_IS_TOP_LEVEL)
+  include(CPack)
+endif()

@@ -31,14 +31,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -96,67 +93,12 @@ struct EncodedEntry {
   void (*command)(Application&, std::string_view payload, const CommandOptions&, EncodedDone) = nullptr;
   void (*query)(Application&, std::string_view payload, const QueryOptions&, EncodedDone) = nullptr;
 };
-using EncodedTable = std::unordered_map<std::string_view, EncodedEntry>;
 
-// How commands reach the state when the application is not in-memory
-// (implemented by the cluster layer). All completions run exactly once.
-class Replicator {
- public:
-  virtual ~Replicator() = default;
-  using Done = UniqueFunction<void(Result<std::string> encoded_result, std::uint64_t index)>;
-  // Replicates a command (or an event published outside a command). On
-  // success `encoded_result` is what `encode_result` produced while applying.
-  virtual void submit(MessageKind kind, std::string_view wire_name, std::string payload,
-                      const CommandOptions& options, Done done) = 0;
-  // Completes once local state satisfies `options.consistency`.
-  virtual void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) = 0;
-  virtual NodeStatus status() const = 0;
-  using VoidDone = UniqueFunction<void(Result<void>)>;
-  virtual void add_member(Member member, VoidDone done) = 0;
-  virtual void assign_role(std::uint64_t id, MemberRole role, VoidDone done) = 0;
-  virtual void remove_member(std::uint64_t id, VoidDone done) = 0;
-  virtual void transfer_leadership(std::uint64_t to, VoidDone done) = 0;
-  virtual void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) = 0;
-  // The bytes of a backup file (catga/backup.hpp); see Application::backup.
-  virtual void backup(UniqueFunction<void(Result<std::string>)> done) = 0;
-  // Tests: freezes the node's Raft loop for `duration`, as a stopped process
-  // would be (its peer channel keeps accepting).
-  virtual void pause_for_test(std::chrono::milliseconds duration) = 0;
-};
-
-enum class Placement : std::uint8_t { default_durable, data_dir, cluster, in_memory };
-
-struct BuildPlan {
-  std::unique_ptr<Mediator> mediator;
-  EncodedTable encoded;
-  std::vector<Error> errors;
-  Placement placement = Placement::default_durable;
-  std::filesystem::path data_dir;
-  ClusterOptions cluster;
-};
-
-// Blocks the calling thread until a callback delivers the value.
-template <class T>
-class Waiter {
- public:
-  void set(T value) {
-    // Notify under the lock: the waiting thread may destroy this object as
-    // soon as it sees the value.
-    std::lock_guard lock(mutex_);
-    value_.emplace(std::move(value));
-    cv_.notify_one();
-  }
-  T wait() {
-    std::unique_lock lock(mutex_);
-    cv_.wait(lock, [&] { return value_.has_value(); });
-    return std::move(*value_);
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::optional<T> value_;
-};
+// Implemented in src/: the engine that replicates commands (catga::cluster
+// provides it), the encoded table, and what a builder collects.
+class Replicator;
+struct EncodedTable;
+struct BuildPlan;
 
 template <class R>
 Result<void> outcome_of(const Result<R>& r) {
@@ -164,7 +106,32 @@ Result<void> outcome_of(const Result<R>& r) {
   return r.error();
 }
 
+// What an ApplicationBuilder collects, behind one non-template door
+// (src/core/application.cc).
+class BuilderCore {
+ public:
+  explicit BuilderCore(std::unique_ptr<StateBase> state);
+  ~BuilderCore();
+  BuilderCore(const BuilderCore&) = delete;
+  BuilderCore& operator=(const BuilderCore&) = delete;
+
+  Mediator& mediator() noexcept;
+  void note(const Error& error);
+  void add_encoded(std::string_view wire_name, EncodedEntry entry);
+  void in_memory();
+  void data_dir(std::filesystem::path dir);
+  void cluster(ClusterOptions options);
+  Result<std::unique_ptr<Application>> build();
+
+ private:
+  std::unique_ptr<BuildPlan> plan_;
+};
+
 }  // namespace detail
+
+namespace internal {
+struct ApplicationAccess;
+}  // namespace internal
 
 class Application {
  public:
@@ -179,9 +146,7 @@ class Application {
     auto* slot = mediator_->slot<M>();
     if (!slot) [[unlikely]] return detail::Mediator::no_handler(wire_name_of<M>, MessageKind::command);
     if (!replicator_ && mediator_->behaviors().empty()) return mediator_->run_local(*slot, command);
-    detail::Waiter<Result<result_of<M>>> waiter;
-    send_receipt(command, options, [&waiter](Receipt<result_of<M>> r) { waiter.set(std::move(r.result)); });
-    return waiter.wait();
+    return wait_for<Result<result_of<M>>>([&](auto done) { send(command, options, std::move(done)); });
   }
 
   template <CommandMessage M, class Done>
@@ -194,9 +159,7 @@ class Application {
   // Like send, but also reports the log index that carried the command.
   template <CommandMessage M>
   Receipt<result_of<M>> send_receipt(const M& command, const CommandOptions& options = {}) {
-    detail::Waiter<Receipt<result_of<M>>> waiter;
-    send_receipt(command, options, [&waiter](Receipt<result_of<M>> r) { waiter.set(std::move(r)); });
-    return waiter.wait();
+    return wait_for<Receipt<result_of<M>>>([&](auto done) { send_receipt(command, options, std::move(done)); });
   }
 
   template <CommandMessage M, class Done>
@@ -211,9 +174,7 @@ class Application {
     if ((!replicator_ || options.consistency == Consistency::local) && mediator_->behaviors().empty()) {
       return mediator_->run_query(*slot, query);
     }
-    detail::Waiter<Result<result_of<Q>>> waiter;
-    send(query, options, [&waiter](Result<result_of<Q>> r) { waiter.set(std::move(r)); });
-    return waiter.wait();
+    return wait_for<Result<result_of<Q>>>([&](auto done) { send(query, options, std::move(done)); });
   }
 
   template <QueryMessage Q, class Done>
@@ -225,9 +186,7 @@ class Application {
   // clustered). Completes once it has been applied on this node's leader.
   template <EventMessage E>
   Result<void> publish(const E& event, const CommandOptions& options = {}) {
-    detail::Waiter<Result<void>> waiter;
-    publish(event, options, [&waiter](Result<void> r) { waiter.set(std::move(r)); });
-    return waiter.wait();
+    return wait_for<Result<void>>([&](auto done) { publish(event, options, std::move(done)); });
   }
   template <EventMessage E, class Done>
     requires std::is_invocable_v<Done&, Result<void>>
@@ -290,13 +249,33 @@ class Application {
   // Registered messages (for generic endpoints and tooling).
   std::vector<const detail::Slot*> messages() const { return mediator_->slots(); }
 
-  // Library use.
-  detail::Mediator& mediator() noexcept { return *mediator_; }
-  detail::Replicator* replicator() noexcept { return replicator_.get(); }
-  Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator,
-              detail::EncodedTable encoded = {});
-
  private:
+  friend class detail::BuilderCore;
+  friend struct internal::ApplicationAccess;  // tests and the HTTP layer (src/core/application_access.hpp)
+  Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator,
+              std::unique_ptr<detail::EncodedTable> encoded);
+
+  // The non-template doors of the templates below (src/core/application.cc).
+  // Hands an encoded command or event to the engine.
+  void submit(MessageKind kind, std::string_view wire_name, std::string payload, const CommandOptions& options,
+              detail::EncodedDone done);
+  // Completes once the local state satisfies `options.consistency`.
+  void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done);
+  // Calls `start(wake)` and blocks until `wake()` ran (on any thread).
+  static void block_until_woken(UniqueFunction<void(UniqueFunction<void()> wake)> start);
+  // Runs a callback-style call and blocks until its completion delivers a T.
+  template <class T, class Call>
+  static T wait_for(Call&& call) {
+    std::optional<T> value;
+    block_until_woken([&](UniqueFunction<void()> wake) {
+      call([&value, wake = std::move(wake)](T v) mutable {
+        value.emplace(std::move(v));
+        wake();
+      });
+    });
+    return std::move(*value);
+  }
+
   // Runs behaviours; false (and `done` called) when one rejected.
   template <class R, class Done>
   bool admit(Request& request, std::vector<Observer>& observers, Done& done, std::chrono::milliseconds& timeout);
@@ -305,7 +284,7 @@ class Application {
 
   std::unique_ptr<detail::Mediator> mediator_;
   std::unique_ptr<detail::Replicator> replicator_;
-  detail::EncodedTable encoded_;
+  std::unique_ptr<detail::EncodedTable> encoded_;
 };
 
 namespace detail {
@@ -321,35 +300,33 @@ void query_encoded_as(Application& app, std::string_view payload, const QueryOpt
 template <class State>
 class ApplicationBuilder {
  public:
-  ApplicationBuilder() {
-    plan_.mediator = std::make_unique<detail::Mediator>(std::make_unique<detail::StateCell<State>>());
-  }
+  ApplicationBuilder() : core_(std::make_unique<detail::StateCell<State>>()) {}
 
   // The command's one handler: (State&, const M&, CommandContext&) or
   // (State&, const M&), returning Result<R> or R. Must be deterministic.
   template <CommandMessage M, class F>
   ApplicationBuilder& command(F handler) {
-    note(plan_.mediator->add_slot(std::make_unique<detail::CommandHandlerSlot<State, M, std::decay_t<F>>>(std::move(handler))));
-    plan_.encoded.emplace(wire_name_of<M>, detail::EncodedEntry{MessageKind::command, &detail::send_encoded_as<M>, nullptr});
+    note(core_.mediator().add_slot(std::make_unique<detail::CommandHandlerSlot<State, M, std::decay_t<F>>>(std::move(handler))));
+    core_.add_encoded(wire_name_of<M>, detail::EncodedEntry{MessageKind::command, &detail::send_encoded_as<M>, nullptr});
     return *this;
   }
   // The query's one handler: (const State&, const Q&) returning Result<R> or R.
   template <QueryMessage Q, class F>
   ApplicationBuilder& query(F handler) {
-    note(plan_.mediator->add_slot(std::make_unique<detail::QueryHandlerSlot<State, Q, std::decay_t<F>>>(std::move(handler))));
-    plan_.encoded.emplace(wire_name_of<Q>, detail::EncodedEntry{MessageKind::query, nullptr, &detail::query_encoded_as<Q>});
+    note(core_.mediator().add_slot(std::make_unique<detail::QueryHandlerSlot<State, Q, std::decay_t<F>>>(std::move(handler))));
+    core_.add_encoded(wire_name_of<Q>, detail::EncodedEntry{MessageKind::query, nullptr, &detail::query_encoded_as<Q>});
     return *this;
   }
   // One more handler for event E: (const E&, const EventContext&) or (const E&),
   // returning nothing or Result<void>. Handlers never stop each other.
   template <EventMessage E, class F>
   ApplicationBuilder& on(F handler, Delivery delivery = Delivery::every_node) {
-    auto* slot = plan_.mediator->slot<E>();
+    auto* slot = core_.mediator().slot<E>();
     if (!slot) {
-      auto added = plan_.mediator->add_slot(std::make_unique<detail::EventSlot<E>>());
+      auto added = core_.mediator().add_slot(std::make_unique<detail::EventSlot<E>>());
       if (!added) return note(added), *this;
       slot = static_cast<detail::EventSlot<E>*>(*added);
-      plan_.encoded.emplace(wire_name_of<E>, detail::EncodedEntry{MessageKind::event, &detail::send_encoded_as<E>, nullptr});
+      core_.add_encoded(wire_name_of<E>, detail::EncodedEntry{MessageKind::event, &detail::send_encoded_as<E>, nullptr});
     }
     slot->add(std::move(handler), delivery);
     return *this;
@@ -371,57 +348,45 @@ class ApplicationBuilder {
   template <class F>
   ApplicationBuilder& on_restore(F hook) {
     static_assert(std::is_invocable_v<F&, const State&>, "a restore hook is callable as (const State&)");
-    plan_.mediator->add_restore_hook([f = std::move(hook)](const detail::StateBase& state) mutable -> Result<void> {
+    core_.mediator().add_restore_hook([f = std::move(hook)](const detail::StateBase& state) mutable -> Result<void> {
       return detail::call_handler<void>("on_restore", f, static_cast<const detail::StateCell<State>&>(state).value);
     });
     return *this;
   }
   // Appends a pipeline behaviour (they run in the order added).
   ApplicationBuilder& use(std::unique_ptr<Behavior> behavior) {
-    plan_.mediator->add_behavior(std::move(behavior));
+    core_.mediator().add_behavior(std::move(behavior));
     return *this;
   }
 
   // The one block that makes this a replicated cluster member.
   ApplicationBuilder& cluster(ClusterOptions options) {
-    plan_.placement = detail::Placement::cluster;
-    plan_.cluster = std::move(options);
+    core_.cluster(std::move(options));
     return *this;
   }
   // A single durable node whose log lives in `dir`.
   ApplicationBuilder& data_dir(std::filesystem::path dir) {
-    plan_.placement = detail::Placement::data_dir;
-    plan_.data_dir = std::move(dir);
+    core_.data_dir(std::move(dir));
     return *this;
   }
   // No log and no disk: state lives and dies with the process.
   ApplicationBuilder& in_memory() {
-    plan_.placement = detail::Placement::in_memory;
+    core_.in_memory();
     return *this;
   }
 
   // Validates everything, opens the data directory, starts the node.
   // Registration errors (duplicate handlers, clashing wire names) and invalid
   // options are reported here; the builder is consumed.
-  Result<std::unique_ptr<Application>> build();
+  Result<std::unique_ptr<Application>> build() { return core_.build(); }
 
  private:
   template <class T>
   void note(const Result<T>& r) {
-    if (!r) plan_.errors.push_back(r.error());
+    if (!r) core_.note(r.error());
   }
-  detail::BuildPlan plan_;
+  detail::BuilderCore core_;
 };
-
-namespace detail {
-// Defined by catga::cluster.
-Result<std::unique_ptr<Application>> build_application(BuildPlan plan);
-}  // namespace detail
-
-template <class State>
-Result<std::unique_ptr<Application>> ApplicationBuilder<State>::build() {
-  return detail::build_application(std::move(plan_));
-}
 
 // ---------------------------------------------------------------- templates
 
@@ -466,7 +431,7 @@ void Application::send_receipt(const M& command, const CommandOptions& options, 
     done(Receipt<R>{std::move(result), index});
     return;
   }
-  replicator_->submit(MessageKind::command, wire_name_of<M>, encode(command), effective,
+  submit(MessageKind::command, wire_name_of<M>, encode(command), effective,
                       [done = std::forward<Done>(done), observers = std::move(observers)](
                           Result<std::string> encoded, std::uint64_t index) mutable {
                         Result<R> result = encoded ? detail::decode_result<R>(*encoded) : Result<R>(std::move(encoded).error());
@@ -495,7 +460,7 @@ void Application::send(const Q& query, const QueryOptions& options, Done&& done)
     return;
   }
   // The query is copied: it runs later, once the node may serve it.
-  replicator_->await_readable(
+  await_readable(
       effective, [this, slot, query, done = std::forward<Done>(done), observers = std::move(observers)](
                      Result<void> readable) mutable {
         Result<R> result = readable ? mediator_->run_query(*slot, query) : Result<R>(std::move(readable).error());
@@ -517,7 +482,7 @@ void Application::publish(const E& event, const CommandOptions& options, Done&& 
     done(Result<void>());
     return;
   }
-  replicator_->submit(MessageKind::event, wire_name_of<E>, encode(event), effective,
+  submit(MessageKind::event, wire_name_of<E>, encode(event), effective,
                       [done = std::forward<Done>(done), observers = std::move(observers)](
                           Result<std::string> encoded, std::uint64_t) mutable {
                         Result<void> result = encoded ? detail::decode_result<void>(*encoded) : Result<void>(std::move(encoded).error());

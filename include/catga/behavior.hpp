@@ -29,6 +29,7 @@
 namespace catga {
 
 namespace detail {
+class Mediator;
 std::size_t next_type_index() noexcept;
 // A dense index per message type, assigned on first use in the process.
 template <class M>
@@ -82,13 +83,14 @@ class Next {
     error_ = std::move(error);
   }
 
-  // Library use.
+ private:
+  // The mediator reads what the behaviour decided (src/core/mediator.cc).
+  friend class detail::Mediator;
   enum class State : unsigned char { undecided, continued, rejected };
   State state() const noexcept { return state_; }
   Observer& observer() noexcept { return observer_; }
   Error& error() noexcept { return error_; }
 
- private:
   State state_ = State::undecided;
   Observer observer_;
   Error error_;

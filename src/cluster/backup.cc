@@ -23,6 +23,8 @@
 #include "cluster/raft_c.h"
 #include "cluster/raft_node.hpp"
 #include "core/log.hpp"
+#include "core/replicator.hpp"
+#include "core/waiter.hpp"
 
 namespace catga {
 

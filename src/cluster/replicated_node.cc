@@ -37,7 +37,7 @@
 #include "cluster/read_gate.hpp"
 #include "cluster/replicated_state_machine.hpp"
 #include "cluster/raft_node.hpp"
-#include "core/envelope.hpp"
+#include "cluster/envelope.hpp"
 #include "core/log.hpp"
 
 namespace catga::detail {

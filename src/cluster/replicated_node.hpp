@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "catga/application.hpp"
+#include "core/replicator.hpp"
 
 namespace catga::detail {
 

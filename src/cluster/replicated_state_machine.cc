@@ -1,6 +1,6 @@
 #include "cluster/replicated_state_machine.hpp"
 
-#include "core/flat_reader.hpp"
+#include "cluster/flat_reader.hpp"
 #include "core/log.hpp"
 
 #include <mutex>

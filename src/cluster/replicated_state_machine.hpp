@@ -21,7 +21,7 @@
 #include "cluster/session_table.hpp"
 #include "catga/detail/mediator.hpp"
 #include "cluster/raft_node.hpp"
-#include "core/envelope.hpp"
+#include "cluster/envelope.hpp"
 
 namespace catga::internal {
 

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "catga/metrics.hpp"
+#include "core/application_access.hpp"
 #include "http/json_codec.hpp"
 #include "http/server_impl.hpp"
 
@@ -248,7 +249,7 @@ Server& Server::map_metrics(const Metrics* metrics) {
     std::string out;
     out.reserve(16u << 10);
     render_node(out, app_.status(), app_.replicated());
-    auto& counters = app_.mediator().counters();
+    auto& counters = catga::internal::mediator_of(app_).counters();
     internal::write_header(out, "catga_events_delivered_total", "counter", "Event handler calls that succeeded on this node.");
     internal::write_sample(out, "catga_events_delivered_total", "", counters.events_delivered.load());
     internal::write_header(out, "catga_event_handler_failures_total", "counter", "Event handler calls that failed on this node.");

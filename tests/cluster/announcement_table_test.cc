@@ -6,8 +6,9 @@
 
 #include "catga/application.hpp"
 #include "catga/testing.hpp"
+#include "cluster/envelope.hpp"
 #include "cluster/replicated_state_machine.hpp"
-#include "core/envelope.hpp"
+#include "core/application_access.hpp"
 #include "support/bank.hpp"
 
 using catga::Code;
@@ -53,7 +54,7 @@ std::unique_ptr<catga::Application> make_app(bool with_withdraw) {
 // One node's state machine over an in-memory application's mediator.
 struct Machine {
   explicit Machine(bool with_withdraw, FormatRange formats = catga::internal::kBuildFormats)
-      : app(make_app(with_withdraw)), sm(app->mediator()) {
+      : app(make_app(with_withdraw)), sm(catga::internal::mediator_of(*app)) {
     sm.set_formats_for_test(formats);
   }
   std::string apply(std::string_view wire_name, const std::string& payload) {
@@ -67,8 +68,8 @@ struct Machine {
     return apply(catga::internal::kWithdrawRecord, catga::internal::encode_number_record(id));
   }
   std::string state() {
-    std::shared_lock lock(app->mediator().state().mutex());
-    return app->mediator().state().snapshot();
+    std::shared_lock lock(catga::internal::mediator_of(*app).state().mutex());
+    return catga::internal::mediator_of(*app).state().snapshot();
   }
   std::unique_ptr<catga::Application> app;
   ReplicatedStateMachine sm;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "catga/testing.hpp"
+#include "core/application_access.hpp"
 #include "support/bank.hpp"
 #include "support/cluster.hpp"
 
@@ -87,7 +88,7 @@ void check_nodes(LocalCluster<bank::State>& cluster, Ledger& ledger, std::size_t
   const std::string digest = cluster.digest(0);
   for (std::size_t i = 0; i < count; ++i) {
     EXPECT_EQ(cluster.digest(i), digest) << "node " << i + 1 << " diverged";
-    auto& state = cluster.app(i).mediator().state();
+    auto& state = catga::internal::mediator_of(cluster.app(i)).state();
     std::shared_lock lock(state.mutex());
     std::map<std::string, int> opened;
     for (const auto& line : static_cast<catga::detail::StateCell<bank::State>&>(state).value.journal) {

@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "catga/testing.hpp"
+#include "core/application_access.hpp"
 #include "support/bank.hpp"
 #include "support/cluster.hpp"
 
@@ -62,7 +63,7 @@ struct FaultyCluster {
       }};
 
   std::int64_t balance(std::size_t node, std::uint64_t account) {
-    auto& state = cluster.app(node).mediator().state();
+    auto& state = catga::internal::mediator_of(cluster.app(node)).state();
     std::shared_lock lock(state.mutex());
     auto& accounts = static_cast<catga::detail::StateCell<bank::State>&>(state).value.accounts;
     auto it = accounts.find(account);

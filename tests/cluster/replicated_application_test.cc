@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "catga/testing.hpp"
+#include "core/application_access.hpp"
 #include "support/bank.hpp"
 #include "support/cluster.hpp"
 
@@ -285,7 +286,7 @@ TEST(ReplicatedApplication, IdempotencyKeysApplyOnce) {
   EXPECT_NE(third->id, first->id);
   ASSERT_TRUE(cluster.wait_applied(app.status().commit_index));
   for (std::size_t i = 0; i < 3; ++i) {
-    auto& state = cluster.app(i).mediator().state();
+    auto& state = catga::internal::mediator_of(cluster.app(i)).state();
     std::shared_lock lock(state.mutex());
     auto journal = static_cast<catga::detail::StateCell<bank::State>&>(state).value.journal;
     EXPECT_EQ(std::count(journal.begin(), journal.end(), "open ada"), 2) << "node " << i + 1;

@@ -4,7 +4,7 @@
 // re-encodes to bytes that decode to the same envelope (and encoding is a
 // fixed point); an envelope built from the input decodes back exactly, iff it
 // is within the limits; every strict prefix of an encoding is refused.
-#include "core/envelope.hpp"
+#include "cluster/envelope.hpp"
 #include "fuzz_support.hpp"
 
 namespace catga::fuzz {

@@ -11,7 +11,7 @@
 
 #include "catga/detail/mediator.hpp"
 #include "cluster/replicated_state_machine.hpp"
-#include "core/envelope.hpp"
+#include "cluster/envelope.hpp"
 #include "fuzz_support.hpp"
 
 namespace catga::fuzz {

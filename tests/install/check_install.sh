@@ -4,8 +4,9 @@
 #   check_install.sh static SOURCE_DIR BUILD_DIR WORK_DIR
 #     installs BUILD_DIR (this build, static libraries) into WORK_DIR/prefix,
 #     builds tests/install/consumer against it with find_package(catga) — one
-#     program per library: catga::core, catga::cluster, catga::http — and runs
-#     them; then builds the cluster program again with pkg-config --static.
+#     program per library: catga::core (twice: the codec, and an in-memory
+#     Application), catga::cluster, catga::http — and runs them; then builds
+#     the cluster program and the in-memory one again with pkg-config --static.
 #   check_install.sh shared SOURCE_DIR BUILD_DIR WORK_DIR
 #     configures SOURCE_DIR with -DBUILD_SHARED_LIBS=ON (the build type and
 #     CATGA_WERROR of BUILD_DIR) in BUILD_DIR-shared — beside BUILD_DIR, so
@@ -48,11 +49,15 @@ cmake -S "$src/tests/install/consumer" -B "$work/consumer" -G Ninja -DCMAKE_PREF
   -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$work/consumer"
 "$work/consumer/consumer-core"
+"$work/consumer/consumer-in-memory"
 "$work/consumer/consumer" "$work/data"
 "$work/consumer/consumer-http"
 if [[ $mode == shared ]]; then
   ldd "$work/consumer/consumer" | grep -q "libcatga_cluster.so" || fail "consumer is not linked to libcatga_cluster.so"
   ! ldd "$work/consumer/consumer-core" | grep -q "libcatga_cluster" || fail "consumer-core pulls in libcatga_cluster"
+  # An in-memory program needs neither Raft nor libuv.
+  ! ldd "$work/consumer/consumer-in-memory" | grep -E "libcatga_cluster|libraft|libuv" \
+    || fail "consumer-in-memory pulls in the cluster's libraries"
 fi
 
 # pkg-config, as a Makefile would use it (the .pc files name the install
@@ -65,6 +70,11 @@ flags=$(pkg-config "${static[@]}" --define-variable=prefix="$prefix" --cflags --
 # shellcheck disable=SC2086
 c++ -std=c++20 -o "$work/consumer-pc" "$src/tests/install/consumer/main.cc" $flags
 LD_LIBRARY_PATH=$libdir "$work/consumer-pc" "$work/data-pc"
+flags=$(pkg-config "${static[@]}" --define-variable=prefix="$prefix" --cflags --libs catga-core) \
+  || fail "pkg-config catga-core failed"
+# shellcheck disable=SC2086
+c++ -std=c++20 -o "$work/consumer-in-memory-pc" "$src/tests/install/consumer/in_memory.cc" $flags
+LD_LIBRARY_PATH=$libdir "$work/consumer-in-memory-pc"
 
 if [[ $mode == shared ]]; then
   rm -f "$build"/*.deb

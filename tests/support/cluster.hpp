@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "catga/application.hpp"
+#include "core/application_access.hpp"
 
 namespace testsupport {
 
@@ -182,7 +183,7 @@ class LocalCluster {
   }
   void stop(std::size_t i) { apps_[i].reset(); }
   // Freezes node i's Raft loop, like SIGSTOP would.
-  void pause(std::size_t i, std::chrono::milliseconds d) { apps_[i]->replicator()->pause_for_test(d); }
+  void pause(std::size_t i, std::chrono::milliseconds d) { catga::internal::ApplicationAccess::replicator(*apps_[i])->pause_for_test(d); }
   bool running(std::size_t i) const { return apps_[i] != nullptr; }
 
   catga::Application& app(std::size_t i) { return *apps_[i]; }
@@ -226,7 +227,7 @@ class LocalCluster {
 
   // Snapshot bytes of node i's state: equal bytes, equal state.
   std::string digest(std::size_t i) {
-    auto& state = apps_[i]->mediator().state();
+    auto& state = catga::internal::mediator_of(*apps_[i]).state();
     std::shared_lock lock(state.mutex());
     return state.snapshot();
   }

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "catga/testing.hpp"
-#include "core/envelope.hpp"
+#include "cluster/envelope.hpp"
 #include "support/bank.hpp"
 
 using catga::Code;

@@ -15,6 +15,7 @@
 
 #include "catga/asio.hpp"
 #include "catga/testing.hpp"
+#include "core/application_access.hpp"
 #include "support/bank.hpp"
 
 using catga::Code;
@@ -114,6 +115,18 @@ TEST(Mediator, DuplicateRegistrationIsAStartUpError) {
   EXPECT_THAT(b.build(), HasError(Code::already_exists, HasSubstr("bank.open.v1")));
 }
 
+// This binary links catga::core alone (tests/unit/CMakeLists.txt): the
+// in-memory Application works, and every placement that needs a Raft log
+// says which library is missing instead of failing to link.
+TEST(Mediator, DurablePlacementsWithoutTheClusterLibraryAreAClearError) {
+  catga::ApplicationBuilder<bank::State> by_default;
+  bank::register_handlers(by_default);
+  EXPECT_THAT(by_default.build(), HasError(Code::failed_precondition, HasSubstr("catga::cluster")));
+  catga::ApplicationBuilder<bank::State> in_dir;
+  bank::register_handlers(in_dir).data_dir(::testing::TempDir() + "/catga-core-only");
+  EXPECT_THAT(in_dir.build(), HasError(Code::failed_precondition, HasSubstr("in_memory()")));
+}
+
 struct Impostor {  // same wire name as bank::Open, different type
   using catga_message = catga::Command<int, "bank.open.v1">;
   int x = 0;
@@ -159,7 +172,7 @@ TEST(Mediator, FailingEventHandlersAreIsolatedAndCounted) {
   auto acc = app->send(bank::Open{.owner = "x"});
   EXPECT_THAT(app->send(bank::Deposit{.account = acc->id, .amount = 1}), IsOkAndHolds(1));
   EXPECT_EQ(after, 1);
-  EXPECT_EQ(app->mediator().counters().event_handler_failures.load(), 2u);
+  EXPECT_EQ(catga::internal::mediator_of(*app).counters().event_handler_failures.load(), 2u);
 }
 
 TEST(Mediator, HandlerExceptionsBecomeInternalErrors) {
@@ -203,9 +216,9 @@ TEST(Mediator, ReplicatedApplyLetsNodeFailuresThrough) {
     throw std::out_of_range("deterministic");
   });
   auto app = make_bank(b);
-  auto* slot = app->mediator().slot<Unregistered>();
+  auto* slot = catga::internal::mediator_of(*app).slot<Unregistered>();
   ASSERT_NE(slot, nullptr);
-  auto& state = app->mediator().state();
+  auto& state = catga::internal::mediator_of(*app).state();
   catga::CommandContext ctx(1, 1, {}, &state.id_counter());
   std::string out;
   EXPECT_THROW(slot->apply_encoded_locked(state, catga::encode(Unregistered{.x = 1}), ctx, out), std::bad_alloc);
@@ -316,10 +329,10 @@ TEST(State, SnapshotRoundTripsUserAndLibraryState) {
   auto app = make_bank();
   ASSERT_THAT(app->send(bank::Open{.owner = "a", .initial = 1}), IsOk());
   ASSERT_THAT(app->send(bank::Open{.owner = "b", .initial = 2}), IsOk());
-  std::string snap = app->mediator().state().snapshot();
+  std::string snap = catga::internal::mediator_of(*app).state().snapshot();
 
   auto other = make_bank();
-  ASSERT_THAT(other->mediator().state().restore(snap), IsOk());
+  ASSERT_THAT(catga::internal::mediator_of(*other).state().restore(snap), IsOk());
   EXPECT_EQ(other->send(bank::GetAccount{.account = 2})->owner, "b");
   // The id counter came along: the next id continues the sequence.
   EXPECT_EQ(other->send(bank::Open{.owner = "c"})->id, 3u);
@@ -349,9 +362,9 @@ TEST(State, SnapshotLargerThanTheMessageLimitsRestores) {
 TEST(State, CorruptSnapshotIsRefusedAndLeavesStateAlone) {
   auto app = make_bank();
   ASSERT_THAT(app->send(bank::Open{.owner = "a"}), IsOk());
-  EXPECT_THAT(app->mediator().state().restore("not a snapshot"), HasCode(Code::data_loss));
-  std::string snap = app->mediator().state().snapshot();
-  EXPECT_THAT(app->mediator().state().restore(std::string_view(snap).substr(0, snap.size() - 3)), HasCode(Code::data_loss));
+  EXPECT_THAT(catga::internal::mediator_of(*app).state().restore("not a snapshot"), HasCode(Code::data_loss));
+  std::string snap = catga::internal::mediator_of(*app).state().snapshot();
+  EXPECT_THAT(catga::internal::mediator_of(*app).state().restore(std::string_view(snap).substr(0, snap.size() - 3)), HasCode(Code::data_loss));
   EXPECT_THAT(app->send(bank::GetAccount{.account = 1}), IsOk());
 }
 

@@ -1,19 +1,30 @@
 // Application: chooses where the state lives (memory, a single durable node,
-// a cluster member) and wires the mediator to it.
+// a cluster member) and wires the mediator to it. In memory it needs nothing
+// but core; the other placements take the engine catga::cluster provides
+// (core/replicated_engine.hpp).
 #include "catga/application.hpp"
 
-#include "cluster/replicated_node.hpp"
+#include <condition_variable>
+#include <mutex>
+
+#include "core/replicated_engine.hpp"
+#include "core/replicator.hpp"
+
+// Defined by catga::cluster; null when the program does not link it.
+extern "C" {
+extern const catga::internal::ReplicatedEngineFactory catga_replicated_engine __attribute__((weak));
+}
 
 namespace catga {
 
 Application::Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator,
-                         detail::EncodedTable encoded)
+                         std::unique_ptr<detail::EncodedTable> encoded)
     : mediator_(std::move(mediator)), replicator_(std::move(replicator)), encoded_(std::move(encoded)) {}
 
 const detail::EncodedEntry* Application::encoded_entry(std::string_view wire_name, MessageKind kind,
                                                        detail::EncodedDone& done) {
-  auto it = encoded_.find(wire_name);
-  if (it == encoded_.end() || it->second.kind != kind) {
+  auto it = encoded_->find(wire_name);
+  if (it == encoded_->end() || it->second.kind != kind) {
     done(detail::Mediator::no_handler(wire_name, kind), 0);
     return nullptr;
   }
@@ -35,6 +46,33 @@ void Application::publish_encoded(std::string_view wire_name, std::string_view p
   if (auto* e = encoded_entry(wire_name, MessageKind::event, done)) e->command(*this, payload, options, std::move(done));
 }
 
+void Application::submit(MessageKind kind, std::string_view wire_name, std::string payload,
+                         const CommandOptions& options, detail::EncodedDone done) {
+  replicator_->submit(kind, wire_name, std::move(payload), options, std::move(done));
+}
+
+void Application::await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) {
+  replicator_->await_readable(options, std::move(done));
+}
+
+void Application::block_until_woken(UniqueFunction<void(UniqueFunction<void()> wake)> start) {
+  // Shared with `wake`: it may run after this call returned (it outlives
+  // the wait only as long as the completion that holds it).
+  struct Latch {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool woken = false;
+  };
+  auto latch = std::make_shared<Latch>();
+  start([latch] {
+    std::lock_guard lock(latch->mutex);
+    latch->woken = true;
+    latch->cv.notify_one();
+  });
+  std::unique_lock lock(latch->mutex);
+  latch->cv.wait(lock, [&] { return latch->woken; });
+}
+
 Application::~Application() {
   // The replicator (and its loop thread) goes first: it calls into the mediator.
   replicator_.reset();
@@ -53,13 +91,6 @@ NodeStatus Application::status() const {
 namespace {
 Error not_replicated() {
   return Error{Code::failed_precondition, "membership needs a clustered application (this one is in memory)"};
-}
-// Runs a callback-style call and blocks until its completion delivers an R.
-template <class R, class Call>
-R wait_for(Call&& call) {
-  detail::Waiter<R> waiter;
-  call([&waiter](R r) { waiter.set(std::move(r)); });
-  return waiter.wait();
 }
 }  // namespace
 
@@ -101,7 +132,28 @@ Result<void> Application::transfer_leadership(std::uint64_t to) {
 
 namespace detail {
 
-Result<std::unique_ptr<Application>> build_application(BuildPlan plan) {
+BuilderCore::BuilderCore(std::unique_ptr<StateBase> state) : plan_(std::make_unique<BuildPlan>()) {
+  plan_->mediator = std::make_unique<Mediator>(std::move(state));
+}
+BuilderCore::~BuilderCore() = default;
+Mediator& BuilderCore::mediator() noexcept { return *plan_->mediator; }
+void BuilderCore::note(const Error& error) { plan_->errors.push_back(error); }
+void BuilderCore::add_encoded(std::string_view wire_name, EncodedEntry entry) {
+  plan_->encoded.emplace(wire_name, entry);
+}
+void BuilderCore::in_memory() { plan_->placement = Placement::in_memory; }
+void BuilderCore::data_dir(std::filesystem::path dir) {
+  plan_->placement = Placement::data_dir;
+  plan_->data_dir = std::move(dir);
+}
+void BuilderCore::cluster(ClusterOptions options) {
+  plan_->placement = Placement::cluster;
+  plan_->cluster = std::move(options);
+}
+
+Result<std::unique_ptr<Application>> BuilderCore::build() {
+  if (!plan_) return Error{Code::failed_precondition, "this builder was already built"};
+  BuildPlan& plan = *plan_;
   if (!plan.errors.empty()) {
     std::string message = "the application's registrations are invalid:";
     for (const auto& e : plan.errors) message += " " + e.message() + ";";
@@ -109,12 +161,22 @@ Result<std::unique_ptr<Application>> build_application(BuildPlan plan) {
     return Error{plan.errors.front().code() == Code::already_exists ? Code::already_exists : Code::invalid_argument,
                  std::move(message)};
   }
+  auto encoded = std::make_unique<EncodedTable>(std::move(plan.encoded));
   if (plan.placement == Placement::in_memory) {
-    return std::make_unique<Application>(std::move(plan.mediator), nullptr, std::move(plan.encoded));
+    auto mediator = std::move(plan.mediator);
+    plan_.reset();
+    return std::unique_ptr<Application>(new Application(std::move(mediator), nullptr, std::move(encoded)));
   }
-  auto replicator = make_replicated_node(plan);
+  if (&catga_replicated_engine == nullptr) {
+    return Error{Code::failed_precondition,
+                 "a durable or clustered application needs the catga::cluster library: link it, or build "
+                 "with in_memory()"};
+  }
+  auto replicator = catga_replicated_engine(plan);
+  auto mediator = std::move(plan.mediator);
+  plan_.reset();
   if (!replicator) return replicator.error();
-  return std::make_unique<Application>(std::move(plan.mediator), std::move(*replicator), std::move(plan.encoded));
+  return std::unique_ptr<Application>(new Application(std::move(mediator), std::move(*replicator), std::move(encoded)));
 }
 
 }  // namespace detail

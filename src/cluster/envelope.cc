@@ -1,9 +1,9 @@
-#include "core/envelope.hpp"
+#include "cluster/envelope.hpp"
 
 #include <algorithm>
 
 #include "catga/codec.hpp"
-#include "core/flat_reader.hpp"
+#include "cluster/flat_reader.hpp"
 
 namespace catga::internal {
 

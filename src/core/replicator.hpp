@@ -1,0 +1,61 @@
+// What core's Application is made of behind its public header: the engine
+// that replicates commands (catga::cluster implements it:
+// src/cluster/replicated_node.cc), the table of messages by wire name, and
+// what an ApplicationBuilder collects before build().
+//
+// Threading: a Replicator may be called from any thread; every completion
+// runs exactly once, on a library thread (the node's loop thread or a worker).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "catga/application.hpp"
+
+namespace catga::detail {
+
+// How commands reach the state when the application is not in memory.
+class Replicator {
+ public:
+  virtual ~Replicator() = default;
+  using Done = EncodedDone;
+  // Replicates a command (or an event published outside a command). On
+  // success `encoded_result` is what `encode_result` produced while applying.
+  virtual void submit(MessageKind kind, std::string_view wire_name, std::string payload,
+                      const CommandOptions& options, Done done) = 0;
+  // Completes once local state satisfies `options.consistency`.
+  virtual void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) = 0;
+  virtual NodeStatus status() const = 0;
+  using VoidDone = UniqueFunction<void(Result<void>)>;
+  virtual void add_member(Member member, VoidDone done) = 0;
+  virtual void assign_role(std::uint64_t id, MemberRole role, VoidDone done) = 0;
+  virtual void remove_member(std::uint64_t id, VoidDone done) = 0;
+  virtual void transfer_leadership(std::uint64_t to, VoidDone done) = 0;
+  virtual void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) = 0;
+  // The bytes of a backup file (catga/backup.hpp); see Application::backup.
+  virtual void backup(UniqueFunction<void(Result<std::string>)> done) = 0;
+  // Tests: freezes the node's Raft loop for `duration`, as a stopped process
+  // would be (its peer channel keeps accepting).
+  virtual void pause_for_test(std::chrono::milliseconds duration) = 0;
+};
+
+// The encoded path's entries, by wire name.
+struct EncodedTable : std::unordered_map<std::string_view, EncodedEntry> {};
+
+enum class Placement : std::uint8_t { default_durable, data_dir, cluster, in_memory };
+
+struct BuildPlan {
+  std::unique_ptr<Mediator> mediator;
+  EncodedTable encoded;
+  std::vector<Error> errors;
+  Placement placement = Placement::default_durable;
+  std::filesystem::path data_dir;
+  ClusterOptions cluster;
+};
+
+}  // namespace catga::detail
