@@ -183,6 +183,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   cb.transport_refused = &log_transport_refused;
   cb.snapshot_ready = &c_snapshot_ready;
   cb.snapshot_cancel = &c_snapshot_cancel;
+  cb.restore_prepare = &c_restore_prepare;
   char errmsg[512] = {0};
   node->snapshot_source_ = newest_snapshot(options.data_dir).name;
   int rv = catga_raft_open(&config, &cb, &node->raft_, errmsg, sizeof errmsg);
@@ -558,6 +559,8 @@ void RaftNode::observe() {
     status_.applied_index = info.applied_index;
     status_.last_snapshot_index = info.snapshot_index;
     status_.bytes_since_snapshot = snapshots_.bytes_since_snapshot();
+    status_.counters.snapshots_sent = info.snapshots_sent;
+    status_.counters.snapshot_sends_skipped = info.snapshot_sends_skipped;
     status_.leader_last_contact =
         info.leader_contact_ms == UINT64_MAX
             ? std::nullopt

@@ -187,18 +187,28 @@ void RaftNode::c_snapshot_ready(void* ctx) {
 
 void RaftNode::c_snapshot_cancel(void* ctx) { static_cast<RaftNode*>(ctx)->snapshot_child_.reset(); }
 
+// libuv pool thread, while libraft writes a snapshot installed from the
+// leader (raft_c.c, installPut): decodes it for c_restore.
+void RaftNode::c_restore_prepare(void* ctx, const void* data, std::size_t len) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  InstallDecoder::Outcome outcome = Error(Code::internal, "state machine threw");
+  try {
+    auto bytes = unwrap_snapshot(std::string_view(static_cast<const char*>(data), len));
+    if (!bytes) outcome = bytes.error();
+    else outcome = self->machine_.prepare_restore(*bytes);
+  } catch (const std::exception& e) {
+    outcome = Error(Code::internal, std::string("state machine threw: ") + e.what());
+  }
+  self->installs_.put(data, len, std::move(outcome));
+}
+
 int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
   auto* self = static_cast<RaftNode*>(ctx);
   const std::string source = self->snapshot_source_.empty() ? "snapshot installed from the leader"
                                                              : "snapshot " + self->snapshot_source_;
-  auto bytes = unwrap_snapshot(std::string_view(static_cast<const char*>(data), len));
-  if (!bytes) {
-    self->fail_node(source + ": " + bytes.error().message());
-    return CATGA_RAFT_CORRUPT;
-  }
   Result<void> r = Error(Code::internal, "state machine threw");
   try {
-    r = self->machine_.restore(*bytes);
+    r = self->restore_on_loop(data, len);
   } catch (const std::exception& e) {
     r = Error(Code::internal, std::string("state machine threw: ") + e.what());
   }
@@ -214,6 +224,20 @@ int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
     self->status_.counters.snapshot_bytes = len;
   }
   return 0;
+}
+
+// Inside c_restore: adopts what c_restore_prepare decoded from these bytes,
+// or decodes them here (at start, or when the machine cannot prepare).
+Result<void> RaftNode::restore_on_loop(const void* data, std::size_t len) {
+  if (auto prepared = installs_.take(data, len); prepared && (!*prepared || **prepared != nullptr)) {
+    if (!*prepared) return prepared->error();
+    Result<void> adopted = (**prepared)->adopt();
+    installs_.dispose(std::move(**prepared));
+    return adopted;
+  }
+  auto bytes = unwrap_snapshot(std::string_view(static_cast<const char*>(data), len));
+  if (!bytes) return bytes.error();
+  return machine_.restore(*bytes);
 }
 
 }  // namespace catga::internal
