@@ -152,11 +152,19 @@ static bool installPending(const catga_raft *h) {
          h->install.busy;
 }
 
+/* The held message owns its configuration and data (as libraft would) and a
+ * copy of the sender's address (the I/O's own string lives only as long as
+ * the connection it came on). */
+static void heldInstallRelease(struct raft_message *m) {
+  free((char *)m->server_address);
+  free(m);
+}
+
 static void heldInstallFree(catga_raft *h) {
   if (h->held_install != NULL) {
     raft_configuration_close(&h->held_install->install_snapshot.conf);
     raft_free(h->held_install->install_snapshot.data.base);
-    free(h->held_install);
+    heldInstallRelease(h->held_install);
     h->held_install = NULL;
   }
 }
@@ -172,19 +180,25 @@ static void heldInstallDeliver(catga_raft *h) {
   }
   h->held_install = NULL;
   recvGuarded(&h->io, m);
-  free(m);
+  heldInstallRelease(m);
 }
 
 static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   catga_raft *h = handleOfIo(io);
   if (message->type == RAFT_INSTALL_SNAPSHOT && installPending(h)) {
     struct raft_message *copy = malloc(sizeof *copy);
-    if (copy != NULL) {
+    char *address = message->server_address != NULL
+                        ? strdup(message->server_address)
+                        : NULL;
+    if (copy != NULL && (address != NULL || message->server_address == NULL)) {
       *copy = *message;
+      copy->server_address = address;
       heldInstallFree(h);
       h->held_install = copy;
       return;
     }
+    free(copy);
+    free(address);
   }
   if (catga_raft_drop_unsafe_install(h->r, message)) {
     return;
