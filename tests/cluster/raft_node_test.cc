@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <set>
 #include <string>
 #include <thread>
@@ -360,20 +361,34 @@ TEST(RaftNode, RestartingEveryNodeFromDiskRestoresIdenticalState) {
   }
 }
 
-TEST(RaftNode, LaggingFollowerInstallsSnapshot) {
-  Cluster c(3, [](ClusterOptions& o) {
-    o.snapshot_threshold = 64;
-    o.snapshot_trailing = 16;
-    o.max_entry_bytes = 64;  // one small record per entry: many entries
-  });
+// Frequent snapshots, one small record per entry: many entries.
+void small_snapshots(ClusterOptions& o) {
+  o.snapshot_threshold = 64;
+  o.snapshot_trailing = 16;
+  o.max_entry_bytes = 64;
+}
+
+// Starts `c` (small_snapshots), stops a follower and writes 400 records past
+// it — 20 bytes each, one per 64-byte entry, so 400 entries. Returns the
+// leader and the stopped follower.
+std::optional<std::pair<unsigned, unsigned>> leave_a_follower_behind(Cluster& c) {
   c.start_all();
   auto leader = c.ready_leader();
-  ASSERT_TRUE(leader.has_value());
+  EXPECT_TRUE(leader.has_value());
+  if (!leader) return std::nullopt;
   const unsigned l = *leader;
   const unsigned f = (l + 1) % 3;
   c.stop(f);
-  // 20-byte records: one per 64-byte entry, so 400 entries.
   EXPECT_EQ(c.propose_many(l, 400, 4, "snapshot-record-"), 400);
+  return std::pair{l, f};
+}
+
+TEST(RaftNode, LaggingFollowerInstallsSnapshot) {
+  Cluster c(3, small_snapshots);
+  const auto behind = leave_a_follower_behind(c);
+  ASSERT_TRUE(behind.has_value());
+  const unsigned l = behind->first;
+  const unsigned f = behind->second;
   const bool snapshotted = wait_until([&] { return c.node(l).status().last_snapshot_index >= 200; });
   if (!snapshotted) {
     auto st = c.node(l).status();
@@ -455,19 +470,12 @@ class SlowDecodingMachine : public DigestMachine {
 // leader sends nothing more while the follower decodes, or afterwards.
 TEST(RaftNode, LeaderSendsNoSnapshotAgainWhileTheFollowerDecodesIt) {
   Gate gate;
-  Cluster c(3, [](ClusterOptions& o) {
-    o.snapshot_threshold = 64;
-    o.snapshot_trailing = 16;
-    o.max_entry_bytes = 64;  // one small record per entry: many entries
-  });
+  Cluster c(3, small_snapshots);
   OpenAtExit open_at_exit{gate};
-  c.start_all();
-  auto leader = c.ready_leader();
-  ASSERT_TRUE(leader.has_value());
-  const unsigned l = *leader;
-  const unsigned f = (l + 1) % 3;
-  c.stop(f);
-  EXPECT_EQ(c.propose_many(l, 400, 4, "snapshot-record-"), 400);
+  const auto behind = leave_a_follower_behind(c);
+  ASSERT_TRUE(behind.has_value());
+  const unsigned l = behind->first;
+  const unsigned f = behind->second;
   ASSERT_TRUE(wait_until([&] { return c.node(l).status().last_snapshot_index >= 200; }));
   // libraft's transport keeps the last three messages for an unreachable
   // peer (older snapshots among them); heartbeats push them out.
