@@ -211,12 +211,14 @@ struct NodeReport {
   std::string role;
   int ready = 0;
   std::uint64_t applied = 0, commit = 0, snapshot_index = 0, snapshots_installed = 0, snapshot_bytes = 0;
+  std::uint64_t snapshots_sent = 0, snapshot_sends_skipped = 0;
 };
 
 NodeReport report(ProcessCluster& cluster, std::size_t i, std::chrono::milliseconds limit = 30s) {
   std::istringstream in(cluster.ask(i, "status", limit));
   NodeReport r;
-  in >> r.role >> r.ready >> r.applied >> r.commit >> r.snapshot_index >> r.snapshots_installed >> r.snapshot_bytes;
+  in >> r.role >> r.ready >> r.applied >> r.commit >> r.snapshot_index >> r.snapshots_installed >> r.snapshot_bytes >>
+      r.snapshots_sent >> r.snapshot_sends_skipped;
   return r;
 }
 
@@ -290,6 +292,7 @@ int run_restore(const Settings& s, ProcessCluster& cluster) {
   NodeReport follower;
   if (install.gave_up) cluster.node(f).kill();
   else follower = report(cluster, f);
+  const NodeReport sender = report(cluster, l);  // its snapshot sends, before it stops
   cluster.node(l).stop(120s);
   const StartTimes restart = start_until_applied(cluster, l, before.snapshot_index, before.applied);
   const NodeReport restarted = report(cluster, l);
@@ -300,13 +303,14 @@ int run_restore(const Settings& s, ProcessCluster& cluster) {
       "{\"scenario\":\"restore\",\"mode\":\"multi-process\",\"nodes\":%zu,\"preload\":%llu,"
       "\"preload_seconds\":%.1f,\"snapshot_index\":%llu,\"snapshot_mib\":%.1f,\"snapshot_trailing\":%llu,"
       "\"leader_rss_mib\":%.1f,\"leader_rss_mib_after_install\":%.1f,\"leader_peak_rss_mib\":%.1f,\"install_ms\":%.0f,\"install_caught_up_ms\":%.0f,"
-      "\"install_abandoned\":%s,\"install_snapshots_installed\":%llu,\"install_rss_mib\":%.1f,\"install_peak_rss_mib\":%.1f,"
+      "\"install_abandoned\":%s,\"install_snapshots_installed\":%llu,\"leader_snapshots_sent\":%llu,\"leader_snapshot_sends_skipped\":%llu,\"install_rss_mib\":%.1f,\"install_peak_rss_mib\":%.1f,"
       "\"restart_ms\":%.0f,\"restart_caught_up_ms\":%.0f,"
       "\"restart_snapshots_installed\":%llu,\"restart_rss_mib\":%.1f,\"restart_peak_rss_mib\":%.1f}\n",
       s.nodes, static_cast<unsigned long long>(s.preload), preload_seconds,
       static_cast<unsigned long long>(before.snapshot_index), static_cast<double>(before.snapshot_bytes) / (1 << 20),
       static_cast<unsigned long long>(s.snapshot_trailing), leader_rss, leader_rss_after, leader_peak, install.restored_ms, install.caught_up_ms,
-      install.gave_up ? "true" : "false", static_cast<unsigned long long>(follower.snapshots_installed), install_rss, install_peak, restart.restored_ms,
+      install.gave_up ? "true" : "false", static_cast<unsigned long long>(follower.snapshots_installed),
+      static_cast<unsigned long long>(sender.snapshots_sent), static_cast<unsigned long long>(sender.snapshot_sends_skipped), install_rss, install_peak, restart.restored_ms,
       restart.caught_up_ms,
       static_cast<unsigned long long>(restarted.snapshots_installed), restart_rss, restart_peak);
   std::fflush(stdout);
@@ -340,7 +344,8 @@ int serve_node(const Settings& s, const NodePlacement& where) {
         const auto st = app.status();
         reply = std::string(catga::to_string(st.role)) + (st.ready ? " 1 " : " 0 ") + std::to_string(st.applied_index) +
                 " " + std::to_string(st.commit_index) + " " + std::to_string(st.last_snapshot_index) + " " +
-                std::to_string(st.counters.snapshots_installed) + " " + std::to_string(st.counters.snapshot_bytes);
+                std::to_string(st.counters.snapshots_installed) + " " + std::to_string(st.counters.snapshot_bytes) +
+                " " + std::to_string(st.counters.snapshots_sent) + " " + std::to_string(st.counters.snapshot_sends_skipped);
       } else if (verb == "preload") {
         Preloaded p = preload(s, app);
         // A snapshot already under way (one fell due during the preload)

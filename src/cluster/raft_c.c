@@ -90,6 +90,35 @@ struct catga_raft {
     size_t len;
     int fd;
   } mapped;
+  /* A snapshot installed from the leader (installPut): its write and its
+   * decode (callbacks.restore_prepare, in libuv's thread pool) run side by
+   * side, and libraft hears that the write is done only once both are, so
+   * the buffer the decode reads stays alive and fsm->restore finds the state
+   * decoded. raft_close meanwhile waits (close_cb) for the decode. */
+  struct {
+    bool busy;
+    bool written;
+    bool decoded;
+    int status;
+    struct raft_io_snapshot_put put; /* handed to the I/O in libraft's stead */
+    struct raft_io_snapshot_put *req;
+    raft_io_snapshot_put_cb cb;
+    const void *base;
+    size_t len;
+    uv_work_t work;
+    raft_io_close_cb close_cb;
+  } install;
+  /* InstallSnapshot messages on their way to a follower (sendSnapshotOnce),
+   * and the reads of the snapshot for them, one at a time (getInTurn). */
+  struct snapshotSend *snapshot_sends;
+  int (*inner_snapshot_get)(struct raft_io *, struct raft_io_snapshot_get *,
+                            raft_io_snapshot_get_cb);
+  struct snapshotGet *snapshot_gets; /* the first is being read */
+  uint64_t snapshots_sent;
+  uint64_t snapshot_sends_skipped;
+  /* An InstallSnapshot that arrived while this follower could not take it
+   * (installPending); delivered once it can, replacing the drop. */
+  struct raft_message *held_install;
   /* A member waiting to be added (catga_raft_set_refuse_votes). */
   bool refuse_votes;
   struct raft raft;
@@ -113,8 +142,64 @@ static catga_raft *handleOfIo(struct raft_io *io) {
   return (catga_raft *)(void *)((char *)io - offsetof(catga_raft, io));
 }
 
+/* Whether an InstallSnapshot must wait: libraft 0.22.1 ignores one that
+ * arrives during an install ("already taking or installing snapshot") and
+ * mishandles one during a snapshot of its own (catga_raft_drop_unsafe_install).
+ * The leader sends a snapshot once (sendSnapshotOnce), so the follower keeps
+ * the newest such message and delivers it when that is over (checkCb). */
+static bool installPending(const catga_raft *h) {
+  return h->r->snapshot.installing || h->r->legacy.snapshot_taking ||
+         h->install.busy;
+}
+
+/* The held message owns its configuration and data (as libraft would) and a
+ * copy of the sender's address (the I/O's own string lives only as long as
+ * the connection it came on). */
+static void heldInstallRelease(struct raft_message *m) {
+  free((char *)m->server_address);
+  free(m);
+}
+
+static void heldInstallFree(catga_raft *h) {
+  if (h->held_install != NULL) {
+    raft_configuration_close(&h->held_install->install_snapshot.conf);
+    raft_free(h->held_install->install_snapshot.data.base);
+    heldInstallRelease(h->held_install);
+    h->held_install = NULL;
+  }
+}
+
+static void recvGuarded(struct raft_io *io, struct raft_message *message);
+
+/* Loop thread, every iteration: delivers a held InstallSnapshot once the
+ * follower can take it. */
+static void heldInstallDeliver(catga_raft *h) {
+  struct raft_message *m = h->held_install;
+  if (m == NULL || installPending(h)) {
+    return;
+  }
+  h->held_install = NULL;
+  recvGuarded(&h->io, m);
+  heldInstallRelease(m);
+}
+
 static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   catga_raft *h = handleOfIo(io);
+  if (message->type == RAFT_INSTALL_SNAPSHOT && installPending(h)) {
+    struct raft_message *copy = malloc(sizeof *copy);
+    char *address = message->server_address != NULL
+                        ? strdup(message->server_address)
+                        : NULL;
+    if (copy != NULL && (address != NULL || message->server_address == NULL)) {
+      *copy = *message;
+      copy->server_address = address;
+      heldInstallFree(h);
+      h->held_install = copy;
+      return;
+    }
+    free(copy);
+    free(address);
+  }
   if (catga_raft_drop_unsafe_install(h->r, message)) {
     return;
   }
@@ -131,13 +216,287 @@ static int startGuarded(struct raft_io *io, unsigned msecs,
   return h->inner_start(io, msecs, tick, recvGuarded);
 }
 
-/* The snapshot the FSM deferred is held back until its bytes exist; every
- * other write (installs from the leader, inline snapshots) passes through. */
+/* ---------------------------------------------------------------- installs */
+
+/* libraft's persist request learns of the write once it and the decode are
+ * both done; a close that arrived meanwhile proceeds then, with the write
+ * reported as canceled (libraft frees the buffer; the file stays on disk). */
+static void installMaybeDone(catga_raft *h) {
+  struct raft_io_snapshot_put *req = h->install.req;
+  raft_io_snapshot_put_cb cb = h->install.cb;
+  raft_io_close_cb close_cb = h->install.close_cb;
+  int status = h->install.status;
+  if (!h->install.busy || !h->install.written || !h->install.decoded) {
+    return;
+  }
+  h->install.busy = false;
+  h->install.close_cb = NULL;
+  if (close_cb != NULL) {
+    status = RAFT_CANCELED;
+  }
+  cb(req, status);
+  if (close_cb != NULL) {
+    h->inner_close(&h->io, close_cb);
+  }
+}
+
+static void installWritten(struct raft_io_snapshot_put *put, int status) {
+  catga_raft *h = put->data;
+  h->install.written = true;
+  h->install.status = status;
+  installMaybeDone(h);
+}
+
+static void installDecodeWork(uv_work_t *work) {
+  catga_raft *h = work->data;
+  h->cb.restore_prepare(h->cb.ctx, h->install.base, h->install.len);
+}
+
+static void installDecoded(uv_work_t *work, int status) {
+  catga_raft *h = work->data;
+  (void)status; /* never canceled: nothing calls uv_cancel on it */
+  h->install.decoded = true;
+  installMaybeDone(h);
+}
+
+/* A snapshot from the leader (legacyPersistSnapshotStart; trailing 0): write
+ * it and decode it at once. Without this the decode ran inside
+ * fsm->restore, on the loop thread, for as long as the state takes to decode
+ * (seconds at millions of objects): the node answered no heartbeat, the
+ * leader declared it unreachable after an election timeout, aborted the
+ * install and sent the whole snapshot again. */
+static int installPut(catga_raft *h, unsigned trailing,
+                      struct raft_io_snapshot_put *req,
+                      const struct raft_snapshot *snapshot,
+                      raft_io_snapshot_put_cb cb) {
+  int rv;
+  memset(&h->install.put, 0, sizeof h->install.put);
+  h->install.put.data = h;
+  h->install.req = req;
+  h->install.cb = cb;
+  h->install.base = snapshot->bufs[0].base;
+  h->install.len = snapshot->bufs[0].len;
+  h->install.written = false;
+  h->install.decoded = false;
+  h->install.status = 0;
+  rv = h->inner_snapshot_put(&h->io, trailing, &h->install.put, snapshot,
+                             installWritten);
+  if (rv != 0) {
+    return rv;
+  }
+  h->install.busy = true;
+  h->install.work.data = h;
+  if (uv_queue_work(&h->loop, &h->install.work, installDecodeWork,
+                    installDecoded) != 0) {
+    h->install.decoded = true; /* fsm->restore decodes on the loop thread */
+  }
+  return 0;
+}
+
+static bool isInstall(const catga_raft *h, const struct raft_snapshot *snapshot) {
+  return h->node_mode && h->cb.restore_prepare != NULL &&
+         h->r->legacy.snapshot_install && !h->install.busy &&
+         snapshot->n_bufs == 1 && snapshot->bufs[0].base != h->placeholder;
+}
+
+/* One InstallSnapshot per follower and snapshot. libraft 0.22.1 aborts an
+ * install whenever the follower has not answered since the leader's previous
+ * tick (timeout.c, checkContactQuorum: while the other voters answer, the
+ * "recent contact" window restarts at every heartbeat interval), and then
+ * reads the whole snapshot into a new buffer and sends it again. A follower
+ * cannot answer while it reads a large snapshot from the stream (the
+ * heartbeats wait behind it), nor while it ignores a copy that arrives during
+ * its install ("already taking or installing snapshot"): every copy caused
+ * the next. A send is now refused while one of that snapshot to that
+ * follower is on its way, and for libraft's install_snapshot_timeout after
+ * one was written (libraft frees the refused copy at once); a failed send
+ * clears the way for the next. */
+struct snapshotSend {
+  struct raft_io_send inner; /* handed to the I/O in libraft's stead */
+  struct raft_io_send *outer;
+  raft_io_send_cb cb;
+  catga_raft *h;
+  raft_id id;
+  raft_index index;
+  bool in_flight;
+  uint64_t written_at; /* uv_now once written */
+  struct snapshotSend *next;
+};
+
+static int sendViaBook(struct raft_io *io, struct raft_io_send *req,
+                       const struct raft_message *message, raft_io_send_cb cb);
+
+static void snapshotSendForget(catga_raft *h, struct snapshotSend *s) {
+  struct snapshotSend **p = &h->snapshot_sends;
+  while (*p != s) {
+    p = &(*p)->next;
+  }
+  *p = s->next;
+  free(s);
+}
+
+static void snapshotSent(struct raft_io_send *inner, int status) {
+  struct snapshotSend *s = inner->data;
+  struct raft_io_send *outer = s->outer;
+  raft_io_send_cb cb = s->cb;
+  s->in_flight = false;
+  s->outer = NULL;
+  if (status == 0) {
+    s->written_at = uv_now(&s->h->loop);
+  } else {
+    snapshotSendForget(s->h, s);
+  }
+  cb(outer, status);
+}
+
+/* A new connection to `id`: a snapshot written to the previous one may have
+ * been lost with it, so the next send goes through. */
+static void snapshotSendReconnected(catga_raft *h, raft_id id) {
+  struct snapshotSend *s;
+  for (s = h->snapshot_sends; s != NULL; s = s->next) {
+    if (s->id == id && !s->in_flight) {
+      snapshotSendForget(h, s);
+      return;
+    }
+  }
+}
+
+/* Whether `s` still stands for a copy the follower has or will have. */
+static bool snapshotSendHolds(catga_raft *h, const struct snapshotSend *s) {
+  return s->in_flight ||
+         uv_now(&h->loop) - s->written_at < h->r->install_snapshot_timeout;
+}
+
+static int sendSnapshotOnce(struct raft_io *io, struct raft_io_send *req,
+                            const struct raft_message *message,
+                            raft_io_send_cb cb) {
+  catga_raft *h = handleOfIo(io);
+  struct snapshotSend *s;
+  int rv;
+  if (message->type != RAFT_INSTALL_SNAPSHOT) {
+    return sendViaBook(io, req, message, cb);
+  }
+  for (s = h->snapshot_sends; s != NULL; s = s->next) {
+    if (s->id == message->server_id) {
+      break;
+    }
+  }
+  if (s != NULL) {
+    if (s->in_flight || (s->index == message->install_snapshot.last_index &&
+                         snapshotSendHolds(h, s))) {
+      h->snapshot_sends_skipped++;
+      return RAFT_BUSY;
+    }
+    snapshotSendForget(h, s);
+  }
+  s = malloc(sizeof *s);
+  if (s == NULL) {
+    return RAFT_NOMEM;
+  }
+  memset(s, 0, sizeof *s);
+  s->inner.data = s;
+  s->outer = req;
+  s->cb = cb;
+  s->h = h;
+  s->id = message->server_id;
+  s->index = message->install_snapshot.last_index;
+  s->in_flight = true;
+  rv = sendViaBook(io, &s->inner, message, snapshotSent);
+  if (rv != 0) {
+    free(s);
+    return rv;
+  }
+  s->next = h->snapshot_sends;
+  h->snapshot_sends = s;
+  h->snapshots_sent++;
+  return 0;
+}
+
+/* libraft reads the whole snapshot for every InstallSnapshot it sends, and
+ * aborts and restarts an install on each stale rejection of a heartbeat
+ * (progressMaybeDecrement), of which a follower that was away answers a
+ * burst: the reads ran side by side, one buffer each. They now run one after
+ * the other, so that a send refused by sendSnapshotOnce frees its buffer
+ * before the next read allocates one. (A failed read is no way out: libraft
+ * 0.22.1 then closes an uninitialised configuration, legacyLoadSnapshotCb.) */
+struct snapshotGet {
+  struct raft_io_snapshot_get inner; /* handed to the I/O in libraft's stead */
+  struct raft_io_snapshot_get *outer;
+  raft_io_snapshot_get_cb cb;
+  catga_raft *h;
+  struct snapshotGet *next;
+};
+
+static void snapshotRead(struct raft_io_snapshot_get *inner,
+                         struct raft_snapshot *snapshot, int status);
+
+static void getNext(catga_raft *h) {
+  while (h->snapshot_gets != NULL) {
+    struct snapshotGet *g = h->snapshot_gets;
+    /* The I/O refuses new requests once closing (an assertion). */
+    int rv = h->closing ? RAFT_CANCELED
+                        : h->inner_snapshot_get(&h->io, &g->inner, snapshotRead);
+    if (rv == 0) {
+      return;
+    }
+    /* What libraft does when its own call fails: forget the request. */
+    h->snapshot_gets = g->next;
+    raft_free(g->outer->data);
+    free(g);
+  }
+}
+
+static void snapshotRead(struct raft_io_snapshot_get *inner,
+                         struct raft_snapshot *snapshot, int status) {
+  struct snapshotGet *g = inner->data;
+  catga_raft *h = g->h;
+  h->snapshot_gets = g->next;
+  g->cb(g->outer, snapshot, status);
+  free(g);
+  getNext(h);
+}
+
+static int getInTurn(struct raft_io *io, struct raft_io_snapshot_get *req,
+                     raft_io_snapshot_get_cb cb) {
+  catga_raft *h = handleOfIo(io);
+  struct snapshotGet *g = malloc(sizeof *g);
+  struct snapshotGet **tail = &h->snapshot_gets;
+  bool idle = h->snapshot_gets == NULL;
+  int rv;
+  if (g == NULL) {
+    return RAFT_NOMEM;
+  }
+  memset(&g->inner, 0, sizeof g->inner);
+  g->inner.data = g;
+  g->outer = req;
+  g->cb = cb;
+  g->h = h;
+  g->next = NULL;
+  if (idle) {
+    rv = h->inner_snapshot_get(io, &g->inner, snapshotRead);
+    if (rv != 0) {
+      free(g);
+      return rv;
+    }
+  }
+  while (*tail != NULL) {
+    tail = &(*tail)->next;
+  }
+  *tail = g;
+  return 0;
+}
+
+/* The snapshot the FSM deferred is held back until its bytes exist; an
+ * install from the leader is decoded while it is written (installPut); every
+ * other write (inline snapshots) passes through. */
 static int snapshotPutHeld(struct raft_io *io, unsigned trailing,
                            struct raft_io_snapshot_put *req,
                            const struct raft_snapshot *snapshot,
                            raft_io_snapshot_put_cb cb) {
   catga_raft *h = handleOfIo(io);
+  if (isInstall(h, snapshot)) {
+    return installPut(h, trailing, req, snapshot, cb);
+  }
   if (h->placeholder == NULL || snapshot->n_bufs != 1 ||
       snapshot->bufs[0].base != h->placeholder || h->put.held) {
     return h->inner_snapshot_put(io, trailing, req, snapshot, cb);
@@ -171,6 +530,11 @@ static void closeHeld(struct raft_io *io, raft_io_close_cb cb) {
       h->cb.snapshot_cancel(h->cb.ctx);
     }
     h->put.cb(req, RAFT_CANCELED);
+  }
+  heldInstallFree(h);
+  if (h->install.busy) { /* installMaybeDone closes once the decode is done */
+    h->install.close_cb = cb;
+    return;
   }
   h->inner_close(io, cb);
 }
@@ -359,16 +723,25 @@ struct connectNoDelay {
   struct raft_uv_connect inner; /* first: the transport sees only this */
   struct raft_uv_connect *outer;
   raft_uv_connect_cb outer_cb;
+  catga_raft *h;
+  raft_id id;
 };
+
+static void snapshotSendReconnected(catga_raft *h, raft_id id);
 
 static void connectNoDelayCb(struct raft_uv_connect *req,
                              struct uv_stream_s *stream, int status) {
   struct connectNoDelay *c = (struct connectNoDelay *)req;
   struct raft_uv_connect *outer = c->outer;
   raft_uv_connect_cb cb = c->outer_cb;
+  catga_raft *h = c->h;
+  raft_id id = c->id;
   raft_free(c);
   if (status == 0 && stream != NULL && stream->type == UV_TCP) {
     uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+  }
+  if (status == 0) {
+    snapshotSendReconnected(h, id);
   }
   outer->cb = cb;
   cb(outer, stream, status);
@@ -386,6 +759,8 @@ static int connectNoDelay(struct raft_uv_transport *t,
   memset(c, 0, sizeof *c);
   c->outer = req;
   c->outer_cb = cb;
+  c->h = h;
+  c->id = id;
   req->cb = cb;
   rv = h->inner_connect(t, &c->inner, id, address, connectNoDelayCb);
   if (rv != 0) {
@@ -528,6 +903,7 @@ static void checkCb(uv_check_t *check) {
       }
     }
   }
+  heldInstallDeliver(h);
   if (h->cb.after_io != NULL) {
     h->cb.after_io(h->cb.ctx);
   }
@@ -687,7 +1063,9 @@ int catga_raft_open(const struct catga_raft_config *config,
   h->inner_close = h->io.close;
   h->io.close = closeHeld;
   h->inner_send = h->io.send;
-  h->io.send = sendViaBook;
+  h->io.send = sendSnapshotOnce;
+  h->inner_snapshot_get = h->io.snapshot_get;
+  h->io.snapshot_get = getInTurn;
   rv = bookInit(h, config->address_book, config->n_address_book);
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "address book: %s", raft_strerror(rv));
@@ -783,6 +1161,9 @@ int catga_raft_free(catga_raft *h) {
   if (h->node_mode) {
     uv_run(&h->loop, UV_RUN_NOWAIT); /* finish anything left */
     rv = uv_loop_close(&h->loop);
+  }
+  while (h->snapshot_sends != NULL) {
+    snapshotSendForget(h, h->snapshot_sends);
   }
   bookClear(h);
   free(h);
@@ -1060,6 +1441,8 @@ void catga_raft_get_info(catga_raft *h, struct catga_raft_info *info) {
     raft_time now = r->io->time(r->io);
     info->leader_contact_ms = now >= r->election_timer_start ? now - r->election_timer_start : 0;
   }
+  info->snapshots_sent = h->snapshots_sent;
+  info->snapshot_sends_skipped = h->snapshot_sends_skipped;
   info->config_committed_index = r->configuration_committed_index;
   info->config_uncommitted_index = r->configuration_uncommitted_index;
 }

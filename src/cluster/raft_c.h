@@ -95,6 +95,12 @@ struct catga_raft_callbacks {
   void (*snapshot_cancel)(void *ctx);
   /* FSM: replace the whole state. Return 0 or non-zero on failure. */
   int (*restore)(void *ctx, const void *data, size_t len);
+  /* Node mode, optional: a snapshot installed from the leader is being
+   * written; decode it beside the live state. Runs in libuv's thread pool
+   * while the loop thread goes on; `data` stays valid until it returns, and
+   * the `restore` of these same bytes follows (after the write) unless raft
+   * closes first. */
+  void (*restore_prepare)(void *ctx, const void *data, size_t len);
 
   /* Request completions (see catga_raft_apply & co). */
   void (*apply_done)(void *ctx, void *req_ctx, uint64_t index, int status);
@@ -270,6 +276,8 @@ struct catga_raft_info {
   uint64_t last_index;
   uint64_t snapshot_index;
   uint64_t leader_contact_ms; /* follower: ms since the leader was last heard; UINT64_MAX otherwise */
+  uint64_t snapshots_sent;         /* InstallSnapshot messages sent (node mode) */
+  uint64_t snapshot_sends_skipped; /* refused: one to that member still queued */
   uint64_t config_committed_index;   /* with the next: changes whenever */
   uint64_t config_uncommitted_index; /* the configuration changes */
 };

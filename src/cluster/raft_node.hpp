@@ -52,6 +52,7 @@
 #include "catga/detail/snapshot_sink.hpp"
 #include "catga/detail/unique_function.hpp"
 #include "catga/result.hpp"
+#include "cluster/install_decoder.hpp"
 #include "cluster/snapshot_child.hpp"
 #include "cluster/data_dir_marker.hpp"
 #include "cluster/snapshot_schedule.hpp"
@@ -96,6 +97,14 @@ class RecordStateMachine {
   }
   // Replaces the whole state. An error stops the node (or fails start()).
   virtual Result<void> restore(std::string_view snapshot) = 0;
+  // Optional, for snapshots installed from the leader: decodes `snapshot`
+  // beside the live state, on a thread that is not the loop thread (which
+  // goes on applying nothing but answering the leader meanwhile); must not
+  // touch the live state. The loop thread then calls adopt() instead of
+  // restore(). nullptr (the default): restore() does the whole work.
+  virtual Result<std::unique_ptr<PreparedRestore>> prepare_restore(std::string_view /*snapshot*/) {
+    return std::unique_ptr<PreparedRestore>();
+  }
 };
 
 struct Applied {
@@ -250,6 +259,7 @@ class RaftNode {
   // A snapshot is being taken (inside c_snapshot): sets its trailing.
   void snapshot_taken();
   bool start_snapshot_child();
+  Result<void> restore_on_loop(const void* data, std::size_t len);
   void record_snapshot_pause(Clock::duration pause);
   // The snapshot's bytes exist (encoded inline, or by the child).
   void snapshot_written(std::uint64_t bytes, std::chrono::microseconds encode_time, bool in_child);
@@ -261,6 +271,7 @@ class RaftNode {
   static int c_apply(void* ctx, std::uint64_t index, const void* data, std::size_t len);
   static int c_snapshot(void* ctx, void** data, std::size_t* len);
   static int c_restore(void* ctx, const void* data, std::size_t len);
+  static void c_restore_prepare(void* ctx, const void* data, std::size_t len);
   static void c_snapshot_ready(void* ctx);
   static void c_snapshot_cancel(void* ctx);
   static void c_apply_done(void* ctx, void* req, std::uint64_t index, int status);
@@ -324,6 +335,8 @@ class RaftNode {
   // The child encoding the snapshot libraft is waiting for (node mode).
   std::unique_ptr<SnapshotChild> snapshot_child_;
   bool huge_page_advice_given_ = false;  // loop thread: the slow-fork advice is logged once
+  // Snapshots installed from the leader, decoded off the loop thread.
+  InstallDecoder installs_;
 
   mutable std::mutex status_mu_;
   NodeStatus status_;

@@ -233,7 +233,42 @@ std::string ReplicatedStateMachine::snapshot() {
   return out;
 }
 
+// The decoded snapshot: everything restore() replaces, unshared until
+// adopt() swaps it in; then the replaced state, freed by whoever destroys it.
+class ReplicatedStateMachine::Prepared final : public PreparedRestore {
+ public:
+  Prepared(ReplicatedStateMachine& machine, std::unique_ptr<detail::StateBase> state)
+      : machine_(machine), state_(std::move(state)) {}
+
+  Result<void> adopt() override {
+    {
+      std::unique_lock lock(machine_.mediator_.state().mutex());
+      machine_.mediator_.state().swap(*state_);
+      std::swap(machine_.sessions_, sessions_);
+    }
+    {
+      std::unique_lock lock(machine_.table_mu_);
+      std::swap(machine_.announcements_, announcements_);
+    }
+    // The events of the entries the snapshot covers are not delivered on this
+    // node: every-node read models rebuild from the state instead.
+    machine_.mediator_.state_restored();
+    return {};
+  }
+
+  ReplicatedStateMachine& machine_;
+  std::unique_ptr<detail::StateBase> state_;
+  SessionTable sessions_;
+  AnnouncementTable announcements_;
+};
+
 Result<void> ReplicatedStateMachine::restore(std::string_view bytes) {
+  auto prepared = prepare_restore(bytes);
+  if (!prepared) return prepared.error();
+  return (*prepared)->adopt();
+}
+
+Result<std::unique_ptr<PreparedRestore>> ReplicatedStateMachine::prepare_restore(std::string_view bytes) {
   detail::Unpacked handle;
   DecodeLimits limits{.max_bytes = SIZE_MAX, .max_array = 8, .max_map = 0, .max_str = 0, .max_bin = SIZE_MAX, .max_depth = 2};
   if (auto r = detail::unpack_one(bytes, limits, handle); !r) return Error{Code::data_loss, "snapshot: " + r.error().message()};
@@ -254,30 +289,19 @@ Result<void> ReplicatedStateMachine::restore(std::string_view bytes) {
   const auto view = [&](std::uint32_t i) {
     return std::string_view(o.via.array.ptr[i].via.bin.ptr, o.via.array.ptr[i].via.bin.size);
   };
-  SessionTable table;
-  if (auto r = table.decode(view(2)); !r) return r;
-  AnnouncementTable announcements;
+  auto prepared = std::make_unique<Prepared>(*this, mediator_.state().make_empty());
+  if (auto r = prepared->sessions_.decode(view(2)); !r) return r.error();
   if (format != 1) {
-    if (auto r = announcements.decode(view(3)); !r) return r;
+    if (auto r = prepared->announcements_.decode(view(3)); !r) return r.error();
   }
-  if (!formats_.contains(announcements.format())) {
+  const std::uint32_t cluster_format = prepared->announcements_.format();
+  if (!formats_.contains(cluster_format)) {
     return Error{Code::failed_precondition, "snapshot: the cluster applies entries at apply format " +
-                                                std::to_string(announcements.format()) + ", this build implements " +
+                                                std::to_string(cluster_format) + ", this build implements " +
                                                 std::to_string(formats_.min) + "-" + std::to_string(formats_.max)};
   }
-  {
-    std::unique_lock lock(mediator_.state().mutex());
-    if (auto r = mediator_.state().restore(view(1)); !r) return r;
-    sessions_ = std::move(table);
-  }
-  {
-    std::unique_lock lock(table_mu_);
-    announcements_ = std::move(announcements);
-  }
-  // The events of the entries the snapshot covers are not delivered on this
-  // node: every-node read models rebuild from the state instead.
-  mediator_.state_restored();
-  return {};
+  if (auto r = prepared->state_->restore(view(1)); !r) return r.error();
+  return std::unique_ptr<PreparedRestore>(std::move(prepared));
 }
 
 std::string ReplicatedStateMachine::session_unknown_result() {

@@ -40,6 +40,9 @@ class ReplicatedStateMachine final : public RecordStateMachine {
   bool can_snapshot_in_child() const override { return true; }
   void write_snapshot(detail::SnapshotSink& sink) override;
   Result<void> restore(std::string_view snapshot) override;
+  // Decodes the user's state, the session and the announcement tables into
+  // new objects; adopt() swaps them in under the locks restore() takes.
+  Result<std::unique_ptr<PreparedRestore>> prepare_restore(std::string_view snapshot) override;
 
   // Loop thread: whether this node leads (for leader-only event handlers).
   void set_leader(bool leader) { leader_ = leader; }
@@ -76,6 +79,7 @@ class ReplicatedStateMachine final : public RecordStateMachine {
   static bool is_session_unknown(std::string_view encoded);
 
  private:
+  class Prepared;
   void apply_new(const ApplyInfo& info, const EnvelopeView& envelope, std::string& out);
   // An announcement, withdrawal or format record: changes the table, answers.
   std::string apply_membership_record(const ApplyInfo& info, const EnvelopeView& envelope);

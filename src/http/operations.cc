@@ -200,6 +200,9 @@ void render_node(std::string& out, const NodeStatus& s, bool replicated) {
   counter("catga_snapshots_taken_total", "Snapshots this node wrote of its own state.", c.snapshots_taken);
   counter("catga_snapshots_installed_total", "Snapshots restored (at start or from the leader).", c.snapshots_installed);
   counter("catga_snapshots_in_child_total", "Snapshots encoded by a forked child process.", c.snapshots_in_child);
+  counter("catga_snapshots_sent_total", "Snapshots sent to followers (installs).", c.snapshots_sent);
+  counter("catga_snapshot_sends_skipped_total", "Snapshot sends refused: one to that follower was still on its way.",
+          c.snapshot_sends_skipped);
   const auto seconds = [&](const char* name, const char* help, std::chrono::microseconds value) {
     internal::write_header(out, name, "gauge", help);
     internal::write_sample(out, name, "", static_cast<double>(value.count()) / 1e6);

@@ -8,13 +8,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <future>
 #include <iostream>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <utility>
 #include <set>
 #include <string>
 #include <thread>
@@ -84,8 +87,9 @@ class Cluster {
     return o;
   }
 
-  Result<void> start(unsigned i, JoinMode mode = JoinMode::bootstrap_if_empty) {
-    machines_[i] = std::make_unique<DigestMachine>();
+  Result<void> start(unsigned i, JoinMode mode = JoinMode::bootstrap_if_empty,
+                     std::unique_ptr<DigestMachine> machine = nullptr) {
+    machines_[i] = machine != nullptr ? std::move(machine) : std::make_unique<DigestMachine>();
     RaftNodeCallbacks cb;
     Observed* obs = observed_[i].get();
     cb.on_role_changed = [obs](NodeRole r, std::uint64_t t) {
@@ -357,20 +361,34 @@ TEST(RaftNode, RestartingEveryNodeFromDiskRestoresIdenticalState) {
   }
 }
 
-TEST(RaftNode, LaggingFollowerInstallsSnapshot) {
-  Cluster c(3, [](ClusterOptions& o) {
-    o.snapshot_threshold = 64;
-    o.snapshot_trailing = 16;
-    o.max_entry_bytes = 64;  // one small record per entry: many entries
-  });
+// Frequent snapshots, one small record per entry: many entries.
+void small_snapshots(ClusterOptions& o) {
+  o.snapshot_threshold = 64;
+  o.snapshot_trailing = 16;
+  o.max_entry_bytes = 64;
+}
+
+// Starts `c` (small_snapshots), stops a follower and writes 400 records past
+// it — 20 bytes each, one per 64-byte entry, so 400 entries. Returns the
+// leader and the stopped follower.
+std::optional<std::pair<unsigned, unsigned>> leave_a_follower_behind(Cluster& c) {
   c.start_all();
   auto leader = c.ready_leader();
-  ASSERT_TRUE(leader.has_value());
+  EXPECT_TRUE(leader.has_value());
+  if (!leader) return std::nullopt;
   const unsigned l = *leader;
   const unsigned f = (l + 1) % 3;
   c.stop(f);
-  // 20-byte records: one per 64-byte entry, so 400 entries.
   EXPECT_EQ(c.propose_many(l, 400, 4, "snapshot-record-"), 400);
+  return std::pair{l, f};
+}
+
+TEST(RaftNode, LaggingFollowerInstallsSnapshot) {
+  Cluster c(3, small_snapshots);
+  const auto behind = leave_a_follower_behind(c);
+  ASSERT_TRUE(behind.has_value());
+  const unsigned l = behind->first;
+  const unsigned f = behind->second;
   const bool snapshotted = wait_until([&] { return c.node(l).status().last_snapshot_index >= 200; });
   if (!snapshotted) {
     auto st = c.node(l).status();
@@ -385,6 +403,104 @@ TEST(RaftNode, LaggingFollowerInstallsSnapshot) {
   ASSERT_TRUE(r.has_value()) << describe(r.error());
   ASSERT_TRUE(c.wait_all_applied(400));
   EXPECT_GE(c.machine(f).restores(), 1) << "follower caught up without a snapshot";
+  for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c.machine(i).digest(), c.machine(l).digest());
+}
+
+// Where a decode waits until the test lets it go on: a state that takes
+// long to decode, without a timing assumption.
+class Gate {
+ public:
+  void pass() {
+    std::unique_lock lock(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+  }
+  bool wait_entered(std::chrono::seconds limit) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, limit, [&] { return entered_; });
+  }
+  void open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  bool open_ = false;
+};
+
+// Opens the gate when the test ends, however it ends (before the cluster
+// stops: closing a node waits for a decode under way).
+struct OpenAtExit {
+  Gate& gate;
+  ~OpenAtExit() { gate.open(); }
+};
+
+// A DigestMachine that decodes an installed snapshot off the loop thread
+// (prepare_restore), slowly: the decode waits at the gate.
+class SlowDecodingMachine : public DigestMachine {
+ public:
+  explicit SlowDecodingMachine(Gate& gate) : gate_(gate) {}
+
+  Result<std::unique_ptr<PreparedRestore>> prepare_restore(std::string_view snapshot) override {
+    gate_.pass();
+    return std::unique_ptr<PreparedRestore>(std::make_unique<Decoded>(*this, std::string(snapshot)));
+  }
+
+ private:
+  struct Decoded final : PreparedRestore {
+    Decoded(SlowDecodingMachine& m, std::string b) : machine(m), bytes(std::move(b)) {}
+    Result<void> adopt() override { return machine.DigestMachine::restore(bytes); }
+    SlowDecodingMachine& machine;
+    std::string bytes;
+  };
+  Gate& gate_;
+};
+
+// Regression (issue 12): a follower decoded an installed snapshot inside
+// libraft's fsm->restore, on its loop thread. For as long as the decode took
+// (seconds at millions of objects) it answered nothing; the leader declared
+// it unreachable after an election timeout, aborted the install and, once
+// the follower answered again, read and sent the whole snapshot once more.
+// Now the decode runs beside the loop thread, which keeps answering: the
+// leader sends nothing more while the follower decodes, or afterwards.
+TEST(RaftNode, LeaderSendsNoSnapshotAgainWhileTheFollowerDecodesIt) {
+  Gate gate;
+  Cluster c(3, small_snapshots);
+  OpenAtExit open_at_exit{gate};
+  const auto behind = leave_a_follower_behind(c);
+  ASSERT_TRUE(behind.has_value());
+  const unsigned l = behind->first;
+  const unsigned f = behind->second;
+  ASSERT_TRUE(wait_until([&] { return c.node(l).status().last_snapshot_index >= 200; }));
+  // libraft's transport keeps the last three messages for an unreachable
+  // peer (older snapshots among them); heartbeats push them out.
+  std::this_thread::sleep_for(2s);
+
+  auto r = c.start(f, JoinMode::bootstrap_if_empty, std::make_unique<SlowDecodingMachine>(gate));
+  ASSERT_TRUE(r.has_value()) << describe(r.error());
+  ASSERT_TRUE(gate.wait_entered(60s)) << "the follower never decoded the snapshot";
+  // Its loop thread runs on meanwhile (it answers the leader's heartbeats).
+  auto ran = std::make_shared<std::promise<void>>();
+  c.node(f).post([ran] { ran->set_value(); });
+  EXPECT_EQ(ran->get_future().wait_for(30s), std::future_status::ready) << "the follower's loop thread is held by the decode";
+  // The decode lasts three election timeouts (1 s each); what the leader sent
+  // until then (before the decode began, libraft may already have sent the
+  // snapshot more than once) is the baseline.
+  std::this_thread::sleep_for(3s);
+  const std::uint64_t sent = c.node(l).status().counters.snapshots_sent;
+  EXPECT_GE(sent, 1u);
+  gate.open();
+  ASSERT_TRUE(c.wait_all_applied(400));
+  // Heartbeats after the catch-up: a leader that gave up on the follower
+  // would send the snapshot again now.
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(c.node(l).status().counters.snapshots_sent, sent) << "the leader sent the snapshot again";
+  EXPECT_GE(c.machine(f).restores(), 1);
   for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c.machine(i).digest(), c.machine(l).digest());
 }
 

@@ -48,10 +48,20 @@ class StateBase {
   void write_snapshot(SnapshotSink& sink) const;
   // Replaces everything (caller holds the exclusive lock). Unchanged on error.
   Result<void> restore(std::string_view bytes);
+  // A state of the same type holding a default-constructed value, unshared:
+  // a snapshot can be restored into it on any thread, then swapped in.
+  virtual std::unique_ptr<StateBase> make_empty() const = 0;
+  // Exchanges everything with `other`, made by make_empty() (caller holds
+  // the exclusive lock on this one).
+  void swap(StateBase& other) noexcept {
+    swap_user(other);
+    std::swap(ids_, other.ids_);
+  }
 
  protected:
   virtual void encode_user(SnapshotSink& out) const = 0;
   virtual Result<void> decode_user(std::string_view bytes) = 0;
+  virtual void swap_user(StateBase& other) noexcept = 0;
 
  private:
   mutable std::shared_mutex mutex_;
@@ -63,7 +73,13 @@ class StateCell final : public StateBase {
  public:
   S value{};
 
+  std::unique_ptr<StateBase> make_empty() const override { return std::make_unique<StateCell>(); }
+
  protected:
+  void swap_user(StateBase& other) noexcept override {
+    using std::swap;
+    swap(value, static_cast<StateCell&>(other).value);
+  }
   void encode_user(SnapshotSink& out) const override { msgpack::pack(out, value); }
   Result<void> decode_user(std::string_view bytes) override {
     // The node's own state, not a message from outside: the message limits

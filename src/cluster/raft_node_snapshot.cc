@@ -1,0 +1,243 @@
+// The snapshot half of RaftNode: taking a snapshot (inline or in a forked
+// child), the threshold that schedules the next one, and restoring one (at
+// start or installed from the leader). Loop thread unless a comment says not.
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <thread>
+
+#include "cluster/entry_format.hpp"
+#include "cluster/raft_c.h"
+#include "cluster/raft_node.hpp"
+#include "core/log.hpp"
+
+namespace catga::internal {
+
+namespace {
+
+// ThreadSanitizer cannot follow a fork of a threaded process: encode inline.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kThreadSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kThreadSanitizer = true;
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+
+}  // namespace
+
+void RaftNode::take_snapshot(IndexCompletion done) {
+  post([this, done = std::move(done)]() mutable {
+    // Run inline by post() once the loop is gone: raft_ must not be touched.
+    if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
+    catga_raft_info info{};
+    catga_raft_get_info(raft_, &info);
+    const std::uint64_t before = info.snapshot_index;
+    // The threshold stays at 1 until c_snapshot serves the request; the
+    // barrier is an entry past the last snapshot for it to cover.
+    snapshots_.request();
+    sync_snapshot_threshold();
+    barrier([this, before, done = std::move(done)](Result<std::uint64_t> index) mutable {
+      post([this, before, index = std::move(index), done = std::move(done)]() mutable {
+        if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
+        if (!index) {
+          snapshots_.cancel_request();
+          sync_snapshot_threshold();
+          return done(std::move(index));
+        }
+        await_snapshot(before, Clock::now() + std::chrono::seconds(30), std::move(done));
+      });
+    });
+  });
+}
+
+// Loop thread: completes once the snapshot index moved past `before`.
+void RaftNode::await_snapshot(std::uint64_t before, Clock::time_point deadline, IndexCompletion done) {
+  if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
+  catga_raft_info info{};
+  catga_raft_get_info(raft_, &info);
+  if (info.snapshot_index > before) return done(info.snapshot_index);
+  if (Clock::now() >= deadline) {
+    return done(Error{Code::deadline_exceeded, "the snapshot was not written within 30 s"});
+  }
+  // The snapshot is being written by libuv's thread pool: look again after
+  // the loop has run once more.
+  post([this, before, deadline, done = std::move(done)]() mutable { await_snapshot(before, deadline, std::move(done)); });
+}
+
+// ------------------------------------------------------------------ C callbacks
+
+void RaftNode::sync_snapshot_threshold() {
+  if (raft_ == nullptr) return;  // inside catga_raft_open: start() syncs after it
+  const unsigned threshold = snapshots_.threshold();
+  if (threshold == threshold_knob_) return;
+  catga_raft_set_snapshot_threshold(raft_, threshold);
+  threshold_knob_ = threshold;
+}
+
+void RaftNode::snapshot_taken() {
+  catga_raft_info info{};
+  if (raft_ != nullptr) catga_raft_get_info(raft_, &info);
+  // Still the previous snapshot's index: the new one is recorded once written.
+  const std::uint64_t span = info.applied_index > info.snapshot_index ? info.applied_index - info.snapshot_index : 0;
+  const std::uint64_t bytes = snapshots_.bytes_since_snapshot();
+  const unsigned trailing = snapshots_.taken(span);
+  if (raft_ != nullptr) catga_raft_set_snapshot_trailing(raft_, trailing);
+  sync_snapshot_threshold();
+  internal::log().debug("raft node {}: snapshot at {} after {} entries, {} bytes; keeping {} entries",
+                        options_.node_id, info.applied_index, span, bytes, trailing);
+}
+
+int RaftNode::c_snapshot(void* ctx, void** data, std::size_t* len) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  const auto started = Clock::now();
+  if (self->node_mode_ && self->options_.snapshot_in_child && !kThreadSanitizer && self->machine_.can_snapshot_in_child()) {
+    if (self->start_snapshot_child()) {
+      self->record_snapshot_pause(Clock::now() - started);
+      self->snapshot_taken();
+      return CATGA_SNAPSHOT_DEFERRED;
+    }
+  }
+  std::string state;
+  try {
+    state = self->machine_.snapshot();
+  } catch (const std::exception& e) {
+    internal::log().error("raft node {}: snapshot failed: {}", self->options_.node_id, e.what());
+    return CATGA_RAFT_IOERR;  // libraft skips this snapshot and tries again later
+  }
+  const std::size_t size = kSnapshotHeaderBytes + state.size();
+  auto* buf = static_cast<char*>(catga_raft_malloc(size));
+  if (buf == nullptr) return CATGA_RAFT_NOMEM;
+  write_snapshot_header(buf, state);
+  if (!state.empty()) std::memcpy(buf + kSnapshotHeaderBytes, state.data(), state.size());
+  *data = buf;
+  *len = size;
+  const auto took = Clock::now() - started;
+  self->record_snapshot_pause(took);
+  self->snapshot_taken();
+  self->snapshot_written(size, std::chrono::duration_cast<std::chrono::microseconds>(took), false);
+  return 0;
+}
+
+// Loop thread, inside c_snapshot: forks the encoder. False (and logged) when
+// that failed: the caller encodes on the loop thread instead.
+bool RaftNode::start_snapshot_child() {
+  auto child = SnapshotChild::start(machine_);
+  if (!child) {
+    internal::log().warn("raft node {}: cannot encode the snapshot in a child ({}); encoding on the loop thread",
+                         options_.node_id, child.error().message());
+    return false;
+  }
+  if (int rv = catga_raft_snapshot_watch(raft_, (*child)->notify_fd()); rv != 0) {
+    internal::log().warn("raft node {}: cannot watch the snapshot child ({}); encoding on the loop thread",
+                         options_.node_id, catga_raft_strerror(rv));
+    return false;  // the child is killed and reaped with *child
+  }
+  if (!huge_page_advice_given_) {
+    if (std::string advice = SnapshotChild::huge_page_advice((*child)->fork_time()); !advice.empty()) {
+      huge_page_advice_given_ = true;
+      internal::log().warn("raft node {}: {}", options_.node_id, advice);
+    }
+  }
+  snapshot_child_ = std::move(*child);
+  return true;
+}
+
+void RaftNode::record_snapshot_pause(Clock::duration pause) {
+  std::lock_guard lock(status_mu_);
+  auto& c = status_.counters;
+  c.snapshot_pause = std::chrono::duration_cast<std::chrono::microseconds>(pause);
+  c.snapshot_pause_max = std::max(c.snapshot_pause_max, c.snapshot_pause);
+}
+
+void RaftNode::snapshot_written(std::uint64_t bytes, std::chrono::microseconds encode_time, bool in_child) {
+  snapshots_.written(bytes);
+  sync_snapshot_threshold();
+  std::lock_guard lock(status_mu_);
+  status_.counters.snapshots_taken++;
+  if (in_child) status_.counters.snapshots_in_child++;
+  status_.counters.snapshot_encode_time = encode_time;
+  status_.counters.snapshot_bytes = bytes;
+}
+
+void RaftNode::c_snapshot_ready(void* ctx) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  if (self->snapshot_child_ == nullptr) return;
+  auto outcome = self->snapshot_child_->poll();
+  if (!outcome) return;  // still encoding
+  catga_raft_snapshot_unwatch(self->raft_);
+  self->snapshot_child_.reset();
+  if (!*outcome) {
+    // libraft cannot be told that a snapshot it started failed, and the state
+    // it covers is gone: this node stops; its log is intact, a restart recovers.
+    self->stop_itself("writing a snapshot failed: " + outcome->error().message());
+    return;
+  }
+  const SnapshotChild::Written& w = **outcome;
+  self->snapshot_written(w.bytes, w.encode_time, true);
+  if (int rv = catga_raft_snapshot_written(self->raft_, w.memfd, w.bytes); rv != 0) {
+    self->stop_itself(std::string("writing a snapshot failed: libraft: ") + catga_raft_strerror(rv));
+  }
+}
+
+void RaftNode::c_snapshot_cancel(void* ctx) { static_cast<RaftNode*>(ctx)->snapshot_child_.reset(); }
+
+// libuv pool thread, while libraft writes a snapshot installed from the
+// leader (raft_c.c, installPut): decodes it for c_restore.
+void RaftNode::c_restore_prepare(void* ctx, const void* data, std::size_t len) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  InstallDecoder::Outcome outcome = Error(Code::internal, "state machine threw");
+  try {
+    auto bytes = unwrap_snapshot(std::string_view(static_cast<const char*>(data), len));
+    if (!bytes) outcome = bytes.error();
+    else outcome = self->machine_.prepare_restore(*bytes);
+  } catch (const std::exception& e) {
+    outcome = Error(Code::internal, std::string("state machine threw: ") + e.what());
+  }
+  self->installs_.put(data, len, std::move(outcome));
+}
+
+int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
+  auto* self = static_cast<RaftNode*>(ctx);
+  const std::string source = self->snapshot_source_.empty() ? "snapshot installed from the leader"
+                                                             : "snapshot " + self->snapshot_source_;
+  Result<void> r = Error(Code::internal, "state machine threw");
+  try {
+    r = self->restore_on_loop(data, len);
+  } catch (const std::exception& e) {
+    r = Error(Code::internal, std::string("state machine threw: ") + e.what());
+  }
+  if (!r) {
+    self->fail_node("restoring " + source + " failed: " + r.error().message());
+    return CATGA_RAFT_CORRUPT;
+  }
+  self->snapshots_.restored(len);
+  self->sync_snapshot_threshold();
+  {
+    std::lock_guard lock(self->status_mu_);
+    self->status_.counters.snapshots_installed++;
+    self->status_.counters.snapshot_bytes = len;
+  }
+  return 0;
+}
+
+// Inside c_restore: adopts what c_restore_prepare decoded from these bytes,
+// or decodes them here (at start, or when the machine cannot prepare).
+Result<void> RaftNode::restore_on_loop(const void* data, std::size_t len) {
+  if (auto prepared = installs_.take(data, len); prepared && (!*prepared || **prepared != nullptr)) {
+    if (!*prepared) return prepared->error();
+    Result<void> adopted = (**prepared)->adopt();
+    installs_.dispose(std::move(**prepared));
+    return adopted;
+  }
+  auto bytes = unwrap_snapshot(std::string_view(static_cast<const char*>(data), len));
+  if (!bytes) return bytes.error();
+  return machine_.restore(*bytes);
+}
+
+}  // namespace catga::internal
