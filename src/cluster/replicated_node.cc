@@ -31,8 +31,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include "cluster/bootstrap_guard.hpp"
 #include "cluster/command_retrier.hpp"
 #include "cluster/backup.hpp"
+#include "cluster/data_dir_marker.hpp"
 #include "cluster/peer_channel.hpp"
 #include "cluster/read_gate.hpp"
 #include "cluster/replicated_state_machine.hpp"
@@ -119,6 +121,7 @@ class ReplicatedNode final : public Replicator {
                                        [&](const Member& m) { return m.id == options.node_id; });
     self_id_ = options.node_id;
     announcement_ = machine_.announcement(self_id_);
+    if (auto guarded = guard_bootstrap(options); !guarded) return guarded;
     internal::RaftNodeCallbacks callbacks;
     callbacks.on_role_changed = [this](NodeRole role, std::uint64_t) {
       leader_ = role == NodeRole::leader;
@@ -131,6 +134,7 @@ class ReplicatedNode final : public Replicator {
                                 options.join ? internal::JoinMode::join_existing : internal::JoinMode::bootstrap_if_empty);
     if (!node) return node.error();
     node_ = std::move(*node);
+    data_dir_identity_ = internal::sentinel_identity(options.data_dir);
     read_gate_.advance(node_->applied_index());
     // The peer channel starts after the node: forwarded work needs it. Every
     // member that can be dialled listens, a lone one too: it may be grown
@@ -154,16 +158,19 @@ class ReplicatedNode final : public Replicator {
           (*shared)(i, {refused->code(), std::string(refused->message()), 0});
           continue;
         }
-        proposals.push_back({std::move(records[i]), [shared, i](Result<internal::Applied> r) {
+        proposals.push_back({std::move(records[i]), [this, shared, i](Result<internal::Applied> r) {
                                auto outcome = outcome_of(std::move(r));
                                // Stopped itself: no leader for its peers, nothing appended; they retry elsewhere.
-                               if (outcome.code == Code::internal) outcome.code = Code::unavailable;
+                               if (stopped_itself_ && outcome.code == Code::failed_precondition) {
+                                 outcome.code = Code::unavailable;
+                               }
                                (*shared)(i, std::move(outcome));
                              }});
       }
       if (!proposals.empty()) node_->propose(std::move(proposals));
     };
     handler.read_index = [this](PeerChannel::IndexDone done) { node_->barrier(std::move(done)); };
+    handler.member_state = [this](std::uint64_t id) { return member_state(id); };
     auto peer = PeerChannel::start({.listen_address = single_ ? std::string() : peer_addresses_[self.id],
                                     .node_id = options.node_id,
                                     .cluster_id = options.cluster_id,
@@ -188,6 +195,8 @@ class ReplicatedNode final : public Replicator {
   }
 
   void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) override {
+    // A node that stopped itself may hold a partly applied entry: no reads.
+    if (auto stopped = stopped_error()) return done(std::move(*stopped));
     const auto deadline = Clock::now() + options.timeout;
     switch (options.consistency) {
       case Consistency::local:
@@ -357,19 +366,19 @@ class ReplicatedNode final : public Replicator {
         retried_.fetch_add(1, std::memory_order_relaxed);
         if (local) {
           // Never retry on a local node that has stopped itself: it would
-          // answer `internal` at once, hiding an earlier attempt's unknown
-          // outcome (final_outcome keeps it).
+          // answer "node stopped" at once, hiding an earlier attempt's
+          // unknown outcome (final_outcome keeps it).
           lock.unlock();
-          std::string failure = node_->status().failure;
+          auto stopped = stopped_error();
           lock.lock();
           it = outstanding_.find(id);
           if (it == outstanding_.end()) return;
-          if (!failure.empty()) {
+          if (stopped) {
             Outstanding o = std::move(it->second);
             outstanding_.erase(it);
             lock.unlock();
             auto outcome = internal::final_outcome(
-                o.history, {Code::internal, "node stopped itself: " + std::move(failure), 0});
+                o.history, {stopped->code(), std::string(stopped->message()), 0});
             return finish(std::move(o), std::move(outcome));
           }
         }
@@ -485,6 +494,45 @@ class ReplicatedNode final : public Replicator {
     });
   }
 
+  // An empty data directory started without join: the peers must not know
+  // this member (bootstrap_guard.hpp). A lone member has nobody to ask.
+  static Result<void> guard_bootstrap(const ClusterOptions& options) {
+    if (options.join) return {};
+    auto decision = internal::decide_start(options, false);
+    if (!decision || !decision->bootstrap) return {};  // RaftNode::start reports a refusal
+    std::map<std::uint64_t, std::string> peers;
+    for (const auto& m : options.members) {
+      if (m.id != options.node_id) {
+        peers[m.id] = m.peer_address.empty() ? internal::default_peer_address(m.address) : m.peer_address;
+      }
+    }
+    return internal::run_bootstrap_guard(options, peers,
+                                         internal::BootstrapBounds::for_election_timeout(options.election_timeout));
+  }
+
+  // The answer to a peer's bootstrap guard: what this node knows of member `id`.
+  internal::peer::MemberState member_state(std::uint64_t id) const {
+    const NodeStatus s = node_->status();
+    internal::peer::MemberState m;
+    m.node_id = id;
+    if (auto identity = machine_.announced_data_dir(id)) {
+      m.announced = true;
+      m.identity = std::move(*identity);
+    }
+    m.term = s.term;
+    // Only a ready leader has applied everything the cluster committed.
+    m.settled = s.failure.empty() && s.role == NodeRole::leader && s.ready && s.applied_index >= s.commit_index;
+    return m;
+  }
+
+  // What this node announces: its handlers and formats, and from apply
+  // format 2 its data directory's identity.
+  internal::Announcement current_announcement() const {
+    internal::Announcement a = announcement_;
+    if (machine_.cluster_format() >= internal::kDataDirFormat) a.data_dir = data_dir_identity_;
+    return a;
+  }
+
   // The refusal of a record this node (leading) must not append: a command or
   // event some member cannot handle, an announcement of a non-member.
   std::optional<Error> refuse_before_append(const internal::EnvelopeView& e) const {
@@ -522,9 +570,10 @@ class ReplicatedNode final : public Replicator {
       return std::any_of(s.members.begin(), s.members.end(), [&](const MemberStatus& m) { return m.member.id == id; });
     };
     std::string record;
-    if (in_configuration(self_id_) && !machine_.announced(announcement_)) {
+    if (const auto announcement = current_announcement();
+        in_configuration(self_id_) && !machine_.announced(announcement)) {
       record = internal::encode_envelope(
-          {MessageKind::command, internal::kAnnounceRecord, internal::encode_announcement(announcement_), 0, 0, 0, {}});
+          {MessageKind::command, internal::kAnnounceRecord, internal::encode_announcement(announcement), 0, 0, 0, {}});
     } else if (s.role == NodeRole::leader) {
       for (const std::uint64_t id : machine_.announced_members()) {
         if (in_configuration(id)) continue;
@@ -554,6 +603,15 @@ class ReplicatedNode final : public Replicator {
     });
   }
 
+  // "node stopped: <failure>" (failed_precondition: not retryable here) once
+  // this node stopped itself; nothing otherwise.
+  std::optional<Error> stopped_error() const {
+    if (!stopped_itself_) return std::nullopt;
+    std::string failure = node_->status().failure;
+    if (failure.empty()) return std::nullopt;
+    return internal::node_stopped_itself(failure);
+  }
+
   std::string leader_peer_address() const {
     const std::uint64_t id = leader_id_;
     if (id == 0) return {};
@@ -578,7 +636,8 @@ class ReplicatedNode final : public Replicator {
   // Announcements (announcement_table.hpp); the sweep's, but announce_out_
   // is cleared by the record's completion.
   std::uint64_t self_id_ = 0;
-  internal::Announcement announcement_;
+  internal::Announcement announcement_;  // without the data directory (current_announcement())
+  std::string data_dir_identity_;          // fixed after start
   std::atomic<bool> announce_out_{false};
   Clock::time_point next_announce_{};
   std::uint64_t catch_up_to_ = 0;  // the commit index seen once a leader was known
