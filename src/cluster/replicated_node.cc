@@ -16,11 +16,13 @@
 // Retries never go to a local node that has stopped itself.
 //
 // Rolling upgrades (docs/operations.md): once caught up after start, the node
-// announces through the log what it can apply (announcement_table.hpp), again
-// whenever the table no longer holds its announcement; the leader withdraws
-// the announcements of members no longer in the configuration, and refuses,
-// before appending, a command or event that some announced member — or the
-// leader itself — cannot handle.
+// announces through the log what it can apply (member_announcer.hpp,
+// announcement_table.hpp), again whenever the table no longer holds its
+// announcement; the leader withdraws the announcements of members no longer
+// in the configuration, and refuses, before appending, a command or event
+// that some announced member — or the leader itself — cannot handle. Before
+// bootstrapping an empty data directory, the node asks its peers whether it
+// already joined (bootstrap_guard.hpp).
 #include "cluster/replicated_node.hpp"
 
 #include <spdlog/spdlog.h>
@@ -35,6 +37,7 @@
 #include "cluster/command_retrier.hpp"
 #include "cluster/backup.hpp"
 #include "cluster/data_dir_marker.hpp"
+#include "cluster/member_announcer.hpp"
 #include "cluster/peer_channel.hpp"
 #include "cluster/read_gate.hpp"
 #include "cluster/replicated_state_machine.hpp"
@@ -120,7 +123,7 @@ class ReplicatedNode final : public Replicator {
     const Member& self = *std::find_if(options.members.begin(), options.members.end(),
                                        [&](const Member& m) { return m.id == options.node_id; });
     self_id_ = options.node_id;
-    announcement_ = machine_.announcement(self_id_);
+    announcer_ = std::make_unique<internal::MemberAnnouncer>(machine_, self_id_);
     if (auto guarded = guard_bootstrap(options); !guarded) return guarded;
     internal::RaftNodeCallbacks callbacks;
     callbacks.on_role_changed = [this](NodeRole role, std::uint64_t) {
@@ -134,7 +137,7 @@ class ReplicatedNode final : public Replicator {
                                 options.join ? internal::JoinMode::join_existing : internal::JoinMode::bootstrap_if_empty);
     if (!node) return node.error();
     node_ = std::move(*node);
-    data_dir_identity_ = internal::sentinel_identity(options.data_dir);
+    announcer_->set_data_dir(internal::sentinel_identity(options.data_dir));
     read_gate_.advance(node_->applied_index());
     // The peer channel starts after the node: forwarded work needs it. Every
     // member that can be dialled listens, a lone one too: it may be grown
@@ -170,7 +173,7 @@ class ReplicatedNode final : public Replicator {
       if (!proposals.empty()) node_->propose(std::move(proposals));
     };
     handler.read_index = [this](PeerChannel::IndexDone done) { node_->barrier(std::move(done)); };
-    handler.member_state = [this](std::uint64_t id) { return member_state(id); };
+    handler.member_state = [this](std::uint64_t id) { return announcer_->member_state(id, node_->status()); };
     auto peer = PeerChannel::start({.listen_address = single_ ? std::string() : peer_addresses_[self.id],
                                     .node_id = options.node_id,
                                     .cluster_id = options.cluster_id,
@@ -510,29 +513,6 @@ class ReplicatedNode final : public Replicator {
                                          internal::BootstrapBounds::for_election_timeout(options.election_timeout));
   }
 
-  // The answer to a peer's bootstrap guard: what this node knows of member `id`.
-  internal::peer::MemberState member_state(std::uint64_t id) const {
-    const NodeStatus s = node_->status();
-    internal::peer::MemberState m;
-    m.node_id = id;
-    if (auto identity = machine_.announced_data_dir(id)) {
-      m.announced = true;
-      m.identity = std::move(*identity);
-    }
-    m.term = s.term;
-    // Only a ready leader has applied everything the cluster committed.
-    m.settled = s.failure.empty() && s.role == NodeRole::leader && s.ready && s.applied_index >= s.commit_index;
-    return m;
-  }
-
-  // What this node announces: its handlers and formats, and from apply
-  // format 2 its data directory's identity.
-  internal::Announcement current_announcement() const {
-    internal::Announcement a = announcement_;
-    if (machine_.cluster_format() >= internal::kDataDirFormat) a.data_dir = data_dir_identity_;
-    return a;
-  }
-
   // The refusal of a record this node (leading) must not append: a command or
   // event some member cannot handle, an announcement of a non-member.
   std::optional<Error> refuse_before_append(const internal::EnvelopeView& e) const {
@@ -555,45 +535,11 @@ class ReplicatedNode final : public Replicator {
     return machine_.admission(e.wire_name, e.kind, self_id_);
   }
 
-  // Sweep: once caught up, announces this node's handlers while the table
-  // does not hold them; the leader withdraws the announcements of members no
-  // longer in the configuration, and raises the apply format once every voter
-  // and standby has announced one higher. One record at a time, at most one a
-  // second.
+  // Sweep: appends what the announcer says is due (member_announcer.hpp), one
+  // record at a time, at most one a second.
   void maintain_announcements(Clock::time_point now) {
     if (announce_out_ || now < next_announce_) return;
-    const NodeStatus s = node_->status();
-    if (s.leader_id == 0 || !s.failure.empty() || (s.role == NodeRole::leader && !s.ready)) return;
-    if (catch_up_to_ == 0) catch_up_to_ = std::max<std::uint64_t>(s.commit_index, 1);
-    if (s.applied_index < catch_up_to_) return;
-    const auto in_configuration = [&](std::uint64_t id) {
-      return std::any_of(s.members.begin(), s.members.end(), [&](const MemberStatus& m) { return m.member.id == id; });
-    };
-    std::string record;
-    if (const auto announcement = current_announcement();
-        in_configuration(self_id_) && !machine_.announced(announcement)) {
-      record = internal::encode_envelope(
-          {MessageKind::command, internal::kAnnounceRecord, internal::encode_announcement(announcement), 0, 0, 0, {}});
-    } else if (s.role == NodeRole::leader) {
-      for (const std::uint64_t id : machine_.announced_members()) {
-        if (in_configuration(id)) continue;
-        record = internal::encode_envelope(
-            {MessageKind::command, internal::kWithdrawRecord, internal::encode_number_record(id), 0, 0, 0, {}});
-        break;
-      }
-      const std::uint32_t agreed = machine_.agreed_format();
-      if (record.empty() && agreed > machine_.cluster_format()) {
-        const auto announced = machine_.announced_members();
-        const bool all = std::all_of(s.members.begin(), s.members.end(), [&](const MemberStatus& m) {
-          return m.member.role == MemberRole::spare ||
-                 std::find(announced.begin(), announced.end(), m.member.id) != announced.end();
-        });
-        if (all) {
-          record = internal::encode_envelope(
-              {MessageKind::command, internal::kFormatRecord, internal::encode_number_record(agreed), 0, 0, 0, {}});
-        }
-      }
-    }
+    std::string record = announcer_->next_record(node_->status());
     if (record.empty()) return;
     announce_out_ = true;
     next_announce_ = now + kAnnounceEvery;
@@ -633,14 +579,12 @@ class ReplicatedNode final : public Replicator {
   std::atomic<std::uint64_t> forwarded_{0};
   std::atomic<std::uint64_t> retried_{0};
 
-  // Announcements (announcement_table.hpp); the sweep's, but announce_out_
+  // Announcements (member_announcer.hpp); the sweep's, but announce_out_
   // is cleared by the record's completion.
   std::uint64_t self_id_ = 0;
-  internal::Announcement announcement_;  // without the data directory (current_announcement())
-  std::string data_dir_identity_;          // fixed after start
+  std::unique_ptr<internal::MemberAnnouncer> announcer_;
   std::atomic<bool> announce_out_{false};
   Clock::time_point next_announce_{};
-  std::uint64_t catch_up_to_ = 0;  // the commit index seen once a leader was known
 
   // This node's client session (under session_mu_).
   std::mutex session_mu_;
