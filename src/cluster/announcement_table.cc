@@ -10,6 +10,7 @@ namespace catga::internal {
 namespace {
 
 constexpr unsigned kAnnouncementFormat = 1;
+constexpr unsigned kAnnouncementWithDataDir = 2;  // one more field: the data directory identity
 constexpr unsigned kTableFormat = 1;
 
 Error bad(const std::string& what, const std::string& why) { return Error{Code::data_loss, what + ": " + why}; }
@@ -27,12 +28,17 @@ bool is_array(const msgpack::object& o, std::uint32_t size) {
 }
 
 Result<Announcement> announcement_from(const msgpack::object& o) {
-  if (!is_array(o, 5) || o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER ||
-      o.via.array.ptr[0].via.u64 != kAnnouncementFormat || o.via.array.ptr[4].type != msgpack::type::ARRAY) {
-    return bad("announcement", "unknown format");
-  }
+  const bool v1 = is_array(o, 5) && o.via.array.ptr[0].type == msgpack::type::POSITIVE_INTEGER &&
+                  o.via.array.ptr[0].via.u64 == kAnnouncementFormat;
+  const bool v2 = is_array(o, 6) && o.via.array.ptr[0].type == msgpack::type::POSITIVE_INTEGER &&
+                  o.via.array.ptr[0].via.u64 == kAnnouncementWithDataDir;
+  if ((!v1 && !v2) || o.via.array.ptr[4].type != msgpack::type::ARRAY) return bad("announcement", "unknown format");
   const auto* f = o.via.array.ptr;
   Announcement a;
+  if (v2) {
+    if (f[5].type != msgpack::type::STR || f[5].via.str.size == 0) return bad("announcement", "bad data directory identity");
+    a.data_dir = f[5].as<std::string>();
+  }
   a.node_id = f[1].as<std::uint64_t>();
   a.formats = {f[2].as<std::uint32_t>(), f[3].as<std::uint32_t>()};
   if (a.node_id == 0) return bad("announcement", "node id 0");
@@ -59,8 +65,9 @@ std::string encode_announcement(const Announcement& a) {
   std::string out;
   detail::StringSink sink{&out};
   msgpack::packer<detail::StringSink> p(sink);
-  p.pack_array(5);
-  p.pack(kAnnouncementFormat);
+  const bool with_data_dir = !a.data_dir.empty();
+  p.pack_array(with_data_dir ? 6 : 5);
+  p.pack(with_data_dir ? kAnnouncementWithDataDir : kAnnouncementFormat);
   p.pack(a.node_id);
   p.pack(a.formats.min);
   p.pack(a.formats.max);
@@ -70,6 +77,7 @@ std::string encode_announcement(const Announcement& a) {
     p.pack(static_cast<unsigned>(kind));
     p.pack(name);
   }
+  if (with_data_dir) p.pack(a.data_dir);
   return out;
 }
 

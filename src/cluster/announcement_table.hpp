@@ -55,14 +55,21 @@ struct FormatRange {
   bool contains(std::uint32_t f) const { return f >= min && f <= max; }
   friend bool operator==(const FormatRange&, const FormatRange&) = default;
 };
-// The only apply format so far.
-inline constexpr FormatRange kBuildFormats{1, 1};
+// Apply format 2 adds a member's data directory identity to its announcement
+// (an announcement of format 2, which a format-1 build cannot decode): a
+// member announces it only once the cluster runs at format 2.
+inline constexpr std::uint32_t kDataDirFormat = 2;
+inline constexpr FormatRange kBuildFormats{1, 2};
 
 struct Announcement {
   std::uint64_t node_id = 0;
   FormatRange formats = kBuildFormats;
   // Wire name -> kind, for every command and event this node has handlers for.
   std::map<std::string, MessageKind, std::less<>> handles;
+  // The identity of the member's data directory (data_dir_marker.hpp: its
+  // sentinel's), from apply format 2; "" before. Encoded as an announcement
+  // of format 2 when set, of format 1 otherwise.
+  std::string data_dir;
 
   friend bool operator==(const Announcement&, const Announcement&) = default;
 };

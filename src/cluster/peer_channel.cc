@@ -196,11 +196,16 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       case peer::Type::read:
         handle_read(message->id);
         return true;
+      case peer::Type::member:
+        if (!handler_.member_state) break;
+        handle_member(message->id, message->member.node_id);
+        return true;
       default:
-        internal::log().warn("catga peer channel: closing the connection from {}: unexpected message type", remote_);
-        close();
-        return false;
+        break;
     }
+    internal::log().warn("catga peer channel: closing the connection from {}: unexpected message type", remote_);
+    close();
+    return false;
   }
 
   // The hello, then (with a secret) the proof. True to keep reading.
@@ -288,6 +293,16 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         self->send(std::move(out));
       });
     });
+  }
+
+  void handle_member(std::uint64_t id, std::uint64_t node_id) {
+    peer::Message reply;
+    reply.type = peer::Type::member_state;
+    reply.id = id;
+    reply.member = handler_.member_state(node_id);
+    std::string out;
+    peer::append_message(out, reply);
+    send(std::move(out));
   }
 
   void handle_read(std::uint64_t id) {
@@ -391,6 +406,12 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     if (state_ == State::idle) connect();
     else if (state_ == State::ready && !writing_) flush();
   }
+  void ask_member(std::uint64_t node_id, PeerChannel::MemberDone done) {
+    watch();
+    queued_questions_.emplace_back(node_id, std::move(done));
+    if (state_ == State::idle) connect();
+    else if (state_ == State::ready && !writing_) flush();
+  }
 
   bool on_frame(const std::string& body) {
     last_heard_ = Clock::now();
@@ -413,6 +434,12 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       reads_.erase(it);
       if (message->code == Code::ok) done(message->index);
       else done(Error{message->code, message->message});
+    } else if (message->type == peer::Type::member_state) {
+      auto it = questions_.find(message->id);
+      if (it == questions_.end()) return true;
+      auto done = std::move(it->second);
+      questions_.erase(it);
+      done(std::move(message->member));
     }
     return true;
   }
@@ -467,6 +494,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     // Never written: nothing happened.
     for (auto& d : queued_done_) d(peer::Outcome{Code::unavailable, prefix + why, 0});
     for (auto& d : queued_reads_) d(Error{Code::unavailable, prefix + why});
+    for (auto& [id, d] : questions_) d(Error{Code::unavailable, prefix + why});
+    for (auto& [node, d] : queued_questions_) d(Error{Code::unavailable, prefix + why});
+    questions_.clear();
+    queued_questions_.clear();
     forwards_.clear();
     reads_.clear();
     queued_done_.clear();
@@ -488,7 +519,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   // reading).
   bool awaiting_peer() const {
     return state_ == State::connecting || state_ == State::greeting || !forwards_.empty() || !reads_.empty() ||
-           !queued_records_.empty() || !queued_reads_.empty();
+           !queued_records_.empty() || !queued_reads_.empty() || !questions_.empty() || !queued_questions_.empty();
   }
 
   // Per-attempt timeout: called as a request is queued. The silence is
@@ -578,6 +609,15 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       reads_.emplace(m.id, std::move(done));
     }
     queued_reads_.clear();
+    for (auto& [node_id, done] : queued_questions_) {
+      peer::Message m;
+      m.type = peer::Type::member;
+      m.id = ++next_id_;
+      m.member.node_id = node_id;
+      peer::append_message(out, m);
+      questions_.emplace(m.id, std::move(done));
+    }
+    queued_questions_.clear();
     if (!out.empty()) write(std::move(out));
   }
 
@@ -611,6 +651,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   std::vector<PeerChannel::IndexDone> queued_reads_;
   std::unordered_map<std::uint64_t, std::vector<PeerChannel::OutcomeDone>> forwards_;
   std::unordered_map<std::uint64_t, PeerChannel::IndexDone> reads_;
+  std::vector<std::pair<std::uint64_t, PeerChannel::MemberDone>> queued_questions_;
+  std::unordered_map<std::uint64_t, PeerChannel::MemberDone> questions_;
 };
 
 // ---------------------------------------------------------------- the channel
@@ -673,6 +715,12 @@ class AsioPeerChannel final : public PeerChannel {
 
   void read_index(const std::string& address, IndexDone done) override {
     asio::post(io_, [this, address, done = std::move(done)]() mutable { client(address)->read_index(std::move(done)); });
+  }
+
+  void ask_member(const std::string& address, std::uint64_t node_id, MemberDone done) override {
+    asio::post(io_, [this, address, node_id, done = std::move(done)]() mutable {
+      client(address)->ask_member(node_id, std::move(done));
+    });
   }
 
   void after(std::chrono::milliseconds delay, detail::UniqueFunction<void()> f) override {

@@ -32,6 +32,7 @@ class PeerChannel {
  public:
   using OutcomeDone = detail::UniqueFunction<void(peer::Outcome)>;
   using IndexDone = detail::UniqueFunction<void(Result<std::uint64_t>)>;
+  using MemberDone = detail::UniqueFunction<void(Result<peer::MemberState>)>;
 
   // Completes record `i` of a forwarded frame; called once per record, from
   // any thread.
@@ -42,6 +43,9 @@ class PeerChannel {
     // Every record of one forwarded frame at once, so they can share a log entry.
     std::function<void(std::vector<std::string> records, RecordDone done)> forward;
     std::function<void(IndexDone done)> read_index;
+    // What this node knows of a member (the bootstrap guard's question);
+    // unset: the question closes the connection, as an older build does.
+    std::function<peer::MemberState(std::uint64_t node_id)> member_state;
   };
 
   struct Options {
@@ -83,6 +87,9 @@ class PeerChannel {
   virtual void forward(const std::string& address, std::string record, OutcomeDone done) = 0;
   // Asks the peer at `address` for an index it has confirmed as committed.
   virtual void read_index(const std::string& address, IndexDone done) = 0;
+  // Asks the peer at `address` what it knows of member `node_id`;
+  // `unavailable` if it could not be asked or did not answer.
+  virtual void ask_member(const std::string& address, std::uint64_t node_id, MemberDone done) = 0;
   // Runs `f` on the I/O thread after `delay`.
   virtual void after(std::chrono::milliseconds delay, detail::UniqueFunction<void()> f) = 0;
   // The port the server listens on.

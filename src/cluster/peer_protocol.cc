@@ -50,6 +50,7 @@ bool is_code(const msgpack::object& o) {
 bool is_small_uint(const msgpack::object& o) { return is_uint(o) && o.via.u64 <= 0xffffffffu; }
 bool is_str(const msgpack::object& o) { return o.type == msgpack::type::STR; }
 bool is_bin(const msgpack::object& o) { return o.type == msgpack::type::BIN; }
+bool is_bool(const msgpack::object& o) { return o.type == msgpack::type::BOOLEAN; }
 std::string str(const msgpack::object& o) { return std::string(o.via.str.ptr, o.via.str.size); }
 std::string bin(const msgpack::object& o) { return std::string(o.via.bin.ptr, o.via.bin.size); }
 
@@ -125,6 +126,22 @@ void append_message(std::string& out, const Message& m) {
         p.pack_array(2);
         p.pack(static_cast<unsigned>(m.type));
         p.pack(m.id);
+        break;
+      case Type::member:
+        p.pack_array(3);
+        p.pack(static_cast<unsigned>(m.type));
+        p.pack(m.id);
+        p.pack(m.member.node_id);
+        break;
+      case Type::member_state:
+        p.pack_array(7);
+        p.pack(static_cast<unsigned>(m.type));
+        p.pack(m.id);
+        p.pack(m.member.node_id);
+        p.pack(m.member.announced);
+        pack_str(p, m.member.identity);
+        p.pack(m.member.term);
+        p.pack(m.member.settled);
         break;
       case Type::read_index:
         p.pack_array(4);
@@ -231,6 +248,16 @@ Result<Message> decode_message(std::string_view body, std::size_t max_records) {
       return m;
     }
     case Type::read:
+      return m;
+    case Type::member:
+      if (n < 3 || !is_uint(a[2])) return bad("malformed member question");
+      m.member.node_id = a[2].via.u64;
+      return m;
+    case Type::member_state:
+      if (n < 7 || !is_uint(a[2]) || !is_bool(a[3]) || !is_str(a[4]) || !is_uint(a[5]) || !is_bool(a[6])) {
+        return bad("malformed member state");
+      }
+      m.member = MemberState{a[2].via.u64, a[3].via.boolean, str(a[4]), a[5].via.u64, a[6].via.boolean};
       return m;
     case Type::read_index:
       if (n < 4 || !is_code(a[2])) return bad("malformed read index");

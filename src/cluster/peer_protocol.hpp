@@ -16,7 +16,11 @@
 // then any number of pipelined requests, answered in any order by id:
 //   forward   [1, id, [record, ...]]        → [2, id, [[code, bytes, index], ...]]
 //   read      [3, id]                       → [4, id, code, index | message]
+//   member    [5, id, node_id]              → [6, id, node_id, announced, identity, term, settled]
 // `bytes` is the encoded result on success (code 0), else the error message.
+// `member` asks what the peer knows of member `node_id` (MemberState below;
+// the bootstrap guard's question, src/cluster/bootstrap_guard.hpp). A peer
+// of an older build closes the connection on it, like on anything unknown.
 // Anything else — garbage, an oversized frame, a wrong version — closes the
 // connection; the node keeps serving others.
 //
@@ -65,7 +69,19 @@ struct Outcome {
   std::uint64_t index = 0;
 };
 
-enum class Type : unsigned { forward = 1, forwarded = 2, read = 3, read_index = 4 };
+// What a peer knows of one member (the answer to `member`).
+struct MemberState {
+  std::uint64_t node_id = 0;
+  bool announced = false;  // the member's announcement is in the peer's table
+  std::string identity;    // its data directory's identity, if it announced one
+  std::uint64_t term = 0;  // the peer's current term (1: never an election)
+  // The peer knows a leader and has applied what it knows to be committed:
+  // `announced` is what the cluster has committed, not a stale view.
+  bool settled = false;
+  friend bool operator==(const MemberState&, const MemberState&) = default;
+};
+
+enum class Type : unsigned { forward = 1, forwarded = 2, read = 3, read_index = 4, member = 5, member_state = 6 };
 
 struct Message {
   Type type = Type::forward;
@@ -75,6 +91,7 @@ struct Message {
   Code code = Code::ok;              // read_index
   std::uint64_t index = 0;           // read_index
   std::string message;               // read_index error
+  MemberState member;                // member (node_id only), member_state
 };
 
 // Appends one whole frame (header + body).

@@ -82,7 +82,7 @@ std::int64_t unix_now_ns() { return wall_clock_ns(); }
 Error node_stopped() { return Error(Code::unavailable, "node stopped"); }
 // `failure`: why the node stopped itself ("" if it was stopped).
 Error stopped(const std::string& failure) {
-  return failure.empty() ? node_stopped() : Error(Code::internal, "node stopped itself: " + failure);
+  return failure.empty() ? node_stopped() : node_stopped_itself(failure);
 }
 Error outcome_unknown() { return Error(Code::deadline_exceeded, "leadership lost; outcome unknown"); }
 
@@ -489,6 +489,7 @@ void RaftNode::on_wake() {
     stop_on_loop();
     return;
   }
+  if (failed_ && node_mode_) return stop_itself(failure_);  // as in on_after_io
   observe();
   pump();
   issue_barriers();
@@ -520,6 +521,10 @@ void RaftNode::drain_inbound() {
   for (auto& p : proposals) pending_.push_back(std::move(p));
   for (auto& b : barriers) barrier_waiting_.push_back(std::move(b));
   for (auto& t : tasks) t();
+}
+
+Error node_stopped_itself(const std::string& failure) {
+  return Error(Code::failed_precondition, "node stopped: " + failure);
 }
 
 Error RaftNode::not_leader_error() const {
@@ -774,7 +779,7 @@ void RaftNode::stop_on_loop() {
 
 Error RaftNode::outcome_unknown_after_stop() const {
   if (!failed_) return outcome_unknown();
-  return Error(Code::deadline_exceeded, "node stopped itself: " + failure_ + "; outcome unknown");
+  return Error(Code::deadline_exceeded, "node stopped: " + failure_ + "; outcome unknown");
 }
 
 Error RaftNode::no_space_error() {
@@ -862,7 +867,7 @@ Error RaftNode::change_error(int status) const {
 void RaftNode::start_change(ChangeOp* raw) {
   std::unique_ptr<ChangeOp> op(raw);
   if (stopping_) return op->done(node_stopped());
-  if (failed_) return op->done(Error(Code::internal, "node stopped itself: " + failure_));
+  if (failed_) return op->done(stopped(failure_));
   if (change_busy_) {
     return op->done(Error(Code::failed_precondition, "another configuration change is in progress"));
   }
@@ -889,13 +894,22 @@ void RaftNode::start_change(ChangeOp* raw) {
 
 // ------------------------------------------------------------------ C callbacks
 
+// A failed apply. In the fixture it returns non-zero: libraft stalls on
+// purpose, never skipping an entry. A real node returns 0 and stops itself
+// right after libraft's callback (on_after_io / on_wake), applying nothing
+// more and taking no snapshot: libraft 0.22.1 frees an AppendEntries batch
+// twice when the apply inside its receive path fails (legacyHandleUpdateEntries
+// frees it, then recvCb frees it again because the step returned an error) —
+// a double free whenever a follower's apply fails while entries arrive.
+int RaftNode::apply_failed() const { return node_mode_ ? 0 : CATGA_RAFT_MALFORMED; }
+
 int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::size_t len) {
   auto* self = static_cast<RaftNode*>(ctx);
-  if (self->failed_) return CATGA_RAFT_MALFORMED;
+  if (self->failed_) return self->apply_failed();
   auto batch = decode_record_batch(std::string_view(static_cast<const char*>(data), len));
   if (!batch) {
     self->fail_node("log entry " + std::to_string(index) + ": " + batch.error().message());
-    return CATGA_RAFT_MALFORMED;  // stalls libraft on purpose: never skip an entry
+    return self->apply_failed();  // never skip an entry
   }
   InFlight* flight = nullptr;
   if (auto it = self->in_flight_.find(index); it != self->in_flight_.end() && it->second->term == batch->header.term) {
@@ -912,10 +926,10 @@ int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::siz
     }
   } catch (const std::exception& e) {
     self->fail_node("state machine threw while applying entry " + std::to_string(index) + ": " + e.what());
-    return CATGA_RAFT_MALFORMED;
+    return self->apply_failed();
   } catch (...) {
     self->fail_node("state machine threw while applying entry " + std::to_string(index));
-    return CATGA_RAFT_MALFORMED;
+    return self->apply_failed();
   }
   self->snapshots_.applied(len, index);
   self->sync_snapshot_threshold();
@@ -949,7 +963,8 @@ void RaftNode::c_apply_done(void* ctx, void* req, std::uint64_t index, int statu
       owned->completions[i](Applied{index, std::move(owned->results[i])});
     }
   } else {
-    const Error e = status == 0 ? Error(Code::internal, "entry applied without results")
+    const Error e = status == 0 ? (self->failed_ ? self->outcome_unknown_after_stop()
+                                                 : Error(Code::internal, "entry applied without results"))
                     : (status == CATGA_RAFT_LEADERSHIPLOST || status == CATGA_RAFT_SHUTDOWN)
                         ? self->outcome_unknown_after_stop()
                         : Error(Code::deadline_exceeded, std::string("outcome unknown: ") +

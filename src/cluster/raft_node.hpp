@@ -29,10 +29,11 @@
 //                      check; full or read-only disk). Nothing was appended;
 //                      retry once space is freed (libraft re-tries preparing
 //                      its log every 5 s and recovers by itself).
-//   internal           the node stopped itself (unreadable entry, state
-//                      machine failure, a failed write to the log — EIO;
-//                      entries already appended then complete with
-//                      deadline_exceeded); NodeStatus::failure says why.
+//   failed_precondition "node stopped: <failure>": the node stopped itself
+//                      (unreadable entry, state machine failure, a failed
+//                      write to the log — EIO; entries already appended then
+//                      complete with deadline_exceeded); NodeStatus::failure
+//                      says why. Not retryable on this node.
 #pragma once
 
 #include <chrono>
@@ -124,6 +125,10 @@ struct RaftNodeCallbacks {
 };
 
 // How start() treats an empty data directory.
+// What a node that stopped itself answers to new work: failed_precondition
+// "node stopped: <failure>" (not retryable on this node; docs/errors.md).
+Error node_stopped_itself(const std::string& failure);
+
 enum class JoinMode : std::uint8_t {
   bootstrap_if_empty,  // first start of an initial member: bootstrap `members`
   join_existing,       // a new member: start empty and wait for the leader's
@@ -268,6 +273,8 @@ class RaftNode {
   void watch_join();
 
   // C callbacks.
+  // What c_apply returns after a failure (see raft_node.cc).
+  int apply_failed() const;
   static int c_apply(void* ctx, std::uint64_t index, const void* data, std::size_t len);
   static int c_snapshot(void* ctx, void** data, std::size_t* len);
   static int c_restore(void* ctx, const void* data, std::size_t len);

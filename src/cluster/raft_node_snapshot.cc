@@ -95,6 +95,8 @@ void RaftNode::snapshot_taken() {
 
 int RaftNode::c_snapshot(void* ctx, void** data, std::size_t* len) {
   auto* self = static_cast<RaftNode*>(ctx);
+  // A failed node's libraft counts entries it did not apply (apply_failed).
+  if (self->failed_) return CATGA_RAFT_IOERR;  // libraft skips this snapshot
   const auto started = Clock::now();
   if (self->node_mode_ && self->options_.snapshot_in_child && !kThreadSanitizer && self->machine_.can_snapshot_in_child()) {
     if (self->start_snapshot_child()) {

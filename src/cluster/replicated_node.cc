@@ -16,11 +16,13 @@
 // Retries never go to a local node that has stopped itself.
 //
 // Rolling upgrades (docs/operations.md): once caught up after start, the node
-// announces through the log what it can apply (announcement_table.hpp), again
-// whenever the table no longer holds its announcement; the leader withdraws
-// the announcements of members no longer in the configuration, and refuses,
-// before appending, a command or event that some announced member — or the
-// leader itself — cannot handle.
+// announces through the log what it can apply (member_announcer.hpp,
+// announcement_table.hpp), again whenever the table no longer holds its
+// announcement; the leader withdraws the announcements of members no longer
+// in the configuration, and refuses, before appending, a command or event
+// that some announced member — or the leader itself — cannot handle. Before
+// bootstrapping an empty data directory, the node asks its peers whether it
+// already joined (bootstrap_guard.hpp).
 #include "cluster/replicated_node.hpp"
 
 #include <spdlog/spdlog.h>
@@ -31,8 +33,11 @@
 #include <thread>
 #include <unordered_map>
 
+#include "cluster/bootstrap_guard.hpp"
 #include "cluster/command_retrier.hpp"
 #include "cluster/backup.hpp"
+#include "cluster/data_dir_marker.hpp"
+#include "cluster/member_announcer.hpp"
 #include "cluster/peer_channel.hpp"
 #include "cluster/read_gate.hpp"
 #include "cluster/replicated_state_machine.hpp"
@@ -118,7 +123,8 @@ class ReplicatedNode final : public Replicator {
     const Member& self = *std::find_if(options.members.begin(), options.members.end(),
                                        [&](const Member& m) { return m.id == options.node_id; });
     self_id_ = options.node_id;
-    announcement_ = machine_.announcement(self_id_);
+    announcer_ = std::make_unique<internal::MemberAnnouncer>(machine_, self_id_);
+    if (auto guarded = guard_bootstrap(options); !guarded) return guarded;
     internal::RaftNodeCallbacks callbacks;
     callbacks.on_role_changed = [this](NodeRole role, std::uint64_t) {
       leader_ = role == NodeRole::leader;
@@ -131,6 +137,7 @@ class ReplicatedNode final : public Replicator {
                                 options.join ? internal::JoinMode::join_existing : internal::JoinMode::bootstrap_if_empty);
     if (!node) return node.error();
     node_ = std::move(*node);
+    announcer_->set_data_dir(internal::sentinel_identity(options.data_dir));
     read_gate_.advance(node_->applied_index());
     // The peer channel starts after the node: forwarded work needs it. Every
     // member that can be dialled listens, a lone one too: it may be grown
@@ -154,16 +161,19 @@ class ReplicatedNode final : public Replicator {
           (*shared)(i, {refused->code(), std::string(refused->message()), 0});
           continue;
         }
-        proposals.push_back({std::move(records[i]), [shared, i](Result<internal::Applied> r) {
+        proposals.push_back({std::move(records[i]), [this, shared, i](Result<internal::Applied> r) {
                                auto outcome = outcome_of(std::move(r));
                                // Stopped itself: no leader for its peers, nothing appended; they retry elsewhere.
-                               if (outcome.code == Code::internal) outcome.code = Code::unavailable;
+                               if (stopped_itself_ && outcome.code == Code::failed_precondition) {
+                                 outcome.code = Code::unavailable;
+                               }
                                (*shared)(i, std::move(outcome));
                              }});
       }
       if (!proposals.empty()) node_->propose(std::move(proposals));
     };
     handler.read_index = [this](PeerChannel::IndexDone done) { node_->barrier(std::move(done)); };
+    handler.member_state = [this](std::uint64_t id) { return announcer_->member_state(id, node_->status()); };
     auto peer = PeerChannel::start({.listen_address = single_ ? std::string() : peer_addresses_[self.id],
                                     .node_id = options.node_id,
                                     .cluster_id = options.cluster_id,
@@ -188,6 +198,8 @@ class ReplicatedNode final : public Replicator {
   }
 
   void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) override {
+    // A node that stopped itself may hold a partly applied entry: no reads.
+    if (auto stopped = stopped_error()) return done(std::move(*stopped));
     const auto deadline = Clock::now() + options.timeout;
     switch (options.consistency) {
       case Consistency::local:
@@ -357,19 +369,19 @@ class ReplicatedNode final : public Replicator {
         retried_.fetch_add(1, std::memory_order_relaxed);
         if (local) {
           // Never retry on a local node that has stopped itself: it would
-          // answer `internal` at once, hiding an earlier attempt's unknown
-          // outcome (final_outcome keeps it).
+          // answer "node stopped" at once, hiding an earlier attempt's
+          // unknown outcome (final_outcome keeps it).
           lock.unlock();
-          std::string failure = node_->status().failure;
+          auto stopped = stopped_error();
           lock.lock();
           it = outstanding_.find(id);
           if (it == outstanding_.end()) return;
-          if (!failure.empty()) {
+          if (stopped) {
             Outstanding o = std::move(it->second);
             outstanding_.erase(it);
             lock.unlock();
             auto outcome = internal::final_outcome(
-                o.history, {Code::internal, "node stopped itself: " + std::move(failure), 0});
+                o.history, {stopped->code(), std::string(stopped->message()), 0});
             return finish(std::move(o), std::move(outcome));
           }
         }
@@ -485,6 +497,22 @@ class ReplicatedNode final : public Replicator {
     });
   }
 
+  // An empty data directory started without join: the peers must not know
+  // this member (bootstrap_guard.hpp). A lone member has nobody to ask.
+  static Result<void> guard_bootstrap(const ClusterOptions& options) {
+    if (options.join) return {};
+    auto decision = internal::decide_start(options, false);
+    if (!decision || !decision->bootstrap) return {};  // RaftNode::start reports a refusal
+    std::map<std::uint64_t, std::string> peers;
+    for (const auto& m : options.members) {
+      if (m.id != options.node_id) {
+        peers[m.id] = m.peer_address.empty() ? internal::default_peer_address(m.address) : m.peer_address;
+      }
+    }
+    return internal::run_bootstrap_guard(options, peers,
+                                         internal::BootstrapBounds::for_election_timeout(options.election_timeout));
+  }
+
   // The refusal of a record this node (leading) must not append: a command or
   // event some member cannot handle, an announcement of a non-member.
   std::optional<Error> refuse_before_append(const internal::EnvelopeView& e) const {
@@ -507,44 +535,11 @@ class ReplicatedNode final : public Replicator {
     return machine_.admission(e.wire_name, e.kind, self_id_);
   }
 
-  // Sweep: once caught up, announces this node's handlers while the table
-  // does not hold them; the leader withdraws the announcements of members no
-  // longer in the configuration, and raises the apply format once every voter
-  // and standby has announced one higher. One record at a time, at most one a
-  // second.
+  // Sweep: appends what the announcer says is due (member_announcer.hpp), one
+  // record at a time, at most one a second.
   void maintain_announcements(Clock::time_point now) {
     if (announce_out_ || now < next_announce_) return;
-    const NodeStatus s = node_->status();
-    if (s.leader_id == 0 || !s.failure.empty() || (s.role == NodeRole::leader && !s.ready)) return;
-    if (catch_up_to_ == 0) catch_up_to_ = std::max<std::uint64_t>(s.commit_index, 1);
-    if (s.applied_index < catch_up_to_) return;
-    const auto in_configuration = [&](std::uint64_t id) {
-      return std::any_of(s.members.begin(), s.members.end(), [&](const MemberStatus& m) { return m.member.id == id; });
-    };
-    std::string record;
-    if (in_configuration(self_id_) && !machine_.announced(announcement_)) {
-      record = internal::encode_envelope(
-          {MessageKind::command, internal::kAnnounceRecord, internal::encode_announcement(announcement_), 0, 0, 0, {}});
-    } else if (s.role == NodeRole::leader) {
-      for (const std::uint64_t id : machine_.announced_members()) {
-        if (in_configuration(id)) continue;
-        record = internal::encode_envelope(
-            {MessageKind::command, internal::kWithdrawRecord, internal::encode_number_record(id), 0, 0, 0, {}});
-        break;
-      }
-      const std::uint32_t agreed = machine_.agreed_format();
-      if (record.empty() && agreed > machine_.cluster_format()) {
-        const auto announced = machine_.announced_members();
-        const bool all = std::all_of(s.members.begin(), s.members.end(), [&](const MemberStatus& m) {
-          return m.member.role == MemberRole::spare ||
-                 std::find(announced.begin(), announced.end(), m.member.id) != announced.end();
-        });
-        if (all) {
-          record = internal::encode_envelope(
-              {MessageKind::command, internal::kFormatRecord, internal::encode_number_record(agreed), 0, 0, 0, {}});
-        }
-      }
-    }
+    std::string record = announcer_->next_record(node_->status());
     if (record.empty()) return;
     announce_out_ = true;
     next_announce_ = now + kAnnounceEvery;
@@ -552,6 +547,15 @@ class ReplicatedNode final : public Replicator {
       if (!r) internal::log().debug("catga: announcement not applied yet ({}); will retry", r.error().message());
       announce_out_ = false;
     });
+  }
+
+  // "node stopped: <failure>" (failed_precondition: not retryable here) once
+  // this node stopped itself; nothing otherwise.
+  std::optional<Error> stopped_error() const {
+    if (!stopped_itself_) return std::nullopt;
+    std::string failure = node_->status().failure;
+    if (failure.empty()) return std::nullopt;
+    return internal::node_stopped_itself(failure);
   }
 
   std::string leader_peer_address() const {
@@ -580,13 +584,12 @@ class ReplicatedNode final : public Replicator {
   std::atomic<std::uint64_t> forwarded_{0};
   std::atomic<std::uint64_t> retried_{0};
 
-  // Announcements (announcement_table.hpp); the sweep's, but announce_out_
+  // Announcements (member_announcer.hpp); the sweep's, but announce_out_
   // is cleared by the record's completion.
   std::uint64_t self_id_ = 0;
-  internal::Announcement announcement_;
+  std::unique_ptr<internal::MemberAnnouncer> announcer_;
   std::atomic<bool> announce_out_{false};
   Clock::time_point next_announce_{};
-  std::uint64_t catch_up_to_ = 0;  // the commit index seen once a leader was known
 
   // This node's client session (under session_mu_).
   std::mutex session_mu_;

@@ -62,8 +62,16 @@ std::string ReplicatedStateMachine::apply_membership_record(const ApplyInfo& inf
       detail::encode_error_result(out, Error{Code::invalid_argument, a.error().message()});
       return out;
     }
-    internal::log().info("catga: member {} announced apply formats {}-{} and {} handlers at index {}", a->node_id,
-                         a->formats.min, a->formats.max, a->handles.size(), info.index);
+    if (!a->data_dir.empty() && cluster_format() < kDataDirFormat) {
+      // Written by a member that had applied the raise: never at format 1.
+      detail::encode_error_result(out, Error{Code::failed_precondition,
+                                             "an announcement with a data directory needs apply format " +
+                                                 std::to_string(kDataDirFormat)});
+      return out;
+    }
+    internal::log().info("catga: member {} announced apply formats {}-{} and {} handlers at index {}{}", a->node_id,
+                         a->formats.min, a->formats.max, a->handles.size(), info.index,
+                         a->data_dir.empty() ? std::string() : " (data directory " + a->data_dir + ")");
     {
       std::unique_lock lock(table_mu_);
       announcements_.announce(std::move(*a));
@@ -136,6 +144,13 @@ bool ReplicatedStateMachine::announced(const Announcement& a) const {
   std::shared_lock lock(table_mu_);
   const Announcement* held = announcements_.find(a.node_id);
   return held != nullptr && *held == a;
+}
+
+std::optional<std::string> ReplicatedStateMachine::announced_data_dir(std::uint64_t node_id) const {
+  std::shared_lock lock(table_mu_);
+  const Announcement* held = announcements_.find(node_id);
+  if (held == nullptr) return std::nullopt;
+  return held->data_dir;
 }
 
 std::vector<std::uint64_t> ReplicatedStateMachine::announced_members() const {

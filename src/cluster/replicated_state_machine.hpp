@@ -53,6 +53,9 @@ class ReplicatedStateMachine final : public RecordStateMachine {
   std::optional<Error> admission(std::string_view wire_name, MessageKind kind, std::uint64_t self) const;
   // Any thread: whether the table holds exactly `a` for its node.
   bool announced(const Announcement& a) const;
+  // Any thread: member `node_id`'s announced data directory identity ("" if
+  // it announced none), or nothing if it has no announcement.
+  std::optional<std::string> announced_data_dir(std::uint64_t node_id) const;
   // Any thread: the members with an announcement.
   std::vector<std::uint64_t> announced_members() const;
   // Any thread: fills status.announcements and status.apply_format.

@@ -167,6 +167,45 @@ TEST(AnnouncementTable, RoundTripsAndRefusesGarbage) {
   EXPECT_EQ(back.encode(), t.encode()) << "a failed decode leaves the table as it was";
 }
 
+// Apply format 2: an announcement may carry the member's data directory
+// identity (encoded as announcement format 2); one without it keeps format 1,
+// so what a format-1 build wrote and reads stays byte for byte the same.
+TEST(AnnouncementTable, ADataDirectoryIdentityTravelsAsAnnouncementFormat2) {
+  Announcement with = v1(4, {1, 2});
+  with.data_dir = "10952968.1795994340386094448";
+  auto back = catga::internal::decode_announcement(catga::internal::encode_announcement(with));
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(*back, with);
+  const std::string plain = catga::internal::encode_announcement(v1(4, {1, 2}));
+  EXPECT_EQ(static_cast<unsigned char>(plain[1]), 1u) << "no identity: announcement format 1";
+  EXPECT_NE(catga::internal::encode_announcement(with), plain);
+
+  AnnouncementTable t;
+  t.announce(with);
+  t.announce(v1(5, {1, 2}));
+  AnnouncementTable table_back;
+  ASSERT_THAT(table_back.decode(t.encode()), IsOk());
+  ASSERT_NE(table_back.find(4), nullptr);
+  EXPECT_EQ(table_back.find(4)->data_dir, with.data_dir);
+  EXPECT_EQ(table_back.find(5)->data_dir, "");
+}
+
+TEST(AnnouncedApply, AnAnnouncedDataDirectoryNeedsApplyFormat2) {
+  Machine m(true);
+  Announcement with = v1(2, {1, 2});
+  with.data_dir = "1.2";
+  m.announce(with);
+  EXPECT_FALSE(m.sm.announced(with)) << "applied at format 1";
+  EXPECT_EQ(m.sm.announced_data_dir(2), std::nullopt);
+  m.announce(v1(2, {1, 2}));
+  EXPECT_EQ(m.sm.announced_data_dir(2), std::optional<std::string>(""));
+  m.apply(catga::internal::kFormatRecord, catga::internal::encode_number_record(2));
+  ASSERT_EQ(m.sm.cluster_format(), 2u);
+  m.announce(with);
+  EXPECT_TRUE(m.sm.announced(with));
+  EXPECT_EQ(m.sm.announced_data_dir(2), std::optional<std::string>("1.2"));
+}
+
 // ---- the replicated state machine's apply-time rule ----------------------
 
 TEST(AnnouncedApply, WhatSomeMemberCannotHandleIsTheSameRecordedRefusalOnEveryNode) {

@@ -359,7 +359,8 @@ TEST(DiskFault, DataDirBecomesReadOnlyWhileRunning) {
     auto r = propose_sync(*n.node, "still-read-only");
     n.ledger.record("still-read-only", r);
     ASSERT_FALSE(r.has_value());
-    EXPECT_EQ(r.error().code(), Code::internal);
+    EXPECT_EQ(r.error().code(), Code::failed_precondition);
+    EXPECT_THAT(r.error().message(), HasSubstr("node stopped: "));
     EXPECT_THAT(r.error().message(), HasSubstr("not writable"));
     disk->unprotect();
   }
@@ -382,7 +383,7 @@ TEST(DiskFault, FailedLogWriteStopsTheNodeNamingTheError) {
     n.ledger.record("during", r);
     ASSERT_FALSE(r.has_value()) << "acknowledged a write to a dead disk";
     std::cerr << "failed log write -> " << describe(r.error()) << "\n";
-    EXPECT_TRUE(r.error().code() == Code::deadline_exceeded || r.error().code() == Code::internal)
+    EXPECT_TRUE(r.error().code() == Code::deadline_exceeded || r.error().code() == Code::failed_precondition)
         << describe(r.error());
     EXPECT_THAT(r.error().message(), HasSubstr("Input/output error"));
     EXPECT_THAT(n.node->status().failure, HasSubstr(n.data.string()));
@@ -391,7 +392,8 @@ TEST(DiskFault, FailedLogWriteStopsTheNodeNamingTheError) {
     r = propose_sync(*n.node, "after");
     n.ledger.record("after", r);
     ASSERT_FALSE(r.has_value());
-    EXPECT_EQ(r.error().code(), Code::internal);
+    EXPECT_EQ(r.error().code(), Code::failed_precondition);
+    EXPECT_THAT(r.error().message(), HasSubstr("node stopped: "));
     EXPECT_THAT(r.error().message(), HasSubstr("Input/output error"));
     // Past libraft's 5 s disk retry: the process is still here.
     std::this_thread::sleep_for(6s);

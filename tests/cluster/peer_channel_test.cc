@@ -121,6 +121,36 @@ TEST(PeerProtocol, RoundTripsEveryMessage) {
   EXPECT_EQ(rb->outcomes[1].code, Code::unavailable);
 }
 
+// The bootstrap guard's question and its answer (bootstrap_guard.hpp).
+TEST(PeerProtocol, RoundTripsTheMemberQuestionAndItsAnswer) {
+  std::string bytes;
+  peer::Message q;
+  q.type = peer::Type::member;
+  q.id = 3;
+  q.member.node_id = 42;
+  peer::append_message(bytes, q);
+  auto qb = peer::decode_message(std::string_view(bytes).substr(4), 100);
+  ASSERT_THAT(qb, IsOk());
+  EXPECT_EQ(qb->type, peer::Type::member);
+  EXPECT_EQ(qb->member.node_id, 42u);
+
+  for (const peer::MemberState& state : {peer::MemberState{42, true, "10952968.1795994340386094448", 9, true},
+                                         peer::MemberState{42, false, "", 1, false}}) {
+    std::string reply;
+    peer::Message a;
+    a.type = peer::Type::member_state;
+    a.id = 3;
+    a.member = state;
+    peer::append_message(reply, a);
+    auto ab = peer::decode_message(std::string_view(reply).substr(4), 100);
+    ASSERT_THAT(ab, IsOk());
+    EXPECT_EQ(ab->type, peer::Type::member_state);
+    EXPECT_EQ(ab->member, state);
+    // Cut short: refused, never half-read.
+    EXPECT_FALSE(peer::decode_message(std::string_view(reply).substr(4, reply.size() - 5), 100));
+  }
+}
+
 TEST(PeerProtocol, RejectsBadFrames) {
   EXPECT_THAT(peer::body_length(std::string("\xff\xff\xff\x7f", 4), 1 << 20), HasError(Code::invalid_argument, HasSubstr("exceeds")));
   EXPECT_THAT(peer::body_length(std::string("\0\0\0\0", 4), 1 << 20), HasCode(Code::invalid_argument));

@@ -331,13 +331,14 @@ TEST(RaftFixture, UnreadableEntryStopsTheNode) {
   EXPECT_NE(c.nodes[0]->status().failure.find("version 9"), std::string::npos) << c.nodes[0]->status().failure;
   const std::uint64_t applied = c.machines[0]->count();
 
-  // Further proposals are refused with internal; nothing after the bad entry applies.
+  // Further proposals are refused ("node stopped: ..."); nothing after the bad entry applies.
   std::optional<Result<Applied>> refused;
   c.nodes[0]->propose("after", [&](Result<Applied> r) { refused = std::move(r); });
   c.poll();
   ASSERT_TRUE(c.step_until([&] { return refused.has_value(); }, 20000));
   ASSERT_FALSE(refused->has_value());
-  EXPECT_EQ(refused->error().code(), Code::internal);
+  EXPECT_EQ(refused->error().code(), Code::failed_precondition);
+  EXPECT_NE(refused->error().message().find("node stopped: "), std::string::npos) << refused->error().message();
   catga_fixture_step_until_elapsed(c.fixture, 2000);
   c.poll();
   EXPECT_EQ(c.machines[0]->count(), applied);

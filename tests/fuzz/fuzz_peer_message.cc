@@ -1,5 +1,5 @@
 // Fuzz target: catga::internal::peer::decode_message — every frame after the
-// handshake (forward, forwarded, read, read_index).
+// handshake (forward, forwarded, read, read_index, member, member_state).
 // Input: byte 0 picks max_records (1..64), the rest is the frame body.
 // Properties: no crash or UB; a forward carries 1..max_records records; a
 // decoded message re-encodes into a frame that decodes to the same message;
@@ -33,6 +33,10 @@ bool same(const peer::Message& a, const peer::Message& b) {
       return true;
     case peer::Type::read_index:
       return a.code == b.code && (a.code == Code::ok ? a.index == b.index : a.message == b.message);
+    case peer::Type::member:
+      return a.member.node_id == b.member.node_id;
+    case peer::Type::member_state:
+      return a.member == b.member;
   }
   return false;
 }
@@ -75,7 +79,7 @@ int fuzz_peer_message(const std::uint8_t* data, std::size_t size) {
   // A message built from the rest of the input, within the limits.
   FuzzInput r(data + 1, size - 1);
   peer::Message m;
-  m.type = static_cast<peer::Type>(1 + r.below(4));
+  m.type = static_cast<peer::Type>(1 + r.below(6));
   m.id = r.u64();
   switch (m.type) {
     case peer::Type::forward: {
@@ -96,6 +100,16 @@ int fuzz_peer_message(const std::uint8_t* data, std::size_t size) {
       m.code = static_cast<Code>(r.below(17));
       if (m.code == Code::ok) m.index = r.u64();
       else m.message = r.bytes(4096);
+      break;
+    case peer::Type::member:
+      m.member.node_id = r.u64();
+      break;
+    case peer::Type::member_state:
+      m.member.node_id = r.u64();
+      m.member.announced = r.below(2) == 1;
+      m.member.identity = r.bytes(100);
+      m.member.term = r.u64();
+      m.member.settled = r.below(2) == 1;
       break;
   }
   std::string frame;

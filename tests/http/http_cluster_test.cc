@@ -107,11 +107,10 @@ TEST_F(HttpDurableNodeTest, HealthAndMetricsDescribeTheNode) {
   nlohmann::json announced;
   EXPECT_TRUE(testsupport::wait_for([&] {
     announced = c.get("/raft/status").json();
-    return announced["announcements"].size() == 1;
+    return announced["announcements"].size() == 1 && announced["apply_format"] == 2;
   })) << announced.dump();
-  EXPECT_EQ(announced["apply_format"], 1);
   EXPECT_EQ(announced["announcements"][0]["id"], 1);
-  EXPECT_EQ(announced["announcements"][0]["formats"], nlohmann::json::array({1, 1}));
+  EXPECT_EQ(announced["announcements"][0]["formats"], nlohmann::json::array({1, 2}));
   EXPECT_THAT(announced["announcements"][0]["commands"].dump(), HasSubstr("bank.deposit.v1"));
 }
 

@@ -1,0 +1,130 @@
+#include "cluster/bootstrap_guard.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "cluster/peer_channel.hpp"
+#include "core/log.hpp"
+
+namespace catga::internal {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kAskAgainAfter = 100ms;
+
+std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+std::string refusal(std::uint64_t self, const std::string& data_dir, const std::string& what) {
+  const std::string id = std::to_string(self);
+  return "member " + id + " refuses to bootstrap on the empty data directory " + data_dir + ": " + what +
+         ". A voter whose data is gone has forgotten its log and its vote; bootstrapping would let it help elect "
+         "a leader that never had the committed entries. Bring it back by remove -> wipe -> add: remove member " +
+         id + " (catgactl members remove " + id + ", or DELETE /raft/members/" + id +
+         " on the leader), start it on an empty data directory with --join (ClusterOptions::join), then add it "
+         "again (catgactl members add / POST /raft/members); docs/operations.md, \"Data directory rules\"";
+}
+
+}  // namespace
+
+BootstrapBounds BootstrapBounds::for_election_timeout(std::chrono::milliseconds election_timeout) {
+  return {std::max<std::chrono::milliseconds>(election_timeout, 200ms),
+          std::max<std::chrono::milliseconds>(election_timeout * 10, 3000ms)};
+}
+
+BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir, std::size_t peers,
+                                 const PeerAnswers& answers, std::chrono::milliseconds elapsed,
+                                 const BootstrapBounds& bounds) {
+  // Any announcement wins: some peer saw this member join.
+  for (const auto& [id, state] : answers) {
+    if (!state || !state->announced) continue;
+    const std::string identity = state->identity.empty() ? std::string()
+                                                         : " with data directory identity " + state->identity;
+    return {BootstrapVerdict::refuse,
+            refusal(self, data_dir, "member " + std::to_string(id) + " says it already joined this cluster (it announced itself" +
+                                        identity + ")")};
+  }
+  std::size_t answered = 0;
+  std::optional<std::uint64_t> undecided;  // a peer that has seen an election but cannot tell
+  for (const auto& [id, state] : answers) {
+    if (!state) continue;
+    ++answered;
+    if (state->settled) {
+      return {BootstrapVerdict::bootstrap,
+              "member " + std::to_string(id) + ", leading and caught up, holds no announcement of member " +
+                  std::to_string(self) + ": it never joined before; bootstrapping"};
+    }
+    if (state->term > 1 && !undecided) undecided = id;
+  }
+  if (answered == peers && !undecided) {
+    return {BootstrapVerdict::bootstrap, "every peer answered and none has seen an election: a new cluster is forming; bootstrapping"};
+  }
+  if (undecided) {
+    if (elapsed < bounds.settle_bound) return {};
+    return {BootstrapVerdict::refuse,
+            refusal(self, data_dir,
+                    "member " + std::to_string(*undecided) + " holds a cluster log, but no leader could say within " +
+                        ms(bounds.settle_bound) + " whether member " + std::to_string(self) +
+                        " joined before (start it again once the cluster has a leader; if it never did join, it "
+                        "then bootstraps)")};
+  }
+  if (elapsed < bounds.quiet_bound) return {};
+  return {BootstrapVerdict::bootstrap,
+          std::to_string(answered) + " of " + std::to_string(peers) + " peers answered within " +
+              ms(bounds.quiet_bound) +
+              " and none has seen an election: bootstrapping a new cluster (if this member's data directory was "
+              "wiped while the others are down, this is unsafe: see docs/operations.md, \"Data directory rules\")"};
+}
+
+Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::map<std::uint64_t, std::string>& peers,
+                                 const BootstrapBounds& bounds) {
+  if (peers.empty()) return {};
+  auto channel = PeerChannel::start({.listen_address = {},
+                                     .node_id = options.node_id,
+                                     .cluster_id = options.cluster_id,
+                                     .secret = options.peer_secret,
+                                     .answer_timeout = options.election_timeout,
+                                     .keepalive_idle = options.election_timeout,
+                                     .handshake_timeout = options.peer_handshake_timeout},
+                                    {});
+  if (!channel) return channel.error();
+  const auto started = Clock::now();
+  std::mutex mu;
+  std::condition_variable cv;
+  PeerAnswers answers;
+  std::size_t outstanding = 0;
+  BootstrapVerdict verdict;
+  for (;;) {
+    {
+      std::lock_guard lock(mu);
+      outstanding = peers.size();
+    }
+    for (const auto& [id, address] : peers) {
+      (*channel)->ask_member(address, options.node_id, [&, id = id](Result<peer::MemberState> state) {
+        std::lock_guard lock(mu);
+        answers.insert_or_assign(id, std::move(state));
+        if (--outstanding == 0) cv.notify_all();
+      });
+    }
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return outstanding == 0; });  // each question is bounded by answer_timeout
+      const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+      verdict = judge_bootstrap(options.node_id, options.data_dir.string(), peers.size(), answers, elapsed, bounds);
+    }
+    if (verdict.kind != BootstrapVerdict::ask_again) break;
+    std::this_thread::sleep_for(kAskAgainAfter);
+  }
+  (*channel)->stop();
+  if (verdict.kind == BootstrapVerdict::refuse) {
+    internal::log().error("raft node {}: {}", options.node_id, verdict.why);
+    return Error{Code::failed_precondition, verdict.why};
+  }
+  internal::log().info("raft node {}: {}", options.node_id, verdict.why);
+  return {};
+}
+
+}  // namespace catga::internal

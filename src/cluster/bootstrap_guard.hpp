@@ -1,0 +1,76 @@
+// BootstrapGuard: a member whose data directory is empty and that starts
+// without `join` asks its peers, before it bootstraps the configuration,
+// whether it already joined this cluster (etcd's "member already
+// bootstrapped" check; docs/operations.md, "Data directory rules").
+//
+// An empty directory looks like the first start of a new member, but it is
+// also what a voter's wiped (or lost) disk looks like — and such a voter has
+// forgotten its log and its vote: bootstrapping would let it help elect a
+// leader that never had committed entries. Every member announces itself
+// through the log once it has caught up (announcement_table.hpp), so the
+// members that applied that announcement know it joined. The guard asks every
+// other listed member over the peer channel (the `member` question,
+// peer_protocol.hpp, authenticated like every peer connection) and judges the
+// answers with judge_bootstrap() below:
+//   * a peer holds this member's announcement: refuse, with the remove → wipe
+//     → add procedure;
+//   * the leader, ready and applied, does not hold it (a member listed from
+//     the start that never came up): bootstrap;
+//   * every peer answered and none has seen an election (term 1): a new
+//     cluster forming — bootstrap;
+//   * a peer has seen an election but cannot tell yet (no leader, not caught
+//     up): ask again until `settle_bound`, then refuse — better a member that
+//     an operator restarts than one that votes with an empty log;
+//   * nobody that has seen an election answered within `quiet_bound`: the
+//     cluster is forming, or every peer is down; bootstrap and log it (the
+//     one case the guard cannot tell apart).
+//
+// Threading: run_bootstrap_guard() blocks its caller (the node's start)
+// while a client-only peer channel asks; judge_bootstrap() is pure.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "catga/cluster.hpp"
+#include "catga/result.hpp"
+#include "cluster/peer_protocol.hpp"
+
+namespace catga::internal {
+
+struct BootstrapBounds {
+  // No peer that has seen an election answered: bootstrap after this long.
+  std::chrono::milliseconds quiet_bound{1000};
+  // Some peer has seen an election but could not tell: refuse after this long.
+  std::chrono::milliseconds settle_bound{5000};
+  // Bounds for a cluster with this election timeout: one election timeout
+  // (at least 200 ms) of quiet, ten (at least 3 s) to settle.
+  static BootstrapBounds for_election_timeout(std::chrono::milliseconds election_timeout);
+};
+
+// The latest answer of each peer (by member id): its state, or why it could
+// not be asked.
+using PeerAnswers = std::map<std::uint64_t, Result<peer::MemberState>>;
+
+struct BootstrapVerdict {
+  enum Kind { bootstrap, refuse, ask_again } kind = ask_again;
+  std::string why;  // for bootstrap: what to log; for refuse: the error message
+};
+
+// What a member `self` with an empty data directory (`data_dir`, for the
+// message) does, given the answers so far, `peers` members asked in all,
+// and the time since the guard started.
+BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir, std::size_t peers,
+                                 const PeerAnswers& answers, std::chrono::milliseconds elapsed,
+                                 const BootstrapBounds& bounds);
+
+// Asks `peers` (member id → peer channel address, this member excluded)
+// until judge_bootstrap() decides: nothing when the node may bootstrap (the
+// verdict is logged), else failed_precondition with the refusal.
+Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::map<std::uint64_t, std::string>& peers,
+                                 const BootstrapBounds& bounds);
+
+}  // namespace catga::internal

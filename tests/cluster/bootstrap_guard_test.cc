@@ -1,0 +1,82 @@
+// judge_bootstrap (src/cluster/bootstrap_guard.hpp): what a member with an
+// empty data directory, started without join, does with its peers' answers.
+// Real nodes: tests/cluster/data_dir_rules_test.cc.
+#include "cluster/bootstrap_guard.hpp"
+
+#include <gtest/gtest.h>
+
+using catga::Code;
+using catga::Error;
+using catga::internal::BootstrapBounds;
+using catga::internal::BootstrapVerdict;
+using catga::internal::judge_bootstrap;
+using catga::internal::PeerAnswers;
+using catga::internal::peer::MemberState;
+using namespace std::chrono_literals;
+
+namespace {
+
+const BootstrapBounds kBounds{1000ms, 5000ms};
+
+BootstrapVerdict judge(const PeerAnswers& answers, std::chrono::milliseconds elapsed, std::size_t peers = 2) {
+  return judge_bootstrap(3, "/var/lib/x", peers, answers, elapsed, kBounds);
+}
+
+MemberState state(bool announced, std::uint64_t term, bool settled, std::string identity = {}) {
+  return MemberState{3, announced, std::move(identity), term, settled};
+}
+
+const Error kDown{Code::unavailable, "connection refused"};
+
+}  // namespace
+
+TEST(BootstrapGuard, APeerHoldingTheAnnouncementRefusesWithTheWayBack) {
+  const auto v = judge({{1, state(true, 4, false, "77.123")}, {2, kDown}}, 0ms);
+  ASSERT_EQ(v.kind, BootstrapVerdict::refuse);
+  EXPECT_NE(v.why.find("member 1 says it already joined"), std::string::npos) << v.why;
+  EXPECT_NE(v.why.find("77.123"), std::string::npos) << v.why;
+  EXPECT_NE(v.why.find("remove -> wipe -> add"), std::string::npos) << v.why;
+  EXPECT_NE(v.why.find("/var/lib/x"), std::string::npos) << v.why;
+}
+
+TEST(BootstrapGuard, AnAnnouncementWinsOverASettledLeaderWithout) {
+  EXPECT_EQ(judge({{1, state(false, 4, true)}, {2, state(true, 4, false)}}, 0ms).kind, BootstrapVerdict::refuse);
+}
+
+TEST(BootstrapGuard, ASettledLeaderWithoutTheAnnouncementLetsItBootstrap) {
+  EXPECT_EQ(judge({{1, state(false, 4, true)}, {2, kDown}}, 0ms).kind, BootstrapVerdict::bootstrap);
+}
+
+TEST(BootstrapGuard, EveryPeerFreshIsANewClusterForming) {
+  EXPECT_EQ(judge({{1, state(false, 1, false)}, {2, state(false, 1, false)}}, 0ms).kind, BootstrapVerdict::bootstrap);
+  // One fresh, one silent: ask again until the quiet bound, then bootstrap.
+  EXPECT_EQ(judge({{1, state(false, 1, false)}, {2, kDown}}, 999ms).kind, BootstrapVerdict::ask_again);
+  EXPECT_EQ(judge({{1, state(false, 1, false)}, {2, kDown}}, 1000ms).kind, BootstrapVerdict::bootstrap);
+}
+
+TEST(BootstrapGuard, NobodyAnsweringBootstrapsAfterTheQuietBound) {
+  EXPECT_EQ(judge({{1, kDown}, {2, kDown}}, 10ms).kind, BootstrapVerdict::ask_again);
+  const auto v = judge({{1, kDown}, {2, kDown}}, 1000ms);
+  EXPECT_EQ(v.kind, BootstrapVerdict::bootstrap);
+  EXPECT_NE(v.why.find("0 of 2 peers answered"), std::string::npos) << v.why;
+}
+
+// Peers reachable but not caught up (no leader, a restart replaying): they
+// may not have applied the announcement yet. Wait for them, then refuse.
+TEST(BootstrapGuard, APeerThatHasSeenAnElectionButCannotTellYetIsWaitedForThenRefused) {
+  const PeerAnswers answers{{1, state(false, 7, false)}, {2, state(false, 1, false)}};
+  EXPECT_EQ(judge(answers, 1000ms).kind, BootstrapVerdict::ask_again);
+  EXPECT_EQ(judge(answers, 4999ms).kind, BootstrapVerdict::ask_again);
+  const auto v = judge(answers, 5000ms);
+  ASSERT_EQ(v.kind, BootstrapVerdict::refuse);
+  EXPECT_NE(v.why.find("member 1 holds a cluster log"), std::string::npos) << v.why;
+}
+
+TEST(BootstrapGuard, BoundsFollowTheElectionTimeout) {
+  const auto b = BootstrapBounds::for_election_timeout(500ms);
+  EXPECT_EQ(b.quiet_bound, 500ms);
+  EXPECT_EQ(b.settle_bound, 5000ms);
+  const auto fast = BootstrapBounds::for_election_timeout(50ms);
+  EXPECT_EQ(fast.quiet_bound, 200ms);
+  EXPECT_EQ(fast.settle_bound, 3000ms);
+}
