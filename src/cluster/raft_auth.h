@@ -103,12 +103,20 @@ int catga_auth_reader_feed(struct catga_auth_reader *r, const uint8_t *data,
  * line per second (the next line counts the ones left out). */
 struct catga_auth_options {
   const void *secret;
-  size_t secret_len; /* > 0 */
+  size_t secret_len; /* > 0, or TLS files given */
   const char *cluster_id;
   unsigned handshake_timeout_ms; /* > 0 */
   unsigned max_pending;          /* unauthenticated connections at once */
   void (*log)(void *ctx, const char *line);
   void *log_ctx;
+  /* Mutual TLS 1.3 (tls_context.h, tls_relay.h), on when all three are
+   * non-empty: every connection, dialled or accepted, is a TLS session whose
+   * peer certificate must name the node id (the dialled member's, or the one
+   * libraft's handshake claims); libraft's handshake and the exchange above
+   * (when a secret is set too) then run inside it. */
+  const char *tls_ca_file;
+  const char *tls_cert_file;
+  const char *tls_key_file;
 };
 
 struct raft_uv_transport;
