@@ -564,8 +564,8 @@ static void readCb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 static void timerCb(uv_timer_t *timer) {
   struct handshake *h = timer->data;
   char why[96];
-  snprintf(why, sizeof why, "authentication handshake not completed within %u ms",
-           h->a->timeout_ms);
+  snprintf(why, sizeof why, "%s handshake not completed within %u ms",
+           h->relay != NULL ? "TLS" : "authentication", h->a->timeout_ms);
   handshakeFail(h, why);
 }
 

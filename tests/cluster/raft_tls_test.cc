@@ -206,6 +206,10 @@ TEST(RaftTls, ATlsClusterReplicatesAndSurvivesALeaderKill) {
   auto next = cluster.leader();
   ASSERT_TRUE(next);
   for (int i = 0; i < 20; ++i) EXPECT_THAT(cluster.app(*next).send(bank::Open{.owner = "b" + std::to_string(i)}), IsOk());
+  // A follower's command travels to the leader over the peer channel's TLS.
+  const std::size_t follower = 3 - *leader - *next;
+  ASSERT_TRUE(testsupport::wait_for([&] { return cluster.app(follower).status().leader_id != 0; }));
+  EXPECT_THAT(cluster.app(follower).send(bank::Open{.owner = "forwarded"}), IsOk());
   EXPECT_TRUE(cluster.converged(*next));
 }
 
