@@ -24,6 +24,15 @@
  * and nothing follows PROOF on the dialler's until WELCOME: no byte of either
  * side's Raft traffic is ever read by the handshake.
  *
+ * With TLS (catga_auth_options' three files), every connection is first a
+ * mutual TLS 1.3 session (tls_relay.h): the dialler connects itself and
+ * writes libraft's handshake inside TLS; the listener reads it there and
+ * requires the id it claims to be the one the peer certificate names
+ * (tls_context.h); the dialler requires the certificate of the member it
+ * reached to name that member. The exchange above then follows inside TLS
+ * when a secret is set too; without one, the hand-over follows libraft's
+ * handshake directly. libraft gets the socketpair end of the relay.
+ *
  * Threading: everything runs on the loop thread of the transport. */
 #ifndef CATGA_SRC_CLUSTER_RAFT_AUTH_H
 #define CATGA_SRC_CLUSTER_RAFT_AUTH_H

@@ -86,7 +86,7 @@ TEST_F(PeerChannelTls, AMemberWithAValidCertificateForwards) {
   EXPECT_EQ(forwarded_.load(), 1u);
 }
 
-TEST_F(PeerChannelTls, BadCertificatesArRefusedAndNothingIsForwarded) {
+TEST_F(PeerChannelTls, BadCertificatesAreRefusedAndNothingIsForwarded) {
   start_server();
   for (const TlsFiles& f : {fixture_.other_ca_node(2), fixture_.expired_node(2)}) {
     const peer::Outcome o = forward_from(options(2, f));
