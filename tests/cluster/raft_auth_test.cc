@@ -29,6 +29,9 @@ using testsupport::kClusterSecret;
 using testsupport::LocalCluster;
 using testsupport::append_entries_result;
 using testsupport::authenticate;
+using testsupport::expect_commits;
+using testsupport::highest_term;
+using testsupport::kForgedTerm;
 using testsupport::libraft_handshake;
 using testsupport::put64;
 
@@ -87,20 +90,6 @@ class RawRaftClient {
   bool connected_ = false;
 };
 
-std::uint64_t highest_term(LocalCluster<bank::State>& cluster) {
-  std::uint64_t t = 0;
-  for (std::size_t i = 0; i < cluster.size(); ++i) t = std::max(t, cluster.app(i).status().term);
-  return t;
-}
-
-// The cluster still commits: a command through the leader succeeds.
-void expect_commits(LocalCluster<bank::State>& cluster, const std::string& owner) {
-  auto leader = cluster.leader();
-  ASSERT_TRUE(leader);
-  EXPECT_THAT(cluster.app(*leader).send(bank::Open{.owner = owner}), IsOk());
-}
-
-constexpr std::uint64_t kForgedTerm = 1003;
 
 }  // namespace
 

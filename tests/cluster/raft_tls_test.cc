@@ -31,6 +31,9 @@
 using namespace catga::testing;
 using testsupport::append_entries_result;
 using testsupport::authenticate;
+using testsupport::expect_commits;
+using testsupport::highest_term;
+using testsupport::kForgedTerm;
 using testsupport::kClusterSecret;
 using testsupport::libraft_handshake;
 using testsupport::LocalCluster;
@@ -177,21 +180,6 @@ class TlsCluster {
   std::map<std::uint64_t, TlsFiles> node_;
 };
 
-std::uint64_t highest_term(LocalCluster<bank::State>& cluster) {
-  std::uint64_t t = 0;
-  for (std::size_t i = 0; i < cluster.size(); ++i) {
-    if (cluster.running(i)) t = std::max(t, cluster.app(i).status().term);
-  }
-  return t;
-}
-
-void expect_commits(LocalCluster<bank::State>& cluster, const std::string& owner) {
-  auto leader = cluster.leader();
-  ASSERT_TRUE(leader);
-  EXPECT_THAT(cluster.app(*leader).send(bank::Open{.owner = owner}), IsOk());
-}
-
-constexpr std::uint64_t kForgedTerm = 1003;
 
 }  // namespace
 

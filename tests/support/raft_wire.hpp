@@ -1,11 +1,18 @@
 // libraft 0.22.1's bytes on the wire, forged by tests of the Raft port
-// (tests/cluster/raft_auth_test.cc, raft_tls_test.cc).
+// (tests/cluster/raft_auth_test.cc, raft_tls_test.cc), and what those tests
+// check afterwards on a bank cluster: no forged term, still committing.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
+#include "catga/testing.hpp"
 #include "cluster/raft_auth.h"
+#include "support/bank.hpp"
+#include "support/cluster.hpp"
 
 namespace testsupport {
 
@@ -57,6 +64,25 @@ bool authenticate(Client& c, const std::string& secret, std::uint64_t self_id, s
     return false;
   if (!c.write(std::string(reinterpret_cast<char*>(proof), sizeof proof))) return false;
   return c.read(CATGA_AUTH_WELCOME) == "CATGAOK1";
+}
+
+// The term the forged AppendEntries results carry.
+inline constexpr std::uint64_t kForgedTerm = 1003;
+
+// The highest term of the running nodes.
+inline std::uint64_t highest_term(LocalCluster<bank::State>& cluster) {
+  std::uint64_t t = 0;
+  for (std::size_t i = 0; i < cluster.size(); ++i) {
+    if (cluster.running(i)) t = std::max(t, cluster.app(i).status().term);
+  }
+  return t;
+}
+
+// The cluster still commits: a command through the leader succeeds.
+inline void expect_commits(LocalCluster<bank::State>& cluster, const std::string& owner) {
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  EXPECT_THAT(cluster.app(*leader).send(bank::Open{.owner = owner}), catga::testing::IsOk());
 }
 
 }  // namespace testsupport
