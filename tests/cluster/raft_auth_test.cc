@@ -34,61 +34,12 @@ using testsupport::highest_term;
 using testsupport::kForgedTerm;
 using testsupport::libraft_handshake;
 using testsupport::put64;
+using testsupport::RawRaftClient;
 
 namespace {
 
 void register_bank(catga::ApplicationBuilder<bank::State>& b, std::size_t) { bank::register_handlers(b); }
 
-// A blocking client whose every read gives up after 30 s: no test hangs.
-class RawRaftClient {
- public:
-  explicit RawRaftClient(const std::string& address) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    const auto colon = address.rfind(':');
-    ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
-    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
-    timeval tv{30, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~RawRaftClient() { ::close(fd_); }
-  RawRaftClient(const RawRaftClient&) = delete;
-  RawRaftClient& operator=(const RawRaftClient&) = delete;
-
-  bool connected() const { return connected_; }
-  bool write(const std::string& bytes) {
-    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
-  }
-  // Exactly n bytes, or fewer if the peer closed (or 30 s passed).
-  std::string read(std::size_t n) {
-    std::string out(n, '\0');
-    std::size_t have = 0;
-    while (have < n) {
-      const ssize_t r = ::recv(fd_, out.data() + have, n - have, 0);
-      if (r <= 0) break;
-      have += static_cast<std::size_t>(r);
-    }
-    out.resize(have);
-    return out;
-  }
-  // True when the peer closed the connection (EOF or reset) within 30 s.
-  bool closed_by_peer() {
-    char buf[256];
-    while (true) {
-      const ssize_t r = ::recv(fd_, buf, sizeof buf, 0);
-      if (r == 0) return true;
-      if (r < 0) return errno == ECONNRESET;
-    }
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
 
 
 }  // namespace
@@ -160,16 +111,7 @@ TEST(RaftAuth, AMemberWithAnotherSecretCannotTakePart) {
   LocalCluster<bank::State> cluster(3, register_bank, [](catga::ClusterOptions& o) {
     if (o.node_id == 3) o.peer_secret = "not-the-cluster-secret";
   });
-  auto leader = cluster.leader();
-  ASSERT_TRUE(leader);
-  EXPECT_NE(*leader, 2u);
-  for (int i = 0; i < 5; ++i) EXPECT_THAT(cluster.app(*leader).send(bank::Open{.owner = "o" + std::to_string(i)}), IsOk());
-  const std::uint64_t committed = cluster.app(*leader).status().commit_index;
-  const std::size_t follower = *leader == 0 ? 1 : 0;
-  ASSERT_TRUE(testsupport::wait_for([&] { return cluster.app(follower).status().applied_index >= committed; }));
-  // Bounded observation: the outsider applied none of it and follows no one.
-  EXPECT_EQ(cluster.app(2).status().leader_id, 0u);
-  EXPECT_LT(cluster.app(2).status().applied_index, committed);
+  testsupport::expect_node_3_cut_off(cluster);
 }
 
 TEST(RaftAuth, GarbageBeforeTheHandshakeIsDropped) {

@@ -37,6 +37,7 @@ using testsupport::kForgedTerm;
 using testsupport::kClusterSecret;
 using testsupport::libraft_handshake;
 using testsupport::LocalCluster;
+using testsupport::RawRaftClient;
 using testsupport::TempDir;
 using testsupport::TlsFiles;
 using testsupport::TlsFixture;
@@ -45,29 +46,12 @@ namespace {
 
 void register_bank(catga::ApplicationBuilder<bank::State>& b, std::size_t) { bank::register_handlers(b); }
 
-int connect_to(const std::string& address) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  const auto colon = address.rfind(':');
-  ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
-  addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
-  timeval tv{30, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // A blocking TLS 1.3 client presenting `files` (or no certificate), trusting
 // `ca_file`; every read gives up after 30 s, so no test hangs.
 class TlsRaftClient {
  public:
-  TlsRaftClient(const std::string& address, const std::filesystem::path& ca_file, const TlsFiles* files) {
+  TlsRaftClient(const std::string& address, const std::filesystem::path& ca_file, const TlsFiles* files)
+      : tcp_(address) {
     ::signal(SIGPIPE, SIG_IGN);
     ctx_ = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
@@ -77,15 +61,13 @@ class TlsRaftClient {
       SSL_CTX_use_certificate_chain_file(ctx_, files->cert_file.c_str());
       SSL_CTX_use_PrivateKey_file(ctx_, files->key_file.c_str(), SSL_FILETYPE_PEM);
     }
-    fd_ = connect_to(address);
     ssl_ = SSL_new(ctx_);
-    SSL_set_fd(ssl_, fd_);
-    handshake_ok_ = fd_ >= 0 && SSL_connect(ssl_) == 1;
+    SSL_set_fd(ssl_, tcp_.fd());
+    handshake_ok_ = tcp_.connected() && SSL_connect(ssl_) == 1;
   }
   ~TlsRaftClient() {
     SSL_free(ssl_);
     SSL_CTX_free(ctx_);
-    if (fd_ >= 0) ::close(fd_);
   }
   TlsRaftClient(const TlsRaftClient&) = delete;
   TlsRaftClient& operator=(const TlsRaftClient&) = delete;
@@ -121,36 +103,12 @@ class TlsRaftClient {
   }
 
  private:
+  RawRaftClient tcp_;  // first: connected before the TLS handshake
   SSL_CTX* ctx_ = nullptr;
   SSL* ssl_ = nullptr;
-  int fd_ = -1;
   bool handshake_ok_ = false;
 };
 
-// A plain TCP client for what is not TLS at all.
-class PlainClient {
- public:
-  explicit PlainClient(const std::string& address) : fd_(connect_to(address)) {}
-  ~PlainClient() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  PlainClient(const PlainClient&) = delete;
-  PlainClient& operator=(const PlainClient&) = delete;
-  bool write(const std::string& bytes) {
-    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
-  }
-  bool closed_by_peer() {
-    char buf[256];
-    while (true) {
-      const ssize_t r = ::recv(fd_, buf, sizeof buf, 0);
-      if (r == 0) return true;
-      if (r < 0) return errno == ECONNRESET;
-    }
-  }
-
- private:
-  int fd_;
-};
 
 // Certificates for nodes 1-3 and the options that use them.
 class TlsCluster {
@@ -241,12 +199,12 @@ TEST(RaftTls, BadCertificatesAndPlaintextAreRefusedAndNoTermMoves) {
   }
   {
     // libraft's handshake in clear, as the stock transport would send it.
-    PlainClient c(address);
+    RawRaftClient c(address);
     ASSERT_TRUE(c.write(forged));
     EXPECT_TRUE(c.closed_by_peer());
   }
   {
-    PlainClient c(address);
+    RawRaftClient c(address);
     ASSERT_TRUE(c.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n" + std::string(4096, '\xff')));
     EXPECT_TRUE(c.closed_by_peer());
   }
@@ -262,8 +220,8 @@ TEST(RaftTls, AStalledTlsHandshakeIsDroppedAfterTheBound) {
     o.peer_handshake_timeout = std::chrono::milliseconds(300);
   }));
   ASSERT_TRUE(cluster.leader());
-  PlainClient silent(cluster.member(0).address);
-  PlainClient partial(cluster.member(0).address);
+  RawRaftClient silent(cluster.member(0).address);
+  RawRaftClient partial(cluster.member(0).address);
   ASSERT_TRUE(partial.write(std::string("\x16\x03\x01\x02\x00\x01", 6)));
   EXPECT_TRUE(silent.closed_by_peer());
   EXPECT_TRUE(partial.closed_by_peer());
@@ -278,15 +236,7 @@ TEST(RaftTls, AMemberWithACertificateFromAnotherCaCannotTakePart) {
   LocalCluster<bank::State> cluster(3, register_bank, tls.options([&](catga::ClusterOptions& o) {
     if (o.node_id == 3) tls.use(o, outsider);
   }));
-  auto leader = cluster.leader();
-  ASSERT_TRUE(leader);
-  EXPECT_NE(*leader, 2u);
-  for (int i = 0; i < 5; ++i) EXPECT_THAT(cluster.app(*leader).send(bank::Open{.owner = "o" + std::to_string(i)}), IsOk());
-  const std::uint64_t committed = cluster.app(*leader).status().commit_index;
-  const std::size_t follower = *leader == 0 ? 1 : 0;
-  ASSERT_TRUE(testsupport::wait_for([&] { return cluster.app(follower).status().applied_index >= committed; }));
-  EXPECT_EQ(cluster.app(2).status().leader_id, 0u);
-  EXPECT_LT(cluster.app(2).status().applied_index, committed);
+  testsupport::expect_node_3_cut_off(cluster);
 }
 
 TEST(RaftTls, ANodeWhoseCertificateNamesAnotherIdDoesNotStart) {

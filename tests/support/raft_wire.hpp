@@ -3,7 +3,15 @@
 // check afterwards on a bank cluster: no forged term, still committing.
 #pragma once
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstdint>
@@ -66,6 +74,58 @@ bool authenticate(Client& c, const std::string& secret, std::uint64_t self_id, s
   return c.read(CATGA_AUTH_WELCOME) == "CATGAOK1";
 }
 
+// A blocking client whose every read gives up after 30 s: no test hangs.
+class RawRaftClient {
+ public:
+  explicit RawRaftClient(const std::string& address) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    const auto colon = address.rfind(':');
+    ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr);
+    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+    timeval tv{30, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawRaftClient() { ::close(fd_); }
+  RawRaftClient(const RawRaftClient&) = delete;
+  RawRaftClient& operator=(const RawRaftClient&) = delete;
+
+  bool connected() const { return connected_; }
+  int fd() const { return fd_; }
+  bool write(const std::string& bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+  }
+  // Exactly n bytes, or fewer if the peer closed (or 30 s passed).
+  std::string read(std::size_t n) {
+    std::string out(n, '\0');
+    std::size_t have = 0;
+    while (have < n) {
+      const ssize_t r = ::recv(fd_, out.data() + have, n - have, 0);
+      if (r <= 0) break;
+      have += static_cast<std::size_t>(r);
+    }
+    out.resize(have);
+    return out;
+  }
+  // True when the peer closed the connection (EOF or reset) within 30 s.
+  bool closed_by_peer() {
+    char buf[256];
+    while (true) {
+      const ssize_t r = ::recv(fd_, buf, sizeof buf, 0);
+      if (r == 0) return true;
+      if (r < 0) return errno == ECONNRESET;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
 // The term the forged AppendEntries results carry.
 inline constexpr std::uint64_t kForgedTerm = 1003;
 
@@ -83,6 +143,23 @@ inline void expect_commits(LocalCluster<bank::State>& cluster, const std::string
   auto leader = cluster.leader();
   ASSERT_TRUE(leader);
   EXPECT_THAT(cluster.app(*leader).send(bank::Open{.owner = owner}), catga::testing::IsOk());
+}
+
+// Node 3 (index 2) cannot take part: the two others elect a leader among
+// themselves and commit; within the same bounded wait the outsider applied
+// none of it and follows no one.
+inline void expect_node_3_cut_off(LocalCluster<bank::State>& cluster) {
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  EXPECT_NE(*leader, 2u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_THAT(cluster.app(*leader).send(bank::Open{.owner = "o" + std::to_string(i)}), catga::testing::IsOk());
+  }
+  const std::uint64_t committed = cluster.app(*leader).status().commit_index;
+  const std::size_t follower = *leader == 0 ? 1 : 0;
+  ASSERT_TRUE(wait_for([&] { return cluster.app(follower).status().applied_index >= committed; }));
+  EXPECT_EQ(cluster.app(2).status().leader_id, 0u);
+  EXPECT_LT(cluster.app(2).status().applied_index, committed);
 }
 
 }  // namespace testsupport
