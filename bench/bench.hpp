@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string>
@@ -76,11 +77,16 @@ struct Settings {
   std::uint64_t preload = 0;  // objects put into the state before the measurement
   bool grow = false;          // every measured command adds an object
   std::string peer_secret;    // ClusterOptions::peer_secret; empty: insecure mode
+  std::string tls_dir;        // --tls: ca.pem, node-<id>.pem and .key; empty: no TLS
   std::uint64_t restore_leader_limit_mib = 6144;  // restore: abandon the install past this leader RSS
 };
 
 // The cluster options every node of a run gets on top of its membership.
 void tune(const Settings& s, catga::ClusterOptions& o);
+
+// --tls: a throwaway CA and a certificate per node (subject "node-<id>") in
+// `dir`, the files tune() points every node at.
+void write_throwaway_tls(const std::filesystem::path& dir, std::size_t nodes);
 
 // Which node the load runs on: the leader for command-leader and
 // query-linearizable, the next node (a follower) otherwise.

@@ -41,6 +41,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "bench.hpp"
 #include "catga/logging.hpp"
@@ -162,6 +163,11 @@ int main(int argc, char** argv) {
   cli.add_flag("--grow", s.grow, "every measured command adds an object to the state");
   cli.add_option("--peer-secret", s.peer_secret,
                  "ClusterOptions::peer_secret: authenticated Raft and peer connections (default: none, insecure mode)");
+  bool tls = false;
+  cli.add_flag("--tls", tls,
+               "mutual TLS 1.3 on the Raft and peer ports (ClusterOptions::tls_*_file), with a throwaway CA and "
+               "certificates generated for the run");
+  cli.add_option("--tls-dir", s.tls_dir)->group("");
   cli.add_option("--restore-leader-limit-mib", s.restore_leader_limit_mib,
                  "restore: abandon the snapshot install once the leader's RSS passes this")
       ->capture_default_str();
@@ -189,9 +195,16 @@ int main(int argc, char** argv) {
     return std::fprintf(stderr, "catga-bench: restore needs --mode multi-process, --preload N and 3 or more nodes\n"), 2;
   if (!samples.empty() && (s.mode != "multi-process" || s.scenario == "failover" || s.scenario == "restore"))
     return std::fprintf(stderr, "catga-bench: --samples needs --mode multi-process and a load scenario\n"), 2;
+  std::optional<testsupport::TempDir> tls_dir;  // removed when the run ends
+  std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    if (s.mode == "multi-process")
-      return run_multi_process(s, std::vector<std::string>(argv + 1, argv + argc), samples);
+    if (tls && s.tls_dir.empty()) {
+      tls_dir.emplace();
+      write_throwaway_tls(tls_dir->path(), s.nodes);
+      s.tls_dir = tls_dir->path().string();
+      args.insert(args.end(), {"--tls-dir", s.tls_dir});  // every node process uses the same files
+    }
+    if (s.mode == "multi-process") return run_multi_process(s, args, samples);
     if (s.scenario != "failover") return run_in_process(s);
     InProcessFailover cluster(s);
     return run_failover(s, cluster);

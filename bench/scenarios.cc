@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <stdexcept>
@@ -9,6 +10,7 @@
 
 #include "bench.hpp"
 #include "support/cluster.hpp"
+#include "support/tls_fixture.hpp"
 
 namespace bench {
 
@@ -49,6 +51,24 @@ void tune(const Settings& s, catga::ClusterOptions& o) {
   o.snapshot_growth_percent = s.snapshot_growth_percent;
   o.snapshot_in_child = s.snapshot_in_child;
   o.peer_secret = s.peer_secret;
+  if (!s.tls_dir.empty()) {
+    const std::filesystem::path dir = s.tls_dir;
+    const std::string node = "node-" + std::to_string(o.node_id);
+    o.tls_ca_file = dir / "ca.pem";
+    o.tls_cert_file = dir / (node + ".pem");
+    o.tls_key_file = dir / (node + ".key");
+  }
+}
+
+void write_throwaway_tls(const std::filesystem::path& dir, std::size_t nodes) {
+  testsupport::TlsFixture fixture(dir / "generated");
+  std::filesystem::copy_file(fixture.ca_file(), dir / "ca.pem");
+  for (std::size_t id = 1; id <= nodes; ++id) {
+    const auto files = fixture.node(id);
+    const std::string node = "node-" + std::to_string(id);
+    std::filesystem::copy_file(files.cert_file, dir / (node + ".pem"));
+    std::filesystem::copy_file(files.key_file, dir / (node + ".key"));
+  }
 }
 
 std::size_t target_node(const Settings& s, std::size_t leader) {

@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
   std::string peer_secret;
   std::string peer_secret_file;
   int peer_handshake_timeout_ms = 5000;
+  std::string peer_tls_ca_file, peer_tls_cert_file, peer_tls_key_file;
   std::string admin_token;
   std::string log_level = "info";
   int election_timeout_ms = 1000, heartbeat_ms = 100;
@@ -112,6 +113,19 @@ int main(int argc, char** argv) {
                  "read the cluster secret from the first line of this file (keep it mode 0600)")
       ->check(CLI::ExistingFile)
       ->excludes(secret_option);
+  auto* tls_cert_option = cli.add_option(
+      "--peer-tls-cert-file", peer_tls_cert_file,
+      "this node's certificate (PEM, subject CN \"node-<id>\"): the Raft port and the peer channel then speak mutual "
+      "TLS 1.3 only, and a peer's certificate must name the node id it claims (docs/security.md). Files reload when "
+      "they change")->check(CLI::ExistingFile);
+  auto* tls_key_option = cli.add_option("--peer-tls-key-file", peer_tls_key_file, "its private key (PEM)")
+                             ->check(CLI::ExistingFile);
+  auto* tls_ca_option = cli.add_option("--peer-tls-ca-file", peer_tls_ca_file,
+                                       "the cluster's CA certificate (PEM), the only one peers' certificates may chain to")
+                            ->check(CLI::ExistingFile);
+  tls_cert_option->needs(tls_key_option)->needs(tls_ca_option);
+  tls_key_option->needs(tls_cert_option);
+  tls_ca_option->needs(tls_cert_option);
   cli.add_option("--peer-handshake-timeout-ms", peer_handshake_timeout_ms,
                  "a connection to the Raft or peer port that has not authenticated within this is dropped")
       ->check(CLI::Range(1, 600000));
@@ -192,7 +206,10 @@ int main(int argc, char** argv) {
                                   .snapshot_trailing_bytes = snapshot_trailing_bytes,
                                   .cluster_id = cluster_id,
                                   .peer_secret = peer_secret,
-                                  .peer_handshake_timeout = std::chrono::milliseconds(peer_handshake_timeout_ms)};
+                                  .peer_handshake_timeout = std::chrono::milliseconds(peer_handshake_timeout_ms),
+                                  .tls_ca_file = peer_tls_ca_file,
+                                  .tls_cert_file = peer_tls_cert_file,
+                                  .tls_key_file = peer_tls_key_file};
     if (!restore_from.empty()) {
       auto restored = catga::restore_backup(restore_from, options);
       if (!restored) return std::cerr << "catga-orders: cannot restore: " << restored.error() << "\n", 1;

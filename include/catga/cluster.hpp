@@ -9,9 +9,10 @@
 // Security (docs/security.md): with `peer_secret` set, every connection to the
 // Raft port and to the peer channel first proves knowledge of the secret
 // (HMAC-SHA256 challenge and response, both directions) before libraft or the
-// peer protocol reads a byte of it. Nothing is encrypted yet: bind the ports
-// to a private network. Without a secret both accept anyone (insecure mode,
-// logged as a warning at start).
+// peer protocol reads a byte of it. With `tls_ca_file`, `tls_cert_file` and
+// `tls_key_file` set, the Raft port speaks mutual TLS 1.3 only and a peer's
+// certificate must name the node id it claims ("node-<id>"). Without either
+// the ports accept anyone (insecure mode, logged as a warning at start).
 #pragma once
 
 #include <chrono>
@@ -133,6 +134,23 @@ struct ClusterOptions {
   // A connection to the Raft or peer port that has not completed the
   // handshake within this bound is dropped (one rate-limited log line).
   std::chrono::milliseconds peer_handshake_timeout{5000};
+  // Mutual TLS 1.3 on the Raft port (docs/security.md): all three PEM files
+  // or none. The CA file holds the cluster's CA, the only one trusted; this
+  // node's certificate must be signed by it and carry the subject common
+  // name "node-<node_id>", and so must every peer's — a node holding a valid
+  // certificate for id 2 cannot pose as id 3. The files are read again for
+  // new connections when they change (certificates reload without a
+  // restart). The handshake shares `peer_handshake_timeout`. With a
+  // `peer_secret` as well, the secret's exchange runs inside TLS (both must
+  // hold); TLS alone is enough to leave insecure mode.
+  std::filesystem::path tls_ca_file;
+  std::filesystem::path tls_cert_file;
+  std::filesystem::path tls_key_file;
+
+  // True when the three TLS files are set.
+  bool tls_enabled() const noexcept {
+    return !tls_ca_file.empty() && !tls_cert_file.empty() && !tls_key_file.empty();
+  }
 
   // Checks every field; the error names the offending one.
   Result<void> validate() const;

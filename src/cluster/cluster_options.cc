@@ -172,6 +172,9 @@ Result<void> ClusterOptions::validate() const {
   if (!peer_secret.empty() && peer_secret.size() < 16) {
     return invalid("peer_secret: must be at least 16 bytes when set (empty: insecure mode)");
   }
+  if (!tls_enabled() && (!tls_ca_file.empty() || !tls_cert_file.empty() || !tls_key_file.empty())) {
+    return invalid("tls_ca_file, tls_cert_file, tls_key_file: set all three (mutual TLS) or none");
+  }
   if (peer_handshake_timeout < std::chrono::milliseconds(1) || peer_handshake_timeout > kMaxMs) {
     return invalid("peer_handshake_timeout: must be between 1 ms and " + std::to_string(kMaxMs.count()) + " ms");
   }

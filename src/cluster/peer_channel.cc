@@ -1,6 +1,7 @@
 #include "cluster/peer_channel.hpp"
 
 #include "cluster/raft_auth.h"
+#include "cluster/tls_stream.hpp"
 #include "core/log.hpp"
 
 #include <asio/connect.hpp>
@@ -157,13 +158,13 @@ void read_frame(std::shared_ptr<Self> self, std::size_t max_body) {
 
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
-  ServerConnection(tcp::socket socket, const PeerChannel::Options& options, const PeerChannel::Handler& handler,
-                   RefusalLog& refusals)
-      : socket_(std::move(socket)), options_(options), handler_(handler), refusals_(refusals),
+  ServerConnection(tcp::socket socket, TlsCredentials* tls, const PeerChannel::Options& options,
+                   const PeerChannel::Handler& handler, RefusalLog& refusals)
+      : socket_(std::move(socket), tls), options_(options), handler_(handler), refusals_(refusals),
         handshake_timer_(socket_.get_executor()) {
     asio::error_code ec;
-    tune_socket(socket_, options_);
-    remote_ = socket_.remote_endpoint(ec).address().to_string();
+    tune_socket(socket_.tcp(), options_);
+    remote_ = socket_.tcp().remote_endpoint(ec).address().to_string();
   }
 
   // Reads the hello; a connection that has not been welcomed within
@@ -177,7 +178,22 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
                            self->remote_, self->options_.handshake_timeout.count());
       self->close();
     });
-    read_frame(self, kMaxHandshakeFrame);
+    if (!socket_.tls()) return read_frame(self, kMaxHandshakeFrame);
+    socket_.tls_stream().async_handshake(asio::ssl::stream_base::server, [self](asio::error_code ec) {
+      if (self->closed_) return;
+      if (ec) {
+        self->refusals_.warn("catga peer channel: refused a connection from {}: TLS handshake failed: {}",
+                             self->remote_, self->socket_.describe_failure(ec));
+        return self->close();
+      }
+      auto id = self->socket_.peer_node_id();
+      if (!id) {
+        self->refusals_.warn("catga peer channel: refused a connection from {}: {}", self->remote_, id.error().message());
+        return self->close();
+      }
+      self->tls_peer_id_ = *id;
+      read_frame(self, kMaxHandshakeFrame);
+    });
   }
 
   // True to keep reading.
@@ -217,6 +233,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       else if (hello->version != peer::kVersion) reason = "protocol version " + std::to_string(hello->version) + " is not supported (this node speaks " + std::to_string(peer::kVersion) + ")";
       else if (hello->cluster_id != options_.cluster_id) reason = "cluster id '" + hello->cluster_id + "' does not match";
       else if (!options_.secret.empty() && hello->nonce.empty()) reason = "this cluster requires the peer secret";
+      else if (socket_.tls() && hello->node_id != tls_peer_id_) {
+        reason = "it claims node " + std::to_string(hello->node_id) + " but its TLS certificate is for node " +
+                 std::to_string(tls_peer_id_);
+      }
       if (!reason.empty()) return refuse(reason);
       hello_ = std::move(*hello);
       if (options_.secret.empty()) return welcome();
@@ -354,12 +374,12 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     closed_ = true;
     asio::error_code ec;
     handshake_timer_.cancel();
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
+    socket_.tcp().shutdown(tcp::socket::shutdown_both, ec);
+    socket_.tcp().close(ec);
   }
 
  public:
-  tcp::socket socket_;
+  TlsStream socket_;
   std::string header_, body_;
 
  private:
@@ -374,6 +394,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   std::optional<peer::Hello> hello_;
   std::string nonce_;
   std::string remote_;
+  std::uint64_t tls_peer_id_ = 0;
   bool greeted_ = false;
   bool closed_ = false;
   bool writing_ = false;
@@ -386,9 +407,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
 class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
  public:
-  ClientConnection(asio::io_context& io, std::string address, const PeerChannel::Options& options,
+  ClientConnection(asio::io_context& io, std::string address, TlsCredentials* tls, const PeerChannel::Options& options,
                    RefusalLog& refusals, std::function<void(const std::string&)> on_dead)
-      : socket_(io), resolver_(io), watchdog_(io), address_(std::move(address)), options_(options), refusals_(refusals),
+      : socket_(tcp::socket(io), tls), resolver_(io), watchdog_(io), address_(std::move(address)), options_(options),
+        refusals_(refusals),
         on_dead_(std::move(on_dead)) {}
 
   bool dead() const { return state_ == State::dead; }
@@ -448,6 +470,15 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   bool on_greeting(const std::string& body) {
     auto welcome = peer::decode_welcome(body);
     if (welcome && !welcome->accepted) return fail("refused: " + welcome->reason), false;
+    if (socket_.tls()) {
+      std::optional<std::uint64_t> claimed;
+      if (welcome) claimed = welcome->node_id;
+      else if (auto challenge = peer::decode_challenge(body)) claimed = challenge->node_id;
+      if (claimed && *claimed != tls_peer_id_) {
+        return refused("it claims node " + std::to_string(*claimed) + " but its TLS certificate is for node " +
+                       std::to_string(tls_peer_id_));
+      }
+    }
     if (!options_.secret.empty() && !challenged_) {
       auto challenge = peer::decode_challenge(body);
       if (!challenge) {
@@ -484,7 +515,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     state_ = State::dead;
     asio::error_code ec;
     resolver_.cancel();
-    socket_.close(ec);
+    socket_.tcp().close(ec);
     watchdog_.cancel();
     const std::string prefix = "peer " + address_ + ": ";
     // Written and unanswered: the leader may have applied them.
@@ -506,7 +537,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     on_dead_(address_);
   }
 
-  tcp::socket socket_;
+  TlsStream socket_;
   std::string header_, body_;
 
  private:
@@ -562,18 +593,31 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
   void connect_to(const tcp::resolver::results_type& results) {
     auto self = shared_from_this();
-    asio::async_connect(socket_, results, [self](asio::error_code ec, const tcp::endpoint&) {
+    asio::async_connect(socket_.tcp(), results, [self](asio::error_code ec, const tcp::endpoint&) {
       if (ec) return self->fail("cannot connect: " + ec.message());
-      tune_socket(self->socket_, self->options_);
+      tune_socket(self->socket_.tcp(), self->options_);
       self->state_ = State::greeting;
-      self->challenged_ = false;
-      self->nonce_ = self->options_.secret.empty() ? std::string() : fresh_nonce();
-      if (!self->options_.secret.empty() && self->nonce_.empty()) return self->fail("no random nonce (OpenSSL)");
-      std::string hello;
-      peer::append_hello(hello, {peer::kVersion, self->options_.cluster_id, self->nonce_, self->options_.node_id});
-      self->write(std::move(hello));
-      read_frame(self, self->options_.max_frame_bytes);
+      if (!self->socket_.tls()) return self->greet();
+      self->socket_.tls_stream().async_handshake(asio::ssl::stream_base::client, [self](asio::error_code ec2) {
+        if (self->state_ == State::dead) return;
+        if (ec2) return void(self->refused("TLS handshake failed: " + self->socket_.describe_failure(ec2)));
+        auto id = self->socket_.peer_node_id();
+        if (!id) return void(self->refused(id.error().message()));
+        self->tls_peer_id_ = *id;
+        self->greet();
+      });
     });
+  }
+
+  // The hello (inside TLS when on), then the greeting frames.
+  void greet() {
+    challenged_ = false;
+    nonce_ = options_.secret.empty() ? std::string() : fresh_nonce();
+    if (!options_.secret.empty() && nonce_.empty()) return fail("no random nonce (OpenSSL)");
+    std::string hello;
+    peer::append_hello(hello, {peer::kVersion, options_.cluster_id, nonce_, options_.node_id});
+    write(std::move(hello));
+    read_frame(shared_from_this(), options_.max_frame_bytes);
   }
 
   // Flushes after the handlers already queued on the I/O thread ran: records
@@ -640,6 +684,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   RefusalLog& refusals_;
   std::string nonce_;        // this connection's, sent in the hello
   bool challenged_ = false;  // the peer proved the secret
+  std::uint64_t tls_peer_id_ = 0;  // the node its TLS certificate names
   std::function<void(const std::string&)> on_dead_;
   State state_ = State::idle;
   bool writing_ = false;
@@ -678,6 +723,16 @@ class AsioPeerChannel final : public PeerChannel {
   }
 
   Result<void> run() {
+    if (!options_.tls_cert_file.empty()) {
+      auto tls = TlsCredentials::load(options_.tls_ca_file, options_.tls_cert_file, options_.tls_key_file);
+      if (!tls) return tls.error();
+      tls_ = std::move(*tls);
+      if (options_.node_id != 0 && tls_->node_id() != options_.node_id) {
+        return Error{Code::invalid_argument, "peer channel: the TLS certificate is for node " +
+                                                 std::to_string(tls_->node_id()) + ", this node is " +
+                                                 std::to_string(options_.node_id)};
+      }
+    }
     if (!options_.listen_address.empty()) {
       if (auto listening = listen(); !listening) return listening;
     }
@@ -739,7 +794,7 @@ class AsioPeerChannel final : public PeerChannel {
         if (ec != asio::error::operation_aborted) internal::log().warn("catga peer channel: accept failed: {}", ec.message());
         if (!acceptor_.is_open()) return;
       } else {
-        std::make_shared<ServerConnection>(std::move(socket), options_, handler_, refusals_)->start();
+        std::make_shared<ServerConnection>(std::move(socket), tls_.get(), options_, handler_, refusals_)->start();
       }
       accept();
     });
@@ -749,13 +804,14 @@ class AsioPeerChannel final : public PeerChannel {
     auto& slot = clients_[address];
     if (!slot || slot->dead()) {
       // A dead connection is replaced on next use; pending callbacks keep it alive until then.
-      slot = std::make_shared<ClientConnection>(io_, address, options_, refusals_, [](const std::string&) {});
+      slot = std::make_shared<ClientConnection>(io_, address, tls_.get(), options_, refusals_, [](const std::string&) {});
     }
     return slot;
   }
 
   Options options_;
   Handler handler_;
+  std::shared_ptr<TlsCredentials> tls_;  // null: plain TCP
   std::atomic<bool> stopped_{false};
   asio::io_context io_;
   tcp::acceptor acceptor_;

@@ -7,7 +7,8 @@
 // (connect, handshake, a forward or a read index) and receives nothing for
 // `answer_timeout` is closed as dead, so a peer that went silent without a
 // reset (a partition, a frozen host) is given up after that long rather than
-// at the caller's deadline. Protocol: peer_protocol.hpp.
+// at the caller's deadline. With TLS files set every connection is mutual
+// TLS 1.3 first (tls_stream.hpp). Protocol: peer_protocol.hpp.
 //
 // Threading: every public method may be called from any thread. Completions
 // (`done`) run on the channel's I/O thread, or on the node's loop thread when
@@ -73,6 +74,13 @@ class PeerChannel {
     // A server connection not welcomed within this long is closed (one
     // rate-limited log line): a stalled client holds nothing for long.
     std::chrono::milliseconds handshake_timeout{5000};
+    // Mutual TLS 1.3 on every connection, both ways, when the certificate
+    // file is set (tls_context.h): the peer's certificate must name the node
+    // id its hello (server) or welcome/challenge (client) claims. The secret's
+    // exchange, if any, runs inside TLS. Files reload when they change.
+    std::string tls_ca_file;
+    std::string tls_cert_file;
+    std::string tls_key_file;
   };
 
   static Result<std::unique_ptr<PeerChannel>> start(Options options, Handler handler);

@@ -4,10 +4,14 @@
  * raft_uv_init by raft_c.c. */
 #include "cluster/raft_auth.h"
 
+#include "cluster/tls_context.h"
+#include "cluster/tls_relay.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <raft.h>
 #include <raft/uv.h>
 #include <stdarg.h>
@@ -222,6 +226,7 @@ int catga_auth_reader_feed(struct catga_auth_reader *r, const uint8_t *data,
 /* -------------------------------------------------------------- transport */
 
 struct handshake;
+struct relayRef;
 
 struct catgaAuth {
   struct raft_uv_transport *iface;
@@ -242,6 +247,8 @@ struct catgaAuth {
   uv_tcp_t *listener;
   raft_uv_accept_cb accept_cb;
   struct handshake *handshakes; /* until fully released */
+  struct catga_tls_context *tls; /* NULL: no TLS */
+  struct relayRef *relays;       /* TLS connections, until closed */
   unsigned n_incoming;          /* listener-side ones among them */
   bool closing;
   bool tcp_closed;
@@ -257,13 +264,20 @@ struct handshake {
   unsigned writes;  /* writes issued (each side issues two) */
   bool welcomed; /* the exchange succeeded (hand over once not writing) */
   unsigned open_handles;
-  uv_tcp_t *tcp; /* the connection while we own it */
+  uv_stream_t *stream; /* the connection while we own it (TCP, or the
+                         * socketpair end of a TLS relay) */
+  struct catga_tls_relay *relay; /* until its TLS handshake ended */
+  uint64_t tls_peer_id;          /* the node the peer certificate names */
+  unsigned pending;              /* resolve/connect requests in flight */
+  bool resolving;
+  uv_getaddrinfo_t resolve;      /* TLS dialler */
+  uv_connect_t tcp_connect;      /* TLS dialler */
   uv_timer_t timer;
   /* One request and buffer per write: the second may be issued before the
    * first one's callback ran (the peer answered within the same loop
    * iteration). */
   uv_write_t write[2];
-  uint8_t out[2][CATGA_AUTH_CHALLENGE];
+  uint8_t out[2][CATGA_AUTH_PREAMBLE + CATGA_AUTH_MAX_ADDRESS + CATGA_AUTH_HELLO];
   uint8_t in[CATGA_AUTH_PREAMBLE + CATGA_AUTH_MAX_ADDRESS];
   struct catga_auth_reader reader;
   uint8_t nonce[CATGA_AUTH_NONCE];
@@ -303,7 +317,7 @@ static void authLog(struct catgaAuth *a, const char *fmt, ...) {
 
 static void maybeClosed(struct catgaAuth *a) {
   if (a->closing && a->tcp_closed && a->listener == NULL &&
-      a->handshakes == NULL && a->close_cb != NULL) {
+      a->handshakes == NULL && a->relays == NULL && a->close_cb != NULL) {
     raft_uv_transport_close_cb cb = a->close_cb;
     a->close_cb = NULL;
     cb(a->iface);
@@ -312,7 +326,7 @@ static void maybeClosed(struct catgaAuth *a) {
 
 static void handshakeRelease(struct handshake *h) {
   struct catgaAuth *a = h->a;
-  if (h->open_handles > 0 || h->writing) {
+  if (h->open_handles > 0 || h->writing || h->pending) {
     return;
   }
   if (h->prev != NULL) {
@@ -343,18 +357,25 @@ static void handleClosed(uv_handle_t *handle) {
  * the connection is closed (a dialler's request completes with `status`). */
 static void handshakeFinish(struct handshake *h, int status) {
   struct catgaAuth *a = h->a;
-  uv_stream_t *stream = (uv_stream_t *)h->tcp;
+  uv_stream_t *stream = h->stream;
   if (h->done) {
     return;
   }
   h->done = true;
+  if (h->relay != NULL) {
+    catga_tls_relay_close(h->relay); /* cancels its connect, if any */
+    h->relay = NULL;
+  }
+  if (h->resolving) {
+    uv_cancel((uv_req_t *)&h->resolve); /* fails harmlessly once running */
+  }
   uv_timer_stop(&h->timer);
   uv_close((uv_handle_t *)&h->timer, handleClosed);
   if (stream != NULL) {
     uv_read_stop(stream);
   }
   if (status == 0 && !a->closing) {
-    h->tcp = NULL;
+    h->stream = NULL;
     stream->data = NULL;
     if (h->dialler) {
       h->outer->cb = h->outer_cb;
@@ -365,7 +386,7 @@ static void handshakeFinish(struct handshake *h, int status) {
     return;
   }
   if (stream != NULL) {
-    h->tcp = NULL;
+    h->stream = NULL;
     h->open_handles++;
     uv_close((uv_handle_t *)stream, handleClosed);
   }
@@ -420,7 +441,7 @@ static void handshakeWrite(struct handshake *h, size_t len) {
   uv_buf_t buf = uv_buf_init((char *)h->out[h->writes], (unsigned)len);
   int rv;
   req->data = h;
-  rv = uv_write(req, (uv_stream_t *)h->tcp, &buf, 1, writeDone);
+  rv = uv_write(req, h->stream, &buf, 1, writeDone);
   if (rv != 0) {
     handshakeFail(h, uv_strerror(rv));
     return;
@@ -446,7 +467,21 @@ static bool handshakeFrame(struct handshake *h, int frame) {
   uint8_t mac[CATGA_AUTH_MAC];
   switch (frame) {
     case CATGA_AUTH_NONE:
+      return true;
     case CATGA_AUTH_GOT_IDENTITY:
+      if (h->a->tls != NULL && h->reader.peer_id != h->tls_peer_id) {
+        char why[128];
+        snprintf(why, sizeof why, "its TLS certificate is for node %llu",
+                 (unsigned long long)h->tls_peer_id);
+        handshakeFail(h, why);
+        return false;
+      }
+      if (h->a->secret_len == 0) { /* TLS alone: the certificate proved it */
+        uv_read_stop(h->stream);
+        h->welcomed = true;
+        maybeHandOver(h);
+        return false;
+      }
       return true;
     case CATGA_AUTH_GOT_HELLO: /* listener: prove first */
       memcpy(nextOut(h), MAGIC_CHALLENGE, CATGA_AUTH_MAGIC);
@@ -464,7 +499,7 @@ static bool handshakeFrame(struct handshake *h, int frame) {
         handshakeFail(h, "wrong cluster secret or cluster id");
         return false;
       }
-      uv_read_stop((uv_stream_t *)h->tcp);
+      uv_read_stop(h->stream);
       memcpy(nextOut(h), MAGIC_WELCOME, CATGA_AUTH_MAGIC);
       h->welcomed = true;
       handshakeWrite(h, CATGA_AUTH_WELCOME);
@@ -483,7 +518,7 @@ static bool handshakeFrame(struct handshake *h, int frame) {
       handshakeWrite(h, CATGA_AUTH_PROOF);
       return !h->done;
     case CATGA_AUTH_GOT_WELCOME:
-      uv_read_stop((uv_stream_t *)h->tcp);
+      uv_read_stop(h->stream);
       h->welcomed = true;
       maybeHandOver(h);
       return false;
@@ -529,8 +564,8 @@ static void readCb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 static void timerCb(uv_timer_t *timer) {
   struct handshake *h = timer->data;
   char why[96];
-  snprintf(why, sizeof why, "authentication handshake not completed within %u ms",
-           h->a->timeout_ms);
+  snprintf(why, sizeof why, "%s handshake not completed within %u ms",
+           h->relay != NULL ? "TLS" : "authentication", h->a->timeout_ms);
   handshakeFail(h, why);
 }
 
@@ -563,22 +598,138 @@ static struct handshake *handshakeNew(struct catgaAuth *a, bool dialler) {
 }
 
 /* The connection is up: start the exchange, bounded in time. */
-static void handshakeStart(struct handshake *h, uv_tcp_t *tcp) {
+/* libraft's own handshake (src/uv_tcp_connect.c): written by us when the
+ * dialler is a TLS relay, as libraft's stock dialler writes it in clear.
+ * Returns its length, 0 when the address is too long. */
+static size_t librafHandshake(const struct catgaAuth *a, uint8_t *out) {
+  size_t len = strlen(a->address);
+  size_t padded = (len + 1 + 7) / 8 * 8;
+  if (padded > CATGA_AUTH_MAX_ADDRESS) {
+    return 0;
+  }
+  put64(out, LIBRAFT_HANDSHAKE_PROTOCOL);
+  put64(out + 8, a->id);
+  put64(out + 16, padded);
+  memset(out + CATGA_AUTH_PREAMBLE, 0, padded);
+  memcpy(out + CATGA_AUTH_PREAMBLE, a->address, len);
+  return CATGA_AUTH_PREAMBLE + padded;
+}
+
+/* The connection is up: start the exchange, bounded in time (from the TCP
+ * connection on, when TLS came first). */
+static void handshakeStart(struct handshake *h, uv_stream_t *stream) {
   int rv;
-  h->tcp = tcp;
-  tcp->data = h;
-  uv_tcp_nodelay(tcp, 1);
-  uv_timer_start(&h->timer, timerCb, h->a->timeout_ms, 0);
-  rv = uv_read_start((uv_stream_t *)tcp, allocCb, readCb);
+  size_t n = 0;
+  h->stream = stream;
+  stream->data = h;
+  if (stream->type == UV_TCP) {
+    uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+  }
+  if (!uv_is_active((uv_handle_t *)&h->timer)) {
+    uv_timer_start(&h->timer, timerCb, h->a->timeout_ms, 0);
+  }
+  rv = uv_read_start(stream, allocCb, readCb);
   if (rv != 0) {
     handshakeFail(h, uv_strerror(rv));
     return;
   }
-  if (h->dialler) {
-    memcpy(nextOut(h), MAGIC_HELLO, CATGA_AUTH_MAGIC);
-    memcpy(nextOut(h) + CATGA_AUTH_MAGIC, h->nonce, CATGA_AUTH_NONCE);
-    handshakeWrite(h, CATGA_AUTH_HELLO);
+  if (!h->dialler) {
+    return;
   }
+  if (h->a->tls != NULL) {
+    n = librafHandshake(h->a, nextOut(h));
+    if (n == 0) {
+      handshakeFail(h, "own address too long for libraft's handshake");
+      return;
+    }
+  }
+  if (h->a->secret_len == 0) { /* TLS alone: hand over once it is written */
+    uv_read_stop(stream);
+    h->welcomed = true;
+    handshakeWrite(h, n);
+    return;
+  }
+  memcpy(nextOut(h) + n, MAGIC_HELLO, CATGA_AUTH_MAGIC);
+  memcpy(nextOut(h) + n + CATGA_AUTH_MAGIC, h->nonce, CATGA_AUTH_NONCE);
+  handshakeWrite(h, n + CATGA_AUTH_HELLO);
+}
+
+/* ------------------------------------------------------------ TLS relays */
+
+/* A TLS relay's membership in the transport: the transport's close waits
+ * for every relay, including those whose socketpair end libraft holds. */
+struct relayRef {
+  struct catgaAuth *a;
+  struct catga_tls_relay *relay;
+  struct relayRef *prev, *next;
+};
+
+static void relayClosed(void *data) {
+  struct relayRef *ref = data;
+  struct catgaAuth *a = ref->a;
+  if (ref->prev != NULL) {
+    ref->prev->next = ref->next;
+  } else {
+    a->relays = ref->next;
+  }
+  if (ref->next != NULL) {
+    ref->next->prev = ref->prev;
+  }
+  raft_free(ref);
+  maybeClosed(a);
+}
+
+static void relayHandshakeDone(void *data, int status, const char *why,
+                               uint64_t peer_id, uv_stream_t *inner) {
+  struct handshake *h = data;
+  h->relay = NULL; /* it lives on by itself (or is closing) */
+  if (status != 0) {
+    handshakeFail(h, why);
+    return;
+  }
+  h->tls_peer_id = peer_id;
+  handshakeStart(h, inner);
+}
+
+/* Creates h->relay with the current credentials; false when impossible. */
+static bool relayFor(struct handshake *h) {
+  struct catgaAuth *a = h->a;
+  char err[320];
+  struct ssl_ctx_st *ctx = catga_tls_context_get(a->tls, err, sizeof err);
+  struct relayRef *ref = raft_malloc(sizeof *ref);
+  struct catga_tls_relay_options o;
+  if (err[0] != '\0') {
+    authLog(a, "raft: TLS credentials not reloaded: %s", err);
+  }
+  if (ref == NULL) {
+    SSL_CTX_free(ctx);
+    return false;
+  }
+  memset(&o, 0, sizeof o);
+  o.server = !h->dialler;
+  o.expect_id = h->dialler ? h->peer_id : 0;
+  o.timeout_ms = a->timeout_ms;
+  o.alloc = raft_malloc;
+  o.release = raft_free;
+  o.handshake_done = relayHandshakeDone;
+  o.data = h;
+  o.closed = relayClosed;
+  o.closed_data = ref;
+  h->relay = catga_tls_relay_new(a->loop, ctx, &o);
+  SSL_CTX_free(ctx);
+  if (h->relay == NULL) {
+    raft_free(ref);
+    return false;
+  }
+  ref->a = a;
+  ref->relay = h->relay;
+  ref->prev = NULL;
+  ref->next = a->relays;
+  if (ref->next != NULL) {
+    ref->next->prev = ref;
+  }
+  a->relays = ref;
+  return true;
 }
 
 static void peerName(uv_tcp_t *tcp, char *out, size_t len) {
@@ -602,11 +753,42 @@ static void peerName(uv_tcp_t *tcp, char *out, size_t len) {
 
 static void closeUnowned(uv_handle_t *handle) { raft_free(handle); }
 
+/* An incoming connection on a TLS port: TLS first, bounded in time. */
+static void listenTls(struct catgaAuth *a, uv_stream_t *server) {
+  struct handshake *h = handshakeNew(a, false);
+  uv_tcp_t *tcp;
+  if (h == NULL) {
+    return;
+  }
+  if (!relayFor(h)) {
+    handshakeFinish(h, RAFT_NOMEM);
+    return;
+  }
+  tcp = catga_tls_relay_tcp(h->relay);
+  if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
+    handshakeFinish(h, RAFT_NOCONNECTION);
+    return;
+  }
+  peerName(tcp, h->peer, sizeof h->peer);
+  if (a->n_incoming > a->max_pending) {
+    authLog(a, "raft: connection from %s refused: %u connections already in "
+               "the authentication handshake", h->peer, a->n_incoming - 1);
+    handshakeFinish(h, RAFT_NOCONNECTION);
+    return;
+  }
+  uv_timer_start(&h->timer, timerCb, a->timeout_ms, 0);
+  catga_tls_relay_start(h->relay);
+}
+
 static void listenCb(uv_stream_t *server, int status) {
   struct catgaAuth *a = server->data;
   struct handshake *h;
   uv_tcp_t *tcp;
   if (status != 0 || a->closing) {
+    return;
+  }
+  if (a->tls != NULL) {
+    listenTls(a, server);
     return;
   }
   tcp = raft_malloc(sizeof *tcp);
@@ -632,7 +814,7 @@ static void listenCb(uv_stream_t *server, int status) {
     return;
   }
   peerName(tcp, h->peer, sizeof h->peer);
-  handshakeStart(h, tcp);
+  handshakeStart(h, (uv_stream_t *)tcp);
 }
 
 static struct catgaAuth *authOf(struct raft_uv_transport *t) {
@@ -649,43 +831,61 @@ static int authInit(struct raft_uv_transport *t, raft_id id,
     return RAFT_NOMEM;
   }
   strcpy(a->address, address);
+  if (a->tls != NULL && catga_tls_context_node_id(a->tls) != id) {
+    snprintf(t->errmsg, sizeof t->errmsg,
+             "the TLS certificate is for node %llu, this node is %llu",
+             (unsigned long long)catga_tls_context_node_id(a->tls),
+             (unsigned long long)id);
+    return RAFT_INVALID;
+  }
   return a->tcp.init(&a->tcp, id, address);
 }
 
 /* "host:port" or "[v6]:port" -> bound, listening socket. */
-static int authListen(struct raft_uv_transport *t, raft_uv_accept_cb cb) {
-  struct catgaAuth *a = authOf(t);
-  char host[256];
-  const char *colon = strrchr(a->address, ':');
-  const char *start = a->address;
+/* "host:port" or "[v6]:port" -> host (brackets removed) and port: 0, or -1
+ * without a port, -2 without a valid host. */
+static int splitAddress(const char *address, char *host, size_t host_size,
+                        const char **port) {
+  const char *colon = strrchr(address, ':');
+  const char *start = address;
   size_t host_len;
-  struct addrinfo hints;
-  uv_getaddrinfo_t req;
-  int rv;
   if (colon == NULL) {
-    snprintf(t->errmsg, sizeof t->errmsg, "address '%s' has no port",
-             a->address);
-    return RAFT_INVALID;
+    return -1;
   }
   host_len = (size_t)(colon - start);
   if (host_len >= 2 && start[0] == '[' && colon[-1] == ']') {
     start++;
     host_len -= 2;
   }
-  if (host_len == 0 || host_len >= sizeof host) {
-    snprintf(t->errmsg, sizeof t->errmsg, "address '%s' has no valid host",
-             a->address);
-    return RAFT_INVALID;
+  if (host_len == 0 || host_len >= host_size) {
+    return -2;
   }
   memcpy(host, start, host_len);
   host[host_len] = '\0';
+  *port = colon + 1;
+  return 0;
+}
+
+static int authListen(struct raft_uv_transport *t, raft_uv_accept_cb cb) {
+  struct catgaAuth *a = authOf(t);
+  char host[256];
+  const char *port = NULL;
+  struct addrinfo hints;
+  uv_getaddrinfo_t req;
+  int rv = splitAddress(a->address, host, sizeof host, &port);
+  if (rv != 0) {
+    snprintf(t->errmsg, sizeof t->errmsg,
+             rv == -1 ? "address '%s' has no port" : "address '%s' has no valid host",
+             a->address);
+    return RAFT_INVALID;
+  }
   memset(&hints, 0, sizeof hints);
   /* IPv4, as libraft's dialler resolves (AF_INET): a name such as
    * "localhost" that also resolves to ::1 must not be bound there. */
   hints.ai_family = AF_INET;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  rv = uv_getaddrinfo(a->loop, &req, NULL, host, colon + 1, &hints);
+  rv = uv_getaddrinfo(a->loop, &req, NULL, host, port, &hints);
   if (rv != 0) {
     snprintf(t->errmsg, sizeof t->errmsg, "resolve %s: %s", a->address,
              uv_strerror(rv));
@@ -724,7 +924,56 @@ static void dialled(struct raft_uv_connect *req, struct uv_stream_s *stream,
     handshakeFinish(h, status != 0 ? status : RAFT_CANCELED);
     return;
   }
-  handshakeStart(h, (uv_tcp_t *)stream);
+  handshakeStart(h, stream);
+}
+
+/* TLS dialler: our own TCP connection (libraft's stock dialler would write
+ * its handshake in clear), then TLS, then libraft's handshake inside it. */
+static void tlsConnected(uv_connect_t *req, int status) {
+  struct handshake *h = req->data;
+  h->pending--;
+  if (h->done) {
+    handshakeRelease(h);
+    return;
+  }
+  if (status != 0) { /* the member is down: libraft retries, no log line */
+    handshakeFinish(h, RAFT_NOCONNECTION);
+    return;
+  }
+  uv_timer_start(&h->timer, timerCb, h->a->timeout_ms, 0);
+  catga_tls_relay_start(h->relay);
+}
+
+static void tlsResolved(uv_getaddrinfo_t *req, int status,
+                        struct addrinfo *res) {
+  struct handshake *h = req->data;
+  int rv;
+  h->pending--;
+  h->resolving = false;
+  if (h->done) {
+    uv_freeaddrinfo(res);
+    handshakeRelease(h);
+    return;
+  }
+  if (status != 0) {
+    uv_freeaddrinfo(res);
+    handshakeFail(h, uv_strerror(status));
+    return;
+  }
+  if (!relayFor(h)) {
+    uv_freeaddrinfo(res);
+    handshakeFinish(h, RAFT_NOMEM);
+    return;
+  }
+  h->tcp_connect.data = h;
+  rv = uv_tcp_connect(&h->tcp_connect, catga_tls_relay_tcp(h->relay),
+                      res->ai_addr, tlsConnected);
+  uv_freeaddrinfo(res);
+  if (rv != 0) {
+    handshakeFinish(h, RAFT_NOCONNECTION);
+    return;
+  }
+  h->pending++;
 }
 
 static int authConnect(struct raft_uv_transport *t, struct raft_uv_connect *req,
@@ -746,7 +995,28 @@ static int authConnect(struct raft_uv_transport *t, struct raft_uv_connect *req,
   h->outer_cb = cb;
   req->cb = cb;
   h->connect.data = h;
-  rv = a->tcp.connect(&a->tcp, &h->connect, id, address, dialled);
+  if (a->tls != NULL) {
+    char host[256];
+    const char *port;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    h->resolve.data = h;
+    rv = splitAddress(address, host, sizeof host, &port) != 0
+             ? RAFT_NOCONNECTION
+             : uv_getaddrinfo(a->loop, &h->resolve, tlsResolved, host, port,
+                              &hints);
+    if (rv == 0) {
+      h->pending++;
+      h->resolving = true;
+      return 0;
+    }
+    rv = RAFT_NOCONNECTION;
+  } else {
+    rv = a->tcp.connect(&a->tcp, &h->connect, id, address, dialled);
+  }
   if (rv != 0) {
     h->done = true; /* no callback for a request refused up front */
     uv_close((uv_handle_t *)&h->timer, handleClosed);
@@ -782,8 +1052,14 @@ static void authClose(struct raft_uv_transport *t,
    * canceled by the stock transport's close (their callback ends them). */
   for (h = a->handshakes; h != NULL; h = next) {
     next = h->next;
-    if (h->tcp != NULL) {
+    if (h->stream != NULL || a->tls != NULL) {
       handshakeFinish(h, RAFT_CANCELED);
+    }
+  }
+  {
+    struct relayRef *ref;
+    for (ref = a->relays; ref != NULL; ref = ref->next) {
+      catga_tls_relay_close(ref->relay); /* `closed` unlinks it later */
     }
   }
   a->tcp.close(&a->tcp, tcpClosed);
@@ -793,7 +1069,11 @@ int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loo
                               const struct catga_auth_options *o) {
   struct catgaAuth *a;
   int rv;
-  if (t->version != 1 || o->secret_len == 0 || o->handshake_timeout_ms == 0) {
+  bool tls = o->tls_ca_file != NULL && o->tls_ca_file[0] != '\0' &&
+             o->tls_cert_file != NULL && o->tls_cert_file[0] != '\0' &&
+             o->tls_key_file != NULL && o->tls_key_file[0] != '\0';
+  if (t->version != 1 || (o->secret_len == 0 && !tls) ||
+      o->handshake_timeout_ms == 0) {
     snprintf(t->errmsg, sizeof t->errmsg, "invalid authenticated transport");
     return RAFT_INVALID;
   }
@@ -802,15 +1082,27 @@ int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loo
     return RAFT_NOMEM;
   }
   memset(a, 0, sizeof *a);
-  a->secret = raft_malloc(o->secret_len);
+  if (tls) {
+    struct catga_tls_files files = {o->tls_ca_file, o->tls_cert_file,
+                                    o->tls_key_file};
+    a->tls = catga_tls_context_new(&files, t->errmsg, sizeof t->errmsg);
+    if (a->tls == NULL) {
+      raft_free(a);
+      return RAFT_INVALID;
+    }
+  }
+  a->secret = raft_malloc(o->secret_len > 0 ? o->secret_len : 1);
   a->cluster_id = raft_malloc(strlen(o->cluster_id) + 1);
   if (a->secret == NULL || a->cluster_id == NULL) {
+    catga_tls_context_free(a->tls);
     raft_free(a->secret);
     raft_free(a->cluster_id);
     raft_free(a);
     return RAFT_NOMEM;
   }
-  memcpy(a->secret, o->secret, o->secret_len);
+  if (o->secret_len > 0) {
+    memcpy(a->secret, o->secret, o->secret_len);
+  }
   a->secret_len = o->secret_len;
   strcpy(a->cluster_id, o->cluster_id);
   a->timeout_ms = o->handshake_timeout_ms;
@@ -822,6 +1114,7 @@ int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loo
   rv = raft_uv_tcp_init(&a->tcp, loop);
   if (rv != 0) {
     snprintf(t->errmsg, sizeof t->errmsg, "%s", a->tcp.errmsg);
+    catga_tls_context_free(a->tls);
     OPENSSL_cleanse(a->secret, a->secret_len);
     raft_free(a->secret);
     raft_free(a->cluster_id);
@@ -840,6 +1133,7 @@ int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loo
 void catga_auth_transport_close(struct raft_uv_transport *t) {
   struct catgaAuth *a = authOf(t);
   raft_uv_tcp_close(&a->tcp);
+  catga_tls_context_free(a->tls);
   OPENSSL_cleanse(a->secret, a->secret_len);
   raft_free(a->secret);
   raft_free(a->cluster_id);

@@ -24,6 +24,15 @@
  * and nothing follows PROOF on the dialler's until WELCOME: no byte of either
  * side's Raft traffic is ever read by the handshake.
  *
+ * With TLS (catga_auth_options' three files), every connection is first a
+ * mutual TLS 1.3 session (tls_relay.h): the dialler connects itself and
+ * writes libraft's handshake inside TLS; the listener reads it there and
+ * requires the id it claims to be the one the peer certificate names
+ * (tls_context.h); the dialler requires the certificate of the member it
+ * reached to name that member. The exchange above then follows inside TLS
+ * when a secret is set too; without one, the hand-over follows libraft's
+ * handshake directly. libraft gets the socketpair end of the relay.
+ *
  * Threading: everything runs on the loop thread of the transport. */
 #ifndef CATGA_SRC_CLUSTER_RAFT_AUTH_H
 #define CATGA_SRC_CLUSTER_RAFT_AUTH_H
@@ -103,12 +112,20 @@ int catga_auth_reader_feed(struct catga_auth_reader *r, const uint8_t *data,
  * line per second (the next line counts the ones left out). */
 struct catga_auth_options {
   const void *secret;
-  size_t secret_len; /* > 0 */
+  size_t secret_len; /* > 0, or TLS files given */
   const char *cluster_id;
   unsigned handshake_timeout_ms; /* > 0 */
   unsigned max_pending;          /* unauthenticated connections at once */
   void (*log)(void *ctx, const char *line);
   void *log_ctx;
+  /* Mutual TLS 1.3 (tls_context.h, tls_relay.h), on when all three are
+   * non-empty: every connection, dialled or accepted, is a TLS session whose
+   * peer certificate must name the node id (the dialled member's, or the one
+   * libraft's handshake claims); libraft's handshake and the exchange above
+   * (when a secret is set too) then run inside it. */
+  const char *tls_ca_file;
+  const char *tls_cert_file;
+  const char *tls_key_file;
 };
 
 struct raft_uv_transport;

@@ -984,7 +984,8 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
     return -1;
   }
   h->transport.version = 1; /* required before raft_uv_tcp_init */
-  if (config->secret_len > 0) {
+  if (config->secret_len > 0 ||
+      (config->tls_cert_file != NULL && config->tls_cert_file[0] != '\0')) {
     struct catga_auth_options auth = {
         .secret = config->secret,
         .secret_len = config->secret_len,
@@ -993,6 +994,9 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
         .max_pending = 64,
         .log = transportRefused,
         .log_ctx = h,
+        .tls_ca_file = config->tls_ca_file,
+        .tls_cert_file = config->tls_cert_file,
+        .tls_key_file = config->tls_key_file,
     };
     h->authenticated = true;
     rv = catga_auth_transport_init(&h->transport, &h->loop, &auth);

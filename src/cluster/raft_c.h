@@ -154,6 +154,12 @@ struct catga_raft_config {
   size_t secret_len;
   const char *cluster_id;
   unsigned handshake_timeout_ms;
+  /* Mutual TLS 1.3 on the Raft port when all three are non-empty (PEM
+   * files; raft_auth.h): the transport is then the authenticated one even
+   * without a secret. */
+  const char *tls_ca_file;
+  const char *tls_cert_file;
+  const char *tls_key_file;
 };
 
 /* Node mode. On failure returns a CATGA_RAFT_* code (or -1 for a libuv

@@ -179,7 +179,12 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.secret_len = options.peer_secret.size();
   config.cluster_id = options.cluster_id.c_str();
   config.handshake_timeout_ms = static_cast<unsigned>(options.peer_handshake_timeout.count());
-  if (options.peer_secret.empty()) {
+  const std::string tls_ca = options.tls_ca_file.string(), tls_cert = options.tls_cert_file.string(),
+                    tls_key = options.tls_key_file.string();
+  config.tls_ca_file = tls_ca.c_str();
+  config.tls_cert_file = tls_cert.c_str();
+  config.tls_key_file = tls_key.c_str();
+  if (options.peer_secret.empty() && !options.tls_enabled()) {
     internal::log().warn(
         "raft node {}: INSECURE MODE: no peer secret, the Raft port {} and the peer channel accept anyone who "
         "can reach them (one forged message can depose the leader or append entries); set a peer secret "

@@ -181,7 +181,10 @@ class ReplicatedNode final : public Replicator {
                                     .max_frame_bytes = options.max_entry_bytes * 2 + 4096,
                                     .answer_timeout = options.election_timeout,
                                     .keepalive_idle = options.election_timeout,
-                                    .handshake_timeout = options.peer_handshake_timeout},
+                                    .handshake_timeout = options.peer_handshake_timeout,
+                                    .tls_ca_file = options.tls_ca_file.string(),
+                                    .tls_cert_file = options.tls_cert_file.string(),
+                                    .tls_key_file = options.tls_key_file.string()},
                                    std::move(handler));
     if (!peer) return peer.error();
     peer_ = std::move(*peer);

@@ -42,6 +42,19 @@ TEST(ClusterOptions, PeerSecretOfSixteenBytesIsValid) {
   o.peer_secret = std::string(16, 's');
   EXPECT_TRUE(o.validate().has_value());
 }
+TEST(ClusterOptions, TlsNeedsAllThreeFiles) {
+  expect_invalid([](auto& o) { o.tls_cert_file = "node-1.pem"; }, "tls_ca_file, tls_cert_file, tls_key_file");
+  expect_invalid([](auto& o) {
+    o.tls_ca_file = "ca.pem";
+    o.tls_key_file = "node-1.key";
+  }, "tls_ca_file, tls_cert_file, tls_key_file");
+  ClusterOptions o = valid();
+  o.tls_ca_file = "ca.pem";
+  o.tls_cert_file = "node-1.pem";
+  o.tls_key_file = "node-1.key";
+  EXPECT_TRUE(o.tls_enabled());
+  EXPECT_TRUE(o.validate().has_value());  // the files are read at start (raft_tls_test.cc)
+}
 TEST(ClusterOptions, PeerHandshakeTimeoutZero) {
   expect_invalid([](auto& o) { o.peer_handshake_timeout = std::chrono::milliseconds(0); }, "peer_handshake_timeout");
 }

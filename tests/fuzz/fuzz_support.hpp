@@ -24,7 +24,8 @@
   X(peer_message)                     \
   X(raft_handshake)                   \
   X(session_table)                    \
-  X(state_restore)
+  X(state_restore)                    \
+  X(tls_identity)
 #define CATGA_FUZZ_HTTP_TARGETS(X) X(json_to_msgpack)
 
 #define CATGA_FUZZ_DECLARE(name) int fuzz_##name(const std::uint8_t* data, std::size_t size);
