@@ -24,9 +24,10 @@ def free_pair():
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
-def make_pki(root, names):
+def make_pki(root, names, clients=()):
     """A throwaway CA (ca.crt) and, for each name, NAME.crt/NAME.key for
-    127.0.0.1 and localhost, signed by it: openssl, P-256, valid one day."""
+    127.0.0.1 and localhost (and for each client name a client certificate),
+    signed by it: openssl, P-256, valid one day."""
     def run(*cmd):
         subprocess.run(["openssl", *cmd], check=True, capture_output=True)
     ca_key, ca = os.path.join(root, "ca.key"), os.path.join(root, "ca.crt")
@@ -35,12 +36,15 @@ def make_pki(root, names):
     ext = os.path.join(root, "server.ext")
     with open(ext, "w") as f:
         f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    for name in names:
+    client_ext = os.path.join(root, "client.ext")
+    with open(client_ext, "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    for name in list(names) + list(clients):
         key, csr, crt = (os.path.join(root, f"{name}.{x}") for x in ("key", "csr", "crt"))
         run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr,
             "-subj", f"/CN={name}")
         run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "1",
-            "-extfile", ext, "-out", crt)
+            "-extfile", ext if name in names else client_ext, "-out", crt)
     return ca
 
 class Node:
