@@ -122,8 +122,8 @@ class Catgactl(unittest.TestCase):
 
     def test_bad_usage(self):
         self.ctl("members", "add", "x", "127.0.0.1:1", expect=105)  # CLI11: a conversion error
-        r = self.ctl("status", endpoints="https://127.0.0.1:1", expect=1)
-        self.assertIn("https is not supported", r.stderr)
+        r = self.ctl("status", endpoints="https://127.0.0.1:1,127.0.0.1:x", expect=1)
+        self.assertIn("has a bad port", r.stderr)
         r = self.ctl("status", endpoints="nohost", expect=1)
         self.assertIn("is not HOST:PORT", r.stderr)
 
@@ -182,7 +182,7 @@ class CatgactlTls(unittest.TestCase):
         # Plain HTTP to the TLS port gets no HTTP answer.
         r = self.ctl("--endpoints", f"http://127.0.0.1:{self.node.http_port}", "health", expect=1)
         self.assertIn("unreachable", r.stdout)
-        r = self.ctl("--endpoints", self.endpoint, "--cacert", os.path.join(self.root, "absent.crt"), "health",
+        r = self.ctl("--endpoints", self.endpoint, "--cacert", os.path.join(self.root, "absent.crt"), "status",
                      expect=1)
         self.assertIn("--cacert", r.stdout + r.stderr)
         r = self.ctl("--endpoints", self.endpoint, "--cert", os.path.join(self.root, "operator.crt"), "health",
