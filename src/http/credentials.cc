@@ -1,5 +1,8 @@
 #include "http/credentials.hpp"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -28,6 +31,13 @@ std::vector<std::string_view> words(std::string_view line) {
     at = end;
   }
   return out;
+}
+
+std::string digest(std::string_view token) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(token.data(), token.size(), out, &size, EVP_sha256(), nullptr);
+  return std::string(reinterpret_cast<const char*>(out), size);
 }
 
 std::vector<std::string> roles_of(std::string_view list) {
@@ -66,7 +76,8 @@ Result<std::shared_ptr<const CredentialTable>> CredentialTable::parse(std::strin
         .roles = w.size() == 4 ? roles_of(w[3]) : std::vector<std::string>{},
         .authenticated_by = w[0] == "token" ? "token" : "certificate"});
     auto& map = w[0] == "token" ? table->tokens_ : table->subjects_;
-    if (!map.emplace(std::string(w[1]), std::move(principal)).second) {
+    std::string key = w[0] == "token" ? digest(w[1]) : std::string(w[1]);
+    if (!map.emplace(std::move(key), std::move(principal)).second) {
       return bad(std::string(w[0]) + " listed twice");
     }
   }
@@ -82,7 +93,7 @@ Result<std::shared_ptr<const CredentialTable>> CredentialTable::load(const std::
 }
 
 std::shared_ptr<const Principal> CredentialTable::by_token(std::string_view token) const {
-  auto found = tokens_.find(token);
+  auto found = tokens_.find(digest(token));
   return found == tokens_.end() ? nullptr : found->second;
 }
 
@@ -90,6 +101,10 @@ std::shared_ptr<const Principal> CredentialTable::by_subject(std::string_view co
   if (auto found = subjects_.find(common_name); found != subjects_.end()) return found->second;
   return std::make_shared<const Principal>(
       Principal{.name = std::string(common_name), .roles = {}, .authenticated_by = "certificate"});
+}
+
+bool same_secret(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 void Credentials::set(std::shared_ptr<const CredentialTable> table) {

@@ -1,6 +1,6 @@
 // Who a request comes from: the credentials file of ServerOptions (bearer
 // tokens and client-certificate subjects mapped to principals) and the refusal
-// log of the HTTPS port. No RESTinio and no OpenSSL here.
+// log of the HTTPS port. No RESTinio here.
 #pragma once
 
 #include <chrono>
@@ -16,7 +16,11 @@
 
 namespace catga::http::internal {
 
-// An immutable snapshot of the credentials file.
+// Compares two secrets in time that depends on their lengths only.
+bool same_secret(std::string_view a, std::string_view b) noexcept;
+
+// An immutable snapshot of the credentials file. Tokens are kept as SHA-256
+// digests: a lookup's timing says nothing about the tokens it compared.
 class CredentialTable {
  public:
   // Parses `text` (the file's format is in http.hpp); `file` names it in errors.

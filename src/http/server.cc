@@ -341,7 +341,7 @@ Result<std::shared_ptr<const Principal>> authenticate(Server::Impl& impl, const 
       if (value.starts_with("Bearer ")) {
         const std::string_view token = value.substr(7);
         if (auto principal = table->by_token(token)) return principal;
-        if (options.admin_token.empty() || token != options.admin_token) {
+        if (options.admin_token.empty() || !same_secret(token, options.admin_token)) {
           return Error{Code::unauthenticated, "the bearer token is not known to this server"};
         }
       }
