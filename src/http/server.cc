@@ -172,6 +172,8 @@ void prepare_connection_and_start_read(restinio::impl::tls_socket_t& socket,
   auto* guard = static_cast<HandshakeGuard*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), guard_slot()));
   guard->contexts->prepare(ssl);
   const auto timeout = guard->contexts->options().handshake_timeout;
+  // Taken now: once a client aborts, its address can no longer be asked for.
+  std::string peer = peer_text(socket);
   auto state = std::make_shared<HandshakeState>(socket.lowest_layer().get_executor());
   state->timer.expires_after(timeout);
   // The connection (and so the descriptor) lives until the handshake's
@@ -185,7 +187,7 @@ void prepare_connection_and_start_read(restinio::impl::tls_socket_t& socket,
   });
   socket.async_handshake(
       asio::ssl::stream_base::server,
-      [state, guard, ssl, &socket, timeout, start_read = std::move(start_read), failed = std::move(failed),
+      [state, guard, ssl, peer = std::move(peer), timeout, start_read = std::move(start_read), failed = std::move(failed),
        keep = connection.shared_from_this(), id = connection.connection_id()](const asio::error_code& ec) mutable {
         {
           std::lock_guard lock(state->mutex);
@@ -196,7 +198,6 @@ void prepare_connection_and_start_read(restinio::impl::tls_socket_t& socket,
           if (auto name = verified_peer_name(ssl)) guard->connections->set(id, std::move(*name));
           return start_read();
         }
-        const std::string peer = peer_text(socket);
         if (state->timed_out) {
           guard->refusals.refused("HTTPS: closed the connection from " + peer + ": its TLS handshake did not finish within " +
                                   std::to_string(timeout.count()) + " ms");

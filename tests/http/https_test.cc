@@ -158,6 +158,7 @@ TEST_F(HttpsTest, AClientTrustingAnotherCaRefusesTheServerAndTheServerLogsIt) {
   const std::string log = capture.wait_lines(1);
   EXPECT_THAT(out.handshake_error, HasSubstr("certificate verify failed"));
   EXPECT_EQ(out.status, 0);
+  EXPECT_THAT(log, HasSubstr("HTTPS: refused the connection from 127.0.0.1:"));
   EXPECT_THAT(log, HasSubstr("does not trust this server's certificate"));
 }
 
