@@ -33,8 +33,8 @@ def main():
     ca = demo.make_pki(root, ["node1", "node2", "node3"])
     context = ssl.create_default_context(cafile=ca)
     plain = cluster(binary, root, "http", lambda i: [])
-    tls = cluster(binary, root, "https", lambda i: ["--tls-cert", os.path.join(root, f"node{i + 1}.crt"),
-                                                    "--tls-key", os.path.join(root, f"node{i + 1}.key")], context)
+    tls = cluster(binary, root, "https", lambda i: ["--http-tls-cert-file", os.path.join(root, f"node{i + 1}.crt"),
+                                                    "--http-tls-key-file", os.path.join(root, f"node{i + 1}.key")], context)
     results = {"http": [], "https": []}
     try:
         for n in plain + tls: n.start()

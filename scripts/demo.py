@@ -158,8 +158,8 @@ def main():
             f.write(f"token {writer} order-desk writer\ntoken {reader} reporting reader\n")
     def node_flags(i):
         if not args.tls: return secure
-        return secure + ["--tls-cert", os.path.join(root, f"node{i + 1}.crt"),
-                         "--tls-key", os.path.join(root, f"node{i + 1}.key"), "--credentials-file", credentials]
+        return secure + ["--http-tls-cert-file", os.path.join(root, f"node{i + 1}.crt"),
+                         "--http-tls-key-file", os.path.join(root, f"node{i + 1}.key"), "--credentials-file", credentials]
     nodes = [Node(os.path.abspath(args.binary), i + 1, ports[i], free_port(), cluster, root, node_flags(i), tls, writer)
              for i in range(3)]
     scheme = "https" if args.tls else "http"

@@ -129,14 +129,14 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   std::string tls_cert, tls_key, tls_client_ca, tls_client_certs = "none", credentials_file;
   int tls_reload_ms = 0;
-  auto* tls_cert_option = cli.add_option("--tls-cert", tls_cert, "serve HTTPS with this certificate chain (PEM)");
-  cli.add_option("--tls-key", tls_key, "the HTTPS certificate's private key (PEM)")->needs(tls_cert_option);
-  cli.add_option("--tls-client-ca", tls_client_ca, "CA certificates (PEM) trusted for HTTPS client certificates")
+  auto* tls_cert_option = cli.add_option("--http-tls-cert-file", tls_cert, "serve HTTPS with this certificate chain (PEM)");
+  cli.add_option("--http-tls-key-file", tls_key, "the HTTPS certificate's private key (PEM)")->needs(tls_cert_option);
+  cli.add_option("--http-tls-client-ca-file", tls_client_ca, "CA certificates (PEM) trusted for HTTPS client certificates")
       ->needs(tls_cert_option);
-  cli.add_option("--tls-client-certs", tls_client_certs, "none, optional or required: ask HTTPS clients for a certificate")
+  cli.add_option("--http-tls-client-certs", tls_client_certs, "none, optional or required: ask HTTPS clients for a certificate")
       ->check(CLI::IsMember({"none", "optional", "required"}))
       ->needs(tls_cert_option);
-  cli.add_option("--tls-reload-ms", tls_reload_ms,
+  cli.add_option("--http-tls-reload-ms", tls_reload_ms,
                  "check the TLS and credentials files this often and reload them when changed (0: never)")
       ->check(CLI::Range(0, 86400000));
   cli.add_option("--credentials-file", credentials_file,
@@ -228,8 +228,8 @@ int main(int argc, char** argv) {
                                       .credentials_file = credentials_file};
   if (!tls_cert.empty()) {
     server_options.tls = http_::TlsOptions{
-        .certificate_file = tls_cert,
-        .private_key_file = tls_key,
+        .cert_file = tls_cert,
+        .key_file = tls_key,
         .client_ca_file = tls_client_ca,
         .client_certificates = tls_client_certs == "required"   ? http_::ClientCertificates::required
                                : tls_client_certs == "optional" ? http_::ClientCertificates::optional

@@ -91,8 +91,8 @@ enum class ClientCertificates : std::uint8_t {
 // Server::reload() (or every `reload_interval`): new connections get the new
 // certificate, open ones keep theirs.
 struct TlsOptions {
-  std::string certificate_file;  // the server's certificate chain
-  std::string private_key_file;  // its key (unencrypted)
+  std::string cert_file;       // the server's certificate chain
+  std::string key_file;        // its key (unencrypted)
   std::string client_ca_file;    // CAs trusted for client certificates
   ClientCertificates client_certificates = ClientCertificates::none;
   // A connection whose handshake has not finished after this long is closed

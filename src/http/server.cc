@@ -632,8 +632,8 @@ Result<void> ServerOptions::validate() const {
     if (c < 0x21 || c > 0x7e) return bad("admin_token must be visible ASCII characters");
   }
   if (tls) {
-    if (tls->certificate_file.empty()) return bad("tls.certificate_file is empty");
-    if (tls->private_key_file.empty()) return bad("tls.private_key_file is empty");
+    if (tls->cert_file.empty()) return bad("tls.cert_file is empty");
+    if (tls->key_file.empty()) return bad("tls.key_file is empty");
     if (tls->client_certificates != ClientCertificates::none && tls->client_ca_file.empty()) {
       return bad("tls.client_ca_file is empty but client certificates are asked for");
     }

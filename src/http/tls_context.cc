@@ -29,23 +29,23 @@ Result<std::shared_ptr<asio::ssl::context>> TlsContexts::load(const TlsOptions& 
   SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   // TLS 1.2: forward-secret AEAD suites only (TLS 1.3's are all of that kind).
   if (SSL_CTX_set_cipher_list(native, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1) return bad("TLS 1.2 cipher list");
-  if (SSL_CTX_use_certificate_chain_file(native, options.certificate_file.c_str()) != 1) {
-    return bad("TlsOptions::certificate_file " + options.certificate_file);
+  if (SSL_CTX_use_certificate_chain_file(native, options.cert_file.c_str()) != 1) {
+    return bad("TlsOptions::cert_file " + options.cert_file);
   }
-  if (SSL_CTX_use_PrivateKey_file(native, options.private_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+  if (SSL_CTX_use_PrivateKey_file(native, options.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
       ERR_clear_error();
-      return Error{Code::invalid_argument, "TlsOptions::private_key_file " + options.private_key_file +
-                                               " does not match the certificate in " + options.certificate_file};
+      return Error{Code::invalid_argument, "TlsOptions::key_file " + options.key_file +
+                                               " does not match the certificate in " + options.cert_file};
     }
-    return bad("TlsOptions::private_key_file " + options.private_key_file);
+    return bad("TlsOptions::key_file " + options.key_file);
   }
   if (SSL_CTX_check_private_key(native) != 1) {
-    return bad("TlsOptions::private_key_file " + options.private_key_file + " does not match " +
-               options.certificate_file);
+    return bad("TlsOptions::key_file " + options.key_file + " does not match " +
+               options.cert_file);
   }
   if (X509* certificate = SSL_CTX_get0_certificate(native); X509_cmp_current_time(X509_get0_notAfter(certificate)) < 0) {
-    return Error{Code::invalid_argument, "TlsOptions::certificate_file " + options.certificate_file + " has expired"};
+    return Error{Code::invalid_argument, "TlsOptions::cert_file " + options.cert_file + " has expired"};
   }
   if (options.client_certificates != ClientCertificates::none) {
     const char* ca = options.client_ca_file.c_str();
@@ -92,7 +92,7 @@ Result<void> TlsContexts::reload() {
 }
 
 std::vector<std::string> TlsContexts::files() const {
-  std::vector<std::string> files{options_.certificate_file, options_.private_key_file};
+  std::vector<std::string> files{options_.cert_file, options_.key_file};
   if (options_.client_certificates != ClientCertificates::none) files.push_back(options_.client_ca_file);
   return files;
 }

@@ -65,8 +65,8 @@ class HttpsTest : public ::testing::Test {
 
   http::TlsOptions tls(ClientCertificates client = ClientCertificates::none) const {
     http::TlsOptions options;
-    options.certificate_file = server_cert_.certificate;
-    options.private_key_file = server_cert_.key;
+    options.cert_file = server_cert_.certificate;
+    options.key_file = server_cert_.key;
     options.client_ca_file = ca_.certificate;
     options.client_certificates = client;
     options.handshake_timeout = std::chrono::milliseconds(400);
@@ -291,22 +291,22 @@ TEST_F(HttpsTest, ChangedFilesAreReloadedEveryInterval) {
 
 TEST_F(HttpsTest, BadTlsOptionsAreRefusedAtStartByName) {
   auto missing = tls();
-  missing.certificate_file = (pki_.dir() / "absent.crt").string();
+  missing.cert_file = (pki_.dir() / "absent.crt").string();
   auto started = start({.tls = missing});
   ASSERT_FALSE(started);
-  EXPECT_THAT(started.error().message(), HasSubstr("TlsOptions::certificate_file"));
+  EXPECT_THAT(started.error().message(), HasSubstr("TlsOptions::cert_file"));
   EXPECT_THAT(started.error().message(), HasSubstr("absent.crt"));
 
   auto mismatched = tls();
-  mismatched.private_key_file = writer_.key;
+  mismatched.key_file = writer_.key;
   started = start({.tls = mismatched});
   ASSERT_FALSE(started);
   EXPECT_THAT(started.error().message(), HasSubstr("does not match"));
 
   auto expired = tls();
   auto old = pki_.issue(ca_, "old-server", "node-old", true, -30, -1);
-  expired.certificate_file = old.certificate;
-  expired.private_key_file = old.key;
+  expired.cert_file = old.certificate;
+  expired.key_file = old.key;
   started = start({.tls = expired});
   ASSERT_FALSE(started);
   EXPECT_THAT(started.error().message(), HasSubstr("has expired"));

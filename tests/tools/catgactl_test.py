@@ -137,8 +137,8 @@ class CatgactlTls(unittest.TestCase):
         f = lambda name: os.path.join(cls.root, name)
         raft = demo.free_pair()
         cls.node = demo.Node(ORDERS, 1, raft, demo.free_port(), f"1=127.0.0.1:{raft}", cls.root,
-                             ["--admin-token", TOKEN, "--tls-cert", f("node1.crt"), "--tls-key", f("node1.key"),
-                              "--tls-client-ca", cls.ca, "--tls-client-certs", "required"])
+                             ["--admin-token", TOKEN, "--http-tls-cert-file", f("node1.crt"), "--http-tls-key-file", f("node1.key"),
+                              "--http-tls-client-ca-file", cls.ca, "--http-tls-client-certs", "required"])
         cls.node.start()
         cls.client = ["--cert", f("operator.crt"), "--key", f("operator.key")]
         cls.endpoint = f"https://127.0.0.1:{cls.node.http_port}"
