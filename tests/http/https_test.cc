@@ -325,3 +325,29 @@ TEST_F(HttpsTest, BadTlsOptionsAreRefusedAtStartByName) {
 
 }  // namespace
 }  // namespace catga::testing
+
+namespace catga::testing {
+namespace {
+
+// The principal is the caller's to set on CommandOptions/QueryOptions; HTTP is
+// one caller. A behaviour sees it, and nullptr when none was given.
+TEST(PrincipalTest, ReachesBehavioursFromTheOptionsOfAnyCaller) {
+  auto behaviour = std::make_unique<WriterOnly>();
+  WriterOnly* seen = behaviour.get();
+  catga::ApplicationBuilder<bank::State> builder;
+  register_test_handlers(builder).use(std::move(behaviour)).in_memory();
+  auto app = builder.build();
+  ASSERT_TRUE(app) << app.error();
+  auto writer = std::make_shared<const Principal>(Principal{.name = "walt", .roles = {"writer"}, .authenticated_by = "token"});
+  auto reader = std::make_shared<const Principal>(Principal{.name = "rita", .roles = {"reader"}, .authenticated_by = "token"});
+  EXPECT_TRUE((*app)->send(bank::Open{.owner = "ann", .initial = 1}, CommandOptions{.principal = writer}));
+  auto refused = (*app)->send(bank::Open{.owner = "bob", .initial = 1}, CommandOptions{.principal = reader});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), Code::permission_denied);
+  EXPECT_TRUE((*app)->send(bank::GetAccount{.account = 1}, QueryOptions{.principal = reader}));
+  EXPECT_EQ((*app)->send(bank::GetAccount{.account = 1}).error().code(), Code::unauthenticated);
+  EXPECT_THAT(seen->seen(), ::testing::ElementsAre("walt", "rita", "rita", ""));
+}
+
+}  // namespace
+}  // namespace catga::testing
