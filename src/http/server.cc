@@ -559,55 +559,75 @@ Result<void> Server::start() {
   return {};
 }
 
-Result<void> Server::reload() {
-  using namespace internal;
+namespace internal {
+namespace {
+
+// Reads the credentials and TLS files again (for `core`'s server); on an
+// error nothing changes.
+Result<void> reload_files(Server::Impl& impl, const ServerOptions& options, Core* core) {
   std::shared_ptr<const CredentialTable> table;
-  if (!options_.credentials_file.empty()) {
-    auto loaded = CredentialTable::load(options_.credentials_file);
+  if (!options.credentials_file.empty()) {
+    auto loaded = CredentialTable::load(options.credentials_file);
     if (!loaded) return loaded.error();
     table = std::move(*loaded);
   }
-  auto core = impl_->core;
   if (core && core->https) {
     if (auto reloaded = core->https->contexts->reload(); !reloaded) return reloaded;
   }
-  if (table) impl_->credentials.set(std::move(table));
+  if (table) impl.credentials.set(std::move(table));
   return {};
 }
 
-// Every TlsOptions::reload_interval: reload when a file's time changed.
-void Server::schedule_reload_check() {
-  using namespace internal;
-  auto& core = impl_->core;
-  if (!options_.tls || options_.tls->reload_interval.count() <= 0) return;
-  if (!core->reload_timer) {
-    core->reload_timer = std::make_unique<asio::steady_timer>(core->io);
-    impl_->stamps.changed(core->https->contexts->files());
-    if (!options_.credentials_file.empty()) impl_->stamps.changed({options_.credentials_file});
-  }
-  core->reload_timer->expires_after(options_.tls->reload_interval);
-  core->reload_timer->async_wait([this, weak = std::weak_ptr<Core>(core)](const asio::error_code& ec) {
+std::vector<std::string> watched_files(const ServerOptions& options, const Core& core) {
+  auto files = core.https->contexts->files();
+  if (!options.credentials_file.empty()) files.push_back(options.credentials_file);
+  return files;
+}
+
+// Every TlsOptions::reload_interval: reload when a file's time changed. Runs
+// on the I/O threads, one check at a time; it holds the core it was given
+// (never reads Server::Impl::core, which stop() takes away).
+void arm_reload_check(Server::Impl& impl, const ServerOptions& options, const std::shared_ptr<Core>& core) {
+  core->reload_timer->expires_after(options.tls->reload_interval);
+  core->reload_timer->async_wait([&impl, &options, weak = std::weak_ptr<Core>(core)](const asio::error_code& ec) {
     auto core = weak.lock();
     if (ec || !core || core->stopping) return;
-    auto files = core->https->contexts->files();
-    if (!options_.credentials_file.empty()) files.push_back(options_.credentials_file);
-    if (impl_->stamps.changed(files)) {
-      if (auto reloaded = reload(); !reloaded) {
+    if (impl.stamps.changed(watched_files(options, *core))) {
+      if (auto reloaded = reload_files(impl, options, core.get()); !reloaded) {
         log_message(LogLevel::error, "HTTPS: reloading the certificates failed, the old ones stay: " +
                                          reloaded.error().message());
       } else {
         log_message(LogLevel::info, "HTTPS: certificates and credentials reloaded");
       }
     }
-    schedule_reload_check();
+    arm_reload_check(impl, options, core);
   });
+}
+
+}  // namespace
+}  // namespace internal
+
+Result<void> Server::reload() {
+  auto core = impl_->core;
+  return internal::reload_files(*impl_, options_, core.get());
+}
+
+// Called by start(), on its thread.
+void Server::schedule_reload_check() {
+  using namespace internal;
+  const auto& core = impl_->core;
+  if (!options_.tls || options_.tls->reload_interval.count() <= 0) return;
+  core->reload_timer = std::make_unique<asio::steady_timer>(core->io);
+  impl_->stamps.changed(watched_files(options_, *core));  // the times to compare with
+  arm_reload_check(*impl_, options_, core);
 }
 
 void Server::stop() {
   auto core = std::move(impl_->core);
   if (!core) return;
   core->stopping = true;
-  if (core->reload_timer) asio::post(core->io, [timer = core->reload_timer.get()] { timer->cancel(); });
+  // A pending reload check is dropped by io.stop() below (and re-arms no more
+  // once `stopping` is set).
   std::promise<void> closed;
   core->close_async([&closed] { closed.set_value(); });
   closed.get_future().wait();
