@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Drives the 3-node demo of the order service (see scripts/demo).
 
-Usage: demo.py PATH/TO/catga-orders [--orders N] [--keep]
+Usage: demo.py PATH/TO/catga-orders [--orders N] [--keep] [--tls]
 Everything runs on 127.0.0.1 with free ports, in a temporary directory that is
 removed at the end. Every process started here is stopped on exit or Ctrl-C.
+With --tls a throwaway CA is made with openssl, every node serves HTTPS with a
+certificate from it, and the orders are created with a writer's bearer token
+(a reader's token is shown its 403).
 """
-import argparse, http.client, json, os, shutil, signal, socket, subprocess, sys, tempfile, time
+import argparse, http.client, json, os, shutil, signal, socket, ssl, subprocess, sys, tempfile, time
 
 def free_pair():
     """A port P with P+1 also free (Raft port, peer channel port)."""
@@ -21,10 +24,34 @@ def free_pair():
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
+def make_pki(root, names, clients=()):
+    """A throwaway CA (ca.crt) and, for each name, NAME.crt/NAME.key for
+    127.0.0.1 and localhost (and for each client name a client certificate),
+    signed by it: openssl, P-256, valid one day."""
+    def run(*cmd):
+        subprocess.run(["openssl", *cmd], check=True, capture_output=True)
+    ca_key, ca = os.path.join(root, "ca.key"), os.path.join(root, "ca.crt")
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", ca_key,
+        "-out", ca, "-days", "1", "-subj", "/CN=catga demo CA")
+    ext = os.path.join(root, "server.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    client_ext = os.path.join(root, "client.ext")
+    with open(client_ext, "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    for name in list(names) + list(clients):
+        key, csr, crt = (os.path.join(root, f"{name}.{x}") for x in ("key", "csr", "crt"))
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr,
+            "-subj", f"/CN={name}")
+        run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "1",
+            "-extfile", ext if name in names else client_ext, "-out", crt)
+    return ca
+
 class Node:
-    def __init__(self, binary, nid, raft_port, http_port, cluster, root, extra=()):
+    def __init__(self, binary, nid, raft_port, http_port, cluster, root, extra=(), tls=None, token=None):
         self.binary, self.id, self.raft_port, self.http_port = binary, nid, raft_port, http_port
         self.extra = list(extra)
+        self.tls, self.token = tls, token  # an ssl.SSLContext for HTTPS; a bearer token sent on every request
         self.cluster, self.dir, self.proc = cluster, os.path.join(root, f"node{nid}"), None
         self.log = open(os.path.join(root, f"node{nid}.log"), "ab")
     def start(self):
@@ -41,10 +68,12 @@ class Node:
             try: self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
     def request(self, method, path, body=None, headers=None, timeout=10):
-        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        if self.tls: c = http.client.HTTPSConnection("127.0.0.1", self.http_port, timeout=timeout, context=self.tls)
+        else: c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
         try:
             data = json.dumps(body) if body is not None else None
             h = {"Content-Type": "application/json"} if data else {}
+            if self.token: h["Authorization"] = f"Bearer {self.token}"
             h.update(headers or {})
             c.request(method, path, body=data, headers=h)
             r = c.getresponse()
@@ -109,6 +138,7 @@ def main():
     ap.add_argument("binary")
     ap.add_argument("--orders", type=int, default=300)
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--tls", action="store_true", help="HTTPS with a throwaway CA, and bearer tokens with roles")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="catga-demo-")
     ports = [free_pair() for _ in range(3)]
@@ -118,7 +148,21 @@ def main():
     with os.fdopen(os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
         f.write(os.urandom(24).hex() + "\n")
     secure = ["--peer-secret-file", secret_file]
-    nodes = [Node(os.path.abspath(args.binary), i + 1, ports[i], free_port(), cluster, root, secure) for i in range(3)]
+    tls = writer = reader = None
+    if args.tls:
+        ca = make_pki(root, [f"node{i + 1}" for i in range(3)])
+        tls = ssl.create_default_context(cafile=ca)
+        writer, reader = os.urandom(16).hex(), os.urandom(16).hex()
+        credentials = os.path.join(root, "credentials")
+        with os.fdopen(os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(f"token {writer} order-desk writer\ntoken {reader} reporting reader\n")
+    def node_flags(i):
+        if not args.tls: return secure
+        return secure + ["--http-tls-cert-file", os.path.join(root, f"node{i + 1}.crt"),
+                         "--http-tls-key-file", os.path.join(root, f"node{i + 1}.key"), "--credentials-file", credentials]
+    nodes = [Node(os.path.abspath(args.binary), i + 1, ports[i], free_port(), cluster, root, node_flags(i), tls, writer)
+             for i in range(3)]
+    scheme = "https" if args.tls else "http"
 
     def cleanup(*_):
         for n in nodes: n.stop()
@@ -129,7 +173,9 @@ def main():
         print(f"Starting 3 nodes of catga-orders on 127.0.0.1 (data in {root}), sharing the cluster secret in {secret_file}")
         for n in nodes:
             n.start()
-            print(f"  node {n.id}: raft 127.0.0.1:{n.raft_port}, peer :{n.raft_port + 1}, http http://127.0.0.1:{n.http_port}, dashboard http://127.0.0.1:{n.http_port}/")
+            print(f"  node {n.id}: raft 127.0.0.1:{n.raft_port}, peer :{n.raft_port + 1}, {scheme} {scheme}://127.0.0.1:{n.http_port}, dashboard {scheme}://127.0.0.1:{n.http_port}/")
+        if args.tls:
+            print(f"  HTTPS with certificates from a throwaway CA ({root}/ca.crt); the Raft and peer ports use the cluster secret, not TLS")
         leader = wait_until(lambda: leader_of(nodes))
         if not leader: raise SystemExit("demo: no leader was elected (see the node logs in " + root + ")")
         print(f"Leader elected: node {leader.id} (term {leader.status()['term']})")
@@ -175,12 +221,28 @@ def main():
             print(f"  {nid:>4}  {role:<9} {term:>4}  {applied:>7}  {present:>17} / {len(expected):<7}  {dups:>10}")
             ok = ok and present == len(expected) and dups == 0
         print()
+        if args.tls: ok = show_tls(nodes[0], root, reader) and ok
         print(f"  {len(expected)} orders acknowledged ({rate:.0f} orders/s, one HTTP request at a time), "
               f"leader failover in {failover_ms:.0f} ms")
         print("  every acknowledged order is on every node, none twice" if ok else "  MISMATCH: see the table above")
         return 0 if ok else 1
     finally:
         cleanup()
+
+def show_tls(node, root, reader):
+    """curl over HTTPS with the demo CA; a reader's POST refused with 403."""
+    url = f"https://127.0.0.1:{node.http_port}"
+    ok = True
+    if shutil.which("curl"):
+        cmd = ["curl", "-sS", "--cacert", os.path.join(root, "ca.crt"), "-H", f"Authorization: Bearer {reader}",
+               f"{url}/orders?limit=1"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        print(f"  $ curl --cacert ca.crt -H 'Authorization: Bearer <reader token>' '{url}/orders?limit=1'")
+        print(f"  {r.stdout.strip() or r.stderr.strip()}")
+        ok = r.returncode == 0 and r.stdout.startswith("[")
+    code, body = node.request("POST", "/orders", {"product_id": "p1", "quantity": 1}, {"Authorization": f"Bearer {reader}"})
+    print(f"  a reader's POST /orders: {code} {json.dumps(body)}")
+    return ok and code == 403
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,6 +24,7 @@
 #include <catga/logging.hpp>
 #include <catga/metrics.hpp>
 
+#include "authorization.hpp"
 #include "orders.hpp"
 
 namespace {
@@ -143,6 +144,21 @@ int main(int argc, char** argv) {
   cli.add_option("--admin-token", admin_token, "bearer token required by the mutating /raft/* endpoints");
   cli.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  std::string tls_cert, tls_key, tls_client_ca, tls_client_certs = "none", credentials_file;
+  int tls_reload_ms = 0;
+  auto* tls_cert_option = cli.add_option("--http-tls-cert-file", tls_cert, "serve HTTPS with this certificate chain (PEM)");
+  cli.add_option("--http-tls-key-file", tls_key, "the HTTPS certificate's private key (PEM)")->needs(tls_cert_option);
+  cli.add_option("--http-tls-client-ca-file", tls_client_ca, "CA certificates (PEM) trusted for HTTPS client certificates")
+      ->needs(tls_cert_option);
+  cli.add_option("--http-tls-client-certs", tls_client_certs, "none, optional or required: ask HTTPS clients for a certificate")
+      ->check(CLI::IsMember({"none", "optional", "required"}))
+      ->needs(tls_cert_option);
+  cli.add_option("--http-tls-reload-ms", tls_reload_ms,
+                 "check the TLS and credentials files this often and reload them when changed (0: never)")
+      ->check(CLI::Range(0, 86400000));
+  cli.add_option("--credentials-file", credentials_file,
+                 "bearer tokens and certificate subjects mapped to principals and roles (docs/security.md); with it, "
+                 "commands need the role writer and queries reader or writer");
   std::string log_format = "text";
   cli.add_option("--log-format", log_format, "text, or json: one JSON object per line")
       ->check(CLI::IsMember({"text", "json"}));
@@ -182,6 +198,7 @@ int main(int argc, char** argv) {
   catga::Metrics metrics;
   catga::ApplicationBuilder<orders::OrderBook> builder;
   builder.use(metrics.behavior());
+  if (!credentials_file.empty()) builder.use(std::make_unique<orders::RoleAuthorization>());
   const std::string node = "catga-orders node " + std::to_string(id) + ": ";
   orders::register_orders(builder, &totals, [node, level](const orders::OrderCreated& e) {
     // The leader-only side effect of the plan: a notification (here, a log
@@ -224,7 +241,22 @@ int main(int argc, char** argv) {
   if (!app) return std::cerr << "catga-orders: cannot start: " << app.error() << "\n", 1;
 
   namespace http_ = catga::http;
-  http_::Server server(**app, {.address = listen->first, .port = listen->second, .threads = http_threads, .admin_token = admin_token});
+  http_::ServerOptions server_options{.address = listen->first,
+                                      .port = listen->second,
+                                      .threads = http_threads,
+                                      .admin_token = admin_token,
+                                      .credentials_file = credentials_file};
+  if (!tls_cert.empty()) {
+    server_options.tls = http_::TlsOptions{
+        .cert_file = tls_cert,
+        .key_file = tls_key,
+        .client_ca_file = tls_client_ca,
+        .client_certificates = tls_client_certs == "required"   ? http_::ClientCertificates::required
+                               : tls_client_certs == "optional" ? http_::ClientCertificates::optional
+                                                                : http_::ClientCertificates::none,
+        .reload_interval = std::chrono::milliseconds(tls_reload_ms)};
+  }
+  http_::Server server(**app, server_options);
   server
       .post("/orders", [](const http_::Request& r) { return r.json<orders::CreateOrder>(); }, {.status = 201})
       .get("/orders/{id}", [](const http_::Request& r) { return orders::GetOrder{.id = r.param<std::uint64_t>("id")}; })
@@ -249,7 +281,7 @@ int main(int argc, char** argv) {
     std::cerr << "catga-orders: cannot serve HTTP on " << http << ": " << started.error() << "\n";
     return 1;
   }
-  catga::log_message(catga::LogLevel::info, node + "HTTP on " + listen->first + ":" + std::to_string(server.port()) +
+  catga::log_message(catga::LogLevel::info, node + (tls_cert.empty() ? "HTTP on " : "HTTPS on ") + listen->first + ":" + std::to_string(server.port()) +
                                                 ", data in " + data_dir);
 
   // Serve until SIGINT or SIGTERM, then stop the server, then the node.

@@ -64,6 +64,8 @@ struct CommandOptions {
   // A caller-supplied key: commands with the same key apply once and later
   // ones get the first one's result (HTTP `Idempotency-Key`).
   std::string idempotency_key;
+  // Who asks (behaviours see it as Request::principal()); nullptr: anonymous.
+  std::shared_ptr<const Principal> principal;
 };
 
 struct QueryOptions {
@@ -71,6 +73,8 @@ struct QueryOptions {
   // For read_your_writes: the log index a command's receipt reported.
   std::uint64_t min_index = 0;
   std::chrono::milliseconds timeout{10'000};
+  // Who asks (behaviours see it as Request::principal()); nullptr: anonymous.
+  std::shared_ptr<const Principal> principal;
 };
 
 // A command's result together with the log index that carried it (pass the
@@ -278,7 +282,8 @@ class Application {
 
   // Runs behaviours; false (and `done` called) when one rejected.
   template <class R, class Done>
-  bool admit(Request& request, std::vector<Observer>& observers, Done& done, std::chrono::milliseconds& timeout);
+  bool admit(Request& request, std::vector<Observer>& observers, Done& done, std::chrono::milliseconds& timeout,
+             const Principal* principal);
 
   const detail::EncodedEntry* encoded_entry(std::string_view wire_name, MessageKind kind, detail::EncodedDone& done);
 
@@ -392,8 +397,9 @@ class ApplicationBuilder {
 
 template <class R, class Done>
 bool Application::admit(Request& request, std::vector<Observer>& observers, Done& done,
-                        std::chrono::milliseconds& timeout) {
+                        std::chrono::milliseconds& timeout, const Principal* principal) {
   if (mediator_->behaviors().empty()) return true;
+  request.set_principal(principal);
   const auto start = std::chrono::steady_clock::now();
   request.set_deadline(start + timeout);
   if (auto admitted = mediator_->run_behaviors(request, observers); !admitted) {
@@ -423,7 +429,7 @@ void Application::send_receipt(const M& command, const CommandOptions& options, 
   CommandOptions effective = options;
   Request request(command);
   auto reject = [&done](Result<R> r) { done(Receipt<R>{std::move(r), 0}); };
-  if (!admit<R>(request, observers, reject, effective.timeout)) return;
+  if (!admit<R>(request, observers, reject, effective.timeout, effective.principal.get())) return;
   if (!replicator_) {
     std::uint64_t index = 0;
     Result<R> result = mediator_->run_local(*slot, command, &index);
@@ -452,7 +458,7 @@ void Application::send(const Q& query, const QueryOptions& options, Done&& done)
   std::vector<Observer> observers;
   QueryOptions effective = options;
   Request request(query);
-  if (!admit<R>(request, observers, done, effective.timeout)) return;
+  if (!admit<R>(request, observers, done, effective.timeout, effective.principal.get())) return;
   if (!replicator_ || effective.consistency == Consistency::local) {
     Result<R> result = mediator_->run_query(*slot, query);
     if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
@@ -475,7 +481,7 @@ void Application::publish(const E& event, const CommandOptions& options, Done&& 
   std::vector<Observer> observers;
   CommandOptions effective = options;
   Request request(event);
-  if (!admit<void>(request, observers, done, effective.timeout)) return;
+  if (!admit<void>(request, observers, done, effective.timeout, effective.principal.get())) return;
   if (!replicator_) {
     mediator_->deliver(event, EventInfo{mediator_->local_index(), 1, std::chrono::system_clock::now(), true, false});
     if (!observers.empty()) detail::Mediator::notify(observers, Result<void>());

@@ -22,6 +22,7 @@
 #include <optional>
 #include <string_view>
 
+#include "catga/context.hpp"
 #include "catga/detail/unique_function.hpp"
 #include "catga/message.hpp"
 #include "catga/result.hpp"
@@ -59,6 +60,10 @@ class Request {
   // A deadline for the whole request (a cluster stops retrying at it).
   std::optional<std::chrono::steady_clock::time_point> deadline() const noexcept { return deadline_; }
   void set_deadline(std::chrono::steady_clock::time_point deadline) noexcept { deadline_ = deadline; }
+  // Who sent the request (CommandOptions/QueryOptions::principal), or nullptr
+  // when the caller is anonymous (a direct call, or HTTP without credentials).
+  const Principal* principal() const noexcept { return principal_; }
+  void set_principal(const Principal* principal) noexcept { principal_ = principal; }
 
  private:
   const void* message_;
@@ -66,6 +71,7 @@ class Request {
   std::string_view wire_name_;
   MessageKind kind_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
+  const Principal* principal_ = nullptr;
 };
 
 // Sees the outcome of a request: success, or the error the caller gets.

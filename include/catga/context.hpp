@@ -25,11 +25,20 @@
 // has applied, on every node — and only if the handler returned success.
 //
 // `EventContext` tells an event handler where and when the event happened.
+//
+// `Principal` is who sent a request, as the edge that received it
+// authenticated the caller (an HTTP bearer token or TLS client certificate).
+// Pipeline behaviours see it (`Request::principal()`, behavior.hpp) and may
+// allow or deny per message. It never reaches command handlers: they run on
+// every node and must not depend on who asked.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -55,6 +64,18 @@ struct TypedPendingEvent final : PendingEvent {
 }  // namespace detail
 
 using Timestamp = std::chrono::system_clock::time_point;
+
+// An authenticated caller. Immutable once made; shared by every request of a
+// connection or token (`std::shared_ptr<const Principal>`).
+struct Principal {
+  std::string name;                // e.g. "alice", or a certificate's subject CN
+  std::vector<std::string> roles;  // e.g. {"reader"}, {"writer"}
+  std::string authenticated_by;    // "token" or "certificate"
+
+  bool has_role(std::string_view role) const noexcept {
+    return std::find(roles.begin(), roles.end(), role) != roles.end();
+  }
+};
 
 class CommandContext {
  public:

@@ -27,9 +27,13 @@
 //   {"error": {"code": "not_found", "message": "order 7 does not exist"}}
 // and the status follows the error's canonical code (see `status_for`).
 //
-// Security: the server listens on loopback by default and speaks plain HTTP.
-// Mutating cluster-admin endpoints require `Authorization: Bearer <admin_token>`
-// when a token is set (and a token is required to expose them beyond loopback).
+// Security: the server listens on loopback by default and speaks plain HTTP;
+// `ServerOptions::tls` makes it HTTPS (TLS 1.2 or 1.3, optionally requiring
+// client certificates). Mutating cluster-admin endpoints require
+// `Authorization: Bearer <admin_token>` when a token is set (and a token is
+// required to expose them beyond loopback). `ServerOptions::credentials_file`
+// maps bearer tokens and client-certificate subjects to a `Principal` that
+// pipeline behaviours see (docs/security.md).
 #pragma once
 
 #include <charconv>
@@ -75,6 +79,29 @@ inline constexpr std::string_view kIdempotencyKeyHeader = "Idempotency-Key";
 // everything else 500.
 int status_for(Code code) noexcept;
 
+// Which clients must present a certificate signed by `TlsOptions::client_ca_file`.
+enum class ClientCertificates : std::uint8_t {
+  none,      // not asked for
+  optional,  // asked for; a client without one is still served (a presented
+             // certificate that does not verify is refused)
+  required,  // a client without a valid one is refused during the handshake
+};
+
+// HTTPS. Files are PEM. They are read at start() and again by
+// Server::reload() (or every `reload_interval`): new connections get the new
+// certificate, open ones keep theirs.
+struct TlsOptions {
+  std::string cert_file;       // the server's certificate chain
+  std::string key_file;        // its key (unencrypted)
+  std::string client_ca_file;    // CAs trusted for client certificates
+  ClientCertificates client_certificates = ClientCertificates::none;
+  // A connection whose handshake has not finished after this long is closed
+  // (RESTinio itself puts no bound on it).
+  std::chrono::milliseconds handshake_timeout{10'000};
+  // How often the files are checked for a change (0: only Server::reload()).
+  std::chrono::milliseconds reload_interval{0};
+};
+
 struct ServerOptions {
   // Address to listen on (IPv4 or IPv6 literal). Loopback by default: expose
   // the service deliberately.
@@ -96,6 +123,16 @@ struct ServerOptions {
   // When non-empty, mutating /raft/* endpoints require
   // `Authorization: Bearer <admin_token>` (401 otherwise).
   std::string admin_token;
+  // HTTPS when set.
+  std::optional<TlsOptions> tls;
+  // When non-empty: a file mapping credentials to principals, one per line,
+  //   token   <bearer-token>  <principal> [role,role...]
+  //   subject <certificate-CN> <principal> [role,role...]
+  // ('#' starts a comment). A request's `Authorization: Bearer` token must be
+  // listed (401 otherwise); a verified client certificate whose subject CN is
+  // not listed becomes a principal named after the CN, without roles.
+  // Reloaded with the certificates.
+  std::string credentials_file;
 
   // Checks every field; the error names the offending one.
   Result<void> validate() const;
@@ -135,6 +172,9 @@ class Request {
   // A header value (name case-insensitive); nullopt when absent.
   std::optional<std::string_view> header(std::string_view name) const noexcept;
   std::string_view body() const noexcept { return body_; }
+  // The authenticated caller (ServerOptions::credentials_file, or a client
+  // certificate), or nullptr. Commands and queries sent for the request carry it.
+  const std::shared_ptr<const Principal>& principal() const noexcept { return principal_; }
 
   // The body as a JSON document converted to MessagePack. Requires a JSON
   // content type (415 otherwise) and well-formed JSON (400). An empty body
@@ -157,6 +197,7 @@ class Request {
     std::vector<std::pair<std::string, std::string>> query;
     std::vector<std::pair<std::string_view, std::string_view>> headers;
     std::string_view body;
+    std::shared_ptr<const Principal> principal;
   };
   explicit Request(Parts parts);
 
@@ -171,6 +212,7 @@ class Request {
   std::vector<std::pair<std::string, std::string>> query_;
   std::vector<std::pair<std::string_view, std::string_view>> headers_;
   std::string_view body_;
+  std::shared_ptr<const Principal> principal_;
   mutable std::optional<Failure> failure_;
 };
 
@@ -328,6 +370,9 @@ class Server {
   Result<void> start();
   // Idempotent; see the header comment.
   void stop();
+  // Reads the TLS files and the credentials file again; new connections and
+  // requests use them. On an error (named) nothing changes.
+  Result<void> reload();
   // The bound port once started (the requested one before).
   std::uint16_t port() const noexcept;
 
@@ -339,6 +384,7 @@ class Server {
 
  private:
   Server& add_route(Method method, std::string_view pattern, Handler handler);
+  void schedule_reload_check();
   void note(Error error);
   template <class M>
   void send_message(const Request& request, Responder responder, Result<M> message, const RouteOptions& options);

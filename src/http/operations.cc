@@ -124,10 +124,8 @@ bool authorized(const Request& request, const std::string& token) {
   if (token.empty()) return true;
   auto header = request.header("Authorization");
   constexpr std::string_view kScheme = "Bearer ";
-  if (!header || header->size() != kScheme.size() + token.size() || !header->starts_with(kScheme)) return false;
-  unsigned char diff = 0;
-  for (std::size_t i = 0; i < token.size(); ++i) diff |= static_cast<unsigned char>((*header)[kScheme.size() + i] ^ token[i]);
-  return diff == 0;
+  if (!header || !header->starts_with(kScheme)) return false;
+  return internal::same_secret(header->substr(kScheme.size()), token);
 }
 
 // Renders `detail::encode_result` bytes: the value as JSON (204 for nil), or

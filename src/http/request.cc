@@ -45,7 +45,8 @@ Request::Request(Parts parts)
       params_(std::move(parts.params)),
       query_(std::move(parts.query)),
       headers_(std::move(parts.headers)),
-      body_(parts.body) {}
+      body_(parts.body),
+      principal_(std::move(parts.principal)) {}
 
 std::string_view Request::param(std::string_view name) const noexcept {
   for (const auto& [key, value] : params_) {
@@ -97,6 +98,7 @@ Error parse_error(std::string_view what, std::string_view name, std::string_view
 std::optional<CommandOptions> command_options(const Request& request, std::chrono::milliseconds timeout) {
   CommandOptions options;
   options.timeout = timeout;
+  options.principal = request.principal();
   if (auto key = request.header(kIdempotencyKeyHeader)) {
     constexpr std::size_t kMaxKey = 256;  // what a replicated envelope carries
     const bool printable = std::all_of(key->begin(), key->end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
@@ -112,6 +114,7 @@ std::optional<CommandOptions> command_options(const Request& request, std::chron
 std::optional<QueryOptions> query_options(const Request& request, Consistency fallback, std::chrono::milliseconds timeout) {
   QueryOptions options;
   options.timeout = timeout;
+  options.principal = request.principal();
   options.consistency = fallback;
   std::optional<std::uint64_t> min_index = request.query<std::uint64_t>("min_index");
   if (request.failure()) return std::nullopt;

@@ -14,14 +14,27 @@
 // type, so Catga's own mapper gets its own specialization below): past the
 // limit the body is read and discarded, never stored, and the request reaches
 // the handler marked, which answers 413 with `Connection: close`.
+//
+// HTTPS (ServerOptions::tls): RESTinio's TLS socket, with Catga's own
+// `prepare_connection_and_start_read` for it (found by argument-dependent
+// lookup through TlsTraits): it points the connection at the newest
+// certificates, bounds the handshake (RESTinio puts no timeout on it), logs a
+// refused handshake in one line, and records a verified client certificate's
+// name for the connection's requests.
 #include <restinio/all.hpp>
+#include <restinio/tls.hpp>
+#include <sys/socket.h>
 
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
+#include "catga/logging.hpp"
+#include "http/credentials.hpp"
 #include "http/server_impl.hpp"
+#include "http/tls_context.hpp"
 
 namespace catga::http::internal {
 
@@ -82,7 +95,6 @@ inline http_parser_settings create_parser_settings<catga::http::internal::BodyLi
 
 namespace catga::http {
 namespace internal {
-namespace {
 
 using Clock = std::chrono::steady_clock;
 // RESTinio's defaults (strands: safe with several I/O threads) with Catga's
@@ -90,7 +102,115 @@ using Clock = std::chrono::steady_clock;
 struct Traits : restinio::default_traits_t {
   using http_methods_mapper_t = BodyLimitedMethods;
 };
-using HttpServer = restinio::http_server_t<Traits>;
+
+// The verified client-certificate name of each open HTTPS connection.
+class TlsConnections {
+ public:
+  void state_changed(const restinio::connection_state::notice_t& notice) noexcept {
+    if (!restinio::holds_alternative<restinio::connection_state::closed_t>(notice.cause())) return;
+    std::lock_guard lock(mutex_);
+    names_.erase(notice.connection_id());
+  }
+  void set(restinio::connection_id_t id, std::string name) {
+    std::lock_guard lock(mutex_);
+    names_[id] = std::move(name);
+  }
+  std::optional<std::string> name(restinio::connection_id_t id) const {
+    std::lock_guard lock(mutex_);
+    auto found = names_.find(id);
+    if (found == names_.end()) return std::nullopt;
+    return found->second;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<restinio::connection_id_t, std::string> names_;
+};
+
+struct TlsTraits : restinio::tls_traits_t<restinio::asio_timer_manager_t, restinio::null_logger_t> {
+  using http_methods_mapper_t = BodyLimitedMethods;
+  using connection_state_listener_t = TlsConnections;
+};
+
+// What an HTTPS server's handshakes need; the base SSL_CTX's ex data slot
+// `guard_slot()` points at it (its owner, Core, outlives every connection's
+// handshake). Not the app data: asio::ssl::context keeps its verify callback
+// there.
+struct HandshakeGuard {
+  std::shared_ptr<TlsContexts> contexts;
+  std::shared_ptr<TlsConnections> connections = std::make_shared<TlsConnections>();
+  RefusalLog refusals;
+};
+
+int guard_slot() {
+  static const int slot = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return slot;
+}
+
+// One handshake's race between its completion and its deadline.
+struct HandshakeState {
+  explicit HandshakeState(const asio::any_io_executor& executor) : timer(executor) {}
+  std::mutex mutex;
+  bool finished = false;
+  bool timed_out = false;
+  asio::steady_timer timer;
+};
+
+std::string peer_text(const restinio::impl::tls_socket_t& socket) {
+  asio::error_code ec;
+  const auto remote = socket.lowest_layer().remote_endpoint(ec);
+  if (ec) return "an unknown peer";
+  return remote.address().to_string() + ":" + std::to_string(remote.port());
+}
+
+// Replaces RESTinio's handshake for Catga's HTTPS connections (see the top).
+template <class StartRead, class Failed>
+void prepare_connection_and_start_read(restinio::impl::tls_socket_t& socket,
+                                       restinio::impl::connection_t<TlsTraits>& connection, StartRead start_read,
+                                       Failed failed) {
+  SSL* ssl = socket.asio_ssl_stream().native_handle();
+  auto* guard = static_cast<HandshakeGuard*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), guard_slot()));
+  guard->contexts->prepare(ssl);
+  const auto timeout = guard->contexts->options().handshake_timeout;
+  // Taken now: once a client aborts, its address can no longer be asked for.
+  std::string peer = peer_text(socket);
+  auto state = std::make_shared<HandshakeState>(socket.lowest_layer().get_executor());
+  state->timer.expires_after(timeout);
+  // The connection (and so the descriptor) lives until the handshake's
+  // completion has run, and the descriptor is only shut down before it.
+  state->timer.async_wait([state, fd = socket.lowest_layer().native_handle()](const asio::error_code& ec) {
+    if (ec) return;
+    std::lock_guard lock(state->mutex);
+    if (state->finished) return;
+    state->timed_out = true;
+    ::shutdown(fd, SHUT_RDWR);  // the handshake's pending read fails now
+  });
+  socket.async_handshake(
+      asio::ssl::stream_base::server,
+      [state, guard, ssl, peer = std::move(peer), timeout, start_read = std::move(start_read), failed = std::move(failed),
+       keep = connection.shared_from_this(), id = connection.connection_id()](const asio::error_code& ec) mutable {
+        {
+          std::lock_guard lock(state->mutex);
+          state->finished = true;
+        }
+        state->timer.cancel();
+        if (!ec) {
+          if (auto name = verified_peer_name(ssl)) guard->connections->set(id, std::move(*name));
+          return start_read();
+        }
+        if (state->timed_out) {
+          guard->refusals.refused("HTTPS: closed the connection from " + peer + ": its TLS handshake did not finish within " +
+                                  std::to_string(timeout.count()) + " ms");
+        } else if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+          log_message(LogLevel::debug, "HTTPS: " + peer + " closed the connection before finishing the TLS handshake");
+        } else {
+          guard->refusals.refused("HTTPS: refused the connection from " + peer + ": " + handshake_failure(ec, ssl));
+        }
+        failed(ec);
+      });
+}
+
+namespace {
 
 // Counts requests accepted and not yet written, so stop() can drain them.
 class Drain {
@@ -162,11 +282,16 @@ Error listen_error(const ServerOptions& options, const std::system_error& e) {
 
 struct Core {
   explicit Core(unsigned threads) : io(static_cast<int>(threads)) {}
+  std::shared_ptr<HandshakeGuard> https;  // HTTPS only; outlives the io_context
   asio::io_context io;
-  std::unique_ptr<HttpServer> server;  // destroyed before the io_context
+  // The RESTinio server (of Traits or TlsTraits), destroyed before the
+  // io_context, and how to close it.
+  std::shared_ptr<void> server;
+  std::function<void(std::function<void()> closed)> close_async;
   std::vector<std::thread> threads;
   std::shared_ptr<Drain> drain = std::make_shared<Drain>();
   std::atomic<bool> stopping{false};
+  std::unique_ptr<asio::steady_timer> reload_timer;
 };
 
 namespace {
@@ -205,6 +330,33 @@ class RestinioResponse final : public detail::PendingResponse {
   std::size_t route_ = static_cast<std::size_t>(-1);  // unmatched
   bool close_ = false;
 };
+
+// The caller: a listed bearer token (an unlisted one is refused, unless it is
+// the admin token), else a verified client certificate's name, else nobody.
+Result<std::shared_ptr<const Principal>> authenticate(Server::Impl& impl, const ServerOptions& options,
+                                                      const Core& core, const restinio::request_t& req) {
+  const auto table = impl.credentials.get();
+  if (table) {
+    if (auto authorization = req.header().opt_value_of(restinio::http_field::authorization)) {
+      std::string_view value = *authorization;
+      if (value.starts_with("Bearer ")) {
+        const std::string_view token = value.substr(7);
+        if (auto principal = table->by_token(token)) return principal;
+        if (options.admin_token.empty() || !same_secret(token, options.admin_token)) {
+          return Error{Code::unauthenticated, "the bearer token is not known to this server"};
+        }
+      }
+    }
+  }
+  if (core.https) {
+    if (auto name = core.https->connections->name(req.connection_id())) {
+      if (table) return table->by_subject(*name);
+      return std::make_shared<const Principal>(
+          Principal{.name = std::move(*name), .roles = {}, .authenticated_by = "certificate"});
+    }
+  }
+  return std::shared_ptr<const Principal>();
+}
 
 restinio::request_handling_status_t handle(Server::Impl& impl, const ServerOptions& options,
                                            const std::shared_ptr<Core>& core, restinio::request_handle_t req) {
@@ -267,6 +419,12 @@ restinio::request_handling_status_t handle(Server::Impl& impl, const ServerOptio
     parts.headers.emplace_back(field.name(), field.value());
   });
   parts.body = req->body();
+  auto principal = authenticate(impl, options, *core, *req);
+  if (!principal) {
+    responder.error(principal.error(), {{"WWW-Authenticate", "Bearer"}});
+    return restinio::request_accepted();
+  }
+  parts.principal = std::move(*principal);
   const Request request(std::move(parts));
   try {
     impl.router.handler(match.id)(request, std::move(responder));
@@ -318,59 +476,160 @@ Result<void> Server::start() {
                      " without an admin_token: set ServerOptions::admin_token or listen on loopback"};
   }
 
+  if (!options_.credentials_file.empty()) {
+    auto table = CredentialTable::load(options_.credentials_file);
+    if (!table) return table.error();
+    impl_->credentials.set(std::move(*table));
+  }
+  std::shared_ptr<TlsContexts> contexts;
+  if (options_.tls) {
+    auto created = TlsContexts::create(*options_.tls);
+    if (!created) return created.error();
+    contexts = std::move(*created);
+  }
+
   impl_->stats = std::make_shared<HttpStats>(impl_->router);
   auto core = std::make_shared<Core>(options_.threads);
-  restinio::server_settings_t<Traits> settings;
-  settings.address(address)
-      .port(options_.port)
-      .protocol(address.is_v6() ? asio::ip::tcp::v6() : asio::ip::tcp::v4())
-      .buffer_size(16u << 10)
-      .read_next_http_message_timelimit(options_.idle_timeout)
-      .handle_request_timeout(options_.request_timeout + std::chrono::seconds(5))
-      .write_http_response_timelimit(std::chrono::seconds(30))
-      .max_pipelined_requests(options_.max_pipelined_requests)
-      .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}
-                                    .max_url_size(16u << 10)
-                                    .max_field_name_size(1u << 10)
-                                    .max_field_value_size(16u << 10)
-                                    .max_field_count(128)
-                                    .max_body_size(options_.max_body_bytes))  // past it: 413, see above
-      .socket_options_setter([](restinio::socket_options_t& socket) {
-        asio::error_code ignored;
-        socket.set_option(asio::ip::tcp::no_delay{true}, ignored);
-      })
-      .acceptor_post_bind_hook([impl = impl_.get()](asio::ip::tcp::acceptor& acceptor) {
-        impl->port = acceptor.local_endpoint().port();
-      })
-      .request_handler([impl = impl_.get(), options = &options_, weak = std::weak_ptr<Core>(core)](
-                           restinio::request_handle_t req) {
-        auto core = weak.lock();
-        if (!core) return restinio::request_rejected();
-        return handle(*impl, *options, core, std::move(req));
-      });
-  try {
-    core->server = std::make_unique<HttpServer>(restinio::external_io_context(core->io), std::move(settings));
-    core->server->open_sync();  // binds and listens now: errors reach the caller
-  } catch (const std::system_error& e) {
-    return listen_error(options_, e);
-  } catch (const std::exception& e) {
-    return Error{Code::unavailable, "cannot listen on " + options_.address + ":" + std::to_string(options_.port) +
-                                        ": " + e.what()};
+  auto configure = [&](auto& settings) {
+    settings.address(address)
+        .port(options_.port)
+        .protocol(address.is_v6() ? asio::ip::tcp::v6() : asio::ip::tcp::v4())
+        .buffer_size(16u << 10)
+        .read_next_http_message_timelimit(options_.idle_timeout)
+        .handle_request_timeout(options_.request_timeout + std::chrono::seconds(5))
+        .write_http_response_timelimit(std::chrono::seconds(30))
+        .max_pipelined_requests(options_.max_pipelined_requests)
+        .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}
+                                      .max_url_size(16u << 10)
+                                      .max_field_name_size(1u << 10)
+                                      .max_field_value_size(16u << 10)
+                                      .max_field_count(128)
+                                      .max_body_size(options_.max_body_bytes))  // past it: 413, see above
+        .socket_options_setter([](restinio::socket_options_t& socket) {
+          asio::error_code ignored;
+          socket.set_option(asio::ip::tcp::no_delay{true}, ignored);
+        })
+        .acceptor_post_bind_hook([impl = impl_.get()](asio::ip::tcp::acceptor& acceptor) {
+          impl->port = acceptor.local_endpoint().port();
+        })
+        .request_handler([impl = impl_.get(), options = &options_, weak = std::weak_ptr<Core>(core)](
+                             restinio::request_handle_t req) {
+          auto core = weak.lock();
+          if (!core) return restinio::request_rejected();
+          return handle(*impl, *options, core, std::move(req));
+        });
+  };
+  auto open = [&]<class T>(restinio::server_settings_t<T> settings) -> Result<void> {
+    using Http = restinio::http_server_t<T>;
+    try {
+      auto server = std::make_shared<Http>(restinio::external_io_context(core->io), std::move(settings));
+      server->open_sync();  // binds and listens now: errors reach the caller
+      core->close_async = [server = server.get()](std::function<void()> closed) {
+        server->close_async([closed]() noexcept { closed(); }, [closed](std::exception_ptr) noexcept { closed(); });
+      };
+      core->server = std::move(server);
+    } catch (const std::system_error& e) {
+      return listen_error(options_, e);
+    } catch (const std::exception& e) {
+      return Error{Code::unavailable, "cannot listen on " + options_.address + ":" + std::to_string(options_.port) +
+                                          ": " + e.what()};
+    }
+    return {};
+  };
+  Result<void> opened;
+  if (contexts) {
+    core->https = std::make_shared<HandshakeGuard>();
+    core->https->contexts = contexts;
+    SSL_CTX_set_ex_data(contexts->base()->native_handle(), guard_slot(), core->https.get());
+    restinio::server_settings_t<TlsTraits> settings;
+    configure(settings);
+    settings.tls_context(contexts->base()).connection_state_listener(core->https->connections);
+    opened = open(std::move(settings));
+  } else {
+    restinio::server_settings_t<Traits> settings;
+    configure(settings);
+    opened = open(std::move(settings));
   }
+  if (!opened) return opened;
   for (unsigned i = 0; i < options_.threads; ++i) {
     core->threads.emplace_back([io = &core->io] { io->run(); });
   }
   impl_->core = std::move(core);
+  schedule_reload_check();
   return {};
+}
+
+namespace internal {
+namespace {
+
+// Reads the credentials and TLS files again (for `core`'s server); on an
+// error nothing changes.
+Result<void> reload_files(Server::Impl& impl, const ServerOptions& options, Core* core) {
+  std::shared_ptr<const CredentialTable> table;
+  if (!options.credentials_file.empty()) {
+    auto loaded = CredentialTable::load(options.credentials_file);
+    if (!loaded) return loaded.error();
+    table = std::move(*loaded);
+  }
+  if (core && core->https) {
+    if (auto reloaded = core->https->contexts->reload(); !reloaded) return reloaded;
+  }
+  if (table) impl.credentials.set(std::move(table));
+  return {};
+}
+
+std::vector<std::string> watched_files(const ServerOptions& options, const Core& core) {
+  auto files = core.https->contexts->files();
+  if (!options.credentials_file.empty()) files.push_back(options.credentials_file);
+  return files;
+}
+
+// Every TlsOptions::reload_interval: reload when a file's time changed. Runs
+// on the I/O threads, one check at a time; it holds the core it was given
+// (never reads Server::Impl::core, which stop() takes away).
+void arm_reload_check(Server::Impl& impl, const ServerOptions& options, const std::shared_ptr<Core>& core) {
+  core->reload_timer->expires_after(options.tls->reload_interval);
+  core->reload_timer->async_wait([&impl, &options, weak = std::weak_ptr<Core>(core)](const asio::error_code& ec) {
+    auto core = weak.lock();
+    if (ec || !core || core->stopping) return;
+    if (impl.stamps.changed(watched_files(options, *core))) {
+      if (auto reloaded = reload_files(impl, options, core.get()); !reloaded) {
+        log_message(LogLevel::error, "HTTPS: reloading the certificates failed, the old ones stay: " +
+                                         reloaded.error().message());
+      } else {
+        log_message(LogLevel::info, "HTTPS: certificates and credentials reloaded");
+      }
+    }
+    arm_reload_check(impl, options, core);
+  });
+}
+
+}  // namespace
+}  // namespace internal
+
+Result<void> Server::reload() {
+  auto core = impl_->core;
+  return internal::reload_files(*impl_, options_, core.get());
+}
+
+// Called by start(), on its thread.
+void Server::schedule_reload_check() {
+  using namespace internal;
+  const auto& core = impl_->core;
+  if (!options_.tls || options_.tls->reload_interval.count() <= 0) return;
+  core->reload_timer = std::make_unique<asio::steady_timer>(core->io);
+  impl_->stamps.changed(watched_files(options_, *core));  // the times to compare with
+  arm_reload_check(*impl_, options_, core);
 }
 
 void Server::stop() {
   auto core = std::move(impl_->core);
   if (!core) return;
   core->stopping = true;
+  // A pending reload check is dropped by io.stop() below (and re-arms no more
+  // once `stopping` is set).
   std::promise<void> closed;
-  core->server->close_async([&closed]() noexcept { closed.set_value(); },
-                            [&closed](std::exception_ptr) noexcept { closed.set_value(); });
+  core->close_async([&closed] { closed.set_value(); });
   closed.get_future().wait();
   // Every request carries a deadline of request_timeout; a raw handler that
   // holds its Responder longer is cut off here.
@@ -391,6 +650,15 @@ Result<void> ServerOptions::validate() const {
   if (max_pipelined_requests == 0) return bad("max_pipelined_requests must be at least 1");
   for (char c : admin_token) {
     if (c < 0x21 || c > 0x7e) return bad("admin_token must be visible ASCII characters");
+  }
+  if (tls) {
+    if (tls->cert_file.empty()) return bad("tls.cert_file is empty");
+    if (tls->key_file.empty()) return bad("tls.key_file is empty");
+    if (tls->client_certificates != ClientCertificates::none && tls->client_ca_file.empty()) {
+      return bad("tls.client_ca_file is empty but client certificates are asked for");
+    }
+    if (tls->handshake_timeout.count() <= 0) return bad("tls.handshake_timeout must be positive");
+    if (tls->reload_interval.count() < 0) return bad("tls.reload_interval must not be negative");
   }
   return {};
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "catga/http.hpp"
+#include "http/credentials.hpp"
 #include "http/prometheus.hpp"
 #include "http/router.hpp"
 
@@ -55,6 +56,8 @@ struct Server::Impl {
   std::atomic<std::uint16_t> port{0};
   std::shared_ptr<internal::HttpStats> stats;  // from start() on
   std::shared_ptr<internal::Core> core;        // while started
+  internal::Credentials credentials;           // ServerOptions::credentials_file
+  internal::FileStamps stamps;                 // reload checks (the I/O threads, one at a time)
 };
 
 }  // namespace catga::http

@@ -2,7 +2,9 @@
 """catgactl against a real 3-node cluster of catga-orders processes on
 127.0.0.1 (free ports, own directory): status and health tables and JSON,
 members list/add/promote/remove (a 4th node joins), leader transfer,
-snapshot, backup, the admin token, unreachable endpoints and bad usage.
+snapshot, backup, the admin token, unreachable endpoints and bad usage; then
+https endpoints against a one-member cluster serving HTTPS that requires a
+client certificate (--cacert, --cert, --key).
 Usage: catgactl_test.py PATH/TO/catgactl PATH/TO/catga-orders"""
 import json, os, shutil, subprocess, sys, tempfile, unittest
 
@@ -123,11 +125,72 @@ class Catgactl(unittest.TestCase):
 
     def test_bad_usage(self):
         self.ctl("members", "add", "x", "127.0.0.1:1", expect=105)  # CLI11: a conversion error
-        r = self.ctl("status", endpoints="https://127.0.0.1:1", expect=1)
-        self.assertIn("https is not supported", r.stderr)
+        r = self.ctl("status", endpoints="https://127.0.0.1:1,127.0.0.1:x", expect=1)
+        self.assertIn("has a bad port", r.stderr)
         r = self.ctl("status", endpoints="nohost", expect=1)
         self.assertIn("is not HOST:PORT", r.stderr)
 
+
+
+class CatgactlTls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.root = tempfile.mkdtemp(prefix="catgactl-tls-test-")
+        cls.ca = demo.make_pki(cls.root, ["node1"], clients=["operator"])
+        f = lambda name: os.path.join(cls.root, name)
+        raft = demo.free_pair()
+        cls.node = demo.Node(ORDERS, 1, raft, demo.free_port(), f"1=127.0.0.1:{raft}", cls.root,
+                             ["--admin-token", TOKEN, "--http-tls-cert-file", f("node1.crt"), "--http-tls-key-file", f("node1.key"),
+                              "--http-tls-client-ca-file", cls.ca, "--http-tls-client-certs", "required"])
+        cls.node.start()
+        cls.client = ["--cert", f("operator.crt"), "--key", f("operator.key")]
+        cls.endpoint = f"https://127.0.0.1:{cls.node.http_port}"
+        ok = demo.wait_until(lambda: subprocess.run(
+            [CATGACTL, "--endpoints", cls.endpoint, "--cacert", cls.ca] + cls.client + ["health"],
+            capture_output=True).returncode == 0, limit=60)
+        if not ok:
+            cls.tearDownClass()
+            raise RuntimeError("the TLS node never became healthy")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.stop()
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def ctl(self, *args, expect=0):
+        r = subprocess.run([CATGACTL, "--timeout-ms", "20000", "--token", TOKEN] + list(args),
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, expect, f"{args}: {r.stdout}{r.stderr}")
+        return r
+
+    def test_status_and_snapshot_over_https_with_a_client_certificate(self):
+        rows = json.loads(self.ctl("--endpoints", self.endpoint, "--cacert", self.ca, *self.client,
+                                   "-o", "json", "status").stdout)
+        self.assertEqual(rows[0]["status"]["role"], "leader")
+        self.assertEqual(rows[0]["endpoint"], self.endpoint)
+        self.assertIn("snapshot covering index", self.ctl("--endpoints", self.endpoint, "--cacert", self.ca,
+                                                          *self.client, "snapshot").stdout)
+
+    def test_a_bare_endpoint_is_https_once_a_tls_file_is_given(self):
+        bare = f"127.0.0.1:{self.node.http_port}"
+        self.ctl("--endpoints", bare, "--cacert", self.ca, *self.client, "members", "list")
+
+    def test_refusals_are_explained(self):
+        # No CA given: the system's CAs do not know the demo CA.
+        r = self.ctl("--endpoints", self.endpoint, *self.client, "status", expect=1)
+        self.assertIn("certificate verify failed", r.stdout)
+        # The server requires a client certificate: no answer without one.
+        r = self.ctl("--endpoints", self.endpoint, "--cacert", self.ca, "members", "list", expect=1)
+        self.assertIn("no endpoint in --endpoints answered", r.stderr)
+        # Plain HTTP to the TLS port gets no HTTP answer.
+        r = self.ctl("--endpoints", f"http://127.0.0.1:{self.node.http_port}", "health", expect=1)
+        self.assertIn("unreachable", r.stdout)
+        r = self.ctl("--endpoints", self.endpoint, "--cacert", os.path.join(self.root, "absent.crt"), "status",
+                     expect=1)
+        self.assertIn("--cacert", r.stdout + r.stderr)
+        r = self.ctl("--endpoints", self.endpoint, "--cert", os.path.join(self.root, "operator.crt"), "health",
+                     expect=1)
+        self.assertIn("--cert and --key go together", r.stderr)
 
 if __name__ == "__main__":
     CATGACTL, ORDERS = sys.argv.pop(1), sys.argv.pop(1)

@@ -1,5 +1,7 @@
 // catgactl's HTTP/1.1 client: one request per connection (Connection: close),
-// plain TCP, bounded by a deadline for connect, write and read together.
+// over TCP or TLS (1.2+, the server verified against --cacert or the system's
+// CAs, its name or IP checked; --cert/--key present a client certificate),
+// bounded by a deadline for connect, handshake, write and read together.
 #pragma once
 
 #include <chrono>
@@ -15,13 +17,22 @@ namespace catgactl {
 struct Endpoint {
   std::string host;
   std::string port;
-  std::string text() const { return host + ":" + port; }
+  bool tls = false;
+  std::string text() const { return (tls ? "https://" : "") + host + ":" + port; }
 };
 
-// "HOST:PORT" or "http://HOST:PORT[/]". https:// is refused (no TLS here).
-catga::Result<Endpoint> parse_endpoint(std::string_view text);
+// "HOST:PORT", "http://HOST:PORT[/]" or "https://HOST:PORT[/]"; a bare
+// HOST:PORT is https when `default_tls`.
+catga::Result<Endpoint> parse_endpoint(std::string_view text, bool default_tls = false);
 // A comma-separated list of them.
-catga::Result<std::vector<Endpoint>> parse_endpoints(std::string_view list);
+catga::Result<std::vector<Endpoint>> parse_endpoints(std::string_view list, bool default_tls = false);
+
+// PEM files for https endpoints.
+struct TlsFiles {
+  std::string ca;           // trusted for the server (empty: the system's CAs)
+  std::string certificate;  // a client certificate, with `key`
+  std::string key;
+};
 
 struct Response {
   int status = 0;
@@ -39,6 +50,8 @@ struct Call {
 
 // unavailable when the endpoint cannot be reached or answers garbage;
 // deadline_exceeded when `timeout` passes first.
-catga::Result<Response> request(const Endpoint& endpoint, const Call& call, std::chrono::milliseconds timeout);
+// invalid_argument when a TLS file cannot be used.
+catga::Result<Response> request(const Endpoint& endpoint, const Call& call, std::chrono::milliseconds timeout,
+                                const TlsFiles& tls = {});
 
 }  // namespace catgactl

@@ -5,6 +5,7 @@
 //   catgactl --endpoints 127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083 status
 //   catgactl --endpoints ... --token "$TOKEN" leader transfer 2
 //   catgactl --endpoints ... -o json health
+//   catgactl --endpoints https://127.0.0.1:8443 --cacert ca.crt status
 //
 // Changes go to the leader: catgactl asks every endpoint for its status and
 // sends the change to the one that is leader (nodes know each other's Raft
@@ -32,10 +33,16 @@ using catga::Error;
 struct Options {
   std::string endpoints = "127.0.0.1:8080";
   std::string token;
+  TlsFiles tls;
   std::string output = "table";
   int timeout_ms = 10000;
   bool json() const { return output == "json"; }
 };
+
+// Prints the result of a command: `document` with -o json, otherwise `line`.
+void emit(const Options& options, const json& document, const std::string& line) {
+  std::cout << (options.json() ? document.dump() : line) << "\n";
+}
 
 // A failure already reported on standard error.
 struct Failed {};
@@ -57,7 +64,10 @@ std::string describe(const Endpoint& endpoint, const Response& response) {
 class Client {
  public:
   explicit Client(Options options) : options_(std::move(options)) {
-    auto endpoints = parse_endpoints(options_.endpoints);
+    if (options_.tls.certificate.empty() != options_.tls.key.empty()) fail("--cert and --key go together");
+    // Any TLS file makes bare HOST:PORT endpoints https.
+    const bool tls = !options_.tls.ca.empty() || !options_.tls.certificate.empty();
+    auto endpoints = parse_endpoints(options_.endpoints, tls);
     if (!endpoints) fail("--endpoints: " + endpoints.error().message());
     endpoints_ = std::move(*endpoints);
   }
@@ -66,7 +76,7 @@ class Client {
 
   catga::Result<Response> call(const Endpoint& endpoint, Call call) const {
     call.token = options_.token;
-    return request(endpoint, call, std::chrono::milliseconds(options_.timeout_ms));
+    return request(endpoint, call, std::chrono::milliseconds(options_.timeout_ms), options_.tls);
   }
   // The JSON of a 2xx answer (or of `also_ok`), or a failure on stderr.
   json expect_json(const Endpoint& endpoint, Call c, int also_ok = 0) const {
@@ -99,11 +109,7 @@ class Client {
     auto response = call(at, {.method = method, .path = path, .body = body.is_null() ? "" : body.dump()});
     if (!response) fail(response.error().message());
     if (response->status != 204) fail(describe(at, *response));
-    if (options_.json()) {
-      std::cout << json{{"ok", true}, {"endpoint", at.text()}, {"done", done}}.dump() << "\n";
-    } else {
-      std::cout << done << "\n";
-    }
+    emit(options_, json{{"ok", true}, {"endpoint", at.text()}, {"done", done}}, done);
   }
 
  private:
@@ -111,7 +117,9 @@ class Client {
   std::vector<Endpoint> endpoints_;
 };
 
-void print_table(const std::vector<std::vector<std::string>>& rows) {
+using Rows = std::vector<std::vector<std::string>>;
+
+void print_table(const Rows& rows) {
   std::vector<std::size_t> widths;
   for (const auto& row : rows) {
     widths.resize(std::max(widths.size(), row.size()));
@@ -126,6 +134,13 @@ void print_table(const std::vector<std::vector<std::string>>& rows) {
     line.erase(line.find_last_not_of(' ') + 1);
     std::cout << line << "\n";
   }
+}
+
+// Prints the result of a command: `document` with -o json, otherwise `rows`
+// as a table.
+void emit(const Options& options, const json& document, const Rows& rows) {
+  if (options.json()) std::cout << document.dump() << "\n";
+  else print_table(rows);
 }
 
 std::string text(const json& value) {
@@ -174,10 +189,7 @@ int status(const Client& client) {
          text(s.value("applied_index", json())), text(s.value("last_snapshot_index", json())),
          text(s.value("ready", json())), s.value("failure", "").empty() ? "" : s.value("failure", "")});
   }
-  if (client.options().json())
-    std::cout << all.dump() << "\n";
-  else
-    print_table(rows);
+  emit(client.options(), all, rows);
   return rc;
 }
 
@@ -197,10 +209,7 @@ int health(const Client& client) {
     rows.push_back({entry["endpoint"], state, text(h.value("role", json())), text(h.value("ready", json())),
                     h.value("not_ready_reason", h.value("failure", ""))});
   }
-  if (client.options().json())
-    std::cout << all.dump() << "\n";
-  else
-    print_table(rows);
+  emit(client.options(), all, rows);
   return rc;
 }
 
@@ -211,10 +220,6 @@ int members_list(const Client& client) {
     auto s = json::parse(response->body, nullptr, false);
     if (s.is_discarded()) continue;
     const json members = s.value("members", json::array());
-    if (client.options().json()) {
-      std::cout << members.dump() << "\n";
-      return 0;
-    }
     const std::uint64_t leader = s.value("leader", json::object()).value("id", std::uint64_t{0});
     std::vector<std::vector<std::string>> rows = {{"ID", "ADDRESS", "PEER_ADDRESS", "ROLE", "LEADER"}};
     for (const auto& m : members) {
@@ -222,7 +227,7 @@ int members_list(const Client& client) {
       rows.push_back({text(m.value("id", json())), m.value("address", ""), peer.empty() ? "-" : peer,
                       m.value("role", ""), m.value("id", std::uint64_t{0}) == leader ? "*" : ""});
     }
-    print_table(rows);
+    emit(client.options(), members, rows);
     return 0;
   }
   fail("no endpoint in --endpoints answered /raft/status");
@@ -231,11 +236,8 @@ int members_list(const Client& client) {
 int snapshot(const Client& client) {
   const Endpoint& at = client.leader();
   json body = client.expect_json(at, {.method = "POST", .path = "/raft/snapshot"});
-  if (client.options().json()) {
-    std::cout << json{{"endpoint", at.text()}, {"index", body.value("index", 0)}}.dump() << "\n";
-  } else {
-    std::cout << "snapshot covering index " << body.value("index", 0) << " being written on " << at.text() << "\n";
-  }
+  emit(client.options(), json{{"endpoint", at.text()}, {"index", body.value("index", 0)}},
+       "snapshot covering index " + std::to_string(body.value("index", 0)) + " being written on " + at.text());
   return 0;
 }
 
@@ -258,18 +260,14 @@ int backup(const Client& client, const std::string& file) {
   if (ec) fail("cannot rename " + partial.string() + " to " + file + ": " + ec.message());
   const std::string index = response->header("X-Catga-Backup-Index");
   const std::string term = response->header("X-Catga-Backup-Term");
-  if (client.options().json()) {
-    std::cout << json{{"endpoint", at.text()},
-                      {"file", file},
-                      {"bytes", response->body.size()},
-                      {"index", std::stoull(index.empty() ? "0" : index)},
-                      {"term", std::stoull(term.empty() ? "0" : term)}}
-                     .dump()
-              << "\n";
-  } else {
-    std::cout << "backup at index " << index << ", term " << term << " (" << response->body.size() << " bytes) from "
-              << at.text() << " written to " << file << "\n";
-  }
+  emit(client.options(),
+       json{{"endpoint", at.text()},
+            {"file", file},
+            {"bytes", response->body.size()},
+            {"index", std::stoull(index.empty() ? "0" : index)},
+            {"term", std::stoull(term.empty() ? "0" : term)}},
+       "backup at index " + index + ", term " + term + " (" + std::to_string(response->body.size()) +
+           " bytes) from " + at.text() + " written to " + file);
   return 0;
 }
 
@@ -277,11 +275,16 @@ int run(int argc, char** argv) {
   CLI::App cli{"catgactl: the command-line client of a Catga cluster (its HTTP admin API)"};
   cli.require_subcommand(1);
   Options options;
-  cli.add_option("--endpoints", options.endpoints, "the nodes' HTTP addresses, HOST:PORT,HOST:PORT,...")
+  cli.add_option("--endpoints", options.endpoints, "the nodes' HTTP addresses, [http://|https://]HOST:PORT,... (bare ones are https with --cacert or --cert)")
       ->envname("CATGACTL_ENDPOINTS")
       ->capture_default_str();
   cli.add_option("--token", options.token, "admin token (Authorization: Bearer) for changes, snapshots and backups")
       ->envname("CATGACTL_TOKEN");
+  cli.add_option("--cacert", options.tls.ca, "CA certificate (PEM) to verify https endpoints (default: the system's)")
+      ->envname("CATGACTL_CACERT");
+  cli.add_option("--cert", options.tls.certificate, "client certificate (PEM) for https endpoints that ask for one")
+      ->envname("CATGACTL_CERT");
+  cli.add_option("--key", options.tls.key, "the client certificate's private key (PEM)")->envname("CATGACTL_KEY");
   cli.add_option("-o,--output", options.output, "table or json")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
