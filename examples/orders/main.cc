@@ -146,13 +146,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   std::string tls_cert, tls_key, tls_client_ca, tls_client_certs = "none", credentials_file;
   int tls_reload_ms = 0;
-  auto* tls_cert_option = cli.add_option("--http-tls-cert-file", tls_cert, "serve HTTPS with this certificate chain (PEM)");
-  cli.add_option("--http-tls-key-file", tls_key, "the HTTPS certificate's private key (PEM)")->needs(tls_cert_option);
+  auto* http_tls_cert_option = cli.add_option("--http-tls-cert-file", tls_cert, "serve HTTPS with this certificate chain (PEM)");
+  cli.add_option("--http-tls-key-file", tls_key, "the HTTPS certificate's private key (PEM)")->needs(http_tls_cert_option);
   cli.add_option("--http-tls-client-ca-file", tls_client_ca, "CA certificates (PEM) trusted for HTTPS client certificates")
-      ->needs(tls_cert_option);
+      ->needs(http_tls_cert_option);
   cli.add_option("--http-tls-client-certs", tls_client_certs, "none, optional or required: ask HTTPS clients for a certificate")
       ->check(CLI::IsMember({"none", "optional", "required"}))
-      ->needs(tls_cert_option);
+      ->needs(http_tls_cert_option);
   cli.add_option("--http-tls-reload-ms", tls_reload_ms,
                  "check the TLS and credentials files this often and reload them when changed (0: never)")
       ->check(CLI::Range(0, 86400000));

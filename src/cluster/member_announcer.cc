@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "cluster/replicated_state_machine.hpp"
-#include "core/envelope.hpp"
+#include "cluster/envelope.hpp"
 
 namespace catga::internal {
 namespace {
