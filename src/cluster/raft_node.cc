@@ -936,7 +936,7 @@ int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::siz
     self->fail_node("state machine threw while applying entry " + std::to_string(index));
     return self->apply_failed();
   }
-  self->snapshots_.applied(len, index);
+  self->snapshots_.applied(len);
   self->sync_snapshot_threshold();
   return 0;
 }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <vector>
 
 namespace catga::internal {
 namespace {
@@ -23,28 +22,11 @@ SnapshotSchedule::SnapshotSchedule(const ClusterOptions& options)
       growth_percent_(options.snapshot_growth_percent),
       // A trailing of 0 would make libraft 0.22.1's disk layer treat the
       // snapshot as an installed one (see ClusterOptions::validate()).
-      trailing_(to_knob(options.snapshot_trailing)) {
-  std::vector<std::uint64_t> ids;
-  for (const auto& m : options.members) ids.push_back(m.id);
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  const auto me = std::find(ids.begin(), ids.end(), options.node_id);
-  if (ids.size() > 1 && me != ids.end()) {
-    members_ = ids.size();
-    rank_ = static_cast<std::uint64_t>(me - ids.begin());
-    window_ = std::max<std::uint64_t>(2, threshold_entries_ / members_);
-  }
-}
+      trailing_(to_knob(options.snapshot_trailing)) {}
 
-void SnapshotSchedule::applied(std::size_t bytes, std::uint64_t index) {
+void SnapshotSchedule::applied(std::size_t bytes) {
   bytes_ += bytes;
   ++entries_;
-  index_ = index;
-}
-
-bool SnapshotSchedule::my_turn() const {
-  if (members_ <= 1 || index_ == 0) return true;
-  return (index_ / window_) % members_ == rank_ && index_ % window_ < window_ / 2;
 }
 
 void SnapshotSchedule::request() { requested_ = true; }
@@ -84,8 +66,6 @@ unsigned SnapshotSchedule::threshold() const {
   // Not grown enough: no snapshot whatever the entry count (libraft's
   // threshold is an entry count; the largest one means "not now").
   if (!grown_enough()) return std::numeric_limits<unsigned>::max();
-  // Another member's turn: not now, whatever libraft's own count says.
-  if (!my_turn()) return std::numeric_limits<unsigned>::max();
   if (bytes_ >= threshold_bytes_ || entries_ >= threshold_entries_) return 1;
   return to_knob(threshold_entries_);
 }

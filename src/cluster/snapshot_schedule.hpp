@@ -18,18 +18,6 @@
 // span before it: the entries kept reach back into the older span when the
 // newer one is short (a requested snapshot right after large entries).
 //
-// Staggered: every member applies the same entries under the same schedule,
-// so without more they would all snapshot at the same index — and write the
-// whole state to disk at the same moment, which on disks they share (or on a
-// loaded one) holds every log append back past the election timeout. So the
-// log is cut into windows of `snapshot_threshold / members` entries, taken in
-// turn by the members in the order of their ids, and a member starts a due
-// snapshot only in the first half of its own window: two members' snapshots
-// start at least half a window apart. The price is a wait of at most one
-// round of windows (about `snapshot_threshold` more entries in the log).
-// Requested snapshots do not wait; a member alone (or missing from
-// `members`) does not stagger.
-//
 // Pure and deterministic: no libraft, no clock. RaftNode owns one, feeds it
 // from its FSM callbacks on the loop thread and copies the knobs into libraft.
 // Not thread-safe.
@@ -46,9 +34,8 @@ class SnapshotSchedule {
  public:
   explicit SnapshotSchedule(const ClusterOptions& options);
 
-  // The log entry at `index` (0: unknown, no staggering) of `bytes` was
-  // applied (replays after a restart included).
-  void applied(std::size_t bytes, std::uint64_t index = 0);
+  // A log entry of `bytes` was applied (replays after a restart included).
+  void applied(std::size_t bytes);
   // take_snapshot(): snapshot at libraft's next check, whatever was applied.
   void request();
   // The request could not be served (e.g. its barrier failed).
@@ -70,16 +57,10 @@ class SnapshotSchedule {
   // The trailing libraft uses until the next taken().
   unsigned trailing() const { return trailing_; }
   std::uint64_t bytes_since_snapshot() const { return bytes_; }
-  // The staggering: this member's turn among `members()` windows of
-  // `window()` entries (members() == 1: none).
-  std::uint64_t window() const { return window_; }
-  std::uint64_t members() const { return members_; }
-  std::uint64_t rank() const { return rank_; }
   std::uint64_t last_snapshot_bytes() const { return last_snapshot_bytes_; }
 
  private:
   bool grown_enough() const;
-  bool my_turn() const;
 
   std::uint64_t threshold_entries_;
   std::uint64_t trailing_entries_;
@@ -92,10 +73,6 @@ class SnapshotSchedule {
   std::uint64_t previous_average_ = 0;  // bytes per entry of the span before
   bool requested_ = false;
   unsigned trailing_;
-  std::uint64_t members_ = 1;
-  std::uint64_t rank_ = 0;
-  std::uint64_t window_ = 1;
-  std::uint64_t index_ = 0;  // the last applied entry's index (0: unknown)
 };
 
 }  // namespace catga::internal

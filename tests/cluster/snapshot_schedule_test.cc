@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <limits>
-#include <vector>
 
 namespace catga::internal {
 namespace {
@@ -163,92 +162,6 @@ TEST(SnapshotSchedule, ARestoredSnapshotIsTheBaseOfTheGrowth) {
 TEST(SnapshotSchedule, RequestIgnoresTheGrowth) {
   SnapshotSchedule s(options());
   s.written(100 * kMiB);
-  s.request();
-  EXPECT_EQ(s.threshold(), 1u);
-}
-
-
-// Three members applying the same log, as libraft drives them: after each
-// entry a member whose threshold is 1, or whose entries since its last
-// snapshot reach the threshold, takes a snapshot (of 2 MiB, then growing).
-struct Member3 {
-  SnapshotSchedule schedule;
-  std::uint64_t last = 0;  // index of its last snapshot
-  std::vector<std::uint64_t> taken;
-};
-
-ClusterOptions member_options(std::uint64_t id, std::uint64_t growth) {
-  ClusterOptions o = options(64 * kMiB, kMiB);
-  o.node_id = id;
-  o.members = {{.id = 1}, {.id = 2}, {.id = 3}};
-  o.snapshot_growth_percent = growth;
-  return o;
-}
-
-std::vector<Member3> run_three(std::uint64_t entries, std::uint64_t growth) {
-  std::vector<Member3> m;
-  for (std::uint64_t id : {3, 1, 2}) m.push_back({SnapshotSchedule(member_options(id, growth)), 0, {}});
-  for (std::uint64_t index = 1; index <= entries; ++index) {
-    for (auto& x : m) {
-      x.schedule.applied(4096, index);
-      const unsigned t = x.schedule.threshold();
-      if (t == 1 || index - x.last >= t) {
-        x.schedule.taken(index - x.last);
-        x.schedule.written(2 * kMiB + index * 64);
-        x.last = index;
-        x.taken.push_back(index);
-      }
-    }
-  }
-  return m;
-}
-
-TEST(SnapshotSchedule, MembersTakeTurnsSoThatNoTwoSnapshotAtOnce) {
-  for (std::uint64_t growth : {0u, 100u}) {
-    const auto m = run_three(60000, growth);
-    const std::uint64_t window = m[0].schedule.window();
-    EXPECT_EQ(window, 1000u / 3);
-    EXPECT_EQ(m[0].schedule.members(), 3u);
-    EXPECT_EQ(m[0].schedule.rank(), 2u) << "ranks follow the ids, not the order of the list";
-    for (std::size_t a = 0; a < m.size(); ++a) {
-      ASSERT_FALSE(m[a].taken.empty()) << "growth " << growth << ": member " << a << " never snapshots";
-      for (std::size_t b = a + 1; b < m.size(); ++b) {
-        for (auto i : m[a].taken) {
-          for (auto j : m[b].taken) {
-            EXPECT_GE(i > j ? i - j : j - i, window / 2)
-                << "growth " << growth << ": two members snapshot " << (i > j ? i - j : j - i) << " entries apart";
-          }
-        }
-      }
-      // The wait is bounded: no more than one round of windows past the
-      // entry threshold between two snapshots of one member (growth 0).
-      if (growth == 0) {
-        for (std::size_t k = 1; k < m[a].taken.size(); ++k) {
-          EXPECT_LE(m[a].taken[k] - m[a].taken[k - 1], 1000u + 3 * window);
-        }
-      }
-    }
-  }
-}
-
-TEST(SnapshotSchedule, AloneOrUnknownDoesNotStagger) {
-  ClusterOptions o = options();
-  o.node_id = 7;
-  o.members = {{.id = 7}};
-  SnapshotSchedule alone(o);
-  EXPECT_EQ(alone.members(), 1u);
-  o.members = {{.id = 1}, {.id = 2}};  // not listed: an attached test node
-  SnapshotSchedule missing(o);
-  EXPECT_EQ(missing.members(), 1u);
-  for (int i = 1; i <= 1000; ++i) alone.applied(64, static_cast<std::uint64_t>(i));
-  EXPECT_EQ(alone.threshold(), 1u);
-}
-
-TEST(SnapshotSchedule, ARequestDoesNotWaitForItsTurn) {
-  SnapshotSchedule s(member_options(1, 0));
-  // Index 400 is in the second window (member 2's turn).
-  s.applied(64, 400);
-  EXPECT_EQ(s.threshold(), std::numeric_limits<unsigned>::max());
   s.request();
   EXPECT_EQ(s.threshold(), 1u);
 }
