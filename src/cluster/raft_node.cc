@@ -496,6 +496,7 @@ void RaftNode::on_wake() {
   }
   if (failed_ && node_mode_) return stop_itself(failure_);  // as in on_after_io
   observe();
+  check_snapshot_waiters();
   pump();
   issue_barriers();
 }
@@ -508,6 +509,7 @@ void RaftNode::on_after_io() {
   check_data_dir();
   if (stopping_) return;
   observe();
+  check_snapshot_waiters();
   pump();
   issue_barriers();
 }
@@ -780,6 +782,9 @@ void RaftNode::stop_on_loop() {
   for (auto& b : outs) {
     for (auto& w : b->waiters) w(stopped(failure_));
   }
+  auto snapshot_waiters = std::move(snapshot_waiters_);
+  snapshot_waiters_.clear();
+  for (auto& w : snapshot_waiters) w.done(stopped(failure_));
 }
 
 Error RaftNode::outcome_unknown_after_stop() const {

@@ -238,6 +238,9 @@ class RaftNode {
   // Loop thread.
   using Clock = std::chrono::steady_clock;
   void await_snapshot(std::uint64_t before, Clock::time_point deadline, IndexCompletion done);
+  // Completes the snapshot waiters whose snapshot was written or whose
+  // deadline passed (loop thread: after every I/O pass, the tick included).
+  void check_snapshot_waiters();
   void on_wake();
   void on_after_io();
   void drain_inbound();
@@ -311,6 +314,12 @@ class RaftNode {
   std::deque<Proposal> pending_;
   std::map<std::uint64_t, std::unique_ptr<InFlight>> in_flight_;
   std::vector<IndexCompletion> barrier_waiting_;
+  struct SnapshotWaiter {
+    std::uint64_t before;  // done once the snapshot index passes it
+    Clock::time_point deadline;
+    IndexCompletion done;
+  };
+  std::vector<SnapshotWaiter> snapshot_waiters_;  // take_snapshot() calls
   std::vector<std::unique_ptr<BarrierBatch>> barriers_out_;
   bool change_busy_ = false;
   bool stopping_ = false;

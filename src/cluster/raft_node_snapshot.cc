@@ -56,18 +56,32 @@ void RaftNode::take_snapshot(IndexCompletion done) {
   });
 }
 
-// Loop thread: completes once the snapshot index moved past `before`.
+// Loop thread: completes once the snapshot index moved past `before`. The
+// snapshot is written by libuv's thread pool; check_snapshot_waiters() looks
+// again after each I/O pass of the loop (at least every heartbeat tick).
 void RaftNode::await_snapshot(std::uint64_t before, Clock::time_point deadline, IndexCompletion done) {
   if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
+  snapshot_waiters_.push_back({before, deadline, std::move(done)});
+  check_snapshot_waiters();
+}
+
+void RaftNode::check_snapshot_waiters() {
+  if (snapshot_waiters_.empty() || raft_ == nullptr) return;
   catga_raft_info info{};
   catga_raft_get_info(raft_, &info);
-  if (info.snapshot_index > before) return done(info.snapshot_index);
-  if (Clock::now() >= deadline) {
-    return done(Error{Code::deadline_exceeded, "the snapshot was not written within 30 s"});
+  const auto now = Clock::now();
+  auto waiters = std::move(snapshot_waiters_);
+  snapshot_waiters_.clear();
+  for (auto& w : waiters) {
+    if (info.snapshot_index > w.before) {
+      w.done(info.snapshot_index);
+    } else if (now >= w.deadline) {
+      w.done(Error{Code::deadline_exceeded,
+                   "the snapshot was not written within 30 s (a full or failing disk? libraft retries the write)"});
+    } else {
+      snapshot_waiters_.push_back(std::move(w));
+    }
   }
-  // The snapshot is being written by libuv's thread pool: look again after
-  // the loop has run once more.
-  post([this, before, deadline, done = std::move(done)]() mutable { await_snapshot(before, deadline, std::move(done)); });
 }
 
 // ------------------------------------------------------------------ C callbacks

@@ -417,7 +417,20 @@ TEST_F(DashboardBrowserTest, RendersASingleDurableNode) {
   const std::uint16_t port = server->port();
   ASSERT_TRUE(wait_ready(port));
   ASSERT_NO_FATAL_FAILURE(build_throughput_history(port, {4, 9}));
-  const NodeStatus s = (*app)->status();  // idle from here on
+  // Idle from here on once the node has announced itself, raised the
+  // cluster's apply format to its build's, and announced again at that
+  // format (its data directory's identity): a log entry each, the last ones
+  // after the history was built. Settled: the same commit index for 1 s.
+  auto settled = [&] {
+    const NodeStatus st = (*app)->status();
+    if (st.announcements.empty() || st.apply_format != st.announcements.front().max_format) return false;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    return (*app)->status().commit_index == st.commit_index;
+  };
+  bool quiet = false;
+  for (int i = 0; i < 20 && !quiet; ++i) quiet = settled();
+  ASSERT_TRUE(quiet) << "the node's log never went quiet";
+  const NodeStatus s = (*app)->status();
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/";
 
   const std::string dom = dump_dom(url);
