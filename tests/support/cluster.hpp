@@ -215,10 +215,16 @@ class LocalCluster {
     }, limit);
   }
 
-  // Every running node applied what node `leader` committed, and all hold
-  // the same state.
+  // Every running node applied all that any of them knows as committed, and
+  // all hold the same state as node `leader`.
   bool converged(std::size_t leader) {
-    if (!wait_applied(apps_[leader]->status().commit_index)) return false;
+    // The highest commit index any running node knows: `leader` may have lost
+    // the leadership since the caller learnt it, and a follower hears of the
+    // last commits only with the next heartbeat.
+    std::uint64_t commit = 0;
+    for (auto& app : apps_)
+      if (app) commit = std::max(commit, app->status().commit_index);
+    if (!wait_applied(commit)) return false;
     for (std::size_t i = 0; i < apps_.size(); ++i) {
       if (apps_[i] && digest(i) != digest(leader)) return false;
     }
