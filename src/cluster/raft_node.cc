@@ -77,6 +77,15 @@ MemberRole member_role(int role) {
   }
 }
 
+// spare < standby (receives the log) < voter (receives it and votes).
+int rank(MemberRole role) {
+  switch (role) {
+    case MemberRole::spare: return 0;
+    case MemberRole::standby: return 1;
+    default: return 2;
+  }
+}
+
 std::int64_t unix_now_ns() { return wall_clock_ns(); }
 
 Error node_stopped() { return Error(Code::unavailable, "node stopped"); }
@@ -631,12 +640,7 @@ void RaftNode::observe() {
 
 void RaftNode::watch_join() {
   std::optional<MemberRole> self;
-  const unsigned n = catga_raft_n_members(raft_);
-  for (unsigned i = 0; i < n; ++i) {
-    catga_raft_member m{};
-    catga_raft_get_member(raft_, i, &m);
-    if (m.id == options_.node_id) self = member_role(m.role);
-  }
+  if (auto present = configured(options_.node_id)) self = present->first;
   switch (join_watch_.observe(self)) {
     case JoinWatch::Verdict::waiting: return;
     case JoinWatch::Verdict::listed_as_voter:
@@ -650,7 +654,8 @@ void RaftNode::watch_join() {
   }
   pending_join_ = false;
   catga_raft_set_refuse_votes(raft_, 0);
-  internal::log().info("raft node {}: added to the configuration; votes from now on", options_.node_id);
+  internal::log().info("raft node {}: added to the configuration as a {}; answers vote requests from now on",
+                       options_.node_id, to_string(self.value_or(MemberRole::spare)));
 }
 
 void RaftNode::pump() {
@@ -874,6 +879,16 @@ Error RaftNode::change_error(int status) const {
   }
 }
 
+std::optional<std::pair<MemberRole, std::string>> RaftNode::configured(std::uint64_t id) const {
+  const unsigned n = catga_raft_n_members(raft_);
+  for (unsigned i = 0; i < n; ++i) {
+    catga_raft_member m{};
+    catga_raft_get_member(raft_, i, &m);
+    if (m.id == id) return std::pair{member_role(m.role), std::string(m.address)};
+  }
+  return std::nullopt;
+}
+
 void RaftNode::start_change(ChangeOp* raw) {
   std::unique_ptr<ChangeOp> op(raw);
   if (stopping_) return op->done(node_stopped());
@@ -885,6 +900,27 @@ void RaftNode::start_change(ChangeOp* raw) {
   int rv = 0;
   switch (op->kind) {
     case ChangeOp::add:
+      if (auto present = configured(op->member.id)) {
+        // A repeated add — the first one's catch-up failed, which leaves the
+        // member a spare, or its answer was lost — resumes it, so that an
+        // operator's or a client's retry converges.
+        const auto address = internal::configuration_address(op->member);
+        if (present->second != address) {
+          return op->done(Error(Code::already_exists, "member " + std::to_string(op->member.id) +
+                                                          " already exists at " + present->second));
+        }
+        const MemberRole want = op->member.role;
+        if (present->first == want) return op->done(ok());
+        if (rank(present->first) > rank(want)) {
+          return op->done(Error(Code::already_exists, "member " + std::to_string(op->member.id) + " is already a " +
+                                                          std::string(to_string(present->first)) +
+                                                          " (assign a role to demote it)"));
+        }
+        op->kind = ChangeOp::assign;
+        op->assign_after_add = false;
+        rv = catga_raft_assign(raft_, op->member.id, c_role(want), op.get());
+        break;
+      }
       rv = catga_raft_add(raft_, op->member.id, internal::configuration_address(op->member).c_str(), op.get());
       break;
     case ChangeOp::assign:

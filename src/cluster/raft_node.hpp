@@ -200,7 +200,10 @@ class RaftNode {
 
   // Membership and leadership, one change at a time (failed_precondition if
   // another is in progress). add_member adds the member as spare, then assigns
-  // its role (catch-up happens before promotion to voter).
+  // its role (catch-up happens before promotion to voter). Adding a member
+  // already in the configuration at the same address is a retry: it completes
+  // ok once the member has the role asked for (resuming a promotion whose
+  // catch-up failed); another address, or a higher role, is already_exists.
   void add_member(Member member, VoidCompletion done);
   void assign_role(std::uint64_t id, MemberRole role, VoidCompletion done);
   void remove_member(std::uint64_t id, VoidCompletion done);
@@ -262,6 +265,8 @@ class RaftNode {
   Error not_leader_error() const;
   Error change_error(int status) const;
   void start_change(ChangeOp* op);
+  // The role and stored address of member `id` in the latest configuration.
+  std::optional<std::pair<MemberRole, std::string>> configured(std::uint64_t id) const;
   // Copies snapshots_.threshold() into libraft when it changed.
   void sync_snapshot_threshold();
   // A snapshot is being taken (inside c_snapshot): sets its trailing.
