@@ -1079,6 +1079,11 @@ int catga_raft_open(const struct catga_raft_config *config,
   raft_set_snapshot_threshold(h->r, config->snapshot_threshold);
   raft_set_snapshot_trailing(h->r, config->snapshot_trailing);
   raft_set_pre_vote(h->r, true);
+  /* A member being promoted is dropped from its catch-up when one round takes
+   * longer than this (libraft's default: 5 s), and a round that starts with a
+   * snapshot install lasts as long as the install: let it take as long as
+   * libraft lets an install take before sending the snapshot again. */
+  raft_set_max_catch_up_round_duration(h->r, h->r->install_snapshot_timeout);
 
   if (rv == 0 && config->bootstrap) {
     struct raft_configuration conf;

@@ -932,6 +932,29 @@ TEST(RaftNode, RepeatedAddResumesAPromotionThatDidNotFinish) {
   EXPECT_EQ(c.machine(3).digest(), c.machine(l).digest());
 }
 
+// A new member whose catch-up starts with a snapshot install that takes
+// longer than libraft's default catch-up round (5 s) is still promoted: the
+// round is as long as an install may take (libraft's install timeout). Before,
+// every add of a member to a state whose install takes over 5 s failed with
+// "catch-up of the new member failed" and left it a spare.
+TEST(RaftNode, AddWhoseInstallOutlastsADefaultCatchUpRoundSucceeds) {
+  Cluster c(4, small_snapshots, /*initial=*/3);
+  c.start_all(3);
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  const unsigned l = *leader;
+  EXPECT_EQ(c.propose_many(l, 300, 2, "i-"), 300);
+  auto joined = c.start(3, JoinMode::join_existing);
+  ASSERT_TRUE(joined.has_value()) << describe(joined.error());
+  c.machine(3).set_restore_delay(std::chrono::milliseconds(7000));
+
+  auto added = wait_void([&](auto done) { c.node(l).add_member(c.member(3), std::move(done)); });
+  ASSERT_TRUE(added.has_value()) << describe(added.error());
+  EXPECT_GE(c.machine(3).restores(), 1) << "node 4 caught up without a snapshot";
+  ASSERT_TRUE(c.wait_all_applied(300));
+  EXPECT_EQ(c.machine(3).digest(), c.machine(l).digest());
+}
+
 // ---- start() errors ---------------------------------------------------------
 
 
