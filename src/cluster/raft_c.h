@@ -1,8 +1,10 @@
 /* src/cluster/raft_c.h — the only door to libraft.
  *
  * raft.h does not compile as C++, so every libraft (and raft/uv.h) call lives
- * in raft_c.c, compiled as C. This header is plain C with extern "C" guards:
- * an opaque handle, a typed callback table and small request functions.
+ * in C: raft_c.c and the pieces that share its handle (raft_handle.h:
+ * raft_install.c, raft_snapshot_send.c, raft_address_book.c). This header is
+ * plain C with extern "C" guards: an opaque handle, a typed callback table and
+ * small request functions.
  *
  * Threading: nothing here is thread-safe except catga_raft_wake(). Everything
  * else, and every callback, runs on the thread that runs the handle's loop
