@@ -678,44 +678,78 @@ void catga_raft_glue_attach(catga_raft *h, void *raft) { h->r = raft; }
 
 /* ---------------------------------------------------------------- requests */
 
-struct applyReq {
-  struct raft_apply req;
+/* Every request: libraft's struct first (its callback gets a pointer to it,
+ * which is then a pointer to the whole), then who asked. */
+struct request {
+  union {
+    struct raft_apply apply;
+    struct raft_barrier barrier;
+    struct raft_change change;
+    struct raft_transfer transfer;
+  } req;
   catga_raft *h;
   void *ctx;
 };
 
+/* Check and allocate: RAFT_SHUTDOWN once closing, RAFT_NOMEM, or 0 with *out
+ * a zeroed request of `req_ctx`. */
+static int requestNew(catga_raft *h, void *req_ctx, struct request **out) {
+  struct request *q;
+  *out = NULL;
+  if (h->closing) {
+    return RAFT_SHUTDOWN;
+  }
+  q = raft_malloc(sizeof *q);
+  if (q == NULL) {
+    return RAFT_NOMEM;
+  }
+  memset(q, 0, sizeof *q);
+  q->h = h;
+  q->ctx = req_ctx;
+  *out = q;
+  return 0;
+}
+
+/* After the libraft call that took `q`: a refused request is freed (no
+ * callback will come). Returns `rv`. */
+static int requestStarted(struct request *q, int rv) {
+  if (rv != 0) {
+    raft_free(q);
+  }
+  return rv;
+}
+
+/* In the completion: frees `req` (a struct request) and returns its handle
+ * and context. */
+static catga_raft *requestDone(void *req, void **ctx) {
+  struct request *q = req;
+  catga_raft *h = q->h;
+  *ctx = q->ctx;
+  raft_free(q);
+  return h;
+}
+
 static void applyCb(struct raft_apply *req, int status, void *result) {
-  struct applyReq *a = (struct applyReq *)req;
-  catga_raft *h = a->h;
-  void *ctx = a->ctx;
   uint64_t index = req->index;
+  void *ctx;
+  catga_raft *h = requestDone(req, &ctx);
   (void)result;
-  raft_free(a);
   h->cb.apply_done(h->cb.ctx, ctx, index, status);
 }
 
 int catga_raft_apply(catga_raft *h, void *data, size_t len, void *req_ctx,
                      uint64_t *index) {
-  struct applyReq *a;
+  struct request *q;
   struct raft_buffer buf;
-  int rv;
-  if (h->closing) {
+  int rv = requestNew(h, req_ctx, &q);
+  if (rv != 0) {
     raft_free(data);
-    return RAFT_SHUTDOWN;
+    return rv;
   }
-  a = raft_malloc(sizeof *a);
-  if (a == NULL) {
-    raft_free(data);
-    return RAFT_NOMEM;
-  }
-  memset(a, 0, sizeof *a);
-  a->h = h;
-  a->ctx = req_ctx;
   buf.base = data;
   buf.len = len;
-  rv = raft_apply(h->r, &a->req, &buf, 1, applyCb);
+  rv = requestStarted(q, raft_apply(h->r, &q->req.apply, &buf, 1, applyCb));
   if (rv != 0) {
-    raft_free(a);
     /* Who owns `data` now depends on where raft_apply failed: before the
      * append (not the leader) it is still ours; after it (replication could
      * not be triggered, e.g. a disk error) libraft has discarded the entry and
@@ -728,43 +762,23 @@ int catga_raft_apply(catga_raft *h, void *data, size_t len, void *req_ctx,
     }
     return rv;
   }
-  *index = a->req.index;
+  *index = q->req.apply.index;
   return 0;
 }
 
-struct barrierReq {
-  struct raft_barrier req;
-  catga_raft *h;
-  void *ctx;
-};
-
 static void barrierCb(struct raft_barrier *req, int status) {
-  struct barrierReq *b = (struct barrierReq *)req;
-  catga_raft *h = b->h;
-  void *ctx = b->ctx;
   uint64_t index = req->index;
-  raft_free(b);
+  void *ctx;
+  catga_raft *h = requestDone(req, &ctx);
   h->cb.barrier_done(h->cb.ctx, ctx, index, status);
 }
 
 int catga_raft_barrier(catga_raft *h, void *req_ctx) {
-  struct barrierReq *b;
-  int rv;
-  if (h->closing) {
-    return RAFT_SHUTDOWN;
-  }
-  b = raft_malloc(sizeof *b);
-  if (b == NULL) {
-    return RAFT_NOMEM;
-  }
-  memset(b, 0, sizeof *b);
-  b->h = h;
-  b->ctx = req_ctx;
-  rv = raft_barrier(h->r, &b->req, barrierCb);
-  if (rv != 0) {
-    raft_free(b);
-  }
-  return rv;
+  struct request *q;
+  int rv = requestNew(h, req_ctx, &q);
+  return rv != 0 ? rv
+                 : requestStarted(q, raft_barrier(h->r, &q->req.barrier,
+                                                  barrierCb));
 }
 
 void catga_raft_set_snapshot_threshold(catga_raft *h, unsigned n) {
@@ -783,111 +797,49 @@ void catga_raft_set_snapshot_trailing(catga_raft *h, unsigned n) {
   }
 }
 
-struct changeReq {
-  struct raft_change req;
-  catga_raft *h;
-  void *ctx;
-};
-
 static void changeCb(struct raft_change *req, int status) {
-  struct changeReq *c = (struct changeReq *)req;
-  catga_raft *h = c->h;
-  void *ctx = c->ctx;
-  raft_free(c);
+  void *ctx;
+  catga_raft *h = requestDone(req, &ctx);
   h->cb.change_done(h->cb.ctx, ctx, status);
-}
-
-static struct changeReq *changeNew(catga_raft *h, void *req_ctx) {
-  struct changeReq *c = raft_malloc(sizeof *c);
-  if (c != NULL) {
-    memset(c, 0, sizeof *c);
-    c->h = h;
-    c->ctx = req_ctx;
-  }
-  return c;
 }
 
 int catga_raft_add(catga_raft *h, uint64_t id, const char *address,
                    void *req_ctx) {
-  struct changeReq *c;
-  int rv;
-  if (h->closing) {
-    return RAFT_SHUTDOWN;
-  }
-  if ((c = changeNew(h, req_ctx)) == NULL) {
-    return RAFT_NOMEM;
-  }
-  rv = raft_add(h->r, &c->req, id, address, changeCb);
-  if (rv != 0) {
-    raft_free(c);
-  }
-  return rv;
+  struct request *q;
+  int rv = requestNew(h, req_ctx, &q);
+  return rv != 0 ? rv
+                 : requestStarted(q, raft_add(h->r, &q->req.change, id,
+                                              address, changeCb));
 }
 
 int catga_raft_assign(catga_raft *h, uint64_t id, int role, void *req_ctx) {
-  struct changeReq *c;
-  int rv;
-  if (h->closing) {
-    return RAFT_SHUTDOWN;
-  }
-  if ((c = changeNew(h, req_ctx)) == NULL) {
-    return RAFT_NOMEM;
-  }
-  rv = raft_assign(h->r, &c->req, id, roleToRaft(role), changeCb);
-  if (rv != 0) {
-    raft_free(c);
-  }
-  return rv;
+  struct request *q;
+  int rv = requestNew(h, req_ctx, &q);
+  return rv != 0 ? rv
+                 : requestStarted(q, raft_assign(h->r, &q->req.change, id,
+                                                 roleToRaft(role), changeCb));
 }
 
 int catga_raft_remove(catga_raft *h, uint64_t id, void *req_ctx) {
-  struct changeReq *c;
-  int rv;
-  if (h->closing) {
-    return RAFT_SHUTDOWN;
-  }
-  if ((c = changeNew(h, req_ctx)) == NULL) {
-    return RAFT_NOMEM;
-  }
-  rv = raft_remove(h->r, &c->req, id, changeCb);
-  if (rv != 0) {
-    raft_free(c);
-  }
-  return rv;
+  struct request *q;
+  int rv = requestNew(h, req_ctx, &q);
+  return rv != 0 ? rv
+                 : requestStarted(q, raft_remove(h->r, &q->req.change, id,
+                                                 changeCb));
 }
 
-struct transferReq {
-  struct raft_transfer req;
-  catga_raft *h;
-  void *ctx;
-};
-
 static void transferCb(struct raft_transfer *req) {
-  struct transferReq *t = (struct transferReq *)req;
-  catga_raft *h = t->h;
-  void *ctx = t->ctx;
-  raft_free(t);
+  void *ctx;
+  catga_raft *h = requestDone(req, &ctx);
   h->cb.transfer_done(h->cb.ctx, ctx);
 }
 
 int catga_raft_transfer(catga_raft *h, uint64_t id, void *req_ctx) {
-  struct transferReq *t;
-  int rv;
-  if (h->closing) {
-    return RAFT_SHUTDOWN;
-  }
-  t = raft_malloc(sizeof *t);
-  if (t == NULL) {
-    return RAFT_NOMEM;
-  }
-  memset(t, 0, sizeof *t);
-  t->h = h;
-  t->ctx = req_ctx;
-  rv = raft_transfer(h->r, &t->req, id, transferCb);
-  if (rv != 0) {
-    raft_free(t);
-  }
-  return rv;
+  struct request *q;
+  int rv = requestNew(h, req_ctx, &q);
+  return rv != 0 ? rv
+                 : requestStarted(q, raft_transfer(h->r, &q->req.transfer, id,
+                                                   transferCb));
 }
 
 /* ---------------------------------------------------------------- info */
