@@ -194,7 +194,6 @@ int catga_raft_snapshot_written(catga_raft *h, int memfd, size_t len) {
 /* ---------------------------------------------------------------- memory */
 
 void *catga_raft_malloc(size_t size) { return raft_malloc(size); }
-void catga_raft_free_buffer(void *p) { raft_free(p); }
 
 /* ---------------------------------------------------------------- FSM glue */
 
@@ -439,7 +438,9 @@ static void transportRefused(void *ctx, const char *line) {
   }
 }
 
-static void openFailRaftCloseCb(struct raft *r) {
+/* Raft has closed: the I/O and the transport go next (the loop ends once
+ * their handles closed). */
+static void raftClosed(struct raft *r) {
   catga_raft *h = r->data;
   raft_uv_close(&h->io);
   transportRelease(h);
@@ -608,7 +609,7 @@ int catga_raft_open(const struct catga_raft_config *config,
     }
   }
   if (rv != 0) {
-    raft_close(h->r, openFailRaftCloseCb);
+    raft_close(h->r, raftClosed);
     drainLoop(h);
     catga_address_book_clear(&h->book);
     free(h);
@@ -622,15 +623,6 @@ void catga_raft_run(catga_raft *h) { uv_run(&h->loop, UV_RUN_DEFAULT); }
 
 void catga_raft_wake(catga_raft *h) { uv_async_send(&h->async); }
 
-static void raftCloseCb(struct raft *r) {
-  catga_raft *h = r->data;
-  raft_uv_close(&h->io);
-  transportRelease(h);
-  if (h->cb.closed != NULL) {
-    h->cb.closed(h->cb.ctx);
-  }
-}
-
 void catga_raft_close(catga_raft *h) {
   if (h->closing) {
     return;
@@ -642,7 +634,7 @@ void catga_raft_close(catga_raft *h) {
   uv_close((uv_handle_t *)&h->async, NULL);
   uv_check_stop(&h->check);
   uv_close((uv_handle_t *)&h->check, NULL);
-  raft_close(h->r, raftCloseCb);
+  raft_close(h->r, raftClosed);
 }
 
 int catga_raft_free(catga_raft *h) {
@@ -1015,7 +1007,7 @@ int catga_raft_force_configuration(const char *dir, uint64_t id,
     }
     raft_configuration_close(&conf);
   }
-  raft_close(&h->raft, openFailRaftCloseCb);
+  raft_close(&h->raft, raftClosed);
   drainLoop(h);
   free(h);
   return rv;

@@ -113,7 +113,6 @@ struct catga_raft_callbacks {
   /* Node mode only. */
   void (*wake)(void *ctx);   /* catga_raft_wake() was called (coalesced) */
   void (*after_io)(void *ctx); /* after each loop iteration that did I/O */
-  void (*closed)(void *ctx); /* catga_raft_close() finished; loop will end */
   /* A write to a log segment failed (`message` is libraft's, e.g. "write
    * failed: -5"). Called once, from the loop, right after the failed write.
    * libraft 0.22.1 retries such a write from a timer that crashes the process
@@ -241,9 +240,8 @@ int catga_raft_force_configuration(const char *dir, uint64_t id,
                                    unsigned n_members, uint64_t term,
                                    char *errmsg, size_t errmsg_len);
 
-/* Memory for libraft buffers. */
+/* Memory for libraft buffers (libraft frees them). */
 void *catga_raft_malloc(size_t size);
-void catga_raft_free_buffer(void *p);
 
 /* Requests. Each returns 0 (the matching *_done callback fires exactly once,
  * possibly synchronously during a later call) or an error code (no callback).

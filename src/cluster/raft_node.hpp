@@ -295,7 +295,6 @@ class RaftNode {
   static void c_transfer_done(void* ctx, void* req);
   static void c_wake(void* ctx);
   static void c_after_io(void* ctx);
-  static void c_closed(void* ctx);
   static void c_disk_failed(void* ctx, const char* message);
 
   const ClusterOptions options_;
