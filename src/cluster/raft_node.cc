@@ -274,7 +274,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     catga_raft_info info{};
     catga_raft_get_info(node->raft_, &info);
     node->replay_until_ = info.last_index;
-    node->opening_ = false;
+    node->starting_ = false;
   }
   // A lone voter replayed its log inside catga_raft_open, before raft_ was
   // set: if that crossed the byte threshold, libraft snapshots at its next check.
@@ -961,7 +961,7 @@ int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::siz
     flight->results.reserve(batch->records.size());
   }
   ApplyInfo info{index, batch->header.term, batch->header.leader_time_ns, 0,
-                 self->opening_ || index <= self->replay_until_};
+                 self->starting_ || index <= self->replay_until_};
   try {
     for (std::size_t i = 0; i < batch->records.size(); ++i) {
       info.position = static_cast<std::uint32_t>(i);
