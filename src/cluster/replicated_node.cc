@@ -45,12 +45,16 @@
 #include "cluster/envelope.hpp"
 #include "core/log.hpp"
 
-namespace catga::detail {
+namespace catga::internal {
 namespace {
 
-using internal::PeerChannel;
-using internal::RaftNode;
-using internal::ReplicatedStateMachine;
+// Core's engine interface and the types it hands over (src/core/replicator.hpp).
+using detail::BuildPlan;
+using detail::decode_result;
+using detail::Mediator;
+using detail::Placement;
+using detail::Replicator;
+using detail::UniqueFunction;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
@@ -636,4 +640,4 @@ Result<std::unique_ptr<Replicator>> make_replicated_node(BuildPlan& plan) {
   return std::unique_ptr<Replicator>(std::move(node));
 }
 
-}  // namespace catga::detail
+}  // namespace catga::internal
