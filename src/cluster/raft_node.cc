@@ -103,8 +103,7 @@ catga_raft_callbacks make_callbacks(void* self, decltype(catga_raft_callbacks::a
                                     decltype(catga_raft_callbacks::change_done) change_done,
                                     decltype(catga_raft_callbacks::transfer_done) transfer_done,
                                     decltype(catga_raft_callbacks::wake) wake,
-                                    decltype(catga_raft_callbacks::after_io) after_io,
-                                    decltype(catga_raft_callbacks::closed) closed) {
+                                    decltype(catga_raft_callbacks::after_io) after_io) {
   catga_raft_callbacks cb{};
   cb.ctx = self;
   cb.apply = apply;
@@ -116,7 +115,6 @@ catga_raft_callbacks make_callbacks(void* self, decltype(catga_raft_callbacks::a
   cb.transfer_done = transfer_done;
   cb.wake = wake;
   cb.after_io = after_io;
-  cb.closed = closed;
   return cb;
 }
 
@@ -202,7 +200,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   }
 
   auto cb = make_callbacks(node.get(), &c_apply, &c_snapshot, &c_restore, &c_apply_done, &c_barrier_done,
-                           &c_change_done, &c_transfer_done, &c_wake, &c_after_io, &c_closed);
+                           &c_change_done, &c_transfer_done, &c_wake, &c_after_io);
   cb.disk_failed = &c_disk_failed;
   cb.transport_refused = &log_transport_refused;
   cb.snapshot_ready = &c_snapshot_ready;
@@ -276,7 +274,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     catga_raft_info info{};
     catga_raft_get_info(node->raft_, &info);
     node->replay_until_ = info.last_index;
-    node->opening_ = false;
+    node->starting_ = false;
   }
   // A lone voter replayed its log inside catga_raft_open, before raft_ was
   // set: if that crossed the byte threshold, libraft snapshots at its next check.
@@ -306,7 +304,7 @@ std::unique_ptr<RaftNode> RaftNode::create_attached_for_test(const ClusterOption
                                                              RaftNodeCallbacks callbacks) {
   std::unique_ptr<RaftNode> node(new RaftNode(options, machine, std::move(callbacks)));
   auto cb = make_callbacks(node.get(), &c_apply, &c_snapshot, &c_restore, &c_apply_done, &c_barrier_done,
-                           &c_change_done, &c_transfer_done, nullptr, nullptr, nullptr);
+                           &c_change_done, &c_transfer_done, nullptr, nullptr);
   node->raft_ = catga_raft_glue_new(&cb);
   return node;
 }
@@ -963,7 +961,7 @@ int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::siz
     flight->results.reserve(batch->records.size());
   }
   ApplyInfo info{index, batch->header.term, batch->header.leader_time_ns, 0,
-                 self->opening_ || index <= self->replay_until_};
+                 self->starting_ || index <= self->replay_until_};
   try {
     for (std::size_t i = 0; i < batch->records.size(); ++i) {
       info.position = static_cast<std::uint32_t>(i);
@@ -1082,7 +1080,6 @@ void RaftNode::c_transfer_done(void* ctx, void* req) {
 
 void RaftNode::c_wake(void* ctx) { static_cast<RaftNode*>(ctx)->on_wake(); }
 void RaftNode::c_after_io(void* ctx) { static_cast<RaftNode*>(ctx)->on_after_io(); }
-void RaftNode::c_closed(void* /*ctx*/) {}
 
 void RaftNode::c_disk_failed(void* ctx, const char* message) {
   auto* self = static_cast<RaftNode*>(ctx);

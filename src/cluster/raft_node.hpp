@@ -295,7 +295,6 @@ class RaftNode {
   static void c_transfer_done(void* ctx, void* req);
   static void c_wake(void* ctx);
   static void c_after_io(void* ctx);
-  static void c_closed(void* ctx);
   static void c_disk_failed(void* ctx, const char* message);
 
   const ClusterOptions options_;
@@ -347,7 +346,7 @@ class RaftNode {
   std::uint64_t ready_barrier_term_ = 0;  // term of the outstanding readiness barrier
   bool ready_ = false;
   std::uint64_t replay_until_ = 0;  // last log index at start
-  bool opening_ = true;             // inside start(): a lone voter applies its log there
+  bool starting_ = true;            // inside start(): a lone voter applies its log there
   std::string snapshot_source_;  // file name while start() loads, for error messages
   // The only writer of libraft's snapshot threshold and trailing (byte
   // bounds, take_snapshot()); threshold_knob_ is the value libraft has.
