@@ -76,8 +76,10 @@ def tls_handshake(port, ctx):
         return None, str(e), None
 
 class Node:
-    def __init__(self, binary, nid, raft_port, http_port, cluster, root, extra=(), tls=None, token=None):
+    def __init__(self, binary, nid, raft_port, http_port, cluster, root, extra=(), tls=None, token=None,
+                 log_level="warn"):
         self.binary, self.id, self.raft_port, self.http_port = binary, nid, raft_port, http_port
+        self.log_level = log_level
         self.extra = list(extra)
         self.tls, self.token = tls, token  # an ssl.SSLContext for HTTPS; a bearer token sent on every request
         self.cluster, self.dir, self.proc = cluster, os.path.join(root, f"node{nid}"), None
@@ -85,7 +87,7 @@ class Node:
     def start(self):
         self.proc = subprocess.Popen([self.binary, "--id", str(self.id), "--data-dir", self.dir,
                                       "--http", f"127.0.0.1:{self.http_port}", "--cluster", self.cluster,
-                                      "--election-timeout-ms", "150", "--heartbeat-ms", "50", "--log-level", "warn"] + self.extra,
+                                      "--election-timeout-ms", "150", "--heartbeat-ms", "50", "--log-level", self.log_level] + self.extra,
                                      stdout=self.log, stderr=self.log)
     def alive(self): return self.proc is not None and self.proc.poll() is None
     def kill(self):
