@@ -97,14 +97,16 @@ class OrdersTls(unittest.TestCase):
             node.proc.send_signal(signal.SIGHUP)
             self.assertTrue(demo.wait_until(lambda: served_name() == "renewed", limit=30))
             self.assertTrue(node.alive())
-            node.log.flush()
-            with open(os.path.join(root, "node1.log")) as f:
-                log = f.read()
-            for line in ("SIGHUP: reloading certificates and credentials",
-                         f"HTTP server on port {node.http_port}: its TLS and credentials files (those configured) reloaded",
-                         f"raft node 1: TLS credentials reloaded (CA {ca}",
-                         f"peer channel of node 1: TLS credentials reloaded (CA {ca}"):
-                self.assertIn(line, log)
+            lines = ("SIGHUP: reloading certificates and credentials",
+                     f"HTTP server on port {node.http_port}: its TLS and credentials files (those configured) reloaded",
+                     f"raft node 1: TLS credentials reloaded (CA {ca}",
+                     f"peer channel of node 1: TLS credentials reloaded (CA {ca}")
+            def log():
+                with open(os.path.join(root, "node1.log")) as f:
+                    return f.read()
+            demo.wait_until(lambda: all(line in log() for line in lines), limit=30)  # written after the HTTPS reload
+            for line in lines:
+                self.assertIn(line, log())
         finally:
             node.stop()
             node.log.close()
