@@ -510,8 +510,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       if (secret == nullptr) return refused("it does not hold the cluster secret (or has another cluster id)");
       challenged_ = true;
       std::string proof;
-      peer::append_proof(proof,
-                         peer_mac(options_, *secret, 'D', nonce_, challenge->nonce, options_.node_id, challenge->node_id));
+      peer::append_proof(
+          proof, peer_mac(options_, *secret, 'D', nonce_, challenge->nonce, options_.node_id, challenge->node_id));
       write(std::move(proof));
       return true;
     }

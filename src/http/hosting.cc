@@ -143,8 +143,11 @@ Result<int> ShutdownSignals::wait() {
       signalfd_siginfo info{};
       if (::read(state_->signal_fd, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) continue;
       if (info.ssi_signo != SIGHUP) return static_cast<int>(info.ssi_signo);
-      if (state_->reload) state_->reload();
-      else log_message(LogLevel::info, "SIGHUP: nothing to reload");
+      if (!state_->reload) {
+        log_message(LogLevel::info, "SIGHUP: nothing to reload");
+        continue;
+      }
+      state_->reload();
     }
   }
 }
@@ -164,8 +167,8 @@ Result<int> serve_until_signal(ShutdownSignals& signals, http::Server& server, s
       log_message(LogLevel::info, "HTTP server on port " + std::to_string(server.port()) +
                                       ": its TLS and credentials files (those configured) reloaded");
     } else {
-      log_message(LogLevel::error, "HTTP server on port " + std::to_string(server.port()) +
-                                       ": not reloaded: " + reloaded.error().message() + " (keeping the previous files)");
+      log_message(LogLevel::error, "HTTP server on port " + std::to_string(server.port()) + ": not reloaded: " +
+                                       reloaded.error().message() + " (keeping the previous files)");
     }
     for (const auto& line : reload_cluster_tls()) {
       const bool failed = line.find(": TLS credentials not reloaded: ") != std::string::npos;

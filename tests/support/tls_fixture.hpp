@@ -85,7 +85,8 @@ class TlsFixture {
     ASN1_TIME_free(next);
     const auto tmp = path.string() + ".new";
     FILE* f = std::fopen(tmp.c_str(), "w");
-    const bool ok = f != nullptr && X509_CRL_sign(crl, ca_.key.get(), EVP_sha256()) != 0 && PEM_write_X509_CRL(f, crl) == 1;
+    const bool ok =
+        f != nullptr && X509_CRL_sign(crl, ca_.key.get(), EVP_sha256()) != 0 && PEM_write_X509_CRL(f, crl) == 1;
     if (f != nullptr) std::fclose(f);
     X509_CRL_free(crl);
     if (!ok) throw std::runtime_error("tls fixture: CRL " + path.string());
