@@ -477,6 +477,8 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
     struct catga_auth_options auth = {
         .secret = config->secret,
         .secret_len = config->secret_len,
+        .accepted = config->accepted_secrets,
+        .n_accepted = config->n_accepted_secrets,
         .cluster_id = config->cluster_id,
         .handshake_timeout_ms = config->handshake_timeout_ms,
         .max_pending = 64,
@@ -485,6 +487,8 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
         .tls_ca_file = config->tls_ca_file,
         .tls_cert_file = config->tls_cert_file,
         .tls_key_file = config->tls_key_file,
+        .tls_crl_file = config->tls_crl_file,
+        .tls_label = config->tls_label,
     };
     h->authenticated = true;
     rv = catga_auth_transport_init(&h->transport, &h->loop, &auth);

@@ -76,6 +76,8 @@ enum {
   CATGA_STATE_LEADER = 3,
 };
 
+struct catga_auth_secret; /* raft_auth.h */
+
 struct catga_raft_callbacks {
   void *ctx; /* passed back to every callback */
 
@@ -153,6 +155,9 @@ struct catga_raft_config {
    * TCP transport, open to anyone (insecure mode). */
   const void *secret;
   size_t secret_len;
+  /* Further secrets accepted from peers (a rotation; raft_auth.h). */
+  const struct catga_auth_secret *accepted_secrets;
+  unsigned n_accepted_secrets;
   const char *cluster_id;
   unsigned handshake_timeout_ms;
   /* Mutual TLS 1.3 on the Raft port when all three are non-empty (PEM
@@ -161,6 +166,8 @@ struct catga_raft_config {
   const char *tls_ca_file;
   const char *tls_cert_file;
   const char *tls_key_file;
+  const char *tls_crl_file; /* optional revocation lists */
+  const char *tls_label;    /* names the credentials in reload reports */
 };
 
 /* Node mode. On failure returns a CATGA_RAFT_* code (or -1 for a libuv

@@ -23,6 +23,7 @@
 #include "cluster/data_dir_marker.hpp"
 #include "cluster/entry_format.hpp"
 #include "cluster/member_address.hpp"
+#include "cluster/raft_auth.h"
 #include "cluster/raft_c.h"
 #include "cluster/wall_clock.hpp"
 
@@ -184,6 +185,10 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.n_address_book = static_cast<unsigned>(book.size());
   config.secret = options.peer_secret.data();
   config.secret_len = options.peer_secret.size();
+  std::vector<catga_auth_secret> accepted;
+  for (const auto& secret : options.accepted_peer_secrets) accepted.push_back({secret.data(), secret.size()});
+  config.accepted_secrets = accepted.data();
+  config.n_accepted_secrets = static_cast<unsigned>(accepted.size());
   config.cluster_id = options.cluster_id.c_str();
   config.handshake_timeout_ms = static_cast<unsigned>(options.peer_handshake_timeout.count());
   const std::string tls_ca = options.tls_ca_file.string(), tls_cert = options.tls_cert_file.string(),
@@ -191,6 +196,10 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.tls_ca_file = tls_ca.c_str();
   config.tls_cert_file = tls_cert.c_str();
   config.tls_key_file = tls_key.c_str();
+  const std::string tls_crl = options.tls_crl_file.string(),
+                    tls_label = "raft node " + std::to_string(options.node_id);
+  config.tls_crl_file = tls_crl.c_str();
+  config.tls_label = tls_label.c_str();
   if (options.peer_secret.empty() && !options.tls_enabled()) {
     internal::log().warn(
         "raft node {}: INSECURE MODE: no peer secret, the Raft port {} and the peer channel accept anyone who "
