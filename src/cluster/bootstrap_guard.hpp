@@ -16,8 +16,8 @@
 //     → add procedure;
 //   * the leader, ready and applied, does not hold it (a member listed from
 //     the start that never came up): bootstrap;
-//   * every peer answered and none has seen an election (term 1): a new
-//     cluster forming — bootstrap;
+//   * every peer answered and none has seen an election (term 1, or 0 for a
+//     peer waiting in its own guard): a new cluster forming — bootstrap;
 //   * a peer has seen an election but cannot tell yet (no leader, not caught
 //     up): ask again until `settle_bound`, then refuse — better a member that
 //     an operator restarts than one that votes with an empty log;
