@@ -31,6 +31,15 @@ namespace {
 
 void register_bank(catga::ApplicationBuilder<bank::State>& b, std::size_t) { bank::register_handlers(b); }
 
+// Once every node of a 3-node cluster holds every member's announcement.
+bool every_member_announced(LocalCluster<bank::State>& cluster) {
+  return wait_for([&] {
+    for (std::size_t i = 0; i < 3; ++i)
+      if (cluster.app(i).status().announcements.size() != 3) return false;
+    return true;
+  });
+}
+
 // Opens `n` accounts through the leader; returns their ids (every one acknowledged).
 std::vector<std::uint64_t> open_accounts(LocalCluster<bank::State>& cluster, const std::string& prefix, int n) {
   std::vector<std::uint64_t> ids;
@@ -212,11 +221,7 @@ TEST(DataDirRules, AVoterWipedAndRestartedWithoutJoinRefusesToBootstrap) {
   ASSERT_TRUE(cluster.leader());
   const auto before = open_accounts(cluster, "before-", 20);
   ASSERT_EQ(before.size(), 20u);
-  ASSERT_TRUE(wait_for([&] {
-    for (std::size_t i = 0; i < 3; ++i)
-      if (cluster.app(i).status().announcements.size() != 3) return false;
-    return true;
-  }));
+  ASSERT_TRUE(every_member_announced(cluster));
   const std::size_t wiped = (*cluster.leader() + 1) % 3;
   const fs::path dir = cluster.options(wiped).data_dir;
   cluster.stop(wiped);
@@ -278,11 +283,7 @@ TEST(DataDirRules, AWipedVoterInAWholeClusterOutageRefusesToBootstrap) {
   ASSERT_TRUE(cluster.leader());
   const auto before = open_accounts(cluster, "before-", 10);
   ASSERT_EQ(before.size(), 10u);
-  ASSERT_TRUE(wait_for([&] {
-    for (std::size_t i = 0; i < 3; ++i)
-      if (cluster.app(i).status().announcements.size() != 3) return false;
-    return true;
-  }));
+  ASSERT_TRUE(every_member_announced(cluster));
   for (std::size_t i = 0; i < 3; ++i) cluster.stop(i);
   const fs::path dir = cluster.options(0).data_dir;
   fs::remove_all(dir);
