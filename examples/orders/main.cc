@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   bool join = false;
   std::string restore_from;
   bool force_new_cluster = false;
+  bool new_cluster = false;
   cli.add_option("--id", id, "this node's id (must appear in --cluster)")->check(CLI::PositiveNumber);
   cli.add_option("--data-dir", data_dir, "where the Raft log and snapshots live (created if missing)");
   cli.add_option("--http", http, "HTTP listen address IP:PORT or [IPV6]:PORT (port 0: any free port)");
@@ -170,6 +171,14 @@ int main(int argc, char** argv) {
   cli.add_option("--log-format", log_format, "text, or json: one JSON object per line")
       ->check(CLI::IsMember({"text", "json"}));
   auto* join_flag = cli.add_flag("--join", join, "this node is being added to a running cluster: wait for the leader instead of bootstrapping");
+  cli.add_flag("--new-cluster", new_cluster,
+               "first start of a new cluster whose other members may not be up yet: on an empty --data-dir, "
+               "bootstrap --cluster after one election timeout even if peers stay silent. Without it a node on an "
+               "empty directory bootstraps only when every peer answers and none has seen an election (members "
+               "started together find each other), and refuses when peers stay silent: that is also what a wiped "
+               "voter in a whole-cluster outage sees (docs/operations.md, \"Data directory rules\")")
+      ->needs(cluster_option)
+      ->excludes(join_flag);
   cli.add_option("--restore-from", restore_from,
                  "disaster recovery: build the empty --data-dir from this backup file (POST /raft/backup) as the only "
                  "member of a NEW cluster, then serve. --cluster lists only this node, --cluster-id differs from the "
@@ -226,6 +235,7 @@ int main(int argc, char** argv) {
                                   .members = std::move(*members),
                                   .data_dir = data_dir,
                                   .join = join,
+                                  .new_cluster = new_cluster,
                                   .force_new_cluster = force_new_cluster,
                                   .election_timeout = std::chrono::milliseconds(election_timeout_ms),
                                   .heartbeat_interval = std::chrono::milliseconds(heartbeat_ms),

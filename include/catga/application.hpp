@@ -176,6 +176,7 @@ class Application {
     auto* slot = mediator_->slot<Q>();
     if (!slot) [[unlikely]] return detail::Mediator::no_handler(wire_name_of<Q>, MessageKind::query);
     if ((!replicator_ || options.consistency == Consistency::local) && mediator_->behaviors().empty()) {
+      if (auto stopped = local_read_refusal()) [[unlikely]] return std::move(*stopped);
       return mediator_->run_query(*slot, query);
     }
     return wait_for<Result<result_of<Q>>>([&](auto done) { send(query, options, std::move(done)); });
@@ -265,6 +266,9 @@ class Application {
               detail::EncodedDone done);
   // Completes once the local state satisfies `options.consistency`.
   void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done);
+  // Why a `local` query must not run ("node stopped: …" once the node
+  // stopped itself: its state may be arbitrarily stale), or nothing.
+  std::optional<Error> local_read_refusal() const;
   // Calls `start(wake)` and blocks until `wake()` ran (on any thread).
   static void block_until_woken(UniqueFunction<void(UniqueFunction<void()> wake)> start);
   // Runs a callback-style call and blocks until its completion delivers a T.
@@ -460,7 +464,8 @@ void Application::send(const Q& query, const QueryOptions& options, Done&& done)
   Request request(query);
   if (!admit<R>(request, observers, done, effective.timeout, effective.principal.get())) return;
   if (!replicator_ || effective.consistency == Consistency::local) {
-    Result<R> result = mediator_->run_query(*slot, query);
+    auto stopped = local_read_refusal();
+    Result<R> result = stopped ? Result<R>(std::move(*stopped)) : mediator_->run_query(*slot, query);
     if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
     done(std::move(result));
     return;

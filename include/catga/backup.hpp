@@ -37,7 +37,7 @@ struct BackupInfo {
   std::uint64_t index = 0;       // the state covers the log up to this index
   std::uint64_t term = 0;        // the term of the entry at `index`
   std::uint64_t configuration_index = 0;  // where `members` was decided
-  std::vector<Member> members;   // the configuration at `index` (peer_address empty)
+  std::vector<Member> members;   // the configuration at `index` (peer_address: as given, else empty)
   std::uint64_t created_unix_ms = 0;
   std::string snapshot_file;     // libraft's file name, "snapshot-TERM-INDEX-TS"
   std::uint64_t snapshot_bytes = 0;  // libraft's snapshot data (the encoded state, maybe compressed)

@@ -61,6 +61,19 @@ struct ClusterOptions {
   // committed writes). docs/operations.md, "Data directory rules", has every
   // rule the node checks at start.
   bool join = false;
+  // True for the first start of a new cluster whose members may not all be
+  // up yet. A node with an empty data directory started without `join` asks
+  // its peers first (docs/operations.md, "Data directory rules") and
+  // bootstraps `members` on its own only when it is the only member, or when
+  // every peer answered and none has seen an election. Peers that stay
+  // silent look exactly like a whole-cluster outage in which this voter's
+  // disk was wiped — bootstrapping then forks the history and loses what was
+  // committed — so by default it keeps asking for a while, then refuses to
+  // start. With `new_cluster` it bootstraps after one election timeout of
+  // silence (etcd's --initial-cluster-state new). A peer that says this
+  // member already joined, or that holds a cluster log it cannot yet judge,
+  // still refuses it. Ignored once the node has a log. Not with `join`.
+  bool new_cluster = false;
   // Disaster recovery after losing a majority for good (etcd's
   // --force-new-cluster): at start, before libraft opens `data_dir`, the
   // stored configuration is replaced by this node alone as the only voter

@@ -81,7 +81,9 @@ std::string encode_backup(const BackupInfo& info, std::string_view meta, std::st
   out += "term=" + std::to_string(info.term) + "\n";
   out += "configuration_index=" + std::to_string(info.configuration_index) + "\n";
   for (const Member& m : info.members) {
-    out += "member=" + std::to_string(m.id) + " " + m.address + " " + std::string(to_string(m.role)) + "\n";
+    // "RAFT" or "RAFT/PEER" as in the configuration (member_address.hpp).
+    out += "member=" + std::to_string(m.id) + " " + internal::configuration_address(m) + " " +
+           std::string(to_string(m.role)) + "\n";
   }
   out += "created_unix_ms=" + std::to_string(info.created_unix_ms) + "\n";
   out += "snapshot_file=" + info.snapshot_file + "\n";
@@ -129,7 +131,9 @@ Result<Parsed> parse_backup(std::string_view bytes) {
       std::istringstream fields(value);
       Member m;
       std::string role;
-      if (!(fields >> m.id >> m.address >> role)) return corrupt("member '" + value + "'");
+      std::string address;
+      if (!(fields >> m.id >> address >> role)) return corrupt("member '" + value + "'");
+      internal::split_configuration_address(address, m);
       auto r = parse_role(role);
       if (!r) return corrupt(r.error().message());
       m.role = *r;
@@ -190,11 +194,9 @@ Result<std::string> backup_from_dir(const fs::path& dir, const std::string& clus
                                                           .count());
     char errmsg[256] = {0};
     auto add = [](void* ctx, std::uint64_t id, const char* address, int role) {
-      // The Raft addresses; a "/PEER" suffix (member_address.hpp) is not
-      // part of the backup's member list (backup.hpp).
+      // The Raft address and the peer address the member was given, if any.
       Member m{id, {}, role_of(role), {}};
       internal::split_configuration_address(address, m);
-      m.peer_address.clear();
       static_cast<BackupInfo*>(ctx)->members.push_back(std::move(m));
     };
     if (int rv = catga_raft_decode_snapshot_meta(meta->data(), meta->size(), &info.configuration_index, add, &info,
@@ -207,16 +209,16 @@ Result<std::string> backup_from_dir(const fs::path& dir, const std::string& clus
   return last;
 }
 
-std::string configured_address(const ClusterOptions& o) {
-  for (const Member& m : o.members) {
-    if (m.id == o.node_id) return m.address;
-  }
-  return {};
+const Member& self_of(const ClusterOptions& o) {
+  return *std::find_if(o.members.begin(), o.members.end(), [&](const Member& m) { return m.id == o.node_id; });
 }
 
+// The configuration names this node with its peer address, if it has one
+// (member_address.hpp): members added later dial it there.
 Result<void> force_configuration(const fs::path& dir, const ClusterOptions& o, std::uint64_t term) {
-  const std::string address = configured_address(o);
-  const catga_raft_member self{o.node_id, address.c_str(), CATGA_ROLE_VOTER};
+  const std::string& address = self_of(o).address;
+  const std::string stored = internal::configuration_address(self_of(o));
+  const catga_raft_member self{o.node_id, stored.c_str(), CATGA_ROLE_VOTER};
   char errmsg[512] = {0};
   if (int rv = catga_raft_force_configuration(dir.c_str(), o.node_id, address.c_str(), &self, 1, term, errmsg,
                                               sizeof errmsg);

@@ -32,12 +32,13 @@ std::string refusal(std::uint64_t self, const std::string& data_dir, const std::
 
 BootstrapBounds BootstrapBounds::for_election_timeout(std::chrono::milliseconds election_timeout) {
   return {std::max<std::chrono::milliseconds>(election_timeout, 200ms),
-          std::max<std::chrono::milliseconds>(election_timeout * 10, 3000ms)};
+          std::max<std::chrono::milliseconds>(election_timeout * 10, 3000ms),
+          std::max<std::chrono::milliseconds>(election_timeout * 30, 3000ms)};
 }
 
 BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir, std::size_t peers,
                                  const PeerAnswers& answers, std::chrono::milliseconds elapsed,
-                                 const BootstrapBounds& bounds) {
+                                 const BootstrapBounds& bounds, bool new_cluster) {
   // Any announcement wins: some peer saw this member join.
   for (const auto& [id, state] : answers) {
     if (!state || !state->announced) continue;
@@ -71,18 +72,31 @@ BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir
                         " joined before (start it again once the cluster has a leader; if it never did join, it "
                         "then bootstraps)")};
   }
-  if (elapsed < bounds.quiet_bound) return {};
-  return {BootstrapVerdict::bootstrap,
-          std::to_string(answered) + " of " + std::to_string(peers) + " peers answered within " +
-              ms(bounds.quiet_bound) +
-              " and none has seen an election: bootstrapping a new cluster (if this member's data directory was "
-              "wiped while the others are down, this is unsafe: see docs/operations.md, \"Data directory rules\")"};
+  const std::string heard = std::to_string(answered) + " of " + std::to_string(peers) + " peers answered";
+  if (new_cluster) {
+    if (elapsed < bounds.quiet_bound) return {};
+    return {BootstrapVerdict::bootstrap,
+            heard + " within " + ms(bounds.quiet_bound) +
+                " and none has seen an election; new_cluster (--new-cluster) is set: bootstrapping a new cluster"};
+  }
+  if (elapsed < bounds.silent_bound) return {};
+  return {BootstrapVerdict::refuse,
+          refusal(self, data_dir,
+                  heard + " within " + ms(bounds.silent_bound) +
+                      ", none has seen an election, and the silent ones may hold the cluster's log (a whole-cluster "
+                      "outage looks the same as a cluster still forming). If this is the first start of a new "
+                      "cluster, start every member (members waiting on empty directories answer each other), or "
+                      "start this one with --new-cluster (ClusterOptions::new_cluster) to bootstrap without its "
+                      "peers")};
 }
 
-Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::map<std::uint64_t, std::string>& peers,
-                                 const BootstrapBounds& bounds) {
+Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::string& listen_address,
+                                 const std::map<std::uint64_t, std::string>& peers, const BootstrapBounds& bounds) {
   if (peers.empty()) return {};
-  auto channel = PeerChannel::start({.listen_address = {},
+  // Answers the guards of members starting beside it: nothing known, no election seen.
+  PeerChannel::Handler waiting;
+  waiting.member_state = [](std::uint64_t id) { return peer::MemberState{.node_id = id}; };
+  auto channel = PeerChannel::start({.listen_address = listen_address,
                                      .node_id = options.node_id,
                                      .cluster_id = options.cluster_id,
                                      .secret = options.peer_secret,
@@ -94,7 +108,7 @@ Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::map<s
                                      .tls_cert_file = options.tls_cert_file.string(),
                                      .tls_key_file = options.tls_key_file.string(),
                                      .tls_crl_file = options.tls_crl_file.string()},
-                                    {});
+                                    std::move(waiting));
   if (!channel) return channel.error();
   const auto started = Clock::now();
   std::mutex mu;
@@ -118,7 +132,8 @@ Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::map<s
       std::unique_lock lock(mu);
       cv.wait(lock, [&] { return outstanding == 0; });  // each question is bounded by answer_timeout
       const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
-      verdict = judge_bootstrap(options.node_id, options.data_dir.string(), peers.size(), answers, elapsed, bounds);
+      verdict = judge_bootstrap(options.node_id, options.data_dir.string(), peers.size(), answers, elapsed, bounds,
+                                options.new_cluster);
     }
     if (verdict.kind != BootstrapVerdict::ask_again) break;
     std::this_thread::sleep_for(kAskAgainAfter);

@@ -16,17 +16,25 @@
 //     → add procedure;
 //   * the leader, ready and applied, does not hold it (a member listed from
 //     the start that never came up): bootstrap;
-//   * every peer answered and none has seen an election (term 1): a new
-//     cluster forming — bootstrap;
+//   * every peer answered and none has seen an election (term 1, or 0 for a
+//     peer waiting in its own guard): a new cluster forming — bootstrap;
 //   * a peer has seen an election but cannot tell yet (no leader, not caught
 //     up): ask again until `settle_bound`, then refuse — better a member that
 //     an operator restarts than one that votes with an empty log;
-//   * nobody that has seen an election answered within `quiet_bound`: the
-//     cluster is forming, or every peer is down; bootstrap and log it (the
-//     one case the guard cannot tell apart).
+//   * some peer is silent and none that answered has seen an election: the
+//     cluster is forming with members still to come, or every other member
+//     is down and this voter's disk was wiped — the guard cannot tell them
+//     apart. It keeps asking until `silent_bound`, then refuses, naming
+//     `new_cluster` (--new-cluster); with `new_cluster` set it bootstraps
+//     after `quiet_bound` and logs it.
+//
+// While it asks, the guard also answers: a member waiting in its own guard
+// tells whoever asks that it knows nothing and has seen no election (term
+// 0), so members started together on empty directories find each other and
+// bootstrap without waiting for any bound.
 //
 // Threading: run_bootstrap_guard() blocks its caller (the node's start)
-// while a client-only peer channel asks; judge_bootstrap() is pure.
+// while a peer channel asks and answers; judge_bootstrap() is pure.
 #pragma once
 
 #include <chrono>
@@ -42,12 +50,17 @@
 namespace catga::internal {
 
 struct BootstrapBounds {
-  // No peer that has seen an election answered: bootstrap after this long.
+  // Some peer silent, none that answered has seen an election: with
+  // new_cluster, bootstrap after this long.
   std::chrono::milliseconds quiet_bound{1000};
   // Some peer has seen an election but could not tell: refuse after this long.
   std::chrono::milliseconds settle_bound{5000};
+  // Some peer silent, none that answered has seen an election: without
+  // new_cluster, refuse after this long.
+  std::chrono::milliseconds silent_bound{30000};
   // Bounds for a cluster with this election timeout: one election timeout
-  // (at least 200 ms) of quiet, ten (at least 3 s) to settle.
+  // (at least 200 ms) of quiet, ten (at least 3 s) to settle, thirty (at
+  // least 3 s) of silence.
   static BootstrapBounds for_election_timeout(std::chrono::milliseconds election_timeout);
 };
 
@@ -62,15 +75,18 @@ struct BootstrapVerdict {
 
 // What a member `self` with an empty data directory (`data_dir`, for the
 // message) does, given the answers so far, `peers` members asked in all,
-// and the time since the guard started.
+// the time since the guard started, and whether the operator said this is a
+// new cluster (ClusterOptions::new_cluster).
 BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir, std::size_t peers,
                                  const PeerAnswers& answers, std::chrono::milliseconds elapsed,
-                                 const BootstrapBounds& bounds);
+                                 const BootstrapBounds& bounds, bool new_cluster);
 
 // Asks `peers` (member id → peer channel address, this member excluded)
-// until judge_bootstrap() decides: nothing when the node may bootstrap (the
-// verdict is logged), else failed_precondition with the refusal.
-Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::map<std::uint64_t, std::string>& peers,
-                                 const BootstrapBounds& bounds);
+// until judge_bootstrap() decides, answering on `listen_address` (this
+// member's peer channel address) meanwhile: nothing when the node may
+// bootstrap (the verdict is logged), else failed_precondition with the
+// refusal.
+Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::string& listen_address,
+                                 const std::map<std::uint64_t, std::string>& peers, const BootstrapBounds& bounds);
 
 }  // namespace catga::internal

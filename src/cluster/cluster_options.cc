@@ -140,6 +140,7 @@ Result<void> ClusterOptions::validate() const {
   if (!self_found) return invalid("members: node_id " + std::to_string(node_id) + " is not listed");
   if (!any_voter) return invalid("members: at least one member must be a voter");
   if (data_dir.empty()) return invalid("data_dir: must not be empty");
+  if (new_cluster && join) return invalid("new_cluster: not with join (a joining node never bootstraps)");
   if (force_new_cluster && join) return invalid("force_new_cluster: not with join (it recovers a survivor's own log)");
   if (election_timeout.count() <= 0) return invalid("election_timeout: must be positive");
   if (election_timeout > kMaxMs) return invalid("election_timeout: too large");

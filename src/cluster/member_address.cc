@@ -1,6 +1,10 @@
 // Member addresses in the Raft configuration (member_address.hpp).
 #include "cluster/member_address.hpp"
 
+#include <algorithm>
+
+#include "cluster/peer_channel.hpp"
+
 namespace catga::internal {
 
 std::string configuration_address(const Member& m) {
@@ -12,6 +16,32 @@ void split_configuration_address(std::string_view stored, Member& m) {
   const auto slash = stored.find(kPeerAddressSeparator);
   m.address = std::string(stored.substr(0, slash));
   m.peer_address = slash == std::string_view::npos ? std::string() : std::string(stored.substr(slash + 1));
+}
+
+std::string peer_channel_address(const Member& m) {
+  return m.peer_address.empty() ? default_peer_address(m.address) : m.peer_address;
+}
+
+std::optional<Error> peer_address_refusal(const Member& m, const NodeStatus& status) {
+  if (m.peer_address.empty()) return std::nullopt;
+  std::string lacking;
+  for (const MemberStatus& held : status.members) {
+    const auto a = std::find_if(status.announcements.begin(), status.announcements.end(),
+                                [&](const MemberAnnouncement& x) { return x.id == held.member.id; });
+    if (a != status.announcements.end() && a->max_format >= kPeerAddressFormat) continue;
+    lacking += (lacking.empty() ? "" : ", ") + std::to_string(held.member.id) +
+               (a == status.announcements.end() ? " (no announcement yet)"
+                                                : " (apply formats up to " + std::to_string(a->max_format) + ")");
+  }
+  if (lacking.empty()) return std::nullopt;
+  return Error(Code::failed_precondition,
+               "member " + std::to_string(m.id) + " has an explicit peer address (" + m.peer_address +
+                   "), stored in the configuration as RAFT/PEER, which a build older than apply format " +
+                   std::to_string(kPeerAddressFormat) + " would dial as written; not every member has announced a "
+                   "build that reads it: member(s) " + lacking +
+                   ". Upgrade them and let them announce (GET /raft/status, \"announcements\"), or add the member "
+                   "without a peer address (its peer channel then listens on the Raft port + 1); docs/operations.md, "
+                   "\"Rolling upgrades\"");
 }
 
 }  // namespace catga::internal

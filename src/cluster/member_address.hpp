@@ -9,6 +9,8 @@
 // reader of the configuration splits it here. Pure functions, any thread.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -22,9 +24,26 @@ inline constexpr char kPeerAddressSeparator = '/';
 // "RAFT" or "RAFT/PEER" for `m` (its address and peer_address).
 std::string configuration_address(const Member& m);
 
+// Where member `m`'s peer channel listens: its peer_address, or the default
+// (the Raft host and port + 1).
+std::string peer_channel_address(const Member& m);
+
 // Splits a configuration address into `m.address` and `m.peer_address`
 // (empty when the stored string has no suffix).
 void split_configuration_address(std::string_view stored, Member& m);
+
+// Every build that implements apply format 2 or later (announcement_table.hpp)
+// stores an explicit peer address as "RAFT/PEER" and splits it wherever it
+// reads the configuration; a build announcing at most format 1 may predate
+// that and would dial the whole string.
+inline constexpr std::uint32_t kPeerAddressFormat = 2;
+
+// The version guard of add_member (on the leader): adding `m` with an
+// explicit peer address is refused (failed_precondition, naming them) while
+// some member of `status.members` has not announced (status.announcements) a
+// build that reads "RAFT/PEER"; a member without a peer address needs no
+// guard. Nothing when it may go ahead.
+std::optional<Error> peer_address_refusal(const Member& m, const NodeStatus& status);
 
 // The address checks of ClusterOptions::validate() for one member, as for a
 // member added at runtime: `field` names it in the error (invalid_argument).

@@ -37,6 +37,7 @@
 #include "cluster/command_retrier.hpp"
 #include "cluster/backup.hpp"
 #include "cluster/data_dir_marker.hpp"
+#include "cluster/member_address.hpp"
 #include "cluster/member_announcer.hpp"
 #include "cluster/peer_channel.hpp"
 #include "cluster/read_gate.hpp"
@@ -122,7 +123,7 @@ class ReplicatedNode final : public Replicator {
   Result<void> start(const ClusterOptions& options) {
     if (auto valid = options.validate(); !valid) return valid;
     for (const auto& m : options.members) {
-      peer_addresses_[m.id] = m.peer_address.empty() ? internal::default_peer_address(m.address) : m.peer_address;
+      peer_addresses_[m.id] = internal::peer_channel_address(m);
     }
     const Member& self = *std::find_if(options.members.begin(), options.members.end(),
                                        [&](const Member& m) { return m.id == options.node_id; });
@@ -206,8 +207,12 @@ class ReplicatedNode final : public Replicator {
                  std::move(done));
   }
 
+  // A node that stopped itself may hold a partly applied entry, and its state
+  // falls further behind with every commit it no longer applies: no reads,
+  // `local` ones included.
+  std::optional<Error> local_read_refusal() const override { return stopped_error(); }
+
   void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) override {
-    // A node that stopped itself may hold a partly applied entry: no reads.
     if (auto stopped = stopped_error()) return done(std::move(*stopped));
     const auto deadline = Clock::now() + options.timeout;
     switch (options.consistency) {
@@ -237,7 +242,10 @@ class ReplicatedNode final : public Replicator {
     return s;
   }
 
-  void add_member(Member member, VoidDone done) override { node_->add_member(std::move(member), std::move(done)); }
+  void add_member(Member member, VoidDone done) override {
+    if (auto refused = internal::peer_address_refusal(member, status())) return done(std::move(*refused));
+    node_->add_member(std::move(member), std::move(done));
+  }
   void assign_role(std::uint64_t id, MemberRole role, VoidDone done) override {
     node_->assign_role(id, role, std::move(done));
   }
@@ -515,10 +523,12 @@ class ReplicatedNode final : public Replicator {
     std::map<std::uint64_t, std::string> peers;
     for (const auto& m : options.members) {
       if (m.id != options.node_id) {
-        peers[m.id] = m.peer_address.empty() ? internal::default_peer_address(m.address) : m.peer_address;
+        peers[m.id] = internal::peer_channel_address(m);
       }
     }
-    return internal::run_bootstrap_guard(options, peers,
+    const auto self = std::find_if(options.members.begin(), options.members.end(),
+                                   [&](const Member& m) { return m.id == options.node_id; });
+    return internal::run_bootstrap_guard(options, internal::peer_channel_address(*self), peers,
                                          internal::BootstrapBounds::for_election_timeout(options.election_timeout));
   }
 
@@ -576,7 +586,7 @@ class ReplicatedNode final : public Replicator {
     auto status = node_->status();
     for (const MemberStatus& m : status.members) {
       if (m.member.id != id) continue;
-      return m.member.peer_address.empty() ? internal::default_peer_address(m.member.address) : m.member.peer_address;
+      return internal::peer_channel_address(m.member);
     }
     return status.leader_id == id ? internal::default_peer_address(status.leader_address) : std::string();
   }

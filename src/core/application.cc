@@ -51,6 +51,11 @@ void Application::submit(MessageKind kind, std::string_view wire_name, std::stri
   replicator_->submit(kind, wire_name, std::move(payload), options, std::move(done));
 }
 
+std::optional<Error> Application::local_read_refusal() const {
+  if (!replicator_) return std::nullopt;
+  return replicator_->local_read_refusal();
+}
+
 void Application::await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) {
   replicator_->await_readable(options, std::move(done));
 }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -30,6 +31,9 @@ class Replicator {
                       const CommandOptions& options, Done done) = 0;
   // Completes once local state satisfies `options.consistency`.
   virtual void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) = 0;
+  // Why a `local` read must not run now, or nothing; any thread, cheap (it
+  // guards every local query).
+  virtual std::optional<Error> local_read_refusal() const = 0;
   virtual NodeStatus status() const = 0;
   using VoidDone = UniqueFunction<void(Result<void>)>;
   virtual void add_member(Member member, VoidDone done) = 0;

@@ -124,7 +124,10 @@ TEST(Backup, OnlineBackupRestoresIntoANewClusterThatGrows) {
     EXPECT_GT(taken.index, 0u);
     EXPECT_GT(taken.term, 0u);
     ASSERT_EQ(taken.members.size(), 3u);
-    for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(taken.members[i].address, cluster.member(i).address);
+    for (std::size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(taken.members[i].address, cluster.member(i).address);
+      EXPECT_EQ(taken.members[i].peer_address, cluster.member(i).peer_address);  // given explicitly: kept
+    }
     later = open_accounts(cluster.app(*leader), "later-", 5);  // after the backup: not in it
     ASSERT_EQ(later.size(), 5u);
   }
@@ -133,6 +136,7 @@ TEST(Backup, OnlineBackupRestoresIntoANewClusterThatGrows) {
   EXPECT_EQ(read->index, taken.index);
   EXPECT_EQ(read->term, taken.term);
   EXPECT_EQ(read->file_bytes, fs::file_size(file));
+  EXPECT_EQ(read->members, taken.members);
 
   // Disaster recovery: a new cluster from the backup.
   const catga::Member first = fresh_member(1);
@@ -144,7 +148,10 @@ TEST(Backup, OnlineBackupRestoresIntoANewClusterThatGrows) {
   auto app1 = bank_app(o1);
   ASSERT_THAT(app1, IsOk());
   ASSERT_TRUE(ready_leader(**app1));
-  EXPECT_EQ((*app1)->status().members.size(), 1u);
+  ASSERT_EQ((*app1)->status().members.size(), 1u);
+  // The new configuration names the member with the peer address it was
+  // given: members added later dial it there.
+  EXPECT_EQ((*app1)->status().members[0].member, first);
   // libraft makes a lone voter leader without a new term: it goes on in the backup's.
   EXPECT_GE((*app1)->status().term, taken.term);
   EXPECT_EQ(present(**app1, backed_up), backed_up.size());
@@ -166,6 +173,9 @@ TEST(Backup, OnlineBackupRestoresIntoANewClusterThatGrows) {
   EXPECT_EQ(present(**app2, backed_up, catga::Consistency::local), backed_up.size());
   EXPECT_EQ(present(**app2, more, catga::Consistency::local), more.size());
   EXPECT_EQ((*app1)->status().members.size(), 2u);
+  for (const auto& m : (*app2)->status().members) {
+    EXPECT_EQ(m.member.peer_address, (m.member.id == 1 ? first : second).peer_address) << "member " << m.member.id;
+  }
 
   // Restarted, the restored node loads its directory as any other.
   app2->reset();
@@ -253,6 +263,7 @@ TEST(ForceNewCluster, SurvivorKeepsEveryAcknowledgedWriteAndGrowsBackToThree) {
   ASSERT_THAT(app, IsOk());
   ASSERT_TRUE(ready_leader(**app));
   ASSERT_EQ((*app)->status().members.size(), 1u);
+  EXPECT_EQ((*app)->status().members[0].member.peer_address, cluster.member(survivor).peer_address);
   EXPECT_EQ(present(**app, acknowledged), acknowledged.size());
   const auto after = open_accounts(**app, "after-", 5);
   ASSERT_EQ(after.size(), 5u);

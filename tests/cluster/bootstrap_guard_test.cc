@@ -16,10 +16,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const BootstrapBounds kBounds{1000ms, 5000ms};
+const BootstrapBounds kBounds{1000ms, 5000ms, 8000ms};
 
-BootstrapVerdict judge(const PeerAnswers& answers, std::chrono::milliseconds elapsed, std::size_t peers = 2) {
-  return judge_bootstrap(3, "/var/lib/x", peers, answers, elapsed, kBounds);
+BootstrapVerdict judge(const PeerAnswers& answers, std::chrono::milliseconds elapsed, bool new_cluster = false) {
+  return judge_bootstrap(3, "/var/lib/x", 2, answers, elapsed, kBounds, new_cluster);
 }
 
 MemberState state(bool announced, std::uint64_t term, bool settled, std::string identity = {}) {
@@ -49,16 +49,42 @@ TEST(BootstrapGuard, ASettledLeaderWithoutTheAnnouncementLetsItBootstrap) {
 
 TEST(BootstrapGuard, EveryPeerFreshIsANewClusterForming) {
   EXPECT_EQ(judge({{1, state(false, 1, false)}, {2, state(false, 1, false)}}, 0ms).kind, BootstrapVerdict::bootstrap);
-  // One fresh, one silent: ask again until the quiet bound, then bootstrap.
-  EXPECT_EQ(judge({{1, state(false, 1, false)}, {2, kDown}}, 999ms).kind, BootstrapVerdict::ask_again);
-  EXPECT_EQ(judge({{1, state(false, 1, false)}, {2, kDown}}, 1000ms).kind, BootstrapVerdict::bootstrap);
+  // Peers waiting in their own guards answer term 0.
+  EXPECT_EQ(judge({{1, state(false, 0, false)}, {2, state(false, 1, false)}}, 0ms).kind, BootstrapVerdict::bootstrap);
 }
 
-TEST(BootstrapGuard, NobodyAnsweringBootstrapsAfterTheQuietBound) {
-  EXPECT_EQ(judge({{1, kDown}, {2, kDown}}, 10ms).kind, BootstrapVerdict::ask_again);
-  const auto v = judge({{1, kDown}, {2, kDown}}, 1000ms);
+// Silence is what a whole-cluster outage with this voter's disk wiped looks
+// like: keep asking, then refuse — one peer fresh and one silent too.
+TEST(BootstrapGuard, SilentPeersAreAskedAgainThenRefusedNamingNewCluster) {
+  for (const PeerAnswers& answers : {PeerAnswers{{1, kDown}, {2, kDown}}, PeerAnswers{{1, state(false, 1, false)}, {2, kDown}}}) {
+    EXPECT_EQ(judge(answers, 10ms).kind, BootstrapVerdict::ask_again);
+    EXPECT_EQ(judge(answers, 1000ms).kind, BootstrapVerdict::ask_again);
+    EXPECT_EQ(judge(answers, 7999ms).kind, BootstrapVerdict::ask_again);
+    const auto v = judge(answers, 8000ms);
+    ASSERT_EQ(v.kind, BootstrapVerdict::refuse);
+    EXPECT_NE(v.why.find("--new-cluster"), std::string::npos) << v.why;
+    EXPECT_NE(v.why.find("within 8000 ms"), std::string::npos) << v.why;
+    EXPECT_NE(v.why.find("remove -> wipe -> add"), std::string::npos) << v.why;
+  }
+  EXPECT_NE(judge({{1, kDown}, {2, kDown}}, 8000ms).why.find("0 of 2 peers answered"), std::string::npos);
+}
+
+// The operator's word (ClusterOptions::new_cluster): silence bootstraps
+// after the quiet bound.
+TEST(BootstrapGuard, WithNewClusterSilentPeersBootstrapAfterTheQuietBound) {
+  EXPECT_EQ(judge({{1, kDown}, {2, kDown}}, 999ms, true).kind, BootstrapVerdict::ask_again);
+  const auto v = judge({{1, kDown}, {2, kDown}}, 1000ms, true);
   EXPECT_EQ(v.kind, BootstrapVerdict::bootstrap);
   EXPECT_NE(v.why.find("0 of 2 peers answered"), std::string::npos) << v.why;
+  EXPECT_EQ(judge({{1, state(false, 1, false)}, {2, kDown}}, 1000ms, true).kind, BootstrapVerdict::bootstrap);
+}
+
+// It never overrides what a peer knows.
+TEST(BootstrapGuard, NewClusterDoesNotOverrideAnAnnouncementOrAPeerWithALog) {
+  EXPECT_EQ(judge({{1, state(true, 4, false)}, {2, kDown}}, 0ms, true).kind, BootstrapVerdict::refuse);
+  const PeerAnswers undecided{{1, state(false, 7, false)}, {2, kDown}};
+  EXPECT_EQ(judge(undecided, 1000ms, true).kind, BootstrapVerdict::ask_again);
+  EXPECT_EQ(judge(undecided, 5000ms, true).kind, BootstrapVerdict::refuse);
 }
 
 // Peers reachable but not caught up (no leader, a restart replaying): they
@@ -79,4 +105,6 @@ TEST(BootstrapGuard, BoundsFollowTheElectionTimeout) {
   const auto fast = BootstrapBounds::for_election_timeout(50ms);
   EXPECT_EQ(fast.quiet_bound, 200ms);
   EXPECT_EQ(fast.settle_bound, 3000ms);
+  EXPECT_EQ(fast.silent_bound, 3000ms);
+  EXPECT_EQ(BootstrapBounds::for_election_timeout(1000ms).silent_bound, 30000ms);
 }

@@ -31,6 +31,15 @@ namespace {
 
 void register_bank(catga::ApplicationBuilder<bank::State>& b, std::size_t) { bank::register_handlers(b); }
 
+// Once every node of a 3-node cluster holds every member's announcement.
+bool every_member_announced(LocalCluster<bank::State>& cluster) {
+  return wait_for([&] {
+    for (std::size_t i = 0; i < 3; ++i)
+      if (cluster.app(i).status().announcements.size() != 3) return false;
+    return true;
+  });
+}
+
 // Opens `n` accounts through the leader; returns their ids (every one acknowledged).
 std::vector<std::uint64_t> open_accounts(LocalCluster<bank::State>& cluster, const std::string& prefix, int n) {
   std::vector<std::uint64_t> ids;
@@ -212,11 +221,7 @@ TEST(DataDirRules, AVoterWipedAndRestartedWithoutJoinRefusesToBootstrap) {
   ASSERT_TRUE(cluster.leader());
   const auto before = open_accounts(cluster, "before-", 20);
   ASSERT_EQ(before.size(), 20u);
-  ASSERT_TRUE(wait_for([&] {
-    for (std::size_t i = 0; i < 3; ++i)
-      if (cluster.app(i).status().announcements.size() != 3) return false;
-    return true;
-  }));
+  ASSERT_TRUE(every_member_announced(cluster));
   const std::size_t wiped = (*cluster.leader() + 1) % 3;
   const fs::path dir = cluster.options(wiped).data_dir;
   cluster.stop(wiped);
@@ -265,6 +270,76 @@ TEST(DataDirRules, ANewClusterStillFormsWhenEveryMemberStartsAtOnce) {
   const auto ids = open_accounts(cluster, "fresh-", 5);
   EXPECT_EQ(ids.size(), 5u);
   EXPECT_EQ(missing_on_leader(cluster, ids), 0u);
+}
+
+// Issue 13, item 1: every member down, one voter's disk wiped. Started
+// without --join it used to bootstrap after one election timeout of silence
+// — a second history beside the committed one. Silence now means refuse
+// (after asking for a while), naming --new-cluster, and writing nothing; the
+// other two come back with everything, and then tell it that it joined.
+TEST(DataDirRules, AWipedVoterInAWholeClusterOutageRefusesToBootstrap) {
+  LocalCluster<bank::State> cluster(3, register_bank,
+                                    [](catga::ClusterOptions& o) { o.election_timeout = std::chrono::milliseconds(200); });
+  ASSERT_TRUE(cluster.leader());
+  const auto before = open_accounts(cluster, "before-", 10);
+  ASSERT_EQ(before.size(), 10u);
+  ASSERT_TRUE(every_member_announced(cluster));
+  for (std::size_t i = 0; i < 3; ++i) cluster.stop(i);
+  const fs::path dir = cluster.options(0).data_dir;
+  fs::remove_all(dir);
+
+  auto alone = cluster.try_start(0);
+  ASSERT_FALSE(alone) << "node 1 bootstrapped on its wiped data directory while its peers were down";
+  EXPECT_EQ(alone.error().code(), catga::Code::failed_precondition);
+  const std::string message(alone.error().message());
+  EXPECT_NE(message.find("0 of 2 peers answered"), std::string::npos) << message;
+  EXPECT_NE(message.find("--new-cluster"), std::string::npos) << message;
+  EXPECT_NE(message.find("remove -> wipe -> add"), std::string::npos) << message;
+  EXPECT_TRUE(!fs::exists(dir) || fs::is_empty(dir));
+
+  cluster.start(1);
+  cluster.start(2);
+  ASSERT_TRUE(cluster.leader());
+  EXPECT_EQ(missing_on_leader(cluster, before), 0u);
+  auto again = cluster.try_start(0);
+  ASSERT_FALSE(again);
+  EXPECT_NE(std::string(again.error().message()).find("already joined"), std::string::npos) << again.error();
+}
+
+// Members of a new cluster started one at a time: the first waits in its
+// guard, answering; each later one finds the earlier ones (waiting, or
+// bootstrapped and leading) and every one bootstraps without --new-cluster.
+TEST(DataDirRules, ANewClusterFormsWhenMembersStartOneByOneWithoutTheFlag) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  for (std::size_t i = 0; i < 3; ++i) cluster.stop(i);
+  for (std::size_t i = 0; i < 3; ++i) fs::remove_all(cluster.options(i).data_dir);
+  std::vector<catga::Result<void>> started(3, catga::Result<void>{});
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] { started[i] = cluster.try_start(i); });
+    // The next starts once this one is waiting (its guard listens).
+    const std::string& peer = cluster.member(i).peer_address;
+    ASSERT_TRUE(wait_for([&] { return !testsupport::port_is_free(std::stoi(peer.substr(peer.rfind(':') + 1))); }));
+  }
+  for (auto& t : threads) t.join();
+  for (std::size_t i = 0; i < 3; ++i) ASSERT_THAT(started[i], IsOk()) << "node " << i + 1;
+  ASSERT_TRUE(cluster.leader());
+  EXPECT_EQ(open_accounts(cluster, "fresh-", 3).size(), 3u);
+}
+
+// With --new-cluster a member started alone bootstraps after one election
+// timeout of silence, and so does the next; the last, without the flag,
+// finds a leader that never heard of it and bootstraps too.
+TEST(DataDirRules, WithNewClusterAMemberStartedAloneBootstraps) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  for (std::size_t i = 0; i < 3; ++i) cluster.stop(i);
+  for (std::size_t i = 0; i < 3; ++i) fs::remove_all(cluster.options(i).data_dir);
+  ASSERT_THAT(cluster.try_start(0, [](catga::ClusterOptions& o) { o.new_cluster = true; }), IsOk());
+  EXPECT_FALSE(cluster.leader(std::chrono::milliseconds(500)));  // one voter of three cannot elect
+  ASSERT_THAT(cluster.try_start(1, [](catga::ClusterOptions& o) { o.new_cluster = true; }), IsOk());
+  ASSERT_TRUE(cluster.leader());
+  ASSERT_THAT(cluster.try_start(2), IsOk());
+  EXPECT_EQ(open_accounts(cluster, "fresh-", 3).size(), 3u);
 }
 
 // ---- each rule on a lone RaftNode ----

@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -82,7 +83,9 @@ struct FaultyCluster {
     // Its Application answers at once, naming the failure, to commands and
     // to read_your_writes / linearizable queries; nothing happened, and
     // retrying on this node would not help (failed_precondition, never
-    // internal). A local query still reads what the node applied.
+    // internal). Queries too, `local` ones included: the node's state may
+    // be arbitrarily stale (it applies nothing more) or hold a partly
+    // applied entry.
     auto refused = cluster.app(stopped).send(bank::Open{.owner = "late"});
     EXPECT_THAT(refused, HasError(Code::failed_precondition, HasSubstr("node stopped: ")));
     EXPECT_THAT(refused, HasError(Code::failed_precondition, HasSubstr(what)));
@@ -92,6 +95,13 @@ struct FaultyCluster {
     EXPECT_THAT(cluster.app(stopped).send(bank::GetAccount{.account = 1},
                                           catga::QueryOptions{.consistency = catga::Consistency::linearizable}),
                 HasError(Code::failed_precondition, HasSubstr(what)));
+    EXPECT_THAT(cluster.app(stopped).send(bank::GetAccount{.account = 1}),
+                HasError(Code::failed_precondition, HasSubstr(what)));
+    std::optional<Result<bank::Account>> async;  // the callback form (HTTP's): completes inline
+    cluster.app(stopped).send(bank::GetAccount{.account = 1}, catga::QueryOptions{},
+                              [&](Result<bank::Account> r) { async.emplace(std::move(r)); });
+    ASSERT_TRUE(async.has_value());
+    EXPECT_THAT(*async, HasError(Code::failed_precondition, HasSubstr("node stopped: ")));
   }
 
   // bank::open_on_leader, failing the test if no account was opened. Then

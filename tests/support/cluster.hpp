@@ -127,7 +127,11 @@ class LocalCluster {
                                        "127.0.0.1:" + std::to_string(peer)});
     }
     apps_.resize(n);
+    // One at a time, each before its peers are up: the operator's word that
+    // this is a new cluster (ClusterOptions::new_cluster).
+    forming_ = true;
     for (std::size_t i = 0; i < n; ++i) start(i);
+    forming_ = false;
   }
   ~LocalCluster() {
     for (auto& app : apps_) app.reset();
@@ -161,6 +165,7 @@ class LocalCluster {
     o.node_id = i + 1;
     o.members = members_;
     o.join = joining_.count(i) > 0;
+    o.new_cluster = forming_ && !o.join;
     o.data_dir = dir_.path() / ("node" + std::to_string(i + 1));
     o.election_timeout = std::chrono::milliseconds(500);
     o.heartbeat_interval = std::chrono::milliseconds(50);
@@ -169,10 +174,13 @@ class LocalCluster {
     return o;
   }
 
-  catga::Result<void> try_start(std::size_t i) {
+  // `adjust` changes this start's options only.
+  catga::Result<void> try_start(std::size_t i, const std::function<void(catga::ClusterOptions&)>& adjust = {}) {
     catga::ApplicationBuilder<State> builder;
     register_(builder, i);
-    builder.cluster(options(i));
+    auto o = options(i);
+    if (adjust) adjust(o);
+    builder.cluster(std::move(o));
     auto app = builder.build();
     if (!app) return app.error();
     apps_[i] = std::move(*app);
@@ -244,6 +252,7 @@ class LocalCluster {
   std::set<std::size_t> joining_;
   Register register_;
   std::function<void(catga::ClusterOptions&)> tune_;
+  bool forming_ = false;
   std::vector<std::unique_ptr<catga::Application>> apps_;
 };
 

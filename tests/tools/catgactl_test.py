@@ -81,6 +81,9 @@ class Catgactl(unittest.TestCase):
         joiner.start()
         try:
             self.leader_id()
+            # A peer address is added once every member announced a build that reads it (the version guard).
+            self.assertTrue(demo.wait_until(lambda: all(len(r["status"].get("announcements", [])) == 3 for r in json.loads(
+                self.ctl("-o", "json", "status").stdout)), limit=30), "members did not announce")
             r = self.ctl("members", "add", "4", f"127.0.0.1:{joiner.raft_port}", "--role", "spare", "--peer-address", peer)
             self.assertIn("member 4 added as spare", r.stdout)
             members = json.loads(self.ctl("-o", "json", "members", "list").stdout)
@@ -115,6 +118,43 @@ class Catgactl(unittest.TestCase):
         self.assertEqual(os.path.getsize(path), r["bytes"])
         self.assertGreater(r["index"], 0)
         self.assertFalse(os.path.exists(path + ".partial"))
+
+    def test_restore_into_a_new_cluster(self):
+        leader = demo.wait_until(lambda: demo.leader_of(self.nodes), limit=60)
+        self.assertIsNotNone(leader)
+        code, order = leader.request("POST", "/orders", {"product_id": "restored-1", "quantity": 3})
+        self.assertEqual(code, 201, order)
+        path = os.path.join(self.root, "restore.catga-backup")
+        self.ctl("backup", path)
+        root = os.path.join(self.root, "restored")
+        os.makedirs(root)
+        node = demo.Node(ORDERS, 1, demo.free_pair(), demo.free_port(), "", root,
+                         ["--admin-token", TOKEN, "--cluster-id", "orders-restored"])
+        node.cluster = f"1=127.0.0.1:{node.raft_port}"
+        args = ["restore", path, "--data-dir", node.dir, "--cluster", node.cluster]
+        # The old cluster still answers: refused, nothing written.
+        r = self.ctl(*args, "--cluster-id", "orders-restored", expect=1)
+        self.assertIn("still answers", r.stderr)
+        self.assertFalse(os.path.exists(node.dir))
+        dead = f"127.0.0.1:{demo.free_port()}"  # the old cluster, stopped
+        r = self.ctl(*args, "--cluster-id", "catga-orders", endpoints=dead, expect=1)
+        self.assertIn("NEW cluster", r.stderr)
+        r = json.loads(self.ctl("-o", "json", *args, "--cluster-id", "orders-restored", endpoints=dead).stdout)
+        self.assertEqual((r["backup_cluster_id"], r["cluster_id"], r["old_cluster_checked"]),
+                         ("catga-orders", "orders-restored", True))
+        self.assertIn(f"--cluster {node.cluster} --cluster-id orders-restored", r["start"])
+        # Started as the output says, it serves the backed-up state.
+        try:
+            node.start()
+            self.assertIsNotNone(demo.wait_until(lambda: demo.leader_of([node]), limit=60), "restored node never leads")
+            code, found = node.request("GET", f"/orders/{order['id']}")
+            self.assertEqual(code, 200, found)
+            self.assertEqual(found["product_id"], "restored-1")
+        finally:
+            node.stop()
+            node.log.close()
+        r = self.ctl(*args, "--cluster-id", "orders-restored", endpoints=dead, expect=1)
+        self.assertIn("not empty", r.stderr)
 
     def test_changes_need_the_token(self):
         self.leader_id()

@@ -6,6 +6,8 @@
 //   catgactl --endpoints ... --token "$TOKEN" leader transfer 2
 //   catgactl --endpoints ... -o json health
 //   catgactl --endpoints https://127.0.0.1:8443 --cacert ca.crt status
+//   catgactl --endpoints OLD... restore orders.catga-backup --data-dir /var/lib/orders
+//            --cluster 1=10.0.0.1:7001 --cluster-id orders-2      (offline, on the new node's disk)
 //
 // Changes go to the leader: catgactl asks every endpoint for its status and
 // sends the change to the one that is leader (nodes know each other's Raft
@@ -15,11 +17,14 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+
+#include "catga/backup.hpp"
 
 #include "http_client.hpp"
 
@@ -241,6 +246,64 @@ int snapshot(const Client& client) {
   return 0;
 }
 
+// The disaster-recovery restore of docs/operations.md, "Backup and restore",
+// as one offline step on this machine's disk: refuses while any of the old
+// cluster's endpoints still answers, builds `data_dir` from the backup as the
+// only member of a NEW cluster (catga::restore_backup: new cluster id, empty
+// directory, one member), then says how to start and grow it.
+struct RestoreArgs {
+  std::string file, data_dir, member, cluster_id;
+  bool check_old_cluster = false;  // --endpoints given: they name the old cluster
+};
+
+int restore(const Client& client, const RestoreArgs& a) {
+  auto info = catga::read_backup_file(a.file);
+  if (!info) fail(info.error().message());
+  if (a.check_old_cluster) {
+    for (const Endpoint& at : client.endpoints()) {
+      if (auto r = client.call(at, {.method = "GET", .path = "/raft/status"}); r && r->status == 200) {
+        fail(at.text() + " still answers: stop every member of the old cluster '" + info->cluster_id +
+             "' for good before restoring its backup into a new one (docs/operations.md, \"Backup and restore\")");
+      }
+    }
+  }
+  // ID=HOST:PORT or ID=HOST:PORT/PEER_HOST:PEER_PORT, as catga-orders --cluster.
+  const auto eq = a.member.find('=');
+  catga::Member self;
+  if (eq == std::string::npos || (self.id = std::strtoull(a.member.c_str(), nullptr, 10)) == 0) {
+    fail("--cluster '" + a.member + "': expected ID=HOST:PORT[/PEER_HOST:PEER_PORT], this node alone");
+  }
+  const std::string addresses = a.member.substr(eq + 1);
+  const auto slash = addresses.find('/');
+  self.address = addresses.substr(0, slash);
+  if (slash != std::string::npos) self.peer_address = addresses.substr(slash + 1);
+  catga::ClusterOptions options{.node_id = self.id, .members = {self}, .data_dir = a.data_dir, .cluster_id = a.cluster_id};
+  auto restored = catga::restore_backup(a.file, options);
+  if (!restored) fail("cannot restore: " + restored.error().message());
+  const std::string start = "--id " + std::to_string(self.id) + " --data-dir " + a.data_dir + " --cluster " + a.member +
+                            " --cluster-id " + a.cluster_id;
+  emit(client.options(),
+       json{{"file", a.file},
+            {"data_dir", a.data_dir},
+            {"cluster_id", a.cluster_id},
+            {"backup_cluster_id", restored->cluster_id},
+            {"index", restored->index},
+            {"term", restored->term},
+            {"old_cluster_checked", a.check_old_cluster},
+            {"start", start}},
+       "restored " + a.file + " (cluster '" + restored->cluster_id + "', index " + std::to_string(restored->index) +
+           ", term " + std::to_string(restored->term) + ") into " + a.data_dir + " as the only member of cluster '" +
+           a.cluster_id + "'" +
+           (a.check_old_cluster ? "; no old endpoint answered"
+                                : "; the old cluster was not checked (give its --endpoints): make sure it is stopped "
+                                  "for good") +
+           "\nnext: 1. start the node with " + start +
+           " (no --restore-from); it elects itself\n      2. wait for GET /health/ready = 200 and check the state\n"
+           "      3. grow one member at a time: start it empty with --join --cluster-id " + a.cluster_id +
+           ", then catgactl members add ID HOST:PORT");
+  return 0;
+}
+
 int backup(const Client& client, const std::string& file) {
   const Endpoint& at = client.leader();
   auto response = client.call(at, {.method = "POST", .path = "/raft/backup"});
@@ -324,6 +387,18 @@ int run(int argc, char** argv) {
                                         "download an online backup from the leader (restore it with "
                                         "catga::restore_backup / catga-orders --restore-from)");
   backup_cmd->add_option("file", file, "where to write it")->required();
+  RestoreArgs restore_args;
+  auto* restore_cmd = cli.add_subcommand(
+      "restore",
+      "disaster recovery, on the machine of the new cluster's first member: build its empty --data-dir from a backup "
+      "as the only member of a NEW cluster (--cluster-id differs from the backup's). With --endpoints naming the old "
+      "cluster, refuses while any of them answers");
+  restore_cmd->add_option("file", restore_args.file, "the backup file (catgactl backup)")->required();
+  restore_cmd->add_option("--data-dir", restore_args.data_dir, "the new member's data directory (missing or empty)")
+      ->required();
+  restore_cmd->add_option("--cluster", restore_args.member, "this node alone, ID=HOST:PORT[/PEER_HOST:PEER_PORT]")
+      ->required();
+  restore_cmd->add_option("--cluster-id", restore_args.cluster_id, "the NEW cluster's id")->required();
 
   try {
     cli.parse(argc, argv);
@@ -357,6 +432,10 @@ int run(int argc, char** argv) {
   }
   if (snapshot_cmd->parsed()) return snapshot(client);
   if (backup_cmd->parsed()) return backup(client, file);
+  if (restore_cmd->parsed()) {
+    restore_args.check_old_cluster = cli.get_option("--endpoints")->count() > 0;  // the flag or CATGACTL_ENDPOINTS
+    return restore(client, restore_args);
+  }
   return 2;
 }
 
