@@ -38,7 +38,7 @@ void encode_envelope(std::string& out, const EnvelopeView& e) {
 namespace {
 Error bad(const std::string& what) { return Error{Code::invalid_argument, "envelope: " + what}; }
 
-// The ninth element, if it is a trace context; anything else there is
+// The ninth element, if it is a valid trace context; anything else there is
 // ignored (as builds before tracing ignore the element altogether).
 TraceContext read_trace(std::string_view bytes) {
   TraceContext t;
@@ -46,7 +46,7 @@ TraceContext read_trace(std::string_view bytes) {
   std::copy(bytes.begin(), bytes.begin() + 16, t.trace_id.begin());
   std::copy(bytes.begin() + 16, bytes.begin() + 24, t.span_id.begin());
   t.flags = static_cast<std::uint8_t>(bytes[24]);
-  return t;
+  return t.valid() ? t : TraceContext{};
 }
 
 // The common case — exactly the fields this build writes (eight, or nine with

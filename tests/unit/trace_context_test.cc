@@ -113,3 +113,18 @@ TEST(EnvelopeTrace, TruncatedTracedEnvelopesAreAnError) {
     EXPECT_THAT(decode_envelope(std::string_view(good).substr(0, cut)), HasCode(Code::invalid_argument)) << cut;
   }
 }
+
+TEST(EnvelopeTrace, AnInvalidTraceContextIsNotCarried) {
+  TraceContext zero_trace = *TraceContext::from_traceparent(kParent);
+  zero_trace.trace_id = {};
+  EXPECT_EQ(encode_envelope({catga::MessageKind::command, "a.v1", "p", 2, 3, 1, "", zero_trace}),
+            encode_envelope({catga::MessageKind::command, "a.v1", "p", 2, 3, 1, ""}));
+  // Read from the log: 25 zero bytes are no trace context.
+  std::string bytes = encode_envelope({catga::MessageKind::command, "a.v1", "p", 2, 3, 1, ""});
+  bytes[0] = static_cast<char>(0x99);
+  bytes += std::string("\xc4\x19", 2) + std::string(25, '\0');
+  auto e = decode_envelope(bytes);
+  ASSERT_THAT(e, IsOk());
+  EXPECT_FALSE(e->trace.valid());
+  EXPECT_EQ(e->trace, TraceContext{});
+}
