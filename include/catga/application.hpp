@@ -66,6 +66,9 @@ struct CommandOptions {
   std::string idempotency_key;
   // Who asks (behaviours see it as Request::principal()); nullptr: anonymous.
   std::shared_ptr<const Principal> principal;
+  // The caller's trace context (HTTP `traceparent`); invalid: none. See
+  // catga/tracing.hpp.
+  TraceContext trace_parent;
 };
 
 struct QueryOptions {
@@ -75,6 +78,8 @@ struct QueryOptions {
   std::chrono::milliseconds timeout{10'000};
   // Who asks (behaviours see it as Request::principal()); nullptr: anonymous.
   std::shared_ptr<const Principal> principal;
+  // The caller's trace context (HTTP `traceparent`); invalid: none.
+  TraceContext trace_parent;
 };
 
 // A command's result together with the log index that carried it (pass the
@@ -284,10 +289,11 @@ class Application {
     return std::move(*value);
   }
 
-  // Runs behaviours; false (and `done` called) when one rejected.
-  template <class R, class Done>
-  bool admit(Request& request, std::vector<Observer>& observers, Done& done, std::chrono::milliseconds& timeout,
-             const Principal* principal);
+  // Runs behaviours; false (and `done` called) when one rejected. Updates
+  // `options` (CommandOptions or QueryOptions) with the deadline and trace
+  // context the behaviours left.
+  template <class R, class Done, class Options>
+  bool admit(Request& request, std::vector<Observer>& observers, Done& done, Options& options);
 
   const detail::EncodedEntry* encoded_entry(std::string_view wire_name, MessageKind kind, detail::EncodedDone& done);
 
@@ -399,11 +405,12 @@ class ApplicationBuilder {
 
 // ---------------------------------------------------------------- templates
 
-template <class R, class Done>
-bool Application::admit(Request& request, std::vector<Observer>& observers, Done& done,
-                        std::chrono::milliseconds& timeout, const Principal* principal) {
+template <class R, class Done, class Options>
+bool Application::admit(Request& request, std::vector<Observer>& observers, Done& done, Options& options) {
   if (mediator_->behaviors().empty()) return true;
-  request.set_principal(principal);
+  std::chrono::milliseconds& timeout = options.timeout;
+  request.set_principal(options.principal.get());
+  request.set_trace_context(options.trace_parent);
   const auto start = std::chrono::steady_clock::now();
   request.set_deadline(start + timeout);
   if (auto admitted = mediator_->run_behaviors(request, observers); !admitted) {
@@ -411,6 +418,7 @@ bool Application::admit(Request& request, std::vector<Observer>& observers, Done
     return false;
   }
   timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*request.deadline() - start);
+  options.trace_parent = request.trace_context();
   if (timeout.count() <= 0) {
     Result<void> outcome(Error{Code::deadline_exceeded, "deadline passed before " + std::string(request.wire_name()) + " was sent"});
     detail::Mediator::notify(observers, outcome);
@@ -433,7 +441,7 @@ void Application::send_receipt(const M& command, const CommandOptions& options, 
   CommandOptions effective = options;
   Request request(command);
   auto reject = [&done](Result<R> r) { done(Receipt<R>{std::move(r), 0}); };
-  if (!admit<R>(request, observers, reject, effective.timeout, effective.principal.get())) return;
+  if (!admit<R>(request, observers, reject, effective)) return;
   if (!replicator_) {
     std::uint64_t index = 0;
     Result<R> result = mediator_->run_local(*slot, command, &index);
@@ -462,7 +470,7 @@ void Application::send(const Q& query, const QueryOptions& options, Done&& done)
   std::vector<Observer> observers;
   QueryOptions effective = options;
   Request request(query);
-  if (!admit<R>(request, observers, done, effective.timeout, effective.principal.get())) return;
+  if (!admit<R>(request, observers, done, effective)) return;
   if (!replicator_ || effective.consistency == Consistency::local) {
     auto stopped = local_read_refusal();
     Result<R> result = stopped ? Result<R>(std::move(*stopped)) : mediator_->run_query(*slot, query);
@@ -486,7 +494,7 @@ void Application::publish(const E& event, const CommandOptions& options, Done&& 
   std::vector<Observer> observers;
   CommandOptions effective = options;
   Request request(event);
-  if (!admit<void>(request, observers, done, effective.timeout, effective.principal.get())) return;
+  if (!admit<void>(request, observers, done, effective)) return;
   if (!replicator_) {
     mediator_->deliver(event, EventInfo{mediator_->local_index(), 1, std::chrono::system_clock::now(), true, false});
     if (!observers.empty()) detail::Mediator::notify(observers, Result<void>());

@@ -26,6 +26,7 @@
 #include "catga/detail/unique_function.hpp"
 #include "catga/message.hpp"
 #include "catga/result.hpp"
+#include "catga/tracing.hpp"
 
 namespace catga {
 
@@ -64,6 +65,12 @@ class Request {
   // when the caller is anonymous (a direct call, or HTTP without credentials).
   const Principal* principal() const noexcept { return principal_; }
   void set_principal(const Principal* principal) noexcept { principal_ = principal; }
+  // The W3C trace context the request travels under: on entry the caller's
+  // (CommandOptions/QueryOptions::trace_parent, an HTTP `traceparent`), or
+  // invalid. A tracing behaviour replaces it with its own span's context; a
+  // replicated command carries the final value to the leader (tracing.hpp).
+  const TraceContext& trace_context() const noexcept { return trace_; }
+  void set_trace_context(const TraceContext& trace) noexcept { trace_ = trace; }
 
  private:
   const void* message_;
@@ -72,6 +79,7 @@ class Request {
   MessageKind kind_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   const Principal* principal_ = nullptr;
+  TraceContext trace_;
 };
 
 // Sees the outcome of a request: success, or the error the caller gets.

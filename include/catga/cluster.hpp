@@ -18,11 +18,13 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "catga/result.hpp"
+#include "catga/tracing.hpp"
 
 namespace catga {
 
@@ -168,6 +170,12 @@ struct ClusterOptions {
   // refuses a revoked certificate (and any certificate once the list is past
   // its next update: publish a fresh one in time). Reloaded like the others.
   std::filesystem::path tls_crl_file;
+
+  // Tracing (catga/tracing.hpp; catga::otel makes one with OpenTelemetry):
+  // the spans of the forward hop (on a follower) and of the apply (on the
+  // leader) of every command that arrives with a trace context. nullptr (the
+  // default): no spans, no cost beyond one pointer test per command.
+  std::shared_ptr<Tracer> tracer;
 
   // True when the three TLS files are set.
   bool tls_enabled() const noexcept {

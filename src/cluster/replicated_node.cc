@@ -128,6 +128,8 @@ class ReplicatedNode final : public Replicator {
     const Member& self = *std::find_if(options.members.begin(), options.members.end(),
                                        [&](const Member& m) { return m.id == options.node_id; });
     self_id_ = options.node_id;
+    tracer_ = options.tracer;
+    machine_.set_tracer(tracer_.get());
     announcer_ = std::make_unique<internal::MemberAnnouncer>(machine_, self_id_);
     if (auto guarded = guard_bootstrap(options); !guarded) return guarded;
     internal::RaftNodeCallbacks callbacks;
@@ -204,7 +206,7 @@ class ReplicatedNode final : public Replicator {
   void submit(MessageKind kind, std::string_view wire_name, std::string payload, const CommandOptions& options,
               Done done) override {
     submit_until(kind, wire_name, std::move(payload), options.idempotency_key, Clock::now() + options.timeout,
-                 std::move(done));
+                 options.trace_parent, std::move(done));
   }
 
   // A node that stopped itself may hold a partly applied entry, and its state
@@ -271,6 +273,7 @@ class ReplicatedNode final : public Replicator {
     std::string payload;
     std::string key;
     Clock::time_point deadline;
+    TraceContext trace;
     Done done;
   };
   struct Outstanding {
@@ -281,18 +284,19 @@ class ReplicatedNode final : public Replicator {
     std::uint64_t sequence = 0;
     unsigned attempts = 0;
     internal::AttemptHistory history;
+    std::unique_ptr<Span> span;  // the forward hop's, when traced
 
     // Given up now, could it still have applied?
     bool outcome_unknown() const { return history.maybe_applied || history.in_flight > 0; }
   };
   void submit_until(MessageKind kind, std::string_view wire_name, std::string payload, std::string_view key,
-                    Clock::time_point deadline, Done done) {
+                    Clock::time_point deadline, const TraceContext& trace, Done done) {
     std::unique_lock lock(session_mu_);
     if (session_ == 0) {
       // This node's first command opens its client session through the log;
       // commands sent meanwhile wait for it.
       waiting_.push_back(Deferred{kind, std::string(wire_name), std::move(payload), std::string(key), deadline,
-                                  std::move(done)});
+                                  trace, std::move(done)});
       if (!session_opening_) {
         session_opening_ = true;
         lock.unlock();
@@ -305,8 +309,18 @@ class ReplicatedNode final : public Replicator {
     const std::uint64_t floor = window_.floor();
     last_sent_ = Clock::now();
     lock.unlock();
-    dispatch(internal::encode_envelope({kind, wire_name, payload, session, sequence, floor, key}), deadline, session,
-             sequence, std::move(done));
+    // Only a node with a tracer puts a trace context in the log (without one
+    // the entry is byte-identical to an untraced build's). A traced command
+    // sent on a follower gets a span for its forward hop; the leader's apply
+    // span becomes that span's child.
+    TraceContext carried;
+    std::unique_ptr<Span> span;
+    if (tracer_ && trace.valid()) [[unlikely]] {
+      if (!leader_ && !single_) span = tracer_->start(SpanStage::forward, wire_name, trace);
+      carried = span ? span->context() : trace;
+    }
+    dispatch(internal::encode_envelope({kind, wire_name, payload, session, sequence, floor, key, carried}), deadline,
+             session, sequence, std::move(done), std::move(span));
   }
 
   // Sends a keep-alive for this node's session when it has sent nothing for
@@ -353,17 +367,20 @@ class ReplicatedNode final : public Replicator {
                }
                for (auto& d : waiting) {
                  if (!opened) d.done(opened.error(), 0);
-                 else submit_until(d.kind, d.wire_name, std::move(d.payload), d.key, d.deadline, std::move(d.done));
+                 else submit_until(d.kind, d.wire_name, std::move(d.payload), d.key, d.deadline, d.trace, std::move(d.done));
                }
              });
   }
 
-  void dispatch(std::string record, Clock::time_point deadline, std::uint64_t session, std::uint64_t sequence, Done done) {
+  void dispatch(std::string record, Clock::time_point deadline, std::uint64_t session, std::uint64_t sequence, Done done,
+                std::unique_ptr<Span> span = nullptr) {
     std::uint64_t id;
     {
       std::lock_guard lock(out_mu_);
       id = ++next_id_;
-      outstanding_.emplace(id, Outstanding{std::move(record), std::move(done), deadline, session, sequence});
+      auto& o = outstanding_.emplace(id, Outstanding{std::move(record), std::move(done), deadline, session, sequence})
+                    .first->second;
+      o.span = std::move(span);
     }
     attempt(id);
   }
@@ -455,14 +472,19 @@ class ReplicatedNode final : public Replicator {
       return o.done(Error{Code::internal, "resend: " + envelope.error().message()}, 0);
     }
     retried_.fetch_add(1, std::memory_order_relaxed);
+    if (o.span) o.span->end(Error{Code::unavailable, "session unknown to the leader; resent under a new one"}, 0);
     submit_until(envelope->kind, envelope->wire_name, std::string(envelope->payload), envelope->key, o.deadline,
-                 std::move(o.done));
+                 envelope->trace, std::move(o.done));
   }
 
   void finish(Outstanding o, internal::peer::Outcome outcome) {
     if (o.session != 0) {
       std::lock_guard lock(session_mu_);
       if (o.session == session_) window_.complete(o.sequence);
+    }
+    if (o.span) [[unlikely]] {
+      o.span->end(outcome.code == Code::ok ? Result<void>() : Result<void>(Error{outcome.code, outcome.bytes}),
+                  outcome.code == Code::ok ? outcome.index : 0);
     }
     if (outcome.code == Code::ok) o.done(std::move(outcome.bytes), outcome.index);
     else o.done(Error{outcome.code, std::move(outcome.bytes)}, 0);
@@ -592,6 +614,7 @@ class ReplicatedNode final : public Replicator {
   }
 
   ReplicatedStateMachine machine_;
+  std::shared_ptr<Tracer> tracer_;  // ClusterOptions::tracer; fixed after start
   std::unique_ptr<PeerChannel> peer_;
   std::unique_ptr<RaftNode> node_;
   std::map<std::uint64_t, std::string> peer_addresses_;  // fixed after start

@@ -11,6 +11,18 @@ namespace catga::internal {
 namespace {
 // 1: [1, state, sessions]; 2: [2, state, sessions, announcements].
 constexpr unsigned kSnapshotFormat = 2;
+
+// Success, or the error, of an encoded result (for the apply span).
+Result<void> outcome_of_encoded(std::string_view encoded) {
+  detail::Unpacked handle;
+  Code code{};
+  const msgpack::object* body = nullptr;
+  if (auto head = detail::decode_result_head(encoded, handle, code, body); !head) return head.error();
+  if (code == Code::ok) return {};
+  std::string message;
+  if (body != nullptr && body->type == msgpack::type::STR) message.assign(body->via.str.ptr, body->via.str.size);
+  return Error{code, std::move(message)};
+}
 }  // namespace
 
 std::string ReplicatedStateMachine::apply(const ApplyInfo& info, std::string_view record) {
@@ -49,7 +61,12 @@ std::string ReplicatedStateMachine::apply(const ApplyInfo& info, std::string_vie
     detail::encode_result(out, Result<void>());
     return out;
   }
+  std::unique_ptr<Span> span;
+  if (tracer_ && leader_ && envelope->trace.valid()) [[unlikely]] {
+    span = tracer_->start(SpanStage::apply, envelope->wire_name, envelope->trace);
+  }
   apply_new(info, *envelope, out);
+  if (span) [[unlikely]] span->end(outcome_of_encoded(out), info.index);
   sessions_.record(envelope->session, envelope->sequence, envelope->key, out, now_ms);
   return out;
 }

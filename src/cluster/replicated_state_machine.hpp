@@ -22,6 +22,7 @@
 #include "catga/detail/mediator.hpp"
 #include "cluster/raft_node.hpp"
 #include "cluster/envelope.hpp"
+#include "catga/tracing.hpp"
 
 namespace catga::internal {
 
@@ -46,6 +47,8 @@ class ReplicatedStateMachine final : public RecordStateMachine {
 
   // Loop thread: whether this node leads (for leader-only event handlers).
   void set_leader(bool leader) { leader_ = leader; }
+  // Before start: where the leader's apply spans go (nullptr: none).
+  void set_tracer(Tracer* tracer) { tracer_ = tracer; }
 
   // Any thread, on the leader before it appends a command or event: the
   // refusal if some member that announced (or this node, `self`) cannot
@@ -96,6 +99,7 @@ class ReplicatedStateMachine final : public RecordStateMachine {
   mutable std::shared_mutex table_mu_;
   FormatRange formats_ = kBuildFormats;
   bool leader_ = false;
+  Tracer* tracer_ = nullptr;  // ClusterOptions::tracer, owned by the node
 };
 
 }  // namespace catga::internal

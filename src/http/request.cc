@@ -95,10 +95,20 @@ Error parse_error(std::string_view what, std::string_view name, std::string_view
                                            std::string(expected) + ", got \"" + std::string(text) + "\""};
 }
 
+// The caller's W3C `traceparent`. A malformed one is ignored, as the
+// specification asks: the request runs, under a new trace if a tracing
+// behaviour starts one.
+static TraceContext trace_parent(const Request& request) {
+  auto header = request.header("traceparent");
+  if (!header) return {};
+  return TraceContext::from_traceparent(*header).value_or(TraceContext{});
+}
+
 std::optional<CommandOptions> command_options(const Request& request, std::chrono::milliseconds timeout) {
   CommandOptions options;
   options.timeout = timeout;
   options.principal = request.principal();
+  options.trace_parent = trace_parent(request);
   if (auto key = request.header(kIdempotencyKeyHeader)) {
     constexpr std::size_t kMaxKey = 256;  // what a replicated envelope carries
     const bool printable = std::all_of(key->begin(), key->end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
@@ -115,6 +125,7 @@ std::optional<QueryOptions> query_options(const Request& request, Consistency fa
   QueryOptions options;
   options.timeout = timeout;
   options.principal = request.principal();
+  options.trace_parent = trace_parent(request);
   options.consistency = fallback;
   std::optional<std::uint64_t> min_index = request.query<std::uint64_t>("min_index");
   if (request.failure()) return std::nullopt;

@@ -1,6 +1,7 @@
 // Fuzz target: catga::internal::decode_envelope — the bytes of every record in
 // the Raft log and every forwarded command.
 // Properties: no crash or UB; views point into the input; what decodes
+// (with or without a trace context)
 // re-encodes to bytes that decode to the same envelope (and encoding is a
 // fixed point); an envelope built from the input decodes back exactly, iff it
 // is within the limits; every strict prefix of an encoding is refused.
@@ -14,7 +15,7 @@ using internal::EnvelopeView;
 
 bool same(const EnvelopeView& a, const EnvelopeView& b) {
   return a.kind == b.kind && a.wire_name == b.wire_name && a.payload == b.payload && a.session == b.session &&
-         a.sequence == b.sequence && a.floor == b.floor && a.key == b.key;
+         a.sequence == b.sequence && a.floor == b.floor && a.key == b.key && a.trace == b.trace;
 }
 
 void check_decoded(std::string_view in, const EnvelopeView& e) {
@@ -48,6 +49,12 @@ int fuzz_envelope(const std::uint8_t* data, std::size_t size) {
   v.session = r.u64();
   v.sequence = r.u64();
   v.floor = r.u64();
+  if (r.below(2) == 1) {  // a traced envelope (nine elements)
+    for (auto& b : v.trace.trace_id) b = static_cast<std::uint8_t>(r.below(256));
+    for (auto& b : v.trace.span_id) b = static_cast<std::uint8_t>(r.below(256));
+    v.trace.flags = static_cast<std::uint8_t>(r.below(256));
+    if (!v.trace.valid()) v.trace = {};  // an invalid context is not encoded
+  }
   const std::string payload = r.rest();
   v.payload = payload;
   const std::string encoded = internal::encode_envelope(v);
