@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "catga/export.hpp"
 #include "catga/result.hpp"
 
 namespace catga {
@@ -44,7 +45,7 @@ struct Member {
   friend bool operator==(const Member&, const Member&) = default;
 };
 
-struct ClusterOptions {
+struct CATGA_EXPORT ClusterOptions {
   // This node's id; must appear in `members`.
   std::uint64_t node_id = 0;
   // Every member at first start, this node included. Later starts load the
@@ -158,8 +159,8 @@ struct ClusterOptions {
 
 enum class NodeRole : std::uint8_t { unavailable, follower, candidate, leader };
 
-std::string_view to_string(MemberRole role) noexcept;
-std::string_view to_string(NodeRole role) noexcept;
+CATGA_EXPORT std::string_view to_string(MemberRole role) noexcept;
+CATGA_EXPORT std::string_view to_string(NodeRole role) noexcept;
 
 struct MemberStatus {
   Member member;

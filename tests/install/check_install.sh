@@ -12,7 +12,8 @@
 #     CATGA_WERROR of BUILD_DIR) in BUILD_DIR-shared — beside BUILD_DIR, so
 #     that the compile commands are the same and ccache serves the objects
 #     of this build to that one — builds the libraries and
-#     the example service, installs, checks the SONAMEs, builds and runs the
+#     the example service, installs, checks the SONAMEs and that the
+#     libraries export no internals (nm -D), builds and runs the
 #     same consumers (linked to the .so files) and the pkg-config build, then
 #     `cpack -G DEB` and checks the three packages' names, contents and
 #     dependencies.
@@ -42,6 +43,11 @@ if [[ $mode == shared ]]; then
     so=$(readelf -d "$libdir/libcatga_$lib.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
     [[ $so =~ ^libcatga_$lib\.so\.[0-9]+(\.[0-9]+)?$ ]] || fail "libcatga_$lib.so has SONAME '$so'"
     [[ -e $libdir/$so ]] || fail "$so is not installed"
+    # Only the API is exported (hidden visibility, catga/export.hpp): no
+    # internals, no C glue — except core's logger, which the other two share.
+    leaked=$(nm -DC --defined-only "$libdir/libcatga_$lib.so" \
+      | grep -E 'catga::(http::)?internal::|[^_]catga_(raft|auth|tls)_' | grep -v 'catga::internal::log()$' || true)
+    [[ -z $leaked ]] || fail "libcatga_$lib.so exports internals:"$'\n'"$leaked"
   done
 fi
 
