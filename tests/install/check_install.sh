@@ -62,11 +62,15 @@ cmake --build "$work/consumer"
 "$work/consumer/consumer" "$work/data"
 "$work/consumer/consumer-http"
 if [[ $mode == shared ]]; then
-  ldd "$work/consumer/consumer" | grep -q "libcatga_cluster.so" || fail "consumer is not linked to libcatga_cluster.so"
-  ! ldd "$work/consumer/consumer-core" | grep -q "libcatga_cluster" || fail "consumer-core pulls in libcatga_cluster"
+  # ldd's output is read whole first: `ldd | grep -q` fails under pipefail
+  # when grep stops reading before ldd has written everything (SIGPIPE).
+  deps=$(ldd "$work/consumer/consumer")
+  grep -q "libcatga_cluster.so" <<<"$deps" || fail "consumer is not linked to libcatga_cluster.so"
+  deps=$(ldd "$work/consumer/consumer-core")
+  ! grep -q "libcatga_cluster" <<<"$deps" || fail "consumer-core pulls in libcatga_cluster"
   # An in-memory program needs neither Raft nor libuv.
-  ! ldd "$work/consumer/consumer-in-memory" | grep -E "libcatga_cluster|libraft|libuv" \
-    || fail "consumer-in-memory pulls in the cluster's libraries"
+  deps=$(ldd "$work/consumer/consumer-in-memory")
+  ! grep -E "libcatga_cluster|libraft|libuv" <<<"$deps" || fail "consumer-in-memory pulls in the cluster's libraries"
 fi
 
 # pkg-config, as a Makefile would use it (the .pc files name the install
