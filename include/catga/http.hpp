@@ -198,7 +198,6 @@ class CATGA_EXPORT Request {
   Error fail(int status, Error error) const;
   const Failure* failure() const noexcept { return failure_ ? &*failure_ : nullptr; }
 
-
  private:
   // Only the server makes requests (internal::RequestAccess).
   friend struct internal::RequestAccess;
