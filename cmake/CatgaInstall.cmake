@@ -23,6 +23,19 @@ endif()
 # ccache serves one build from the other.
 set_target_properties(${_catga_targets} PROPERTIES
   VERSION ${PROJECT_VERSION} SOVERSION ${CATGA_SOVERSION} DEFINE_SYMBOL "")
+# The libraries export their API only: what include/catga/ marks CATGA_EXPORT
+# (catga/export.hpp). Hidden visibility is set for static builds too — it
+# changes nothing when linking an archive into a program (the tests reach
+# internals that way), and it keeps the compile commands of the two builds
+# the same, so ccache still serves one from the other. A shared library
+# that needs a symbol another one hides fails to link, not its users.
+set_target_properties(${_catga_targets} PROPERTIES
+  C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+if(BUILD_SHARED_LIBS AND CATGA_SANITIZE STREQUAL "")
+  foreach(_lib IN LISTS _catga_targets)
+    target_link_options(${_lib} PRIVATE LINKER:--no-undefined)
+  endforeach()
+endif()
 
 install(TARGETS ${_catga_targets} EXPORT catga-targets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev

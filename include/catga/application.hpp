@@ -44,6 +44,7 @@
 #include "catga/cluster.hpp"
 #include "catga/context.hpp"
 #include "catga/detail/mediator.hpp"
+#include "catga/export.hpp"
 #include "catga/message.hpp"
 #include "catga/result.hpp"
 
@@ -90,23 +91,37 @@ struct Receipt {
   std::uint64_t index = 0;
 };
 
+// The completion of a call by wire name (Application::send_encoded and
+// friends): the encoded Result — a MessagePack array [code, value] on success
+// (code 0), [code, message] on error — and, for a command, the log index that
+// carried it (0 otherwise).
+using EncodedDone = UniqueFunction<void(Result<std::string> encoded_result, std::uint64_t index)>;
+
+// A registered message, as generic endpoints and tooling list them.
+struct MessageInfo {
+  std::string_view wire_name;
+  MessageKind kind;
+};
+
 class Application;
+
+namespace internal {
+// What an Application keeps behind its header (src/core/replicator.hpp).
+struct ApplicationImpl;
+struct ApplicationAccess;
+}  // namespace internal
 
 namespace detail {
 
-// The encoded path (by wire name): `encoded_result` is what encode_result
-// produced; `index` is the log index that carried a command (0 otherwise).
-using EncodedDone = UniqueFunction<void(Result<std::string> encoded_result, std::uint64_t index)>;
+// How a builder's templates hand the by-wire-name path of a message type to
+// the Application (the decoding entry points are instantiated per type).
 struct EncodedEntry {
   MessageKind kind;
   void (*command)(Application&, std::string_view payload, const CommandOptions&, EncodedDone) = nullptr;
   void (*query)(Application&, std::string_view payload, const QueryOptions&, EncodedDone) = nullptr;
 };
 
-// Implemented in src/: the engine that replicates commands (catga::cluster
-// provides it), the encoded table, and what a builder collects.
-class Replicator;
-struct EncodedTable;
+// What a builder collects (src/core/replicator.hpp).
 struct BuildPlan;
 
 template <class R>
@@ -117,7 +132,7 @@ Result<void> outcome_of(const Result<R>& r) {
 
 // What an ApplicationBuilder collects, behind one non-template door
 // (src/core/application.cc).
-class BuilderCore {
+class CATGA_EXPORT BuilderCore {
  public:
   explicit BuilderCore(std::unique_ptr<StateBase> state);
   ~BuilderCore();
@@ -138,11 +153,7 @@ class BuilderCore {
 
 }  // namespace detail
 
-namespace internal {
-struct ApplicationAccess;
-}  // namespace internal
-
-class Application {
+class CATGA_EXPORT Application {
  public:
   Application(const Application&) = delete;
   Application& operator=(const Application&) = delete;
@@ -154,7 +165,7 @@ class Application {
   Result<result_of<M>> send(const M& command, const CommandOptions& options = {}) {
     auto* slot = mediator_->slot<M>();
     if (!slot) [[unlikely]] return detail::Mediator::no_handler(wire_name_of<M>, MessageKind::command);
-    if (!replicator_ && mediator_->behaviors().empty()) return mediator_->run_local(*slot, command);
+    if (!replicated_ && mediator_->behaviors().empty()) return mediator_->run_local(*slot, command);
     return wait_for<Result<result_of<M>>>([&](auto done) { send(command, options, std::move(done)); });
   }
 
@@ -180,7 +191,7 @@ class Application {
   Result<result_of<Q>> send(const Q& query, const QueryOptions& options = {}) {
     auto* slot = mediator_->slot<Q>();
     if (!slot) [[unlikely]] return detail::Mediator::no_handler(wire_name_of<Q>, MessageKind::query);
-    if ((!replicator_ || options.consistency == Consistency::local) && mediator_->behaviors().empty()) {
+    if ((!replicated_ || options.consistency == Consistency::local) && mediator_->behaviors().empty()) {
       if (auto stopped = local_read_refusal()) [[unlikely]] return std::move(*stopped);
       return mediator_->run_query(*slot, query);
     }
@@ -205,16 +216,16 @@ class Application {
   // ---- by wire name (generic endpoints, tooling) ----
   // `payload` is the MessagePack encoding of the message (fields by name).
   // The message is decoded and sent exactly like the typed calls, behaviours
-  // included; `done` receives the encoded Result (detail::encode_result
-  // format: [code, value | message]) and, for commands, the log index.
+  // included; `done` receives the encoded Result and, for commands, the log
+  // index (see EncodedDone).
   // Errors before sending: unimplemented (no such wire name of that kind),
   // invalid_argument (the payload does not decode).
   void send_encoded(std::string_view wire_name, std::string_view payload, const CommandOptions& options,
-                    detail::EncodedDone done);
+                    EncodedDone done);
   void query_encoded(std::string_view wire_name, std::string_view payload, const QueryOptions& options,
-                     detail::EncodedDone done);
+                     EncodedDone done);
   void publish_encoded(std::string_view wire_name, std::string_view payload, const CommandOptions& options,
-                       detail::EncodedDone done);
+                       EncodedDone done);
 
   // ---- the node ----
   // In-memory applications report a leader with id 0.
@@ -255,20 +266,19 @@ class Application {
   Result<void> remove_member(std::uint64_t id);
   Result<void> transfer_leadership(std::uint64_t to = 0);
   // False for in-memory applications.
-  bool replicated() const noexcept { return replicator_ != nullptr; }
+  bool replicated() const noexcept { return replicated_; }
   // Registered messages (for generic endpoints and tooling).
-  std::vector<const detail::Slot*> messages() const { return mediator_->slots(); }
+  std::vector<MessageInfo> messages() const;
 
  private:
   friend class detail::BuilderCore;
   friend struct internal::ApplicationAccess;  // tests and the HTTP layer (src/core/application_access.hpp)
-  Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator,
-              std::unique_ptr<detail::EncodedTable> encoded);
+  Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<internal::ApplicationImpl> impl);
 
   // The non-template doors of the templates below (src/core/application.cc).
   // Hands an encoded command or event to the engine.
   void submit(MessageKind kind, std::string_view wire_name, std::string payload, const CommandOptions& options,
-              detail::EncodedDone done);
+              EncodedDone done);
   // Completes once the local state satisfies `options.consistency`.
   void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done);
   // Why a `local` query must not run ("node stopped: …" once the node
@@ -295,11 +305,11 @@ class Application {
   template <class R, class Done, class Options>
   bool admit(Request& request, std::vector<Observer>& observers, Done& done, Options& options);
 
-  const detail::EncodedEntry* encoded_entry(std::string_view wire_name, MessageKind kind, detail::EncodedDone& done);
-
+  // The registry the templates run messages through (template machinery).
   std::unique_ptr<detail::Mediator> mediator_;
-  std::unique_ptr<detail::Replicator> replicator_;
-  std::unique_ptr<detail::EncodedTable> encoded_;
+  // The replicated engine (none in memory) and the messages by wire name.
+  std::unique_ptr<internal::ApplicationImpl> impl_;
+  bool replicated_;
 };
 
 namespace detail {
@@ -442,7 +452,7 @@ void Application::send_receipt(const M& command, const CommandOptions& options, 
   Request request(command);
   auto reject = [&done](Result<R> r) { done(Receipt<R>{std::move(r), 0}); };
   if (!admit<R>(request, observers, reject, effective)) return;
-  if (!replicator_) {
+  if (!replicated_) {
     std::uint64_t index = 0;
     Result<R> result = mediator_->run_local(*slot, command, &index);
     if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
@@ -471,7 +481,7 @@ void Application::send(const Q& query, const QueryOptions& options, Done&& done)
   QueryOptions effective = options;
   Request request(query);
   if (!admit<R>(request, observers, done, effective)) return;
-  if (!replicator_ || effective.consistency == Consistency::local) {
+  if (!replicated_ || effective.consistency == Consistency::local) {
     auto stopped = local_read_refusal();
     Result<R> result = stopped ? Result<R>(std::move(*stopped)) : mediator_->run_query(*slot, query);
     if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
@@ -495,7 +505,7 @@ void Application::publish(const E& event, const CommandOptions& options, Done&& 
   CommandOptions effective = options;
   Request request(event);
   if (!admit<void>(request, observers, done, effective)) return;
-  if (!replicator_) {
+  if (!replicated_) {
     mediator_->deliver(event, EventInfo{mediator_->local_index(), 1, std::chrono::system_clock::now(), true, false});
     if (!observers.empty()) detail::Mediator::notify(observers, Result<void>());
     done(Result<void>());

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "catga/export.hpp"
 #include "catga/cluster.hpp"
 #include "catga/result.hpp"
 
@@ -46,9 +47,9 @@ struct BackupInfo {
 
 // Parses and verifies a backup (structure and checksum). data_loss when it is
 // truncated or corrupt, invalid_argument when it is not a Catga backup.
-Result<BackupInfo> inspect_backup(std::string_view bytes);
+CATGA_EXPORT Result<BackupInfo> inspect_backup(std::string_view bytes);
 // The same for a file (not_found / internal when it cannot be read).
-Result<BackupInfo> read_backup_file(const std::filesystem::path& file);
+CATGA_EXPORT Result<BackupInfo> read_backup_file(const std::filesystem::path& file);
 
 // Disaster recovery: creates `new_cluster.data_dir` holding the backup's state
 // as the first and only voter of a NEW cluster, then returns what it restored.
@@ -61,6 +62,6 @@ Result<BackupInfo> read_backup_file(const std::filesystem::path& file);
 // state is built in data_dir/.catga-restoring, moved into place, and the
 // cluster marker written last; if the restore is interrupted, empty data_dir
 // and run it again.
-Result<BackupInfo> restore_backup(const std::filesystem::path& file, const ClusterOptions& new_cluster);
+CATGA_EXPORT Result<BackupInfo> restore_backup(const std::filesystem::path& file, const ClusterOptions& new_cluster);
 
 }  // namespace catga

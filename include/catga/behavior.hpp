@@ -22,6 +22,7 @@
 #include <optional>
 #include <string_view>
 
+#include "catga/export.hpp"
 #include "catga/context.hpp"
 #include "catga/detail/unique_function.hpp"
 #include "catga/message.hpp"
@@ -32,7 +33,7 @@ namespace catga {
 
 namespace detail {
 class Mediator;
-std::size_t next_type_index() noexcept;
+CATGA_EXPORT std::size_t next_type_index() noexcept;
 // A dense index per message type, assigned on first use in the process.
 template <class M>
 std::size_t type_index() noexcept {
@@ -110,7 +111,7 @@ class Next {
   Error error_;
 };
 
-class Behavior {
+class CATGA_EXPORT Behavior {
  public:
   virtual ~Behavior() = default;
   virtual void handle(Request& request, Next& next) = 0;

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "catga/export.hpp"
 #include "catga/result.hpp"
 #include "catga/tracing.hpp"
 
@@ -46,7 +47,7 @@ struct Member {
   friend bool operator==(const Member&, const Member&) = default;
 };
 
-struct ClusterOptions {
+struct CATGA_EXPORT ClusterOptions {
   // This node's id; must appear in `members`.
   std::uint64_t node_id = 0;
   // Every member at first start, this node included. Later starts load the
@@ -188,8 +189,8 @@ struct ClusterOptions {
 
 enum class NodeRole : std::uint8_t { unavailable, follower, candidate, leader };
 
-std::string_view to_string(MemberRole role) noexcept;
-std::string_view to_string(NodeRole role) noexcept;
+CATGA_EXPORT std::string_view to_string(MemberRole role) noexcept;
+CATGA_EXPORT std::string_view to_string(NodeRole role) noexcept;
 
 struct MemberStatus {
   Member member;
@@ -260,6 +261,6 @@ struct NodeStatus {
 // hosting::serve_until_signal. Connections already up keep their session.
 // One line per set of files: reloaded, or why not (the previous credentials
 // stay). Empty when no node of this process uses TLS. Any thread.
-std::vector<std::string> reload_cluster_tls();
+CATGA_EXPORT std::vector<std::string> reload_cluster_tls();
 
 }  // namespace catga

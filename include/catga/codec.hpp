@@ -22,6 +22,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include "catga/export.hpp"
 #include "catga/message.hpp"
 #include "catga/result.hpp"
 
@@ -92,7 +93,7 @@ struct StringSink {
 // One decoded msgpack object and the zone holding its arrays and maps. The
 // zone is borrowed from a small per-thread pool and handed back (cleared) on
 // destruction, so decoding on a busy thread does not allocate a zone each time.
-class Unpacked {
+class CATGA_EXPORT Unpacked {
  public:
   Unpacked() = default;
   ~Unpacked();
@@ -109,8 +110,8 @@ class Unpacked {
 
 // Unpacks one object (zero-copy for str/bin: the object references `bytes`).
 // The object is valid while both `bytes` and `out` live.
-Result<void> unpack_one(std::string_view bytes, const DecodeLimits& limits, Unpacked& out);
-Error conversion_error(std::string_view type_hint, const char* what);
+CATGA_EXPORT Result<void> unpack_one(std::string_view bytes, const DecodeLimits& limits, Unpacked& out);
+CATGA_EXPORT Error conversion_error(std::string_view type_hint, const char* what);
 
 }  // namespace detail
 

@@ -63,6 +63,10 @@ struct TypedPendingEvent final : PendingEvent {
 };
 }  // namespace detail
 
+namespace internal {
+struct CommandContextAccess;
+}  // namespace internal
+
 using Timestamp = std::chrono::system_clock::time_point;
 
 // An authenticated caller. Immutable once made; shared by every request of a
@@ -97,12 +101,16 @@ class CommandContext {
     events_.push_back(std::make_unique<detail::TypedPendingEvent<E>>(std::move(event)));
   }
 
-  // Library use.
+ private:
+  // Made by the engine that applies commands: the mediator in memory, the
+  // replicated state machine through internal::CommandContextAccess
+  // (src/core/context_access.hpp).
+  friend class detail::Mediator;
+  friend struct internal::CommandContextAccess;
   CommandContext(std::uint64_t index, std::uint64_t term, Timestamp time, std::uint64_t* id_counter) noexcept
       : index_(index), term_(term), time_(time), id_counter_(id_counter) {}
   std::vector<std::unique_ptr<detail::PendingEvent>>& pending_events() noexcept { return events_; }
 
- private:
   std::uint64_t index_;
   std::uint64_t term_;
   Timestamp time_;

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "catga/export.hpp"
 #include "catga/application.hpp"
 #include "catga/cluster.hpp"
 #include "catga/result.hpp"
@@ -42,12 +43,12 @@ namespace catga::hosting {
 // missing '=', an id that is not a positive integer, an id listed twice, a
 // missing host, a port outside 1..65535. The hosts themselves are checked by
 // ClusterOptions::validate().
-Result<std::vector<Member>> parse_members(std::string_view list);
+CATGA_EXPORT Result<std::vector<Member>> parse_members(std::string_view list);
 
 // Owns SIGINT, SIGTERM and SIGHUP for the process while it lives: the
 // constructor blocks them in the calling thread (and so in every thread
 // started after it) and the destructor restores the previous mask.
-class ShutdownSignals {
+class CATGA_EXPORT ShutdownSignals {
  public:
   ShutdownSignals();
   ~ShutdownSignals();
@@ -80,6 +81,6 @@ class ShutdownSignals {
 // (Server::reload) and the cluster's TLS files (reload_cluster_tls), logging
 // at info what was reloaded and at error what was not (the previous files
 // stay in use).
-Result<int> serve_until_signal(ShutdownSignals& signals, http::Server& server, std::unique_ptr<Application>& app);
+CATGA_EXPORT Result<int> serve_until_signal(ShutdownSignals& signals, http::Server& server, std::unique_ptr<Application>& app);
 
 }  // namespace catga::hosting

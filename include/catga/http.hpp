@@ -51,6 +51,7 @@
 #include "catga/application.hpp"
 #include "catga/codec.hpp"
 #include "catga/detail/unique_function.hpp"
+#include "catga/export.hpp"
 #include "catga/message.hpp"
 #include "catga/result.hpp"
 
@@ -60,8 +61,17 @@ class Metrics;
 
 namespace catga::http {
 
+namespace internal {
+// Behind the public types (src/http/transport_access.hpp, src/http/server_impl.hpp).
+struct RequestParts;
+struct RequestAccess;
+class PendingResponse;
+struct ResponderAccess;
+struct ServerImpl;
+}  // namespace internal
+
 enum class Method : std::uint8_t { get, head, post, put, patch, del };
-std::string_view to_string(Method method) noexcept;  // "GET", ..., "DELETE"
+CATGA_EXPORT std::string_view to_string(Method method) noexcept;  // "GET", ..., "DELETE"
 
 // Extra response headers, in order.
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -77,7 +87,7 @@ inline constexpr std::string_view kIdempotencyKeyHeader = "Idempotency-Key";
 // already_exists/failed_precondition/aborted 409, resource_exhausted 429,
 // cancelled 499, unimplemented 501, unavailable 503, deadline_exceeded 504,
 // everything else 500.
-int status_for(Code code) noexcept;
+CATGA_EXPORT int status_for(Code code) noexcept;
 
 // Which clients must present a certificate signed by `TlsOptions::client_ca_file`.
 enum class ClientCertificates : std::uint8_t {
@@ -102,7 +112,7 @@ struct TlsOptions {
   std::chrono::milliseconds reload_interval{0};
 };
 
-struct ServerOptions {
+struct CATGA_EXPORT ServerOptions {
   // Address to listen on (IPv4 or IPv6 literal). Loopback by default: expose
   // the service deliberately.
   std::string address = "127.0.0.1";
@@ -145,7 +155,7 @@ struct ServerOptions {
 // bad input they return a default (or an error) and record the first failure
 // on the request; the server then answers that failure (400, or 415 for a
 // non-JSON body) instead of sending anything.
-class Request {
+class CATGA_EXPORT Request {
  public:
   struct Failure {
     int status = 400;
@@ -188,20 +198,11 @@ class Request {
   Error fail(int status, Error error) const;
   const Failure* failure() const noexcept { return failure_ ? &*failure_ : nullptr; }
 
-  // Library use.
-  struct Parts {
-    Method method = Method::get;
-    std::string_view path;
-    std::string_view route;
-    std::vector<std::pair<std::string_view, std::string>> params;
-    std::vector<std::pair<std::string, std::string>> query;
-    std::vector<std::pair<std::string_view, std::string_view>> headers;
-    std::string_view body;
-    std::shared_ptr<const Principal> principal;
-  };
-  explicit Request(Parts parts);
-
  private:
+  // Only the server makes requests (internal::RequestAccess).
+  friend struct internal::RequestAccess;
+  explicit Request(internal::RequestParts parts);
+
   template <class T>
   Result<T> parse(std::string_view what, std::string_view name, std::string_view text) const;
 
@@ -216,21 +217,11 @@ class Request {
   mutable std::optional<Failure> failure_;
 };
 
-namespace detail {
-// Implemented by the server: writes one response, from any thread.
-class PendingResponse {
- public:
-  virtual ~PendingResponse() = default;
-  virtual void send(int status, std::string body, std::string_view content_type, Headers headers) noexcept = 0;
-};
-}  // namespace detail
-
 // The right to answer one request, exactly once, from any thread. Move-only.
 // A Responder destroyed without answering answers 500 ("the handler did not
 // respond"), so a connection never hangs on a forgotten request.
-class Responder {
+class CATGA_EXPORT Responder {
  public:
-  explicit Responder(std::unique_ptr<detail::PendingResponse> pending) noexcept;
   Responder(Responder&&) noexcept;
   Responder& operator=(Responder&&) noexcept;
   ~Responder();
@@ -252,7 +243,11 @@ class Responder {
   bool responded() const noexcept { return pending_ == nullptr; }
 
  private:
-  std::unique_ptr<detail::PendingResponse> pending_;
+  // Only the server makes responders (internal::ResponderAccess).
+  friend struct internal::ResponderAccess;
+  explicit Responder(std::unique_ptr<internal::PendingResponse> pending) noexcept;
+
+  std::unique_ptr<internal::PendingResponse> pending_;
 };
 
 // How a typed route answers.
@@ -278,11 +273,11 @@ using MappedMessage = typename Unwrapped<std::remove_cvref_t<std::invoke_result_
 
 // Options derived from a request; on a bad header or query value the
 // request's failure is recorded and nullopt returned.
-std::optional<CommandOptions> command_options(const Request& request, std::chrono::milliseconds timeout);
-std::optional<QueryOptions> query_options(const Request& request, Consistency fallback,
+CATGA_EXPORT std::optional<CommandOptions> command_options(const Request& request, std::chrono::milliseconds timeout);
+CATGA_EXPORT std::optional<QueryOptions> query_options(const Request& request, Consistency fallback,
                                           std::chrono::milliseconds timeout);
 // The `X-Catga-Index` header for a non-zero index.
-Headers index_headers(std::uint64_t index);
+CATGA_EXPORT Headers index_headers(std::uint64_t index);
 
 // Answers with a typed result (JSON of the value, or the mapped error).
 template <class R>
@@ -296,10 +291,10 @@ void reply(Responder& responder, const Result<R>& result, int status, std::uint6
   }
 }
 
-Error parse_error(std::string_view what, std::string_view name, std::string_view text, std::string_view expected);
+CATGA_EXPORT Error parse_error(std::string_view what, std::string_view name, std::string_view text, std::string_view expected);
 }  // namespace detail
 
-class Server {
+class CATGA_EXPORT Server {
  public:
   // Called for every request a raw route matches, concurrently from the I/O
   // threads; must answer through the Responder (now or later, any thread).
@@ -379,9 +374,6 @@ class Server {
   Application& application() noexcept { return app_; }
   const ServerOptions& options() const noexcept { return options_; }
 
-  // Library use (the transport and the operational endpoints share it).
-  struct Impl;
-
  private:
   Server& add_route(Method method, std::string_view pattern, Handler handler);
   void schedule_reload_check();
@@ -391,7 +383,7 @@ class Server {
 
   Application& app_;
   ServerOptions options_;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<internal::ServerImpl> impl_;
 };
 
 // ---------------------------------------------------------------- templates

@@ -31,13 +31,14 @@
 #include <string>
 #include <string_view>
 
+#include "catga/export.hpp"
 #include "catga/behavior.hpp"
 #include "catga/message.hpp"
 #include "catga/result.hpp"
 
 namespace catga {
 
-class Metrics {
+class CATGA_EXPORT Metrics {
  public:
   static constexpr std::size_t kMaxSeries = 1024;
 

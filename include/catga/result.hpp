@@ -30,6 +30,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "catga/export.hpp"
+
 namespace catga {
 
 enum class Code : std::uint8_t {
@@ -53,9 +55,9 @@ enum class Code : std::uint8_t {
 };
 
 // "invalid_argument", ...; "code_<n>" for values outside the enum.
-std::string_view to_string(Code code) noexcept;
+CATGA_EXPORT std::string_view to_string(Code code) noexcept;
 // Parses the names printed by to_string; false when unknown.
-bool parse_code(std::string_view name, Code& out) noexcept;
+CATGA_EXPORT bool parse_code(std::string_view name, Code& out) noexcept;
 
 // Nothing happened; the same request may be sent again.
 constexpr bool is_retryable(Code code) noexcept {
@@ -67,7 +69,7 @@ constexpr bool is_outcome_unknown(Code code) noexcept {
   return code == Code::deadline_exceeded || code == Code::unknown;
 }
 
-class Error {
+class CATGA_EXPORT Error {
  public:
   Error() = default;  // Code::unknown, empty message
   Error(Code code, std::string message)
@@ -87,11 +89,11 @@ class Error {
   std::string message_;
 };
 
-std::ostream& operator<<(std::ostream& os, const Error& error);
+CATGA_EXPORT std::ostream& operator<<(std::ostream& os, const Error& error);
 
 // Thrown only by Result::value() on an error result (as std::expected throws
 // bad_expected_access). Library code never calls value() unchecked.
-class BadResultAccess : public std::exception {
+class CATGA_EXPORT BadResultAccess : public std::exception {
  public:
   explicit BadResultAccess(Error error) : error_(std::move(error)) {}
   const char* what() const noexcept override { return "catga::Result has no value"; }

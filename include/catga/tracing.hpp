@@ -21,13 +21,14 @@
 #include <string>
 #include <string_view>
 
+#include "catga/export.hpp"
 #include "catga/result.hpp"
 
 namespace catga {
 
 // A W3C trace context (https://www.w3.org/TR/trace-context/): the trace, the
 // parent span in it, and the trace flags (bit 0: sampled).
-struct TraceContext {
+struct CATGA_EXPORT TraceContext {
   std::array<std::uint8_t, 16> trace_id{};
   std::array<std::uint8_t, 8> span_id{};
   std::uint8_t flags = 0;
@@ -47,7 +48,7 @@ struct TraceContext {
 };
 
 // A span the cluster opened. `end` is called exactly once.
-class Span {
+class CATGA_EXPORT Span {
  public:
   virtual ~Span() = default;
   // The context a child of this span takes as its parent.
@@ -63,7 +64,7 @@ enum class SpanStage : std::uint8_t {
   apply,    // on the leader: the command applied to the state machine
 };
 
-class Tracer {
+class CATGA_EXPORT Tracer {
  public:
   virtual ~Tracer() = default;
   // Opens a span of `stage` for the command `wire_name`, a child of `parent`

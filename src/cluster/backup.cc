@@ -395,8 +395,8 @@ Result<void> force_new_cluster(const ClusterOptions& o) {
 // ---------------------------------------------------------------- Application
 
 void Application::backup(UniqueFunction<void(Result<std::string>)> done) {
-  if (!replicator_) return done(Error{Code::failed_precondition, "an in-memory application has no state on disk to back up"});
-  replicator_->backup(std::move(done));
+  if (!replicated_) return done(Error{Code::failed_precondition, "an in-memory application has no state on disk to back up"});
+  impl_->replicator->backup(std::move(done));
 }
 
 Result<BackupInfo> Application::backup(const fs::path& file) {

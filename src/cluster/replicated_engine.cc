@@ -4,8 +4,10 @@
 
 #include "cluster/replicated_node.hpp"
 
+// Exported (the libraries are built with hidden visibility): core's
+// Application looks it up across the library boundary.
 extern "C" {
-extern const catga::internal::ReplicatedEngineFactory catga_replicated_engine;
+extern CATGA_EXPORT const catga::internal::ReplicatedEngineFactory catga_replicated_engine;
 }
 
 const catga::internal::ReplicatedEngineFactory catga_replicated_engine = &catga::internal::make_replicated_node;

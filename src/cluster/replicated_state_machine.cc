@@ -1,6 +1,7 @@
 #include "cluster/replicated_state_machine.hpp"
 
 #include "cluster/flat_reader.hpp"
+#include "core/context_access.hpp"
 #include "core/log.hpp"
 
 #include <mutex>
@@ -226,7 +227,7 @@ void ReplicatedStateMachine::apply_new(const ApplyInfo& info, const EnvelopeView
     return;
   }
   detail::StateBase& state = mediator_.state();
-  CommandContext ctx(info.index, info.term, time, &state.id_counter());
+  CommandContext ctx = internal::CommandContextAccess::make(info.index, info.term, time, &state.id_counter());
   bool succeeded;
   try {
     std::unique_lock lock(state.mutex());

@@ -12,52 +12,55 @@
 
 // Defined by catga::cluster; null when the program does not link it.
 extern "C" {
-extern const catga::internal::ReplicatedEngineFactory catga_replicated_engine __attribute__((weak));
+extern CATGA_EXPORT const catga::internal::ReplicatedEngineFactory catga_replicated_engine __attribute__((weak));
 }
 
 namespace catga {
 
-Application::Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<detail::Replicator> replicator,
-                         std::unique_ptr<detail::EncodedTable> encoded)
-    : mediator_(std::move(mediator)), replicator_(std::move(replicator)), encoded_(std::move(encoded)) {}
+Application::Application(std::unique_ptr<detail::Mediator> mediator, std::unique_ptr<internal::ApplicationImpl> impl)
+    : mediator_(std::move(mediator)), impl_(std::move(impl)), replicated_(impl_->replicator != nullptr) {}
 
-const detail::EncodedEntry* Application::encoded_entry(std::string_view wire_name, MessageKind kind,
-                                                       detail::EncodedDone& done) {
-  auto it = encoded_->find(wire_name);
-  if (it == encoded_->end() || it->second.kind != kind) {
+namespace {
+// The entry registered for `wire_name` as a message of `kind`; otherwise
+// `done` gets unimplemented and the result is null.
+const detail::EncodedEntry* encoded_entry(const detail::EncodedTable& table, std::string_view wire_name,
+                                          MessageKind kind, EncodedDone& done) {
+  auto it = table.find(wire_name);
+  if (it == table.end() || it->second.kind != kind) {
     done(detail::Mediator::no_handler(wire_name, kind), 0);
     return nullptr;
   }
   return &it->second;
 }
+}  // namespace
 
 void Application::send_encoded(std::string_view wire_name, std::string_view payload, const CommandOptions& options,
-                               detail::EncodedDone done) {
-  if (auto* e = encoded_entry(wire_name, MessageKind::command, done)) e->command(*this, payload, options, std::move(done));
+                               EncodedDone done) {
+  if (auto* e = encoded_entry(impl_->encoded, wire_name, MessageKind::command, done)) e->command(*this, payload, options, std::move(done));
 }
 
 void Application::query_encoded(std::string_view wire_name, std::string_view payload, const QueryOptions& options,
-                                detail::EncodedDone done) {
-  if (auto* e = encoded_entry(wire_name, MessageKind::query, done)) e->query(*this, payload, options, std::move(done));
+                                EncodedDone done) {
+  if (auto* e = encoded_entry(impl_->encoded, wire_name, MessageKind::query, done)) e->query(*this, payload, options, std::move(done));
 }
 
 void Application::publish_encoded(std::string_view wire_name, std::string_view payload, const CommandOptions& options,
-                                  detail::EncodedDone done) {
-  if (auto* e = encoded_entry(wire_name, MessageKind::event, done)) e->command(*this, payload, options, std::move(done));
+                                  EncodedDone done) {
+  if (auto* e = encoded_entry(impl_->encoded, wire_name, MessageKind::event, done)) e->command(*this, payload, options, std::move(done));
 }
 
 void Application::submit(MessageKind kind, std::string_view wire_name, std::string payload,
-                         const CommandOptions& options, detail::EncodedDone done) {
-  replicator_->submit(kind, wire_name, std::move(payload), options, std::move(done));
+                         const CommandOptions& options, EncodedDone done) {
+  impl_->replicator->submit(kind, wire_name, std::move(payload), options, std::move(done));
 }
 
 std::optional<Error> Application::local_read_refusal() const {
-  if (!replicator_) return std::nullopt;
-  return replicator_->local_read_refusal();
+  if (!replicated_) return std::nullopt;
+  return impl_->replicator->local_read_refusal();
 }
 
 void Application::await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) {
-  replicator_->await_readable(options, std::move(done));
+  impl_->replicator->await_readable(options, std::move(done));
 }
 
 void Application::block_until_woken(UniqueFunction<void(UniqueFunction<void()> wake)> start) {
@@ -70,11 +73,17 @@ void Application::block_until_woken(UniqueFunction<void(UniqueFunction<void()> w
 
 Application::~Application() {
   // The replicator (and its loop thread) goes first: it calls into the mediator.
-  replicator_.reset();
+  impl_->replicator.reset();
+}
+
+std::vector<MessageInfo> Application::messages() const {
+  std::vector<MessageInfo> out;
+  for (const detail::Slot* slot : mediator_->slots()) out.push_back({slot->wire_name(), slot->kind()});
+  return out;
 }
 
 NodeStatus Application::status() const {
-  if (replicator_) return replicator_->status();
+  if (replicated_) return impl_->replicator->status();
   NodeStatus s;
   s.role = NodeRole::leader;
   s.term = 1;
@@ -90,24 +99,24 @@ Error not_replicated() {
 }  // namespace
 
 void Application::add_member(Member member, UniqueFunction<void(Result<void>)> done) {
-  if (!replicator_) return done(not_replicated());
-  replicator_->add_member(std::move(member), std::move(done));
+  if (!replicated_) return done(not_replicated());
+  impl_->replicator->add_member(std::move(member), std::move(done));
 }
 void Application::assign_role(std::uint64_t id, MemberRole role, UniqueFunction<void(Result<void>)> done) {
-  if (!replicator_) return done(not_replicated());
-  replicator_->assign_role(id, role, std::move(done));
+  if (!replicated_) return done(not_replicated());
+  impl_->replicator->assign_role(id, role, std::move(done));
 }
 void Application::remove_member(std::uint64_t id, UniqueFunction<void(Result<void>)> done) {
-  if (!replicator_) return done(not_replicated());
-  replicator_->remove_member(id, std::move(done));
+  if (!replicated_) return done(not_replicated());
+  impl_->replicator->remove_member(id, std::move(done));
 }
 void Application::transfer_leadership(std::uint64_t to, UniqueFunction<void(Result<void>)> done) {
-  if (!replicator_) return done(not_replicated());
-  replicator_->transfer_leadership(to, std::move(done));
+  if (!replicated_) return done(not_replicated());
+  impl_->replicator->transfer_leadership(to, std::move(done));
 }
 void Application::take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) {
-  if (!replicator_) return done(Error{Code::failed_precondition, "an in-memory application has no log to snapshot"});
-  replicator_->take_snapshot(std::move(done));
+  if (!replicated_) return done(Error{Code::failed_precondition, "an in-memory application has no log to snapshot"});
+  impl_->replicator->take_snapshot(std::move(done));
 }
 Result<std::uint64_t> Application::take_snapshot() {
   return wait_for<Result<std::uint64_t>>([&](auto done) { take_snapshot(std::move(done)); });
@@ -156,11 +165,12 @@ Result<std::unique_ptr<Application>> BuilderCore::build() {
     return Error{plan.errors.front().code() == Code::already_exists ? Code::already_exists : Code::invalid_argument,
                  std::move(message)};
   }
-  auto encoded = std::make_unique<EncodedTable>(std::move(plan.encoded));
+  auto impl = std::make_unique<internal::ApplicationImpl>();
+  impl->encoded = std::move(plan.encoded);
   if (plan.placement == Placement::in_memory) {
     auto mediator = std::move(plan.mediator);
     plan_.reset();
-    return std::unique_ptr<Application>(new Application(std::move(mediator), nullptr, std::move(encoded)));
+    return std::unique_ptr<Application>(new Application(std::move(mediator), std::move(impl)));
   }
   if (&catga_replicated_engine == nullptr) {
     return Error{Code::failed_precondition,
@@ -171,7 +181,8 @@ Result<std::unique_ptr<Application>> BuilderCore::build() {
   auto mediator = std::move(plan.mediator);
   plan_.reset();
   if (!replicator) return replicator.error();
-  return std::unique_ptr<Application>(new Application(std::move(mediator), std::move(*replicator), std::move(encoded)));
+  impl->replicator = std::move(*replicator);
+  return std::unique_ptr<Application>(new Application(std::move(mediator), std::move(impl)));
 }
 
 }  // namespace detail

@@ -63,3 +63,13 @@ struct BuildPlan {
 };
 
 }  // namespace catga::detail
+
+namespace catga::internal {
+
+// What an Application holds besides its mediator.
+struct ApplicationImpl {
+  std::unique_ptr<detail::Replicator> replicator;  // null in memory
+  detail::EncodedTable encoded;
+};
+
+}  // namespace catga::internal

@@ -298,8 +298,8 @@ Server& Server::map_message_endpoints() {
   });
   get("/messages", [this](const Request&, Responder responder) {
     json list = json::array();
-    for (const auto* slot : app_.messages()) {
-      list.push_back({{"wire_name", slot->wire_name()}, {"kind", to_string(slot->kind())}});
+    for (const MessageInfo& message : app_.messages()) {
+      list.push_back({{"wire_name", message.wire_name}, {"kind", to_string(message.kind)}});
     }
     responder.json(200, dump(json{{"messages", std::move(list)}}));
   });

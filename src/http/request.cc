@@ -5,6 +5,7 @@
 
 #include "catga/http.hpp"
 #include "http/json_codec.hpp"
+#include "http/transport_access.hpp"
 
 namespace catga::http {
 namespace {
@@ -38,7 +39,7 @@ std::string_view to_string(Method method) noexcept {
   return "?";
 }
 
-Request::Request(Parts parts)
+Request::Request(internal::RequestParts parts)
     : method_(parts.method),
       path_(parts.path),
       route_(parts.route),

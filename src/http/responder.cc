@@ -1,6 +1,7 @@
 // Responder: the one place where results and errors become HTTP responses.
 #include "catga/http.hpp"
 #include "http/json_codec.hpp"
+#include "http/transport_access.hpp"
 
 namespace catga::http {
 
@@ -27,7 +28,7 @@ int status_for(Code code) noexcept {
   return 500;
 }
 
-Responder::Responder(std::unique_ptr<detail::PendingResponse> pending) noexcept : pending_(std::move(pending)) {}
+Responder::Responder(std::unique_ptr<internal::PendingResponse> pending) noexcept : pending_(std::move(pending)) {}
 Responder::Responder(Responder&&) noexcept = default;
 Responder& Responder::operator=(Responder&& other) noexcept {
   if (this != &other) {

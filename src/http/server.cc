@@ -33,6 +33,7 @@
 #include "catga/logging.hpp"
 #include "core/waiter.hpp"
 #include "http/credentials.hpp"
+#include "http/transport_access.hpp"
 #include "http/server_impl.hpp"
 #include "http/tls_context.hpp"
 
@@ -297,7 +298,7 @@ struct Core {
 namespace {
 
 // One accepted request's answer, written from whichever thread completes it.
-class RestinioResponse final : public detail::PendingResponse {
+class RestinioResponse final : public PendingResponse {
  public:
   RestinioResponse(std::shared_ptr<Core> core, std::shared_ptr<HttpStats> stats, restinio::request_handle_t request)
       : core_(std::move(core)), stats_(std::move(stats)), request_(std::move(request)), start_(Clock::now()) {
@@ -333,7 +334,7 @@ class RestinioResponse final : public detail::PendingResponse {
 
 // The caller: a listed bearer token (an unlisted one is refused, unless it is
 // the admin token), else a verified client certificate's name, else nobody.
-Result<std::shared_ptr<const Principal>> authenticate(Server::Impl& impl, const ServerOptions& options,
+Result<std::shared_ptr<const Principal>> authenticate(ServerImpl& impl, const ServerOptions& options,
                                                       const Core& core, const restinio::request_t& req) {
   const auto table = impl.credentials.get();
   if (table) {
@@ -358,11 +359,11 @@ Result<std::shared_ptr<const Principal>> authenticate(Server::Impl& impl, const 
   return std::shared_ptr<const Principal>();
 }
 
-restinio::request_handling_status_t handle(Server::Impl& impl, const ServerOptions& options,
+restinio::request_handling_status_t handle(ServerImpl& impl, const ServerOptions& options,
                                            const std::shared_ptr<Core>& core, restinio::request_handle_t req) {
   auto pending = std::make_unique<RestinioResponse>(core, impl.stats, req);
   RestinioResponse& response = *pending;
-  Responder responder(std::move(pending));
+  Responder responder = ResponderAccess::make(std::move(pending));
 
   Method method{};
   if (!method_of(req->header().method(), method)) {
@@ -408,7 +409,7 @@ restinio::request_handling_status_t handle(Server::Impl& impl, const ServerOptio
     responder.error(query.error());
     return restinio::request_accepted();
   }
-  Request::Parts parts;
+  RequestParts parts;
   parts.method = method;
   parts.path = path;
   parts.route = match.pattern;
@@ -425,7 +426,7 @@ restinio::request_handling_status_t handle(Server::Impl& impl, const ServerOptio
     return restinio::request_accepted();
   }
   parts.principal = std::move(*principal);
-  const Request request(std::move(parts));
+  const Request request = RequestAccess::make(std::move(parts));
   try {
     impl.router.handler(match.id)(request, std::move(responder));
   } catch (...) {
@@ -438,7 +439,7 @@ restinio::request_handling_status_t handle(Server::Impl& impl, const ServerOptio
 }  // namespace internal
 
 Server::Server(Application& app, ServerOptions options)
-    : app_(app), options_(std::move(options)), impl_(std::make_unique<Impl>()) {
+    : app_(app), options_(std::move(options)), impl_(std::make_unique<internal::ServerImpl>()) {
   impl_->port = options_.port;
 }
 
@@ -564,7 +565,7 @@ namespace {
 
 // Reads the credentials and TLS files again (for `core`'s server); on an
 // error nothing changes.
-Result<void> reload_files(Server::Impl& impl, const ServerOptions& options, Core* core) {
+Result<void> reload_files(ServerImpl& impl, const ServerOptions& options, Core* core) {
   std::shared_ptr<const CredentialTable> table;
   if (!options.credentials_file.empty()) {
     auto loaded = CredentialTable::load(options.credentials_file);
@@ -586,8 +587,8 @@ std::vector<std::string> watched_files(const ServerOptions& options, const Core&
 
 // Every TlsOptions::reload_interval: reload when a file's time changed. Runs
 // on the I/O threads, one check at a time; it holds the core it was given
-// (never reads Server::Impl::core, which stop() takes away).
-void arm_reload_check(Server::Impl& impl, const ServerOptions& options, const std::shared_ptr<Core>& core) {
+// (never reads ServerImpl::core, which stop() takes away).
+void arm_reload_check(ServerImpl& impl, const ServerOptions& options, const std::shared_ptr<Core>& core) {
   core->reload_timer->expires_after(options.tls->reload_interval);
   core->reload_timer->async_wait([&impl, &options, weak = std::weak_ptr<Core>(core)](const asio::error_code& ec) {
     auto core = weak.lock();

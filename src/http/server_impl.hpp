@@ -46,18 +46,18 @@ struct Core;  // the RESTinio server, its io_context and threads (server.cc)
 
 }  // namespace catga::http::internal
 
-namespace catga::http {
+namespace catga::http::internal {
 
-struct Server::Impl {
-  internal::Router router;
+struct ServerImpl {
+  Router router;
   std::vector<Error> errors;       // registration errors, reported by start()
   bool cluster_admin = false;      // map_cluster_admin() was called
   bool message_endpoints = false;  // map_message_endpoints() was called
   std::atomic<std::uint16_t> port{0};
-  std::shared_ptr<internal::HttpStats> stats;  // from start() on
-  std::shared_ptr<internal::Core> core;        // while started
-  internal::Credentials credentials;           // ServerOptions::credentials_file
-  internal::FileStamps stamps;                 // reload checks (the I/O threads, one at a time)
+  std::shared_ptr<HttpStats> stats;  // from start() on
+  std::shared_ptr<Core> core;        // while started
+  Credentials credentials;           // ServerOptions::credentials_file
+  FileStamps stamps;                 // reload checks (the I/O threads, one at a time)
 };
 
-}  // namespace catga::http
+}  // namespace catga::http::internal

@@ -1,14 +1,20 @@
 // The HTTP layer's pure parts: routing, URL decoding, JSON <-> MessagePack,
-// Metrics and its Prometheus rendering.
+// Metrics and its Prometheus rendering, Request and Responder without a server.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <map>
+#include <memory>
+#include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "catga/metrics.hpp"
 #include "http/json_codec.hpp"
 #include "http/router.hpp"
+#include "http/transport_access.hpp"
 
 namespace catga::http::internal {
 namespace {
@@ -49,6 +55,45 @@ TEST(Router, RejectsMalformedAndClashingPatterns) {
   EXPECT_EQ(router.add(Method::get, "/{}", noop()).error().code(), Code::invalid_argument);
   EXPECT_EQ(router.add(Method::get, "/x{y}", noop()).error().code(), Code::invalid_argument);
   EXPECT_EQ(router.add(Method::get, "/b", Server::Handler{}).error().code(), Code::invalid_argument);
+}
+
+// Only the transport makes requests and responders: their constructors are
+// not part of the public API (internal::RequestAccess, ResponderAccess).
+static_assert(!std::is_constructible_v<Request, RequestParts>);
+static_assert(!std::is_constructible_v<Responder, std::unique_ptr<PendingResponse>>);
+
+// What a transport was asked to write.
+struct RecordedResponse final : PendingResponse {
+  explicit RecordedResponse(std::vector<std::pair<int, std::string>>* sent) : sent(sent) {}
+  void send(int status, std::string body, std::string_view, Headers) noexcept override {
+    sent->emplace_back(status, std::move(body));
+  }
+  std::vector<std::pair<int, std::string>>* sent;
+};
+
+TEST(Transport, RequestsAndRespondersAreMadeThroughTheInternalDoors) {
+  RequestParts parts;
+  parts.method = Method::post;
+  parts.path = "/orders/7";
+  parts.route = "/orders/{id}";
+  parts.params = {{"id", "7"}};
+  const Request request = RequestAccess::make(std::move(parts));
+  EXPECT_EQ(request.method(), Method::post);
+  EXPECT_EQ(request.param<int>("id"), 7);
+
+  std::vector<std::pair<int, std::string>> sent;
+  {
+    Responder answered = ResponderAccess::make(std::make_unique<RecordedResponse>(&sent));
+    answered.empty(204);
+    answered.empty(200);  // a second answer is ignored
+    EXPECT_TRUE(answered.responded());
+    Responder forgotten = ResponderAccess::make(std::make_unique<RecordedResponse>(&sent));
+    EXPECT_FALSE(forgotten.responded());
+  }
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].first, 204);
+  EXPECT_EQ(sent[1].first, 500);
+  EXPECT_THAT(sent[1].second, HasSubstr("the handler did not respond"));
 }
 
 TEST(Query, DecodesPairsAndRejectsBadEscapes) {

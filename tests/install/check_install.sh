@@ -12,7 +12,8 @@
 #     CATGA_WERROR of BUILD_DIR) in BUILD_DIR-shared — beside BUILD_DIR, so
 #     that the compile commands are the same and ccache serves the objects
 #     of this build to that one — builds the libraries and
-#     the example service, installs, checks the SONAMEs, builds and runs the
+#     the example service, installs, checks the SONAMEs and that the
+#     libraries export no internals (nm -D), builds and runs the
 #     same consumers (linked to the .so files) and the pkg-config build, then
 #     `cpack -G DEB` and checks the three packages' names, contents and
 #     dependencies.
@@ -42,6 +43,14 @@ if [[ $mode == shared ]]; then
     so=$(readelf -d "$libdir/libcatga_$lib.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
     [[ $so =~ ^libcatga_$lib\.so\.[0-9]+(\.[0-9]+)?$ ]] || fail "libcatga_$lib.so has SONAME '$so'"
     [[ -e $libdir/$so ]] || fail "$so is not installed"
+    # Only the API is exported (hidden visibility, catga/export.hpp): no
+    # internals, no C glue — except core's logger, which the other two share.
+    # (Third-party templates instantiated for internal types, and the API's
+    # private constructors taking them, are not internals of their own.)
+    leaked=$(nm -DC --defined-only --format=posix "$libdir/libcatga_$lib.so" | sed 's/ [A-Za-z] [0-9a-f]*\( [0-9a-f]*\)\?$//' \
+      | grep -E '^((typeinfo( name)?|vtable|guard variable) for )?catga::(http::)?internal::|^catga_(raft|auth|tls)_' \
+      | grep -vx 'catga::internal::log()' || true)
+    [[ -z $leaked ]] || fail "libcatga_$lib.so exports internals:"$'\n'"$leaked"
   done
 fi
 
@@ -53,11 +62,15 @@ cmake --build "$work/consumer"
 "$work/consumer/consumer" "$work/data"
 "$work/consumer/consumer-http"
 if [[ $mode == shared ]]; then
-  ldd "$work/consumer/consumer" | grep -q "libcatga_cluster.so" || fail "consumer is not linked to libcatga_cluster.so"
-  ! ldd "$work/consumer/consumer-core" | grep -q "libcatga_cluster" || fail "consumer-core pulls in libcatga_cluster"
+  # ldd's output is read whole first: `ldd | grep -q` fails under pipefail
+  # when grep stops reading before ldd has written everything (SIGPIPE).
+  deps=$(ldd "$work/consumer/consumer")
+  grep -q "libcatga_cluster.so" <<<"$deps" || fail "consumer is not linked to libcatga_cluster.so"
+  deps=$(ldd "$work/consumer/consumer-core")
+  ! grep -q "libcatga_cluster" <<<"$deps" || fail "consumer-core pulls in libcatga_cluster"
   # An in-memory program needs neither Raft nor libuv.
-  ! ldd "$work/consumer/consumer-in-memory" | grep -E "libcatga_cluster|libraft|libuv" \
-    || fail "consumer-in-memory pulls in the cluster's libraries"
+  deps=$(ldd "$work/consumer/consumer-in-memory")
+  ! grep -E "libcatga_cluster|libraft|libuv" <<<"$deps" || fail "consumer-in-memory pulls in the cluster's libraries"
 fi
 
 # pkg-config, as a Makefile would use it (the .pc files name the install

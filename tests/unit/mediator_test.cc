@@ -7,15 +7,18 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <atomic>
+#include <chrono>
 #include <ios>
 #include <new>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 
 #include "catga/asio.hpp"
 #include "catga/testing.hpp"
 #include "core/application_access.hpp"
+#include "core/context_access.hpp"
 #include "support/bank.hpp"
 
 using catga::Code;
@@ -219,11 +222,26 @@ TEST(Mediator, ReplicatedApplyLetsNodeFailuresThrough) {
   auto* slot = catga::internal::mediator_of(*app).slot<Unregistered>();
   ASSERT_NE(slot, nullptr);
   auto& state = catga::internal::mediator_of(*app).state();
-  catga::CommandContext ctx(1, 1, {}, &state.id_counter());
+  catga::CommandContext ctx = catga::internal::CommandContextAccess::make(1, 1, {}, &state.id_counter());
   std::string out;
   EXPECT_THROW(slot->apply_encoded_locked(state, catga::encode(Unregistered{.x = 1}), ctx, out), std::bad_alloc);
   EXPECT_FALSE(slot->apply_encoded_locked(state, catga::encode(Unregistered{.x = 2}), ctx, out));
   EXPECT_THAT(catga::detail::decode_result<int>(out), HasError(Code::internal, HasSubstr("deterministic")));
+}
+
+// A program cannot make a CommandContext (nor reach the events it holds):
+// the engines that apply commands make it (internal::CommandContextAccess).
+static_assert(!std::is_constructible_v<catga::CommandContext, std::uint64_t, std::uint64_t, catga::Timestamp,
+                                       std::uint64_t*>);
+TEST(Mediator, TheEngineMakesTheCommandContext) {
+  std::uint64_t ids = 41;
+  const catga::Timestamp at{std::chrono::seconds(1'700'000'000)};
+  auto ctx = catga::internal::CommandContextAccess::make(7, 3, at, &ids);
+  EXPECT_EQ(ctx.index(), 7u);
+  EXPECT_EQ(ctx.term(), 3u);
+  EXPECT_EQ(ctx.time(), at);
+  EXPECT_EQ(ctx.new_id(), 42u);
+  EXPECT_EQ(ids, 42u);
 }
 
 // ---------------------------------------------------------------- behaviours

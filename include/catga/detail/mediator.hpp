@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "catga/export.hpp"
 #include "catga/behavior.hpp"
 #include "catga/codec.hpp"
 #include "catga/context.hpp"
@@ -36,7 +37,7 @@ namespace catga::detail {
 
 // The replicated state: the user's state plus what the library keeps beside
 // it (the id counter). Snapshots encode both.
-class StateBase {
+class CATGA_EXPORT StateBase {
  public:
   virtual ~StateBase() = default;
   std::shared_mutex& mutex() noexcept { return mutex_; }
@@ -115,10 +116,10 @@ void encode_result(std::string& out, const Result<R>& result) {
     }
   }
 }
-void encode_error_result(std::string& out, const Error& error);
+CATGA_EXPORT void encode_error_result(std::string& out, const Error& error);
 
 // Splits an encoded result into its code and its second element.
-Result<void> decode_result_head(std::string_view bytes, detail::Unpacked& handle, Code& code,
+CATGA_EXPORT Result<void> decode_result_head(std::string_view bytes, detail::Unpacked& handle, Code& code,
                                 const msgpack::object*& body);
 
 template <class R>
@@ -149,7 +150,7 @@ Result<R> decode_result(std::string_view bytes) {
 
 class Mediator;
 
-class Slot {
+class CATGA_EXPORT Slot {
  public:
   Slot(MessageKind kind, std::string_view wire_name, std::size_t type) : kind_(kind), wire_name_(wire_name), type_(type) {}
   virtual ~Slot() = default;
@@ -176,9 +177,9 @@ enum class NodeFailures : std::uint8_t {
 // no), and anything not derived from std::exception (its origin is unknown).
 // Every other std::exception (std::logic_error, std::runtime_error, …) is the
 // handler's deterministic answer.
-bool is_node_failure(const std::exception_ptr& e) noexcept;
+CATGA_EXPORT bool is_node_failure(const std::exception_ptr& e) noexcept;
 // Code::internal naming the message and what was thrown.
-Error handler_exception(std::string_view wire_name, const std::exception_ptr& e);
+CATGA_EXPORT Error handler_exception(std::string_view wire_name, const std::exception_ptr& e);
 
 // Calls a handler that returns Result<R>, R, or (for R = void) nothing.
 template <class R, NodeFailures policy = NodeFailures::as_result, class F, class... Args>
@@ -348,7 +349,7 @@ struct MediatorCounters {
   std::atomic<std::uint64_t> event_handler_failures{0};
 };
 
-class Mediator {
+class CATGA_EXPORT Mediator {
  public:
   explicit Mediator(std::unique_ptr<StateBase> state);
   Mediator(const Mediator&) = delete;

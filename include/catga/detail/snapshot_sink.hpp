@@ -20,9 +20,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "catga/export.hpp"
+
 namespace catga::detail {
 
-class SnapshotSink {
+class CATGA_EXPORT SnapshotSink {
  public:
   SnapshotSink() = default;
   virtual ~SnapshotSink() = default;
@@ -93,7 +95,7 @@ class SnapshotSink {
 };
 
 // A sink into a string (snapshots encoded in the process itself, tests).
-class StringSnapshotSink final : public SnapshotSink {
+class CATGA_EXPORT StringSnapshotSink final : public SnapshotSink {
  public:
   explicit StringSnapshotSink(std::string& out) : out_(out) {}
   ~StringSnapshotSink() override { flush(); }
