@@ -232,7 +232,14 @@ int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
     self->fail_node("restoring " + source + " failed: " + r.error().message());
     return CATGA_RAFT_CORRUPT;
   }
-  self->snapshots_.restored(len);
+  // An installed snapshot is the leader's: the schedule staggers against it.
+  std::uint64_t leader_id = 0;
+  if (self->snapshot_source_.empty() && self->raft_ != nullptr) {
+    catga_raft_info info{};
+    catga_raft_get_info(self->raft_, &info);
+    leader_id = info.leader_id;
+  }
+  self->snapshots_.restored(len, leader_id);
   self->sync_snapshot_threshold();
   {
     std::lock_guard lock(self->status_mu_);
