@@ -10,6 +10,11 @@ by default), --rounds times each. Prints one JSON object per run, then a table
 of medians and the ratio Catga / etcd. Besides ops/s and latency it reports
 the CPU time (user + system, /proc/PID/stat) the leader and the whole cluster
 spent per request: on a shared machine that figure moves less than the others.
+
+With --edge (the default) each 64-connection round also measures each leader's
+HTTP edge alone, a GET that touches no Raft and no state (catga-orders'
+/health/live, etcd's /version): the ceiling the HTTP server and wrk leave on
+this machine, against which the write paths are read.
 """
 import argparse, base64, http.client, json, os, shutil, statistics, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -74,6 +79,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=8, help="each wrk run")
     ap.add_argument("--rounds", type=int, default=3, help="A B pairs per connection count")
     ap.add_argument("--connections", default="64,1")
+    ap.add_argument("--edge", action=argparse.BooleanOptionalAction, default=True,
+                    help="also measure each leader's HTTP edge alone (a GET without Raft) at 64 connections")
     args = ap.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
     root = tempfile.mkdtemp(prefix="catga-vs-etcd-")
@@ -93,17 +100,20 @@ def main():
         etcd = demo.wait_until(lambda: etcd_leader(members), step=0.2)
         if not etcd: raise SystemExit("bench-vs-etcd: etcd elected no leader (logs in " + root + ")")
         # The leader first: its CPU per request is reported apart from the cluster's.
-        targets = (("catga", f"http://127.0.0.1:{catga.http_port}", "create_order.lua",
-                    [catga.proc] + [n.proc for n in nodes if n is not catga]),
-                   ("etcd", f"http://127.0.0.1:{etcd.client_port}", "etcd_put.lua",
-                    [etcd.proc] + [m.proc for m in members if m is not etcd]))
+        catga_procs = [catga.proc] + [n.proc for n in nodes if n is not catga]
+        etcd_procs = [etcd.proc] + [m.proc for m in members if m is not etcd]
+        catga_url, etcd_url = f"http://127.0.0.1:{catga.http_port}", f"http://127.0.0.1:{etcd.client_port}"
+        targets = (("catga", catga_url, "create_order.lua", catga_procs),
+                   ("etcd", etcd_url, "etcd_put.lua", etcd_procs))
+        edges = (("catga-edge", catga_url + "/health/live", None, catga_procs),
+                 ("etcd-edge", etcd_url + "/version", None, etcd_procs)) if args.edge else ()
         for name, url, script, _ in targets:  # warm-up, not counted
             wrk(url, os.path.join(HERE, "wrk", script), 64, 2)
         for c in connections:
             for rnd in range(args.rounds):
-                for name, url, script, procs in targets:
+                for name, url, script, procs in targets + (edges if c == 64 else ()):
                     before = cpu_seconds(procs)
-                    r = wrk(url, os.path.join(HERE, "wrk", script), c, args.seconds)
+                    r = wrk(url, script and os.path.join(HERE, "wrk", script), c, args.seconds)
                     used = [b - a for a, b in zip(before, cpu_seconds(procs))]
                     ops = max(r.get("ops", 0), 1)
                     r = {"system": name, "connections": c, "round": rnd + 1, **r,
@@ -121,15 +131,21 @@ def main():
         return statistics.median(values) if values else float("nan")
     print(f"\nmedians of {args.rounds} interleaved runs of {args.seconds} s, leaders of 3 processes each")
     keys = ("ops_per_sec", "p50_us", "p99_us", "leader_cpu_us_per_op", "cluster_cpu_us_per_op")
-    print(f"{'conns':>5} {'system':<6} {'ops/s':>9} {'p50 us':>9} {'p99 us':>9} {'leader CPU us/op':>17} "
+    print(f"{'conns':>5} {'system':<10} {'ops/s':>9} {'p50 us':>9} {'p99 us':>9} {'leader CPU us/op':>17} "
           f"{'cluster CPU us/op':>18} {'errors':>7}")
     for c in connections:
-        for system in ("catga", "etcd"):
+        systems = ("catga", "etcd") + (("catga-edge", "etcd-edge") if args.edge and c == 64 else ())
+        for system in systems:
             errors = sum(r.get("errors", 0) for r in runs if r["system"] == system and r["connections"] == c)
-            print(f"{c:>5} {system:<6}" + "".join(f"{median(system, c, k):>{w}.0f}" for k, w in zip(keys, (10, 10, 10, 18, 19)))
+            print(f"{c:>5} {system:<10}" + "".join(f"{median(system, c, k):>{w}.0f}" for k, w in zip(keys, (10, 10, 10, 18, 19)))
                   + f"{errors:>8}")
-        print(f"{c:>5} {'ratio':<6}" + "".join(f"{median('catga', c, k) / median('etcd', c, k):>{w}.2f}x"
+        print(f"{c:>5} {'ratio':<10}" + "".join(f"{median('catga', c, k) / median('etcd', c, k):>{w}.2f}x"
                                                for k, w in zip(keys, (9, 9, 9, 17, 18))) + "   (catga / etcd)")
+        if args.edge and c == 64:
+            share = lambda s: median(s, c, "ops_per_sec") / median(s + "-edge", c, "ops_per_sec")
+            print(f"      write throughput as a share of the same server's HTTP edge: catga {share('catga'):.2f}, "
+                  f"etcd {share('etcd'):.2f}; 10x etcd would need catga's edge at "
+                  f"{10 * median('etcd', c, 'ops_per_sec') / median('catga-edge', c, 'ops_per_sec'):.2f}x its measured ceiling")
 
 if __name__ == "__main__":
     main()

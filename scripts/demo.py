@@ -4,9 +4,11 @@
 Usage: demo.py PATH/TO/catga-orders [--orders N] [--keep] [--tls]
 Everything runs on 127.0.0.1 with free ports, in a temporary directory that is
 removed at the end. Every process started here is stopped on exit or Ctrl-C.
-With --tls a throwaway CA is made with openssl, every node serves HTTPS with a
-certificate from it, and the orders are created with a writer's bearer token
-(a reader's token is shown its 403).
+With --tls a throwaway CA is made with openssl and every node gets two
+certificates from it: one for HTTPS (127.0.0.1) and one naming its member id
+(CN=node-<id>) for mutual TLS 1.3 on the Raft and peer ports; the orders are
+created over HTTPS with a writer's bearer token (a reader's token is shown its
+403), and one TLS handshake per port shows what each port speaks.
 """
 import argparse, http.client, json, os, shutil, signal, socket, ssl, subprocess, sys, tempfile, time
 
@@ -24,10 +26,11 @@ def free_pair():
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
-def make_pki(root, names, clients=()):
+def make_pki(root, names, clients=(), members=()):
     """A throwaway CA (ca.crt) and, for each name, NAME.crt/NAME.key for
-    127.0.0.1 and localhost (and for each client name a client certificate),
-    signed by it: openssl, P-256, valid one day."""
+    127.0.0.1 and localhost (for each client name a client certificate, for
+    each member id M node-M.crt/node-M.key with CN=node-M for the Raft and
+    peer ports, used both ways), signed by it: openssl, P-256, valid one day."""
     def run(*cmd):
         subprocess.run(["openssl", *cmd], check=True, capture_output=True)
     ca_key, ca = os.path.join(root, "ca.key"), os.path.join(root, "ca.crt")
@@ -39,17 +42,44 @@ def make_pki(root, names, clients=()):
     client_ext = os.path.join(root, "client.ext")
     with open(client_ext, "w") as f:
         f.write("extendedKeyUsage=clientAuth\n")
-    for name in list(names) + list(clients):
+    member_ext = os.path.join(root, "member.ext")
+    with open(member_ext, "w") as f:
+        f.write("extendedKeyUsage=serverAuth,clientAuth\n")
+    member_names = [f"node-{m}" for m in members]
+    for name in list(names) + list(clients) + member_names:
         key, csr, crt = (os.path.join(root, f"{name}.{x}") for x in ("key", "csr", "crt"))
         run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr,
             "-subj", f"/CN={name}")
+        extfile = ext if name in names else member_ext if name in member_names else client_ext
         run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "1",
-            "-extfile", ext if name in names else client_ext, "-out", crt)
+            "-extfile", extfile, "-out", crt)
     return ca
 
+def member_context(ca, cert, key):
+    """A TLS client context as a member dials another: its own certificate,
+    the cluster CA, no host name check (members are named by CN=node-<id>)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(ca)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+def tls_handshake(port, ctx):
+    """One TLS handshake with 127.0.0.1:PORT: (version, cipher, the server
+    certificate's CN), or (None, why, None)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname=None if not ctx.check_hostname else "127.0.0.1") as s:
+                cn = dict(x[0] for x in s.getpeercert()["subject"])["commonName"]
+                return s.version(), s.cipher()[0], cn
+    except (OSError, ssl.SSLError) as e:
+        return None, str(e), None
+
 class Node:
-    def __init__(self, binary, nid, raft_port, http_port, cluster, root, extra=(), tls=None, token=None):
+    def __init__(self, binary, nid, raft_port, http_port, cluster, root, extra=(), tls=None, token=None,
+                 log_level="warn"):
         self.binary, self.id, self.raft_port, self.http_port = binary, nid, raft_port, http_port
+        self.log_level = log_level
         self.extra = list(extra)
         self.tls, self.token = tls, token  # an ssl.SSLContext for HTTPS; a bearer token sent on every request
         self.cluster, self.dir, self.proc = cluster, os.path.join(root, f"node{nid}"), None
@@ -57,7 +87,7 @@ class Node:
     def start(self):
         self.proc = subprocess.Popen([self.binary, "--id", str(self.id), "--data-dir", self.dir,
                                       "--http", f"127.0.0.1:{self.http_port}", "--cluster", self.cluster,
-                                      "--election-timeout-ms", "150", "--heartbeat-ms", "50", "--log-level", "warn"] + self.extra,
+                                      "--election-timeout-ms", "150", "--heartbeat-ms", "50", "--log-level", self.log_level] + self.extra,
                                      stdout=self.log, stderr=self.log)
     def alive(self): return self.proc is not None and self.proc.poll() is None
     def kill(self):
@@ -150,7 +180,7 @@ def main():
     secure = ["--peer-secret-file", secret_file]
     tls = writer = reader = None
     if args.tls:
-        ca = make_pki(root, [f"node{i + 1}" for i in range(3)])
+        ca = make_pki(root, [f"node{i + 1}" for i in range(3)], members=[1, 2, 3])
         tls = ssl.create_default_context(cafile=ca)
         writer, reader = os.urandom(16).hex(), os.urandom(16).hex()
         credentials = os.path.join(root, "credentials")
@@ -159,7 +189,9 @@ def main():
     def node_flags(i):
         if not args.tls: return secure
         return secure + ["--http-tls-cert-file", os.path.join(root, f"node{i + 1}.crt"),
-                         "--http-tls-key-file", os.path.join(root, f"node{i + 1}.key"), "--credentials-file", credentials]
+                         "--http-tls-key-file", os.path.join(root, f"node{i + 1}.key"), "--credentials-file", credentials,
+                         "--peer-tls-ca-file", ca, "--peer-tls-cert-file", os.path.join(root, f"node-{i + 1}.crt"),
+                         "--peer-tls-key-file", os.path.join(root, f"node-{i + 1}.key")]
     nodes = [Node(os.path.abspath(args.binary), i + 1, ports[i], free_port(), cluster, root, node_flags(i), tls, writer)
              for i in range(3)]
     scheme = "https" if args.tls else "http"
@@ -174,10 +206,9 @@ def main():
         for n in nodes:
             n.start()
             print(f"  node {n.id}: raft 127.0.0.1:{n.raft_port}, peer :{n.raft_port + 1}, {scheme} {scheme}://127.0.0.1:{n.http_port}, dashboard {scheme}://127.0.0.1:{n.http_port}/")
-        if args.tls:
-            print(f"  HTTPS with certificates from a throwaway CA ({root}/ca.crt); the Raft and peer ports use the cluster secret, not TLS")
         leader = wait_until(lambda: leader_of(nodes))
         if not leader: raise SystemExit("demo: no leader was elected (see the node logs in " + root + ")")
+        if args.tls and not show_ports(nodes[1], root): raise SystemExit("demo: a port of node 2 does not speak TLS")
         print(f"Leader elected: node {leader.id} (term {leader.status()['term']})")
 
         acknowledged = {}
@@ -228,6 +259,26 @@ def main():
         return 0 if ok else 1
     finally:
         cleanup()
+
+def show_ports(node, root):
+    """One TLS handshake with each port of `node`, as member 1 would (its
+    CN=node-1 certificate) and as an HTTPS client: what each port speaks."""
+    ca = os.path.join(root, "ca.crt")
+    member = member_context(ca, os.path.join(root, "node-1.crt"), os.path.join(root, "node-1.key"))
+    member_side = "mutual TLS, this client presented CN=node-1; the cluster secret is checked inside"
+    print(f"  Every port of node {node.id} over TLS, certificates from a throwaway CA ({ca}):")
+    ok = True
+    for label, port, ctx, who in (("raft ", node.raft_port, member, member_side),
+                                  ("peer ", node.raft_port + 1, member, member_side),
+                                  ("https", node.http_port, ssl.create_default_context(cafile=ca),
+                                   "server TLS, callers named by bearer tokens")):
+        version, cipher, cn = tls_handshake(port, ctx)
+        if version:
+            print(f"    {label} 127.0.0.1:{port}: {version} {cipher}, served CN={cn}; {who}")
+        else:
+            print(f"    {label} 127.0.0.1:{port}: NO TLS HANDSHAKE ({cipher})")
+        ok = ok and version == "TLSv1.3"
+    return ok
 
 def show_tls(node, root, reader):
     """curl over HTTPS with the demo CA; a reader's POST refused with 403."""

@@ -21,8 +21,9 @@ def to_us(text):
 
 def wrk(url, script, connections, seconds, env=None):
     threads = min(2, connections)
+    script_args = ["-s", script] if script else []  # no script: GET of the URL itself
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-                          "-s", script, url], capture_output=True, text=True, env=env, timeout=seconds + 60).stdout
+                          *script_args, url], capture_output=True, text=True, env=env, timeout=seconds + 60).stdout
     result = {}
     m = re.search(r"(\d+) requests in ([\d.]+)(s|m)", out)
     if m:

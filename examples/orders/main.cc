@@ -85,7 +85,8 @@ int main(int argc, char** argv) {
   std::string peer_secret;
   std::string peer_secret_file;
   int peer_handshake_timeout_ms = 5000;
-  std::string peer_tls_ca_file, peer_tls_cert_file, peer_tls_key_file;
+  std::string peer_tls_ca_file, peer_tls_cert_file, peer_tls_key_file, peer_tls_crl_file;
+  std::vector<std::string> accepted_peer_secrets;
   std::string admin_token;
   std::string log_level = "info";
   int election_timeout_ms = 1000, heartbeat_ms = 100;
@@ -111,7 +112,8 @@ int main(int argc, char** argv) {
       "anyone who reaches those ports can join Raft and depose the leader (docs/security.md). Visible in ps: prefer "
       "--peer-secret-file");
   cli.add_option("--peer-secret-file", peer_secret_file,
-                 "read the cluster secret from the first line of this file (keep it mode 0600)")
+                 "read the cluster secret from the first line of this file (keep it mode 0600); each further "
+                 "non-empty line is a secret also accepted from peers, for a rotation (docs/security.md)")
       ->check(CLI::ExistingFile)
       ->excludes(secret_option);
   auto* tls_cert_option = cli.add_option(
@@ -124,6 +126,11 @@ int main(int argc, char** argv) {
   auto* tls_ca_option = cli.add_option("--peer-tls-ca-file", peer_tls_ca_file,
                                        "the cluster's CA certificate (PEM), the only one peers' certificates may chain to")
                             ->check(CLI::ExistingFile);
+  cli.add_option("--peer-tls-crl-file", peer_tls_crl_file,
+                 "revocation lists of the cluster CA (PEM): every handshake on the Raft and peer ports refuses a "
+                 "revoked certificate. Reloads with the certificates")
+      ->check(CLI::ExistingFile)
+      ->needs(tls_cert_option);
   tls_cert_option->needs(tls_key_option)->needs(tls_ca_option);
   tls_key_option->needs(tls_cert_option);
   tls_ca_option->needs(tls_cert_option);
@@ -189,6 +196,9 @@ int main(int argc, char** argv) {
     if (!in || !std::getline(in, peer_secret) || peer_secret.empty()) {
       return std::cerr << "catga-orders: --peer-secret-file " << peer_secret_file << ": no secret on its first line\n", 2;
     }
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) accepted_peer_secrets.push_back(line);
+    }
   }
 
   auto listen = parse_host_port(http);
@@ -223,10 +233,12 @@ int main(int argc, char** argv) {
                                   .snapshot_trailing_bytes = snapshot_trailing_bytes,
                                   .cluster_id = cluster_id,
                                   .peer_secret = peer_secret,
+                                  .accepted_peer_secrets = accepted_peer_secrets,
                                   .peer_handshake_timeout = std::chrono::milliseconds(peer_handshake_timeout_ms),
                                   .tls_ca_file = peer_tls_ca_file,
                                   .tls_cert_file = peer_tls_cert_file,
-                                  .tls_key_file = peer_tls_key_file};
+                                  .tls_key_file = peer_tls_key_file,
+                                  .tls_crl_file = peer_tls_crl_file};
     if (!restore_from.empty()) {
       auto restored = catga::restore_backup(restore_from, options);
       if (!restored) return std::cerr << "catga-orders: cannot restore: " << restored.error() << "\n", 1;

@@ -131,6 +131,10 @@ struct ClusterOptions {
   // ports accept anyone who can reach them, and the node says so in a
   // warning at start. At least 16 bytes when set.
   std::string peer_secret;
+  // Further secrets accepted from peers, never used to prove this node: a
+  // secret rotates without stopping the cluster (docs/security.md, "Changing
+  // the secret"). At most 8, each at least 16 bytes; needs `peer_secret`.
+  std::vector<std::string> accepted_peer_secrets;
   // A connection to the Raft or peer port that has not completed the
   // handshake within this bound is dropped (one rate-limited log line).
   std::chrono::milliseconds peer_handshake_timeout{5000};
@@ -146,6 +150,11 @@ struct ClusterOptions {
   std::filesystem::path tls_ca_file;
   std::filesystem::path tls_cert_file;
   std::filesystem::path tls_key_file;
+  // Optional, with TLS: a PEM file of certificate revocation lists from the
+  // cluster CA. Every handshake on the Raft port and the peer channel then
+  // refuses a revoked certificate (and any certificate once the list is past
+  // its next update: publish a fresh one in time). Reloaded like the others.
+  std::filesystem::path tls_crl_file;
 
   // True when the three TLS files are set.
   bool tls_enabled() const noexcept {
@@ -225,5 +234,12 @@ struct NodeStatus {
   std::string failure;
   NodeCounters counters;
 };
+
+// Re-reads now, for new connections, the TLS files (CA, certificate, key,
+// CRL) of every cluster node of this process: what SIGHUP does in
+// hosting::serve_until_signal. Connections already up keep their session.
+// One line per set of files: reloaded, or why not (the previous credentials
+// stay). Empty when no node of this process uses TLS. Any thread.
+std::vector<std::string> reload_cluster_tls();
 
 }  // namespace catga

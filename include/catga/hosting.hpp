@@ -1,6 +1,7 @@
 // catga/hosting.hpp — running a Catga service as a process: the member list
-// of a command line or config file, and the orderly shutdown on SIGINT or
-// SIGTERM of the HTTP server and the application.
+// of a command line or config file, the orderly shutdown on SIGINT or
+// SIGTERM of the HTTP server and the application, and the reload of their
+// certificates on SIGHUP.
 //
 //   int main(int argc, char** argv) {
 //     catga::hosting::ShutdownSignals signals;  // first: before any thread starts
@@ -13,11 +14,12 @@
 //   }
 //
 // Threading: construct ShutdownSignals on the main thread before any other
-// thread starts (threads inherit the signal mask that makes SIGINT and SIGTERM
-// wait for `wait()` instead of killing the process). `request_stop()` may be
-// called from any thread. Linux only (signalfd).
+// thread starts (threads inherit the signal mask that makes SIGINT, SIGTERM
+// and SIGHUP wait for `wait()` instead of killing the process).
+// `request_stop()` may be called from any thread. Linux only (signalfd).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -42,9 +44,9 @@ namespace catga::hosting {
 // ClusterOptions::validate().
 Result<std::vector<Member>> parse_members(std::string_view list);
 
-// Owns SIGINT and SIGTERM for the process while it lives: the constructor
-// blocks them in the calling thread (and so in every thread started after
-// it) and the destructor restores the previous mask.
+// Owns SIGINT, SIGTERM and SIGHUP for the process while it lives: the
+// constructor blocks them in the calling thread (and so in every thread
+// started after it) and the destructor restores the previous mask.
 class ShutdownSignals {
  public:
   ShutdownSignals();
@@ -54,9 +56,13 @@ class ShutdownSignals {
 
   // Blocks until SIGINT or SIGTERM arrives (returns its number) or
   // request_stop() is called (returns 0). A signal that arrived before the
-  // call is not lost. Fails (internal) only when the constructor could not
-  // set up (no file descriptors left); the constructor itself never throws.
+  // call is not lost. SIGHUP does not end the wait: it runs the reload
+  // handler (on the waiting thread), or is logged and ignored without one.
+  // Fails (internal) only when the constructor could not set up (no file
+  // descriptors left); the constructor itself never throws.
   Result<int> wait();
+  // What SIGHUP does during wait(); replaces the previous handler.
+  void on_reload(std::function<void()> reload);
   // Makes wait() return 0; from any thread, at any time (also before wait()).
   void request_stop() noexcept;
 
@@ -69,7 +75,11 @@ class ShutdownSignals {
 // accepting and answers what it accepted (bounded by its request_timeout),
 // then the application is destroyed (its node stops after the work queued
 // before). Logs the signal and each step at info. Returns the signal number
-// (0 for request_stop()), or wait()'s error with nothing stopped.
+// (0 for request_stop()), or wait()'s error with nothing stopped. Meanwhile
+// each SIGHUP reloads the server's certificate and credentials files
+// (Server::reload) and the cluster's TLS files (reload_cluster_tls), logging
+// at info what was reloaded and at error what was not (the previous files
+// stay in use).
 Result<int> serve_until_signal(ShutdownSignals& signals, http::Server& server, std::unique_ptr<Application>& app);
 
 }  // namespace catga::hosting

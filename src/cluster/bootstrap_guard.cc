@@ -86,9 +86,14 @@ Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::map<s
                                      .node_id = options.node_id,
                                      .cluster_id = options.cluster_id,
                                      .secret = options.peer_secret,
+                                     .accepted_secrets = options.accepted_peer_secrets,
                                      .answer_timeout = options.election_timeout,
                                      .keepalive_idle = options.election_timeout,
-                                     .handshake_timeout = options.peer_handshake_timeout},
+                                     .handshake_timeout = options.peer_handshake_timeout,
+                                     .tls_ca_file = options.tls_ca_file.string(),
+                                     .tls_cert_file = options.tls_cert_file.string(),
+                                     .tls_key_file = options.tls_key_file.string(),
+                                     .tls_crl_file = options.tls_crl_file.string()},
                                     {});
   if (!channel) return channel.error();
   const auto started = Clock::now();

@@ -172,9 +172,17 @@ Result<void> ClusterOptions::validate() const {
   if (!peer_secret.empty() && peer_secret.size() < 16) {
     return invalid("peer_secret: must be at least 16 bytes when set (empty: insecure mode)");
   }
+  if (!accepted_peer_secrets.empty() && peer_secret.empty()) {
+    return invalid("accepted_peer_secrets: needs peer_secret (the one this node proves itself with)");
+  }
+  if (accepted_peer_secrets.size() > 8) return invalid("accepted_peer_secrets: at most 8");
+  for (const auto& accepted : accepted_peer_secrets) {
+    if (accepted.size() < 16) return invalid("accepted_peer_secrets: each must be at least 16 bytes");
+  }
   if (!tls_enabled() && (!tls_ca_file.empty() || !tls_cert_file.empty() || !tls_key_file.empty())) {
     return invalid("tls_ca_file, tls_cert_file, tls_key_file: set all three (mutual TLS) or none");
   }
+  if (!tls_crl_file.empty() && !tls_enabled()) return invalid("tls_crl_file: needs the three TLS files");
   if (peer_handshake_timeout < std::chrono::milliseconds(1) || peer_handshake_timeout > kMaxMs) {
     return invalid("peer_handshake_timeout: must be between 1 ms and " + std::to_string(kMaxMs.count()) + " ms");
   }

@@ -119,11 +119,12 @@ std::string fresh_nonce() {
 }
 
 // Empty when OpenSSL could not compute it (the handshake then fails).
-std::string peer_mac(const PeerChannel::Options& o, char direction, const std::string& nonce_dialler,
-                     const std::string& nonce_listener, std::uint64_t dialler_id, std::uint64_t listener_id) {
+std::string peer_mac(const PeerChannel::Options& o, const std::string& secret, char direction,
+                     const std::string& nonce_dialler, const std::string& nonce_listener, std::uint64_t dialler_id,
+                     std::uint64_t listener_id) {
   std::string mac(peer::kMacBytes, '\0');
   if (nonce_dialler.size() != peer::kNonceBytes || nonce_listener.size() != peer::kNonceBytes ||
-      catga_auth_mac(o.secret.data(), o.secret.size(), "peer", direction, o.cluster_id.c_str(),
+      catga_auth_mac(secret.data(), secret.size(), "peer", direction, o.cluster_id.c_str(),
                      reinterpret_cast<const std::uint8_t*>(nonce_dialler.data()),
                      reinterpret_cast<const std::uint8_t*>(nonce_listener.data()), dialler_id, listener_id,
                      reinterpret_cast<std::uint8_t*>(mac.data())) != 0) {
@@ -136,6 +137,24 @@ bool same_mac(const std::string& a, const std::string& b) {
   return a.size() == peer::kMacBytes && b.size() == peer::kMacBytes &&
          catga_auth_mac_equal(reinterpret_cast<const std::uint8_t*>(a.data()),
                               reinterpret_cast<const std::uint8_t*>(b.data()));
+}
+
+// The secret (this node's own, or one of those it also accepts) under which
+// `mac` is the peer's MAC for `direction`; nullptr when none makes it. Every
+// secret is tried, whichever matches.
+const std::string* proven_secret(const PeerChannel::Options& o, const std::string& mac, char direction,
+                                 const std::string& nonce_dialler, const std::string& nonce_listener,
+                                 std::uint64_t dialler_id, std::uint64_t listener_id) {
+  const std::string* found = nullptr;
+  auto check = [&](const std::string& secret) {
+    if (same_mac(mac, peer_mac(o, secret, direction, nonce_dialler, nonce_listener, dialler_id, listener_id)) &&
+        found == nullptr) {
+      found = &secret;
+    }
+  };
+  check(o.secret);
+  for (const auto& secret : o.accepted_secrets) check(secret);
+  return found;
 }
 
 // Reads frames from a socket: header, then body, then `on_frame(body)`.
@@ -241,7 +260,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       hello_ = std::move(*hello);
       if (options_.secret.empty()) return welcome();
       nonce_ = fresh_nonce();
-      std::string mac = peer_mac(options_, 'L', hello_->nonce, nonce_, hello_->node_id, options_.node_id);
+      std::string mac =
+          peer_mac(options_, options_.secret, 'L', hello_->nonce, nonce_, hello_->node_id, options_.node_id);
       if (nonce_.empty() || mac.empty()) return refuse("HMAC-SHA256 unavailable (OpenSSL)");
       std::string out;
       peer::append_challenge(out, {nonce_, std::move(mac), options_.node_id});
@@ -250,7 +270,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     auto proof = peer::decode_proof(body);
     if (!proof) return refuse(proof.error().message());
-    if (!same_mac(*proof, peer_mac(options_, 'D', hello_->nonce, nonce_, hello_->node_id, options_.node_id))) {
+    if (!proven_secret(options_, *proof, 'D', hello_->nonce, nonce_, hello_->node_id, options_.node_id)) {
       return refuse("wrong peer secret");
     }
     return welcome();
@@ -485,13 +505,13 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
         return refused(welcome ? "it welcomed this node without proving the cluster secret (does it run without one?)"
                                : challenge.error().message());
       }
-      if (!same_mac(challenge->mac,
-                    peer_mac(options_, 'L', nonce_, challenge->nonce, options_.node_id, challenge->node_id))) {
-        return refused("it does not hold the cluster secret (or has another cluster id)");
-      }
+      const std::string* secret =
+          proven_secret(options_, challenge->mac, 'L', nonce_, challenge->nonce, options_.node_id, challenge->node_id);
+      if (secret == nullptr) return refused("it does not hold the cluster secret (or has another cluster id)");
       challenged_ = true;
       std::string proof;
-      peer::append_proof(proof, peer_mac(options_, 'D', nonce_, challenge->nonce, options_.node_id, challenge->node_id));
+      peer::append_proof(
+          proof, peer_mac(options_, *secret, 'D', nonce_, challenge->nonce, options_.node_id, challenge->node_id));
       write(std::move(proof));
       return true;
     }
@@ -724,7 +744,11 @@ class AsioPeerChannel final : public PeerChannel {
 
   Result<void> run() {
     if (!options_.tls_cert_file.empty()) {
-      auto tls = TlsCredentials::load(options_.tls_ca_file, options_.tls_cert_file, options_.tls_key_file);
+      auto tls = TlsCredentials::load({.ca_file = options_.tls_ca_file,
+                                       .cert_file = options_.tls_cert_file,
+                                       .key_file = options_.tls_key_file,
+                                       .crl_file = options_.tls_crl_file,
+                                       .label = "peer channel of node " + std::to_string(options_.node_id)});
       if (!tls) return tls.error();
       tls_ = std::move(*tls);
       if (options_.node_id != 0 && tls_->node_id() != options_.node_id) {

@@ -59,6 +59,9 @@ class PeerChannel {
     // The cluster secret: both ends prove it (challenge-response, see
     // peer_protocol.hpp); empty: insecure mode, anyone may forward.
     std::string secret;
+    // Also accepted from peers, never used to prove this node (a rotation):
+    // a client answers with whichever secret the server proved.
+    std::vector<std::string> accepted_secrets;
     std::size_t max_frame_bytes = 64u << 20;
     std::size_t max_records_per_frame = 65'536;
     // A client connection waiting for the peer that receives nothing for this
@@ -81,6 +84,7 @@ class PeerChannel {
     std::string tls_ca_file;
     std::string tls_cert_file;
     std::string tls_key_file;
+    std::string tls_crl_file;  // optional revocation lists (tls_context.h)
   };
 
   static Result<std::unique_ptr<PeerChannel>> start(Options options, Handler handler);

@@ -234,8 +234,10 @@ struct catgaAuth {
   uv_loop_t *loop;
   raft_id id;
   char *address;
-  uint8_t *secret;
-  size_t secret_len;
+  /* secrets[0] proves this node; every one is accepted from peers */
+  uint8_t *secrets[1 + CATGA_AUTH_MAX_ACCEPTED];
+  size_t secret_lens[1 + CATGA_AUTH_MAX_ACCEPTED];
+  unsigned n_secrets; /* 0: TLS alone */
   char *cluster_id;
   unsigned timeout_ms;
   unsigned max_pending;
@@ -450,21 +452,37 @@ static void handshakeWrite(struct handshake *h, size_t len) {
   h->writing++;
 }
 
-static int handshakeMac(const struct handshake *h, char direction,
-                        uint8_t out[CATGA_AUTH_MAC]) {
+/* The MAC for `direction` under secret number `which`. */
+static int handshakeMac(const struct handshake *h, unsigned which,
+                        char direction, uint8_t out[CATGA_AUTH_MAC]) {
   const struct catgaAuth *a = h->a;
   if (h->dialler) {
-    return catga_auth_mac(a->secret, a->secret_len, "raft", direction, a->cluster_id,
-                   h->nonce, h->reader.peer_nonce, a->id, h->peer_id, out);
+    return catga_auth_mac(a->secrets[which], a->secret_lens[which], "raft",
+                          direction, a->cluster_id, h->nonce,
+                          h->reader.peer_nonce, a->id, h->peer_id, out);
   }
-  return catga_auth_mac(a->secret, a->secret_len, "raft", direction, a->cluster_id,
-                        h->reader.peer_nonce, h->nonce, h->reader.peer_id,
-                        a->id, out);
+  return catga_auth_mac(a->secrets[which], a->secret_lens[which], "raft",
+                        direction, a->cluster_id, h->reader.peer_nonce,
+                        h->nonce, h->reader.peer_id, a->id, out);
+}
+
+/* The number of the secret under which the peer's MAC for `direction` is
+ * valid, or -1 when none of this node's secrets makes it. */
+static int provenSecret(const struct handshake *h, char direction) {
+  uint8_t mac[CATGA_AUTH_MAC];
+  int found = -1;
+  for (unsigned i = 0; i < h->a->n_secrets; i++) {
+    if (handshakeMac(h, i, direction, mac) == 0 &&
+        catga_auth_mac_equal(mac, h->reader.peer_mac) && found < 0) {
+      found = (int)i; /* no early exit: the same work whichever matches */
+    }
+  }
+  return found;
 }
 
 /* One completed frame; false when the handshake ended. */
 static bool handshakeFrame(struct handshake *h, int frame) {
-  uint8_t mac[CATGA_AUTH_MAC];
+  int proven;
   switch (frame) {
     case CATGA_AUTH_NONE:
       return true;
@@ -476,7 +494,7 @@ static bool handshakeFrame(struct handshake *h, int frame) {
         handshakeFail(h, why);
         return false;
       }
-      if (h->a->secret_len == 0) { /* TLS alone: the certificate proved it */
+      if (h->a->n_secrets == 0) { /* TLS alone: the certificate proved it */
         uv_read_stop(h->stream);
         h->welcomed = true;
         maybeHandOver(h);
@@ -486,7 +504,7 @@ static bool handshakeFrame(struct handshake *h, int frame) {
     case CATGA_AUTH_GOT_HELLO: /* listener: prove first */
       memcpy(nextOut(h), MAGIC_CHALLENGE, CATGA_AUTH_MAGIC);
       memcpy(nextOut(h) + CATGA_AUTH_MAGIC, h->nonce, CATGA_AUTH_NONCE);
-      if (handshakeMac(h, 'L',
+      if (handshakeMac(h, 0, 'L',
                        nextOut(h) + CATGA_AUTH_MAGIC + CATGA_AUTH_NONCE)) {
         handshakeFail(h, "HMAC-SHA256 unavailable (OpenSSL)");
         return false;
@@ -494,8 +512,7 @@ static bool handshakeFrame(struct handshake *h, int frame) {
       handshakeWrite(h, CATGA_AUTH_CHALLENGE);
       return !h->done;
     case CATGA_AUTH_GOT_PROOF:
-      if (handshakeMac(h, 'D', mac) != 0 ||
-          !catga_auth_mac_equal(mac, h->reader.peer_mac)) {
+      if (provenSecret(h, 'D') < 0) {
         handshakeFail(h, "wrong cluster secret or cluster id");
         return false;
       }
@@ -505,13 +522,13 @@ static bool handshakeFrame(struct handshake *h, int frame) {
       handshakeWrite(h, CATGA_AUTH_WELCOME);
       return false;
     case CATGA_AUTH_GOT_CHALLENGE:
-      if (handshakeMac(h, 'L', mac) != 0 ||
-          !catga_auth_mac_equal(mac, h->reader.peer_mac)) {
+      proven = provenSecret(h, 'L');
+      if (proven < 0) {
         handshakeFail(h, "it does not hold the cluster secret (or has another "
                          "cluster id or node id)");
         return false;
       }
-      if (handshakeMac(h, 'D', nextOut(h)) != 0) {
+      if (handshakeMac(h, (unsigned)proven, 'D', nextOut(h)) != 0) {
         handshakeFail(h, "HMAC-SHA256 unavailable (OpenSSL)");
         return false;
       }
@@ -643,7 +660,7 @@ static void handshakeStart(struct handshake *h, uv_stream_t *stream) {
       return;
     }
   }
-  if (h->a->secret_len == 0) { /* TLS alone: hand over once it is written */
+  if (h->a->n_secrets == 0) { /* TLS alone: hand over once it is written */
     uv_read_stop(stream);
     h->welcomed = true;
     handshakeWrite(h, n);
@@ -1065,17 +1082,49 @@ static void authClose(struct raft_uv_transport *t,
   a->tcp.close(&a->tcp, tcpClosed);
 }
 
+/* Wipes and frees the copies of the secrets and the cluster id. */
+static void freeSecrets(struct catgaAuth *a) {
+  for (unsigned i = 0; i < a->n_secrets; i++) {
+    OPENSSL_cleanse(a->secrets[i], a->secret_lens[i]);
+    raft_free(a->secrets[i]);
+  }
+  a->n_secrets = 0;
+  raft_free(a->cluster_id);
+  a->cluster_id = NULL;
+}
+
+/* Copies `len` bytes of a secret as number a->n_secrets; false: no memory. */
+static bool copySecret(struct catgaAuth *a, const void *data, size_t len) {
+  uint8_t *copy = raft_malloc(len);
+  if (copy == NULL) {
+    return false;
+  }
+  memcpy(copy, data, len);
+  a->secrets[a->n_secrets] = copy;
+  a->secret_lens[a->n_secrets] = len;
+  a->n_secrets++;
+  return true;
+}
+
 int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loop,
                               const struct catga_auth_options *o) {
   struct catgaAuth *a;
   int rv;
+  bool copied;
   bool tls = o->tls_ca_file != NULL && o->tls_ca_file[0] != '\0' &&
              o->tls_cert_file != NULL && o->tls_cert_file[0] != '\0' &&
              o->tls_key_file != NULL && o->tls_key_file[0] != '\0';
   if (t->version != 1 || (o->secret_len == 0 && !tls) ||
-      o->handshake_timeout_ms == 0) {
+      o->handshake_timeout_ms == 0 || o->n_accepted > CATGA_AUTH_MAX_ACCEPTED ||
+      (o->n_accepted > 0 && o->secret_len == 0)) {
     snprintf(t->errmsg, sizeof t->errmsg, "invalid authenticated transport");
     return RAFT_INVALID;
+  }
+  for (unsigned i = 0; i < o->n_accepted; i++) {
+    if (o->accepted[i].len == 0) {
+      snprintf(t->errmsg, sizeof t->errmsg, "an accepted secret is empty");
+      return RAFT_INVALID;
+    }
   }
   a = raft_malloc(sizeof *a);
   if (a == NULL) {
@@ -1084,26 +1133,26 @@ int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loo
   memset(a, 0, sizeof *a);
   if (tls) {
     struct catga_tls_files files = {o->tls_ca_file, o->tls_cert_file,
-                                    o->tls_key_file};
+                                    o->tls_key_file, o->tls_crl_file,
+                                    o->tls_label};
     a->tls = catga_tls_context_new(&files, t->errmsg, sizeof t->errmsg);
     if (a->tls == NULL) {
       raft_free(a);
       return RAFT_INVALID;
     }
   }
-  a->secret = raft_malloc(o->secret_len > 0 ? o->secret_len : 1);
   a->cluster_id = raft_malloc(strlen(o->cluster_id) + 1);
-  if (a->secret == NULL || a->cluster_id == NULL) {
+  copied = a->cluster_id != NULL &&
+           (o->secret_len == 0 || copySecret(a, o->secret, o->secret_len));
+  for (unsigned i = 0; copied && i < o->n_accepted; i++) {
+    copied = copySecret(a, o->accepted[i].data, o->accepted[i].len);
+  }
+  if (!copied) {
     catga_tls_context_free(a->tls);
-    raft_free(a->secret);
-    raft_free(a->cluster_id);
+    freeSecrets(a);
     raft_free(a);
     return RAFT_NOMEM;
   }
-  if (o->secret_len > 0) {
-    memcpy(a->secret, o->secret, o->secret_len);
-  }
-  a->secret_len = o->secret_len;
   strcpy(a->cluster_id, o->cluster_id);
   a->timeout_ms = o->handshake_timeout_ms;
   a->max_pending = o->max_pending > 0 ? o->max_pending : 64;
@@ -1115,9 +1164,7 @@ int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loo
   if (rv != 0) {
     snprintf(t->errmsg, sizeof t->errmsg, "%s", a->tcp.errmsg);
     catga_tls_context_free(a->tls);
-    OPENSSL_cleanse(a->secret, a->secret_len);
-    raft_free(a->secret);
-    raft_free(a->cluster_id);
+    freeSecrets(a);
     raft_free(a);
     return rv;
   }
@@ -1134,9 +1181,7 @@ void catga_auth_transport_close(struct raft_uv_transport *t) {
   struct catgaAuth *a = authOf(t);
   raft_uv_tcp_close(&a->tcp);
   catga_tls_context_free(a->tls);
-  OPENSSL_cleanse(a->secret, a->secret_len);
-  raft_free(a->secret);
-  raft_free(a->cluster_id);
+  freeSecrets(a);
   raft_free(a->address);
   raft_free(a);
   t->impl = NULL;

@@ -110,9 +110,22 @@ int catga_auth_reader_feed(struct catga_auth_reader *r, const uint8_t *data,
 /* The authenticated transport (opaque to the C++ side: raft_c.c creates it).
  * `log` gets one line per refused or failed connection, rate-limited to one
  * line per second (the next line counts the ones left out). */
+/* A secret accepted from peers besides the one a node proves itself with
+ * (a rotation: docs/security.md). */
+struct catga_auth_secret {
+  const void *data;
+  size_t len;
+};
+enum { CATGA_AUTH_MAX_ACCEPTED = 8 };
+
 struct catga_auth_options {
-  const void *secret;
+  const void *secret; /* this node proves it; accepted from peers too */
   size_t secret_len; /* > 0, or TLS files given */
+  /* Also accepted from peers (never sent): at most CATGA_AUTH_MAX_ACCEPTED,
+   * each non-empty; needs a secret. A listener proves `secret`; a dialler
+   * answers with whichever of its secrets the listener proved. */
+  const struct catga_auth_secret *accepted;
+  unsigned n_accepted;
   const char *cluster_id;
   unsigned handshake_timeout_ms; /* > 0 */
   unsigned max_pending;          /* unauthenticated connections at once */
@@ -126,6 +139,8 @@ struct catga_auth_options {
   const char *tls_ca_file;
   const char *tls_cert_file;
   const char *tls_key_file;
+  const char *tls_crl_file; /* optional revocation lists (tls_context.h) */
+  const char *tls_label;    /* names the credentials in reload reports */
 };
 
 struct raft_uv_transport;

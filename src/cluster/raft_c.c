@@ -1,6 +1,10 @@
 /* src/cluster/raft_c.c — every libraft call of Catga (see raft_c.h). */
 #include "cluster/raft_c.h"
+#include "cluster/raft_address_book.h"
 #include "cluster/raft_auth.h"
+#include "cluster/raft_handle.h"
+#include "cluster/raft_install.h"
+#include "cluster/raft_snapshot_send.h"
 
 #include <raft.h>
 #include <raft/uv.h>
@@ -36,496 +40,51 @@ _Static_assert((int)CATGA_RAFT_INVALID == (int)RAFT_INVALID, "code");
 _Static_assert((int)CATGA_RAFT_UNAUTHORIZED == (int)RAFT_UNAUTHORIZED, "code");
 _Static_assert((int)CATGA_RAFT_NOSPACE == (int)RAFT_NOSPACE, "code");
 
-struct catga_raft {
-  struct catga_raft_callbacks cb;
-  struct raft_fsm fsm;
-  struct raft *r; /* &raft in node mode, borrowed in attached mode */
-
-  bool node_mode;
-  bool closing;
-  bool disk_failed; /* disk_failed callback already called */
-  bool authenticated; /* the transport is raft_auth.c's */
-  uv_loop_t loop;
-  uv_async_t async;
-  uv_check_t check;
-  struct raft_io io;
-  struct raft_uv_transport transport;
-  /* The transport's own listen/connect, wrapped to set TCP_NODELAY. */
-  int (*inner_listen)(struct raft_uv_transport *, raft_uv_accept_cb);
-  int (*inner_connect)(struct raft_uv_transport *, struct raft_uv_connect *,
-                       raft_id, const char *, raft_uv_connect_cb);
-  raft_uv_accept_cb accept_cb;
-  /* The I/O's own start, wrapped so received messages pass the guard. */
-  int (*inner_start)(struct raft_io *, unsigned, raft_io_tick_cb,
-                     raft_io_recv_cb);
-  raft_io_recv_cb inner_recv;
-  /* The I/O's own send, wrapped to take addresses from the address book. */
-  int (*inner_send)(struct raft_io *, struct raft_io_send *,
-                    const struct raft_message *, raft_io_send_cb);
-  struct {
-    unsigned n;
-    raft_id *ids;
-    char **addresses;
-  } book;
-  /* The I/O's own snapshot_put and close, wrapped for deferred snapshots. */
-  int (*inner_snapshot_put)(struct raft_io *, unsigned,
-                            struct raft_io_snapshot_put *,
-                            const struct raft_snapshot *,
-                            raft_io_snapshot_put_cb);
-  void (*inner_close)(struct raft_io *, raft_io_close_cb);
-  /* A deferred snapshot (see raft_c.h): the placeholder the FSM handed
-   * libraft, its held-back write, the watched descriptor, and the mapping
-   * that replaced the placeholder. */
-  void *placeholder;
-  struct {
-    bool held;
-    unsigned trailing;
-    struct raft_io_snapshot_put *req;
-    const struct raft_snapshot *snapshot;
-    raft_io_snapshot_put_cb cb;
-  } put;
-  uv_poll_t *poll;
-  struct {
-    void *base;
-    size_t len;
-    int fd;
-  } mapped;
-  /* A snapshot installed from the leader (installPut): its write and its
-   * decode (callbacks.restore_prepare, in libuv's thread pool) run side by
-   * side, and libraft hears that the write is done only once both are, so
-   * the buffer the decode reads stays alive and fsm->restore finds the state
-   * decoded. raft_close meanwhile waits (close_cb) for the decode. */
-  struct {
-    bool busy;
-    bool written;
-    bool decoded;
-    int status;
-    struct raft_io_snapshot_put put; /* handed to the I/O in libraft's stead */
-    struct raft_io_snapshot_put *req;
-    raft_io_snapshot_put_cb cb;
-    const void *base;
-    size_t len;
-    uv_work_t work;
-    raft_io_close_cb close_cb;
-  } install;
-  /* InstallSnapshot messages on their way to a follower (sendSnapshotOnce),
-   * and the reads of the snapshot for them, one at a time (getInTurn). */
-  struct snapshotSend *snapshot_sends;
-  int (*inner_snapshot_get)(struct raft_io *, struct raft_io_snapshot_get *,
-                            raft_io_snapshot_get_cb);
-  struct snapshotGet *snapshot_gets; /* the first is being read */
-  uint64_t snapshots_sent;
-  uint64_t snapshot_sends_skipped;
-  /* An InstallSnapshot that arrived while this follower could not take it
-   * (installPending); delivered once it can, replacing the drop. */
-  struct raft_message *held_install;
-  /* A member waiting to be added (catga_raft_set_refuse_votes). */
-  bool refuse_votes;
-  struct raft raft;
-};
-
 /* ---------------------------------------------------------------- guard */
 
-int catga_raft_drop_unsafe_install(void *raft, void *message) {
-  struct raft *r = raft;
-  struct raft_message *m = message;
-  if (m->type != RAFT_INSTALL_SNAPSHOT || !r->legacy.snapshot_taking) {
-    return 0;
-  }
-  /* What libraft itself frees for a message it cannot take (legacy recvCb). */
-  raft_configuration_close(&m->install_snapshot.conf);
-  raft_free(m->install_snapshot.data.base);
-  return 1;
-}
-
-static catga_raft *handleOfIo(struct raft_io *io) {
-  return (catga_raft *)(void *)((char *)io - offsetof(catga_raft, io));
-}
-
-/* Whether an InstallSnapshot must wait: libraft 0.22.1 ignores one that
- * arrives during an install ("already taking or installing snapshot") and
- * mishandles one during a snapshot of its own (catga_raft_drop_unsafe_install).
- * The leader sends a snapshot once (sendSnapshotOnce), so the follower keeps
- * the newest such message and delivers it when that is over (checkCb). */
-static bool installPending(const catga_raft *h) {
-  return h->r->snapshot.installing || h->r->legacy.snapshot_taking ||
-         h->install.busy;
-}
-
-/* The held message owns its configuration and data (as libraft would) and a
- * copy of the sender's address (the I/O's own string lives only as long as
- * the connection it came on). */
-static void heldInstallRelease(struct raft_message *m) {
-  free((char *)m->server_address);
-  free(m);
-}
-
-static void heldInstallFree(catga_raft *h) {
-  if (h->held_install != NULL) {
-    raft_configuration_close(&h->held_install->install_snapshot.conf);
-    raft_free(h->held_install->install_snapshot.data.base);
-    heldInstallRelease(h->held_install);
-    h->held_install = NULL;
-  }
-}
-
-static void recvGuarded(struct raft_io *io, struct raft_message *message);
-
-/* Loop thread, every iteration: delivers a held InstallSnapshot once the
- * follower can take it. */
-static void heldInstallDeliver(catga_raft *h) {
-  struct raft_message *m = h->held_install;
-  if (m == NULL || installPending(h)) {
-    return;
-  }
-  h->held_install = NULL;
-  recvGuarded(&h->io, m);
-  heldInstallRelease(m);
-}
-
-static void snapshotSendAnswered(catga_raft *h,
-                                 const struct raft_message *message);
-
+/* Every received message passes here before libraft sees it. */
 static void recvGuarded(struct raft_io *io, struct raft_message *message) {
-  catga_raft *h = handleOfIo(io);
-  if (message->type == RAFT_INSTALL_SNAPSHOT && installPending(h)) {
-    struct raft_message *copy = malloc(sizeof *copy);
-    char *address = message->server_address != NULL
-                        ? strdup(message->server_address)
-                        : NULL;
-    if (copy != NULL && (address != NULL || message->server_address == NULL)) {
-      *copy = *message;
-      copy->server_address = address;
-      heldInstallFree(h);
-      h->held_install = copy;
-      return;
-    }
-    free(copy);
-    free(address);
-  }
-  if (catga_raft_drop_unsafe_install(h->r, message)) {
+  catga_raft *h = catga_raft_of_io(io);
+  if (catga_install_hold(h, message) ||
+      catga_raft_drop_unsafe_install(h->r, message)) {
     return;
   }
   if (h->refuse_votes && message->type == RAFT_REQUEST_VOTE) {
     return; /* owns no memory; the candidate sees a lost message */
   }
-  snapshotSendAnswered(h, message);
+  catga_snapshot_send_answered(h, message);
   h->inner_recv(io, message);
 }
 
 static int startGuarded(struct raft_io *io, unsigned msecs,
                         raft_io_tick_cb tick, raft_io_recv_cb recv) {
-  catga_raft *h = handleOfIo(io);
+  catga_raft *h = catga_raft_of_io(io);
   h->inner_recv = recv;
   return h->inner_start(io, msecs, tick, recvGuarded);
 }
 
-/* ---------------------------------------------------------------- installs */
-
-/* libraft's persist request learns of the write once it and the decode are
- * both done; a close that arrived meanwhile proceeds then, with the write
- * reported as canceled (libraft frees the buffer; the file stays on disk). */
-static void installMaybeDone(catga_raft *h) {
-  struct raft_io_snapshot_put *req = h->install.req;
-  raft_io_snapshot_put_cb cb = h->install.cb;
-  raft_io_close_cb close_cb = h->install.close_cb;
-  int status = h->install.status;
-  if (!h->install.busy || !h->install.written || !h->install.decoded) {
-    return;
-  }
-  h->install.busy = false;
-  h->install.close_cb = NULL;
-  if (close_cb != NULL) {
-    status = RAFT_CANCELED;
-  }
-  cb(req, status);
-  if (close_cb != NULL) {
-    h->inner_close(&h->io, close_cb);
+/* Loop thread, every iteration: delivers a held InstallSnapshot once the
+ * follower can take it. */
+static void heldInstallDeliver(catga_raft *h) {
+  struct raft_message *m = catga_install_take_held(h);
+  if (m != NULL) {
+    recvGuarded(&h->io, m);
+    catga_install_release_held(m);
   }
 }
 
-static void installWritten(struct raft_io_snapshot_put *put, int status) {
-  catga_raft *h = put->data;
-  h->install.written = true;
-  h->install.status = status;
-  installMaybeDone(h);
-}
-
-static void installDecodeWork(uv_work_t *work) {
-  catga_raft *h = work->data;
-  h->cb.restore_prepare(h->cb.ctx, h->install.base, h->install.len);
-}
-
-static void installDecoded(uv_work_t *work, int status) {
-  catga_raft *h = work->data;
-  (void)status; /* never canceled: nothing calls uv_cancel on it */
-  h->install.decoded = true;
-  installMaybeDone(h);
-}
-
-/* A snapshot from the leader (legacyPersistSnapshotStart; trailing 0): write
- * it and decode it at once. Without this the decode ran inside
- * fsm->restore, on the loop thread, for as long as the state takes to decode
- * (seconds at millions of objects): the node answered no heartbeat, the
- * leader declared it unreachable after an election timeout, aborted the
- * install and sent the whole snapshot again. */
-static int installPut(catga_raft *h, unsigned trailing,
-                      struct raft_io_snapshot_put *req,
-                      const struct raft_snapshot *snapshot,
-                      raft_io_snapshot_put_cb cb) {
-  int rv;
-  memset(&h->install.put, 0, sizeof h->install.put);
-  h->install.put.data = h;
-  h->install.req = req;
-  h->install.cb = cb;
-  h->install.base = snapshot->bufs[0].base;
-  h->install.len = snapshot->bufs[0].len;
-  h->install.written = false;
-  h->install.decoded = false;
-  h->install.status = 0;
-  rv = h->inner_snapshot_put(&h->io, trailing, &h->install.put, snapshot,
-                             installWritten);
-  if (rv != 0) {
-    return rv;
-  }
-  h->install.busy = true;
-  h->install.work.data = h;
-  if (uv_queue_work(&h->loop, &h->install.work, installDecodeWork,
-                    installDecoded) != 0) {
-    h->install.decoded = true; /* fsm->restore decodes on the loop thread */
-  }
-  return 0;
-}
-
-static bool isInstall(const catga_raft *h, const struct raft_snapshot *snapshot) {
-  return h->node_mode && h->cb.restore_prepare != NULL &&
-         h->r->legacy.snapshot_install && !h->install.busy &&
-         snapshot->n_bufs == 1 && snapshot->bufs[0].base != h->placeholder;
-}
-
-/* One InstallSnapshot per follower and snapshot. libraft 0.22.1 aborts an
- * install whenever the follower has not answered since the leader's previous
- * tick (timeout.c, checkContactQuorum: while the other voters answer, the
- * "recent contact" window restarts at every heartbeat interval), and then
- * reads the whole snapshot into a new buffer and sends it again. A follower
- * cannot answer while it reads a large snapshot from the stream (the
- * heartbeats wait behind it), nor while it ignores a copy that arrives during
- * its install ("already taking or installing snapshot"): every copy caused
- * the next. A send is now refused while one of that snapshot to that
- * follower is on its way, and for libraft's install_snapshot_timeout after
- * one was written or after the follower last said that it is still
- * installing it (snapshotSendAnswered) — so an install that lasts longer
- * than the timeout gets no second copy (libraft frees the refused copy at
- * once); a failed send clears the way for the next. */
-struct snapshotSend {
-  struct raft_io_send inner; /* handed to the I/O in libraft's stead */
-  struct raft_io_send *outer;
-  raft_io_send_cb cb;
-  catga_raft *h;
-  raft_id id;
-  raft_index index;
-  bool in_flight;
-  uint64_t written_at; /* uv_now once written, or when last heard installing */
-  struct snapshotSend *next;
-};
-
-static int sendViaBook(struct raft_io *io, struct raft_io_send *req,
-                       const struct raft_message *message, raft_io_send_cb cb);
-
-static void snapshotSendForget(catga_raft *h, struct snapshotSend *s) {
-  struct snapshotSend **p = &h->snapshot_sends;
-  while (*p != s) {
-    p = &(*p)->next;
-  }
-  *p = s->next;
-  free(s);
-}
-
-static void snapshotSent(struct raft_io_send *inner, int status) {
-  struct snapshotSend *s = inner->data;
-  struct raft_io_send *outer = s->outer;
-  raft_io_send_cb cb = s->cb;
-  s->in_flight = false;
-  s->outer = NULL;
-  if (status == 0) {
-    s->written_at = uv_now(&s->h->loop);
-  } else {
-    snapshotSendForget(s->h, s);
-  }
-  cb(outer, status);
-}
-
-/* A new connection to `id`: a snapshot written to the previous one may have
- * been lost with it, so the next send goes through. */
-static void snapshotSendReconnected(catga_raft *h, raft_id id) {
-  struct snapshotSend *s;
-  for (s = h->snapshot_sends; s != NULL; s = s->next) {
-    if (s->id == id && !s->in_flight) {
-      snapshotSendForget(h, s);
-      return;
-    }
-  }
-}
-
-/* A message received, before libraft sees it. While a follower stores a
- * snapshot, libraft 0.22.1 keeps its last_stored at 0, so it answers the
- * heartbeats anchored at that snapshot's index with a success for index 0
- * (recv_append_entries.c); once it stored the snapshot, or after a failed
- * install, it answers otherwise. Such an answer keeps the send standing. */
-static void snapshotSendAnswered(catga_raft *h,
-                                 const struct raft_message *message) {
-  const struct raft_append_entries_result *result;
-  struct snapshotSend *s;
-  if (message->type != RAFT_APPEND_ENTRIES_RESULT) {
-    return;
-  }
-  result = &message->append_entries_result;
-  if (result->rejected != 0 || result->last_log_index != 0) {
-    return;
-  }
-  for (s = h->snapshot_sends; s != NULL; s = s->next) {
-    if (s->id == message->server_id && !s->in_flight) {
-      s->written_at = uv_now(&h->loop);
-      return;
-    }
-  }
-}
-
-/* Whether `s` still stands for a copy the follower has or will have. */
-static bool snapshotSendHolds(catga_raft *h, const struct snapshotSend *s) {
-  return s->in_flight ||
-         uv_now(&h->loop) - s->written_at < h->r->install_snapshot_timeout;
-}
-
-static int sendSnapshotOnce(struct raft_io *io, struct raft_io_send *req,
-                            const struct raft_message *message,
-                            raft_io_send_cb cb) {
-  catga_raft *h = handleOfIo(io);
-  struct snapshotSend *s;
-  int rv;
-  if (message->type != RAFT_INSTALL_SNAPSHOT) {
-    return sendViaBook(io, req, message, cb);
-  }
-  for (s = h->snapshot_sends; s != NULL; s = s->next) {
-    if (s->id == message->server_id) {
-      break;
-    }
-  }
-  if (s != NULL) {
-    if (s->in_flight || (s->index == message->install_snapshot.last_index &&
-                         snapshotSendHolds(h, s))) {
-      h->snapshot_sends_skipped++;
-      return RAFT_BUSY;
-    }
-    snapshotSendForget(h, s);
-  }
-  s = malloc(sizeof *s);
-  if (s == NULL) {
-    return RAFT_NOMEM;
-  }
-  memset(s, 0, sizeof *s);
-  s->inner.data = s;
-  s->outer = req;
-  s->cb = cb;
-  s->h = h;
-  s->id = message->server_id;
-  s->index = message->install_snapshot.last_index;
-  s->in_flight = true;
-  rv = sendViaBook(io, &s->inner, message, snapshotSent);
-  if (rv != 0) {
-    free(s);
-    return rv;
-  }
-  s->next = h->snapshot_sends;
-  h->snapshot_sends = s;
-  h->snapshots_sent++;
-  return 0;
-}
-
-/* libraft reads the whole snapshot for every InstallSnapshot it sends, and
- * aborts and restarts an install on each stale rejection of a heartbeat
- * (progressMaybeDecrement), of which a follower that was away answers a
- * burst: the reads ran side by side, one buffer each. They now run one after
- * the other, so that a send refused by sendSnapshotOnce frees its buffer
- * before the next read allocates one. (A failed read is no way out: libraft
- * 0.22.1 then closes an uninitialised configuration, legacyLoadSnapshotCb.) */
-struct snapshotGet {
-  struct raft_io_snapshot_get inner; /* handed to the I/O in libraft's stead */
-  struct raft_io_snapshot_get *outer;
-  raft_io_snapshot_get_cb cb;
-  catga_raft *h;
-  struct snapshotGet *next;
-};
-
-static void snapshotRead(struct raft_io_snapshot_get *inner,
-                         struct raft_snapshot *snapshot, int status);
-
-static void getNext(catga_raft *h) {
-  while (h->snapshot_gets != NULL) {
-    struct snapshotGet *g = h->snapshot_gets;
-    /* The I/O refuses new requests once closing (an assertion). */
-    int rv = h->closing ? RAFT_CANCELED
-                        : h->inner_snapshot_get(&h->io, &g->inner, snapshotRead);
-    if (rv == 0) {
-      return;
-    }
-    /* What libraft does when its own call fails: forget the request. */
-    h->snapshot_gets = g->next;
-    raft_free(g->outer->data);
-    free(g);
-  }
-}
-
-static void snapshotRead(struct raft_io_snapshot_get *inner,
-                         struct raft_snapshot *snapshot, int status) {
-  struct snapshotGet *g = inner->data;
-  catga_raft *h = g->h;
-  h->snapshot_gets = g->next;
-  g->cb(g->outer, snapshot, status);
-  free(g);
-  getNext(h);
-}
-
-static int getInTurn(struct raft_io *io, struct raft_io_snapshot_get *req,
-                     raft_io_snapshot_get_cb cb) {
-  catga_raft *h = handleOfIo(io);
-  struct snapshotGet *g = malloc(sizeof *g);
-  struct snapshotGet **tail = &h->snapshot_gets;
-  bool idle = h->snapshot_gets == NULL;
-  int rv;
-  if (g == NULL) {
-    return RAFT_NOMEM;
-  }
-  memset(&g->inner, 0, sizeof g->inner);
-  g->inner.data = g;
-  g->outer = req;
-  g->cb = cb;
-  g->h = h;
-  g->next = NULL;
-  if (idle) {
-    rv = h->inner_snapshot_get(io, &g->inner, snapshotRead);
-    if (rv != 0) {
-      free(g);
-      return rv;
-    }
-  }
-  while (*tail != NULL) {
-    tail = &(*tail)->next;
-  }
-  *tail = g;
-  return 0;
-}
+/* ---------------------------------------------------------------- snapshots */
 
 /* The snapshot the FSM deferred is held back until its bytes exist; an
- * install from the leader is decoded while it is written (installPut); every
+ * install from the leader is decoded while it is written (raft_install.c); every
  * other write (inline snapshots) passes through. */
 static int snapshotPutHeld(struct raft_io *io, unsigned trailing,
                            struct raft_io_snapshot_put *req,
                            const struct raft_snapshot *snapshot,
                            raft_io_snapshot_put_cb cb) {
-  catga_raft *h = handleOfIo(io);
-  if (isInstall(h, snapshot)) {
-    return installPut(h, trailing, req, snapshot, cb);
+  catga_raft *h = catga_raft_of_io(io);
+  if (catga_install_is_leader_snapshot(h, snapshot)) {
+    return catga_install_put(h, trailing, req, snapshot, cb);
   }
   if (h->placeholder == NULL || snapshot->n_bufs != 1 ||
       snapshot->bufs[0].base != h->placeholder || h->put.held) {
@@ -551,7 +110,7 @@ void catga_raft_snapshot_unwatch(catga_raft *h) {
 /* Raft is closing (raft_close calls this right away): a held-back write is
  * completed as canceled — the only failure libraft 0.22.1 accepts for it. */
 static void closeHeld(struct raft_io *io, raft_io_close_cb cb) {
-  catga_raft *h = handleOfIo(io);
+  catga_raft *h = catga_raft_of_io(io);
   catga_raft_snapshot_unwatch(h);
   if (h->put.held) {
     struct raft_io_snapshot_put *req = h->put.req;
@@ -561,9 +120,8 @@ static void closeHeld(struct raft_io *io, raft_io_close_cb cb) {
     }
     h->put.cb(req, RAFT_CANCELED);
   }
-  heldInstallFree(h);
-  if (h->install.busy) { /* installMaybeDone closes once the decode is done */
-    h->install.close_cb = cb;
+  catga_install_free_held(h);
+  if (catga_install_close_waits(h, cb)) {
     return;
   }
   h->inner_close(io, cb);
@@ -637,7 +195,6 @@ int catga_raft_snapshot_written(catga_raft *h, int memfd, size_t len) {
 /* ---------------------------------------------------------------- memory */
 
 void *catga_raft_malloc(size_t size) { return raft_malloc(size); }
-void catga_raft_free_buffer(void *p) { raft_free(p); }
 
 /* ---------------------------------------------------------------- FSM glue */
 
@@ -757,8 +314,6 @@ struct connectNoDelay {
   raft_id id;
 };
 
-static void snapshotSendReconnected(catga_raft *h, raft_id id);
-
 static void connectNoDelayCb(struct raft_uv_connect *req,
                              struct uv_stream_s *stream, int status) {
   struct connectNoDelay *c = (struct connectNoDelay *)req;
@@ -771,7 +326,7 @@ static void connectNoDelayCb(struct raft_uv_connect *req,
     uv_tcp_nodelay((uv_tcp_t *)stream, 1);
   }
   if (status == 0) {
-    snapshotSendReconnected(h, id);
+    catga_snapshot_send_reconnected(h, id);
   }
   outer->cb = cb;
   cb(outer, stream, status);
@@ -799,104 +354,6 @@ static int connectNoDelay(struct raft_uv_transport *t,
   return rv;
 }
 
-/* ---------------------------------------------------------- address book */
-
-/* How this node reaches a peer is local knowledge (raft_c.h, address_book).
- * libraft sends to the address of the destination's configuration entry — or,
- * for an answer, to the address the requester announced in its handshake —
- * and its uv I/O keeps one outbound connection per id, replaced whenever the
- * address it is given changes. Substituting the book's address for every
- * message, before the I/O sees it, gives each listed peer one stable address
- * whatever the replicated configuration says; the transport underneath (TCP
- * or another) dials what it is given. */
-
-static void bookClear(catga_raft *h) {
-  unsigned i;
-  for (i = 0; i < h->book.n; i++) {
-    free(h->book.addresses[i]);
-  }
-  free(h->book.addresses);
-  free(h->book.ids);
-  memset(&h->book, 0, sizeof h->book);
-}
-
-static int bookInit(catga_raft *h, const struct catga_raft_member *members,
-                    unsigned n) {
-  unsigned i;
-  if (n == 0) {
-    return 0;
-  }
-  h->book.ids = calloc(n, sizeof *h->book.ids);
-  h->book.addresses = calloc(n, sizeof *h->book.addresses);
-  if (h->book.ids == NULL || h->book.addresses == NULL) {
-    bookClear(h);
-    return RAFT_NOMEM;
-  }
-  for (i = 0; i < n; i++) {
-    size_t len = strlen(members[i].address) + 1;
-    h->book.addresses[i] = malloc(len);
-    if (h->book.addresses[i] == NULL) {
-      h->book.n = i;
-      bookClear(h);
-      return RAFT_NOMEM;
-    }
-    memcpy(h->book.addresses[i], members[i].address, len);
-    h->book.ids[i] = members[i].id;
-  }
-  h->book.n = n;
-  return 0;
-}
-
-static const char *bookLookup(const catga_raft *h, raft_id id) {
-  unsigned i;
-  for (i = 0; i < h->book.n; i++) {
-    if (h->book.ids[i] == id) {
-      return h->book.addresses[i];
-    }
-  }
-  return NULL;
-}
-
-/* A member the book does not list (added at runtime) is dialled at the
- * address of its configuration entry, less Catga's "/PEER" suffix
- * (member_address.hpp). The same destination gets the same string whether
- * libraft took it from the configuration or from the member's handshake, so
- * the uv I/O keeps its connection. */
-static const char *dialAddress(const char *configured, char *buf,
-                               size_t size) {
-  const char *slash;
-  size_t len;
-  if (configured == NULL || (slash = strchr(configured, '/')) == NULL) {
-    return NULL;
-  }
-  len = (size_t)(slash - configured);
-  if (len >= size) {
-    return NULL;
-  }
-  memcpy(buf, configured, len);
-  buf[len] = '\0';
-  return buf;
-}
-
-static int sendViaBook(struct raft_io *io, struct raft_io_send *req,
-                       const struct raft_message *message,
-                       raft_io_send_cb cb) {
-  catga_raft *h = handleOfIo(io);
-  const char *address = bookLookup(h, message->server_id);
-  char stripped[1024];
-  struct raft_message local;
-  if (address == NULL) {
-    address = dialAddress(message->server_address, stripped, sizeof stripped);
-  }
-  if (address == NULL || (message->server_address != NULL &&
-                          strcmp(address, message->server_address) == 0)) {
-    return h->inner_send(io, req, message, cb);
-  }
-  /* The uv I/O encodes the message and copies the address before returning. */
-  local = *message;
-  local.server_address = address;
-  return h->inner_send(io, req, &local, cb);
-}
 
 /* ---------------------------------------------------------------- node mode */
 
@@ -982,7 +439,9 @@ static void transportRefused(void *ctx, const char *line) {
   }
 }
 
-static void openFailRaftCloseCb(struct raft *r) {
+/* Raft has closed: the I/O and the transport go next (the loop ends once
+ * their handles closed). */
+static void raftClosed(struct raft *r) {
   catga_raft *h = r->data;
   raft_uv_close(&h->io);
   transportRelease(h);
@@ -1019,6 +478,8 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
     struct catga_auth_options auth = {
         .secret = config->secret,
         .secret_len = config->secret_len,
+        .accepted = config->accepted_secrets,
+        .n_accepted = config->n_accepted_secrets,
         .cluster_id = config->cluster_id,
         .handshake_timeout_ms = config->handshake_timeout_ms,
         .max_pending = 64,
@@ -1027,6 +488,8 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
         .tls_ca_file = config->tls_ca_file,
         .tls_cert_file = config->tls_cert_file,
         .tls_key_file = config->tls_key_file,
+        .tls_crl_file = config->tls_crl_file,
+        .tls_label = config->tls_label,
     };
     h->authenticated = true;
     rv = catga_auth_transport_init(&h->transport, &h->loop, &auth);
@@ -1097,10 +560,11 @@ int catga_raft_open(const struct catga_raft_config *config,
   h->inner_close = h->io.close;
   h->io.close = closeHeld;
   h->inner_send = h->io.send;
-  h->io.send = sendSnapshotOnce;
+  h->io.send = catga_snapshot_send;
   h->inner_snapshot_get = h->io.snapshot_get;
-  h->io.snapshot_get = getInTurn;
-  rv = bookInit(h, config->address_book, config->n_address_book);
+  h->io.snapshot_get = catga_snapshot_get;
+  rv = catga_address_book_init(&h->book, config->address_book,
+                               config->n_address_book);
   if (rv != 0) {
     snprintf(errmsg, errmsg_len, "address book: %s", raft_strerror(rv));
   }
@@ -1109,6 +573,11 @@ int catga_raft_open(const struct catga_raft_config *config,
   raft_set_snapshot_threshold(h->r, config->snapshot_threshold);
   raft_set_snapshot_trailing(h->r, config->snapshot_trailing);
   raft_set_pre_vote(h->r, true);
+  /* A member being promoted is dropped from its catch-up when one round takes
+   * longer than this (libraft's default: 5 s), and a round that starts with a
+   * snapshot install lasts as long as the install: let it take as long as
+   * libraft lets an install take before sending the snapshot again. */
+  raft_set_max_catch_up_round_duration(h->r, h->r->install_snapshot_timeout);
 
   if (rv == 0 && config->bootstrap) {
     struct raft_configuration conf;
@@ -1150,9 +619,9 @@ int catga_raft_open(const struct catga_raft_config *config,
     }
   }
   if (rv != 0) {
-    raft_close(h->r, openFailRaftCloseCb);
+    raft_close(h->r, raftClosed);
     drainLoop(h);
-    bookClear(h);
+    catga_address_book_clear(&h->book);
     free(h);
     return rv;
   }
@@ -1163,15 +632,6 @@ int catga_raft_open(const struct catga_raft_config *config,
 void catga_raft_run(catga_raft *h) { uv_run(&h->loop, UV_RUN_DEFAULT); }
 
 void catga_raft_wake(catga_raft *h) { uv_async_send(&h->async); }
-
-static void raftCloseCb(struct raft *r) {
-  catga_raft *h = r->data;
-  raft_uv_close(&h->io);
-  transportRelease(h);
-  if (h->cb.closed != NULL) {
-    h->cb.closed(h->cb.ctx);
-  }
-}
 
 void catga_raft_close(catga_raft *h) {
   if (h->closing) {
@@ -1184,7 +644,7 @@ void catga_raft_close(catga_raft *h) {
   uv_close((uv_handle_t *)&h->async, NULL);
   uv_check_stop(&h->check);
   uv_close((uv_handle_t *)&h->check, NULL);
-  raft_close(h->r, raftCloseCb);
+  raft_close(h->r, raftClosed);
 }
 
 int catga_raft_free(catga_raft *h) {
@@ -1196,10 +656,8 @@ int catga_raft_free(catga_raft *h) {
     uv_run(&h->loop, UV_RUN_NOWAIT); /* finish anything left */
     rv = uv_loop_close(&h->loop);
   }
-  while (h->snapshot_sends != NULL) {
-    snapshotSendForget(h, h->snapshot_sends);
-  }
-  bookClear(h);
+  catga_snapshot_sends_free(h);
+  catga_address_book_clear(&h->book);
   free(h);
   return rv;
 }
@@ -1222,44 +680,78 @@ void catga_raft_glue_attach(catga_raft *h, void *raft) { h->r = raft; }
 
 /* ---------------------------------------------------------------- requests */
 
-struct applyReq {
-  struct raft_apply req;
+/* Every request: libraft's struct first (its callback gets a pointer to it,
+ * which is then a pointer to the whole), then who asked. */
+struct request {
+  union {
+    struct raft_apply apply;
+    struct raft_barrier barrier;
+    struct raft_change change;
+    struct raft_transfer transfer;
+  } req;
   catga_raft *h;
   void *ctx;
 };
 
+/* Check and allocate: RAFT_SHUTDOWN once closing, RAFT_NOMEM, or 0 with *out
+ * a zeroed request of `req_ctx`. */
+static int requestNew(catga_raft *h, void *req_ctx, struct request **out) {
+  struct request *q;
+  *out = NULL;
+  if (h->closing) {
+    return RAFT_SHUTDOWN;
+  }
+  q = raft_malloc(sizeof *q);
+  if (q == NULL) {
+    return RAFT_NOMEM;
+  }
+  memset(q, 0, sizeof *q);
+  q->h = h;
+  q->ctx = req_ctx;
+  *out = q;
+  return 0;
+}
+
+/* After the libraft call that took `q`: a refused request is freed (no
+ * callback will come). Returns `rv`. */
+static int requestStarted(struct request *q, int rv) {
+  if (rv != 0) {
+    raft_free(q);
+  }
+  return rv;
+}
+
+/* In the completion: frees `req` (a struct request) and returns its handle
+ * and context. */
+static catga_raft *requestDone(void *req, void **ctx) {
+  struct request *q = req;
+  catga_raft *h = q->h;
+  *ctx = q->ctx;
+  raft_free(q);
+  return h;
+}
+
 static void applyCb(struct raft_apply *req, int status, void *result) {
-  struct applyReq *a = (struct applyReq *)req;
-  catga_raft *h = a->h;
-  void *ctx = a->ctx;
   uint64_t index = req->index;
+  void *ctx;
+  catga_raft *h = requestDone(req, &ctx);
   (void)result;
-  raft_free(a);
   h->cb.apply_done(h->cb.ctx, ctx, index, status);
 }
 
 int catga_raft_apply(catga_raft *h, void *data, size_t len, void *req_ctx,
                      uint64_t *index) {
-  struct applyReq *a;
+  struct request *q;
   struct raft_buffer buf;
-  int rv;
-  if (h->closing) {
+  int rv = requestNew(h, req_ctx, &q);
+  if (rv != 0) {
     raft_free(data);
-    return RAFT_SHUTDOWN;
+    return rv;
   }
-  a = raft_malloc(sizeof *a);
-  if (a == NULL) {
-    raft_free(data);
-    return RAFT_NOMEM;
-  }
-  memset(a, 0, sizeof *a);
-  a->h = h;
-  a->ctx = req_ctx;
   buf.base = data;
   buf.len = len;
-  rv = raft_apply(h->r, &a->req, &buf, 1, applyCb);
+  rv = requestStarted(q, raft_apply(h->r, &q->req.apply, &buf, 1, applyCb));
   if (rv != 0) {
-    raft_free(a);
     /* Who owns `data` now depends on where raft_apply failed: before the
      * append (not the leader) it is still ours; after it (replication could
      * not be triggered, e.g. a disk error) libraft has discarded the entry and
@@ -1272,43 +764,23 @@ int catga_raft_apply(catga_raft *h, void *data, size_t len, void *req_ctx,
     }
     return rv;
   }
-  *index = a->req.index;
+  *index = q->req.apply.index;
   return 0;
 }
 
-struct barrierReq {
-  struct raft_barrier req;
-  catga_raft *h;
-  void *ctx;
-};
-
 static void barrierCb(struct raft_barrier *req, int status) {
-  struct barrierReq *b = (struct barrierReq *)req;
-  catga_raft *h = b->h;
-  void *ctx = b->ctx;
   uint64_t index = req->index;
-  raft_free(b);
+  void *ctx;
+  catga_raft *h = requestDone(req, &ctx);
   h->cb.barrier_done(h->cb.ctx, ctx, index, status);
 }
 
 int catga_raft_barrier(catga_raft *h, void *req_ctx) {
-  struct barrierReq *b;
-  int rv;
-  if (h->closing) {
-    return RAFT_SHUTDOWN;
-  }
-  b = raft_malloc(sizeof *b);
-  if (b == NULL) {
-    return RAFT_NOMEM;
-  }
-  memset(b, 0, sizeof *b);
-  b->h = h;
-  b->ctx = req_ctx;
-  rv = raft_barrier(h->r, &b->req, barrierCb);
-  if (rv != 0) {
-    raft_free(b);
-  }
-  return rv;
+  struct request *q;
+  int rv = requestNew(h, req_ctx, &q);
+  return rv != 0 ? rv
+                 : requestStarted(q, raft_barrier(h->r, &q->req.barrier,
+                                                  barrierCb));
 }
 
 void catga_raft_set_snapshot_threshold(catga_raft *h, unsigned n) {
@@ -1327,111 +799,49 @@ void catga_raft_set_snapshot_trailing(catga_raft *h, unsigned n) {
   }
 }
 
-struct changeReq {
-  struct raft_change req;
-  catga_raft *h;
-  void *ctx;
-};
-
 static void changeCb(struct raft_change *req, int status) {
-  struct changeReq *c = (struct changeReq *)req;
-  catga_raft *h = c->h;
-  void *ctx = c->ctx;
-  raft_free(c);
+  void *ctx;
+  catga_raft *h = requestDone(req, &ctx);
   h->cb.change_done(h->cb.ctx, ctx, status);
-}
-
-static struct changeReq *changeNew(catga_raft *h, void *req_ctx) {
-  struct changeReq *c = raft_malloc(sizeof *c);
-  if (c != NULL) {
-    memset(c, 0, sizeof *c);
-    c->h = h;
-    c->ctx = req_ctx;
-  }
-  return c;
 }
 
 int catga_raft_add(catga_raft *h, uint64_t id, const char *address,
                    void *req_ctx) {
-  struct changeReq *c;
-  int rv;
-  if (h->closing) {
-    return RAFT_SHUTDOWN;
-  }
-  if ((c = changeNew(h, req_ctx)) == NULL) {
-    return RAFT_NOMEM;
-  }
-  rv = raft_add(h->r, &c->req, id, address, changeCb);
-  if (rv != 0) {
-    raft_free(c);
-  }
-  return rv;
+  struct request *q;
+  int rv = requestNew(h, req_ctx, &q);
+  return rv != 0 ? rv
+                 : requestStarted(q, raft_add(h->r, &q->req.change, id,
+                                              address, changeCb));
 }
 
 int catga_raft_assign(catga_raft *h, uint64_t id, int role, void *req_ctx) {
-  struct changeReq *c;
-  int rv;
-  if (h->closing) {
-    return RAFT_SHUTDOWN;
-  }
-  if ((c = changeNew(h, req_ctx)) == NULL) {
-    return RAFT_NOMEM;
-  }
-  rv = raft_assign(h->r, &c->req, id, roleToRaft(role), changeCb);
-  if (rv != 0) {
-    raft_free(c);
-  }
-  return rv;
+  struct request *q;
+  int rv = requestNew(h, req_ctx, &q);
+  return rv != 0 ? rv
+                 : requestStarted(q, raft_assign(h->r, &q->req.change, id,
+                                                 roleToRaft(role), changeCb));
 }
 
 int catga_raft_remove(catga_raft *h, uint64_t id, void *req_ctx) {
-  struct changeReq *c;
-  int rv;
-  if (h->closing) {
-    return RAFT_SHUTDOWN;
-  }
-  if ((c = changeNew(h, req_ctx)) == NULL) {
-    return RAFT_NOMEM;
-  }
-  rv = raft_remove(h->r, &c->req, id, changeCb);
-  if (rv != 0) {
-    raft_free(c);
-  }
-  return rv;
+  struct request *q;
+  int rv = requestNew(h, req_ctx, &q);
+  return rv != 0 ? rv
+                 : requestStarted(q, raft_remove(h->r, &q->req.change, id,
+                                                 changeCb));
 }
 
-struct transferReq {
-  struct raft_transfer req;
-  catga_raft *h;
-  void *ctx;
-};
-
 static void transferCb(struct raft_transfer *req) {
-  struct transferReq *t = (struct transferReq *)req;
-  catga_raft *h = t->h;
-  void *ctx = t->ctx;
-  raft_free(t);
+  void *ctx;
+  catga_raft *h = requestDone(req, &ctx);
   h->cb.transfer_done(h->cb.ctx, ctx);
 }
 
 int catga_raft_transfer(catga_raft *h, uint64_t id, void *req_ctx) {
-  struct transferReq *t;
-  int rv;
-  if (h->closing) {
-    return RAFT_SHUTDOWN;
-  }
-  t = raft_malloc(sizeof *t);
-  if (t == NULL) {
-    return RAFT_NOMEM;
-  }
-  memset(t, 0, sizeof *t);
-  t->h = h;
-  t->ctx = req_ctx;
-  rv = raft_transfer(h->r, &t->req, id, transferCb);
-  if (rv != 0) {
-    raft_free(t);
-  }
-  return rv;
+  struct request *q;
+  int rv = requestNew(h, req_ctx, &q);
+  return rv != 0 ? rv
+                 : requestStarted(q, raft_transfer(h->r, &q->req.transfer, id,
+                                                   transferCb));
 }
 
 /* ---------------------------------------------------------------- info */
@@ -1607,7 +1017,7 @@ int catga_raft_force_configuration(const char *dir, uint64_t id,
     }
     raft_configuration_close(&conf);
   }
-  raft_close(&h->raft, openFailRaftCloseCb);
+  raft_close(&h->raft, raftClosed);
   drainLoop(h);
   free(h);
   return rv;

@@ -1,8 +1,10 @@
 /* src/cluster/raft_c.h — the only door to libraft.
  *
  * raft.h does not compile as C++, so every libraft (and raft/uv.h) call lives
- * in raft_c.c, compiled as C. This header is plain C with extern "C" guards:
- * an opaque handle, a typed callback table and small request functions.
+ * in C: raft_c.c and the pieces that share its handle (raft_handle.h:
+ * raft_install.c, raft_snapshot_send.c, raft_address_book.c). This header is
+ * plain C with extern "C" guards: an opaque handle, a typed callback table and
+ * small request functions.
  *
  * Threading: nothing here is thread-safe except catga_raft_wake(). Everything
  * else, and every callback, runs on the thread that runs the handle's loop
@@ -74,6 +76,8 @@ enum {
   CATGA_STATE_LEADER = 3,
 };
 
+struct catga_auth_secret; /* raft_auth.h */
+
 struct catga_raft_callbacks {
   void *ctx; /* passed back to every callback */
 
@@ -111,7 +115,6 @@ struct catga_raft_callbacks {
   /* Node mode only. */
   void (*wake)(void *ctx);   /* catga_raft_wake() was called (coalesced) */
   void (*after_io)(void *ctx); /* after each loop iteration that did I/O */
-  void (*closed)(void *ctx); /* catga_raft_close() finished; loop will end */
   /* A write to a log segment failed (`message` is libraft's, e.g. "write
    * failed: -5"). Called once, from the loop, right after the failed write.
    * libraft 0.22.1 retries such a write from a timer that crashes the process
@@ -152,6 +155,9 @@ struct catga_raft_config {
    * TCP transport, open to anyone (insecure mode). */
   const void *secret;
   size_t secret_len;
+  /* Further secrets accepted from peers (a rotation; raft_auth.h). */
+  const struct catga_auth_secret *accepted_secrets;
+  unsigned n_accepted_secrets;
   const char *cluster_id;
   unsigned handshake_timeout_ms;
   /* Mutual TLS 1.3 on the Raft port when all three are non-empty (PEM
@@ -160,6 +166,8 @@ struct catga_raft_config {
   const char *tls_ca_file;
   const char *tls_cert_file;
   const char *tls_key_file;
+  const char *tls_crl_file; /* optional revocation lists */
+  const char *tls_label;    /* names the credentials in reload reports */
 };
 
 /* Node mode. On failure returns a CATGA_RAFT_* code (or -1 for a libuv
@@ -239,9 +247,8 @@ int catga_raft_force_configuration(const char *dir, uint64_t id,
                                    unsigned n_members, uint64_t term,
                                    char *errmsg, size_t errmsg_len);
 
-/* Memory for libraft buffers. */
+/* Memory for libraft buffers (libraft frees them). */
 void *catga_raft_malloc(size_t size);
-void catga_raft_free_buffer(void *p);
 
 /* Requests. Each returns 0 (the matching *_done callback fires exactly once,
  * possibly synchronously during a later call) or an error code (no callback).

@@ -23,6 +23,7 @@
 #include "cluster/data_dir_marker.hpp"
 #include "cluster/entry_format.hpp"
 #include "cluster/member_address.hpp"
+#include "cluster/raft_auth.h"
 #include "cluster/raft_c.h"
 #include "cluster/wall_clock.hpp"
 
@@ -77,6 +78,15 @@ MemberRole member_role(int role) {
   }
 }
 
+// spare < standby (receives the log) < voter (receives it and votes).
+int rank(MemberRole role) {
+  switch (role) {
+    case MemberRole::spare: return 0;
+    case MemberRole::standby: return 1;
+    default: return 2;
+  }
+}
+
 std::int64_t unix_now_ns() { return wall_clock_ns(); }
 
 Error node_stopped() { return Error(Code::unavailable, "node stopped"); }
@@ -94,8 +104,7 @@ catga_raft_callbacks make_callbacks(void* self, decltype(catga_raft_callbacks::a
                                     decltype(catga_raft_callbacks::change_done) change_done,
                                     decltype(catga_raft_callbacks::transfer_done) transfer_done,
                                     decltype(catga_raft_callbacks::wake) wake,
-                                    decltype(catga_raft_callbacks::after_io) after_io,
-                                    decltype(catga_raft_callbacks::closed) closed) {
+                                    decltype(catga_raft_callbacks::after_io) after_io) {
   catga_raft_callbacks cb{};
   cb.ctx = self;
   cb.apply = apply;
@@ -107,7 +116,6 @@ catga_raft_callbacks make_callbacks(void* self, decltype(catga_raft_callbacks::a
   cb.transfer_done = transfer_done;
   cb.wake = wake;
   cb.after_io = after_io;
-  cb.closed = closed;
   return cb;
 }
 
@@ -177,6 +185,10 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.n_address_book = static_cast<unsigned>(book.size());
   config.secret = options.peer_secret.data();
   config.secret_len = options.peer_secret.size();
+  std::vector<catga_auth_secret> accepted;
+  for (const auto& secret : options.accepted_peer_secrets) accepted.push_back({secret.data(), secret.size()});
+  config.accepted_secrets = accepted.data();
+  config.n_accepted_secrets = static_cast<unsigned>(accepted.size());
   config.cluster_id = options.cluster_id.c_str();
   config.handshake_timeout_ms = static_cast<unsigned>(options.peer_handshake_timeout.count());
   const std::string tls_ca = options.tls_ca_file.string(), tls_cert = options.tls_cert_file.string(),
@@ -184,6 +196,10 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   config.tls_ca_file = tls_ca.c_str();
   config.tls_cert_file = tls_cert.c_str();
   config.tls_key_file = tls_key.c_str();
+  const std::string tls_crl = options.tls_crl_file.string(),
+                    tls_label = "raft node " + std::to_string(options.node_id);
+  config.tls_crl_file = tls_crl.c_str();
+  config.tls_label = tls_label.c_str();
   if (options.peer_secret.empty() && !options.tls_enabled()) {
     internal::log().warn(
         "raft node {}: INSECURE MODE: no peer secret, the Raft port {} and the peer channel accept anyone who "
@@ -193,7 +209,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   }
 
   auto cb = make_callbacks(node.get(), &c_apply, &c_snapshot, &c_restore, &c_apply_done, &c_barrier_done,
-                           &c_change_done, &c_transfer_done, &c_wake, &c_after_io, &c_closed);
+                           &c_change_done, &c_transfer_done, &c_wake, &c_after_io);
   cb.disk_failed = &c_disk_failed;
   cb.transport_refused = &log_transport_refused;
   cb.snapshot_ready = &c_snapshot_ready;
@@ -267,7 +283,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     catga_raft_info info{};
     catga_raft_get_info(node->raft_, &info);
     node->replay_until_ = info.last_index;
-    node->opening_ = false;
+    node->starting_ = false;
   }
   // A lone voter replayed its log inside catga_raft_open, before raft_ was
   // set: if that crossed the byte threshold, libraft snapshots at its next check.
@@ -297,7 +313,7 @@ std::unique_ptr<RaftNode> RaftNode::create_attached_for_test(const ClusterOption
                                                              RaftNodeCallbacks callbacks) {
   std::unique_ptr<RaftNode> node(new RaftNode(options, machine, std::move(callbacks)));
   auto cb = make_callbacks(node.get(), &c_apply, &c_snapshot, &c_restore, &c_apply_done, &c_barrier_done,
-                           &c_change_done, &c_transfer_done, nullptr, nullptr, nullptr);
+                           &c_change_done, &c_transfer_done, nullptr, nullptr);
   node->raft_ = catga_raft_glue_new(&cb);
   return node;
 }
@@ -631,12 +647,7 @@ void RaftNode::observe() {
 
 void RaftNode::watch_join() {
   std::optional<MemberRole> self;
-  const unsigned n = catga_raft_n_members(raft_);
-  for (unsigned i = 0; i < n; ++i) {
-    catga_raft_member m{};
-    catga_raft_get_member(raft_, i, &m);
-    if (m.id == options_.node_id) self = member_role(m.role);
-  }
+  if (auto present = configured(options_.node_id)) self = present->first;
   switch (join_watch_.observe(self)) {
     case JoinWatch::Verdict::waiting: return;
     case JoinWatch::Verdict::listed_as_voter:
@@ -650,7 +661,8 @@ void RaftNode::watch_join() {
   }
   pending_join_ = false;
   catga_raft_set_refuse_votes(raft_, 0);
-  internal::log().info("raft node {}: added to the configuration; votes from now on", options_.node_id);
+  internal::log().info("raft node {}: added to the configuration as a {}; answers vote requests from now on",
+                       options_.node_id, to_string(self.value_or(MemberRole::spare)));
 }
 
 void RaftNode::pump() {
@@ -874,6 +886,16 @@ Error RaftNode::change_error(int status) const {
   }
 }
 
+std::optional<std::pair<MemberRole, std::string>> RaftNode::configured(std::uint64_t id) const {
+  const unsigned n = catga_raft_n_members(raft_);
+  for (unsigned i = 0; i < n; ++i) {
+    catga_raft_member m{};
+    catga_raft_get_member(raft_, i, &m);
+    if (m.id == id) return std::pair{member_role(m.role), std::string(m.address)};
+  }
+  return std::nullopt;
+}
+
 void RaftNode::start_change(ChangeOp* raw) {
   std::unique_ptr<ChangeOp> op(raw);
   if (stopping_) return op->done(node_stopped());
@@ -885,6 +907,27 @@ void RaftNode::start_change(ChangeOp* raw) {
   int rv = 0;
   switch (op->kind) {
     case ChangeOp::add:
+      if (auto present = configured(op->member.id)) {
+        // A repeated add — the first one's catch-up failed, which leaves the
+        // member a spare, or its answer was lost — resumes it, so that an
+        // operator's or a client's retry converges.
+        const auto address = internal::configuration_address(op->member);
+        if (present->second != address) {
+          return op->done(Error(Code::already_exists, "member " + std::to_string(op->member.id) +
+                                                          " already exists at " + present->second));
+        }
+        const MemberRole want = op->member.role;
+        if (present->first == want) return op->done(ok());
+        if (rank(present->first) > rank(want)) {
+          return op->done(Error(Code::already_exists, "member " + std::to_string(op->member.id) + " is already a " +
+                                                          std::string(to_string(present->first)) +
+                                                          " (assign a role to demote it)"));
+        }
+        op->kind = ChangeOp::assign;
+        op->assign_after_add = false;
+        rv = catga_raft_assign(raft_, op->member.id, c_role(want), op.get());
+        break;
+      }
       rv = catga_raft_add(raft_, op->member.id, internal::configuration_address(op->member).c_str(), op.get());
       break;
     case ChangeOp::assign:
@@ -927,7 +970,7 @@ int RaftNode::c_apply(void* ctx, std::uint64_t index, const void* data, std::siz
     flight->results.reserve(batch->records.size());
   }
   ApplyInfo info{index, batch->header.term, batch->header.leader_time_ns, 0,
-                 self->opening_ || index <= self->replay_until_};
+                 self->starting_ || index <= self->replay_until_};
   try {
     for (std::size_t i = 0; i < batch->records.size(); ++i) {
       info.position = static_cast<std::uint32_t>(i);
@@ -1046,7 +1089,6 @@ void RaftNode::c_transfer_done(void* ctx, void* req) {
 
 void RaftNode::c_wake(void* ctx) { static_cast<RaftNode*>(ctx)->on_wake(); }
 void RaftNode::c_after_io(void* ctx) { static_cast<RaftNode*>(ctx)->on_after_io(); }
-void RaftNode::c_closed(void* /*ctx*/) {}
 
 void RaftNode::c_disk_failed(void* ctx, const char* message) {
   auto* self = static_cast<RaftNode*>(ctx);

@@ -201,7 +201,10 @@ class RaftNode {
 
   // Membership and leadership, one change at a time (failed_precondition if
   // another is in progress). add_member adds the member as spare, then assigns
-  // its role (catch-up happens before promotion to voter).
+  // its role (catch-up happens before promotion to voter). Adding a member
+  // already in the configuration at the same address is a retry: it completes
+  // ok once the member has the role asked for (resuming a promotion whose
+  // catch-up failed); another address, or a higher role, is already_exists.
   void add_member(Member member, VoidCompletion done);
   void assign_role(std::uint64_t id, MemberRole role, VoidCompletion done);
   void remove_member(std::uint64_t id, VoidCompletion done);
@@ -265,6 +268,8 @@ class RaftNode {
   Error not_leader_error() const;
   Error change_error(int status) const;
   void start_change(ChangeOp* op);
+  // The role and stored address of member `id` in the latest configuration.
+  std::optional<std::pair<MemberRole, std::string>> configured(std::uint64_t id) const;
   // Copies snapshots_.threshold() into libraft when it changed.
   void sync_snapshot_threshold();
   // A snapshot is being taken (inside c_snapshot): sets its trailing.
@@ -293,7 +298,6 @@ class RaftNode {
   static void c_transfer_done(void* ctx, void* req);
   static void c_wake(void* ctx);
   static void c_after_io(void* ctx);
-  static void c_closed(void* ctx);
   static void c_disk_failed(void* ctx, const char* message);
 
   const ClusterOptions options_;
@@ -345,7 +349,7 @@ class RaftNode {
   std::uint64_t ready_barrier_term_ = 0;  // term of the outstanding readiness barrier
   bool ready_ = false;
   std::uint64_t replay_until_ = 0;  // last log index at start
-  bool opening_ = true;             // inside start(): a lone voter applies its log there
+  bool starting_ = true;            // inside start(): a lone voter applies its log there
   std::string snapshot_source_;  // file name while start() loads, for error messages
   // The only writer of libraft's snapshot threshold and trailing (byte
   // bounds, take_snapshot()); threshold_knob_ is the value libraft has.

@@ -15,7 +15,7 @@ void ReadGate::wait(std::uint64_t index, Clock::time_point deadline, Done done) 
     lock.unlock();
     return done({});
   }
-  waiters_.emplace(index, Waiter{deadline, std::move(done)});
+  waiters_.emplace(index, PendingRead{deadline, std::move(done)});
 }
 
 void ReadGate::advance(std::uint64_t applied) {
@@ -50,7 +50,7 @@ void ReadGate::expire(Clock::time_point now) {
 }
 
 void ReadGate::close(const Error& why) {
-  std::multimap<std::uint64_t, Waiter> left;
+  std::multimap<std::uint64_t, PendingRead> left;
   {
     std::lock_guard lock(mu_);
     closed_ = true;

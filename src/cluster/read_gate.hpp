@@ -38,7 +38,7 @@ class ReadGate {
   void close(const Error& why);
 
  private:
-  struct Waiter {
+  struct PendingRead {
     Clock::time_point deadline;
     Done done;
   };
@@ -46,7 +46,7 @@ class ReadGate {
   std::uint64_t applied_ = 0;
   bool closed_ = false;
   Error closed_why_{Code::unavailable, "node stopped"};
-  std::multimap<std::uint64_t, Waiter> waiters_;
+  std::multimap<std::uint64_t, PendingRead> waiters_;
 };
 
 }  // namespace catga::internal

@@ -8,4 +8,4 @@ extern "C" {
 extern const catga::internal::ReplicatedEngineFactory catga_replicated_engine;
 }
 
-const catga::internal::ReplicatedEngineFactory catga_replicated_engine = &catga::detail::make_replicated_node;
+const catga::internal::ReplicatedEngineFactory catga_replicated_engine = &catga::internal::make_replicated_node;

@@ -45,12 +45,16 @@
 #include "cluster/envelope.hpp"
 #include "core/log.hpp"
 
-namespace catga::detail {
+namespace catga::internal {
 namespace {
 
-using internal::PeerChannel;
-using internal::RaftNode;
-using internal::ReplicatedStateMachine;
+// Core's engine interface and the types it hands over (src/core/replicator.hpp).
+using detail::BuildPlan;
+using detail::decode_result;
+using detail::Mediator;
+using detail::Placement;
+using detail::Replicator;
+using detail::UniqueFunction;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
@@ -84,7 +88,7 @@ class SequenceWindow {
   std::deque<bool> done_;
 };
 
-internal::peer::Outcome outcome_of(Result<internal::Applied> applied) {
+internal::peer::Outcome to_peer_outcome(Result<internal::Applied> applied) {
   if (!applied) return {applied.error().code(), applied.error().message(), 0};
   return {Code::ok, std::move(applied->result), applied->index};
 }
@@ -162,7 +166,7 @@ class ReplicatedNode final : public Replicator {
           continue;
         }
         proposals.push_back({std::move(records[i]), [this, shared, i](Result<internal::Applied> r) {
-                               auto outcome = outcome_of(std::move(r));
+                               auto outcome = to_peer_outcome(std::move(r));
                                // Stopped itself: no leader for its peers, nothing appended; they retry elsewhere.
                                if (stopped_itself_ && outcome.code == Code::failed_precondition) {
                                  outcome.code = Code::unavailable;
@@ -178,13 +182,15 @@ class ReplicatedNode final : public Replicator {
                                     .node_id = options.node_id,
                                     .cluster_id = options.cluster_id,
                                     .secret = options.peer_secret,
+                                    .accepted_secrets = options.accepted_peer_secrets,
                                     .max_frame_bytes = options.max_entry_bytes * 2 + 4096,
                                     .answer_timeout = options.election_timeout,
                                     .keepalive_idle = options.election_timeout,
                                     .handshake_timeout = options.peer_handshake_timeout,
                                     .tls_ca_file = options.tls_ca_file.string(),
                                     .tls_cert_file = options.tls_cert_file.string(),
-                                    .tls_key_file = options.tls_key_file.string()},
+                                    .tls_key_file = options.tls_key_file.string(),
+                                    .tls_crl_file = options.tls_crl_file.string()},
                                    std::move(handler));
     if (!peer) return peer.error();
     peer_ = std::move(*peer);
@@ -279,8 +285,8 @@ class ReplicatedNode final : public Replicator {
       // commands sent meanwhile wait for it.
       waiting_.push_back(Deferred{kind, std::string(wire_name), std::move(payload), std::string(key), deadline,
                                   std::move(done)});
-      if (!opening_) {
-        opening_ = true;
+      if (!session_opening_) {
+        session_opening_ = true;
         lock.unlock();
         open_session(deadline);
       }
@@ -300,7 +306,7 @@ class ReplicatedNode final : public Replicator {
   // knows is dropped here; the next command opens a new one.
   void keep_alive(Clock::time_point now) {
     std::unique_lock lock(session_mu_);
-    if (session_ == 0 || opening_ || keep_alive_out_ ||
+    if (session_ == 0 || session_opening_ || keep_alive_out_ ||
         now - last_sent_ < internal::keep_alive_every()) {
       return;
     }
@@ -330,7 +336,7 @@ class ReplicatedNode final : public Replicator {
                std::vector<Deferred> waiting;
                {
                  std::lock_guard lock(session_mu_);
-                 opening_ = false;
+                 session_opening_ = false;
                  if (opened) {
                    session_ = *opened;
                    window_ = SequenceWindow();
@@ -405,7 +411,7 @@ class ReplicatedNode final : public Replicator {
       }
     }
     if (local) {
-      node_->propose(std::move(record), [this, id](Result<internal::Applied> r) { on_outcome(id, outcome_of(std::move(r))); });
+      node_->propose(std::move(record), [this, id](Result<internal::Applied> r) { on_outcome(id, to_peer_outcome(std::move(r))); });
     } else {
       forwarded_.fetch_add(1, std::memory_order_relaxed);
       peer_->forward(leader, std::move(record), [this, id](internal::peer::Outcome o) { on_outcome(id, std::move(o)); });
@@ -597,7 +603,7 @@ class ReplicatedNode final : public Replicator {
   // This node's client session (under session_mu_).
   std::mutex session_mu_;
   std::uint64_t session_ = 0;
-  bool opening_ = false;
+  bool session_opening_ = false;
   bool keep_alive_out_ = false;
   Clock::time_point last_sent_{};  // the last command or keep-alive sent under session_
   SequenceWindow window_;
@@ -636,4 +642,4 @@ Result<std::unique_ptr<Replicator>> make_replicated_node(BuildPlan& plan) {
   return std::unique_ptr<Replicator>(std::move(node));
 }
 
-}  // namespace catga::detail
+}  // namespace catga::internal

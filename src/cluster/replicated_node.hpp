@@ -7,10 +7,10 @@
 #include "catga/application.hpp"
 #include "core/replicator.hpp"
 
-namespace catga::detail {
+namespace catga::internal {
 
 // Starts the node described by `plan` (a single durable node or a cluster
 // member) around `plan.mediator`, which must outlive the result.
-Result<std::unique_ptr<Replicator>> make_replicated_node(BuildPlan& plan);
+Result<std::unique_ptr<detail::Replicator>> make_replicated_node(detail::BuildPlan& plan);
 
-}  // namespace catga::detail
+}  // namespace catga::internal

@@ -18,9 +18,13 @@ struct fileStamp {
   ino_t ino;
 };
 
+enum { kFiles = 4 }; /* ca, cert, key, crl ("" when none) */
+
 struct catga_tls_context {
-  char *files[3]; /* ca, cert, key */
-  struct fileStamp stamps[3];
+  char *files[kFiles];
+  char *label;
+  struct fileStamp stamps[kFiles];
+  struct catga_tls_context *prev, *next; /* in `live` */
   pthread_mutex_t mutex;
   SSL_CTX *ctx;
   uint64_t node_id; /* the one the first certificate named; reloads keep it */
@@ -28,6 +32,10 @@ struct catga_tls_context {
   bool report;    /* a failed reload not reported yet */
   char failure[256];
 };
+
+/* Every context alive in the process, for catga_tls_context_reload_all. */
+static pthread_mutex_t liveMutex = PTHREAD_MUTEX_INITIALIZER;
+static struct catga_tls_context *live;
 
 static void stampOf(const char *path, struct fileStamp *s) {
   struct stat st;
@@ -62,8 +70,23 @@ static void opensslReason(char *out, size_t len) {
   }
 }
 
-static SSL_CTX *loadContext(char *const files[3], uint64_t *node_id, char *err,
-                            size_t err_len) {
+/* Adds the CRLs of `path` to the context's trust store and turns on the
+ * revocation check of the peer's certificate; false with `err` filled. */
+static bool loadCrl(SSL_CTX *ctx, const char *path, char *err, size_t err_len) {
+  char why[160];
+  X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+  X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+  if (lookup == NULL || X509_load_crl_file(lookup, path, X509_FILETYPE_PEM) <= 0) {
+    opensslReason(why, sizeof why);
+    snprintf(err, err_len, "TLS CRL file %s: %s", path, why);
+    return false;
+  }
+  X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+  return true;
+}
+
+static SSL_CTX *loadContext(char *const files[kFiles], uint64_t *node_id,
+                            char *err, size_t err_len) {
   char why[160];
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
   ERR_clear_error();
@@ -89,6 +112,8 @@ static SSL_CTX *loadContext(char *const files[3], uint64_t *node_id, char *err,
   } else if (SSL_CTX_check_private_key(ctx) != 1) {
     snprintf(err, err_len, "TLS key file %s does not match certificate %s",
              files[2], files[1]);
+  } else if (files[3][0] != '\0' && !loadCrl(ctx, files[3], err, err_len)) {
+    /* err says why */
   } else {
     X509 *own = SSL_CTX_get0_certificate(ctx);
     char cn[64] = "";
@@ -120,15 +145,17 @@ static SSL_CTX *loadContext(char *const files[3], uint64_t *node_id, char *err,
 struct catga_tls_context *catga_tls_context_new(const struct catga_tls_files *f,
                                                 char *err, size_t err_len) {
   struct catga_tls_context *c = calloc(1, sizeof *c);
-  const char *paths[3] = {f->ca_file, f->cert_file, f->key_file};
+  const char *paths[kFiles] = {f->ca_file, f->cert_file, f->key_file,
+                               f->crl_file};
   if (c == NULL) {
     snprintf(err, err_len, "out of memory");
     return NULL;
   }
   pthread_mutex_init(&c->mutex, NULL);
-  for (int i = 0; i < 3; i++) {
+  c->label = strdup(f->label != NULL ? f->label : "TLS");
+  for (int i = 0; i < kFiles; i++) {
     c->files[i] = strdup(paths[i] != NULL ? paths[i] : "");
-    if (c->files[i] == NULL) {
+    if (c->files[i] == NULL || c->label == NULL) {
       snprintf(err, err_len, "out of memory");
       catga_tls_context_free(c);
       return NULL;
@@ -141,6 +168,13 @@ struct catga_tls_context *catga_tls_context_new(const struct catga_tls_files *f,
     return NULL;
   }
   c->checked = time(NULL);
+  pthread_mutex_lock(&liveMutex);
+  c->next = live;
+  if (live != NULL) {
+    live->prev = c;
+  }
+  live = c;
+  pthread_mutex_unlock(&liveMutex);
   return c;
 }
 
@@ -148,25 +182,50 @@ void catga_tls_context_free(struct catga_tls_context *c) {
   if (c == NULL) {
     return;
   }
+  if (c->ctx != NULL) { /* fully built: it is in `live` */
+    pthread_mutex_lock(&liveMutex);
+    if (c->prev != NULL) {
+      c->prev->next = c->next;
+    } else {
+      live = c->next;
+    }
+    if (c->next != NULL) {
+      c->next->prev = c->prev;
+    }
+    pthread_mutex_unlock(&liveMutex);
+  }
   SSL_CTX_free(c->ctx);
   pthread_mutex_destroy(&c->mutex);
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < kFiles; i++) {
     free(c->files[i]);
   }
+  free(c->label);
   free(c);
+}
+
+/* Under the mutex: reads the files again; false (c->failure says why) when
+ * they do not load, and the previous context stays. */
+static bool reload(struct catga_tls_context *c) {
+  SSL_CTX *fresh =
+      loadContext(c->files, &c->node_id, c->failure, sizeof c->failure);
+  if (fresh == NULL) {
+    return false;
+  }
+  SSL_CTX_free(c->ctx);
+  c->ctx = fresh;
+  return true;
 }
 
 /* Under the mutex: reload when a file changed since the last load. */
 static void maybeReload(struct catga_tls_context *c) {
-  struct fileStamp now[3];
+  struct fileStamp now[kFiles];
   bool changed = false;
   time_t t = time(NULL);
-  SSL_CTX *fresh;
   if (t == c->checked) {
     return;
   }
   c->checked = t;
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < kFiles; i++) {
     stampOf(c->files[i], &now[i]);
     changed = changed || !sameStamp(&now[i], &c->stamps[i]);
   }
@@ -174,13 +233,41 @@ static void maybeReload(struct catga_tls_context *c) {
     return;
   }
   memcpy(c->stamps, now, sizeof now);
-  fresh = loadContext(c->files, &c->node_id, c->failure, sizeof c->failure);
-  if (fresh == NULL) {
+  if (!reload(c)) {
     c->report = true;
-    return;
   }
-  SSL_CTX_free(c->ctx);
-  c->ctx = fresh;
+}
+
+unsigned catga_tls_context_reload_all(void (*report)(void *data, const char *line),
+                                      void *data) {
+  unsigned n = 0;
+  char line[1200];
+  pthread_mutex_lock(&liveMutex);
+  for (struct catga_tls_context *c = live; c != NULL; c = c->next, n++) {
+    pthread_mutex_lock(&c->mutex);
+    for (int i = 0; i < kFiles; i++) {
+      stampOf(c->files[i], &c->stamps[i]);
+    }
+    c->checked = time(NULL);
+    if (reload(c)) {
+      c->report = false;
+      snprintf(line, sizeof line,
+               "%s: TLS credentials reloaded (CA %s, certificate %s, key %s%s%s)",
+               c->label, c->files[0], c->files[1], c->files[2],
+               c->files[3][0] != '\0' ? ", CRL " : "", c->files[3]);
+    } else {
+      snprintf(line, sizeof line,
+               "%s: TLS credentials not reloaded: %s (keeping the previous "
+               "credentials)",
+               c->label, c->failure);
+    }
+    pthread_mutex_unlock(&c->mutex);
+    if (report != NULL) {
+      report(data, line);
+    }
+  }
+  pthread_mutex_unlock(&liveMutex);
+  return n;
 }
 
 struct ssl_ctx_st *catga_tls_context_get(struct catga_tls_context *c, char *err,

@@ -8,13 +8,18 @@
  * its validity period, and names the node id the connection claims (the id
  * libraft's handshake carries, or the member being dialled).
  *
- * The three files are read again, for new connections, when any of them
- * changed (modification time, size or inode; checked at most once a
- * second): certificates reload without a restart. A reload that fails (a
- * file half-written, a key that does not match) keeps the previous
- * credentials and reports why once.
+ * An optional CRL file (PEM, from the cluster CA) makes every handshake
+ * refuse a revoked peer certificate (X509_V_FLAG_CRL_CHECK: the peer's own
+ * certificate; a list past its next update fails every peer).
  *
- * Threading: catga_tls_context_get may be called from any thread. */
+ * The files are read again, for new connections, when any of them changed
+ * (modification time, size or inode; checked at most once a second), or at
+ * once for every live context by catga_tls_context_reload_all (SIGHUP):
+ * certificates reload without a restart. A reload that fails (a file
+ * half-written, a key that does not match) keeps the previous credentials
+ * and reports why once.
+ *
+ * Threading: every function may be called from any thread. */
 #ifndef CATGA_SRC_CLUSTER_TLS_CONTEXT_H
 #define CATGA_SRC_CLUSTER_TLS_CONTEXT_H
 
@@ -33,6 +38,8 @@ struct catga_tls_files {
   const char *ca_file;   /* PEM: the cluster's CA certificate(s) */
   const char *cert_file; /* PEM: this node's certificate (chain) */
   const char *key_file;  /* PEM: its private key */
+  const char *crl_file;  /* PEM: revocation lists; NULL or "": none */
+  const char *label;     /* who uses it, in reload reports ("raft node 1") */
 };
 
 /* Loads the files. NULL on failure, with `err` saying which file and why. */
@@ -47,6 +54,12 @@ void catga_tls_context_free(struct catga_tls_context *c);
  * otherwise err[0] is set to '\0'. */
 struct ssl_ctx_st *catga_tls_context_get(struct catga_tls_context *c, char *err,
                                          size_t err_len);
+
+/* Reloads every live context now (whether or not a file changed) and
+ * calls `report` once per context with one line: what was reloaded, or why
+ * not (the previous credentials stay). Returns the number of contexts. */
+unsigned catga_tls_context_reload_all(void (*report)(void *data, const char *line),
+                                      void *data);
 
 /* The node id this node's certificate names (a reload that names another
  * one is refused). */

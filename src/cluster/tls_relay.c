@@ -13,7 +13,7 @@
 
 #include "cluster/tls_context.h"
 
-enum { READ_CHUNK = 64 * 1024, RECORD = 16 * 1024 };
+enum { READ_CHUNK = 64 * 1024 };
 
 struct catga_tls_relay {
   uv_loop_t *loop;
@@ -159,32 +159,45 @@ static bool flushTls(struct catga_tls_relay *r) {
   return true;
 }
 
-/* Decrypts what TCP delivered into the socketpair. */
+/* Decrypts what TCP delivered into the socketpair: every record that is
+ * complete goes out in one write (one allocation, one uv_write, so one
+ * wakeup of libraft's reader per TCP read rather than one per record). The
+ * plaintext is never longer than the ciphertext waiting plus what OpenSSL
+ * already decrypted, so that bounds the buffer. */
 static void pumpFromTls(struct catga_tls_relay *r) {
-  while (!r->closing) {
-    struct relayWrite *w = newWrite(r, false, RECORD);
-    int n;
-    if (w == NULL) {
-      fail(r, "out of memory");
-      return;
-    }
-    n = SSL_read(r->ssl, w->data, RECORD);
-    if (n <= 0) {
-      int e = SSL_get_error(r->ssl, n);
-      free(w);
-      if (e == SSL_ERROR_WANT_READ) {
-        break;
-      }
-      /* close_notify, or a broken session: the caller sees EOF. */
-      ERR_clear_error();
-      teardown(r);
-      return;
-    }
-    w->len = (size_t)n;
-    if (!queueWrite(r, w)) {
-      return;
-    }
+  size_t capacity = BIO_ctrl_pending(r->rbio) + (size_t)SSL_pending(r->ssl);
+  struct relayWrite *w;
+  bool ended = false;
+  if (capacity == 0 || r->closing) {
+    goto flush;
   }
+  w = newWrite(r, false, capacity);
+  if (w == NULL) {
+    fail(r, "out of memory");
+    return;
+  }
+  while (w->len < capacity) {
+    int n = SSL_read(r->ssl, w->data + w->len, (int)(capacity - w->len));
+    if (n <= 0) {
+      /* WANT_READ: the rest of a record is still on its way. Otherwise
+       * close_notify or a broken session: the caller sees EOF after what
+       * came before it. */
+      ended = SSL_get_error(r->ssl, n) != SSL_ERROR_WANT_READ;
+      break;
+    }
+    w->len += (size_t)n;
+  }
+  if (w->len == 0) {
+    free(w);
+  } else if (!queueWrite(r, w)) {
+    return;
+  }
+  if (ended) {
+    ERR_clear_error();
+    teardown(r);
+    return;
+  }
+flush:
   if (!flushTls(r)) {
     return;
   }

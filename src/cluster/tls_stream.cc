@@ -3,15 +3,16 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "catga/cluster.hpp"
 #include "cluster/tls_context.h"
 #include "core/log.hpp"
 
 namespace catga::internal {
 
-Result<std::shared_ptr<TlsCredentials>> TlsCredentials::load(const std::string& ca_file, const std::string& cert_file,
-                                                             const std::string& key_file) {
+Result<std::shared_ptr<TlsCredentials>> TlsCredentials::load(const Files& f) {
   char err[320] = {0};
-  const catga_tls_files files{ca_file.c_str(), cert_file.c_str(), key_file.c_str()};
+  const catga_tls_files files{f.ca_file.c_str(), f.cert_file.c_str(), f.key_file.c_str(), f.crl_file.c_str(),
+                              f.label.c_str()};
   catga_tls_context* c = catga_tls_context_new(&files, err, sizeof err);
   if (c == nullptr) return Error{Code::invalid_argument, err};
   return std::shared_ptr<TlsCredentials>(new TlsCredentials(c));
@@ -59,3 +60,14 @@ std::string TlsStream::describe_failure(const asio::error_code& ec) {
 }
 
 }  // namespace catga::internal
+
+namespace catga {
+
+std::vector<std::string> reload_cluster_tls() {
+  std::vector<std::string> lines;
+  catga_tls_context_reload_all(
+      [](void* data, const char* line) { static_cast<std::vector<std::string>*>(data)->emplace_back(line); }, &lines);
+  return lines;
+}
+
+}  // namespace catga

@@ -25,9 +25,13 @@ namespace catga::internal {
 
 class TlsCredentials {
  public:
-  // Loads the three PEM files; the error names the file and the reason.
-  static Result<std::shared_ptr<TlsCredentials>> load(const std::string& ca_file, const std::string& cert_file,
-                                                      const std::string& key_file);
+  struct Files {
+    std::string ca_file, cert_file, key_file;
+    std::string crl_file;  // optional
+    std::string label;     // who uses them, in reload reports
+  };
+  // Loads the PEM files; the error names the file and the reason.
+  static Result<std::shared_ptr<TlsCredentials>> load(const Files& files);
   ~TlsCredentials();
   TlsCredentials(const TlsCredentials&) = delete;
   TlsCredentials& operator=(const TlsCredentials&) = delete;

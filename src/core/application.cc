@@ -4,11 +4,11 @@
 // (core/replicated_engine.hpp).
 #include "catga/application.hpp"
 
-#include <condition_variable>
-#include <mutex>
+#include <memory>
 
 #include "core/replicated_engine.hpp"
 #include "core/replicator.hpp"
+#include "core/waiter.hpp"
 
 // Defined by catga::cluster; null when the program does not link it.
 extern "C" {
@@ -58,19 +58,9 @@ void Application::await_readable(const QueryOptions& options, UniqueFunction<voi
 void Application::block_until_woken(UniqueFunction<void(UniqueFunction<void()> wake)> start) {
   // Shared with `wake`: it may run after this call returned (it outlives
   // the wait only as long as the completion that holds it).
-  struct Latch {
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool woken = false;
-  };
-  auto latch = std::make_shared<Latch>();
-  start([latch] {
-    std::lock_guard lock(latch->mutex);
-    latch->woken = true;
-    latch->cv.notify_one();
-  });
-  std::unique_lock lock(latch->mutex);
-  latch->cv.wait(lock, [&] { return latch->woken; });
+  auto woken = std::make_shared<detail::Waiter<bool>>();
+  start([woken] { woken->set(true); });
+  woken->wait();
 }
 
 Application::~Application() {

@@ -1,5 +1,8 @@
-// Waiter: blocks the calling thread until a callback delivers the value
-// (the blocking forms of callback-style calls inside the library).
+// Waiter: blocks the calling thread until a callback delivers the value —
+// the one wait helper behind every blocking form of a callback-style call in
+// the library (Application::block_until_woken and so wait_for, backups to a
+// file, the HTTP server's stop). set() may run on any thread; the waiter may
+// be destroyed as soon as wait() returned.
 #pragma once
 
 #include <condition_variable>

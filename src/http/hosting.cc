@@ -1,5 +1,5 @@
-// Hosting: the member-list parser and the signal-owned shutdown of a service
-// process (catga/hosting.hpp). Signals arrive through a signalfd, request_stop
+// Hosting: the member-list parser and the signal-owned shutdown (and SIGHUP
+// reload) of a service process (catga/hosting.hpp). Signals arrive through a signalfd, request_stop
 // through an eventfd; wait() polls both.
 #include "catga/hosting.hpp"
 
@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -57,6 +58,7 @@ sigset_t shutdown_set() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   return set;
 }
 
@@ -106,6 +108,7 @@ struct ShutdownSignals::State {
   int signal_fd = -1;
   int stop_fd = -1;
   std::optional<Error> failure;  // set when the constructor could not set up
+  std::function<void()> reload;  // SIGHUP
 };
 
 ShutdownSignals::ShutdownSignals() : state_(std::make_unique<State>()) {
@@ -138,9 +141,13 @@ Result<int> ShutdownSignals::wait() {
     if (fds[1].revents & POLLIN) return 0;
     if (fds[0].revents & POLLIN) {
       signalfd_siginfo info{};
-      if (::read(state_->signal_fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
-        return static_cast<int>(info.ssi_signo);
+      if (::read(state_->signal_fd, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) continue;
+      if (info.ssi_signo != SIGHUP) return static_cast<int>(info.ssi_signo);
+      if (!state_->reload) {
+        log_message(LogLevel::info, "SIGHUP: nothing to reload");
+        continue;
       }
+      state_->reload();
     }
   }
 }
@@ -151,8 +158,25 @@ void ShutdownSignals::request_stop() noexcept {
   [[maybe_unused]] auto written = ::write(state_->stop_fd, &one, sizeof one);
 }
 
+void ShutdownSignals::on_reload(std::function<void()> reload) { state_->reload = std::move(reload); }
+
 Result<int> serve_until_signal(ShutdownSignals& signals, http::Server& server, std::unique_ptr<Application>& app) {
+  signals.on_reload([&server] {
+    log_message(LogLevel::info, "SIGHUP: reloading certificates and credentials");
+    if (auto reloaded = server.reload(); reloaded) {
+      log_message(LogLevel::info, "HTTP server on port " + std::to_string(server.port()) +
+                                      ": its TLS and credentials files (those configured) reloaded");
+    } else {
+      log_message(LogLevel::error, "HTTP server on port " + std::to_string(server.port()) + ": not reloaded: " +
+                                       reloaded.error().message() + " (keeping the previous files)");
+    }
+    for (const auto& line : reload_cluster_tls()) {
+      const bool failed = line.find(": TLS credentials not reloaded: ") != std::string::npos;
+      log_message(failed ? LogLevel::error : LogLevel::info, line);
+    }
+  });
   auto waited = signals.wait();
+  signals.on_reload(nullptr);
   if (!waited) return waited;  // the server and application keep running: the caller decides
   const int received = *waited;
   const std::string why = received == 0 ? std::string("stop requested") : std::string(strsignal(received));

@@ -26,12 +26,12 @@
 #include <sys/socket.h>
 
 #include <condition_variable>
-#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "catga/logging.hpp"
+#include "core/waiter.hpp"
 #include "http/credentials.hpp"
 #include "http/server_impl.hpp"
 #include "http/tls_context.hpp"
@@ -628,9 +628,9 @@ void Server::stop() {
   core->stopping = true;
   // A pending reload check is dropped by io.stop() below (and re-arms no more
   // once `stopping` is set).
-  std::promise<void> closed;
-  core->close_async([&closed] { closed.set_value(); });
-  closed.get_future().wait();
+  catga::detail::Waiter<bool> closed;
+  core->close_async([&closed] { closed.set(true); });
+  closed.wait();
   // Every request carries a deadline of request_timeout; a raw handler that
   // holds its Responder longer is cut off here.
   core->drain->wait_idle(internal::Clock::now() + options_.request_timeout + std::chrono::seconds(1));

@@ -18,6 +18,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import selectors
 import signal
 import socket
@@ -116,7 +117,33 @@ class Reaper:
             self.proc.kill()
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
+    """A free port below the kernel's ephemeral range: over a long run with
+    many restarts, a port taken from that range is soon the local end of some
+    outgoing connection (a proxy's, a client's) while its node is down, and
+    the node's restart fails with "Address already in use" — a fault of the
+    harness, not of the node."""
+    lo, _ = _ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        p = rng.randrange(10000, max(lo - 2, 10002))
+        s = socket.socket()
+        try:
+            s.bind((HOST, p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
     s = socket.socket()
     s.bind((HOST, 0))
     p = s.getsockname()[1]

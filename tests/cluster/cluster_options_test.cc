@@ -55,6 +55,23 @@ TEST(ClusterOptions, TlsNeedsAllThreeFiles) {
   EXPECT_TRUE(o.tls_enabled());
   EXPECT_TRUE(o.validate().has_value());  // the files are read at start (raft_tls_test.cc)
 }
+TEST(ClusterOptions, AcceptedSecretsNeedASecretAndEach16Bytes) {
+  expect_invalid([](auto& o) {
+    o.peer_secret.clear();
+    o.accepted_peer_secrets = {"an-accepted-secret-of-24"};
+  }, "accepted_peer_secrets: needs peer_secret");
+  expect_invalid([](auto& o) {
+    o.peer_secret = "the-cluster-secret-of-24";
+    o.accepted_peer_secrets = {"short"};
+  }, "accepted_peer_secrets: each must be at least 16 bytes");
+  ClusterOptions o = valid();
+  o.peer_secret = "the-cluster-secret-of-24";
+  o.accepted_peer_secrets = {"an-accepted-secret-of-24"};
+  EXPECT_TRUE(o.validate().has_value());
+}
+TEST(ClusterOptions, CrlNeedsTls) {
+  expect_invalid([](auto& o) { o.tls_crl_file = "cluster.crl"; }, "tls_crl_file: needs the three TLS files");
+}
 TEST(ClusterOptions, PeerHandshakeTimeoutZero) {
   expect_invalid([](auto& o) { o.peer_handshake_timeout = std::chrono::milliseconds(0); }, "peer_handshake_timeout");
 }

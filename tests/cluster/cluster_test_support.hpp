@@ -52,6 +52,7 @@ class DigestMachine : public internal::RecordStateMachine {
     return out;
   }
   Result<void> restore(std::string_view s) override {
+    std::this_thread::sleep_for(restore_delay_.load());  // a large state's decode
     std::lock_guard lock(mu_);
     if (s.size() != 24) return Error(Code::data_loss, "bad snapshot size " + std::to_string(s.size()));
     std::memcpy(&digest_, s.data(), 8);
@@ -61,6 +62,9 @@ class DigestMachine : public internal::RecordStateMachine {
     ++restores_;
     return ok();
   }
+
+  // Each restore (a snapshot installed or loaded) takes at least `d` from now on.
+  void set_restore_delay(std::chrono::milliseconds d) { restore_delay_ = d; }
 
   std::uint64_t digest() const { std::lock_guard l(mu_); return digest_; }
   std::uint64_t count() const { std::lock_guard l(mu_); return count_; }
@@ -80,6 +84,7 @@ class DigestMachine : public internal::RecordStateMachine {
     }
   }
   mutable std::mutex mu_;
+  std::atomic<std::chrono::milliseconds> restore_delay_{std::chrono::milliseconds(0)};
   std::uint64_t digest_ = 14695981039346656037ull;
   std::uint64_t count_ = 0;
   std::uint64_t last_index_ = 0;

@@ -1,8 +1,8 @@
 // The peer channel over mutual TLS 1.3 (src/cluster/tls_stream.*), channel
 // against channel on 127.0.0.1 with certificates generated for the run: a
 // member with a valid certificate forwards; a wrong CA, an expired
-// certificate, a certificate for another node id, a plaintext client and a
-// stalled handshake are refused and nothing reaches the handler.
+// certificate, a revoked one, a certificate for another node id, a plaintext
+// client and a stalled handshake are refused and nothing reaches the handler.
 #include <gtest/gtest.h>
 
 #include <asio/io_context.hpp>
@@ -43,7 +43,7 @@ class PeerChannelTls : public ::testing::Test {
   }
 
   // A server (node 1) whose handler answers every record with "applied".
-  void start_server() {
+  void start_server(const std::filesystem::path& crl_file = {}) {
     PeerChannel::Handler handler;
     handler.forward = [this](std::vector<std::string> records, PeerChannel::RecordDone done) {
       forwarded_ += records.size();
@@ -51,6 +51,7 @@ class PeerChannelTls : public ::testing::Test {
     };
     handler.read_index = [](PeerChannel::IndexDone done) { done(std::uint64_t{7}); };
     auto o = options(1, fixture_.node(1));
+    o.tls_crl_file = crl_file.string();
     o.listen_address = "127.0.0.1:" + std::to_string(testsupport::free_port());
     address_ = o.listen_address;
     auto server = PeerChannel::start(o, handler);
@@ -104,6 +105,20 @@ TEST_F(PeerChannelTls, BadCertificatesAreRefusedAndNothingIsForwarded) {
   EXPECT_EQ(forwarded_.load(), 0u);
   // The server still serves members.
   EXPECT_EQ(forward_from(options(2, fixture_.node(2))).code, Code::ok);
+}
+
+// With a CRL, a certificate it lists is refused in the handshake; another
+// certificate for the same node, not listed, forwards.
+TEST_F(PeerChannelTls, ARevokedCertificateIsRefused) {
+  const TlsFiles revoked = fixture_.node(2), current = fixture_.node(2);
+  const auto crl = dir_.path() / "cluster.crl";
+  fixture_.write_crl(crl, {revoked.serial});
+  start_server(crl);
+  const peer::Outcome o = forward_from(options(2, revoked));
+  EXPECT_EQ(o.code, Code::unavailable) << o.bytes;
+  EXPECT_EQ(forwarded_.load(), 0u);
+  EXPECT_EQ(forward_from(options(2, current)).code, Code::ok);
+  EXPECT_EQ(forwarded_.load(), 1u);
 }
 
 TEST_F(PeerChannelTls, APlaintextClientIsRefused) {

@@ -2,7 +2,8 @@
 // attacks of issue 15, on real nodes and real sockets on 127.0.0.1: the
 // forged libraft handshake that deposed a leader, a wrong secret, garbage,
 // a stalled handshake. Each is refused, no term moves, the cluster keeps
-// committing; members that share the secret work as before.
+// committing; members that share the secret work as before, and a secret
+// rotates node by node.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,6 +15,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -193,4 +195,59 @@ TEST(RaftAuth, MembersThatShareTheSecretReplicateAndConverge) {
   ASSERT_TRUE(leader);
   for (int i = 0; i < 20; ++i) EXPECT_THAT(cluster.app(*leader).send(bank::Open{.owner = "a" + std::to_string(i)}), IsOk());
   EXPECT_TRUE(cluster.converged(*leader));
+}
+
+// A secret rotates node by node, each node restarted once per phase, while
+// the cluster keeps committing and forwarding after every restart: first
+// each node also accepts the new secret, then each proves the new one and
+// still accepts the old, then each drops the old (docs/security.md).
+TEST(RaftAuth, TheSecretRotatesNodeByNodeWhileTheClusterCommits) {
+  const std::string old_secret = kClusterSecret, new_secret = "the-new-cluster-secret-2026";
+  std::map<std::uint64_t, int> phase;  // by node id; 0 before the rotation
+  LocalCluster<bank::State> cluster(3, register_bank, [&](catga::ClusterOptions& o) {
+    switch (phase[o.node_id]) {
+      case 1: o.accepted_peer_secrets = {new_secret}; break;
+      case 2: o.peer_secret = new_secret, o.accepted_peer_secrets = {old_secret}; break;
+      case 3: o.peer_secret = new_secret; break;
+      default: break;
+    }
+  });
+  ASSERT_TRUE(cluster.leader());
+  for (int step = 1; step <= 3; ++step) {
+    for (std::size_t i = 0; i < cluster.size(); ++i) {
+      const std::string when = "phase " + std::to_string(step) + ", node " + std::to_string(i + 1);
+      phase[i + 1] = step;
+      cluster.stop(i);
+      cluster.start(i);
+      auto leader = cluster.leader();
+      ASSERT_TRUE(leader) << when;
+      EXPECT_THAT(cluster.app(*leader).send(bank::Open{.owner = "l" + when}), IsOk()) << when;
+      const std::size_t follower = (*leader + 1) % cluster.size();
+      ASSERT_TRUE(testsupport::wait_for([&] { return cluster.app(follower).status().leader_id != 0; })) << when;
+      EXPECT_THAT(cluster.app(follower).send(bank::Open{.owner = "f" + when}), IsOk()) << when;
+      EXPECT_TRUE(cluster.converged(*leader)) << when;
+    }
+  }
+  // Done: the old secret is refused, the new one welcomed.
+  RawRaftClient old_client(cluster.member(0).address);
+  EXPECT_FALSE(authenticate(old_client, old_secret, 2, 1));
+  RawRaftClient new_client(cluster.member(0).address);
+  EXPECT_TRUE(authenticate(new_client, new_secret, 2, 1));
+}
+
+// During a rotation a listener proves its own secret only but welcomes a
+// dialler proving any secret it accepts; one it does not list is refused.
+TEST(RaftAuth, AnAcceptedSecretIsWelcomedAndAnUnlistedOneRefused) {
+  const std::string retiring = "the-retiring-secret-2025";
+  LocalCluster<bank::State> cluster(3, register_bank, [&](catga::ClusterOptions& o) {
+    o.accepted_peer_secrets = {retiring};
+  });
+  ASSERT_TRUE(cluster.leader());
+  for (const std::string& secret : {kClusterSecret, retiring}) {
+    RawRaftClient c(cluster.member(0).address);
+    EXPECT_TRUE(authenticate(c, secret, 2, 1)) << secret;
+  }
+  RawRaftClient c(cluster.member(0).address);
+  EXPECT_FALSE(authenticate(c, "never-listed-secret-of-24", 2, 1));
+  expect_commits(cluster, "after-accepted-secrets");
 }

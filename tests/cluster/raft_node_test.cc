@@ -880,10 +880,20 @@ TEST(RaftNode, MembershipAddPromoteAndRemove) {
     return st.members.size() == 4 && st.members[3].member.role == MemberRole::voter;
   }));
 
-  // Duplicate id, unknown member.
-  auto dup = wait_void([&](auto done) { c.node(l).add_member(c.member(3), std::move(done)); });
+  // The same add again is a retry that has nothing left to do; the same id at
+  // another address, or as a lower role, is a conflict; an unknown member.
+  auto again = wait_void([&](auto done) { c.node(l).add_member(c.member(3), std::move(done)); });
+  EXPECT_TRUE(again.has_value()) << describe(again.error());
+  auto elsewhere = c.member(3);
+  elsewhere.address = "127.0.0.1:1";
+  auto dup = wait_void([&](auto done) { c.node(l).add_member(elsewhere, std::move(done)); });
   ASSERT_FALSE(dup.has_value());
   EXPECT_EQ(dup.error().code(), Code::already_exists) << describe(dup.error());
+  auto lower = c.member(3);
+  lower.role = MemberRole::spare;
+  auto demote = wait_void([&](auto done) { c.node(l).add_member(lower, std::move(done)); });
+  ASSERT_FALSE(demote.has_value());
+  EXPECT_EQ(demote.error().code(), Code::already_exists) << describe(demote.error());
   auto missing = wait_void([&](auto done) { c.node(l).remove_member(42, std::move(done)); });
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().code(), Code::not_found) << describe(missing.error());
@@ -899,6 +909,62 @@ TEST(RaftNode, MembershipAddPromoteAndRemove) {
   ASSERT_TRUE(removed.has_value()) << describe(removed.error());
   ASSERT_TRUE(wait_until([&] { return c.node(l).status().members.size() == 3; }));
   EXPECT_EQ(c.propose_many(l, 10, 1, "after-remove-"), 10);
+}
+
+// An add whose promotion did not finish (libraft's catch-up failed: the member
+// stays a spare, which receives nothing) is resumed by the same add again —
+// the retry an operator or a script makes after "catch-up of the new member
+// failed". Seen in a chaos run: the retry answered already_exists, the member
+// stayed a spare for good, and it never applied another entry.
+TEST(RaftNode, RepeatedAddResumesAPromotionThatDidNotFinish) {
+  Cluster c(4, {}, /*initial=*/3);
+  c.start_all(3);
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  const unsigned l = *leader;
+  EXPECT_EQ(c.propose_many(l, 100, 2, "r-"), 100);
+  auto joined = c.start(3, JoinMode::join_existing);
+  ASSERT_TRUE(joined.has_value()) << describe(joined.error());
+
+  // Where a failed catch-up leaves it: listed as a spare.
+  auto spare = c.member(3);
+  spare.role = MemberRole::spare;
+  auto added = wait_void([&](auto done) { c.node(l).add_member(spare, std::move(done)); });
+  ASSERT_TRUE(added.has_value()) << describe(added.error());
+  EXPECT_EQ(c.propose_many(l, 50, 2, "s-"), 50);
+  EXPECT_EQ(c.machine(3).count(), 0u) << "a spare receives no entries";
+
+  auto resumed = wait_void([&](auto done) { c.node(l).add_member(c.member(3), std::move(done)); });
+  ASSERT_TRUE(resumed.has_value()) << describe(resumed.error());
+  ASSERT_TRUE(wait_until([&] {
+    auto st = c.node(l).status();
+    return st.members.size() == 4 && st.members[3].member.role == MemberRole::voter;
+  }));
+  ASSERT_TRUE(c.wait_all_applied(150));
+  EXPECT_EQ(c.machine(3).digest(), c.machine(l).digest());
+}
+
+// A new member whose catch-up starts with a snapshot install that takes
+// longer than libraft's default catch-up round (5 s) is still promoted: the
+// round is as long as an install may take (libraft's install timeout). Before,
+// every add of a member to a state whose install takes over 5 s failed with
+// "catch-up of the new member failed" and left it a spare.
+TEST(RaftNode, AddWhoseInstallOutlastsADefaultCatchUpRoundSucceeds) {
+  Cluster c(4, small_snapshots, /*initial=*/3);
+  c.start_all(3);
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  const unsigned l = *leader;
+  EXPECT_EQ(c.propose_many(l, 300, 2, "i-"), 300);
+  auto joined = c.start(3, JoinMode::join_existing);
+  ASSERT_TRUE(joined.has_value()) << describe(joined.error());
+  c.machine(3).set_restore_delay(std::chrono::milliseconds(7000));
+
+  auto added = wait_void([&](auto done) { c.node(l).add_member(c.member(3), std::move(done)); });
+  ASSERT_TRUE(added.has_value()) << describe(added.error());
+  EXPECT_GE(c.machine(3).restores(), 1) << "node 4 caught up without a snapshot";
+  ASSERT_TRUE(c.wait_all_applied(300));
+  EXPECT_EQ(c.machine(3).digest(), c.machine(l).digest());
 }
 
 // ---- start() errors ---------------------------------------------------------

@@ -3,9 +3,11 @@
 // certificates generated for the run (tests/support/tls_fixture.hpp): a TLS
 // cluster replicates and survives a leader kill; a wrong CA, an expired
 // certificate, a certificate for another node id, no certificate, a
-// plaintext client, garbage and a stalled handshake are each refused with no
-// effect on the cluster; certificates reload without a restart.
+// plaintext client, garbage, a stalled handshake and a revoked certificate
+// are each refused with no effect on the cluster; certificates reload
+// without a restart, and at once on reload_cluster_tls (SIGHUP).
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -299,4 +301,51 @@ TEST(RaftTls, CertificatesReloadWithoutARestart) {
     EXPECT_TRUE(authenticate(c, kClusterSecret, 2, 1)) << "the reloaded credentials stay in use";
   }
   expect_commits(cluster, "after-reload");
+}
+
+// With a CRL (tls_crl_file) every handshake checks revocation: a second
+// certificate for node 2 gets through, then is refused once the CRL lists it
+// and reload_cluster_tls (what SIGHUP does) read it — on every node, and the
+// report names what was reloaded. A CRL that does not load is reported and
+// the previous one stays. The members' own certificates are not listed:
+// the cluster goes on committing.
+TEST(RaftTls, ARevokedCertificateIsRefusedOnceTheCrlListsIt) {
+  TlsCluster tls;
+  TempDir dir;
+  const auto crl = dir.path() / "cluster.crl";
+  tls.fixture().write_crl(crl, {});
+  LocalCluster<bank::State> cluster(3, register_bank, tls.options([&](catga::ClusterOptions& o) {
+    o.peer_secret = kClusterSecret;
+    o.tls_crl_file = crl;
+  }));
+  ASSERT_TRUE(cluster.leader());
+  const auto ca = tls.fixture().ca_file();
+  const TlsFiles stolen = tls.fixture().node(2);
+  const auto welcomed_by = [&](std::size_t i) {
+    TlsRaftClient c(cluster.member(i).address, ca, &stolen);
+    return authenticate(c, kClusterSecret, 2, i + 1);
+  };
+  EXPECT_TRUE(welcomed_by(0));
+  EXPECT_TRUE(welcomed_by(2));
+
+  tls.fixture().write_crl(crl, {stolen.serial});
+  const std::vector<std::string> report = catga::reload_cluster_tls();
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    const std::string n = std::to_string(id);
+    EXPECT_THAT(report, ::testing::Contains(::testing::AllOf(
+                            ::testing::StartsWith("raft node " + n + ": TLS credentials reloaded (CA "),
+                            ::testing::HasSubstr(", CRL " + crl.string()))));
+    EXPECT_THAT(report, ::testing::Contains(
+                            ::testing::StartsWith("peer channel of node " + n + ": TLS credentials reloaded")));
+  }
+  EXPECT_FALSE(welcomed_by(0));
+  EXPECT_FALSE(welcomed_by(2));
+
+  std::ofstream(crl, std::ios::trunc) << "not a CRL";
+  EXPECT_THAT(catga::reload_cluster_tls(),
+              ::testing::Contains(::testing::AllOf(::testing::StartsWith("raft node 1: TLS credentials not reloaded: "),
+                                                   ::testing::HasSubstr("TLS CRL file " + crl.string()))));
+  EXPECT_FALSE(welcomed_by(0)) << "the previous CRL stays in use";
+  EXPECT_LT(highest_term(cluster), kForgedTerm);
+  expect_commits(cluster, "after-revocation");
 }

@@ -86,6 +86,30 @@ TEST(ShutdownSignals, SigtermAndSigintEndTheWaitInsteadOfTheProcess) {
   }
 }
 
+// SIGHUP runs the reload handler and the wait goes on (it used to end the
+// process: nobody blocked it); without a handler it is ignored.
+TEST(ShutdownSignals, SighupRunsTheReloadHandlerAndTheWaitGoesOn) {
+  {
+    hosting::ShutdownSignals signals;
+    int reloads = 0;
+    signals.on_reload([&] {
+      ++reloads;
+      signals.request_stop();
+    });
+    ASSERT_EQ(pthread_kill(pthread_self(), SIGHUP), 0);  // pending: blocked by `signals`
+    auto received = signals.wait();
+    ASSERT_TRUE(received) << received.error();
+    EXPECT_EQ(*received, 0);  // request_stop, not SIGHUP, ended the wait
+    EXPECT_EQ(reloads, 1);
+  }
+  hosting::ShutdownSignals signals;  // no handler
+  ASSERT_EQ(pthread_kill(pthread_self(), SIGHUP), 0);
+  ASSERT_EQ(pthread_kill(pthread_self(), SIGTERM), 0);
+  auto received = signals.wait();
+  ASSERT_TRUE(received) << received.error();
+  EXPECT_EQ(*received, SIGTERM);  // SIGHUP came first and was ignored
+}
+
 TEST(ShutdownSignals, ServeUntilSignalStopsTheServerThenTheApplication) {
   hosting::ShutdownSignals signals;
   catga::ApplicationBuilder<bank::State> builder;

@@ -1,7 +1,8 @@
 // Throwaway TLS credentials for tests, generated with OpenSSL's C API into a
 // directory (no CLI, no files in the repository): a cluster CA, per-node
 // certificates whose subject common name is "node-<id>" (the identity
-// binding of docs/security.md), an expired one, one signed by another CA.
+// binding of docs/security.md), an expired one, one signed by another CA,
+// and revocation lists.
 // Every certificate also names localhost and 127.0.0.1, so HTTPS tests can
 // use the same files. Keys are P-256. Not thread-safe; files are PEM.
 #pragma once
@@ -17,6 +18,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace testsupport {
 
@@ -24,6 +26,7 @@ struct TlsFiles {
   std::filesystem::path ca_file;
   std::filesystem::path cert_file;
   std::filesystem::path key_file;
+  long serial = 0;  // the certificate's serial number (for a CRL)
 };
 
 class TlsFixture {
@@ -48,7 +51,7 @@ class TlsFixture {
     const long from = expired ? -2 * kDay : -3600;
     const long to = expired ? -kDay : kDay;
     Cert cert(make_cert(common_name, key.get(), ca.cert.get(), ca.key.get(), from, to, false));
-    TlsFiles f{ca_.cert_path, dir_ / (stem + ".pem"), dir_ / (stem + ".key")};
+    TlsFiles f{ca_.cert_path, dir_ / (stem + ".pem"), dir_ / (stem + ".key"), serial_};
     write_cert(cert.get(), f.cert_file);
     write_key(key.get(), f.key_file);
     return f;
@@ -56,6 +59,39 @@ class TlsFixture {
   TlsFiles node(std::uint64_t id) { return issue("node-" + std::to_string(id)); }
   TlsFiles expired_node(std::uint64_t id) { return issue("node-" + std::to_string(id), false, true); }
   TlsFiles other_ca_node(std::uint64_t id) { return issue("node-" + std::to_string(id), true); }
+
+  // Writes to `path` (atomically: a new file renamed over it) a CRL of the
+  // cluster CA revoking the certificates with these serials, valid from an
+  // hour ago for a day.
+  void write_crl(const std::filesystem::path& path, const std::vector<long>& revoked) {
+    X509_CRL* crl = X509_CRL_new();
+    X509_CRL_set_version(crl, 1);
+    X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca_.cert.get()));
+    ASN1_TIME* last = X509_gmtime_adj(nullptr, -3600);
+    ASN1_TIME* next = X509_gmtime_adj(nullptr, kDay);
+    X509_CRL_set1_lastUpdate(crl, last);
+    X509_CRL_set1_nextUpdate(crl, next);
+    for (long serial : revoked) {
+      X509_REVOKED* r = X509_REVOKED_new();
+      ASN1_INTEGER* number = ASN1_INTEGER_new();
+      ASN1_INTEGER_set(number, serial);
+      X509_REVOKED_set_serialNumber(r, number);
+      X509_REVOKED_set_revocationDate(r, last);
+      X509_CRL_add0_revoked(crl, r);
+      ASN1_INTEGER_free(number);
+    }
+    X509_CRL_sort(crl);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    const auto tmp = path.string() + ".new";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    const bool ok =
+        f != nullptr && X509_CRL_sign(crl, ca_.key.get(), EVP_sha256()) != 0 && PEM_write_X509_CRL(f, crl) == 1;
+    if (f != nullptr) std::fclose(f);
+    X509_CRL_free(crl);
+    if (!ok) throw std::runtime_error("tls fixture: CRL " + path.string());
+    std::filesystem::rename(tmp, path);
+  }
 
  private:
   static constexpr long kDay = 24 * 3600;
