@@ -79,6 +79,7 @@ struct Settings {
   std::string peer_secret;    // ClusterOptions::peer_secret; empty: insecure mode
   std::string tls_dir;        // --tls: ca.pem, node-<id>.pem and .key; empty: no TLS
   std::uint64_t restore_leader_limit_mib = 6144;  // restore: abandon the install past this leader RSS
+  std::vector<std::string> data_roots;  // multi-process: node i's data directory goes under the i-th
 };
 
 // The cluster options every node of a run gets on top of its membership.

@@ -171,6 +171,10 @@ int main(int argc, char** argv) {
   cli.add_option("--restore-leader-limit-mib", s.restore_leader_limit_mib,
                  "restore: abandon the snapshot install once the leader's RSS passes this")
       ->capture_default_str();
+  cli.add_option("--data-roots", s.data_roots,
+                 "multi-process: one directory per node (e.g. a disk each), node i's data directory is node<i> "
+                 "under the i-th; default: a temporary directory")
+      ->delimiter(',');
   cli.add_option("--samples", samples,
                  "multi-process: write each node's RSS and data directory size to this CSV about once a second");
   // The parent's options to a multi-process child (multi_process.hpp).
@@ -193,6 +197,8 @@ int main(int argc, char** argv) {
   }
   if (s.scenario == "restore" && (s.mode != "multi-process" || s.preload == 0 || s.nodes < 3))
     return std::fprintf(stderr, "catga-bench: restore needs --mode multi-process, --preload N and 3 or more nodes\n"), 2;
+  if (!s.data_roots.empty() && (s.mode != "multi-process" || s.data_roots.size() != s.nodes))
+    return std::fprintf(stderr, "catga-bench: --data-roots needs --mode multi-process and one directory per node\n"), 2;
   if (!samples.empty() && (s.mode != "multi-process" || s.scenario == "failover" || s.scenario == "restore"))
     return std::fprintf(stderr, "catga-bench: --samples needs --mode multi-process and a load scenario\n"), 2;
   std::optional<testsupport::TempDir> tls_dir;  // removed when the run ends

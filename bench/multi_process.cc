@@ -39,7 +39,12 @@ double disk_mib(const std::filesystem::path& dir) {
 // fresh temporary directory (removed afterwards).
 class ProcessCluster {
  public:
-  ProcessCluster(std::size_t n, std::vector<std::string> args) : args_(std::move(args)), nodes_(n) {
+  // `roots`: one directory per node to hold its data directory (empty: a
+  // temporary directory for all). A data directory left there by an earlier
+  // run is removed first, and the ones made here when the cluster goes.
+  ProcessCluster(std::size_t n, std::vector<std::string> args, std::vector<std::string> roots = {})
+      : args_(std::move(args)), roots_(std::move(roots)), nodes_(n) {
+    for (std::size_t i = 0; i < roots_.size(); ++i) std::filesystem::remove_all(data_dir(i));
     std::set<int> used;
     auto fresh_port = [&] {
       int port;
@@ -56,11 +61,16 @@ class ProcessCluster {
   ~ProcessCluster() {
     for (auto& node : nodes_)
       if (node) node->stop(10s);
+    std::error_code ignored;
+    for (std::size_t i = 0; i < roots_.size(); ++i) std::filesystem::remove_all(data_dir(i), ignored);
   }
 
   std::size_t size() const { return nodes_.size(); }
   NodeProcess& node(std::size_t i) { return *nodes_[i]; }
-  std::filesystem::path data_dir(std::size_t i) const { return dir_.path() / ("node" + std::to_string(i + 1)); }
+  std::filesystem::path data_dir(std::size_t i) const {
+    const std::filesystem::path root = i < roots_.size() ? std::filesystem::path(roots_[i]) : dir_.path();
+    return root / ("node" + std::to_string(i + 1));
+  }
 
   void start(std::size_t i) {
     auto args = args_;
@@ -118,6 +128,7 @@ class ProcessCluster {
  private:
   testsupport::TempDir dir_;
   std::vector<std::string> args_;
+  std::vector<std::string> roots_;
   std::vector<int> raft_ports_, peer_ports_;
   std::vector<std::unique_ptr<NodeProcess>> nodes_;
 };
@@ -409,7 +420,7 @@ int serve_node(const Settings& s, const NodePlacement& where) {
 
 int run_multi_process(const Settings& s, const std::vector<std::string>& args, const std::string& samples_csv) {
   ::signal(SIGPIPE, SIG_IGN);  // a dead child shows as a failed write
-  ProcessCluster cluster(s.nodes, args);
+  ProcessCluster cluster(s.nodes, args, s.data_roots);
   if (s.scenario == "failover") {
     ProcessFailover failover(cluster);
     return run_failover(s, failover);

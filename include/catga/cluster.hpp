@@ -222,6 +222,7 @@ struct NodeCounters {
   std::chrono::microseconds snapshot_pause_max{0};    // the longest such pause since the node started
   std::uint64_t snapshot_bytes = 0;                   // size of the last snapshot written or restored
   std::uint64_t snapshots_in_child = 0;               // snapshots encoded by a forked child (of snapshots_taken)
+  std::uint64_t snapshot_write_failures = 0;          // snapshots libraft could not write (a full disk; it retries them)
   std::uint64_t snapshots_sent = 0;          // snapshots sent to followers (installs; one at a time per follower)
   std::uint64_t snapshot_sends_skipped = 0;  // sends refused because one to that follower was still on its way
 };

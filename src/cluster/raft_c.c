@@ -52,6 +52,7 @@ static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   if (h->refuse_votes && message->type == RAFT_REQUEST_VOTE) {
     return; /* owns no memory; the candidate sees a lost message */
   }
+  catga_snapshot_send_answered(h, message);
   h->inner_recv(io, message);
 }
 

@@ -57,6 +57,7 @@
 #include "cluster/snapshot_child.hpp"
 #include "cluster/data_dir_marker.hpp"
 #include "cluster/snapshot_schedule.hpp"
+#include "cluster/snapshot_write_watch.hpp"
 
 struct catga_raft;  // raft_c.h
 
@@ -242,8 +243,10 @@ class RaftNode {
   using Clock = std::chrono::steady_clock;
   void await_snapshot(std::uint64_t before, Clock::time_point deadline, IndexCompletion done);
   // Completes the snapshot waiters whose snapshot was written or whose
-  // deadline passed (loop thread: after every I/O pass, the tick included).
+  // deadline passed, and watches the write of this node's own snapshot
+  // (check_snapshot_write) — loop thread: after every I/O pass, the tick included.
   void check_snapshot_waiters();
+  void check_snapshot_write();
   void on_wake();
   void on_after_io();
   void drain_inbound();
@@ -355,6 +358,8 @@ class RaftNode {
   // The child encoding the snapshot libraft is waiting for (node mode).
   std::unique_ptr<SnapshotChild> snapshot_child_;
   bool huge_page_advice_given_ = false;  // loop thread: the slow-fork advice is logged once
+  std::uint64_t snapshot_index_taken_ = 0;  // loop thread: the index of the snapshot being taken
+  SnapshotWriteWatch snapshot_write_;       // loop thread: is libraft writing it?
   // Snapshots installed from the leader, decoded off the loop thread.
   InstallDecoder installs_;
 

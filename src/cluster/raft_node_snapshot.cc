@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "cluster/data_dir.hpp"
 #include "cluster/entry_format.hpp"
 #include "cluster/raft_c.h"
 #include "cluster/raft_node.hpp"
@@ -66,6 +67,7 @@ void RaftNode::await_snapshot(std::uint64_t before, Clock::time_point deadline, 
 }
 
 void RaftNode::check_snapshot_waiters() {
+  check_snapshot_write();
   if (snapshot_waiters_.empty() || raft_ == nullptr) return;
   catga_raft_info info{};
   catga_raft_get_info(raft_, &info);
@@ -81,6 +83,27 @@ void RaftNode::check_snapshot_waiters() {
     } else {
       snapshot_waiters_.push_back(std::move(w));
     }
+  }
+}
+
+// libraft retries a snapshot write it cannot start (a full disk) without a
+// word: say so, and count it (SnapshotWriteWatch).
+void RaftNode::check_snapshot_write() {
+  if (!snapshot_write_.pending() || raft_ == nullptr) return;
+  catga_raft_info info{};
+  catga_raft_get_info(raft_, &info);
+  const auto& dir = options_.data_dir;
+  const SnapshotWriteWatch::Disk disk{[&dir] { return free_bytes(dir); }, [&dir] { return write_probe(dir); }};
+  auto report = snapshot_write_.check(info.snapshot_index, Clock::now(), disk);
+  if (!report) return;
+  if (report->recovered) {
+    internal::log().info("raft node {}: {}", options_.node_id, report->message);
+    return;
+  }
+  internal::log().error("raft node {}: {}", options_.node_id, report->message);
+  if (report->failed_now) {
+    std::lock_guard lock(status_mu_);
+    status_.counters.snapshot_write_failures++;
   }
 }
 
@@ -100,6 +123,7 @@ void RaftNode::snapshot_taken() {
   // Still the previous snapshot's index: the new one is recorded once written.
   const std::uint64_t span = info.applied_index > info.snapshot_index ? info.applied_index - info.snapshot_index : 0;
   const std::uint64_t bytes = snapshots_.bytes_since_snapshot();
+  snapshot_index_taken_ = info.applied_index;
   const unsigned trailing = snapshots_.taken(span);
   if (raft_ != nullptr) catga_raft_set_snapshot_trailing(raft_, trailing);
   sync_snapshot_threshold();
@@ -172,6 +196,7 @@ void RaftNode::record_snapshot_pause(Clock::duration pause) {
 }
 
 void RaftNode::snapshot_written(std::uint64_t bytes, std::chrono::microseconds encode_time, bool in_child) {
+  snapshot_write_.started(snapshot_index_taken_, bytes, Clock::now());  // libraft writes it next
   snapshots_.written(bytes);
   sync_snapshot_threshold();
   std::lock_guard lock(status_mu_);
@@ -232,7 +257,14 @@ int RaftNode::c_restore(void* ctx, const void* data, std::size_t len) {
     self->fail_node("restoring " + source + " failed: " + r.error().message());
     return CATGA_RAFT_CORRUPT;
   }
-  self->snapshots_.restored(len);
+  // An installed snapshot is the leader's: the schedule staggers against it.
+  std::uint64_t leader_id = 0;
+  if (self->snapshot_source_.empty() && self->raft_ != nullptr) {
+    catga_raft_info info{};
+    catga_raft_get_info(self->raft_, &info);
+    leader_id = info.leader_id;
+  }
+  self->snapshots_.restored(len, leader_id);
   self->sync_snapshot_threshold();
   {
     std::lock_guard lock(self->status_mu_);

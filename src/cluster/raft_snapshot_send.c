@@ -16,8 +16,10 @@
  * its install ("already taking or installing snapshot"): every copy caused
  * the next. A send is now refused while one of that snapshot to that
  * follower is on its way, and for libraft's install_snapshot_timeout after
- * one was written (libraft frees the refused copy at once); a failed send
- * clears the way for the next. */
+ * one was written or after the follower last said that it is still
+ * installing it (catga_snapshot_send_answered) — so an install longer than
+ * the timeout gets no second copy (libraft frees the refused copy at once);
+ * a failed send clears the way for the next. */
 struct snapshotSend {
   struct raft_io_send inner; /* handed to the I/O in libraft's stead */
   struct raft_io_send *outer;
@@ -26,7 +28,7 @@ struct snapshotSend {
   raft_id id;
   raft_index index;
   bool in_flight;
-  uint64_t written_at; /* uv_now once written */
+  uint64_t written_at; /* uv_now once written, or when last heard installing */
   struct snapshotSend *next;
 };
 
@@ -60,6 +62,29 @@ void catga_snapshot_send_reconnected(catga_raft *h, raft_id id) {
   for (s = h->snapshot_sends; s != NULL; s = s->next) {
     if (s->id == id && !s->in_flight) {
       snapshotSendForget(h, s);
+      return;
+    }
+  }
+}
+
+void catga_snapshot_send_answered(catga_raft *h,
+                                  const struct raft_message *message) {
+  const struct raft_append_entries_result *result;
+  struct snapshotSend *s;
+  if (message->type != RAFT_APPEND_ENTRIES_RESULT) {
+    return;
+  }
+  /* While a follower stores a snapshot, libraft 0.22.1 keeps its
+   * last_stored at 0, and it answers the heartbeats anchored at that
+   * snapshot's index with a success for index 0 (recv_append_entries.c);
+   * once stored, or after a failed install, it answers otherwise. */
+  result = &message->append_entries_result;
+  if (result->rejected != 0 || result->last_log_index != 0) {
+    return;
+  }
+  for (s = h->snapshot_sends; s != NULL; s = s->next) {
+    if (s->id == message->server_id && !s->in_flight) {
+      s->written_at = uv_now(&h->loop);
       return;
     }
   }

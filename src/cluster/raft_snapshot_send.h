@@ -18,6 +18,10 @@
 int catga_snapshot_send(struct raft_io *io, struct raft_io_send *req,
                         const struct raft_message *message,
                         raft_io_send_cb cb);
+/* A message received (before libraft sees it): a follower's answer that says
+ * it is still installing the snapshot sent to it keeps that send standing. */
+void catga_snapshot_send_answered(catga_raft *h,
+                                  const struct raft_message *message);
 /* A new connection to `id`: the next InstallSnapshot to it goes through. */
 void catga_snapshot_send_reconnected(catga_raft *h, raft_id id);
 /* Frees the bookkeeping (catga_raft_free). */

@@ -22,7 +22,21 @@ SnapshotSchedule::SnapshotSchedule(const ClusterOptions& options)
       growth_percent_(options.snapshot_growth_percent),
       // A trailing of 0 would make libraft 0.22.1's disk layer treat the
       // snapshot as an installed one (see ClusterOptions::validate()).
-      trailing_(to_knob(options.snapshot_trailing)) {}
+      trailing_(to_knob(options.snapshot_trailing)) {
+  for (const auto& m : options.members) ids_.push_back(m.id);
+  std::sort(ids_.begin(), ids_.end());
+  ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
+  rank_ = static_cast<std::uint64_t>(std::find(ids_.begin(), ids_.end(), options.node_id) - ids_.begin());
+  // Before the first snapshot every member is at the same point (index 0).
+  lead_ = members() - rank_ % members();
+}
+
+std::uint64_t SnapshotSchedule::scaled(std::uint64_t n) const {
+  const std::uint64_t m = members();
+  if (lead_ >= m) return n;
+  // n * lead / m without overflow for any realistic size; at least 1.
+  return std::max<std::uint64_t>(1, n / m * lead_ + n % m * lead_ / m);
+}
 
 void SnapshotSchedule::applied(std::size_t bytes) {
   bytes_ += bytes;
@@ -44,21 +58,31 @@ unsigned SnapshotSchedule::taken(std::uint64_t entries) {
   bytes_ = 0;
   entries_ = 0;
   requested_ = false;
+  lead_ = members();
   return trailing_;
 }
 
 void SnapshotSchedule::written(std::uint64_t snapshot_bytes) { last_snapshot_bytes_ = snapshot_bytes; }
 
-void SnapshotSchedule::restored(std::uint64_t snapshot_bytes) {
+void SnapshotSchedule::restored(std::uint64_t snapshot_bytes, std::uint64_t leader_id) {
   last_snapshot_bytes_ = snapshot_bytes;
   bytes_ = 0;
   entries_ = 0;
   previous_average_ = 0;
+  const std::uint64_t m = members();
+  lead_ = m;
+  const auto leader = std::find(ids_.begin(), ids_.end(), leader_id);
+  if (leader_id == 0 || m == 1 || leader == ids_.end()) return;  // own snapshot: keep this node's points
+  // The follower now shares the leader's snapshot point: move to its own rank's.
+  const auto leader_rank = static_cast<std::uint64_t>(leader - ids_.begin());
+  lead_ = m - (rank_ + m - leader_rank) % m;
 }
 
 bool SnapshotSchedule::grown_enough() const {
   // bytes_ * 100 >= growth * last, without overflow for any realistic size.
-  return bytes_ >= last_snapshot_bytes_ / 100 * growth_percent_ + last_snapshot_bytes_ % 100 * growth_percent_ / 100;
+  const std::uint64_t growth =
+      last_snapshot_bytes_ / 100 * growth_percent_ + last_snapshot_bytes_ % 100 * growth_percent_ / 100;
+  return growth == 0 || bytes_ >= scaled(growth);
 }
 
 unsigned SnapshotSchedule::threshold() const {
@@ -66,8 +90,9 @@ unsigned SnapshotSchedule::threshold() const {
   // Not grown enough: no snapshot whatever the entry count (libraft's
   // threshold is an entry count; the largest one means "not now").
   if (!grown_enough()) return std::numeric_limits<unsigned>::max();
-  if (bytes_ >= threshold_bytes_ || entries_ >= threshold_entries_) return 1;
-  return to_knob(threshold_entries_);
+  const std::uint64_t entries = scaled(threshold_entries_);
+  if (bytes_ >= scaled(threshold_bytes_) || entries_ >= entries) return 1;
+  return to_knob(entries);
 }
 
 }  // namespace catga::internal

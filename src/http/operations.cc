@@ -198,6 +198,9 @@ void render_node(std::string& out, const NodeStatus& s, bool replicated) {
   counter("catga_snapshots_taken_total", "Snapshots this node wrote of its own state.", c.snapshots_taken);
   counter("catga_snapshots_installed_total", "Snapshots restored (at start or from the leader).", c.snapshots_installed);
   counter("catga_snapshots_in_child_total", "Snapshots encoded by a forked child process.", c.snapshots_in_child);
+  counter("catga_snapshot_write_failures_total",
+          "Snapshots libraft could not write (a full disk; it retries them and takes no other meanwhile).",
+          c.snapshot_write_failures);
   counter("catga_snapshots_sent_total", "Snapshots sent to followers (installs).", c.snapshots_sent);
   counter("catga_snapshot_sends_skipped_total", "Snapshot sends refused: one to that follower was still on its way.",
           c.snapshot_sends_skipped);

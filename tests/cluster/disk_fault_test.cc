@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "catga/testing.hpp"
+#include "cluster/data_dir.hpp"
 #include "cluster/raft_c.h"
 #include "cluster/raft_node.hpp"
 #include "cluster_test_support.hpp"
@@ -258,6 +259,37 @@ TEST(DiskFault, FullDiskRefusesCommandsClearlyAndKeepsAcknowledgedOnes) {
     EXPECT_EQ(n.machine.records().size(), n.ledger.acknowledged.size());
   }
   // Restart: everything acknowledged is on disk, nothing refused, no corruption.
+  n.restart_and_check();
+}
+
+// A snapshot libraft cannot write: it retries creating the file every 5 s
+// and says nothing. The node counts it (and logs it), and writes it once
+// space is back.
+TEST(DiskFault, SnapshotThatCannotBeWrittenIsCountedAndWrittenOnceSpaceIsBack) {
+  MOUNT_OR_SKIP(disk, kDiskMiB);
+  NodeBeforeFault n(*disk);
+  ASSERT_TRUE(n.node);
+  // About 12 MiB of state (the default thresholds take no snapshot of it).
+  for (int i = 0; i < 384; ++i) {
+    const std::string r = big_record("state" + std::to_string(i));
+    auto result = propose_sync(*n.node, r);
+    ASSERT_TRUE(result.has_value()) << describe(result.error());
+    n.ledger.record(r, result);
+  }
+  ASSERT_EQ(newest_snapshot(n.data).name, "");
+  disk->fill(4 << 20);  // the log keeps its preallocated segments; the snapshot does not fit
+  auto answer = std::make_shared<std::promise<Result<std::uint64_t>>>();
+  n.node->take_snapshot([answer](Result<std::uint64_t> r) { answer->set_value(std::move(r)); });
+  EXPECT_TRUE(wait_until([&] { return n.node->status().counters.snapshot_write_failures >= 1; }, 60s))
+      << "a snapshot that cannot be written goes uncounted";
+  EXPECT_EQ(newest_snapshot(n.data).name, "");
+
+  disk->free_space();
+  EXPECT_TRUE(wait_until([&] { return !newest_snapshot(n.data).name.empty(); }, 60s))
+      << "the snapshot was not written once space was back";
+  EXPECT_EQ(n.node->status().counters.snapshot_write_failures, 1u) << "one write, one failure";
+  EXPECT_EQ(n.node->status().failure, "");
+  answer->get_future().wait();  // the take_snapshot answer (written, or 30 s passed) before the node goes
   n.restart_and_check();
 }
 

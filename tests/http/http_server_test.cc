@@ -396,7 +396,7 @@ TEST_F(HttpServerTest, MetricsExposeMessageHttpAndNodeSeries) {
                              "catga_snapshot_encode_seconds", "catga_node_bytes_since_snapshot",
                              "catga_snapshot_pause_seconds", "catga_snapshot_pause_max_seconds", "catga_snapshot_bytes",
                              "catga_snapshots_in_child_total", "catga_snapshots_sent_total",
-                             "catga_snapshot_sends_skipped_total"}) {
+                             "catga_snapshot_sends_skipped_total", "catga_snapshot_write_failures_total"}) {
     EXPECT_THAT(text, HasSubstr(std::string("# TYPE ") + series)) << series;
   }
   EXPECT_EQ(metrics_.count("bank.open.v1", Code::ok), 2u);
