@@ -191,7 +191,7 @@ def _cancel_result(op):
         return None
     if op["outcome"] == "ok":
         return "cancelled"
-    if op.get("status") == 409:
+    if op.get("status") == 409 and not (op.get("error") or "").startswith("failed_precondition: node stopped"):
         return "already"
     if op.get("status") == 404:
         return "missing"

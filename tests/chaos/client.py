@@ -21,6 +21,20 @@ CLIENT_TIMEOUT = 12.0      # the server answers 504 after its request_timeout (1
 LOGICAL_DEADLINE = 10.0    # an operation (with its retries) succeeded if it got an answer within this
 
 
+
+def error_text(status, payload):
+    """An error answer's "code: message" (the body's {"error": {...}}), or None."""
+    if status is None or status < 400 or not isinstance(payload, dict) or not isinstance(payload.get("error"), dict):
+        return None
+    e = payload["error"]
+    return f"{e.get('code', '')}: {e.get('message', '')}"
+
+
+def node_stopped(error):
+    """A node that stopped itself answers failed_precondition "node stopped: …"
+    (409): nothing happened there, and it says nothing about the order."""
+    return bool(error) and error.startswith("failed_precondition: node stopped")
+
 class Recorder:
     def __init__(self):
         self.ops = []
@@ -84,7 +98,7 @@ class Client(threading.Thread):
                 payload = json.loads(text) if text else None
             except ValueError:
                 payload = None
-            return r.status, hdrs, payload, None
+            return r.status, hdrs, payload, error_text(r.status, payload)
         except (OSError, http.client.HTTPException) as e:
             self._drop(node.id)
             return None, {}, None, type(e).__name__
@@ -164,7 +178,7 @@ class Client(threading.Thread):
                     op["outcome"], op["error"] = "unknown", f"unexpected body {body!r}"
                 self.max_index = max(self.max_index, index)
                 return
-            if status in (404, 409) or self.stop.is_set():
+            if status == 404 or (status == 409 and not node_stopped(err)) or self.stop.is_set():
                 return
             time.sleep(self.rng.uniform(0.05, 0.2))
 

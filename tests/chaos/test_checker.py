@@ -152,6 +152,15 @@ class HistoryCheck(unittest.TestCase):
         self.assertIn("failed-applied", kinds(r))
         self.assertIn("nonlinearizable", kinds(r))
 
+    def test_cancel_refused_by_a_stopped_node_says_nothing_about_the_order(self):
+        # 409 "node stopped: …" (the node's disk failed): nothing happened there.
+        stopped = dict(cancel(1, 2, 3, "already"), error="failed_precondition: node stopped: a write failed")
+        h = [create("k1", 0, 1, oid=1), stopped, read(1, 4, 5, "created")]
+        self.assertEqual(checker.check(h, finals(order(1, "k1")))["anomalies"], [])
+        # A real "already cancelled" 409 before the cancel is a violation.
+        h = [create("k1", 0, 1, oid=1), cancel(1, 2, 3, "already"), read(1, 4, 5, "created")]
+        self.assertIn("nonlinearizable", kinds(checker.check(h, finals(order(1, "k1")))))
+
     def test_acknowledged_cancel_lost(self):
         h = [create("k1", 0, 1, oid=1), cancel(1, 2, 3, "cancelled")]
         self.assertEqual(kinds(checker.check(h, finals(order(1, "k1")))), ["nonlinearizable"])
