@@ -96,19 +96,7 @@ Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::strin
   // Answers the guards of members starting beside it: nothing known, no election seen.
   PeerChannel::Handler waiting;
   waiting.member_state = [](std::uint64_t id) { return peer::MemberState{.node_id = id}; };
-  auto channel = PeerChannel::start({.listen_address = listen_address,
-                                     .node_id = options.node_id,
-                                     .cluster_id = options.cluster_id,
-                                     .secret = options.peer_secret,
-                                     .accepted_secrets = options.accepted_peer_secrets,
-                                     .answer_timeout = options.election_timeout,
-                                     .keepalive_idle = options.election_timeout,
-                                     .handshake_timeout = options.peer_handshake_timeout,
-                                     .tls_ca_file = options.tls_ca_file.string(),
-                                     .tls_cert_file = options.tls_cert_file.string(),
-                                     .tls_key_file = options.tls_key_file.string(),
-                                     .tls_crl_file = options.tls_crl_file.string()},
-                                    std::move(waiting));
+  auto channel = PeerChannel::start(member_channel_options(options, listen_address), std::move(waiting));
   if (!channel) return channel.error();
   const auto started = Clock::now();
   std::mutex mu;

@@ -1,5 +1,6 @@
 #include "cluster/peer_channel.hpp"
 
+#include "catga/cluster.hpp"
 #include "cluster/raft_auth.h"
 #include "cluster/tls_stream.hpp"
 #include "core/log.hpp"
@@ -864,6 +865,22 @@ std::string default_peer_address(const std::string& raft_address) {
     return raft_address;
   }
   return raft_address.substr(0, colon + 1) + std::to_string(port + 1);
+}
+
+PeerChannel::Options member_channel_options(const ClusterOptions& options, std::string listen_address) {
+  return {.listen_address = std::move(listen_address),
+          .node_id = options.node_id,
+          .cluster_id = options.cluster_id,
+          .secret = options.peer_secret,
+          .accepted_secrets = options.accepted_peer_secrets,
+          .max_frame_bytes = options.max_entry_bytes * 2 + 4096,
+          .answer_timeout = options.election_timeout,
+          .keepalive_idle = options.election_timeout,
+          .handshake_timeout = options.peer_handshake_timeout,
+          .tls_ca_file = options.tls_ca_file.string(),
+          .tls_cert_file = options.tls_cert_file.string(),
+          .tls_key_file = options.tls_key_file.string(),
+          .tls_crl_file = options.tls_crl_file.string()};
 }
 
 }  // namespace catga::internal

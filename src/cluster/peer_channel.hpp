@@ -27,6 +27,10 @@
 #include "catga/detail/unique_function.hpp"
 #include "catga/result.hpp"
 
+namespace catga {
+struct ClusterOptions;
+}
+
 namespace catga::internal {
 
 class PeerChannel {
@@ -113,5 +117,11 @@ class PeerChannel {
 
 // "HOST:PORT+1" for a Raft address "HOST:PORT" (the default peer address).
 std::string default_peer_address(const std::string& raft_address);
+
+// The options of a channel of the member `options` describes, listening at
+// `listen_address` (empty: none): its id, cluster id, secrets, TLS files, frame
+// bound and timeouts. Every channel a node opens — the bootstrap guard's and
+// the node's own — is made from these, so none of them misses a setting.
+PeerChannel::Options member_channel_options(const ClusterOptions& options, std::string listen_address);
 
 }  // namespace catga::internal

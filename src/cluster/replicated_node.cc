@@ -181,20 +181,9 @@ class ReplicatedNode final : public Replicator {
     };
     handler.read_index = [this](PeerChannel::IndexDone done) { node_->barrier(std::move(done)); };
     handler.member_state = [this](std::uint64_t id) { return announcer_->member_state(id, node_->status()); };
-    auto peer = PeerChannel::start({.listen_address = single_ ? std::string() : peer_addresses_[self.id],
-                                    .node_id = options.node_id,
-                                    .cluster_id = options.cluster_id,
-                                    .secret = options.peer_secret,
-                                    .accepted_secrets = options.accepted_peer_secrets,
-                                    .max_frame_bytes = options.max_entry_bytes * 2 + 4096,
-                                    .answer_timeout = options.election_timeout,
-                                    .keepalive_idle = options.election_timeout,
-                                    .handshake_timeout = options.peer_handshake_timeout,
-                                    .tls_ca_file = options.tls_ca_file.string(),
-                                    .tls_cert_file = options.tls_cert_file.string(),
-                                    .tls_key_file = options.tls_key_file.string(),
-                                    .tls_crl_file = options.tls_crl_file.string()},
-                                   std::move(handler));
+    auto peer = PeerChannel::start(
+        internal::member_channel_options(options, single_ ? std::string() : peer_addresses_[self.id]),
+        std::move(handler));
     if (!peer) return peer.error();
     peer_ = std::move(*peer);
     schedule_sweep();
