@@ -326,8 +326,8 @@ Server& Server::map_cluster_admin() {
                     {{"WWW-Authenticate", "Bearer"}});
     return false;
   };
-  auto admin = [this, allowed](auto validate) {
-    return [this, allowed, validate](const Request& request, Responder responder) mutable {
+  auto admin = [allowed](auto validate) {
+    return [allowed, validate](const Request& request, Responder responder) mutable {
       if (!allowed(request, responder)) return;
       Result<Change> change = validate(request);
       if (const auto* failure = request.failure()) return responder.fail(*failure);
