@@ -43,11 +43,9 @@ class ThroughputHistory {
 
   // Records `applied` if the last sample is old enough and returns the history:
   // {"window_s": 60, "points": [{"at_ms": <unix ms>, "per_second": <rate>}, ...]}.
-  json sample(std::uint64_t applied) {
+  // `wall`: the overview's own time_ms, so that no point is newer than it.
+  json sample(std::uint64_t applied, std::int64_t wall) {
     const auto now = std::chrono::steady_clock::now();
-    const auto wall =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
     std::lock_guard lock(mu_);
     if (samples_.empty() || now - samples_.back().at >= kMinSpacing) samples_.push_back({now, wall, applied});
     // Keep the samples the points of the window need (a point needs its predecessor).
@@ -394,7 +392,7 @@ Server& Server::map_dashboard() {
   get("/cluster/overview", [this, history](const Request&, Responder responder) {
     const NodeStatus s = app_.status();
     json body = overview_json(s, app_.replicated());
-    body["throughput"] = history->sample(s.applied_index);
+    body["throughput"] = history->sample(s.applied_index, body["time_ms"].get<std::int64_t>());
     responder.json(200, dump(body), {{"Cache-Control", "no-store"}});
   });
   get("/", [](const Request&, Responder responder) {
