@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -464,6 +465,42 @@ TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
     ASSERT_EQ(response.status, 201) << response.body;
     EXPECT_EQ(response.json()["owner"], "p" + std::to_string(i));
   }
+}
+
+std::size_t open_descriptors() {
+  std::error_code ec;
+  std::size_t n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec))
+    ++n;
+  return n;
+}
+
+// A server that runs for months sees millions of connections, many of them
+// ending badly. Each kind of ending returns its descriptor: after 400
+// connections the process holds as many as after the first.
+TEST_F(HttpServerTest, ConnectionsEndingInEveryWayLeaveNoDescriptorBehind) {
+  ASSERT_EQ(client().get("/health/live").status, 200);
+  const std::size_t level = open_descriptors();
+  for (int i = 0; i < 400; ++i) {
+    HttpClient c(server_->port());
+    switch (i % 4) {
+      case 0:  // a whole request, answered, then closed by the client
+        ASSERT_EQ(c.post("/accounts", R"({"owner":"churn"})").status, 201);
+        break;
+      case 1:  // garbage: the server answers 400 or closes
+        c.send_raw("\x16\x03\x01 not http at all\r\n\r\n");
+        break;
+      case 2:  // half a request, then the client goes away
+        c.send_raw("POST /accounts HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"own");
+        break;
+      case 3:  // connected, nothing sent
+        break;
+    }
+  }
+  EXPECT_TRUE(testsupport::wait_for([&] { return open_descriptors() <= level + 2; }, std::chrono::seconds(15)))
+      << open_descriptors() << " descriptors open after 400 connections; " << level << " before";
+  EXPECT_EQ(client().get("/health/live").status, 200);
 }
 
 TEST_F(HttpServerTest, StopIsIdempotentAndRefusesNewConnections) {
