@@ -40,6 +40,8 @@ void cycle(LocalCluster<bank::State>& cluster, std::uint64_t account, int n) {
   const std::size_t follower = (*leader + 1 + static_cast<std::size_t>(n) % 2) % cluster.size();
   cluster.stop(follower);
   cluster.start(follower);
+  ASSERT_TRUE(wait_for([&] { return cluster.app(follower).status().leader_id != 0; }))
+      << "cycle " << n << ": the restarted member heard of no leader";
   for (int i = 0; i < 5; ++i) {
     ASSERT_THAT(cluster.app(follower).send(bank::Deposit{.account = account, .amount = 1}), IsOk())
         << "cycle " << n << ", forwarded deposit " << i;
