@@ -4,7 +4,12 @@
 
 namespace catga::internal {
 
-void ReadGate::wait(std::uint64_t index, Clock::time_point deadline, Done done) {
+void ReadGate::wake(Done done) {
+  if (!run_) return done({});
+  run_([done = std::move(done)]() mutable { done({}); });
+}
+
+void ReadGate::wait(std::uint64_t index, Clock::time_point deadline, Done done, bool engine_thread) {
   std::unique_lock lock(mu_);
   if (closed_) {
     Error why = closed_why_;
@@ -13,6 +18,7 @@ void ReadGate::wait(std::uint64_t index, Clock::time_point deadline, Done done) 
   }
   if (index <= applied_) {
     lock.unlock();
+    if (engine_thread) return wake(std::move(done));
     return done({});
   }
   waiters_.emplace(index, PendingRead{deadline, std::move(done)});
@@ -28,7 +34,7 @@ void ReadGate::advance(std::uint64_t applied) {
     for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second.done));
     waiters_.erase(waiters_.begin(), end);
   }
-  for (auto& done : ready) done({});
+  for (auto& done : ready) wake(std::move(done));
 }
 
 void ReadGate::expire(Clock::time_point now) {

@@ -5,10 +5,13 @@
 // whose deadline passed; close() fails the rest when the node goes away.
 //
 // Threading: every method may be called from any thread (a mutex guards the
-// waiters; completions run outside it, on the calling thread: the loop thread
-// for advance(), the caller's for wait() when the index is already applied).
-// It does not depend on the loop running, so a node that stopped itself
-// cannot make two threads touch the waiters at once.
+// waiters; completions run outside it). A read that is woken — by advance(),
+// or by a wait() that an engine thread makes for a read it confirmed — runs
+// through the gate's `run` (a node passes its ReadRunner, so no query runs on
+// the loop thread or the peer channel's); a read servable when its caller
+// asks runs on the caller's thread; failures (expire(), close()) complete on
+// the calling thread. It does not depend on the loop running, so a node that
+// stopped itself cannot make two threads touch the waiters at once.
 #pragma once
 
 #include <chrono>
@@ -25,11 +28,17 @@ class ReadGate {
  public:
   using Clock = std::chrono::steady_clock;
   using Done = detail::UniqueFunction<void(Result<void>)>;
+  // Runs a woken read's completion (empty: on the waking thread).
+  using Run = detail::UniqueFunction<void(detail::UniqueFunction<void()>)>;
+
+  explicit ReadGate(Run run = {}) : run_(std::move(run)) {}
 
   // Completes `done` once the applied index reaches `index` (at once if it
   // has), with deadline_exceeded from expire() once `deadline` passed, or
-  // with close()'s error.
-  void wait(std::uint64_t index, Clock::time_point deadline, Done done);
+  // with close()'s error. `engine_thread`: the caller is a thread of the
+  // engine (the loop, the peer channel), so even a read servable at once
+  // goes through `run`.
+  void wait(std::uint64_t index, Clock::time_point deadline, Done done, bool engine_thread = false);
   // The applied index is now `applied` (never moves back).
   void advance(std::uint64_t applied);
   // Fails every read whose deadline is at or before `now`.
@@ -38,6 +47,8 @@ class ReadGate {
   void close(const Error& why);
 
  private:
+  void wake(Done done);
+
   struct PendingRead {
     Clock::time_point deadline;
     Done done;
@@ -47,6 +58,7 @@ class ReadGate {
   bool closed_ = false;
   Error closed_why_{Code::unavailable, "node stopped"};
   std::multimap<std::uint64_t, PendingRead> waiters_;
+  Run run_;
 };
 
 }  // namespace catga::internal

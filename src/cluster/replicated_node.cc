@@ -41,6 +41,7 @@
 #include "cluster/member_announcer.hpp"
 #include "cluster/peer_channel.hpp"
 #include "cluster/read_gate.hpp"
+#include "cluster/read_runner.hpp"
 #include "cluster/replicated_state_machine.hpp"
 #include "cluster/raft_node.hpp"
 #include "cluster/envelope.hpp"
@@ -217,7 +218,7 @@ class ReplicatedNode final : public Replicator {
     }
     auto then_wait = [this, deadline, done = std::move(done)](Result<std::uint64_t> confirmed) mutable {
       if (!confirmed) return done(std::move(confirmed).error());
-      read_gate_.wait(*confirmed, deadline, std::move(done));
+      read_gate_.wait(*confirmed, deadline, std::move(done), /*engine_thread=*/true);
     };
     if (leader_ || single_) return node_->barrier(std::move(then_wait));
     auto leader = leader_peer_address();
@@ -636,8 +637,12 @@ class ReplicatedNode final : public Replicator {
   std::uint64_t next_id_ = 0;
   std::unordered_map<std::uint64_t, Outstanding> outstanding_;
 
-  // Reads waiting for an applied index (any thread; woken by apply).
-  internal::ReadGate read_gate_;
+  // Reads waiting for an applied index (any thread; woken by apply), and the
+  // threads their queries run on once woken (read_runner.hpp). Declared last:
+  // destroyed first, the runner finishing the reads it still holds while the
+  // rest of the node exists.
+  internal::ReadRunner read_runner_;
+  internal::ReadGate read_gate_{[this](detail::UniqueFunction<void()> read) { read_runner_.post(std::move(read)); }};
 };
 
 }  // namespace

@@ -1,0 +1,46 @@
+// ReadRunner: the threads on which the engine's threads hand off the reads
+// they wake. A read_your_writes or linearizable query becomes servable on the
+// Raft loop thread (an apply reached its index, or a barrier confirmed the
+// leadership) or on the peer channel's thread (the leader's read index came
+// back). Running the query there would hold up heartbeats and applies, or
+// forwarding, for as long as the query takes; so the query runs here instead.
+// A read already servable when its caller asks runs on the caller's thread
+// and never comes here.
+//
+// Threading: post() from any thread. Tasks run in the order posted on one of
+// `threads` threads. The destructor runs what is still queued (each task is
+// a read's completion: a caller may wait for it), then joins.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "catga/detail/unique_function.hpp"
+
+namespace catga::internal {
+
+class ReadRunner {
+ public:
+  using Task = detail::UniqueFunction<void()>;
+
+  explicit ReadRunner(unsigned threads = 2);
+  ~ReadRunner();
+  ReadRunner(const ReadRunner&) = delete;
+  ReadRunner& operator=(const ReadRunner&) = delete;
+
+  void post(Task task);
+
+ private:
+  void run();
+
+  std::mutex mu_;
+  std::condition_variable ready_;
+  std::deque<Task> tasks_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace catga::internal
