@@ -36,6 +36,15 @@ if(BUILD_SHARED_LIBS AND CATGA_SANITIZE STREQUAL "")
     target_link_options(${_lib} PRIVATE LINKER:--no-undefined)
   endforeach()
 endif()
+# Only catga:: is exported: the version script hides the third-party template
+# code (std, Asio, RESTinio, spdlog) that visibility cannot (tests/install
+# counts what is left).
+if(BUILD_SHARED_LIBS)
+  foreach(_lib IN LISTS _catga_targets)
+    target_link_options(${_lib} PRIVATE LINKER:--version-script=${PROJECT_SOURCE_DIR}/cmake/catga-exports.map)
+    set_property(TARGET ${_lib} APPEND PROPERTY LINK_DEPENDS ${PROJECT_SOURCE_DIR}/cmake/catga-exports.map)
+  endforeach()
+endif()
 
 install(TARGETS ${_catga_targets} EXPORT catga-targets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev

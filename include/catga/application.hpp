@@ -28,6 +28,12 @@
 //
 // Thread-safety: an Application may be used from any number of threads.
 // Registration happens on the builder, before `build()`.
+//
+// Everything in `catga::detail` (here and in catga/detail/) is internal: the
+// machinery the templates below instantiate per message and state type —
+// handler slots, the state cell, result encoding, the builder's non-template
+// door `BuilderCore`. It is visible only because templates need it, is not
+// part of the API, and may change in any release; user code never names it.
 #pragma once
 
 #include <chrono>
@@ -50,6 +56,7 @@
 
 namespace catga {
 
+// The move-only callback type of the API (defined in catga/detail/).
 using detail::UniqueFunction;
 
 // How fresh a query's view of the state must be.

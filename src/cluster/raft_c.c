@@ -2,6 +2,7 @@
 #include "cluster/raft_c.h"
 #include "cluster/raft_address_book.h"
 #include "cluster/raft_auth.h"
+#include "cluster/raft_deferred_snapshot.h"
 #include "cluster/raft_handle.h"
 #include "cluster/raft_install.h"
 #include "cluster/raft_snapshot_send.h"
@@ -13,8 +14,6 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 #include <uv.h>
 
 _Static_assert((int)CATGA_RAFT_NOMEM == (int)RAFT_NOMEM, "code");
@@ -73,123 +72,20 @@ static void heldInstallDeliver(catga_raft *h) {
   }
 }
 
-/* ---------------------------------------------------------------- snapshots */
+/* ---------------------------------------------------------------- close */
 
-/* The snapshot the FSM deferred is held back until its bytes exist; an
- * install from the leader is decoded while it is written (raft_install.c); every
- * other write (inline snapshots) passes through. */
-static int snapshotPutHeld(struct raft_io *io, unsigned trailing,
-                           struct raft_io_snapshot_put *req,
-                           const struct raft_snapshot *snapshot,
-                           raft_io_snapshot_put_cb cb) {
-  catga_raft *h = catga_raft_of_io(io);
-  if (catga_install_is_leader_snapshot(h, snapshot)) {
-    return catga_install_put(h, trailing, req, snapshot, cb);
-  }
-  if (h->placeholder == NULL || snapshot->n_bufs != 1 ||
-      snapshot->bufs[0].base != h->placeholder || h->put.held) {
-    return h->inner_snapshot_put(io, trailing, req, snapshot, cb);
-  }
-  h->put.held = true;
-  h->put.trailing = trailing;
-  h->put.req = req;
-  h->put.snapshot = snapshot;
-  h->put.cb = cb;
-  return 0;
-}
-
-static void pollClosed(uv_handle_t *handle) { free(handle); }
-
-void catga_raft_snapshot_unwatch(catga_raft *h) {
-  if (h->poll != NULL) {
-    uv_close((uv_handle_t *)h->poll, pollClosed);
-    h->poll = NULL;
-  }
-}
-
-/* Raft is closing (raft_close calls this right away): a held-back write is
- * completed as canceled — the only failure libraft 0.22.1 accepts for it. */
+/* Raft is closing (raft_close calls the I/O's close right away): a
+ * held-back snapshot write completes as canceled
+ * (raft_deferred_snapshot.c), a held InstallSnapshot is freed, and the I/O
+ * closes once a running install decode is done (raft_install.c). */
 static void closeHeld(struct raft_io *io, raft_io_close_cb cb) {
   catga_raft *h = catga_raft_of_io(io);
-  catga_raft_snapshot_unwatch(h);
-  if (h->put.held) {
-    struct raft_io_snapshot_put *req = h->put.req;
-    h->put.held = false;
-    if (h->cb.snapshot_cancel != NULL) {
-      h->cb.snapshot_cancel(h->cb.ctx);
-    }
-    h->put.cb(req, RAFT_CANCELED);
-  }
+  catga_deferred_cancel(h);
   catga_install_free_held(h);
   if (catga_install_close_waits(h, cb)) {
     return;
   }
   h->inner_close(io, cb);
-}
-
-static void pollCb(uv_poll_t *poll, int status, int events) {
-  catga_raft *h = poll->data;
-  (void)status;
-  (void)events;
-  if (!h->closing && h->cb.snapshot_ready != NULL) {
-    h->cb.snapshot_ready(h->cb.ctx);
-  }
-}
-
-int catga_raft_snapshot_watch(catga_raft *h, int fd) {
-  int rv;
-  if (!h->node_mode || h->closing || h->poll != NULL) {
-    return RAFT_INVALID;
-  }
-  h->poll = malloc(sizeof *h->poll);
-  if (h->poll == NULL) {
-    return RAFT_NOMEM;
-  }
-  rv = uv_poll_init(&h->loop, h->poll, fd);
-  if (rv != 0) {
-    free(h->poll);
-    h->poll = NULL;
-    return RAFT_IOERR;
-  }
-  h->poll->data = h;
-  rv = uv_poll_start(h->poll, UV_READABLE, pollCb);
-  if (rv != 0) {
-    catga_raft_snapshot_unwatch(h);
-    return RAFT_IOERR;
-  }
-  return 0;
-}
-
-int catga_raft_snapshot_written(catga_raft *h, int memfd, size_t len) {
-  struct raft_snapshot *snapshot;
-  void *map;
-  int rv;
-  if (!h->put.held || h->mapped.base != NULL || len == 0) {
-    close(memfd);
-    return RAFT_INVALID;
-  }
-  map = mmap(NULL, len, PROT_READ, MAP_SHARED, memfd, 0);
-  if (map == MAP_FAILED) {
-    close(memfd);
-    return RAFT_NOMEM;
-  }
-  h->mapped.base = map;
-  h->mapped.len = len;
-  h->mapped.fd = memfd;
-  /* libraft's own struct (legacyTakeSnapshot's request): the placeholder
-   * gives way to the real bytes; finalize releases both. */
-  snapshot = (struct raft_snapshot *)h->put.snapshot;
-  raft_free(snapshot->bufs[0].base);
-  h->placeholder = NULL;
-  snapshot->bufs[0].base = map;
-  snapshot->bufs[0].len = len;
-  h->put.held = false;
-  rv = h->inner_snapshot_put(&h->io, h->put.trailing, h->put.req, snapshot,
-                             h->put.cb);
-  if (rv != 0) {
-    h->put.held = true; /* closing completes it as canceled */
-  }
-  return rv;
 }
 
 /* ---------------------------------------------------------------- memory */
@@ -207,64 +103,6 @@ static int fsmApply(struct raft_fsm *fsm, const struct raft_buffer *buf,
   return h->cb.apply(h->cb.ctx, index, buf->base, buf->len);
 }
 
-static int fsmSnapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-                       unsigned *n_bufs) {
-  catga_raft *h = fsm->data;
-  void *data = NULL;
-  size_t len = 0;
-  int rv = h->cb.snapshot(h->cb.ctx, &data, &len);
-  bool deferred = rv == CATGA_SNAPSHOT_DEFERRED;
-  if (rv != 0 && !deferred) {
-    return rv;
-  }
-  if (deferred) { /* snapshotPutHeld holds libraft's write back */
-    data = NULL;
-    len = 0;
-  }
-  *bufs = raft_malloc(sizeof **bufs);
-  if (*bufs == NULL) {
-    raft_free(data);
-    return RAFT_NOMEM;
-  }
-  if (data == NULL) { /* libraft wants a real buffer even for empty state */
-    data = raft_malloc(8);
-    if (data == NULL) {
-      raft_free(*bufs);
-      return RAFT_NOMEM;
-    }
-    len = 0;
-  }
-  (*bufs)[0].base = data;
-  (*bufs)[0].len = len;
-  *n_bufs = 1;
-  h->placeholder = deferred ? data : NULL;
-  return 0;
-}
-
-/* libraft is done with a snapshot's buffers (written, or canceled). */
-static int fsmSnapshotFinalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-                               unsigned *n_bufs) {
-  catga_raft *h = fsm->data;
-  unsigned i;
-  for (i = 0; i < *n_bufs; i++) {
-    void *base = (*bufs)[i].base;
-    if (base != NULL && base == h->mapped.base) {
-      munmap(h->mapped.base, h->mapped.len);
-      close(h->mapped.fd);
-      h->mapped.base = NULL;
-    } else {
-      if (base == h->placeholder) {
-        h->placeholder = NULL;
-      }
-      raft_free(base);
-    }
-  }
-  raft_free(*bufs);
-  *bufs = NULL;
-  *n_bufs = 0;
-  return 0;
-}
-
 static int fsmRestore(struct raft_fsm *fsm, struct raft_buffer *buf) {
   catga_raft *h = fsm->data;
   int rv = h->cb.restore(h->cb.ctx, buf->base, buf->len);
@@ -280,9 +118,9 @@ static void fsmInit(catga_raft *h) {
   h->fsm.version = 2;
   h->fsm.data = h;
   h->fsm.apply = fsmApply;
-  h->fsm.snapshot = fsmSnapshot;
+  h->fsm.snapshot = catga_deferred_fsm_snapshot;
   h->fsm.restore = fsmRestore;
-  h->fsm.snapshot_finalize = fsmSnapshotFinalize;
+  h->fsm.snapshot_finalize = catga_deferred_fsm_finalize;
 }
 
 /* ---------------------------------------------------------------- NODELAY */
@@ -556,7 +394,7 @@ int catga_raft_open(const struct catga_raft_config *config,
   h->inner_start = h->io.start;
   h->io.start = startGuarded;
   h->inner_snapshot_put = h->io.snapshot_put;
-  h->io.snapshot_put = snapshotPutHeld;
+  h->io.snapshot_put = catga_deferred_put;
   h->inner_close = h->io.close;
   h->io.close = closeHeld;
   h->inner_send = h->io.send;

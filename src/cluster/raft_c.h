@@ -2,7 +2,8 @@
  *
  * raft.h does not compile as C++, so every libraft (and raft/uv.h) call lives
  * in C: raft_c.c and the pieces that share its handle (raft_handle.h:
- * raft_install.c, raft_snapshot_send.c, raft_address_book.c). This header is
+ * raft_deferred_snapshot.c, raft_install.c, raft_snapshot_send.c,
+ * raft_address_book.c). This header is
  * plain C with extern "C" guards: an opaque handle, a typed callback table and
  * small request functions.
  *

@@ -1,8 +1,9 @@
 /* src/cluster/raft_handle.h — the handle behind raft_c.h's opaque catga_raft.
  *
  * Internal to the C door to libraft: raft_c.c (life cycle, FSM glue,
- * requests, deferred snapshots) and its pieces — raft_install.c (the
- * receiving side of InstallSnapshot), raft_snapshot_send.c (the sending side)
+ * requests) and its pieces — raft_deferred_snapshot.c (the snapshots a node
+ * takes itself: placeholder, held-back write, worker hand-off),
+ * raft_install.c (the receiving side of InstallSnapshot), raft_snapshot_send.c (the sending side)
  * and raft_address_book.c (the address each peer is dialled at) — include
  * it; nothing else does (it includes raft.h, which does not compile as C++).
  * Threading is raft_c.h's: everything runs on the handle's loop thread. */

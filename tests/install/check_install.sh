@@ -51,7 +51,17 @@ if [[ $mode == shared ]]; then
       | grep -E '^((typeinfo( name)?|vtable|guard variable) for )?catga::(http::)?internal::|^catga_(raft|auth|tls)_' \
       | grep -vx 'catga::internal::log()' || true)
     [[ -z $leaked ]] || fail "libcatga_$lib.so exports internals:"$'\n'"$leaked"
+    # Nor third-party template code (cmake/catga-exports.map): every
+    # exported name is Catga's API, its type information or its vtables (or
+    # the engine factory that core finds in cluster).
+    foreign=$(nm -DC --defined-only --format=posix "$libdir/libcatga_$lib.so" | sed 's/ [A-Za-z] [0-9a-f]*\( [0-9a-f]*\)\?$//' \
+      | grep -Ev '^((typeinfo( name)?|vtable|VTT|guard variable) for )?catga::|^catga_replicated_engine$' || true)
+    [[ -z $foreign ]] || fail "libcatga_$lib.so exports code that is not Catga's:"$'\n'"$(head -n 20 <<<"$foreign")"
+    echo "libcatga_$lib.so exports $(nm -D --defined-only "$libdir/libcatga_$lib.so" | wc -l) symbols"
   done
+  # ... and still the API's type information (an exception a program catches).
+  nm -DC --defined-only "$libdir/libcatga_core.so" | grep -q ' typeinfo for catga::BadResultAccess$' \
+    || fail "libcatga_core.so does not export the type information of catga::BadResultAccess"
 fi
 
 cmake -S "$src/tests/install/consumer" -B "$work/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
