@@ -22,7 +22,8 @@
 // Same seed, same run: on failure the seed, the parameters and the whole
 // fault schedule are printed. Replay one seed (docs/testing.md):
 //   CATGA_SIM_SEED=<seed> CATGA_SIM_NODES=<3|5> catga_sim_tests --gtest_filter=Simulation.Replay
-// More seeds: CATGA_SIM_SEEDS=<count per cluster size> (default 400).
+// More seeds: CATGA_SIM_SEEDS=<count per cluster size> (default 400);
+// CATGA_SIM_KEEP_GOING=1 goes on past a failing seed (one line each).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -240,6 +241,7 @@ struct Params {
   int actions = 120;
   bool disk_faults = false;  // see kDiskFaultsDefault
   bool trace = false;        // print each action as it happens (for crashes)
+  bool turns = true;         // the nodes know their members, so they take turns at snapshots
   std::string skip;          // actions never taken, e.g. "saturate,transfer" (narrowing a failure down)
 };
 
@@ -295,16 +297,20 @@ class Simulation {
   }
 
   const std::string& libraft_bug() const { return libraft_bug_; }
+  std::string first_failure() const { return checker_.failures.empty() ? std::string() : checker_.failures.front(); }
+  // Log truncations on a node after it had installed a snapshot (the path
+  // tests/support/fixture_guard.c repairs in the fixture's I/O).
+  int truncations_after_install() const { return truncations_after_install_; }
   std::string replay_command() const {
     return "CATGA_SIM_SEED=" + std::to_string(p_.seed) + " CATGA_SIM_NODES=" + std::to_string(p_.nodes) +
            " CATGA_SIM_ACTIONS=" + std::to_string(p_.actions) + " CATGA_SIM_DISK_FAULTS=" + (p_.disk_faults ? "1" : "0") +
-           " CATGA_SIM_SKIP=" + p_.skip + " catga_sim_tests --gtest_filter=Simulation.Replay";
+           " CATGA_SIM_SKIP=" + p_.skip + " CATGA_SIM_TURNS=" + (p_.turns ? "1" : "0") + " catga_sim_tests --gtest_filter=Simulation.Replay";
   }
 
   std::string report() const {
     std::ostringstream out;
     out << "seed " << p_.seed << ", " << p_.nodes << " nodes, " << p_.actions << " actions, disk faults "
-        << (p_.disk_faults ? "on" : "off") << "; " << params_ << "\n"
+        << (p_.disk_faults ? "on" : "off") << ", turns " << (p_.turns ? "on" : "off") << "; " << params_ << "\n"
         << "replay: " << replay_command() << "\n";
     if (!libraft_bug_.empty()) out << "KNOWN LIBRAFT BUG (run stopped): " << libraft_bug_ << "\n";
     for (const auto& f : checker_.failures) out << "VIOLATION: " << f << "\n";
@@ -335,6 +341,7 @@ class Simulation {
     const std::string node = "node " + std::to_string(i + 1);
     if (const char* p = std::strstr(message, "new snapshot (");
         p != nullptr && std::sscanf(p, "new snapshot (%llu^%llu)", &index, &term) == 2) {
+      note_snapshot(i, index);
       auto [it, fresh] = snapshot_term_.emplace(index, term);
       if (!fresh && it->second != term) {
         checker_.fail(node + " took snapshot " + std::to_string(index) + "^" + std::to_string(term) +
@@ -349,6 +356,19 @@ class Simulation {
                        std::to_string(it->second) + " (InstallSnapshot metadata changed in flight)";
         log("stopped: " + libraft_bug_);
       }
+    } else if (const char* r = std::strstr(message, "> persisted snapshot (");
+               r != nullptr && std::sscanf(r, "> persisted snapshot (%llu^%llu)", &index, &term) == 2) {
+      note_snapshot(i, index);
+      installed_[i] = true;  // the fixture's I/O now counts its entries from this snapshot
+    } else if (const char* m = std::strstr(message, "missing previous entry (");
+               m != nullptr && std::sscanf(m, "missing previous entry (%llu^%llu)", &index, &term) == 2) {
+      // libraft 0.22.1 (checkLogMatchingProperty) rejects an entry its own
+      // snapshot covers (committed, so it matches): the leader walks back
+      // below its own log, sends its older snapshot, hears "have more recent
+      // snapshot", probes the same index again, forever.
+      if (index < snapshot_index_[i]) rejected_covered_step_[i] = steps_;
+    } else if (std::strstr(message, "-> truncate") != nullptr && installed_[i]) {
+      ++truncations_after_install_;
     } else if (std::strstr(message, "-> shutdown") != nullptr && libraft_bug_.empty()) {
       checker_.fail(node + ": libraft: " + message);
     }
@@ -374,6 +394,11 @@ class Simulation {
       machines_.push_back(std::make_unique<SequenceMachine>(checker_, i));
       ClusterOptions o;
       o.node_id = i + 1;
+      // As real nodes: the members take turns at snapshots (SnapshotSchedule).
+      // The addresses are never dialled (the fixture carries the messages).
+      for (unsigned k = 0; k < p_.nodes && p_.turns; ++k) {
+        o.members.push_back(Member{.id = k + 1, .address = "127.0.0.1:" + std::to_string(9001 + k)});
+      }
       o.max_entry_bytes = max_entry_bytes_;
       o.max_entries_in_flight = in_flight;
       o.snapshot_threshold = threshold;  // the node sets libraft's knobs from its options
@@ -382,6 +407,9 @@ class Simulation {
       fsms.push_back(nodes_.back()->fsm_for_test());
       election_ms.push_back(1000 + pick(1000));
     }
+    installed_.assign(p_.nodes, false);
+    snapshot_index_.assign(p_.nodes, 0);
+    rejected_covered_step_.assign(p_.nodes, 0);
     cluster_ = sim_cluster_new(fsms.data(), p_.nodes, threshold, trailing, election_ms.data(), &Simulation::on_trace, this);
     if (cluster_ == nullptr) {
       checker_.fail("sim_cluster_new failed");
@@ -559,6 +587,7 @@ class Simulation {
       log("only " + std::to_string(healthy) + " nodes not unavailable after disk faults: no liveness check");
       return;
     }
+    const std::uint64_t heal_step = steps_;
     for (int attempt = 0; attempt < 20 && ok(); ++attempt) {
       // The fixture's "random" election timeouts are constants: draw new ones,
       // or identical timers can split the vote forever.
@@ -584,11 +613,36 @@ class Simulation {
             return true;
           },
           60000);
-      if (!all && ok()) checker_.fail("after healing, not every node applied the final record \"" + record + "\"");
+      if (!all && ok()) {
+        if (stuck_in_libraft_snapshot_loop(record, heal_step)) return;
+        checker_.fail("after healing, not every node applied the final record \"" + record + "\"");
+      }
       converged_ = true;
       return;
     }
     if (ok()) checker_.fail("after healing, no record could be committed (20 attempts)");
+  }
+
+  void note_snapshot(unsigned i, std::uint64_t index) {
+    snapshot_index_[i] = std::max(snapshot_index_[i], index);
+  }
+  // The liveness check failed: a known libraft 0.22.1 bug if every node
+  // lacking `record` keeps rejecting, since the heal, AppendEntries whose
+  // previous entry its own snapshot covers (see trace()). Recorded as
+  // libraft_bug_ then; any other laggard is Catga's violation.
+  bool stuck_in_libraft_snapshot_loop(const std::string& record, std::uint64_t heal_step) {
+    std::string stuck;
+    const auto pos = checker_.position_of(record);
+    for (unsigned i = 0; i < p_.nodes; ++i) {
+      if (sim_state(cluster_, i) == SIM_UNAVAILABLE || (pos && machines_[i]->sequence().size() > *pos)) continue;
+      if (rejected_covered_step_[i] < heal_step) return false;
+      stuck += (stuck.empty() ? "node " : ", node ") + std::to_string(i + 1) + " (snapshot " +
+               std::to_string(snapshot_index_[i]) + ")";
+    }
+    libraft_bug_ = stuck + " rejects AppendEntries whose previous entry its own snapshot covers; the leader's older "
+                   "snapshot is refused as \"have more recent snapshot\" (follower never catches up)";
+    log("stopped: " + libraft_bug_);
+    return true;
   }
 
   void final_checks() {
@@ -627,6 +681,10 @@ class Simulation {
   bool converged_ = false;
   std::map<std::uint64_t, std::uint64_t> snapshot_term_;  // index → term of snapshots taken
   std::string libraft_bug_;
+  std::vector<bool> installed_;  // per node: has installed a snapshot from a leader
+  std::vector<std::uint64_t> snapshot_index_;         // per node: its latest snapshot (taken or installed)
+  std::vector<std::uint64_t> rejected_covered_step_;  // per node: last step it rejected an entry its snapshot covers
+  int truncations_after_install_ = 0;
 };
 
 std::uint64_t env_or(const char* name, std::uint64_t fallback) {
@@ -645,32 +703,39 @@ constexpr bool kDiskFaultsDefault = false;
 // CATGA_SIM_SKIP= (empty) runs every action.
 constexpr const char* kDefaultSkip = "transfer";
 
-Params params(std::uint64_t seed, unsigned nodes, const char* default_skip = kDefaultSkip) {
+Params params(std::uint64_t seed, unsigned nodes, const char* default_skip = kDefaultSkip, bool turns = true) {
   Params p;
   p.seed = seed;
   p.nodes = nodes;
   p.actions = static_cast<int>(env_or("CATGA_SIM_ACTIONS", 120));
   p.disk_faults = env_or("CATGA_SIM_DISK_FAULTS", kDiskFaultsDefault ? 1 : 0) != 0;
   p.trace = env_or("CATGA_SIM_TRACE", 0) != 0;
+  p.turns = env_or("CATGA_SIM_TURNS", turns ? 1 : 0) != 0;
   const char* skip = std::getenv("CATGA_SIM_SKIP");
   p.skip = skip != nullptr ? skip : default_skip;
   return p;
 }
 
-void run_seeds(unsigned nodes, std::uint64_t default_seeds, const char* default_skip = kDefaultSkip) {
+void run_seeds(unsigned nodes, std::uint64_t default_seeds, const char* default_skip = kDefaultSkip,
+               bool turns = true) {
   set_log_level(LogLevel::off);
   const std::uint64_t first = env_or("CATGA_SIM_FIRST_SEED", 0);
   const std::uint64_t count = env_or("CATGA_SIM_SEEDS", default_seeds);
   const bool strict = env_or("CATGA_SIM_STRICT", 0) != 0;
+  const bool keep_going = env_or("CATGA_SIM_KEEP_GOING", 0) != 0;
   Stats stats;
   std::uint64_t libraft_bugs = 0;
   for (std::uint64_t seed = first; seed < first + count; ++seed) {
     if (std::getenv("CATGA_SIM_TRACE") != nullptr) std::fprintf(stderr, "seed %llu\n", static_cast<unsigned long long>(seed));
-    Simulation sim(params(seed, nodes, default_skip));
+    Simulation sim(params(seed, nodes, default_skip, turns));
     switch (sim.run(stats)) {
       case Simulation::Outcome::passed:
         break;
       case Simulation::Outcome::violated:
+        if (keep_going) {  // survey a range: one line per failing seed, the test still fails
+          ADD_FAILURE() << "seed " << seed << ": " << sim.first_failure() << "\n  replay: " << sim.replay_command();
+          break;
+        }
         ADD_FAILURE() << sim.report();
         return;
       case Simulation::Outcome::libraft_bug:
@@ -691,7 +756,12 @@ void run_seeds(unsigned nodes, std::uint64_t default_seeds, const char* default_
 
 // CI: 1000 seeds per cluster size (~3 s together on the 2-core machine).
 TEST(Simulation, ThreeNodes) { run_seeds(3, 1000); }
-TEST(Simulation, FiveNodes) { run_seeds(5, 1000); }
+// Five nodes taking turns: seeds 0–336. 5-node seed 337 with turns corrupts
+// memory inside libraft 0.22.1 (a follower receives 32 entries "1^1..32^0"
+// for the leader's 20, then a huge allocation; docs/testing.md), so the full
+// range runs without turns, as before.
+TEST(Simulation, FiveNodesTakingTurns) { run_seeds(5, 337); }
+TEST(Simulation, FiveNodes) { run_seeds(5, 1000, kDefaultSkip, /*turns=*/false); }
 // With leadership transfers too, on the seed ranges libraft 0.22.1 survives
 // (5-node seeds past ~300 reach its double free; docs/testing.md).
 TEST(Simulation, ThreeNodesWithLeadershipTransfers) { run_seeds(3, 1000, ""); }
@@ -718,6 +788,24 @@ TEST(SimulationKnownBugs, DiskFaultOnLeaderCrashesInsideLibraft) {
       "")
       << "seed 0 with disk faults no longer crashes: the libraft null dereference in raft_fixture_step after a "
          "failed raft_apply is gone — delete this test and turn disk faults on by default (kDiskFaultsDefault)";
+}
+
+// Seed 955 (3 nodes), with the members taking turns at snapshots: node 3
+// installs the leader's early snapshot 11^2, appends entries after it, and
+// later truncates its log at 44 when a new leader's entries conflict. libraft
+// 0.22.1's fixture I/O truncated as if its entry array began at index 1 —
+// kept 43 entries of 34, copying past the array (ASan: heap-buffer-overflow
+// in ioMethodTruncate; without ASan a garbage pointer freed in
+// raft_fixture_close). tests/support/fixture_guard.c repairs the fixture;
+// this replays the seed and checks it still reaches that truncation.
+TEST(SimulationRegressions, Seed955TruncatesTheLogAfterAnInstalledSnapshot) {
+  set_log_level(LogLevel::off);
+  Simulation sim(params(955, 3));
+  Stats stats;
+  EXPECT_EQ(sim.run(stats), Simulation::Outcome::passed) << sim.report();
+  EXPECT_GE(sim.truncations_after_install(), 1)
+      << "seed 955 no longer truncates a log after an install: pick a seed that does (CATGA_SIM_TRACE=1, "
+         "LIBRAFT_TRACE=1: \"persisted snapshot\" then \"-> truncate\" on one node)";
 }
 
 // Replays one seed and prints its schedule: CATGA_SIM_SEED=<seed> CATGA_SIM_NODES=<n>.

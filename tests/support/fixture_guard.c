@@ -5,7 +5,14 @@
 
 #include "cluster/raft_c.h"
 
-enum { kMaxGuarded = 64 };
+enum { kMaxGuarded = 64, kMaxPendingInstalls = 4 };
+
+/* An installed snapshot's put, between its submission and its completion. */
+struct pending_install {
+  struct raft_io_snapshot_put *req;
+  raft_io_snapshot_put_cb cb;
+  raft_index index;
+};
 
 /* The fixture's I/O keeps no room for us: a small table from io to what the
  * wrappers need. Tests are single-threaded around the fixture. */
@@ -13,7 +20,14 @@ static struct {
   struct raft_io *io;
   struct raft *raft;
   int (*start)(struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
+  int (*truncate)(struct raft_io *, raft_index);
+  int (*snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *, const struct raft_snapshot *,
+                      raft_io_snapshot_put_cb);
   raft_io_recv_cb recv;
+  /* The index of the last entry before the fixture's entry array (the last
+   * installed snapshot's; 0 before any install). */
+  raft_index offset;
+  struct pending_install installs[kMaxPendingInstalls];
 } guarded[kMaxGuarded];
 
 static int slotOf(const struct raft_io *io) {
@@ -36,15 +50,79 @@ static int startGuarded(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick
   return guarded[i].start(io, msecs, tick, recvGuarded);
 }
 
+/* libraft 0.22.1's fixture I/O (src/fixture.c) keeps its persisted entries in
+ * an array and, once a snapshot was installed (trailing 0), the index before
+ * that array in `start_index`; but ioMethodTruncate keeps `index - 1` entries
+ * as if the array began at index 1. A truncation after an install therefore
+ * keeps too many entries and, when `index - 1` exceeds the array, copies past
+ * its end (heap-buffer-overflow; later garbage pointers are freed in
+ * raft_fixture_close). Repaired here without touching the fixture's
+ * internals: an install is handed to the fixture with trailing 1, so it never
+ * sets `start_index`, and completes here by emptying the array (truncate from
+ * 1, right while `start_index` is 0) and remembering the snapshot's index as
+ * the array's offset; every truncation is then translated by that offset. */
+static int truncateGuarded(struct raft_io *io, raft_index index) {
+  int i = slotOf(io);
+  const raft_index offset = guarded[i].offset;
+  return guarded[i].truncate(io, index > offset ? index - offset : 1);
+}
+
+/* The fixture flushed an installed snapshot's put (or closes with it
+ * pending): on success the array is emptied and the offset moves, before
+ * libraft hears of it, as the fixture itself would do for trailing 0. */
+static void installPutCb(struct raft_io_snapshot_put *req, int status) {
+  int i, k;
+  for (i = 0; i < kMaxGuarded; i++) {
+    for (k = 0; k < kMaxPendingInstalls; k++) {
+      struct pending_install *p = &guarded[i].installs[k];
+      raft_io_snapshot_put_cb cb;
+      if (p->req != req) continue;
+      cb = p->cb;
+      if (status == 0) {
+        /* The fixture asserts on this truncation too: it fails only under an
+         * injected disk fault, which libraft's completion could not report. */
+        if (guarded[i].truncate(guarded[i].io, 1) != 0) abort();
+        guarded[i].offset = p->index;
+      }
+      memset(p, 0, sizeof *p);
+      req->cb = cb;
+      cb(req, status);
+      return;
+    }
+  }
+  abort(); /* a put this guard never saw */
+}
+
+static int snapshotPutGuarded(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                              const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb) {
+  int i = slotOf(io), k, rv;
+  struct pending_install *p = NULL;
+  if (trailing != 0) return guarded[i].snapshot_put(io, trailing, req, snapshot, cb); /* its own snapshot */
+  for (k = 0; k < kMaxPendingInstalls && p == NULL; k++) {
+    if (guarded[i].installs[k].req == NULL) p = &guarded[i].installs[k];
+  }
+  if (p == NULL) abort(); /* more installs in flight than libraft ever starts */
+  p->req = req;
+  p->cb = cb;
+  p->index = snapshot->index;
+  rv = guarded[i].snapshot_put(io, 1, req, snapshot, installPutCb);
+  if (rv != 0) memset(p, 0, sizeof *p);
+  return rv;
+}
+
 void catga_fixture_guard(struct raft *r) {
   int i = slotOf(r->io); /* an io at the address of one never unguarded */
   if (i < 0) i = slotOf(NULL);
   if (i < 0) abort(); /* more live guarded servers than the table holds */
+  memset(&guarded[i], 0, sizeof guarded[i]);
   guarded[i].io = r->io;
   guarded[i].raft = r;
   guarded[i].start = r->io->start;
-  guarded[i].recv = NULL;
+  guarded[i].truncate = r->io->truncate;
+  guarded[i].snapshot_put = r->io->snapshot_put;
   r->io->start = startGuarded;
+  r->io->truncate = truncateGuarded;
+  r->io->snapshot_put = snapshotPutGuarded;
 }
 
 void catga_fixture_close_guarded(struct raft_fixture *fixture) {

@@ -1,7 +1,8 @@
 /* tests/support/fixture_guard.h — puts libraft fixture servers behind the same
  * received-message guard RaftNode's node mode applies to its I/O
  * (catga_raft_drop_unsafe_install, src/cluster/raft_c.h), so deterministic
- * tests run the glue real nodes run. C, for the C fixture harnesses. */
+ * tests run the glue real nodes run, and repairs a bug of the fixture's own
+ * in-memory I/O (which real nodes never run). C, for the C fixture harnesses. */
 #ifndef CATGA_TESTS_SUPPORT_FIXTURE_GUARD_H
 #define CATGA_TESTS_SUPPORT_FIXTURE_GUARD_H
 
@@ -9,7 +10,10 @@
 #include <raft/fixture.h>
 
 /* Before raft_fixture_start: wraps r->io's start so every message it receives
- * passes the guard first. At most 64 guarded servers live at once. */
+ * passes the guard first, and repairs the fixture I/O's truncation after an
+ * installed snapshot (libraft 0.22.1's ioMethodTruncate counts from index 1
+ * and overruns its entry array; fixture_guard.c). At most 64 guarded servers
+ * live at once. */
 void catga_fixture_guard(struct raft *r);
 /* raft_fixture_close, then forgets its servers' guards (closing may still
  * deliver messages). Also right for a fixture only partly guarded. */
