@@ -51,6 +51,7 @@ static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   if (h->refuse_votes && message->type == RAFT_REQUEST_VOTE) {
     return; /* owns no memory; the candidate sees a lost message */
   }
+  catga_raft_answer_stale_install(h->r, message);
   catga_snapshot_send_answered(h, message);
   h->inner_recv(io, message);
 }

@@ -206,6 +206,23 @@ void catga_raft_glue_attach(catga_raft *h, void *raft);
  * `message` a struct raft_message *. Node mode applies it by itself. */
 int catga_raft_drop_unsafe_install(void *raft, void *message);
 
+/* libraft 0.22.1 guard. A follower whose own snapshot is ahead of the
+ * leader's, and whose log no longer holds the entry the leader probes with
+ * (the follower's answers were lost while it kept applying and compacting),
+ * is never caught up: it rejects the probe ("missing previous entry"), the
+ * leader walks back below its own log and sends its snapshot, the follower
+ * dismisses that ("have more recent snapshot") and echoes the leader's
+ * snapshot index as its match, so the leader probes the same entry again —
+ * for as long as that leader lasts (simulation seed 171, 5 nodes, turns).
+ * Call this with every received message the guard lets through: an
+ * InstallSnapshot older than the follower's own snapshot is made to name
+ * that snapshot, so the answer reports the follower's real match point
+ * (every entry a snapshot covers was committed, so the leader holds the
+ * same ones) and the leader goes on from there. Returns whether it rewrote
+ * the message. `raft` is a struct raft *, `message` a struct raft_message *.
+ * Node mode applies it by itself. */
+int catga_raft_answer_stale_install(void *raft, void *message);
+
 /* Deferred snapshots (node mode). libraft 0.22.1 asks the FSM for a snapshot
  * on the loop thread and then writes it (raft_io snapshot_put, in libuv's
  * thread pool); it starts no other snapshot until that write completes, and a

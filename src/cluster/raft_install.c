@@ -18,6 +18,18 @@ int catga_raft_drop_unsafe_install(void *raft, void *message) {
   return 1;
 }
 
+int catga_raft_answer_stale_install(void *raft, void *message) {
+  struct raft *r = raft;
+  struct raft_message *m = message;
+  if (m->type != RAFT_INSTALL_SNAPSHOT ||
+      m->install_snapshot.last_index >= r->trail.snapshot.index) {
+    return 0;
+  }
+  m->install_snapshot.last_index = r->trail.snapshot.index;
+  m->install_snapshot.last_term = r->trail.snapshot.term;
+  return 1;
+}
+
 /* Whether an InstallSnapshot must wait: libraft 0.22.1 ignores one that
  * arrives during an install ("already taking or installing snapshot") and
  * mishandles one during a snapshot of its own (catga_raft_drop_unsafe_install).

@@ -41,6 +41,7 @@ static int slotOf(const struct raft_io *io) {
 static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   int i = slotOf(io);
   if (catga_raft_drop_unsafe_install(guarded[i].raft, message)) return;
+  catga_raft_answer_stale_install(guarded[i].raft, message);
   guarded[i].recv(io, message);
 }
 
