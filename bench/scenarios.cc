@@ -192,23 +192,33 @@ struct Loop {
   LatencyHistogram latencies;
   std::uint64_t errors = 0;
   std::atomic<bool> done{false};
+  // 1 while next() is inside issue(), 2 once a completion came meanwhile:
+  // a completion that runs inline (a read servable at once, an immediate
+  // error) hands the next call back to next()'s loop instead of recursing,
+  // which ran out of stack when every call failed at once.
+  std::atomic<int> issuing{0};
 
   void next() {
-    if (stopping->load(std::memory_order_relaxed)) {
-      done = true;
-      return;
+    for (;;) {
+      if (stopping->load(std::memory_order_relaxed)) {
+        done = true;
+        return;
+      }
+      auto start = Clock::now();
+      issuing.store(1);
+      (*issue)([this, start](bool ok) {
+        completed->fetch_add(1, std::memory_order_relaxed);
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+        if (ok) latest->record(ns);
+        if (!ok)
+          ++errors;
+        else if (measuring->load(std::memory_order_relaxed))
+          latencies.record(ns);
+        int inside = 1;
+        if (!issuing.compare_exchange_strong(inside, 2)) next();
+      });
+      if (issuing.exchange(0) != 2) return;
     }
-    auto start = Clock::now();
-    (*issue)([this, start](bool ok) {
-      completed->fetch_add(1, std::memory_order_relaxed);
-      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
-      if (ok) latest->record(ns);
-      if (!ok)
-        ++errors;
-      else if (measuring->load(std::memory_order_relaxed))
-        latencies.record(ns);
-      next();
-    });
   }
 };
 
