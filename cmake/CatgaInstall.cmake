@@ -141,7 +141,10 @@ if(TARGET catga_otel)
       "libcatga-otel${CATGA_SOVERSION} (= ${PROJECT_VERSION}), libcatga-dev (= ${PROJECT_VERSION}), opentelemetry-cpp-dev (>= 1.19), libabsl-dev, libgrpc++-dev, libprotobuf-dev, protobuf-compiler-grpc")
   set(CPACK_COMPONENT_OTEL_DEPENDS runtime)
   set(CPACK_COMPONENT_OTEL_DEV_DEPENDS otel dev)
-  string(APPEND CPACK_DEBIAN_EXAMPLE_PACKAGE_DEPENDS ", libcatga-otel${CATGA_SOVERSION} (= ${PROJECT_VERSION})")
+  # opentelemetry-cpp (bookworm-backports) has no shlibs file: dpkg-shlibdeps
+  # cannot name it for the SDK libraries catga-orders links (--trace).
+  string(APPEND CPACK_DEBIAN_EXAMPLE_PACKAGE_DEPENDS
+         ", libcatga-otel${CATGA_SOVERSION} (= ${PROJECT_VERSION}), opentelemetry-cpp (>= 1.19)")
   list(APPEND CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${PROJECT_BINARY_DIR}/src/otel)
 endif()
 # Only when Catga is the top-level project: one that adds Catga with

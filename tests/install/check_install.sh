@@ -130,8 +130,10 @@ if [[ $mode == shared ]]; then
                          grep -q 'pkgconfig/catga-otel.pc' <<<"$contents" || fail "$name lacks catga-otel.pc"
                          grep -q 'libcatga_otel.so ->' <<<"$contents" || fail "$name lacks the libcatga_otel.so link"
                          grep -q 'opentelemetry-cpp-dev' <<<"$depends" || fail "$name does not depend on opentelemetry-cpp-dev" ;;
+      # OpenTelemetry's API is header-only: the library needs no OpenTelemetry
+      # library at run time (the program brings the SDK it chose).
       libcatga-otel*) grep -q 'libcatga_otel.so.' <<<"$contents" || fail "$name lacks libcatga_otel.so.*"
-                      grep -q 'opentelemetry-cpp' <<<"$depends" || fail "$name does not depend on opentelemetry-cpp" ;;
+                      grep -q 'libcatga[0-9.]* (=' <<<"$depends" || fail "$name does not depend on the library package" ;;
       libcatga*-dev) ! grep -q 'otel' <<<"$contents" || fail "$name carries catga::otel files"
                      grep -q 'include/catga/application.hpp' <<<"$contents" || fail "$name lacks the headers"
                      grep -q 'cmake/catga/catga-config.cmake' <<<"$contents" || fail "$name lacks the CMake package"
@@ -143,7 +145,9 @@ if [[ $mode == shared ]]; then
                  grep -q 'libuv1' <<<"$depends" || fail "$name does not depend on libuv1" ;;
       catga-orders) grep -q 'usr/bin/catga-orders' <<<"$contents" || fail "$name lacks the binary"
                     grep -q 'usr/bin/catgactl' <<<"$contents" || fail "$name lacks catgactl"
-                    grep -q 'libcatga' <<<"$depends" || fail "$name does not depend on the library package" ;;
+                    grep -q 'libcatga' <<<"$depends" || fail "$name does not depend on the library package"
+                    [[ $otel == OFF ]] || grep -q 'opentelemetry-cpp' <<<"$depends" \
+                      || fail "$name does not depend on opentelemetry-cpp (--trace)" ;;
       *) fail "unexpected package $name" ;;
     esac
   done
