@@ -39,10 +39,12 @@ def run_cluster(binary, trace, connections, seconds, warmup):
             r = wrk(url, script, c, seconds)
             print(json.dumps({"scenario": "http-create-order-follower", "trace": trace, "mode": "multi-process",
                               "nodes": 3, "connections": c, **r}), flush=True)
-            results[c] = r.get("ops_per_sec", 0)
+            if r.get("errors") or r.get("socket_errors") or not r.get("ops"):
+                raise SystemExit(f"bench-trace: failed requests with --trace {trace} (logs in {root}): {r}")
+            results[c] = r["ops_per_sec"]
     finally:
         for n in nodes: n.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)  # kept, with the nodes' logs, when a run failed
     return results
 
 def main():

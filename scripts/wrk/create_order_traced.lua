@@ -11,6 +11,8 @@ end
 request = function()
   counter = counter + 1
   local body = string.format('{"product_id":"p%d","quantity":%d}', counter % 100, 1 + counter % 5)
-  local headers = { ["traceparent"] = "00-" .. hex(4) .. "-" .. hex(2) .. "-01" }
+  -- (wrk.format takes these instead of wrk.headers, not in addition)
+  local headers = { ["Content-Type"] = "application/json",
+                    ["traceparent"] = "00-" .. hex(4) .. "-" .. hex(2) .. "-01" }
   return wrk.format(nil, "/orders", headers, body)
 end
