@@ -46,9 +46,15 @@ class Trace(unittest.TestCase):
         leader = demo.wait_until(lambda: demo.leader_of(self.nodes))
         self.assertIsNotNone(leader, "no leader")
         follower = next(n for n in self.nodes if n is not leader)
-        code, body = follower.request("POST", "/orders", {"product_id": "p1", "quantity": 2},
-                                      headers={"traceparent": TRACEPARENT})
-        self.assertEqual(code, 201, body)
+        answers = []
+        def post():  # until the follower serves HTTP and knows the leader (503 before)
+            try:
+                answers.append(follower.request("POST", "/orders", {"product_id": "p1", "quantity": 2},
+                                                headers={"traceparent": TRACEPARENT}))
+            except OSError as e:
+                answers.append((None, str(e)))
+            return answers[-1][0] == 201
+        self.assertTrue(demo.wait_until(post, limit=30, step=0.2), f"POST /orders on the follower: {answers[-3:]}")
         for n in self.nodes:
             n.stop()  # SIGTERM: the batch processor exports what it holds
             n.stdout.close()
