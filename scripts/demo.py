@@ -84,11 +84,12 @@ class Node:
         self.tls, self.token = tls, token  # an ssl.SSLContext for HTTPS; a bearer token sent on every request
         self.cluster, self.dir, self.proc = cluster, os.path.join(root, f"node{nid}"), None
         self.log = open(os.path.join(root, f"node{nid}.log"), "ab")
+        self.stdout = self.log  # where the process's standard output goes
     def start(self):
         self.proc = subprocess.Popen([self.binary, "--id", str(self.id), "--data-dir", self.dir,
                                       "--http", f"127.0.0.1:{self.http_port}", "--cluster", self.cluster,
                                       "--election-timeout-ms", "150", "--heartbeat-ms", "50", "--log-level", self.log_level] + self.extra,
-                                     stdout=self.log, stderr=self.log)
+                                     stdout=self.stdout, stderr=self.log)
     def alive(self): return self.proc is not None and self.proc.poll() is None
     def kill(self):
         if self.alive(): self.proc.kill(); self.proc.wait()

@@ -26,6 +26,7 @@
 
 #include "authorization.hpp"
 #include "orders.hpp"
+#include "tracing.hpp"
 
 namespace {
 
@@ -167,6 +168,12 @@ int main(int argc, char** argv) {
   cli.add_option("--credentials-file", credentials_file,
                  "bearer tokens and certificate subjects mapped to principals and roles (docs/security.md); with it, "
                  "commands need the role writer and queries reader or writer");
+  std::string trace = "off";
+  cli.add_option("--trace", trace,
+                 "off; stdout: every command traced (spans send, forward, apply; W3C traceparent taken from HTTP) "
+                 "and printed to standard output; otlp: sent over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT "
+                 "(default http://localhost:4318). Builds without catga::otel offer off only")
+      ->check(CLI::IsMember(orders::TraceExport::modes()));
   std::string log_format = "text";
   cli.add_option("--log-format", log_format, "text, or json: one JSON object per line")
       ->check(CLI::IsMember({"text", "json"}));
@@ -213,9 +220,13 @@ int main(int argc, char** argv) {
   auto listen = parse_host_port(http);
   if (!listen) return std::cerr << "catga-orders: " << listen.error().message() << "\n", 2;
 
+  auto tracing = orders::TraceExport::start(trace);
+  if (!tracing) return std::cerr << "catga-orders: " << tracing.error().message() << "\n", 2;
+
   orders::ProductTotals totals;
   catga::Metrics metrics;
   catga::ApplicationBuilder<orders::OrderBook> builder;
+  if (*tracing) builder.use((*tracing)->behavior());
   builder.use(metrics.behavior());
   if (!credentials_file.empty()) builder.use(std::make_unique<orders::RoleAuthorization>());
   const std::string node = "catga-orders node " + std::to_string(id) + ": ";
@@ -249,6 +260,7 @@ int main(int argc, char** argv) {
                                   .tls_cert_file = peer_tls_cert_file,
                                   .tls_key_file = peer_tls_key_file,
                                   .tls_crl_file = peer_tls_crl_file};
+    if (*tracing) options.tracer = (*tracing)->cluster_tracer();
     if (!restore_from.empty()) {
       auto restored = catga::restore_backup(restore_from, options);
       if (!restored) return std::cerr << "catga-orders: cannot restore: " << restored.error() << "\n", 1;

@@ -31,11 +31,12 @@
 #include <opentelemetry/trace/tracer.h>
 
 #include "catga/behavior.hpp"
+#include "catga/export.hpp"
 #include "catga/tracing.hpp"
 
 namespace catga::otel {
 
-class Tracing {
+class CATGA_EXPORT Tracing {
  public:
   // Spans go to `tracer`; by default to the tracer named "catga" of the
   // global TracerProvider at the time of this call.
