@@ -2,7 +2,8 @@
 //
 // `TestPki` makes throwaway CAs and certificates with OpenSSL (P-256 keys)
 // into a temporary directory, removed with it: a CA, a server certificate for
-// 127.0.0.1, client certificates (valid, expired, from another CA).
+// 127.0.0.1, client certificates (valid, expired, from another CA), and
+// revocation lists.
 // `https_call` makes one request over TLS, bounded in time, and reports the
 // status and body or why the handshake failed.
 #pragma once
@@ -23,6 +24,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "support/cluster.hpp"
 
@@ -33,6 +35,7 @@ class TestPki {
   struct Issued {
     std::string certificate;  // PEM file paths
     std::string key;
+    long serial = 0;  // the certificate's serial number (for a CRL)
   };
 
   TestPki() = default;
@@ -55,6 +58,41 @@ class TestPki {
     X509* cert = make(common_name, key, ca_cert, &ca_key, from_days, to_days, false, server);
     X509_free(ca_cert);
     return save(file, cert, key);
+  }
+  // Writes <file>.crl (replacing it atomically: a new file renamed over it),
+  // a CRL of `ca` revoking these serials, valid from a day ago for a
+  // year; its path.
+  std::string crl(const Issued& ca, const std::string& file, const std::vector<long>& revoked) {
+    Key ca_key = Key::read(ca.key);
+    X509* ca_cert = read_certificate(ca.certificate);
+    X509_CRL* crl = X509_CRL_new();
+    X509_CRL_set_version(crl, 1);
+    X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca_cert));
+    ASN1_TIME* last = X509_gmtime_adj(nullptr, -86400);
+    ASN1_TIME* next = X509_gmtime_adj(nullptr, 365L * 86400);
+    X509_CRL_set1_lastUpdate(crl, last);
+    X509_CRL_set1_nextUpdate(crl, next);
+    for (long serial : revoked) {
+      X509_REVOKED* r = X509_REVOKED_new();
+      ASN1_INTEGER* number = ASN1_INTEGER_new();
+      ASN1_INTEGER_set(number, serial);
+      X509_REVOKED_set_serialNumber(r, number);
+      X509_REVOKED_set_revocationDate(r, last);
+      X509_CRL_add0_revoked(crl, r);
+      ASN1_INTEGER_free(number);
+    }
+    X509_CRL_sort(crl);
+    const std::string path = (dir() / (file + ".crl")).string(), fresh = path + ".new";
+    FILE* f = std::fopen(fresh.c_str(), "w");
+    const bool ok = f != nullptr && X509_CRL_sign(crl, ca_key.pkey, EVP_sha256()) != 0 && PEM_write_X509_CRL(f, crl) == 1;
+    if (f != nullptr) std::fclose(f);
+    ASN1_TIME_free(last);
+    ASN1_TIME_free(next);
+    X509_CRL_free(crl);
+    X509_free(ca_cert);
+    if (!ok) throw std::runtime_error("TestPki: CRL " + path);
+    std::filesystem::rename(fresh, path);
+    return path;
   }
 
  private:
@@ -115,7 +153,8 @@ class TestPki {
   }
 
   Issued save(const std::string& file, X509* cert, Key& key) {
-    Issued out{(dir() / (file + ".crt")).string(), (dir() / (file + ".key")).string()};
+    Issued out{(dir() / (file + ".crt")).string(), (dir() / (file + ".key")).string(),
+               ASN1_INTEGER_get(X509_get_serialNumber(cert))};
     FILE* c = std::fopen(out.certificate.c_str(), "w");
     PEM_write_X509(c, cert);
     std::fclose(c);
