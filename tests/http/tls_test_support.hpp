@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "support/cluster.hpp"
+#include "support/tls_fixture.hpp"
 
 namespace catga::testing {
 
@@ -64,34 +65,9 @@ class TestPki {
   // year; its path.
   std::string crl(const Issued& ca, const std::string& file, const std::vector<long>& revoked) {
     Key ca_key = Key::read(ca.key);
-    X509* ca_cert = read_certificate(ca.certificate);
-    X509_CRL* crl = X509_CRL_new();
-    X509_CRL_set_version(crl, 1);
-    X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca_cert));
-    ASN1_TIME* last = X509_gmtime_adj(nullptr, -86400);
-    ASN1_TIME* next = X509_gmtime_adj(nullptr, 365L * 86400);
-    X509_CRL_set1_lastUpdate(crl, last);
-    X509_CRL_set1_nextUpdate(crl, next);
-    for (long serial : revoked) {
-      X509_REVOKED* r = X509_REVOKED_new();
-      ASN1_INTEGER* number = ASN1_INTEGER_new();
-      ASN1_INTEGER_set(number, serial);
-      X509_REVOKED_set_serialNumber(r, number);
-      X509_REVOKED_set_revocationDate(r, last);
-      X509_CRL_add0_revoked(crl, r);
-      ASN1_INTEGER_free(number);
-    }
-    X509_CRL_sort(crl);
-    const std::string path = (dir() / (file + ".crl")).string(), fresh = path + ".new";
-    FILE* f = std::fopen(fresh.c_str(), "w");
-    const bool ok = f != nullptr && X509_CRL_sign(crl, ca_key.pkey, EVP_sha256()) != 0 && PEM_write_X509_CRL(f, crl) == 1;
-    if (f != nullptr) std::fclose(f);
-    ASN1_TIME_free(last);
-    ASN1_TIME_free(next);
-    X509_CRL_free(crl);
-    X509_free(ca_cert);
-    if (!ok) throw std::runtime_error("TestPki: CRL " + path);
-    std::filesystem::rename(fresh, path);
+    std::unique_ptr<X509, decltype(&X509_free)> ca_cert(read_certificate(ca.certificate), X509_free);
+    const std::string path = (dir() / (file + ".crl")).string();
+    testsupport::write_crl_file(path, ca_cert.get(), ca_key.pkey, revoked, -86400, 365L * 86400);
     return path;
   }
 
