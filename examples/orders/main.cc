@@ -13,7 +13,6 @@
 
 #include <cctype>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <mutex>
 
@@ -87,7 +86,6 @@ int main(int argc, char** argv) {
   std::string peer_secret_file;
   int peer_handshake_timeout_ms = 5000;
   std::string peer_tls_ca_file, peer_tls_cert_file, peer_tls_key_file, peer_tls_crl_file;
-  std::vector<std::string> accepted_peer_secrets;
   std::string admin_token;
   std::string log_level = "info";
   int election_timeout_ms = 1000, heartbeat_ms = 100;
@@ -115,7 +113,8 @@ int main(int argc, char** argv) {
       "--peer-secret-file");
   cli.add_option("--peer-secret-file", peer_secret_file,
                  "read the cluster secret from the first line of this file (keep it mode 0600); each further "
-                 "non-empty line is a secret also accepted from peers, for a rotation (docs/security.md)")
+                 "non-empty line is a secret also accepted from peers, for a rotation (docs/security.md); read "
+                 "again on SIGHUP")
       ->check(CLI::ExistingFile)
       ->excludes(secret_option);
   auto* tls_cert_option = cli.add_option(
@@ -153,7 +152,7 @@ int main(int argc, char** argv) {
   cli.add_option("--admin-token", admin_token, "bearer token required by the mutating /raft/* endpoints");
   cli.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  std::string tls_cert, tls_key, tls_client_ca, tls_client_certs = "none", credentials_file;
+  std::string tls_cert, tls_key, tls_client_ca, tls_client_certs = "none", tls_crl, credentials_file;
   int tls_reload_ms = 0;
   auto* http_tls_cert_option = cli.add_option("--http-tls-cert-file", tls_cert, "serve HTTPS with this certificate chain (PEM)");
   cli.add_option("--http-tls-key-file", tls_key, "the HTTPS certificate's private key (PEM)")->needs(http_tls_cert_option);
@@ -161,6 +160,9 @@ int main(int argc, char** argv) {
       ->needs(http_tls_cert_option);
   cli.add_option("--http-tls-client-certs", tls_client_certs, "none, optional or required: ask HTTPS clients for a certificate")
       ->check(CLI::IsMember({"none", "optional", "required"}))
+      ->needs(http_tls_cert_option);
+  cli.add_option("--http-tls-crl-file", tls_crl,
+                 "revocation lists (PEM) of the client CA: refuse a revoked HTTPS client certificate; reloaded on SIGHUP")
       ->needs(http_tls_cert_option);
   cli.add_option("--http-tls-reload-ms", tls_reload_ms,
                  "check the TLS and credentials files this often and reload them when changed (0: never)")
@@ -207,16 +209,6 @@ int main(int argc, char** argv) {
   (void)catga::parse_log_format(log_format, format);
   catga::set_log_format(format);
 
-  if (!peer_secret_file.empty()) {
-    std::ifstream in(peer_secret_file);
-    if (!in || !std::getline(in, peer_secret) || peer_secret.empty()) {
-      return std::cerr << "catga-orders: --peer-secret-file " << peer_secret_file << ": no secret on its first line\n", 2;
-    }
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) accepted_peer_secrets.push_back(line);
-    }
-  }
-
   auto listen = parse_host_port(http);
   if (!listen) return std::cerr << "catga-orders: " << listen.error().message() << "\n", 2;
 
@@ -254,7 +246,7 @@ int main(int argc, char** argv) {
                                   .snapshot_trailing_bytes = snapshot_trailing_bytes,
                                   .cluster_id = cluster_id,
                                   .peer_secret = peer_secret,
-                                  .accepted_peer_secrets = accepted_peer_secrets,
+                                  .peer_secret_file = peer_secret_file,
                                   .peer_handshake_timeout = std::chrono::milliseconds(peer_handshake_timeout_ms),
                                   .tls_ca_file = peer_tls_ca_file,
                                   .tls_cert_file = peer_tls_cert_file,
@@ -288,6 +280,7 @@ int main(int argc, char** argv) {
         .client_certificates = tls_client_certs == "required"   ? http_::ClientCertificates::required
                                : tls_client_certs == "optional" ? http_::ClientCertificates::optional
                                                                 : http_::ClientCertificates::none,
+        .crl_file = tls_crl,
         .reload_interval = std::chrono::milliseconds(tls_reload_ms)};
   }
   http_::Server server(**app, server_options);

@@ -151,6 +151,12 @@ struct CATGA_EXPORT ClusterOptions {
   // secret rotates without stopping the cluster (docs/security.md, "Changing
   // the secret"). At most 8, each at least 16 bytes; needs `peer_secret`.
   std::vector<std::string> accepted_peer_secrets;
+  // Instead of the two above: a file holding them — its first line is
+  // `peer_secret`, each further non-empty line one of
+  // `accepted_peer_secrets` (same bounds). Read at start and again, for new
+  // connections, by reload_cluster_tls() (SIGHUP): a secret rotates without a
+  // restart. A file that does not read on a reload keeps the previous secrets.
+  std::filesystem::path peer_secret_file;
   // A connection to the Raft or peer port that has not completed the
   // handshake within this bound is dropped (one rate-limited log line).
   std::chrono::milliseconds peer_handshake_timeout{5000};
@@ -258,10 +264,12 @@ struct NodeStatus {
 };
 
 // Re-reads now, for new connections, the TLS files (CA, certificate, key,
-// CRL) of every cluster node of this process: what SIGHUP does in
+// CRL) and the peer secret files (`peer_secret_file`) of every cluster node
+// of this process: what SIGHUP does in
 // hosting::serve_until_signal. Connections already up keep their session.
 // One line per set of files: reloaded, or why not (the previous credentials
-// stay). Empty when no node of this process uses TLS. Any thread.
+// or secrets stay). Empty when no node of this process uses TLS or a secret
+// file. Any thread.
 CATGA_EXPORT std::vector<std::string> reload_cluster_tls();
 
 }  // namespace catga

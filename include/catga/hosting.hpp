@@ -78,9 +78,9 @@ class CATGA_EXPORT ShutdownSignals {
 // before). Logs the signal and each step at info. Returns the signal number
 // (0 for request_stop()), or wait()'s error with nothing stopped. Meanwhile
 // each SIGHUP reloads the server's certificate and credentials files
-// (Server::reload) and the cluster's TLS files (reload_cluster_tls), logging
-// at info what was reloaded and at error what was not (the previous files
-// stay in use).
+// (Server::reload) and the cluster's TLS and peer secret files
+// (reload_cluster_tls), logging at info what was reloaded and at error what
+// was not (the previous files stay in use).
 CATGA_EXPORT Result<int> serve_until_signal(ShutdownSignals& signals, http::Server& server, std::unique_ptr<Application>& app);
 
 }  // namespace catga::hosting

@@ -105,6 +105,11 @@ struct TlsOptions {
   std::string key_file;        // its key (unencrypted)
   std::string client_ca_file;    // CAs trusted for client certificates
   ClientCertificates client_certificates = ClientCertificates::none;
+  // Optional, with client certificates: a PEM file of certificate revocation
+  // lists from the client CA. A revoked client certificate is then refused
+  // during the handshake (and every client certificate once the list is past
+  // its next update: publish a fresh one in time). Reloaded with the others.
+  std::string crl_file;
   // A connection whose handshake has not finished after this long is closed
   // (RESTinio itself puts no bound on it).
   std::chrono::milliseconds handshake_timeout{10'000};

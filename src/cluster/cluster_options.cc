@@ -9,6 +9,7 @@
 #include "catga/cluster.hpp"
 #include "cluster/entry_format.hpp"
 #include "cluster/member_address.hpp"
+#include "cluster/peer_secrets.h"
 
 namespace catga {
 namespace {
@@ -179,6 +180,15 @@ Result<void> ClusterOptions::validate() const {
   if (accepted_peer_secrets.size() > 8) return invalid("accepted_peer_secrets: at most 8");
   for (const auto& accepted : accepted_peer_secrets) {
     if (accepted.size() < 16) return invalid("accepted_peer_secrets: each must be at least 16 bytes");
+  }
+  if (!peer_secret_file.empty()) {
+    if (!peer_secret.empty() || !accepted_peer_secrets.empty()) {
+      return invalid("peer_secret_file: set it or peer_secret/accepted_peer_secrets, not both");
+    }
+    char err[1024] = {0};
+    if (catga_peer_secrets_check_file(peer_secret_file.c_str(), err, sizeof err) != 0) {
+      return invalid(std::string("peer_secret_file: ") + err);
+    }
   }
   if (!tls_enabled() && (!tls_ca_file.empty() || !tls_cert_file.empty() || !tls_key_file.empty())) {
     return invalid("tls_ca_file, tls_cert_file, tls_key_file: set all three (mutual TLS) or none");

@@ -1,6 +1,7 @@
 #include "cluster/peer_channel.hpp"
 
 #include "catga/cluster.hpp"
+#include "cluster/peer_secrets.h"
 #include "cluster/raft_auth.h"
 #include "cluster/tls_stream.hpp"
 #include "core/log.hpp"
@@ -24,6 +25,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <string_view>
 #include <unordered_map>
 
 namespace catga::internal {
@@ -119,8 +121,23 @@ std::string fresh_nonce() {
   return nonce;
 }
 
+// The secrets a connection runs with, taken once at its start (a reload
+// never changes them mid-handshake): the first proves this node, every one
+// is accepted; none: TLS alone.
+struct SecretSetRelease {
+  void operator()(const catga_secret_set* set) const { catga_secret_set_release(set); }
+};
+using SecretSet = std::unique_ptr<const catga_secret_set, SecretSetRelease>;
+struct PeerSecretsFree {
+  void operator()(catga_peer_secrets* s) const { catga_peer_secrets_free(s); }
+};
+
+std::string_view secret_at(const catga_secret_set& set, unsigned i) {
+  return {reinterpret_cast<const char*>(set.data[i]), set.len[i]};
+}
+
 // Empty when OpenSSL could not compute it (the handshake then fails).
-std::string peer_mac(const PeerChannel::Options& o, const std::string& secret, char direction,
+std::string peer_mac(const PeerChannel::Options& o, std::string_view secret, char direction,
                      const std::string& nonce_dialler, const std::string& nonce_listener, std::uint64_t dialler_id,
                      std::uint64_t listener_id) {
   std::string mac(peer::kMacBytes, '\0');
@@ -140,21 +157,21 @@ bool same_mac(const std::string& a, const std::string& b) {
                               reinterpret_cast<const std::uint8_t*>(b.data()));
 }
 
-// The secret (this node's own, or one of those it also accepts) under which
-// `mac` is the peer's MAC for `direction`; nullptr when none makes it. Every
-// secret is tried, whichever matches.
-const std::string* proven_secret(const PeerChannel::Options& o, const std::string& mac, char direction,
-                                 const std::string& nonce_dialler, const std::string& nonce_listener,
-                                 std::uint64_t dialler_id, std::uint64_t listener_id) {
-  const std::string* found = nullptr;
-  auto check = [&](const std::string& secret) {
+// The secret of `set` (this node's own, or one of those it also accepts)
+// under which `mac` is the peer's MAC for `direction`; nullopt when none
+// makes it. Every secret is tried, whichever matches.
+std::optional<std::string_view> proven_secret(const PeerChannel::Options& o, const catga_secret_set& set,
+                                              const std::string& mac, char direction, const std::string& nonce_dialler,
+                                              const std::string& nonce_listener, std::uint64_t dialler_id,
+                                              std::uint64_t listener_id) {
+  std::optional<std::string_view> found;
+  for (unsigned i = 0; i < set.n; ++i) {
+    const std::string_view secret = secret_at(set, i);
     if (same_mac(mac, peer_mac(o, secret, direction, nonce_dialler, nonce_listener, dialler_id, listener_id)) &&
-        found == nullptr) {
-      found = &secret;
+        !found) {
+      found = secret;
     }
-  };
-  check(o.secret);
-  for (const auto& secret : o.accepted_secrets) check(secret);
+  }
   return found;
 }
 
@@ -178,10 +195,10 @@ void read_frame(std::shared_ptr<Self> self, std::size_t max_body) {
 
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
-  ServerConnection(tcp::socket socket, TlsCredentials* tls, const PeerChannel::Options& options,
-                   const PeerChannel::Handler& handler, RefusalLog& refusals)
+  ServerConnection(tcp::socket socket, TlsCredentials* tls, catga_peer_secrets* secrets,
+                   const PeerChannel::Options& options, const PeerChannel::Handler& handler, RefusalLog& refusals)
       : socket_(std::move(socket), tls), options_(options), handler_(handler), refusals_(refusals),
-        handshake_timer_(socket_.get_executor()) {
+        handshake_timer_(socket_.get_executor()), secrets_(catga_peer_secrets_acquire(secrets)) {
     asio::error_code ec;
     tune_socket(socket_.tcp(), options_);
     remote_ = socket_.tcp().remote_endpoint(ec).address().to_string();
@@ -252,17 +269,17 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
       if (!hello) reason = hello.error().message();
       else if (hello->version != peer::kVersion) reason = "protocol version " + std::to_string(hello->version) + " is not supported (this node speaks " + std::to_string(peer::kVersion) + ")";
       else if (hello->cluster_id != options_.cluster_id) reason = "cluster id '" + hello->cluster_id + "' does not match";
-      else if (!options_.secret.empty() && hello->nonce.empty()) reason = "this cluster requires the peer secret";
+      else if (secrets_->n > 0 && hello->nonce.empty()) reason = "this cluster requires the peer secret";
       else if (socket_.tls() && hello->node_id != tls_peer_id_) {
         reason = "it claims node " + std::to_string(hello->node_id) + " but its TLS certificate is for node " +
                  std::to_string(tls_peer_id_);
       }
       if (!reason.empty()) return refuse(reason);
       hello_ = std::move(*hello);
-      if (options_.secret.empty()) return welcome();
+      if (secrets_->n == 0) return welcome();
       nonce_ = fresh_nonce();
-      std::string mac =
-          peer_mac(options_, options_.secret, 'L', hello_->nonce, nonce_, hello_->node_id, options_.node_id);
+      std::string mac = peer_mac(options_, secret_at(*secrets_, 0), 'L', hello_->nonce, nonce_, hello_->node_id,
+                                 options_.node_id);
       if (nonce_.empty() || mac.empty()) return refuse("HMAC-SHA256 unavailable (OpenSSL)");
       std::string out;
       peer::append_challenge(out, {nonce_, std::move(mac), options_.node_id});
@@ -271,7 +288,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
     auto proof = peer::decode_proof(body);
     if (!proof) return refuse(proof.error().message());
-    if (!proven_secret(options_, *proof, 'D', hello_->nonce, nonce_, hello_->node_id, options_.node_id)) {
+    if (!proven_secret(options_, *secrets_, *proof, 'D', hello_->nonce, nonce_, hello_->node_id, options_.node_id)) {
       return refuse("wrong peer secret");
     }
     return welcome();
@@ -412,6 +429,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   const PeerChannel::Handler& handler_;
   RefusalLog& refusals_;
   asio::steady_timer handshake_timer_;
+  SecretSet secrets_;
   std::optional<peer::Hello> hello_;
   std::string nonce_;
   std::string remote_;
@@ -428,10 +446,11 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
 class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
  public:
-  ClientConnection(asio::io_context& io, std::string address, TlsCredentials* tls, const PeerChannel::Options& options,
-                   RefusalLog& refusals, std::function<void(const std::string&)> on_dead)
-      : socket_(tcp::socket(io), tls), resolver_(io), watchdog_(io), address_(std::move(address)), options_(options),
-        refusals_(refusals),
+  ClientConnection(asio::io_context& io, std::string address, TlsCredentials* tls, catga_peer_secrets* secrets,
+                   const PeerChannel::Options& options, RefusalLog& refusals,
+                   std::function<void(const std::string&)> on_dead)
+      : socket_(tcp::socket(io), tls), resolver_(io), watchdog_(io), address_(std::move(address)),
+        secret_source_(secrets), options_(options), refusals_(refusals),
         on_dead_(std::move(on_dead)) {}
 
   bool dead() const { return state_ == State::dead; }
@@ -500,15 +519,15 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
                        std::to_string(tls_peer_id_));
       }
     }
-    if (!options_.secret.empty() && !challenged_) {
+    if (secrets_->n > 0 && !challenged_) {
       auto challenge = peer::decode_challenge(body);
       if (!challenge) {
         return refused(welcome ? "it welcomed this node without proving the cluster secret (does it run without one?)"
                                : challenge.error().message());
       }
-      const std::string* secret =
-          proven_secret(options_, challenge->mac, 'L', nonce_, challenge->nonce, options_.node_id, challenge->node_id);
-      if (secret == nullptr) return refused("it does not hold the cluster secret (or has another cluster id)");
+      const auto secret = proven_secret(options_, *secrets_, challenge->mac, 'L', nonce_, challenge->nonce,
+                                        options_.node_id, challenge->node_id);
+      if (!secret) return refused("it does not hold the cluster secret (or has another cluster id)");
       challenged_ = true;
       std::string proof;
       peer::append_proof(
@@ -633,8 +652,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   // The hello (inside TLS when on), then the greeting frames.
   void greet() {
     challenged_ = false;
-    nonce_ = options_.secret.empty() ? std::string() : fresh_nonce();
-    if (!options_.secret.empty() && nonce_.empty()) return fail("no random nonce (OpenSSL)");
+    secrets_.reset(catga_peer_secrets_acquire(secret_source_));  // the newest, for this connection
+    nonce_ = secrets_->n == 0 ? std::string() : fresh_nonce();
+    if (secrets_->n > 0 && nonce_.empty()) return fail("no random nonce (OpenSSL)");
     std::string hello;
     peer::append_hello(hello, {peer::kVersion, options_.cluster_id, nonce_, options_.node_id});
     write(std::move(hello));
@@ -701,6 +721,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   bool watchdog_armed_ = false;
   Clock::time_point last_heard_{};  // last frame from the peer (or start of the wait)
   std::string address_;
+  catga_peer_secrets* secret_source_;
+  SecretSet secrets_;  // taken by greet()
   const PeerChannel::Options& options_;
   RefusalLog& refusals_;
   std::string nonce_;        // this connection's, sent in the hello
@@ -744,6 +766,7 @@ class AsioPeerChannel final : public PeerChannel {
   }
 
   Result<void> run() {
+    if (auto secrets = load_secrets(); !secrets) return secrets;
     if (!options_.tls_cert_file.empty()) {
       auto tls = TlsCredentials::load({.ca_file = options_.tls_ca_file,
                                        .cert_file = options_.tls_cert_file,
@@ -768,6 +791,22 @@ class AsioPeerChannel final : public PeerChannel {
         internal::log().error("catga peer channel: I/O thread stopped: {}", e.what());
       }
     });
+    return {};
+  }
+
+  // The secrets of the options, in memory or from their file (reloadable).
+  Result<void> load_secrets() {
+    std::vector<const void*> data;
+    std::vector<std::size_t> lengths;
+    if (!options_.secret.empty()) {
+      data.push_back(options_.secret.data()), lengths.push_back(options_.secret.size());
+      for (const auto& s : options_.accepted_secrets) data.push_back(s.data()), lengths.push_back(s.size());
+    }
+    const std::string label = "peer channel of node " + std::to_string(options_.node_id);
+    char err[1024] = {0};
+    secrets_.reset(catga_peer_secrets_new(options_.secret_file.c_str(), data.data(), lengths.data(),
+                                          static_cast<unsigned>(data.size()), label.c_str(), err, sizeof err));
+    if (!secrets_) return Error{Code::invalid_argument, std::string("peer channel: ") + err};
     return {};
   }
 
@@ -819,7 +858,8 @@ class AsioPeerChannel final : public PeerChannel {
         if (ec != asio::error::operation_aborted) internal::log().warn("catga peer channel: accept failed: {}", ec.message());
         if (!acceptor_.is_open()) return;
       } else {
-        std::make_shared<ServerConnection>(std::move(socket), tls_.get(), options_, handler_, refusals_)->start();
+        std::make_shared<ServerConnection>(std::move(socket), tls_.get(), secrets_.get(), options_, handler_, refusals_)
+            ->start();
       }
       accept();
     });
@@ -829,7 +869,8 @@ class AsioPeerChannel final : public PeerChannel {
     auto& slot = clients_[address];
     if (!slot || slot->dead()) {
       // A dead connection is replaced on next use; pending callbacks keep it alive until then.
-      slot = std::make_shared<ClientConnection>(io_, address, tls_.get(), options_, refusals_, [](const std::string&) {});
+      slot = std::make_shared<ClientConnection>(io_, address, tls_.get(), secrets_.get(), options_, refusals_,
+                                                [](const std::string&) {});
     }
     return slot;
   }
@@ -837,6 +878,7 @@ class AsioPeerChannel final : public PeerChannel {
   Options options_;
   Handler handler_;
   std::shared_ptr<TlsCredentials> tls_;  // null: plain TCP
+  std::unique_ptr<catga_peer_secrets, PeerSecretsFree> secrets_;  // set by run()
   std::atomic<bool> stopped_{false};
   asio::io_context io_;
   tcp::acceptor acceptor_;
@@ -873,6 +915,7 @@ PeerChannel::Options member_channel_options(const ClusterOptions& options, std::
           .cluster_id = options.cluster_id,
           .secret = options.peer_secret,
           .accepted_secrets = options.accepted_peer_secrets,
+          .secret_file = options.peer_secret_file.string(),
           .max_frame_bytes = options.max_entry_bytes * 2 + 4096,
           .answer_timeout = options.election_timeout,
           .keepalive_idle = options.election_timeout,

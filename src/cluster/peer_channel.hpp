@@ -66,6 +66,9 @@ class PeerChannel {
     // Also accepted from peers, never used to prove this node (a rotation):
     // a client answers with whichever secret the server proved.
     std::vector<std::string> accepted_secrets;
+    // Instead of the two above: their file (peer_secrets.h), read again for
+    // new connections on SIGHUP (reload_cluster_tls).
+    std::string secret_file;
     std::size_t max_frame_bytes = 64u << 20;
     std::size_t max_records_per_frame = 65'536;
     // A client connection waiting for the peer that receives nothing for this

@@ -4,6 +4,7 @@
  * raft_uv_init by raft_c.c. */
 #include "cluster/raft_auth.h"
 
+#include "cluster/peer_secrets.h"
 #include "cluster/tls_context.h"
 #include "cluster/tls_relay.h"
 
@@ -234,10 +235,9 @@ struct catgaAuth {
   uv_loop_t *loop;
   raft_id id;
   char *address;
-  /* secrets[0] proves this node; every one is accepted from peers */
-  uint8_t *secrets[1 + CATGA_AUTH_MAX_ACCEPTED];
-  size_t secret_lens[1 + CATGA_AUTH_MAX_ACCEPTED];
-  unsigned n_secrets; /* 0: TLS alone */
+  /* the first proves this node; every one is accepted from peers; none:
+   * TLS alone. Each handshake takes the current set (a reload). */
+  struct catga_peer_secrets *secrets;
   char *cluster_id;
   unsigned timeout_ms;
   unsigned max_pending;
@@ -282,6 +282,7 @@ struct handshake {
   uint8_t out[2][CATGA_AUTH_PREAMBLE + CATGA_AUTH_MAX_ADDRESS + CATGA_AUTH_HELLO];
   uint8_t in[CATGA_AUTH_PREAMBLE + CATGA_AUTH_MAX_ADDRESS];
   struct catga_auth_reader reader;
+  const struct catga_secret_set *set; /* the secrets it runs with */
   uint8_t nonce[CATGA_AUTH_NONCE];
   char peer[96]; /* for log lines */
   /* dialler */
@@ -342,6 +343,7 @@ static void handshakeRelease(struct handshake *h) {
   if (!h->dialler) {
     a->n_incoming--;
   }
+  catga_secret_set_release(h->set);
   raft_free(h);
   maybeClosed(a);
 }
@@ -457,11 +459,11 @@ static int handshakeMac(const struct handshake *h, unsigned which,
                         char direction, uint8_t out[CATGA_AUTH_MAC]) {
   const struct catgaAuth *a = h->a;
   if (h->dialler) {
-    return catga_auth_mac(a->secrets[which], a->secret_lens[which], "raft",
+    return catga_auth_mac(h->set->data[which], h->set->len[which], "raft",
                           direction, a->cluster_id, h->nonce,
                           h->reader.peer_nonce, a->id, h->peer_id, out);
   }
-  return catga_auth_mac(a->secrets[which], a->secret_lens[which], "raft",
+  return catga_auth_mac(h->set->data[which], h->set->len[which], "raft",
                         direction, a->cluster_id, h->reader.peer_nonce,
                         h->nonce, h->reader.peer_id, a->id, out);
 }
@@ -471,7 +473,7 @@ static int handshakeMac(const struct handshake *h, unsigned which,
 static int provenSecret(const struct handshake *h, char direction) {
   uint8_t mac[CATGA_AUTH_MAC];
   int found = -1;
-  for (unsigned i = 0; i < h->a->n_secrets; i++) {
+  for (unsigned i = 0; i < h->set->n; i++) {
     if (handshakeMac(h, i, direction, mac) == 0 &&
         catga_auth_mac_equal(mac, h->reader.peer_mac) && found < 0) {
       found = (int)i; /* no early exit: the same work whichever matches */
@@ -494,7 +496,7 @@ static bool handshakeFrame(struct handshake *h, int frame) {
         handshakeFail(h, why);
         return false;
       }
-      if (h->a->n_secrets == 0) { /* TLS alone: the certificate proved it */
+      if (h->set->n == 0) { /* TLS alone: the certificate proved it */
         uv_read_stop(h->stream);
         h->welcomed = true;
         maybeHandOver(h);
@@ -600,6 +602,7 @@ static struct handshake *handshakeNew(struct catgaAuth *a, bool dialler) {
     raft_free(h);
     return NULL;
   }
+  h->set = catga_peer_secrets_acquire(a->secrets);
   uv_timer_init(a->loop, &h->timer);
   h->timer.data = h;
   h->open_handles = 1;
@@ -660,7 +663,7 @@ static void handshakeStart(struct handshake *h, uv_stream_t *stream) {
       return;
     }
   }
-  if (h->a->n_secrets == 0) { /* TLS alone: hand over once it is written */
+  if (h->set->n == 0) { /* TLS alone: hand over once it is written */
     uv_read_stop(stream);
     h->welcomed = true;
     handshakeWrite(h, n);
@@ -1082,39 +1085,35 @@ static void authClose(struct raft_uv_transport *t,
   a->tcp.close(&a->tcp, tcpClosed);
 }
 
-/* Wipes and frees the copies of the secrets and the cluster id. */
-static void freeSecrets(struct catgaAuth *a) {
-  for (unsigned i = 0; i < a->n_secrets; i++) {
-    OPENSSL_cleanse(a->secrets[i], a->secret_lens[i]);
-    raft_free(a->secrets[i]);
+/* The secrets of `o` (in memory, or its file); false with `err` filled. */
+static bool newSecrets(struct catgaAuth *a, const struct catga_auth_options *o,
+                       char *err, size_t err_len) {
+  const void *data[1 + CATGA_AUTH_MAX_ACCEPTED];
+  size_t len[1 + CATGA_AUTH_MAX_ACCEPTED];
+  unsigned n = 0;
+  if (o->secret_len > 0) {
+    data[n] = o->secret;
+    len[n++] = o->secret_len;
+    for (unsigned i = 0; i < o->n_accepted; i++) {
+      data[n] = o->accepted[i].data;
+      len[n++] = o->accepted[i].len;
+    }
   }
-  a->n_secrets = 0;
-  raft_free(a->cluster_id);
-  a->cluster_id = NULL;
-}
-
-/* Copies `len` bytes of a secret as number a->n_secrets; false: no memory. */
-static bool copySecret(struct catgaAuth *a, const void *data, size_t len) {
-  uint8_t *copy = raft_malloc(len);
-  if (copy == NULL) {
-    return false;
-  }
-  memcpy(copy, data, len);
-  a->secrets[a->n_secrets] = copy;
-  a->secret_lens[a->n_secrets] = len;
-  a->n_secrets++;
-  return true;
+  a->secrets = catga_peer_secrets_new(o->secret_file, data, len, n,
+                                      o->tls_label, err, err_len);
+  return a->secrets != NULL;
 }
 
 int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loop,
                               const struct catga_auth_options *o) {
   struct catgaAuth *a;
   int rv;
-  bool copied;
   bool tls = o->tls_ca_file != NULL && o->tls_ca_file[0] != '\0' &&
              o->tls_cert_file != NULL && o->tls_cert_file[0] != '\0' &&
              o->tls_key_file != NULL && o->tls_key_file[0] != '\0';
-  if (t->version != 1 || (o->secret_len == 0 && !tls) ||
+  bool file = o->secret_file != NULL && o->secret_file[0] != '\0';
+  if (t->version != 1 || (o->secret_len == 0 && !file && !tls) ||
+      (file && o->secret_len > 0) ||
       o->handshake_timeout_ms == 0 || o->n_accepted > CATGA_AUTH_MAX_ACCEPTED ||
       (o->n_accepted > 0 && o->secret_len == 0)) {
     snprintf(t->errmsg, sizeof t->errmsg, "invalid authenticated transport");
@@ -1131,25 +1130,25 @@ int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loo
     return RAFT_NOMEM;
   }
   memset(a, 0, sizeof *a);
+  if (!newSecrets(a, o, t->errmsg, sizeof t->errmsg)) {
+    raft_free(a);
+    return RAFT_INVALID;
+  }
   if (tls) {
     struct catga_tls_files files = {o->tls_ca_file, o->tls_cert_file,
                                     o->tls_key_file, o->tls_crl_file,
                                     o->tls_label};
     a->tls = catga_tls_context_new(&files, t->errmsg, sizeof t->errmsg);
     if (a->tls == NULL) {
+      catga_peer_secrets_free(a->secrets);
       raft_free(a);
       return RAFT_INVALID;
     }
   }
   a->cluster_id = raft_malloc(strlen(o->cluster_id) + 1);
-  copied = a->cluster_id != NULL &&
-           (o->secret_len == 0 || copySecret(a, o->secret, o->secret_len));
-  for (unsigned i = 0; copied && i < o->n_accepted; i++) {
-    copied = copySecret(a, o->accepted[i].data, o->accepted[i].len);
-  }
-  if (!copied) {
+  if (a->cluster_id == NULL) {
     catga_tls_context_free(a->tls);
-    freeSecrets(a);
+    catga_peer_secrets_free(a->secrets);
     raft_free(a);
     return RAFT_NOMEM;
   }
@@ -1164,7 +1163,8 @@ int catga_auth_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loo
   if (rv != 0) {
     snprintf(t->errmsg, sizeof t->errmsg, "%s", a->tcp.errmsg);
     catga_tls_context_free(a->tls);
-    freeSecrets(a);
+    catga_peer_secrets_free(a->secrets);
+    raft_free(a->cluster_id);
     raft_free(a);
     return rv;
   }
@@ -1181,7 +1181,8 @@ void catga_auth_transport_close(struct raft_uv_transport *t) {
   struct catgaAuth *a = authOf(t);
   raft_uv_tcp_close(&a->tcp);
   catga_tls_context_free(a->tls);
-  freeSecrets(a);
+  catga_peer_secrets_free(a->secrets);
+  raft_free(a->cluster_id);
   raft_free(a->address);
   raft_free(a);
   t->impl = NULL;

@@ -120,12 +120,15 @@ enum { CATGA_AUTH_MAX_ACCEPTED = 8 };
 
 struct catga_auth_options {
   const void *secret; /* this node proves it; accepted from peers too */
-  size_t secret_len; /* > 0, or TLS files given */
+  size_t secret_len; /* > 0, a secret_file, or TLS files given */
   /* Also accepted from peers (never sent): at most CATGA_AUTH_MAX_ACCEPTED,
    * each non-empty; needs a secret. A listener proves `secret`; a dialler
    * answers with whichever of its secrets the listener proved. */
   const struct catga_auth_secret *accepted;
   unsigned n_accepted;
+  /* Instead of the three above: a file of secrets (peer_secrets.h), read
+   * again for new connections by catga_peer_secrets_reload_all (SIGHUP). */
+  const char *secret_file;
   const char *cluster_id;
   unsigned handshake_timeout_ms; /* > 0 */
   unsigned max_pending;          /* unauthenticated connections at once */

@@ -313,12 +313,14 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
   }
   h->transport.version = 1; /* required before raft_uv_tcp_init */
   if (config->secret_len > 0 ||
+      (config->secret_file != NULL && config->secret_file[0] != '\0') ||
       (config->tls_cert_file != NULL && config->tls_cert_file[0] != '\0')) {
     struct catga_auth_options auth = {
         .secret = config->secret,
         .secret_len = config->secret_len,
         .accepted = config->accepted_secrets,
         .n_accepted = config->n_accepted_secrets,
+        .secret_file = config->secret_file,
         .cluster_id = config->cluster_id,
         .handshake_timeout_ms = config->handshake_timeout_ms,
         .max_pending = 64,

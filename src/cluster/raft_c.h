@@ -159,6 +159,9 @@ struct catga_raft_config {
   /* Further secrets accepted from peers (a rotation; raft_auth.h). */
   const struct catga_auth_secret *accepted_secrets;
   unsigned n_accepted_secrets;
+  /* Instead of the secrets above: their file, reloaded on SIGHUP
+   * (peer_secrets.h); non-empty counts as a secret. */
+  const char *secret_file;
   const char *cluster_id;
   unsigned handshake_timeout_ms;
   /* Mutual TLS 1.3 on the Raft port when all three are non-empty (PEM

@@ -189,6 +189,8 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   for (const auto& secret : options.accepted_peer_secrets) accepted.push_back({secret.data(), secret.size()});
   config.accepted_secrets = accepted.data();
   config.n_accepted_secrets = static_cast<unsigned>(accepted.size());
+  const std::string secret_file = options.peer_secret_file.string();
+  config.secret_file = secret_file.c_str();
   config.cluster_id = options.cluster_id.c_str();
   config.handshake_timeout_ms = static_cast<unsigned>(options.peer_handshake_timeout.count());
   const std::string tls_ca = options.tls_ca_file.string(), tls_cert = options.tls_cert_file.string(),
@@ -200,7 +202,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
                     tls_label = "raft node " + std::to_string(options.node_id);
   config.tls_crl_file = tls_crl.c_str();
   config.tls_label = tls_label.c_str();
-  if (options.peer_secret.empty() && !options.tls_enabled()) {
+  if (options.peer_secret.empty() && options.peer_secret_file.empty() && !options.tls_enabled()) {
     internal::log().warn(
         "raft node {}: INSECURE MODE: no peer secret, the Raft port {} and the peer channel accept anyone who "
         "can reach them (one forged message can depose the leader or append entries); set a peer secret "

@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 
 #include "catga/cluster.hpp"
+#include "cluster/peer_secrets.h"
 #include "cluster/tls_context.h"
 #include "core/log.hpp"
 
@@ -65,8 +66,9 @@ namespace catga {
 
 std::vector<std::string> reload_cluster_tls() {
   std::vector<std::string> lines;
-  catga_tls_context_reload_all(
-      [](void* data, const char* line) { static_cast<std::vector<std::string>*>(data)->emplace_back(line); }, &lines);
+  auto add = [](void* data, const char* line) { static_cast<std::vector<std::string>*>(data)->emplace_back(line); };
+  catga_tls_context_reload_all(add, &lines);
+  catga_peer_secrets_reload_all(add, &lines);
   return lines;
 }
 

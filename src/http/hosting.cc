@@ -171,7 +171,8 @@ Result<int> serve_until_signal(ShutdownSignals& signals, http::Server& server, s
                                        reloaded.error().message() + " (keeping the previous files)");
     }
     for (const auto& line : reload_cluster_tls()) {
-      const bool failed = line.find(": TLS credentials not reloaded: ") != std::string::npos;
+      const bool failed = line.find(": TLS credentials not reloaded: ") != std::string::npos ||
+                          line.find(": peer secrets not reloaded: ") != std::string::npos;
       log_message(failed ? LogLevel::error : LogLevel::info, line);
     }
   });

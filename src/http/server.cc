@@ -658,6 +658,9 @@ Result<void> ServerOptions::validate() const {
     if (tls->client_certificates != ClientCertificates::none && tls->client_ca_file.empty()) {
       return bad("tls.client_ca_file is empty but client certificates are asked for");
     }
+    if (!tls->crl_file.empty() && tls->client_certificates == ClientCertificates::none) {
+      return bad("tls.crl_file needs client certificates (client_certificates optional or required)");
+    }
     if (tls->handshake_timeout.count() <= 0) return bad("tls.handshake_timeout must be positive");
     if (tls->reload_interval.count() < 0) return bad("tls.reload_interval must not be negative");
   }

@@ -53,6 +53,14 @@ Result<std::shared_ptr<asio::ssl::context>> TlsContexts::load(const TlsOptions& 
     STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca);
     if (!names) return bad("TlsOptions::client_ca_file " + options.client_ca_file + " lists no CA");
     SSL_CTX_set_client_CA_list(native, names);
+    if (!options.crl_file.empty()) {
+      X509_STORE* store = SSL_CTX_get_cert_store(native);
+      X509_LOOKUP* lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+      if (lookup == nullptr || X509_load_crl_file(lookup, options.crl_file.c_str(), X509_FILETYPE_PEM) <= 0) {
+        return bad("TlsOptions::crl_file " + options.crl_file);
+      }
+      X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+    }
     int mode = SSL_VERIFY_PEER;
     if (options.client_certificates == ClientCertificates::required) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     SSL_CTX_set_verify(native, mode, nullptr);
@@ -94,6 +102,7 @@ Result<void> TlsContexts::reload() {
 std::vector<std::string> TlsContexts::files() const {
   std::vector<std::string> files{options_.cert_file, options_.key_file};
   if (options_.client_certificates != ClientCertificates::none) files.push_back(options_.client_ca_file);
+  if (!options_.crl_file.empty()) files.push_back(options_.crl_file);
   return files;
 }
 

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -250,4 +252,97 @@ TEST(RaftAuth, AnAcceptedSecretIsWelcomedAndAnUnlistedOneRefused) {
   RawRaftClient c(cluster.member(0).address);
   EXPECT_FALSE(authenticate(c, "never-listed-secret-of-24", 2, 1));
   expect_commits(cluster, "after-accepted-secrets");
+}
+
+// The secret file rotates by reload (reload_cluster_tls, what SIGHUP does)
+// on a running cluster that keeps committing and forwarding: every node first
+// also accepts the new secret, then proves it and still accepts the old, then
+// drops the old. After each reload every Raft port welcomes exactly the
+// secrets of the file, and one node restarted as a probe (its connections,
+// both ways, are all new) rejoins: the others' Raft ports and peer channels
+// took the new secrets up. A file that does not read keeps the secrets.
+TEST(RaftAuth, TheSecretFileRotatesByReloadWhileTheClusterCommits) {
+  const std::string old_secret = kClusterSecret, new_secret = "the-new-cluster-secret-2026";
+  testsupport::TempDir dir;
+  auto file = [&](std::uint64_t id) { return dir.path() / ("node-" + std::to_string(id) + ".secret"); };
+  auto write_all = [&](const std::string& text) {
+    for (std::uint64_t id = 1; id <= 3; ++id) std::ofstream(file(id), std::ios::trunc) << text;
+  };
+  write_all(old_secret + "\n");
+  LocalCluster<bank::State> cluster(3, register_bank, [&](catga::ClusterOptions& o) {
+    o.peer_secret.clear();
+    o.peer_secret_file = file(o.node_id);
+  });
+  ASSERT_TRUE(cluster.leader());
+  auto welcomes = [&](std::size_t node, const std::string& secret) {
+    RawRaftClient c(cluster.member(node).address);
+    return authenticate(c, secret, node == 0 ? 2 : 1, node + 1);
+  };
+  auto reloaded = [](const std::vector<std::string>& lines) {
+    return std::count_if(lines.begin(), lines.end(),
+                         [](const std::string& l) { return l.find(": peer secrets reloaded from ") != std::string::npos; });
+  };
+  const std::string phases[] = {old_secret + "\n" + new_secret + "\n", new_secret + "\n" + old_secret + "\n",
+                                new_secret + "\n"};
+  for (int step = 0; step < 3; ++step) {
+    const std::string when = "phase " + std::to_string(step + 1);
+    write_all(phases[step]);
+    const auto lines = catga::reload_cluster_tls();
+    EXPECT_EQ(reloaded(lines), 6) << when;  // the Raft port and the peer channel of each node
+    expect_commits(cluster, "reloaded " + when);
+    for (std::size_t node = 0; node < cluster.size(); ++node) {
+      EXPECT_TRUE(welcomes(node, new_secret)) << when << ", node " << node + 1;
+      EXPECT_EQ(welcomes(node, old_secret), step < 2) << when << ", node " << node + 1;
+    }
+    const std::size_t probe = static_cast<std::size_t>(step);
+    cluster.stop(probe);
+    cluster.start(probe);
+    auto leader = cluster.leader();
+    ASSERT_TRUE(leader) << when;
+    EXPECT_THAT(cluster.app(*leader).send(bank::Open{.owner = "l" + when}), IsOk()) << when;
+    const std::size_t follower = *leader == probe ? (probe + 1) % cluster.size() : probe;
+    ASSERT_TRUE(testsupport::wait_for([&] { return cluster.app(follower).status().leader_id != 0; })) << when;
+    EXPECT_THAT(cluster.app(follower).send(bank::Open{.owner = "f" + when}), IsOk()) << when;
+    EXPECT_TRUE(cluster.converged(*leader)) << when;
+  }
+
+  std::ofstream(file(1), std::ios::trunc) << "too-short\n";
+  const auto lines = catga::reload_cluster_tls();
+  EXPECT_EQ(reloaded(lines), 4);
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                          [&](const std::string& l) {
+                            return l.find(": peer secrets not reloaded: peer secret file " + file(1).string() +
+                                          ":1: secret too short") != std::string::npos;
+                          }),
+            2)
+      << ::testing::PrintToString(lines);
+  EXPECT_TRUE(welcomes(0, new_secret));
+  expect_commits(cluster, "after-a-bad-file");
+}
+
+TEST(RaftAuth, AnUnreadableSecretFileIsRefusedAtStartByName) {
+  testsupport::TempDir dir;
+  catga::ClusterOptions o;
+  o.node_id = 1;
+  o.members = {{.id = 1, .address = "127.0.0.1:7001"}};
+  o.data_dir = dir.path() / "data";
+  o.peer_secret_file = dir.path() / "absent.secret";
+  auto valid = o.validate();
+  ASSERT_FALSE(valid);
+  EXPECT_NE(valid.error().message().find("peer_secret_file: peer secret file " + o.peer_secret_file.string() +
+                                         ": cannot be read"),
+            std::string::npos)
+      << valid.error().message();
+  std::ofstream(o.peer_secret_file) << "\nthe-accepted-secret-of-24\n";
+  valid = o.validate();
+  ASSERT_FALSE(valid);
+  EXPECT_NE(valid.error().message().find(":1: no secret on the first line"), std::string::npos)
+      << valid.error().message();
+  o.peer_secret = kClusterSecret;
+  std::ofstream(o.peer_secret_file, std::ios::trunc) << kClusterSecret << "\n";
+  valid = o.validate();
+  ASSERT_FALSE(valid);
+  EXPECT_NE(valid.error().message().find("set it or peer_secret"), std::string::npos) << valid.error().message();
+  o.peer_secret.clear();
+  EXPECT_TRUE(o.validate()) << o.validate().error().message();
 }

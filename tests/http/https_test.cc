@@ -219,6 +219,46 @@ TEST_F(HttpsTest, RequiredClientCertificatesRefuseNoneWrongCaAndExpired) {
   EXPECT_EQ(who["by"], "certificate");
 }
 
+TEST_F(HttpsTest, ARevokedClientCertificateIsRefusedAndANewListIsPickedUpByAReload) {
+  auto revoked = pki_.issue(ca_, "revoked", "orders-writer", false);
+  auto options = tls(ClientCertificates::required);
+  options.crl_file = pki_.crl(ca_, "clients", {revoked.serial});
+  ASSERT_TRUE(start({.tls = options}));
+
+  StderrCapture capture(pki_.dir() / "log");
+  auto refused = call({.client = revoked});
+  EXPECT_EQ(refused.status, 0);
+  const std::string log = capture.wait_lines(1);
+  EXPECT_THAT(log, HasSubstr("the client certificate is not accepted: certificate revoked"));
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  auto served = call({.client = writer_});
+  EXPECT_EQ(served.status, 200) << served.handshake_error;
+
+  // The CA revokes the writer too and lifts the first revocation: a reload
+  // (what SIGHUP does) picks the new list up for new connections.
+  pki_.crl(ca_, "clients", {writer_.serial});
+  EXPECT_EQ(call({.client = writer_}).status, 200);  // not yet reloaded
+  ASSERT_TRUE(server_->reload());
+  EXPECT_EQ(call({.client = writer_}).status, 0);
+  auto readmitted = call({.client = revoked});
+  EXPECT_EQ(readmitted.status, 200) << readmitted.handshake_error;
+
+  // A broken list is refused by name and the current one stays.
+  write_file(options.crl_file, "not a CRL");
+  auto broken = server_->reload();
+  ASSERT_FALSE(broken);
+  EXPECT_THAT(broken.error().message(), HasSubstr("TlsOptions::crl_file " + options.crl_file));
+  EXPECT_EQ(call({.client = writer_}).status, 0);
+}
+
+TEST_F(HttpsTest, ACrlNeedsClientCertificates) {
+  auto options = tls();
+  options.crl_file = pki_.crl(ca_, "clients", {});
+  auto started = start({.tls = options});
+  ASSERT_FALSE(started);
+  EXPECT_THAT(started.error().message(), HasSubstr("tls.crl_file needs client certificates"));
+}
+
 TEST_F(HttpsTest, OptionalClientCertificatesServeAnonymousCallersAndNameTheOthers) {
   ASSERT_TRUE(start({.tls = tls(ClientCertificates::optional)}));
   auto anonymous = call({.path = "/whoami"});

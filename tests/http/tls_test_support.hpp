@@ -2,7 +2,8 @@
 //
 // `TestPki` makes throwaway CAs and certificates with OpenSSL (P-256 keys)
 // into a temporary directory, removed with it: a CA, a server certificate for
-// 127.0.0.1, client certificates (valid, expired, from another CA).
+// 127.0.0.1, client certificates (valid, expired, from another CA), and
+// revocation lists.
 // `https_call` makes one request over TLS, bounded in time, and reports the
 // status and body or why the handshake failed.
 #pragma once
@@ -23,8 +24,10 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "support/cluster.hpp"
+#include "support/tls_fixture.hpp"
 
 namespace catga::testing {
 
@@ -33,6 +36,7 @@ class TestPki {
   struct Issued {
     std::string certificate;  // PEM file paths
     std::string key;
+    long serial = 0;  // the certificate's serial number (for a CRL)
   };
 
   TestPki() = default;
@@ -55,6 +59,16 @@ class TestPki {
     X509* cert = make(common_name, key, ca_cert, &ca_key, from_days, to_days, false, server);
     X509_free(ca_cert);
     return save(file, cert, key);
+  }
+  // Writes <file>.crl (replacing it atomically: a new file renamed over it),
+  // a CRL of `ca` revoking these serials, valid from a day ago for a
+  // year; its path.
+  std::string crl(const Issued& ca, const std::string& file, const std::vector<long>& revoked) {
+    Key ca_key = Key::read(ca.key);
+    std::unique_ptr<X509, decltype(&X509_free)> ca_cert(read_certificate(ca.certificate), X509_free);
+    const std::string path = (dir() / (file + ".crl")).string();
+    testsupport::write_crl_file(path, ca_cert.get(), ca_key.pkey, revoked, -86400, 365L * 86400);
+    return path;
   }
 
  private:
@@ -115,7 +129,8 @@ class TestPki {
   }
 
   Issued save(const std::string& file, X509* cert, Key& key) {
-    Issued out{(dir() / (file + ".crt")).string(), (dir() / (file + ".key")).string()};
+    Issued out{(dir() / (file + ".crt")).string(), (dir() / (file + ".key")).string(),
+               ASN1_INTEGER_get(X509_get_serialNumber(cert))};
     FILE* c = std::fopen(out.certificate.c_str(), "w");
     PEM_write_X509(c, cert);
     std::fclose(c);

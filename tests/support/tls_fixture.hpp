@@ -29,6 +29,39 @@ struct TlsFiles {
   long serial = 0;  // the certificate's serial number (for a CRL)
 };
 
+// Writes to `path` (atomically: a new file renamed over it) a CRL of the CA
+// `issuer` (signed with `key`) revoking the certificates with these serials,
+// valid from `from_seconds` to `to_seconds` relative to now.
+inline void write_crl_file(const std::filesystem::path& path, X509* issuer, EVP_PKEY* key,
+                           const std::vector<long>& revoked, long from_seconds, long to_seconds) {
+  X509_CRL* crl = X509_CRL_new();
+  X509_CRL_set_version(crl, 1);
+  X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer));
+  ASN1_TIME* last = X509_gmtime_adj(nullptr, from_seconds);
+  ASN1_TIME* next = X509_gmtime_adj(nullptr, to_seconds);
+  X509_CRL_set1_lastUpdate(crl, last);
+  X509_CRL_set1_nextUpdate(crl, next);
+  for (long serial : revoked) {
+    X509_REVOKED* r = X509_REVOKED_new();
+    ASN1_INTEGER* number = ASN1_INTEGER_new();
+    ASN1_INTEGER_set(number, serial);
+    X509_REVOKED_set_serialNumber(r, number);
+    X509_REVOKED_set_revocationDate(r, last);
+    X509_CRL_add0_revoked(crl, r);
+    ASN1_INTEGER_free(number);
+  }
+  X509_CRL_sort(crl);
+  ASN1_TIME_free(last);
+  ASN1_TIME_free(next);
+  const auto tmp = path.string() + ".new";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  const bool ok = f != nullptr && X509_CRL_sign(crl, key, EVP_sha256()) != 0 && PEM_write_X509_CRL(f, crl) == 1;
+  if (f != nullptr) std::fclose(f);
+  X509_CRL_free(crl);
+  if (!ok) throw std::runtime_error("tls fixture: CRL " + path.string());
+  std::filesystem::rename(tmp, path);
+}
+
 class TlsFixture {
  public:
   // Creates the cluster CA and a second, unrelated CA in `dir`.
@@ -64,33 +97,7 @@ class TlsFixture {
   // cluster CA revoking the certificates with these serials, valid from an
   // hour ago for a day.
   void write_crl(const std::filesystem::path& path, const std::vector<long>& revoked) {
-    X509_CRL* crl = X509_CRL_new();
-    X509_CRL_set_version(crl, 1);
-    X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca_.cert.get()));
-    ASN1_TIME* last = X509_gmtime_adj(nullptr, -3600);
-    ASN1_TIME* next = X509_gmtime_adj(nullptr, kDay);
-    X509_CRL_set1_lastUpdate(crl, last);
-    X509_CRL_set1_nextUpdate(crl, next);
-    for (long serial : revoked) {
-      X509_REVOKED* r = X509_REVOKED_new();
-      ASN1_INTEGER* number = ASN1_INTEGER_new();
-      ASN1_INTEGER_set(number, serial);
-      X509_REVOKED_set_serialNumber(r, number);
-      X509_REVOKED_set_revocationDate(r, last);
-      X509_CRL_add0_revoked(crl, r);
-      ASN1_INTEGER_free(number);
-    }
-    X509_CRL_sort(crl);
-    ASN1_TIME_free(last);
-    ASN1_TIME_free(next);
-    const auto tmp = path.string() + ".new";
-    FILE* f = std::fopen(tmp.c_str(), "w");
-    const bool ok =
-        f != nullptr && X509_CRL_sign(crl, ca_.key.get(), EVP_sha256()) != 0 && PEM_write_X509_CRL(f, crl) == 1;
-    if (f != nullptr) std::fclose(f);
-    X509_CRL_free(crl);
-    if (!ok) throw std::runtime_error("tls fixture: CRL " + path.string());
-    std::filesystem::rename(tmp, path);
+    write_crl_file(path, ca_.cert.get(), ca_.key.get(), revoked, -3600, kDay);
   }
 
  private:
