@@ -116,6 +116,8 @@ namespace internal {
 // What an Application keeps behind its header (src/core/replicator.hpp).
 struct ApplicationImpl;
 struct ApplicationAccess;
+// What an ApplicationBuilder collects (src/core/replicator.hpp).
+struct BuildPlan;
 }  // namespace internal
 
 namespace detail {
@@ -127,9 +129,6 @@ struct EncodedEntry {
   void (*command)(Application&, std::string_view payload, const CommandOptions&, EncodedDone) = nullptr;
   void (*query)(Application&, std::string_view payload, const QueryOptions&, EncodedDone) = nullptr;
 };
-
-// What a builder collects (src/core/replicator.hpp).
-struct BuildPlan;
 
 template <class R>
 Result<void> outcome_of(const Result<R>& r) {
@@ -155,7 +154,7 @@ class CATGA_EXPORT BuilderCore {
   Result<std::unique_ptr<Application>> build();
 
  private:
-  std::unique_ptr<BuildPlan> plan_;
+  std::unique_ptr<internal::BuildPlan> plan_;
 };
 
 }  // namespace detail

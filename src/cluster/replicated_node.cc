@@ -51,11 +51,8 @@ namespace catga::internal {
 namespace {
 
 // Core's engine interface and the types it hands over (src/core/replicator.hpp).
-using detail::BuildPlan;
 using detail::decode_result;
 using detail::Mediator;
-using detail::Placement;
-using detail::Replicator;
 using detail::UniqueFunction;
 using Clock = std::chrono::steady_clock;
 

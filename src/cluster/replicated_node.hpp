@@ -11,6 +11,6 @@ namespace catga::internal {
 
 // Starts the node described by `plan` (a single durable node or a cluster
 // member) around `plan.mediator`, which must outlive the result.
-Result<std::unique_ptr<detail::Replicator>> make_replicated_node(detail::BuildPlan& plan);
+Result<std::unique_ptr<Replicator>> make_replicated_node(BuildPlan& plan);
 
 }  // namespace catga::internal

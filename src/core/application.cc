@@ -23,7 +23,7 @@ Application::Application(std::unique_ptr<detail::Mediator> mediator, std::unique
 namespace {
 // The entry registered for `wire_name` as a message of `kind`; otherwise
 // `done` gets unimplemented and the result is null.
-const detail::EncodedEntry* encoded_entry(const detail::EncodedTable& table, std::string_view wire_name,
+const detail::EncodedEntry* encoded_entry(const internal::EncodedTable& table, std::string_view wire_name,
                                           MessageKind kind, EncodedDone& done) {
   auto it = table.find(wire_name);
   if (it == table.end() || it->second.kind != kind) {
@@ -135,6 +135,9 @@ Result<void> Application::transfer_leadership(std::uint64_t to) {
 }
 
 namespace detail {
+
+using internal::BuildPlan;
+using internal::Placement;
 
 BuilderCore::BuilderCore(std::unique_ptr<StateBase> state) : plan_(std::make_unique<BuildPlan>()) {
   plan_->mediator = std::make_unique<Mediator>(std::move(state));

@@ -13,7 +13,7 @@ namespace catga::internal {
 struct ApplicationAccess {
   static detail::Mediator& mediator(Application& app) noexcept { return *app.mediator_; }
   // Null in memory.
-  static detail::Replicator* replicator(Application& app) noexcept { return app.impl_->replicator.get(); }
+  static Replicator* replicator(Application& app) noexcept { return app.impl_->replicator.get(); }
 };
 
 inline detail::Mediator& mediator_of(Application& app) noexcept { return ApplicationAccess::mediator(app); }

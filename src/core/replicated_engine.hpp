@@ -21,6 +21,6 @@ namespace catga::internal {
 
 // Starts the engine for `plan` (any placement but in_memory) around
 // `plan.mediator`, which must outlive the result.
-using ReplicatedEngineFactory = Result<std::unique_ptr<detail::Replicator>> (*)(detail::BuildPlan& plan);
+using ReplicatedEngineFactory = Result<std::unique_ptr<Replicator>> (*)(BuildPlan& plan);
 
 }  // namespace catga::internal

@@ -18,7 +18,7 @@
 
 #include "catga/application.hpp"
 
-namespace catga::detail {
+namespace catga::internal {
 
 // How commands reach the state when the application is not in memory.
 class Replicator {
@@ -49,12 +49,12 @@ class Replicator {
 };
 
 // The encoded path's entries, by wire name.
-struct EncodedTable : std::unordered_map<std::string_view, EncodedEntry> {};
+struct EncodedTable : std::unordered_map<std::string_view, detail::EncodedEntry> {};
 
 enum class Placement : std::uint8_t { default_durable, data_dir, cluster, in_memory };
 
 struct BuildPlan {
-  std::unique_ptr<Mediator> mediator;
+  std::unique_ptr<detail::Mediator> mediator;
   EncodedTable encoded;
   std::vector<Error> errors;
   Placement placement = Placement::default_durable;
@@ -62,14 +62,10 @@ struct BuildPlan {
   ClusterOptions cluster;
 };
 
-}  // namespace catga::detail
-
-namespace catga::internal {
-
 // What an Application holds besides its mediator.
 struct ApplicationImpl {
-  std::unique_ptr<detail::Replicator> replicator;  // null in memory
-  detail::EncodedTable encoded;
+  std::unique_ptr<Replicator> replicator;  // null in memory
+  EncodedTable encoded;
 };
 
 }  // namespace catga::internal
