@@ -23,6 +23,13 @@ def get(port, path):
         c.close()
 
 
+def ready(port):
+    try:
+        return get(port, "/health/ready")[0] == 200
+    except OSError:
+        return False
+
+
 class Hosting(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp(prefix="catga-orders-hosting-")
@@ -39,12 +46,7 @@ class Hosting(unittest.TestCase):
         with open(log_path, "wb") as log:
             proc = subprocess.Popen([BINARY], env=env, stdout=log, stderr=log)
         try:
-            def ready():
-                try:
-                    return get(port, "/health/ready")[0] == 200
-                except OSError:
-                    return False
-            self.assertTrue(demo.wait_until(ready, limit=30), "not ready: options from the environment ignored?")
+            self.assertTrue(demo.wait_until(lambda: ready(port), limit=30), "not ready: options from the environment ignored?")
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=30), 0)
         finally:
@@ -81,12 +83,7 @@ class Hosting(unittest.TestCase):
                                      os.path.join(self.root, "data"), "--http", f"127.0.0.1:{port}"],
                                     env=env, stdout=log, stderr=log)
         try:
-            def ready():
-                try:
-                    return get(port, "/health/ready")[0] == 200
-                except OSError:
-                    return False
-            self.assertTrue(demo.wait_until(ready, limit=30), "not ready")
+            self.assertTrue(demo.wait_until(lambda: ready(port), limit=30), "not ready")
             with open(clock + ".tmp", "w") as f:
                 f.write("not a time\n")
             os.replace(clock + ".tmp", clock)
