@@ -10,9 +10,13 @@
 // CATGA_DATA_DIR, --admin-token from CATGA_ADMIN_TOKEN, ... (a flag given on
 // the command line wins, then the environment, then the file).
 #include <CLI/CLI.hpp>
+#include <execinfo.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 
@@ -71,7 +75,38 @@ void options_from_environment(CLI::App& cli) {
   }
 }
 
+namespace {
+
+std::atomic<bool> main_returned{false};
+
+// Every way out of main says why; a process that ends through exit() anywhere
+// else (a library giving up: libfaketime, ...) says so too, with the stack
+// of the thread that called it. Raw write(2): the logger may be gone by now.
+void on_exit_outside_main() {
+  if (main_returned.load()) return;
+  // No clock, no allocation of ours: under libfaketime a clock call can
+  // itself be what calls exit().
+  static constexpr char kText[] =
+      "catga-orders: exit() called outside main's return paths (by a library?); the calling thread's stack:\n";
+  [[maybe_unused]] auto written = ::write(2, kText, sizeof kText - 1);
+  void* frames[32];
+  ::backtrace_symbols_fd(frames, ::backtrace(frames, 32), 2);
+}
+
+int serve(int argc, char** argv);
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  std::atexit(on_exit_outside_main);
+  const int status = serve(argc, argv);
+  main_returned = true;
+  return status;
+}
+
+namespace {
+
+int serve(int argc, char** argv) {
   // Owns SIGINT/SIGTERM from here on (before any thread starts).
   catga::hosting::ShutdownSignals signals;
 
@@ -316,3 +351,5 @@ int main(int argc, char** argv) {
   if (!stopped) return std::cerr << "catga-orders: " << stopped.error() << "\n", 1;
   return 0;
 }
+
+}  // namespace

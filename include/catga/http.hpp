@@ -241,7 +241,7 @@ class CATGA_EXPORT Responder {
   // No body (204 and the like).
   void empty(int status, Headers headers = {});
   // The error body, with the status `status_for(error.code())` (or `status`
-  // when non-zero); 503 adds `Retry-After: 1`.
+  // when non-zero; a node that stopped itself: 503); 503 adds `Retry-After: 1`.
   void error(const Error& error, Headers headers = {}, int status = 0);
   void fail(const Request::Failure& failure) { error(failure.error, {}, failure.status); }
 

@@ -548,10 +548,6 @@ void RaftNode::drain_inbound() {
   for (auto& t : tasks) t();
 }
 
-Error node_stopped_itself(const std::string& failure) {
-  return Error(Code::failed_precondition, "node stopped: " + failure);
-}
-
 Error RaftNode::not_leader_error() const {
   std::lock_guard lock(status_mu_);
   if (status_.leader_id == 0 || status_.leader_id == options_.node_id) {

@@ -54,6 +54,7 @@
 #include "catga/detail/unique_function.hpp"
 #include "catga/result.hpp"
 #include "cluster/install_decoder.hpp"
+#include "cluster/node_stopped.hpp"
 #include "cluster/snapshot_child.hpp"
 #include "cluster/data_dir_marker.hpp"
 #include "cluster/snapshot_schedule.hpp"
@@ -126,10 +127,6 @@ struct RaftNodeCallbacks {
 };
 
 // How start() treats an empty data directory.
-// What a node that stopped itself answers to new work: failed_precondition
-// "node stopped: <failure>" (not retryable on this node; docs/errors.md).
-Error node_stopped_itself(const std::string& failure);
-
 enum class JoinMode : std::uint8_t {
   bootstrap_if_empty,  // first start of an initial member: bootstrap `members`
   join_existing,       // a new member: start empty and wait for the leader's

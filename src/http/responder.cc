@@ -1,5 +1,6 @@
 // Responder: the one place where results and errors become HTTP responses.
 #include "catga/http.hpp"
+#include "cluster/node_stopped.hpp"
 #include "http/json_codec.hpp"
 #include "http/transport_access.hpp"
 
@@ -64,7 +65,12 @@ void Responder::msgpack_as_json(int status, std::string_view msgpack_value, Head
 }
 
 void Responder::error(const Error& error, Headers headers, int status) {
-  if (error.code() == Code::unavailable) headers.emplace_back("Retry-After", "1");
+  // A node that stopped itself: the request was fine, this node cannot serve
+  // it; 503 sends clients and load balancers elsewhere (409 would read as a
+  // statement about the request). The body keeps the error's own code.
+  const bool stopped = catga::internal::is_node_stopped_itself(error);
+  if (error.code() == Code::unavailable || stopped) headers.emplace_back("Retry-After", "1");
+  if (stopped && status == 0) status = 503;
   json(status ? status : status_for(error.code()), internal::error_json(error), std::move(headers));
 }
 

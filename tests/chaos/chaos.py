@@ -244,7 +244,8 @@ def main(argv=None):
             if n.crashes:
                 problems.append(checker.anomaly(
                     "crash", f"node {n.id} exited on its own {len(n.crashes)} time(s) (statuses "
-                             f"{sorted({c for c, _ in n.crashes})}): {exit_reason(n)}", log=n.log_tail(60)))
+                             f"{sorted({c[0] for c in n.crashes})}): " + "; ".join(c[2] for c in n.crashes),
+                    log=n.log_tail(60)))
         bad = [op for op in recorder.ops if str(op.get("error") or "").startswith("unexpected body")]
         for op in bad[:10]:
             problems.append(checker.anomaly("bad-response", f"a 2xx answer with an unexpected body: "

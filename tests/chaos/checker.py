@@ -185,13 +185,19 @@ def _complete(op):
     return INF if op["outcome"] == "unknown" else op["complete"]
 
 
+def _node_stopped(op):
+    """A node that stopped itself answered: failed_precondition "node stopped: …"
+    (503 since 2026-11-30; 409 before). Nothing happened there."""
+    return (op.get("error") or "").startswith("failed_precondition: node stopped")
+
+
 def _cancel_result(op):
     """The observed result of a cancel, or 'failed' when nothing happened."""
     if op["outcome"] == "unknown":
         return None
     if op["outcome"] == "ok":
         return "cancelled"
-    if op.get("status") == 409 and not (op.get("error") or "").startswith("failed_precondition: node stopped"):
+    if op.get("status") == 409 and not _node_stopped(op):
         return "already"
     if op.get("status") == 404:
         return "missing"
@@ -235,6 +241,12 @@ def check(history, finals, budget=2_000_000):
         if op["type"] == "create":
             creates_by_key.setdefault(op["key"], []).append(op)
     stats["keys"] = len(creates_by_key)
+
+    # ---- a node that stopped itself says "go elsewhere": 503, never a 409 ----
+    wrong = [op for op in history if _node_stopped(op) and op.get("status") != 503]
+    if wrong:
+        anomalies.append(anomaly("bad-status", f"{len(wrong)} answer(s) 'node stopped' with a status other than "
+                                               f"503, e.g. {describe(wrong[0])}: {wrong[0].get('status')}"))
 
     # ---- final states: duplicates, phantoms, divergence ----
     final_by_node = {}

@@ -32,7 +32,8 @@ def error_text(status, payload):
 
 def node_stopped(error):
     """A node that stopped itself answers failed_precondition "node stopped: …"
-    (409): nothing happened there, and it says nothing about the order."""
+    (503; 409 before 2026-11-30): nothing happened there, and it says nothing
+    about the order."""
     return bool(error) and error.startswith("failed_precondition: node stopped")
 
 class Recorder:

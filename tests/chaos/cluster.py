@@ -388,7 +388,7 @@ class Node:
         self.base_env = None  # environment of every start (a live-adjustable libfaketime clock)
         self.clock_file = None  # that clock's offset file (libfaketime's FAKETIME_TIMESTAMP_FILE)
         self.starts = 0
-        self.crashes = []  # (exit code, time) of exits nobody asked for
+        self.crashes = []  # (exit code, time, what) of exits nobody asked for
 
     def args(self):
         return [self.binary, "--id", str(self.id), "--data-dir", self.dir, "--http", f"{HOST}:{self.http_port}",
@@ -416,7 +416,11 @@ class Node:
     def check_exit(self):
         """Records an exit nobody asked for (a crash, or a refused start)."""
         if self.proc is not None and self.proc.poll() is not None:
-            self.crashes.append((self.proc.returncode, time.monotonic()))
+            # Which start, when it was seen, and its log's last word now (a
+            # later start appends to the same log).
+            what = (f"start #{self.starts} exited with status {self.proc.returncode}, seen at "
+                    f"{time.strftime('%H:%M:%S')}: {self.exit_reason()}")
+            self.crashes.append((self.proc.returncode, time.monotonic(), what))
             self.reaper.remove(self.proc.pid)
             self.proc = None
             self.paused = False
@@ -480,6 +484,14 @@ class Node:
             else:
                 os.unlink(path)
         self.join = True
+
+    def exit_reason(self):
+        """The last 'cannot start' / error line of the log, or its last line."""
+        tail = self.log_tail(30).splitlines()
+        for line in reversed(tail):
+            if "cannot start" in line or "[error]" in line or "[critical]" in line:
+                return line.strip()[:400]
+        return (tail[-1].strip()[:400] if tail else "no log")
 
     def log_tail(self, lines=40):
         try:

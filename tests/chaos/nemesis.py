@@ -32,11 +32,7 @@ def libfaketime():
 
 def exit_reason(node):
     """The last 'cannot start' / error line of a node's log, or its tail."""
-    tail = node.log_tail(30).splitlines()
-    for line in reversed(tail):
-        if "cannot start" in line or "[error]" in line or "[critical]" in line:
-            return line.strip()[:400]
-    return (tail[-1].strip()[:400] if tail else "no log")
+    return node.exit_reason()
 
 
 class Nemesis(threading.Thread):

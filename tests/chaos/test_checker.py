@@ -153,10 +153,15 @@ class HistoryCheck(unittest.TestCase):
         self.assertIn("nonlinearizable", kinds(r))
 
     def test_cancel_refused_by_a_stopped_node_says_nothing_about_the_order(self):
-        # 409 "node stopped: …" (the node's disk failed): nothing happened there.
-        stopped = dict(cancel(1, 2, 3, "already"), error="failed_precondition: node stopped: a write failed")
+        # 503 "node stopped: …" (the node's disk failed): nothing happened there.
+        stopped = dict(cancel(1, 2, 3, "unavailable"), error="failed_precondition: node stopped: a write failed")
         h = [create("k1", 0, 1, oid=1), stopped, read(1, 4, 5, "created")]
         self.assertEqual(checker.check(h, finals(order(1, "k1")))["anomalies"], [])
+        # Answered 409 (the status before 2026-11-30): still no verdict on the
+        # order, but a client reads 409 as one, so the status is an anomaly.
+        stopped = dict(cancel(1, 2, 3, "already"), error="failed_precondition: node stopped: a write failed")
+        h = [create("k1", 0, 1, oid=1), stopped, read(1, 4, 5, "created")]
+        self.assertEqual(kinds(checker.check(h, finals(order(1, "k1")))), ["bad-status"])
         # A real "already cancelled" 409 before the cancel is a violation.
         h = [create("k1", 0, 1, oid=1), cancel(1, 2, 3, "already"), read(1, 4, 5, "created")]
         self.assertIn("nonlinearizable", kinds(checker.check(h, finals(order(1, "k1")))))

@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <array>
+#include <atomic>
 #include <chrono>
+#include <new>
 #include <thread>
 
 #include "http/http_test_support.hpp"
@@ -191,6 +194,62 @@ TEST(HttpClusterTest, FollowersForwardCommandsAndServeReadYourWrites) {
                     {{"Authorization", "Bearer t"}});
   EXPECT_EQ(add.status, 503) << add.body;
   EXPECT_EQ(add.header("Retry-After"), "1");
+}
+
+// A command whose handler runs out of memory on the nodes that are told to:
+// a failure on one node only, which stops that node (issue 13, item 3).
+struct OutOfMemoryOn {
+  using catga_message = catga::Command<void, "test.out-of-memory-on.v1">;
+  std::string note;
+  MSGPACK_DEFINE_MAP(note);
+};
+
+// Regression: a node that stopped itself answered its HTTP clients 409
+// (failed_precondition "node stopped: ..."), which reads as a statement about
+// the request ("already cancelled"). The truth is "this node cannot serve; go
+// elsewhere": 503 with Retry-After, the body still naming the failure. An
+// ordinary failed_precondition stays 409.
+TEST(HttpClusterTest, NodeThatStoppedItselfAnswers503NotA409) {
+  std::array<std::atomic<bool>, 3> fails{};
+  testsupport::LocalCluster<bank::State> cluster(3, [&fails](auto& b, std::size_t node) {
+    register_test_handlers(b).template command<OutOfMemoryOn>(
+        [fail = &fails[node]](bank::State&, const OutOfMemoryOn&) -> Result<void> {
+          if (fail->load()) throw std::bad_alloc();
+          return {};
+        });
+  });
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  const std::size_t victim = (*leader + 1) % 3;
+  auto leader_server = serve(cluster.app(*leader), {});
+  ASSERT_TRUE(wait_ready(leader_server->port()));
+  HttpClient to_leader(leader_server->port());
+  auto opened = to_leader.post("/accounts", R"({"owner":"ada","initial":2})");
+  ASSERT_EQ(opened.status, 201) << opened.body;
+  auto refused = to_leader.post("/fail/failed_precondition", "{}");
+  EXPECT_EQ(refused.status, 409) << refused.body;
+  EXPECT_FALSE(refused.header("Retry-After"));
+
+  fails[victim] = true;
+  auto applied = to_leader.post("/commands/test.out-of-memory-on.v1", R"({"note":"x"})");
+  EXPECT_EQ(applied.status, 204) << applied.body;
+  ASSERT_TRUE(testsupport::wait_for(
+      [&] { return cluster.app(victim).status().role == catga::NodeRole::unavailable; }));
+
+  auto server = serve(cluster.app(victim), {});
+  HttpClient c(server->port());
+  const auto expect_stopped = [](const HttpResponse& r) {
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(r.header("Retry-After"), "1");
+    EXPECT_EQ(r.error_code(), "failed_precondition") << r.body;
+    EXPECT_THAT(r.body, HasSubstr("node stopped: ")) << r.body;
+    EXPECT_THAT(r.body, HasSubstr("bad_alloc")) << r.body;
+  };
+  expect_stopped(c.post("/accounts", R"({"owner":"bob","initial":1})"));        // typed command route
+  expect_stopped(c.get("/accounts/" + std::to_string(opened.json()["id"].get<std::uint64_t>())));  // typed query
+  expect_stopped(c.post("/commands/bank.open.v1", R"({"owner":"cy","initial":1})"));  // generic endpoints
+  expect_stopped(c.post("/queries/bank.get.v1", R"({"account":1})"));
+  EXPECT_EQ(c.get("/health/ready").status, 503);
 }
 
 TEST(HttpClusterTest, LeadershipTransferThroughTheAdminEndpoint) {
