@@ -25,6 +25,7 @@
 #include "cluster/member_address.hpp"
 #include "cluster/raft_auth.h"
 #include "cluster/raft_c.h"
+#include "cluster/raft_node_common.hpp"
 #include "cluster/wall_clock.hpp"
 
 namespace catga::internal {
@@ -44,14 +45,9 @@ struct RaftNode::BarrierBatch {
   std::vector<IndexCompletion> waiters;
 };
 
-struct RaftNode::ChangeOp {
-  enum Kind { add, assign, remove, transfer } kind;
-  Member member;  // id / address / role as relevant
-  bool assign_after_add = false;
-  VoidCompletion done;
-};
-
 namespace {
+
+using namespace raft_node_common;
 
 NodeRole role_of(int state) {
   switch (state) {
@@ -62,39 +58,7 @@ NodeRole role_of(int state) {
   }
 }
 
-int c_role(MemberRole role) {
-  switch (role) {
-    case MemberRole::standby: return CATGA_ROLE_STANDBY;
-    case MemberRole::spare: return CATGA_ROLE_SPARE;
-    default: return CATGA_ROLE_VOTER;
-  }
-}
-
-MemberRole member_role(int role) {
-  switch (role) {
-    case CATGA_ROLE_STANDBY: return MemberRole::standby;
-    case CATGA_ROLE_SPARE: return MemberRole::spare;
-    default: return MemberRole::voter;
-  }
-}
-
-// spare < standby (receives the log) < voter (receives it and votes).
-int rank(MemberRole role) {
-  switch (role) {
-    case MemberRole::spare: return 0;
-    case MemberRole::standby: return 1;
-    default: return 2;
-  }
-}
-
 std::int64_t unix_now_ns() { return wall_clock_ns(); }
-
-Error node_stopped() { return Error(Code::unavailable, "node stopped"); }
-// `failure`: why the node stopped itself ("" if it was stopped).
-Error stopped(const std::string& failure) {
-  return failure.empty() ? node_stopped() : node_stopped_itself(failure);
-}
-Error outcome_unknown() { return Error(Code::deadline_exceeded, "leadership lost; outcome unknown"); }
 
 catga_raft_callbacks make_callbacks(void* self, decltype(catga_raft_callbacks::apply) apply,
                                     decltype(catga_raft_callbacks::snapshot) snapshot,
@@ -462,43 +426,6 @@ std::uint64_t RaftNode::applied_index() const {
   return status_.applied_index;
 }
 
-void RaftNode::add_member(Member member, VoidCompletion done) {
-  if (auto valid = internal::check_member_addresses("member " + std::to_string(member.id), member); !valid) {
-    return done(valid.error());
-  }
-  auto op = std::make_unique<ChangeOp>();
-  op->kind = ChangeOp::add;
-  op->member = std::move(member);
-  op->assign_after_add = op->member.role != MemberRole::spare;
-  op->done = std::move(done);
-  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
-}
-
-void RaftNode::assign_role(std::uint64_t id, MemberRole role, VoidCompletion done) {
-  auto op = std::make_unique<ChangeOp>();
-  op->kind = ChangeOp::assign;
-  op->member.id = id;
-  op->member.role = role;
-  op->done = std::move(done);
-  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
-}
-
-void RaftNode::remove_member(std::uint64_t id, VoidCompletion done) {
-  auto op = std::make_unique<ChangeOp>();
-  op->kind = ChangeOp::remove;
-  op->member.id = id;
-  op->done = std::move(done);
-  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
-}
-
-void RaftNode::transfer_leadership(std::uint64_t to, VoidCompletion done) {
-  auto op = std::make_unique<ChangeOp>();
-  op->kind = ChangeOp::transfer;
-  op->member.id = to;
-  op->done = std::move(done);
-  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
-}
-
 // ------------------------------------------------------------------ loop thread
 
 void RaftNode::on_wake() {
@@ -797,152 +724,6 @@ void RaftNode::stop_on_loop() {
   for (auto& w : snapshot_waiters) w.done(stopped(failure_));
 }
 
-Error RaftNode::outcome_unknown_after_stop() const {
-  if (!failed_) return outcome_unknown();
-  return Error(Code::deadline_exceeded, "node stopped: " + failure_ + "; outcome unknown");
-}
-
-Error RaftNode::no_space_error() {
-  const auto now = Clock::now();
-  if (now >= disk_diagnosis_until_) {
-    // At most once a second: what this node's own data_dir looks like.
-    const int err = write_probe(options_.data_dir);
-    if (err != 0 && !out_of_space(err)) unwritable_errno_ = err;  // check_data_dir() stops the node
-    disk_diagnosis_ = err == 0 ? mib(free_bytes(options_.data_dir)) + " free" : std::strerror(err);
-    disk_diagnosis_until_ = now + std::chrono::seconds(1);
-  }
-  std::string message = "not enough disk space for the Raft log: this node or a majority of voters hold less than "
-                        "4 MiB of preallocated log (this node's data_dir " + options_.data_dir.string() + ": " +
-                        disk_diagnosis_ + "); nothing was appended, retry once space is freed";
-  if (!no_space_) {
-    no_space_ = true;
-    internal::log().error("raft node {}: refusing commands: {}", options_.node_id, message);
-  }
-  return Error(Code::resource_exhausted, std::move(message));
-}
-
-void RaftNode::check_data_dir() {
-  if (!node_mode_ || stopping_) return;
-  const auto now = Clock::now();
-  if (unwritable_errno_ == 0 && now >= next_data_dir_check_) {
-    next_data_dir_check_ = now + std::chrono::seconds(1);
-    if (::access(options_.data_dir.c_str(), W_OK) != 0) unwritable_errno_ = errno;
-  }
-  if (unwritable_errno_ != 0) stop_unwritable(unwritable_errno_);
-}
-
-void RaftNode::stop_unwritable(int err) {
-  // libraft 0.22.1 drops a log segment whose final rename failed and renames
-  // the next ones once it can: the directory then has a gap it refuses to
-  // load ("unexpected closed segment"). Stopping while it is unwritable keeps
-  // it loadable.
-  stop_itself("data_dir " + options_.data_dir.string() + " is not writable (" + std::strerror(err) +
-              "); stopped so that the Raft log stays loadable");
-}
-
-void RaftNode::stop_itself(const std::string& why) {
-  fail_node(why);
-  // Observers first: once status() says unavailable, they know.
-  if (callbacks_.on_role_changed) callbacks_.on_role_changed(NodeRole::unavailable, last_term_);
-  {
-    std::lock_guard lock(status_mu_);
-    status_.role = NodeRole::unavailable;
-  }
-  stop_on_loop();
-}
-
-void RaftNode::fail_node(const std::string& why) {
-  if (failed_) return;
-  failed_ = true;
-  failure_ = why;
-  internal::log().critical("raft node {}: stopping itself: {}", options_.node_id, why);
-  std::lock_guard lock(status_mu_);
-  status_.failure = why;
-  status_.ready = false;
-}
-
-// ------------------------------------------------------------------ membership
-
-Error RaftNode::change_error(int status) const {
-  switch (status) {
-    case CATGA_RAFT_NOTLEADER: return not_leader_error();
-    case CATGA_RAFT_LEADERSHIPLOST: return outcome_unknown();
-    case CATGA_RAFT_SHUTDOWN:
-    case CATGA_RAFT_CANCELED: return node_stopped();
-    case CATGA_RAFT_DUPLICATEID: return Error(Code::already_exists, "a member with this id already exists");
-    case CATGA_RAFT_DUPLICATEADDRESS:
-      return Error(Code::already_exists, "a member with this address already exists");
-    case CATGA_RAFT_BADID:
-    case CATGA_RAFT_NOTFOUND: return Error(Code::not_found, "no such member");
-    case CATGA_RAFT_BADROLE: return Error(Code::invalid_argument, "the member already has this role");
-    case CATGA_RAFT_CANTCHANGE:
-    case CATGA_RAFT_BUSY:
-      return Error(Code::failed_precondition, "another configuration change is in progress");
-    case CATGA_RAFT_NOCONNECTION: return Error(Code::unavailable, "catch-up of the new member failed");
-    default:
-      return Error(Code::internal, std::string(catga_raft_strerror(status)) + ": " + catga_raft_errmsg(raft_));
-  }
-}
-
-std::optional<std::pair<MemberRole, std::string>> RaftNode::configured(std::uint64_t id) const {
-  const unsigned n = catga_raft_n_members(raft_);
-  for (unsigned i = 0; i < n; ++i) {
-    catga_raft_member m{};
-    catga_raft_get_member(raft_, i, &m);
-    if (m.id == id) return std::pair{member_role(m.role), std::string(m.address)};
-  }
-  return std::nullopt;
-}
-
-void RaftNode::start_change(ChangeOp* raw) {
-  std::unique_ptr<ChangeOp> op(raw);
-  if (stopping_) return op->done(node_stopped());
-  if (failed_) return op->done(stopped(failure_));
-  if (change_busy_) {
-    return op->done(Error(Code::failed_precondition, "another configuration change is in progress"));
-  }
-  if (last_state_ != CATGA_STATE_LEADER) return op->done(not_leader_error());
-  int rv = 0;
-  switch (op->kind) {
-    case ChangeOp::add:
-      if (auto present = configured(op->member.id)) {
-        // A repeated add — the first one's catch-up failed, which leaves the
-        // member a spare, or its answer was lost — resumes it, so that an
-        // operator's or a client's retry converges.
-        const auto address = internal::configuration_address(op->member);
-        if (present->second != address) {
-          return op->done(Error(Code::already_exists, "member " + std::to_string(op->member.id) +
-                                                          " already exists at " + present->second));
-        }
-        const MemberRole want = op->member.role;
-        if (present->first == want) return op->done(ok());
-        if (rank(present->first) > rank(want)) {
-          return op->done(Error(Code::already_exists, "member " + std::to_string(op->member.id) + " is already a " +
-                                                          std::string(to_string(present->first)) +
-                                                          " (assign a role to demote it)"));
-        }
-        op->kind = ChangeOp::assign;
-        op->assign_after_add = false;
-        rv = catga_raft_assign(raft_, op->member.id, c_role(want), op.get());
-        break;
-      }
-      rv = catga_raft_add(raft_, op->member.id, internal::configuration_address(op->member).c_str(), op.get());
-      break;
-    case ChangeOp::assign:
-      rv = catga_raft_assign(raft_, op->member.id, c_role(op->member.role), op.get());
-      break;
-    case ChangeOp::remove:
-      rv = catga_raft_remove(raft_, op->member.id, op.get());
-      break;
-    case ChangeOp::transfer:
-      rv = catga_raft_transfer(raft_, op->member.id, op.get());
-      break;
-  }
-  if (rv != 0) return op->done(change_error(rv));
-  change_busy_ = true;
-  op.release();
-}
-
 // ------------------------------------------------------------------ C callbacks
 
 // A failed apply. In the fixture it returns non-zero: libraft stalls on
@@ -1057,44 +838,7 @@ void RaftNode::c_barrier_done(void* ctx, void* req, std::uint64_t index, int sta
   }
 }
 
-void RaftNode::c_change_done(void* ctx, void* req, int status) {
-  auto* self = static_cast<RaftNode*>(ctx);
-  std::unique_ptr<ChangeOp> op(static_cast<ChangeOp*>(req));
-  self->change_busy_ = false;
-  if (status != 0) return op->done(self->change_error(status));
-  if (op->kind == ChangeOp::add && op->assign_after_add && !self->stopping_) {
-    op->assign_after_add = false;
-    op->kind = ChangeOp::assign;
-    // Not from inside libraft's callback: queue it as a task.
-    auto* raw = op.release();
-    detail::UniqueFunction<void()> task = [self, raw] { self->start_change(raw); };
-    if (!self->enqueue_task(task)) task();
-    return;
-  }
-  op->done(ok());
-}
-
-void RaftNode::c_transfer_done(void* ctx, void* req) {
-  auto* self = static_cast<RaftNode*>(ctx);
-  std::unique_ptr<ChangeOp> op(static_cast<ChangeOp*>(req));
-  self->change_busy_ = false;
-  catga_raft_info info{};
-  catga_raft_get_info(self->raft_, &info);
-  if (self->stopping_) return op->done(node_stopped());
-  if (info.state != CATGA_STATE_LEADER) return op->done(ok());
-  op->done(Error(Code::aborted, "leadership transfer did not complete"));
-}
-
 void RaftNode::c_wake(void* ctx) { static_cast<RaftNode*>(ctx)->on_wake(); }
 void RaftNode::c_after_io(void* ctx) { static_cast<RaftNode*>(ctx)->on_after_io(); }
-
-void RaftNode::c_disk_failed(void* ctx, const char* message) {
-  auto* self = static_cast<RaftNode*>(ctx);
-  std::string why = "a write to the Raft log in " + self->options_.data_dir.string() + " failed (" + message;
-  int err = 0;
-  if (std::sscanf(message, "write failed: %d", &err) == 1 && err < 0) why += " = " + std::string(std::strerror(-err));
-  why += "); stopped before libraft 0.22.1 retries it (its retry crashes the process)";
-  self->stop_itself(why);
-}
 
 }  // namespace catga::internal
