@@ -24,22 +24,27 @@ ReadRunner::~ReadRunner() {
 }
 
 void ReadRunner::post(Task task) {
+  bool was_empty;
   {
     std::lock_guard lock(mu_);
+    was_empty = tasks_.empty();
     tasks_.push_back(std::move(task));
   }
-  ready_.notify_one();
+  // A thread that finds work takes all of it (run()), so one wake-up per
+  // burst: the reads one apply or one barrier wakes are posted together.
+  if (was_empty) ready_.notify_one();
 }
 
 void ReadRunner::run() {
+  std::deque<Task> batch;
   std::unique_lock lock(mu_);
   for (;;) {
     ready_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
     if (tasks_.empty()) return;  // stopping, and nothing left to run
-    Task task = std::move(tasks_.front());
-    tasks_.pop_front();
+    batch.swap(tasks_);
     lock.unlock();
-    task();
+    for (Task& task : batch) task();
+    batch.clear();
     lock.lock();
   }
 }

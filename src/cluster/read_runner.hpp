@@ -7,9 +7,11 @@
 // A read already servable when its caller asks runs on the caller's thread
 // and never comes here.
 //
-// Threading: post() from any thread. Tasks run in the order posted on one of
-// `threads` threads. The destructor runs what is still queued (each task is
-// a read's completion: a caller may wait for it), then joins.
+// Threading: post() from any thread. Tasks run in the order posted; a thread
+// that wakes takes every task queued so far and runs them in turn (one
+// wake-up per burst of reads; the bursts of different wake-ups may run on
+// the `threads` threads at once). The destructor runs what is still queued
+// (each task is a read's completion: a caller may wait for it), then joins.
 #pragma once
 
 #include <condition_variable>
