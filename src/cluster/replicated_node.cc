@@ -50,7 +50,8 @@
 namespace catga::internal {
 namespace {
 
-// Core's engine interface and the types it hands over (src/core/replicator.hpp).
+// The public headers' template helpers this file uses (catga::detail); the
+// engine interface it implements is src/core/replicator.hpp (catga::internal).
 using detail::decode_result;
 using detail::Mediator;
 using detail::UniqueFunction;
