@@ -243,9 +243,12 @@ struct catgaAuth {
   unsigned max_pending;
   void (*log)(void *ctx, const char *line);
   void *log_ctx;
-  uint64_t last_log_ms;
-  bool logged;
-  unsigned left_out;
+  /* Log lines are limited to one a second per direction ([0] connections
+   * from peers and the rest, [1] connections to peers), so the refusals of
+   * one direction never hide the other's. */
+  uint64_t last_log_ms[2];
+  bool logged[2];
+  unsigned left_out[2];
   uv_tcp_t *listener;
   raft_uv_accept_cb accept_cb;
   struct handshake *handshakes; /* until fully released */
@@ -292,30 +295,31 @@ struct handshake {
   raft_uv_connect_cb outer_cb;
 };
 
-static void authLog(struct catgaAuth *a, const char *fmt, ...) {
+static void authLog(struct catgaAuth *a, bool dialling, const char *fmt, ...) {
   char line[512];
   size_t n;
   va_list ap;
   uint64_t now = uv_now(a->loop);
+  const int d = dialling ? 1 : 0;
   if (a->log == NULL) {
     return;
   }
-  if (a->logged && now - a->last_log_ms < 1000) {
-    a->left_out++;
+  if (a->logged[d] && now - a->last_log_ms[d] < 1000) {
+    a->left_out[d]++;
     return;
   }
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   n = strlen(line);
-  if (a->left_out > 0 && n < sizeof line) {
+  if (a->left_out[d] > 0 && n < sizeof line) {
     snprintf(line + n, sizeof line - n,
-             " (%u more such lines left out in the last second)", a->left_out);
+             " (%u more such lines left out in the last second)", a->left_out[d]);
   }
   a->log(a->log_ctx, line);
-  a->logged = true;
-  a->last_log_ms = now;
-  a->left_out = 0;
+  a->logged[d] = true;
+  a->last_log_ms[d] = now;
+  a->left_out[d] = 0;
 }
 
 static void maybeClosed(struct catgaAuth *a) {
@@ -405,13 +409,13 @@ static void handshakeFail(struct handshake *h, const char *why) {
     return;
   }
   if (h->dialler) {
-    authLog(h->a, "raft: connection to member %llu at %s refused: %s",
+    authLog(h->a, true, "raft: connection to member %llu at %s refused: %s",
             (unsigned long long)h->peer_id, h->peer, why);
   } else if (h->reader.peer_id != 0) {
-    authLog(h->a, "raft: connection from %s (claims member %llu) refused: %s",
+    authLog(h->a, false, "raft: connection from %s (claims member %llu) refused: %s",
             h->peer, (unsigned long long)h->reader.peer_id, why);
   } else {
-    authLog(h->a, "raft: connection from %s refused: %s", h->peer, why);
+    authLog(h->a, false, "raft: connection from %s refused: %s", h->peer, why);
   }
   handshakeFinish(h, RAFT_NOCONNECTION);
 }
@@ -564,9 +568,16 @@ static void readCb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    handshakeFail(h, nread == UV_EOF ? "closed during the authentication "
-                                       "handshake"
-                                     : uv_strerror((int)nread));
+    /* A listener proves itself with its first write, a dialler with its
+     * second: a peer that hangs up right after that most likely refused the
+     * proof, and only this side's log can say so (it learnt nothing). */
+    const bool proved = h->writes == (h->dialler ? 2u : 1u);
+    handshakeFail(h, nread != UV_EOF ? uv_strerror((int)nread)
+                     : proved ? "closed by the peer after this node proved "
+                                "its secret: the peer probably does not "
+                                "accept this node's cluster secret or "
+                                "cluster id"
+                              : "closed during the authentication handshake");
     return;
   }
   while (off < (size_t)nread) {
@@ -719,7 +730,7 @@ static bool relayFor(struct handshake *h) {
   struct relayRef *ref = raft_malloc(sizeof *ref);
   struct catga_tls_relay_options o;
   if (err[0] != '\0') {
-    authLog(a, "raft: TLS credentials not reloaded: %s", err);
+    authLog(a, false, "raft: TLS credentials not reloaded: %s", err);
   }
   if (ref == NULL) {
     SSL_CTX_free(ctx);
@@ -791,7 +802,7 @@ static void listenTls(struct catgaAuth *a, uv_stream_t *server) {
   }
   peerName(tcp, h->peer, sizeof h->peer);
   if (a->n_incoming > a->max_pending) {
-    authLog(a, "raft: connection from %s refused: %u connections already in "
+    authLog(a, false, "raft: connection from %s refused: %u connections already in "
                "the authentication handshake", h->peer, a->n_incoming - 1);
     handshakeFinish(h, RAFT_NOCONNECTION);
     return;
@@ -823,7 +834,7 @@ static void listenCb(uv_stream_t *server, int status) {
   if (a->n_incoming >= a->max_pending) {
     char peer[96];
     peerName(tcp, peer, sizeof peer);
-    authLog(a, "raft: connection from %s refused: %u connections already in "
+    authLog(a, false, "raft: connection from %s refused: %u connections already in "
                "the authentication handshake", peer, a->n_incoming);
     uv_close((uv_handle_t *)tcp, closeUnowned);
     return;
