@@ -17,8 +17,35 @@ std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to *
 }  // namespace
 
 ForkExcludedHeap::~ForkExcludedHeap() {
-  std::lock_guard lock(mu_);
-  while (!by_base_.empty()) unmap_locked(by_base_.begin()->second);
+  {
+    std::lock_guard lock(mu_);
+    while (!by_base_.empty()) unmap_locked(by_base_.begin()->second);
+    stopping_ = true;
+  }
+  reap_cv_.notify_all();
+  if (unmapper_.joinable()) unmapper_.join();
+  for (auto [base, size] : to_unmap_) ::munmap(base, size);
+}
+
+void ForkExcludedHeap::unmapper() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    reap_cv_.wait(lock, [this] { return stopping_ || !to_unmap_.empty(); });
+    if (to_unmap_.empty()) return;  // stopping, nothing left
+    auto batch = std::move(to_unmap_);
+    to_unmap_.clear();
+    unmapping_ = batch.size();
+    lock.unlock();
+    for (auto [base, size] : batch) ::munmap(base, size);
+    lock.lock();
+    unmapping_ = 0;
+    reap_cv_.notify_all();
+  }
+}
+
+void ForkExcludedHeap::settle() {
+  std::unique_lock lock(mu_);
+  reap_cv_.wait(lock, [this] { return (to_unmap_.empty() && unmapping_ == 0) || !unmapper_.joinable(); });
 }
 
 ForkExcludedHeap& ForkExcludedHeap::process() {
@@ -44,8 +71,11 @@ void ForkExcludedHeap::unmap_locked(Region* r) {
   by_base_.erase(reinterpret_cast<std::uintptr_t>(r->base));
   if (current_ == r) current_ = nullptr;
   mapped_ -= r->size;
-  ::munmap(r->base, r->size);
+  to_unmap_.emplace_back(r->base, r->size);
   delete r;
+  if (stopping_) return;  // the destructor unmaps what is left
+  if (!unmapper_.joinable()) unmapper_ = std::thread([this] { unmapper(); });
+  reap_cv_.notify_all();
 }
 
 ForkExcludedHeap::Region* ForkExcludedHeap::region_of_locked(const void* block) const {

@@ -16,8 +16,9 @@
 // them (it must not touch libraft's memory — it encodes the state machine
 // only), the fork copies no page tables for them, and the parent's pages stay
 // writable across it. A region is filled front to back and returned to the
-// system when its last block is freed; the log is freed oldest first, so
-// regions empty in order. Small blocks (under kSmallest) go to malloc: few, and
+// system when its last block is freed — by a thread of the heap's own, since
+// unmapping megabytes is itself slow on the loop thread; the log is freed
+// oldest first, so regions empty in order. Small blocks (under kSmallest) go to malloc: few, and
 // they would pin a region each.
 //
 // Threading: every member is safe to call from any thread (one mutex; libraft
@@ -26,8 +27,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <condition_variable>
 #include <map>
 #include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "cluster/fork_excluded_heap.h"
 
@@ -40,7 +45,7 @@ class ForkExcludedHeap {
   static constexpr std::size_t kHeader = 16;              // before each block: region, size
 
   ForkExcludedHeap() = default;
-  ~ForkExcludedHeap();  // unmaps every region (blocks still held are gone)
+  ~ForkExcludedHeap();  // unmaps every region (blocks still held are gone), joins the unmapper
   ForkExcludedHeap(const ForkExcludedHeap&) = delete;
   ForkExcludedHeap& operator=(const ForkExcludedHeap&) = delete;
 
@@ -55,6 +60,8 @@ class ForkExcludedHeap {
   bool owns(const void* block) const;
   std::size_t regions() const;       // regions mapped now
   std::size_t mapped_bytes() const;  // their total size
+  // Waits until every region given back so far is unmapped (tests).
+  void settle();
 
   // The heap libraft uses in node mode (installed once by catga_raft_open).
   static ForkExcludedHeap& process();
@@ -68,9 +75,15 @@ class ForkExcludedHeap {
   };
   Region* region_of_locked(const void* block) const;
   Region* map_region_locked(std::size_t size);
-  void unmap_locked(Region* r);
+  void unmap_locked(Region* r);  // hands it to the unmapper
+  void unmapper();
 
   mutable std::mutex mu_;
+  std::condition_variable reap_cv_;
+  std::vector<std::pair<char*, std::size_t>> to_unmap_;
+  std::size_t unmapping_ = 0;  // taken by the unmapper, not yet unmapped
+  bool stopping_ = false;
+  std::thread unmapper_;  // started with the first region given back
   std::map<std::uintptr_t, Region*> by_base_;
   Region* current_ = nullptr;  // where small regions' blocks are cut from
   std::size_t mapped_ = 0;

@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -39,6 +41,15 @@ TEST(ForkExcludedHeap, RegionsGoBackOnceEmpty) {
   for (void* b : blocks) heap.release(b);
   EXPECT_EQ(heap.regions(), 1u);  // the one blocks are cut from next, emptied
   EXPECT_EQ(heap.mapped_bytes(), ForkExcludedHeap::kRegion);
+  // The others are unmapped (by the heap's own thread): the first block's
+  // page is gone from the process.
+  heap.settle();
+  const long page = ::sysconf(_SC_PAGESIZE);
+  void* first = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(blocks.front()) &
+                                        ~static_cast<std::uintptr_t>(page - 1));
+  errno = 0;
+  EXPECT_NE(::msync(first, static_cast<std::size_t>(page), MS_ASYNC), 0);
+  EXPECT_EQ(errno, ENOMEM);
   // A block too large for a shared region gets one of its own, gone with it.
   void* big = heap.allocate(ForkExcludedHeap::kRegion);
   EXPECT_EQ(heap.regions(), 2u);
