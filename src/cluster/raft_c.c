@@ -3,12 +3,14 @@
 #include "cluster/raft_address_book.h"
 #include "cluster/raft_auth.h"
 #include "cluster/raft_deferred_snapshot.h"
+#include "cluster/fork_excluded_heap.h"
 #include "cluster/raft_handle.h"
 #include "cluster/raft_install.h"
 #include "cluster/raft_snapshot_send.h"
 
 #include <raft.h>
 #include <raft/uv.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,6 +379,30 @@ static int initRaft(catga_raft **out, const struct catga_raft_callbacks *cb,
   return 0;
 }
 
+/* A node's libraft memory (the log above all) comes from regions the snapshot
+ * child's fork leaves out (fork_excluded_heap.hpp): freeing the log behind a
+ * snapshot then writes no page the fork write-protected. Installed once per
+ * process, before the first node allocates; blocks from before (malloc's) are
+ * still freed by malloc. Test fixtures (attached mode) keep libraft's default. */
+static struct raft_heap forkExcludedHeap = {
+    NULL, catga_fx_malloc, catga_fx_free, catga_fx_calloc, catga_fx_realloc, NULL, NULL};
+static pthread_once_t forkExcludedHeapOnce = PTHREAD_ONCE_INIT;
+
+static void *defaultAlignedAlloc(void *data, size_t alignment, size_t size) {
+  (void)data;
+  return aligned_alloc(alignment, size);
+}
+static void defaultAlignedFree(void *data, size_t alignment, void *ptr) {
+  (void)data;
+  (void)alignment;
+  free(ptr);
+}
+static void installForkExcludedHeap(void) {
+  forkExcludedHeap.aligned_alloc = defaultAlignedAlloc;
+  forkExcludedHeap.aligned_free = defaultAlignedFree;
+  raft_heap_set(&forkExcludedHeap);
+}
+
 int catga_raft_open(const struct catga_raft_config *config,
                     const struct catga_raft_callbacks *callbacks,
                     catga_raft **out, char *errmsg, size_t errmsg_len) {
@@ -385,6 +411,7 @@ int catga_raft_open(const struct catga_raft_config *config,
   unsigned i;
 
   *out = NULL;
+  pthread_once(&forkExcludedHeapOnce, installForkExcludedHeap);
   rv = initRaft(&h, callbacks, config, errmsg, errmsg_len);
   if (rv != 0) {
     return rv;

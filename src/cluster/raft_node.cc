@@ -22,6 +22,7 @@
 #include "cluster/data_dir.hpp"
 #include "cluster/data_dir_marker.hpp"
 #include "cluster/entry_format.hpp"
+#include "cluster/loop_stall_watch.hpp"
 #include "cluster/member_address.hpp"
 #include "cluster/raft_auth.h"
 #include "cluster/raft_c.h"
@@ -269,7 +270,9 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+    raw->start_stall_watch();
     catga_raft_run(raw->raft_);
+    raw->stall_watch_.reset();
   });
   return node;
 }
@@ -459,7 +462,30 @@ void RaftNode::on_after_io() {
   issue_barriers();
 }
 
+// Loop thread, before the loop runs. A turn late by a fifth of the election
+// timeout is logged with what the thread was seen doing meanwhile; from half
+// the election timeout on as a warning (a follower may stand for election).
+void RaftNode::start_stall_watch() {
+  LoopStallWatch::Options o;
+  o.report_after = std::max<Clock::duration>(options_.election_timeout / 5, std::chrono::milliseconds(20));
+  o.period = o.report_after / 4;
+  stall_watch_ = std::make_unique<LoopStallWatch>(
+      static_cast<pid_t>(::gettid()), o,
+      [this] {
+        std::lock_guard lock(inbound_mu_);
+        wake_locked();
+      },
+      [this](const LoopStallWatch::Stall& stall) {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(stall.length).count();
+        const auto level = stall.length * 2 >= options_.election_timeout ? spdlog::level::warn : spdlog::level::info;
+        internal::log().log(level, "raft node {}: the loop thread stalled {} ms (seen: {}; election timeout {} ms)",
+                            options_.node_id, ms, stall.seen.empty() ? "nothing" : stall.seen,
+                            options_.election_timeout.count());
+      });
+}
+
 void RaftNode::drain_inbound() {
+  if (stall_watch_) stall_watch_->turned();
   std::vector<Proposal> proposals;
   std::vector<IndexCompletion> barriers;
   std::vector<detail::UniqueFunction<void()>> tasks;

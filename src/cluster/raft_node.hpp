@@ -64,6 +64,8 @@ struct catga_raft;  // raft_c.h
 
 namespace catga::internal {
 
+class LoopStallWatch;
+
 // What every node sees identically for a committed record.
 struct ApplyInfo {
   std::uint64_t index;          // Raft log index of the entry
@@ -247,6 +249,7 @@ class RaftNode {
   void on_wake();
   void on_after_io();
   void drain_inbound();
+  void start_stall_watch();
   void observe();
   void pump();
   void issue_barriers();
@@ -328,6 +331,9 @@ class RaftNode {
   bool change_busy_ = false;
   bool stopping_ = false;
   std::thread::id loop_id_;  // set by the loop thread itself
+  // Times the loop's turns from a thread of its own and logs a stall
+  // (loop_stall_watch.hpp). Created and destroyed by the loop thread, node mode only.
+  std::unique_ptr<LoopStallWatch> stall_watch_;
   bool failed_ = false;
   std::string failure_;
   bool no_space_ = false;  // the last raft_apply was refused for lack of disk space
