@@ -55,7 +55,7 @@ std::optional<Error> joiner_refusal(const Member& m, const Result<peer::BuildInf
                 "): a build older than this one's peer protocol cannot confirm that it reads RAFT/PEER";
         break;
       case Code::unauthenticated:
-        found = "the node at " + at + " is not a member of this cluster this node can authenticate (" + why + ")";
+        found = "the node at " + at + " did not complete this cluster's peer handshake (" + why + ")";
         break;
       default:
         found = "nothing answers the peer protocol at " + at + " (" + why + ")";

@@ -583,6 +583,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
   void fail(const std::string& why) {
     if (state_ == State::dead) return;
+    // Connected, but the node there did not complete this node's handshake
+    // (refused it, failed to prove itself, a TLS alert, went silent).
+    const bool handshake_failed = handshake_refused_ || state_ == State::greeting;
     state_ = State::dead;
     asio::error_code ec;
     resolver_.cancel();
@@ -602,7 +605,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     for (auto& [id, d] : builds_) {
       d(Error{Code::unimplemented, prefix + why + " instead of answering what build it runs"});
     }
-    for (auto& d : queued_builds_) d(Error{handshake_refused_ ? Code::unauthenticated : Code::unavailable, prefix + why});
+    for (auto& d : queued_builds_) d(Error{handshake_failed ? Code::unauthenticated : Code::unavailable, prefix + why});
     builds_.clear();
     queued_builds_.clear();
     questions_.clear();

@@ -117,10 +117,11 @@ class PeerChannel {
   // Asks the node at `address` who it is and what its build implements
   // (authenticated like every connection: the answer is from the node the
   // handshake proved). Errors tell what was found: `unavailable` — the
-  // question could not be asked (nothing listens there, it went silent, the
-  // handshake failed); `unauthenticated` — the node there refused this
-  // node's handshake or failed to prove itself (another cluster, secret or
-  // protocol version); `unimplemented` — it was asked and closed the
+  // question could not be asked (nothing listens there, no connection);
+  // `unauthenticated` — something accepted the connection but did not
+  // complete this node's handshake: it refused it, failed to prove itself or
+  // went silent (another cluster, secret, CA or protocol version, or not a
+  // peer channel at all); `unimplemented` — it was asked and closed the
   // connection or went silent instead of answering (a build that does not
   // know the question). Bounded by `answer_timeout`.
   virtual void ask_build(const std::string& address, BuildDone done) = 0;

@@ -148,7 +148,7 @@ TEST(JoinerCheck, EachFindingIsNamed) {
               HasSubstr("nothing answers the peer protocol at 127.0.0.1:8004 (cannot connect: Connection refused)"));
   EXPECT_THAT(says(catga::Error{Code::unimplemented, "End of file"}), HasSubstr("does not say what build it runs"));
   EXPECT_THAT(says(catga::Error{Code::unauthenticated, "refused: wrong peer secret"}),
-              HasSubstr("not a member of this cluster this node can authenticate (refused: wrong peer secret)"));
+              HasSubstr("did not complete this cluster's peer handshake (refused: wrong peer secret)"));
 }
 
 // A real cluster: a spare added but never started has no announcement, so a
@@ -208,7 +208,7 @@ TEST(JoinerCheck, ABuildThatDoesNotKnowTheQuestionIsRefused) {
 TEST(JoinerCheck, ANodeWithoutTheClusterSecretIsRefused) {
   AnnouncedCluster c;
   PlayedNode stranger(c.cluster.options(0), 4, kCurrentBuild, "another cluster's secret");
-  expect_refused_with_nothing_changed(c, stranger.address, "not a member of this cluster this node can authenticate");
+  expect_refused_with_nothing_changed(c, stranger.address, "did not complete this cluster's peer handshake");
 }
 
 // The same node playing this build is accepted: the check is what stops the
