@@ -240,6 +240,10 @@ class ReplicatedNode final : public Replicator {
   // there said it is that member and reads "RAFT/PEER" (joiner_refusal): the
   // question runs on the peer channel's thread, never the loop thread.
   void add_member(Member member, VoidDone done) override {
+    // A malformed address is refused as such, before anything is asked.
+    if (auto valid = internal::check_member_addresses("member " + std::to_string(member.id), member); !valid) {
+      return done(valid.error());
+    }
     if (auto refused = internal::peer_address_refusal(member, status())) return done(std::move(*refused));
     if (member.peer_address.empty() || !leader_) return node_->add_member(std::move(member), std::move(done));
     const std::string address = member.peer_address;
