@@ -728,14 +728,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       forwards_.emplace(m.id, std::move(queued_done_));
       queued_done_.clear();
     }
-    for (auto& done : queued_reads_) {
-      peer::Message m;
-      m.type = peer::Type::read;
-      m.id = ++next_id_;
-      peer::append_message(out, m);
-      reads_.emplace(m.id, std::move(done));
-    }
-    queued_reads_.clear();
+    write_requests(out, peer::Type::read, queued_reads_, reads_);
     for (auto& [node_id, done] : queued_questions_) {
       peer::Message m;
       m.type = peer::Type::member;
@@ -745,15 +738,23 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       questions_.emplace(m.id, std::move(done));
     }
     queued_questions_.clear();
-    for (auto& done : queued_builds_) {
+    write_requests(out, peer::Type::build, queued_builds_, builds_);
+    if (!out.empty()) write(std::move(out));
+  }
+
+  // Appends one request of `type` (it carries nothing but its id) per queued
+  // completion to `out`; the completions then wait by request id.
+  template <class Done>
+  void write_requests(std::string& out, peer::Type type, std::vector<Done>& queued,
+                      std::unordered_map<std::uint64_t, Done>& waiting) {
+    for (auto& done : queued) {
       peer::Message m;
-      m.type = peer::Type::build;
+      m.type = type;
       m.id = ++next_id_;
       peer::append_message(out, m);
-      builds_.emplace(m.id, std::move(done));
+      waiting.emplace(m.id, std::move(done));
     }
-    queued_builds_.clear();
-    if (!out.empty()) write(std::move(out));
+    queued.clear();
   }
 
   void write(std::string bytes) {
