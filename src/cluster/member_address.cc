@@ -44,4 +44,38 @@ std::optional<Error> peer_address_refusal(const Member& m, const NodeStatus& sta
                    "\"Rolling upgrades\"");
 }
 
+std::optional<Error> joiner_refusal(const Member& m, const Result<peer::BuildInfo>& answer) {
+  const std::string at = m.peer_address;
+  std::string found;
+  if (!answer) {
+    const std::string why(answer.error().message());
+    switch (answer.error().code()) {
+      case Code::unimplemented:
+        found = "the node at " + at + " does not say what build it runs (" + why +
+                "): a build older than this one's peer protocol cannot confirm that it reads RAFT/PEER";
+        break;
+      case Code::unauthenticated:
+        found = "the node at " + at + " did not complete this cluster's peer handshake (" + why + ")";
+        break;
+      default:
+        found = "nothing answers the peer protocol at " + at + " (" + why + ")";
+        break;
+    }
+  } else if (answer->node_id != m.id) {
+    found = "member " + std::to_string(answer->node_id) + " answers there, not " + std::to_string(m.id);
+  } else if (answer->max_format < kPeerAddressFormat) {
+    found = "its build implements apply formats up to " + std::to_string(answer->max_format);
+  } else {
+    return std::nullopt;
+  }
+  return Error(Code::failed_precondition,
+               "member " + std::to_string(m.id) + " cannot be added with the peer address " + at +
+                   " (stored in the configuration as RAFT/PEER, which a build older than apply format " +
+                   std::to_string(kPeerAddressFormat) + " would dial as written): " + found +
+                   ". Start the new member first (with --join and this peer address; it must run a build that "
+                   "implements apply format " + std::to_string(kPeerAddressFormat) +
+                   " or later), or add it without a peer address (its peer channel then listens on the Raft port "
+                   "+ 1); nothing was changed. docs/operations.md, \"Rolling upgrades\"");
+}
+
 }  // namespace catga::internal

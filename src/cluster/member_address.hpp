@@ -16,6 +16,7 @@
 
 #include "catga/cluster.hpp"
 #include "catga/result.hpp"
+#include "cluster/peer_protocol.hpp"
 
 namespace catga::internal {
 
@@ -44,6 +45,17 @@ inline constexpr std::uint32_t kPeerAddressFormat = 2;
 // build that reads "RAFT/PEER"; a member without a peer address needs no
 // guard. Nothing when it may go ahead.
 std::optional<Error> peer_address_refusal(const Member& m, const NodeStatus& status);
+
+// The joiner check of add_member (on the leader, after the guard above): a
+// member added with an explicit peer address has announced nothing yet, so
+// the leader asks the node at that address, over the peer channel, who it is
+// and what its build implements (PeerChannel::ask_build, whose answer or
+// error is `answer`). A build that predates the question cannot listen at an
+// explicit peer address (it listens on the Raft port + 1 only) and does not
+// answer it, so silence, a refused handshake or a closed connection all mean
+// "cannot confirm". Nothing when the node there is member `m` and implements
+// kPeerAddressFormat; else failed_precondition naming what was found.
+std::optional<Error> joiner_refusal(const Member& m, const Result<peer::BuildInfo>& answer);
 
 // The address checks of ClusterOptions::validate() for one member, as for a
 // member added at runtime: `field` names it in the error (invalid_argument).

@@ -253,6 +253,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
         if (!handler_.member_state) break;
         handle_member(message->id, message->member.node_id);
         return true;
+      case peer::Type::build:
+        if (!handler_.build) break;
+        handle_build(message->id);
+        return true;
       default:
         break;
     }
@@ -358,6 +362,17 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     reply.type = peer::Type::member_state;
     reply.id = id;
     reply.member = handler_.member_state(node_id);
+    std::string out;
+    peer::append_message(out, reply);
+    send(std::move(out));
+  }
+
+  void handle_build(std::uint64_t id) {
+    peer::Message reply;
+    reply.type = peer::Type::build_info;
+    reply.id = id;
+    reply.build = handler_.build();
+    reply.build.node_id = options_.node_id;
     std::string out;
     peer::append_message(out, reply);
     send(std::move(out));
@@ -474,6 +489,12 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     if (state_ == State::idle) connect();
     else if (state_ == State::ready && !writing_) flush();
   }
+  void ask_build(PeerChannel::BuildDone done) {
+    watch();
+    queued_builds_.push_back(std::move(done));
+    if (state_ == State::idle) connect();
+    else if (state_ == State::ready && !writing_) flush();
+  }
 
   bool on_frame(const std::string& body) {
     last_heard_ = Clock::now();
@@ -502,6 +523,12 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       auto done = std::move(it->second);
       questions_.erase(it);
       done(std::move(message->member));
+    } else if (message->type == peer::Type::build_info) {
+      auto it = builds_.find(message->id);
+      if (it == builds_.end()) return true;
+      auto done = std::move(it->second);
+      builds_.erase(it);
+      done(message->build);
     }
     return true;
   }
@@ -509,7 +536,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   // The challenge (with a secret), then the welcome. True to keep reading.
   bool on_greeting(const std::string& body) {
     auto welcome = peer::decode_welcome(body);
-    if (welcome && !welcome->accepted) return fail("refused: " + welcome->reason), false;
+    if (welcome && !welcome->accepted) {
+      handshake_refused_ = true;
+      return fail("refused: " + welcome->reason), false;
+    }
     if (socket_.tls()) {
       std::optional<std::uint64_t> claimed;
       if (welcome) claimed = welcome->node_id;
@@ -546,12 +576,16 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
   bool refused(const std::string& why) {
     refusals_.warn("catga peer channel: connection to {} refused: {}", address_, why);
+    handshake_refused_ = true;
     fail("authentication failed: " + why);
     return false;
   }
 
   void fail(const std::string& why) {
     if (state_ == State::dead) return;
+    // Connected, but the node there did not complete this node's handshake
+    // (refused it, failed to prove itself, a TLS alert, went silent).
+    const bool handshake_failed = handshake_refused_ || state_ == State::greeting;
     state_ = State::dead;
     asio::error_code ec;
     resolver_.cancel();
@@ -567,6 +601,13 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     for (auto& d : queued_reads_) d(Error{Code::unavailable, prefix + why});
     for (auto& [id, d] : questions_) d(Error{Code::unavailable, prefix + why});
     for (auto& [node, d] : queued_questions_) d(Error{Code::unavailable, prefix + why});
+    // Asked and not answered: a build that does not know the question.
+    for (auto& [id, d] : builds_) {
+      d(Error{Code::unimplemented, prefix + why + " instead of answering what build it runs"});
+    }
+    for (auto& d : queued_builds_) d(Error{handshake_failed ? Code::unauthenticated : Code::unavailable, prefix + why});
+    builds_.clear();
+    queued_builds_.clear();
     questions_.clear();
     queued_questions_.clear();
     forwards_.clear();
@@ -590,7 +631,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   // reading).
   bool awaiting_peer() const {
     return state_ == State::connecting || state_ == State::greeting || !forwards_.empty() || !reads_.empty() ||
-           !queued_records_.empty() || !queued_reads_.empty() || !questions_.empty() || !queued_questions_.empty();
+           !queued_records_.empty() || !queued_reads_.empty() || !questions_.empty() || !queued_questions_.empty() ||
+           !builds_.empty() || !queued_builds_.empty();
   }
 
   // Per-attempt timeout: called as a request is queued. The silence is
@@ -686,14 +728,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       forwards_.emplace(m.id, std::move(queued_done_));
       queued_done_.clear();
     }
-    for (auto& done : queued_reads_) {
-      peer::Message m;
-      m.type = peer::Type::read;
-      m.id = ++next_id_;
-      peer::append_message(out, m);
-      reads_.emplace(m.id, std::move(done));
-    }
-    queued_reads_.clear();
+    write_requests(out, peer::Type::read, queued_reads_, reads_);
     for (auto& [node_id, done] : queued_questions_) {
       peer::Message m;
       m.type = peer::Type::member;
@@ -703,7 +738,23 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
       questions_.emplace(m.id, std::move(done));
     }
     queued_questions_.clear();
+    write_requests(out, peer::Type::build, queued_builds_, builds_);
     if (!out.empty()) write(std::move(out));
+  }
+
+  // Appends one request of `type` (it carries nothing but its id) per queued
+  // completion to `out`; the completions then wait by request id.
+  template <class Done>
+  void write_requests(std::string& out, peer::Type type, std::vector<Done>& queued,
+                      std::unordered_map<std::uint64_t, Done>& waiting) {
+    for (auto& done : queued) {
+      peer::Message m;
+      m.type = type;
+      m.id = ++next_id_;
+      peer::append_message(out, m);
+      waiting.emplace(m.id, std::move(done));
+    }
+    queued.clear();
   }
 
   void write(std::string bytes) {
@@ -727,6 +778,7 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   RefusalLog& refusals_;
   std::string nonce_;        // this connection's, sent in the hello
   bool challenged_ = false;  // the peer proved the secret
+  bool handshake_refused_ = false;  // refused by the peer, or it failed to prove itself
   std::uint64_t tls_peer_id_ = 0;  // the node its TLS certificate names
   std::function<void(const std::string&)> on_dead_;
   State state_ = State::idle;
@@ -741,6 +793,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   std::unordered_map<std::uint64_t, PeerChannel::IndexDone> reads_;
   std::vector<std::pair<std::uint64_t, PeerChannel::MemberDone>> queued_questions_;
   std::unordered_map<std::uint64_t, PeerChannel::MemberDone> questions_;
+  std::vector<PeerChannel::BuildDone> queued_builds_;
+  std::unordered_map<std::uint64_t, PeerChannel::BuildDone> builds_;
 };
 
 // ---------------------------------------------------------------- the channel
@@ -840,6 +894,10 @@ class AsioPeerChannel final : public PeerChannel {
     asio::post(io_, [this, address, node_id, done = std::move(done)]() mutable {
       client(address)->ask_member(node_id, std::move(done));
     });
+  }
+
+  void ask_build(const std::string& address, BuildDone done) override {
+    asio::post(io_, [this, address, done = std::move(done)]() mutable { client(address)->ask_build(std::move(done)); });
   }
 
   void after(std::chrono::milliseconds delay, detail::UniqueFunction<void()> f) override {

@@ -38,6 +38,7 @@ class PeerChannel {
   using OutcomeDone = detail::UniqueFunction<void(peer::Outcome)>;
   using IndexDone = detail::UniqueFunction<void(Result<std::uint64_t>)>;
   using MemberDone = detail::UniqueFunction<void(Result<peer::MemberState>)>;
+  using BuildDone = detail::UniqueFunction<void(Result<peer::BuildInfo>)>;
 
   // Completes record `i` of a forwarded frame; called once per record, from
   // any thread.
@@ -51,6 +52,10 @@ class PeerChannel {
     // What this node knows of a member (the bootstrap guard's question);
     // unset: the question closes the connection, as an older build does.
     std::function<peer::MemberState(std::uint64_t node_id)> member_state;
+    // The apply formats this node's build implements (the channel fills in
+    // the node id); unset: the question closes the connection, as an older
+    // build does.
+    std::function<peer::BuildInfo()> build;
   };
 
   struct Options {
@@ -109,6 +114,17 @@ class PeerChannel {
   // Asks the peer at `address` what it knows of member `node_id`;
   // `unavailable` if it could not be asked or did not answer.
   virtual void ask_member(const std::string& address, std::uint64_t node_id, MemberDone done) = 0;
+  // Asks the node at `address` who it is and what its build implements
+  // (authenticated like every connection: the answer is from the node the
+  // handshake proved). Errors tell what was found: `unavailable` — the
+  // question could not be asked (nothing listens there, no connection);
+  // `unauthenticated` — something accepted the connection but did not
+  // complete this node's handshake: it refused it, failed to prove itself or
+  // went silent (another cluster, secret, CA or protocol version, or not a
+  // peer channel at all); `unimplemented` — it was asked and closed the
+  // connection or went silent instead of answering (a build that does not
+  // know the question). Bounded by `answer_timeout`.
+  virtual void ask_build(const std::string& address, BuildDone done) = 0;
   // Runs `f` on the I/O thread after `delay`.
   virtual void after(std::chrono::milliseconds delay, detail::UniqueFunction<void()> f) = 0;
   // The port the server listens on.

@@ -123,6 +123,7 @@ void append_message(std::string& out, const Message& m) {
         }
         break;
       case Type::read:
+      case Type::build:
         p.pack_array(2);
         p.pack(static_cast<unsigned>(m.type));
         p.pack(m.id);
@@ -142,6 +143,14 @@ void append_message(std::string& out, const Message& m) {
         pack_str(p, m.member.identity);
         p.pack(m.member.term);
         p.pack(m.member.settled);
+        break;
+      case Type::build_info:
+        p.pack_array(5);
+        p.pack(static_cast<unsigned>(m.type));
+        p.pack(m.id);
+        p.pack(m.build.node_id);
+        p.pack(m.build.min_format);
+        p.pack(m.build.max_format);
         break;
       case Type::read_index:
         p.pack_array(4);
@@ -248,6 +257,13 @@ Result<Message> decode_message(std::string_view body, std::size_t max_records) {
       return m;
     }
     case Type::read:
+    case Type::build:
+      return m;
+    case Type::build_info:
+      if (n < 5 || !is_uint(a[2]) || !is_small_uint(a[3]) || !is_small_uint(a[4]) || a[3].via.u64 > a[4].via.u64) {
+        return bad("malformed build answer");
+      }
+      m.build = BuildInfo{a[2].via.u64, static_cast<std::uint32_t>(a[3].via.u64), static_cast<std::uint32_t>(a[4].via.u64)};
       return m;
     case Type::member:
       if (n < 3 || !is_uint(a[2])) return bad("malformed member question");

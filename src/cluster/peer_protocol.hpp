@@ -17,10 +17,15 @@
 //   forward   [1, id, [record, ...]]        → [2, id, [[code, bytes, index], ...]]
 //   read      [3, id]                       → [4, id, code, index | message]
 //   member    [5, id, node_id]              → [6, id, node_id, announced, identity, term, settled]
+//   build     [7, id]                       → [8, id, node_id, min_format, max_format]
 // `bytes` is the encoded result on success (code 0), else the error message.
 // `member` asks what the peer knows of member `node_id` (MemberState below;
 // the bootstrap guard's question, src/cluster/bootstrap_guard.hpp). A peer
 // of an older build closes the connection on it, like on anything unknown.
+// `build` asks the peer who it is and which apply formats its build
+// implements (BuildInfo below; the leader's check of a member it is about to
+// add with a peer address, member_address.hpp). A build that predates it
+// closes the connection too: no answer means "cannot confirm".
 // Anything else — garbage, an oversized frame, a wrong version — closes the
 // connection; the node keeps serving others.
 //
@@ -81,7 +86,25 @@ struct MemberState {
   friend bool operator==(const MemberState&, const MemberState&) = default;
 };
 
-enum class Type : unsigned { forward = 1, forwarded = 2, read = 3, read_index = 4, member = 5, member_state = 6 };
+// What a peer says of itself (the answer to `build`): its node id and the
+// range of apply formats its build implements (announcement_table.hpp).
+struct BuildInfo {
+  std::uint64_t node_id = 0;
+  std::uint32_t min_format = 0;
+  std::uint32_t max_format = 0;
+  friend bool operator==(const BuildInfo&, const BuildInfo&) = default;
+};
+
+enum class Type : unsigned {
+  forward = 1,
+  forwarded = 2,
+  read = 3,
+  read_index = 4,
+  member = 5,
+  member_state = 6,
+  build = 7,
+  build_info = 8
+};
 
 struct Message {
   Type type = Type::forward;
@@ -92,6 +115,7 @@ struct Message {
   std::uint64_t index = 0;           // read_index
   std::string message;               // read_index error
   MemberState member;                // member (node_id only), member_state
+  BuildInfo build;                   // build_info
 };
 
 // Appends one whole frame (header + body).

@@ -180,6 +180,10 @@ class ReplicatedNode final : public Replicator {
     };
     handler.read_index = [this](PeerChannel::IndexDone done) { node_->barrier(std::move(done)); };
     handler.member_state = [this](std::uint64_t id) { return announcer_->member_state(id, node_->status()); };
+    handler.build = [this] {
+      return internal::peer::BuildInfo{.node_id = self_id_, .min_format = machine_.formats().min,
+                                       .max_format = machine_.formats().max};
+    };
     auto peer = PeerChannel::start(
         internal::member_channel_options(options, single_ ? std::string() : peer_addresses_[self.id]),
         std::move(handler));
@@ -232,9 +236,22 @@ class ReplicatedNode final : public Replicator {
     return s;
   }
 
+  // A member with a peer address is added only once the node listening
+  // there said it is that member and reads "RAFT/PEER" (joiner_refusal): the
+  // question runs on the peer channel's thread, never the loop thread.
   void add_member(Member member, VoidDone done) override {
+    // A malformed address is refused as such, before anything is asked.
+    if (auto valid = internal::check_member_addresses("member " + std::to_string(member.id), member); !valid) {
+      return done(valid.error());
+    }
     if (auto refused = internal::peer_address_refusal(member, status())) return done(std::move(*refused));
-    node_->add_member(std::move(member), std::move(done));
+    if (member.peer_address.empty() || !leader_) return node_->add_member(std::move(member), std::move(done));
+    const std::string address = member.peer_address;
+    peer_->ask_build(address, [this, member = std::move(member), done = std::move(done)](
+                                  Result<internal::peer::BuildInfo> answer) mutable {
+      if (auto refused = internal::joiner_refusal(member, answer)) return done(std::move(*refused));
+      node_->add_member(std::move(member), std::move(done));
+    });
   }
   void assign_role(std::uint64_t id, MemberRole role, VoidDone done) override {
     node_->assign_role(id, role, std::move(done));

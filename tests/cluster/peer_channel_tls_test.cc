@@ -53,6 +53,7 @@ class PeerChannelTls : public ::testing::Test {
       for (std::size_t i = 0; i < records.size(); ++i) done(i, peer::Outcome{Code::ok, "applied", 1});
     };
     handler.read_index = [](PeerChannel::IndexDone done) { done(std::uint64_t{7}); };
+    handler.build = [] { return peer::BuildInfo{0, 1, 2}; };
     auto o = options(1, fixture_.node(1));
     o.tls_crl_file = crl_file.string();
     o.listen_address = "127.0.0.1:" + std::to_string(testsupport::free_port());
@@ -70,6 +71,17 @@ class PeerChannelTls : public ::testing::Test {
     (*client)->forward(address_, "record", [&](peer::Outcome out) { outcome.set_value(std::move(out)); });
     auto f = outcome.get_future();
     if (f.wait_for(std::chrono::seconds(30)) != std::future_status::ready) return {Code::internal, "no outcome", 0};
+    return f.get();
+  }
+
+  // Asks the server, from a client channel with `o`, what build it runs.
+  catga::Result<peer::BuildInfo> ask_build_from(const PeerChannel::Options& o) {
+    auto client = PeerChannel::start(o, {});
+    if (!client) return client.error();
+    std::promise<catga::Result<peer::BuildInfo>> answer;
+    (*client)->ask_build(address_, [&](catga::Result<peer::BuildInfo> a) { answer.set_value(std::move(a)); });
+    auto f = answer.get_future();
+    if (f.wait_for(std::chrono::seconds(30)) != std::future_status::ready) return catga::Error{Code::internal, "no answer"};
     return f.get();
   }
 
@@ -153,4 +165,16 @@ TEST_F(PeerChannelTls, StalledOrGarbageHandshakesAreClosed) {
     EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
   }
   EXPECT_EQ(forward_from(options(2, fixture_.node(2))).code, Code::ok);
+}
+
+// The leader's question to a member it is about to add with a peer address
+// (member_address.hpp, joiner_refusal) travels inside mutual TLS: the answer
+// names the node its certificate proves; a client the server does not trust
+// gets no answer, and learns that its handshake was refused.
+TEST_F(PeerChannelTls, TheBuildQuestionIsAnsweredOnlyOverAuthenticatedTls) {
+  start_server();
+  auto answer = ask_build_from(options(2, fixture_.node(2)));
+  ASSERT_THAT(answer, IsOk());
+  EXPECT_EQ(*answer, (peer::BuildInfo{1, 1, 2}));
+  EXPECT_THAT(ask_build_from(options(2, fixture_.other_ca_node(2))), HasError(Code::unauthenticated, HasSubstr("peer " + address_)));
 }

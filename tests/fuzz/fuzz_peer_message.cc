@@ -1,5 +1,6 @@
 // Fuzz target: catga::internal::peer::decode_message — every frame after the
-// handshake (forward, forwarded, read, read_index, member, member_state).
+// handshake (forward, forwarded, read, read_index, member, member_state,
+// build, build_info).
 // Input: byte 0 picks max_records (1..64), the rest is the frame body.
 // Properties: no crash or UB; a forward carries 1..max_records records; a
 // decoded message re-encodes into a frame that decodes to the same message;
@@ -37,6 +38,10 @@ bool same(const peer::Message& a, const peer::Message& b) {
       return a.member.node_id == b.member.node_id;
     case peer::Type::member_state:
       return a.member == b.member;
+    case peer::Type::build:
+      return true;
+    case peer::Type::build_info:
+      return a.build == b.build;
   }
   return false;
 }
@@ -79,7 +84,7 @@ int fuzz_peer_message(const std::uint8_t* data, std::size_t size) {
   // A message built from the rest of the input, within the limits.
   FuzzInput r(data + 1, size - 1);
   peer::Message m;
-  m.type = static_cast<peer::Type>(1 + r.below(6));
+  m.type = static_cast<peer::Type>(1 + r.below(8));
   m.id = r.u64();
   switch (m.type) {
     case peer::Type::forward: {
@@ -110,6 +115,13 @@ int fuzz_peer_message(const std::uint8_t* data, std::size_t size) {
       m.member.identity = r.bytes(100);
       m.member.term = r.u64();
       m.member.settled = r.below(2) == 1;
+      break;
+    case peer::Type::build:
+      break;
+    case peer::Type::build_info:
+      m.build.node_id = r.u64();
+      m.build.min_format = static_cast<std::uint32_t>(r.below(1u << 20));
+      m.build.max_format = m.build.min_format + static_cast<std::uint32_t>(r.below(1u << 20));
       break;
   }
   std::string frame;

@@ -137,17 +137,23 @@ class LocalCluster {
     for (auto& app : apps_) app.reset();
   }
 
-  // Prepares a new member (Raft port P, peer port P + 1, the default rule),
-  // starts it in join mode and returns its index; the caller adds it to the
-  // configuration through the leader.
-  std::size_t add_node() {
+  // Prepares a new member (Raft port P, peer port P + 1, the default rule;
+  // with `explicit_peer_address`, a peer address of its own on another free
+  // port), starts it in join mode and returns its index; the caller adds it
+  // to the configuration through the leader.
+  std::size_t add_node(bool explicit_peer_address = false) {
     int raft = 0;
     for (int tries = 0; tries < 100; ++tries) {
       raft = free_port();
       if (raft < 65535 && port_is_free(raft + 1)) break;
     }
+    std::string peer;
+    while (explicit_peer_address && peer.empty()) {
+      const int p = free_port();
+      if (p != raft && p != raft + 1) peer = "127.0.0.1:" + std::to_string(p);
+    }
     const std::size_t i = members_.size();
-    members_.push_back(catga::Member{i + 1, "127.0.0.1:" + std::to_string(raft), catga::MemberRole::voter, {}});
+    members_.push_back(catga::Member{i + 1, "127.0.0.1:" + std::to_string(raft), catga::MemberRole::voter, peer});
     joining_.insert(i);
     apps_.emplace_back();
     start(i);

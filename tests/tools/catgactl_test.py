@@ -92,6 +92,11 @@ class Catgactl(unittest.TestCase):
             # A peer address is added once every member announced a build that reads it (the version guard).
             self.assertTrue(demo.wait_until(lambda: all(len(r["status"].get("announcements", [])) == 3 for r in json.loads(
                 self.ctl("-o", "json", "status").stdout)), limit=30), "members did not announce")
+            # The leader asks the node at the peer address who it is before adding it: wait until it serves.
+            def serving():
+                try: return joiner.request("GET", "/health/live", timeout=2)[0] is not None
+                except OSError: return False
+            self.assertTrue(demo.wait_until(serving, limit=30), "the joiner did not start")
             r = self.ctl("members", "add", "4", f"127.0.0.1:{joiner.raft_port}", "--role", "spare", "--peer-address", peer)
             self.assertIn("member 4 added as spare", r.stdout)
             members = json.loads(self.ctl("-o", "json", "members", "list").stdout)
