@@ -312,6 +312,61 @@ TEST(RaftFixtureKnownBugs, LibraftCrashesWhenAnInstallArrivesDuringTheFollowersO
       "");
 }
 
+// A follower whose answers to the leader are lost (one direction only) keeps
+// receiving, applying and compacting: its snapshot, with 2 trailing entries,
+// no longer reaches back to the entry the leader probes with. The leader
+// never snapshots (its log still starts at index 1). When the answers flow
+// again, libraft 0.22.1 would reject the probe ("missing previous entry"),
+// let the leader walk it back to index 0 and then append the leader's
+// entries after the follower's last one, copying past the end of the
+// message (simulation seeds 337, 647, 928). The guard
+// (catga_raft_skip_snapshotted_entries) makes the probe start after the
+// follower's snapshot: the follower catches up with identical state and
+// without an install. Returns how many messages the guard rewrote.
+unsigned long follower_ahead_of_the_leaders_probe() {
+  FixtureCluster c(3, /*max_entry_bytes=*/64, /*in_flight=*/4, /*threshold=*/8, /*trailing=*/2,
+                   [](ClusterOptions& o) {
+                     if (o.node_id == 1) o.snapshot_threshold = 1000000;  // the leader keeps its whole log
+                   });
+  catga_fixture_elect(c.fixture, 0);
+  c.poll();
+  EXPECT_TRUE(c.step_until([&] { return c.nodes[0]->status().ready; }));
+  int done = 0;
+  auto propose = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      c.nodes[0]->propose("r" + std::to_string(done + i), [&](Result<Applied> r) {
+        EXPECT_TRUE(r.has_value());
+        ++done;
+      });
+    }
+    c.poll();
+  };
+  propose(3);
+  EXPECT_TRUE(c.step_until([&] { return c.machines[1]->count() == 3; }));
+  catga_fixture_saturate(c.fixture, 1, 0);  // node 2's answers to the leader are lost
+  propose(30);
+  EXPECT_TRUE(c.step_until([&] { return done == 33 && c.machines[1]->count() == 33; }));
+  EXPECT_TRUE(c.step_until([&] { return c.machines[1]->snapshots() >= 2; })) << "node 2 compacts its log";
+  EXPECT_EQ(c.machines[0]->snapshots(), 0) << "the leader keeps its log from index 1";
+  catga_fixture_desaturate(c.fixture, 1, 0);
+  propose(3);
+  EXPECT_TRUE(c.step_until([&] {
+    for (auto& m : c.machines)
+      if (m->count() != 36) return false;
+    return true;
+  }));
+  EXPECT_EQ(c.machines[1]->digest(), c.machines[0]->digest());
+  EXPECT_EQ(c.machines[2]->digest(), c.machines[0]->digest());
+  EXPECT_EQ(c.machines[1]->restores(), 0) << "caught up from the log, not by an install";
+  EXPECT_EQ(catga_fixture_n_install_snapshot_recv(c.fixture, 1), 0u);
+  return catga_fixture_skipped_appends(c.fixture, 1);
+}
+
+TEST(RaftFixture, AFollowerAheadOfTheLeadersProbeTakesEntriesAfterItsSnapshot) {
+  ASSERT_TRUE(catga_fixture_guard_installs);
+  EXPECT_GE(follower_ahead_of_the_leaders_probe(), 1u) << "the leader's probe reached below the follower's snapshot";
+}
+
 TEST(RaftFixture, UnreadableEntryStopsTheNode) {
   // An entry this build cannot read must stop the node, never be skipped.
   FixtureCluster c(1);  // a single voter elects itself at start
