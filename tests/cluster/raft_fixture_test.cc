@@ -316,13 +316,15 @@ TEST(RaftFixtureKnownBugs, LibraftCrashesWhenAnInstallArrivesDuringTheFollowersO
 // receiving, applying and compacting: its snapshot, with 2 trailing entries,
 // no longer reaches back to the entry the leader probes with. The leader
 // never snapshots (its log still starts at index 1). When the answers flow
-// again, libraft 0.22.1 would reject the probe ("missing previous entry"),
-// let the leader walk it back to index 0 and then append the leader's
-// entries after the follower's last one, copying past the end of the
-// message (simulation seeds 337, 647, 928). The guard
-// (catga_raft_skip_snapshotted_entries) makes the probe start after the
-// follower's snapshot: the follower catches up with identical state and
-// without an install. Returns how many messages the guard rewrote.
+// again, libraft 0.22.1 rejects the probe ("missing previous entry") and
+// lets the leader walk it back to index 0. Here the leader then only sends
+// empty probes and the follower never catches up; with entries in that
+// probe libraft appends them after the follower's last entry and copies
+// past the end of the message (simulation seeds 337, 647, 928: a crash).
+// The guard (catga_raft_skip_snapshotted_entries) makes the probe start
+// after the follower's snapshot: the follower catches up with identical
+// state and without an install. Returns how many messages the guard
+// rewrote.
 unsigned long follower_ahead_of_the_leaders_probe() {
   FixtureCluster c(3, /*max_entry_bytes=*/64, /*in_flight=*/4, /*threshold=*/8, /*trailing=*/2,
                    [](ClusterOptions& o) {
@@ -346,7 +348,7 @@ unsigned long follower_ahead_of_the_leaders_probe() {
   catga_fixture_saturate(c.fixture, 1, 0);  // node 2's answers to the leader are lost
   propose(30);
   EXPECT_TRUE(c.step_until([&] { return done == 33 && c.machines[1]->count() == 33; }));
-  EXPECT_TRUE(c.step_until([&] { return c.machines[1]->snapshots() >= 2; })) << "node 2 compacts its log";
+  EXPECT_TRUE(c.step_until([&] { return c.machines[1]->snapshots() >= 1; })) << "node 2 compacts its log";
   EXPECT_EQ(c.machines[0]->snapshots(), 0) << "the leader keeps its log from index 1";
   catga_fixture_desaturate(c.fixture, 1, 0);
   propose(3);
