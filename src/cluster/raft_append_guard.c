@@ -33,8 +33,11 @@
  * finds — so the follower's answer reports its real match point and the
  * leader goes on from there. The end of the message (previous index plus
  * entries) stays where it was, or moves up to the snapshot's index when the
- * message ended before it. A message of a lower term is left alone: libraft
- * rejects it before looking at its entries. */
+ * message ended before it. A message of a lower term is left alone (libraft
+ * rejects it before looking at its entries), and so is any message while the
+ * follower installs a snapshot (libraft ignores the entries then; the
+ * follower's answer to the install, once it is written, reports its match
+ * point). */
 int catga_raft_skip_snapshotted_entries(void *raft, void *message) {
   struct raft *r = raft;
   struct raft_message *m = message;
@@ -46,8 +49,10 @@ int catga_raft_skip_snapshotted_entries(void *raft, void *message) {
   }
   a = &m->append_entries;
   snapshot = r->trail.snapshot.index;
-  if (a->term < r->current_term || a->prev_log_index >= snapshot ||
-      a->prev_log_index > r->trail.offset) {
+  if (a->term < r->current_term || r->snapshot.installing) {
+    return 0; /* rejected, or its entries ignored, before they are looked at */
+  }
+  if (a->prev_log_index >= snapshot || a->prev_log_index > r->trail.offset) {
     return 0; /* the follower has the previous entry (or none is needed) */
   }
   skip = snapshot - a->prev_log_index;
