@@ -54,6 +54,7 @@ static void recvGuarded(struct raft_io *io, struct raft_message *message) {
     return; /* owns no memory; the candidate sees a lost message */
   }
   catga_raft_answer_stale_install(h->r, message);
+  catga_raft_skip_snapshotted_entries(h->r, message);
   catga_snapshot_send_answered(h, message);
   h->inner_recv(io, message);
 }

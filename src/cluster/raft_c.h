@@ -226,6 +226,24 @@ int catga_raft_drop_unsafe_install(void *raft, void *message);
  * Node mode applies it by itself. */
 int catga_raft_answer_stale_install(void *raft, void *message);
 
+/* libraft 0.22.1 guard. A follower whose own snapshot is ahead of what the
+ * leader believes it holds rejects the leader's probe while the previous
+ * entry is one its snapshot compacted away ("missing previous entry"); the
+ * leader walks the probe back one index per round trip, and once it reaches
+ * index 0 libraft appends the leader's entries after the follower's last
+ * one and reads past the end of the message's entry array (a crash or a
+ * corrupted log; simulation seeds 337, 647 and 928, 5 nodes, turns). Reached
+ * when the follower's answers were lost while it kept applying and
+ * compacting and the leader's log still reaches back to the probe. Call this
+ * with every received message the guard lets through: an AppendEntries
+ * whose previous entry the follower's snapshot covers is made to start after
+ * that snapshot (its entries up to there dropped — committed, so identical
+ * to the follower's), so the follower answers its real match point. Returns
+ * whether it rewrote the message (raft_append_guard.c). `raft` is a struct
+ * raft *, `message` a struct raft_message *. Node mode applies it by
+ * itself. */
+int catga_raft_skip_snapshotted_entries(void *raft, void *message);
+
 /* Deferred snapshots (node mode). libraft 0.22.1 asks the FSM for a snapshot
  * on the loop thread and then writes it (raft_io snapshot_put, in libuv's
  * thread pool); it starts no other snapshot until that write completes, and a

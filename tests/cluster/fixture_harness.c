@@ -83,6 +83,15 @@ void catga_fixture_disconnect(catga_fixture *f, unsigned i, unsigned j) {
 void catga_fixture_reconnect(catga_fixture *f, unsigned i, unsigned j) {
   raft_fixture_reconnect(&f->fixture, i, j);
 }
+void catga_fixture_saturate(catga_fixture *f, unsigned i, unsigned j) {
+  raft_fixture_saturate(&f->fixture, i, j);
+}
+void catga_fixture_desaturate(catga_fixture *f, unsigned i, unsigned j) {
+  raft_fixture_desaturate(&f->fixture, i, j);
+}
+unsigned long catga_fixture_skipped_appends(catga_fixture *f, unsigned i) {
+  return catga_fixture_guard_skipped_appends(raft_fixture_get(&f->fixture, i));
+}
 uint64_t catga_fixture_last_applied(catga_fixture *f, unsigned i) {
   return raft_last_applied(raft_fixture_get(&f->fixture, i));
 }

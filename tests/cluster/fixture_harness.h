@@ -37,7 +37,13 @@ void catga_fixture_revive(catga_fixture *f, unsigned i);
 void catga_fixture_set_disk_latency(catga_fixture *f, unsigned i, unsigned msecs);
 void catga_fixture_disconnect(catga_fixture *f, unsigned i, unsigned j);
 void catga_fixture_reconnect(catga_fixture *f, unsigned i, unsigned j);
+/* One direction: messages from i to j are lost until desaturated. */
+void catga_fixture_saturate(catga_fixture *f, unsigned i, unsigned j);
+void catga_fixture_desaturate(catga_fixture *f, unsigned i, unsigned j);
 uint64_t catga_fixture_last_applied(catga_fixture *f, unsigned i);
+/* AppendEntries server i's guard made start after its own snapshot
+ * (catga_raft_skip_snapshotted_entries; 0 when unguarded). */
+unsigned long catga_fixture_skipped_appends(catga_fixture *f, unsigned i);
 uint64_t catga_fixture_n_install_snapshot_recv(catga_fixture *f, unsigned i);
 /* raft_apply of arbitrary bytes (zero-padded to a multiple of 8) on server i,
  * bypassing RaftNode: for unreadable-entry tests. */

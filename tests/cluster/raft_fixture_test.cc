@@ -56,6 +56,26 @@ struct FixtureCluster {
     }
     return pred();
   }
+  // Elects node 1 and steps until it is ready.
+  bool elect_node_1() {
+    catga_fixture_elect(fixture, 0);
+    poll();
+    return step_until([&] { return nodes[0]->status().ready; });
+  }
+  // Proposes n records "<prefix><proposed so far>" on node 1; `completed`
+  // and `failed` count their completions.
+  void propose_on_node_1(int n, const std::string& prefix) {
+    for (int i = 0; i < n; ++i) {
+      nodes[0]->propose(prefix + std::to_string(proposed++), [this](Result<Applied> r) {
+        ++completed;
+        if (!r) ++failed;
+      });
+    }
+    poll();
+  }
+  int proposed = 0;
+  int completed = 0;
+  int failed = 0;
   catga_fixture* fixture = nullptr;
   std::vector<std::unique_ptr<DigestMachine>> machines;
   std::vector<std::unique_ptr<RaftNode>> nodes;
@@ -264,16 +284,8 @@ TEST(RaftFixture, ByteThresholdSnapshotsEveryNodeWhateverTheEntryThreshold) {
 // follower installed once it caught up.
 std::uint64_t install_while_taking_a_snapshot() {
   FixtureCluster c(3, /*max_entry_bytes=*/64, /*in_flight=*/4, /*threshold=*/8, /*trailing=*/1);
-  catga_fixture_elect(c.fixture, 0);
-  c.poll();
-  EXPECT_TRUE(c.step_until([&] { return c.nodes[0]->status().ready; }));
-  int done = 0;
-  auto propose = [&](int n) {
-    for (int i = 0; i < n; ++i) {
-      c.nodes[0]->propose(std::string(20, 'p') + std::to_string(done + i), [&](Result<Applied>) { ++done; });
-    }
-    c.poll();
-  };
+  EXPECT_TRUE(c.elect_node_1());
+  auto propose = [&](int n) { c.propose_on_node_1(n, std::string(20, 'p')); };
   propose(4);
   EXPECT_TRUE(c.step_until([&] { return c.machines[2]->count() == 4; }));
   catga_fixture_set_disk_latency(c.fixture, 2, 3000);  // node 3's writes take 3 s
@@ -310,6 +322,53 @@ TEST(RaftFixtureKnownBugs, LibraftCrashesWhenAnInstallArrivesDuringTheFollowersO
         install_while_taking_a_snapshot();
       },
       "");
+}
+
+// A follower whose answers to the leader are lost (one direction only) keeps
+// receiving, applying and compacting: its snapshot, with 2 trailing entries,
+// no longer reaches back to the entry the leader probes with. The leader
+// never snapshots (its log still starts at index 1). When the answers flow
+// again, libraft 0.22.1 rejects the probe ("missing previous entry") and
+// lets the leader walk it back to index 0. Here the leader then only sends
+// empty probes and the follower never catches up; with entries in that
+// probe libraft appends them after the follower's last entry and copies
+// past the end of the message (simulation seeds 337, 647, 928: a crash).
+// The guard (catga_raft_skip_snapshotted_entries) makes the probe start
+// after the follower's snapshot: the follower catches up with identical
+// state and without an install. Returns how many messages the guard
+// rewrote.
+unsigned long follower_ahead_of_the_leaders_probe() {
+  FixtureCluster c(3, /*max_entry_bytes=*/64, /*in_flight=*/4, /*threshold=*/8, /*trailing=*/2,
+                   [](ClusterOptions& o) {
+                     if (o.node_id == 1) o.snapshot_threshold = 1000000;  // the leader keeps its whole log
+                   });
+  EXPECT_TRUE(c.elect_node_1());
+  auto propose = [&](int n) { c.propose_on_node_1(n, "r"); };
+  propose(3);
+  EXPECT_TRUE(c.step_until([&] { return c.machines[1]->count() == 3; }));
+  catga_fixture_saturate(c.fixture, 1, 0);  // node 2's answers to the leader are lost
+  propose(30);
+  EXPECT_TRUE(c.step_until([&] { return c.completed == 33 && c.machines[1]->count() == 33; }));
+  EXPECT_TRUE(c.step_until([&] { return c.machines[1]->snapshots() >= 1; })) << "node 2 compacts its log";
+  EXPECT_EQ(c.machines[0]->snapshots(), 0) << "the leader keeps its log from index 1";
+  catga_fixture_desaturate(c.fixture, 1, 0);
+  propose(3);
+  EXPECT_TRUE(c.step_until([&] {
+    for (auto& m : c.machines)
+      if (m->count() != 36) return false;
+    return true;
+  }));
+  EXPECT_EQ(c.machines[1]->digest(), c.machines[0]->digest());
+  EXPECT_EQ(c.machines[2]->digest(), c.machines[0]->digest());
+  EXPECT_EQ(c.machines[1]->restores(), 0) << "caught up from the log, not by an install";
+  EXPECT_EQ(catga_fixture_n_install_snapshot_recv(c.fixture, 1), 0u);
+  EXPECT_EQ(c.failed, 0);
+  return catga_fixture_skipped_appends(c.fixture, 1);
+}
+
+TEST(RaftFixture, AFollowerAheadOfTheLeadersProbeTakesEntriesAfterItsSnapshot) {
+  ASSERT_TRUE(catga_fixture_guard_installs);
+  EXPECT_GE(follower_ahead_of_the_leaders_probe(), 1u) << "the leader's probe reached below the follower's snapshot";
 }
 
 TEST(RaftFixture, UnreadableEntryStopsTheNode) {

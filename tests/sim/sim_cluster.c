@@ -91,6 +91,9 @@ int sim_state(sim_cluster *c, unsigned i) { return (int)raft_state(raft_fixture_
 uint64_t sim_term(sim_cluster *c, unsigned i) { return raft_fixture_get(&c->f, i)->current_term; }
 uint64_t sim_last_applied(sim_cluster *c, unsigned i) { return raft_last_applied(raft_fixture_get(&c->f, i)); }
 bool sim_alive(sim_cluster *c, unsigned i) { return raft_fixture_alive(&c->f, i); }
+unsigned long sim_skipped_appends(sim_cluster *c, unsigned i) {
+  return catga_fixture_guard_skipped_appends(raft_fixture_get(&c->f, i));
+}
 void sim_kill(sim_cluster *c, unsigned i) { raft_fixture_kill(&c->f, i); }
 void sim_revive(sim_cluster *c, unsigned i) { raft_fixture_revive(&c->f, i); }
 void sim_disconnect(sim_cluster *c, unsigned i, unsigned j) {

@@ -38,6 +38,9 @@ int sim_state(sim_cluster *c, unsigned i);
 uint64_t sim_term(sim_cluster *c, unsigned i);
 uint64_t sim_last_applied(sim_cluster *c, unsigned i);
 bool sim_alive(sim_cluster *c, unsigned i);
+/* AppendEntries server i's guard rewrote to start after its own snapshot
+ * (catga_raft_skip_snapshotted_entries). */
+unsigned long sim_skipped_appends(sim_cluster *c, unsigned i);
 
 void sim_kill(sim_cluster *c, unsigned i);
 void sim_revive(sim_cluster *c, unsigned i);

@@ -24,6 +24,8 @@ static struct {
   int (*snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *, const struct raft_snapshot *,
                       raft_io_snapshot_put_cb);
   raft_io_recv_cb recv;
+  /* AppendEntries catga_raft_skip_snapshotted_entries rewrote. */
+  unsigned long skipped_appends;
   /* The index of the last entry before the fixture's entry array (the last
    * installed snapshot's; 0 before any install). */
   raft_index offset;
@@ -42,6 +44,7 @@ static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   int i = slotOf(io);
   if (catga_raft_drop_unsafe_install(guarded[i].raft, message)) return;
   catga_raft_answer_stale_install(guarded[i].raft, message);
+  if (catga_raft_skip_snapshotted_entries(guarded[i].raft, message)) guarded[i].skipped_appends++;
   guarded[i].recv(io, message);
 }
 
@@ -136,4 +139,9 @@ void catga_fixture_close_guarded(struct raft_fixture *fixture) {
     int slot = slotOf(ios[i]);
     if (slot >= 0) memset(&guarded[slot], 0, sizeof guarded[slot]);
   }
+}
+
+unsigned long catga_fixture_guard_skipped_appends(const struct raft *r) {
+  int i = slotOf(r->io);
+  return i < 0 ? 0 : guarded[i].skipped_appends;
 }

@@ -1,7 +1,7 @@
 /* tests/support/fixture_guard.h — puts libraft fixture servers behind the same
- * received-message guard RaftNode's node mode applies to its I/O
- * (catga_raft_drop_unsafe_install, src/cluster/raft_c.h), so deterministic
- * tests run the glue real nodes run, and repairs a bug of the fixture's own
+ * received-message guards RaftNode's node mode applies to its I/O
+ * (catga_raft_drop_unsafe_install and the others, src/cluster/raft_c.h), so
+ * deterministic tests run the glue real nodes run, and repairs a bug of the fixture's own
  * in-memory I/O (which real nodes never run). C, for the C fixture harnesses. */
 #ifndef CATGA_TESTS_SUPPORT_FIXTURE_GUARD_H
 #define CATGA_TESTS_SUPPORT_FIXTURE_GUARD_H
@@ -15,6 +15,9 @@
  * and overruns its entry array; fixture_guard.c). At most 64 guarded servers
  * live at once. */
 void catga_fixture_guard(struct raft *r);
+/* How many AppendEntries r's guard rewrote to start after r's snapshot
+ * (catga_raft_skip_snapshotted_entries, src/cluster/raft_c.h). */
+unsigned long catga_fixture_guard_skipped_appends(const struct raft *r);
 /* raft_fixture_close, then forgets its servers' guards (closing may still
  * deliver messages). Also right for a fixture only partly guarded. */
 void catga_fixture_close_guarded(struct raft_fixture *fixture);
