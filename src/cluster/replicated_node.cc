@@ -214,9 +214,43 @@ class ReplicatedNode final : public Replicator {
       case Consistency::linearizable:
         break;
     }
-    auto then_wait = [this, deadline, done = std::move(done)](Result<std::uint64_t> confirmed) mutable {
-      if (!confirmed) return done(std::move(confirmed).error());
-      read_gate_.wait(*confirmed, deadline, std::move(done), /*engine_thread=*/true);
+    std::vector<internal::ReadGate::Read> read;
+    read.push_back({deadline, std::move(done)});
+    if (!read_runner_.in_burst()) return confirm(std::move(read));
+    // Started by a read thread inside a burst (a caller sending its next read
+    // from the previous one's completion): asked for once the burst has run,
+    // with every other read the burst started — one barrier or one read index
+    // for them all, and their queries woken together as one burst again, as
+    // when they ran on the loop thread. Asked one by one, they trickled into
+    // the loop while the burst ran and split into groups, each with a barrier
+    // (a log entry) of its own. Asking later than the read arrived is safe;
+    // earlier never happens.
+    std::lock_guard lock(burst_mu_);
+    if (burst_reads_.empty()) {
+      internal::ReadRunner::Task ask = [this] {
+        std::vector<internal::ReadGate::Read> reads;
+        {
+          std::lock_guard lock(burst_mu_);
+          reads.swap(burst_reads_);
+        }
+        confirm(std::move(reads));
+      };
+      read_runner_.at_burst_end(ask);
+    }
+    burst_reads_.push_back(std::move(read.front()));
+  }
+
+  // Has the leader confirm an index for linearizable reads that all arrived
+  // before this call — a barrier when this node leads (one barrier serves
+  // every read queued before it is issued), the leader's read index
+  // otherwise — and has the reads wait until this node applied it.
+  void confirm(std::vector<internal::ReadGate::Read> reads) {
+    auto then_wait = [this, reads = std::move(reads)](Result<std::uint64_t> confirmed) mutable {
+      if (!confirmed) {
+        for (auto& r : reads) r.done(confirmed.error());
+        return;
+      }
+      read_gate_.wait(*confirmed, std::move(reads), /*engine_thread=*/true);
     };
     if (leader_ || single_) return node_->barrier(std::move(then_wait));
     auto leader = leader_peer_address();
@@ -634,6 +668,11 @@ class ReplicatedNode final : public Replicator {
   std::mutex out_mu_;
   std::uint64_t next_id_ = 0;
   std::unordered_map<std::uint64_t, Outstanding> outstanding_;
+
+  // Linearizable reads that read threads started during a burst, to be
+  // confirmed together once it has run (await_readable).
+  std::mutex burst_mu_;
+  std::vector<internal::ReadGate::Read> burst_reads_;
 
   // Reads waiting for an applied index (any thread; woken by apply), and the
   // threads their queries run on once woken (read_runner.hpp). Declared last:
