@@ -32,6 +32,8 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "cluster/bootstrap_guard.hpp"
 #include "cluster/command_retrier.hpp"
@@ -56,6 +58,12 @@ using detail::decode_result;
 using detail::Mediator;
 using detail::UniqueFunction;
 using Clock = std::chrono::steady_clock;
+
+// The linearizable reads that the calling read thread's current burst started,
+// confirmed together once the burst has run (ReplicatedNode::await_readable).
+// Each burst its own: a burst preempted half-way holds up no other. A read
+// thread serves one node's runner, so this belongs to that node.
+thread_local std::vector<internal::ReadGate::Read> reads_this_burst;
 
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(5);
@@ -225,19 +233,11 @@ class ReplicatedNode final : public Replicator {
     // the loop while the burst ran and split into groups, each with a barrier
     // (a log entry) of its own. Asking later than the read arrived is safe;
     // earlier never happens.
-    std::lock_guard lock(burst_mu_);
-    if (burst_reads_.empty()) {
-      internal::ReadRunner::Task ask = [this] {
-        std::vector<internal::ReadGate::Read> reads;
-        {
-          std::lock_guard lock(burst_mu_);
-          reads.swap(burst_reads_);
-        }
-        confirm(std::move(reads));
-      };
-      read_runner_.at_burst_end(ask);
+    if (reads_this_burst.empty()) {
+      internal::ReadRunner::Task ask = [this] { confirm(std::exchange(reads_this_burst, {})); };
+      read_runner_.at_burst_end(ask);  // on this thread, once its burst has run
     }
-    burst_reads_.push_back(std::move(read.front()));
+    reads_this_burst.push_back(std::move(read.front()));
   }
 
   // Has the leader confirm an index for linearizable reads that all arrived
@@ -668,11 +668,6 @@ class ReplicatedNode final : public Replicator {
   std::mutex out_mu_;
   std::uint64_t next_id_ = 0;
   std::unordered_map<std::uint64_t, Outstanding> outstanding_;
-
-  // Linearizable reads that read threads started during a burst, to be
-  // confirmed together once it has run (await_readable).
-  std::mutex burst_mu_;
-  std::vector<internal::ReadGate::Read> burst_reads_;
 
   // Reads waiting for an applied index (any thread; woken by apply), and the
   // threads their queries run on once woken (read_runner.hpp). Declared last:

@@ -82,3 +82,61 @@ TEST(ReadThreads, AWokenReadRunsOnTheReadThreadsAndAReadyOneOnTheCaller) {
   ASSERT_THAT(woken, IsOk());
   EXPECT_EQ(*woken, "catga-read");
 }
+
+// A caller that sends its next read from the previous one's completion does so
+// on a read thread, inside a burst. The linearizable reads a burst starts ask
+// the leader for one barrier together once the burst has run: they are all
+// answered, on the read threads, and see a write that completed before they
+// started (a barrier serves only reads that arrived before it was issued;
+// theirs is issued after). Asked one by one, each of these reads — started a
+// few milliseconds apart — had a barrier, a log entry, of its own.
+TEST(ReadThreads, ReadsStartedInOneBurstShareOneBarrierAndSeeEarlierWrites) {
+  auto cluster = make_cluster();
+  std::size_t leader = 0;
+  const std::uint64_t account = bank::open_on_leader(cluster, leader, "burst");
+  ASSERT_NE(account, 0u);
+  auto& app = cluster.app(leader);
+  ASSERT_TRUE(cluster.converged(leader));
+  const auto before = app.status();
+
+  constexpr int kReads = 16;
+  const QueryOptions linearizable{.consistency = Consistency::linearizable};
+  std::mutex mu;
+  std::vector<std::pair<std::string, catga::Result<bank::Account>>> answers;
+  std::promise<void> all_answered;
+  std::promise<std::string> root_thread;
+  app.send(WhereAmI{1}, linearizable, [&](catga::Result<std::string> where) {
+    root_thread.set_value(where ? *where : where.error().message());
+    // On a read thread, inside a burst: a write completes, then the reads start.
+    auto deposit = app.send(bank::Deposit{.account = account, .amount = 7});
+    EXPECT_THAT(deposit, IsOk());
+    for (int i = 0; i < kReads; ++i) {
+      app.send(bank::GetAccount{.account = account}, linearizable, [&](catga::Result<bank::Account> a) {
+        std::lock_guard lock(mu);
+        answers.emplace_back(this_thread_name(), std::move(a));
+        if (answers.size() == kReads) all_answered.set_value();
+      });
+      // Room for the loop to pick up each read by itself, were it asked for at once.
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  EXPECT_EQ(root_thread.get_future().get(), "catga-read");
+  ASSERT_EQ(all_answered.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  for (const auto& [thread, a] : answers) {
+    EXPECT_EQ(thread, "catga-read");
+    ASSERT_THAT(a, IsOk());
+    EXPECT_EQ(a->balance, 7);
+  }
+
+  // Entries this leader committed that it did not append for commands (its
+  // counters count those): its barriers. Two — the root read's and the
+  // burst's — and at most one more when an entry (a session keep-alive) was
+  // on its way when counting began.
+  ASSERT_TRUE(cluster.converged(leader));
+  const auto after = app.status();
+  ASSERT_EQ(after.leader_id, before.leader_id);
+  const auto barriers = (after.commit_index - before.commit_index) -
+                        (after.counters.entries_appended - before.counters.entries_appended);
+  EXPECT_GE(barriers, 2u);
+  EXPECT_LE(barriers, 3u);
+}
