@@ -11,9 +11,9 @@
 // the loop thread or the peer channel's), the reads woken together as one
 // task, so that one thread runs them in turn (one burst: ReadRunner); a read
 // servable when its caller asks runs on the caller's thread; failures
-// (expire(), close()) complete on
-// the calling thread. It does not depend on the loop running, so a node that
-// stopped itself cannot make two threads touch the waiters at once.
+// (expire(), close()) complete on the calling thread. It does not depend on
+// the loop running, so a node that stopped itself cannot make two threads
+// touch the waiters at once.
 #pragma once
 
 #include <chrono>
