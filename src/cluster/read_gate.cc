@@ -4,24 +4,44 @@
 
 namespace catga::internal {
 
-void ReadGate::wake(Done done) {
-  if (!run_) return done({});
-  run_([done = std::move(done)]() mutable { done({}); });
+void ReadGate::wake(std::vector<Done> ready) {
+  if (ready.empty()) return;
+  if (!run_) {
+    for (auto& done : ready) done({});
+    return;
+  }
+  // One task for the lot: they run in turn on one thread, as one burst.
+  run_([ready = std::move(ready)]() mutable {
+    for (auto& done : ready) done({});
+  });
 }
 
 void ReadGate::wait(std::uint64_t index, Clock::time_point deadline, Done done, bool engine_thread) {
+  std::vector<Read> one;
+  one.push_back(Read{deadline, std::move(done)});
+  wait(index, std::move(one), engine_thread);
+}
+
+void ReadGate::wait(std::uint64_t index, std::vector<Read> reads, bool engine_thread) {
   std::unique_lock lock(mu_);
   if (closed_) {
     Error why = closed_why_;
     lock.unlock();
-    return done(std::move(why));
+    for (auto& r : reads) r.done(why);
+    return;
   }
   if (index <= applied_) {
     lock.unlock();
-    if (engine_thread) return wake(std::move(done));
-    return done({});
+    if (engine_thread) {
+      std::vector<Done> ready;
+      ready.reserve(reads.size());
+      for (auto& r : reads) ready.push_back(std::move(r.done));
+      return wake(std::move(ready));
+    }
+    for (auto& r : reads) r.done({});
+    return;
   }
-  waiters_.emplace(index, PendingRead{deadline, std::move(done)});
+  for (auto& r : reads) waiters_.emplace(index, std::move(r));
 }
 
 void ReadGate::advance(std::uint64_t applied) {
@@ -34,7 +54,7 @@ void ReadGate::advance(std::uint64_t applied) {
     for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second.done));
     waiters_.erase(waiters_.begin(), end);
   }
-  for (auto& done : ready) wake(std::move(done));
+  wake(std::move(ready));
 }
 
 void ReadGate::expire(Clock::time_point now) {
@@ -56,7 +76,7 @@ void ReadGate::expire(Clock::time_point now) {
 }
 
 void ReadGate::close(const Error& why) {
-  std::multimap<std::uint64_t, PendingRead> left;
+  std::multimap<std::uint64_t, Read> left;
   {
     std::lock_guard lock(mu_);
     closed_ = true;

@@ -8,16 +8,19 @@
 // waiters; completions run outside it). A read that is woken — by advance(),
 // or by a wait() that an engine thread makes for a read it confirmed — runs
 // through the gate's `run` (a node passes its ReadRunner, so no query runs on
-// the loop thread or the peer channel's); a read servable when its caller
-// asks runs on the caller's thread; failures (expire(), close()) complete on
-// the calling thread. It does not depend on the loop running, so a node that
-// stopped itself cannot make two threads touch the waiters at once.
+// the loop thread or the peer channel's), the reads woken together as one
+// task, so that one thread runs them in turn (one burst: ReadRunner); a read
+// servable when its caller asks runs on the caller's thread; failures
+// (expire(), close()) complete on the calling thread. It does not depend on
+// the loop running, so a node that stopped itself cannot make two threads
+// touch the waiters at once.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "catga/detail/unique_function.hpp"
 #include "catga/result.hpp"
@@ -31,6 +34,11 @@ class ReadGate {
   // Runs a woken read's completion (empty: on the waking thread).
   using Run = detail::UniqueFunction<void(detail::UniqueFunction<void()>)>;
 
+  struct Read {
+    Clock::time_point deadline;
+    Done done;
+  };
+
   explicit ReadGate(Run run = {}) : run_(std::move(run)) {}
 
   // Completes `done` once the applied index reaches `index` (at once if it
@@ -39,6 +47,9 @@ class ReadGate {
   // engine (the loop, the peer channel), so even a read servable at once
   // goes through `run`.
   void wait(std::uint64_t index, Clock::time_point deadline, Done done, bool engine_thread = false);
+  // The same for reads that wait for one index together (the reads one
+  // barrier confirmed): woken together, their completions run in one go.
+  void wait(std::uint64_t index, std::vector<Read> reads, bool engine_thread = false);
   // The applied index is now `applied` (never moves back).
   void advance(std::uint64_t applied);
   // Fails every read whose deadline is at or before `now`.
@@ -47,17 +58,13 @@ class ReadGate {
   void close(const Error& why);
 
  private:
-  void wake(Done done);
+  void wake(std::vector<Done> ready);
 
-  struct PendingRead {
-    Clock::time_point deadline;
-    Done done;
-  };
   std::mutex mu_;
   std::uint64_t applied_ = 0;
   bool closed_ = false;
   Error closed_why_{Code::unavailable, "node stopped"};
-  std::multimap<std::uint64_t, PendingRead> waiters_;
+  std::multimap<std::uint64_t, Read> waiters_;
   Run run_;
 };
 

@@ -12,6 +12,14 @@
 // wake-up per burst of reads; the bursts of different wake-ups may run on
 // the `threads` threads at once). The destructor runs what is still queued
 // (each task is a read's completion: a caller may wait for it), then joins.
+//
+// A burst's tasks often start the next read (a closed-loop caller sends its
+// next query from the previous one's completion). at_burst_end() lets such a
+// read hold back its request to the engine until every task of the burst has
+// run, so the reads one burst starts reach the loop together and share one
+// barrier — as they did when they ran inline on the loop thread — instead of
+// trickling in while the burst runs, each wake-up of the loop issuing a
+// barrier (a log entry) of its own.
 #pragma once
 
 #include <condition_variable>
@@ -35,8 +43,18 @@ class ReadRunner {
 
   void post(Task task);
 
+  // On a thread of this runner, inside a burst: queues `task` to run once the
+  // burst's tasks have all run (before the thread takes the next burst) and
+  // returns true. Anywhere else: returns false and leaves `task` alone.
+  bool at_burst_end(Task& task);
+  // Whether the calling thread is one of this runner's, inside a burst.
+  bool in_burst() const;
+
  private:
+  struct Burst;
   void run();
+
+  static thread_local Burst* current_burst_;  // the calling thread's burst (null outside one)
 
   std::mutex mu_;
   std::condition_variable ready_;

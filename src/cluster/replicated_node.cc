@@ -32,6 +32,8 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "cluster/bootstrap_guard.hpp"
 #include "cluster/command_retrier.hpp"
@@ -56,6 +58,12 @@ using detail::decode_result;
 using detail::Mediator;
 using detail::UniqueFunction;
 using Clock = std::chrono::steady_clock;
+
+// The linearizable reads that the calling read thread's current burst started,
+// confirmed together once the burst has run (ReplicatedNode::await_readable).
+// Each burst its own: a burst preempted half-way holds up no other. A read
+// thread serves one node's runner, so this belongs to that node.
+thread_local std::vector<internal::ReadGate::Read> reads_this_burst;
 
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(5);
@@ -218,9 +226,35 @@ class ReplicatedNode final : public Replicator {
       case Consistency::linearizable:
         break;
     }
-    auto then_wait = [this, deadline, done = std::move(done)](Result<std::uint64_t> confirmed) mutable {
-      if (!confirmed) return done(std::move(confirmed).error());
-      read_gate_.wait(*confirmed, deadline, std::move(done), /*engine_thread=*/true);
+    std::vector<internal::ReadGate::Read> read;
+    read.push_back({deadline, std::move(done)});
+    if (!read_runner_.in_burst()) return confirm(std::move(read));
+    // Started by a read thread inside a burst (a caller sending its next read
+    // from the previous one's completion): asked for once the burst has run,
+    // with every other read the burst started — one barrier or one read index
+    // for them all, and their queries woken together as one burst again, as
+    // when they ran on the loop thread. Asked one by one, they trickled into
+    // the loop while the burst ran and split into groups, each with a barrier
+    // (a log entry) of its own. Asking later than the read arrived is safe;
+    // earlier never happens.
+    if (reads_this_burst.empty()) {
+      internal::ReadRunner::Task ask = [this] { confirm(std::exchange(reads_this_burst, {})); };
+      read_runner_.at_burst_end(ask);  // on this thread, once its burst has run
+    }
+    reads_this_burst.push_back(std::move(read.front()));
+  }
+
+  // Has the leader confirm an index for linearizable reads that all arrived
+  // before this call — a barrier when this node leads (one barrier serves
+  // every read queued before it is issued), the leader's read index
+  // otherwise — and has the reads wait until this node applied it.
+  void confirm(std::vector<internal::ReadGate::Read> reads) {
+    auto then_wait = [this, reads = std::move(reads)](Result<std::uint64_t> confirmed) mutable {
+      if (!confirmed) {
+        for (auto& r : reads) r.done(confirmed.error());
+        return;
+      }
+      read_gate_.wait(*confirmed, std::move(reads), /*engine_thread=*/true);
     };
     if (leader_ || single_) return node_->barrier(std::move(then_wait));
     auto leader = leader_peer_address();

@@ -86,3 +86,58 @@ TEST(ReadGate, EveryReadCompletesOnceUnderConcurrentAdvanceAndExpire) {
   gate.close(catga::Error{Code::unavailable, "node stopped"});
   EXPECT_EQ(completed, kThreads * kReads);
 }
+
+namespace {
+// A gate whose woken reads go through `run`, as a node's go to its read
+// threads; the tasks are kept, to be counted and run by the test.
+struct QueuedGate {
+  std::vector<catga::detail::UniqueFunction<void()>> tasks;
+  ReadGate gate{[this](catga::detail::UniqueFunction<void()> task) { tasks.push_back(std::move(task)); }};
+};
+
+std::vector<ReadGate::Read> reads_into(std::vector<int>& seen, int first, int count) {
+  std::vector<ReadGate::Read> reads;
+  for (int i = first; i < first + count; ++i) {
+    reads.push_back({kFar, [&seen, i](Result<void> r) { seen.push_back(r ? i : -i); }});
+  }
+  return reads;
+}
+}  // namespace
+
+// The reads one barrier confirmed wait together; once woken (by an engine
+// thread at once, or by the apply that reaches their index) they run as one
+// task: one thread runs them in turn, one burst.
+TEST(ReadGate, ReadsConfirmedTogetherAreWokenAsOneTask) {
+  QueuedGate q;
+  std::vector<int> seen;
+  q.gate.advance(4);
+  q.gate.wait(4, reads_into(seen, 1, 3), /*engine_thread=*/true);
+  ASSERT_EQ(q.tasks.size(), 1u);
+  EXPECT_TRUE(seen.empty());  // not on the engine thread
+  q.tasks[0]();
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3}));
+
+  // Not applied yet: they wait, with a single read for the same index; the
+  // apply wakes all four in one task.
+  q.tasks.clear();
+  seen.clear();
+  q.gate.wait(6, reads_into(seen, 1, 3), /*engine_thread=*/true);
+  q.gate.wait(6, kFar, [&](Result<void> r) { seen.push_back(r ? 4 : -4); });
+  q.gate.advance(5);
+  EXPECT_TRUE(q.tasks.empty());
+  q.gate.advance(6);
+  ASSERT_EQ(q.tasks.size(), 1u);
+  q.tasks[0]();
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3, 4}));
+
+  // A caller's own thread (not an engine thread) runs them at once; a closed
+  // gate fails them all.
+  q.tasks.clear();
+  seen.clear();
+  q.gate.wait(6, reads_into(seen, 1, 2));
+  EXPECT_EQ(seen, (std::vector<int>{1, 2}));
+  q.gate.close(catga::Error{Code::unavailable, "node stopped"});
+  q.gate.wait(6, reads_into(seen, 3, 2), /*engine_thread=*/true);
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, -3, -4}));
+  EXPECT_TRUE(q.tasks.empty());
+}
