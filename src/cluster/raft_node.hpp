@@ -190,8 +190,8 @@ class RaftNode {
 
   // Leader only: makes this node take a snapshot now (libraft has no call for
   // it: the threshold drops to 1 until a snapshot starts, and a barrier makes
-  // sure there is an entry to cover). Completes once a snapshot covering the
-  // barrier — every command acknowledged before the call — is written, with
+  // sure there is an entry to cover). Completes once a snapshot covering
+  // every entry applied (so acknowledged) before the call is written, with
   // the index it covers (one already being written counts only if it covers
   // it; otherwise another is taken after it). unavailable on non-leaders;
   // deadline_exceeded if none was written within `wait` of the call (libraft

@@ -1,6 +1,7 @@
 // The snapshot half of RaftNode: taking a snapshot (inline or in a forked
 // child), the threshold that schedules the next one, and restoring one (at
 // start or installed from the leader). Loop thread unless a comment says not.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -46,21 +47,22 @@ void RaftNode::take_snapshot(IndexCompletion done, std::chrono::milliseconds wai
     catga_raft_info info{};
     catga_raft_get_info(raft_, &info);
     const std::uint64_t before = info.snapshot_index;
+    // Every command acknowledged before the call is applied: the snapshot
+    // must cover it (a backup promises that), and be newer than the last.
+    const std::uint64_t target = std::max(before + 1, info.applied_index);
     // The threshold stays at 1 until c_snapshot serves the request; the
     // barrier is an entry past the last snapshot for it to cover.
     snapshots_.request();
     sync_snapshot_threshold();
-    barrier([this, before, deadline, wait, done = std::move(done)](Result<std::uint64_t> index) mutable {
-      post([this, before, deadline, wait, index = std::move(index), done = std::move(done)]() mutable {
+    barrier([this, before, target, deadline, wait, done = std::move(done)](Result<std::uint64_t> index) mutable {
+      post([this, before, target, deadline, wait, index = std::move(index), done = std::move(done)]() mutable {
         if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
         if (!index) {
           snapshots_.cancel_request();
           sync_snapshot_threshold();
           return done(std::move(index));
         }
-        // The barrier's index is past every command acknowledged before the
-        // call: the snapshot must cover it (a backup promises that).
-        await_snapshot(before, *index, deadline, wait, std::move(done));
+        await_snapshot(before, target, deadline, wait, std::move(done));
       });
     });
   });
