@@ -348,16 +348,19 @@ Result<BackupInfo> restore_backup(const fs::path& file, const ClusterOptions& o)
 
 namespace internal {
 
-void take_backup(RaftNode& node, detail::UniqueFunction<void(Result<std::string>)> done) {
+void take_backup(RaftNode& node, detail::UniqueFunction<void(Result<std::string>)> done,
+                 std::chrono::milliseconds wait) {
   const ClusterOptions& o = node.options();
-  node.take_snapshot([dir = o.data_dir, cluster_id = o.cluster_id, id = o.node_id,
-                      done = std::move(done)](Result<std::uint64_t> index) mutable {
-    if (!index) return done(index.error());
-    // Off the loop thread: the snapshot file is as large as the state.
-    std::thread([dir = std::move(dir), cluster_id = std::move(cluster_id), id, min = *index,
-                 done = std::move(done)]() mutable { done(backup_from_dir(dir, cluster_id, id, min)); })
-        .detach();
-  });
+  node.take_snapshot(
+      [dir = o.data_dir, cluster_id = o.cluster_id, id = o.node_id,
+       done = std::move(done)](Result<std::uint64_t> index) mutable {
+        if (!index) return done(index.error());
+        // Off the loop thread: the snapshot file is as large as the state.
+        std::thread([dir = std::move(dir), cluster_id = std::move(cluster_id), id, min = *index,
+                     done = std::move(done)]() mutable { done(backup_from_dir(dir, cluster_id, id, min)); })
+            .detach();
+      },
+      wait);
 }
 
 Result<void> force_new_cluster(const ClusterOptions& o) {
@@ -396,7 +399,7 @@ Result<void> force_new_cluster(const ClusterOptions& o) {
 
 void Application::backup(UniqueFunction<void(Result<std::string>)> done) {
   if (!replicated_) return done(Error{Code::failed_precondition, "an in-memory application has no state on disk to back up"});
-  impl_->replicator->backup(std::move(done));
+  impl_->replicator->backup(std::move(done), internal::kSnapshotWait);
 }
 
 Result<BackupInfo> Application::backup(const fs::path& file) {

@@ -3,6 +3,7 @@
 // survivor (ClusterOptions::force_new_cluster) before its node starts.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 #include "catga/backup.hpp"
@@ -18,9 +19,11 @@ class RaftNode;
 // newest snapshot libraft wrote in data_dir — at least as new — and builds the
 // backup file's bytes. `done` runs once, on a thread of its own (reading the
 // snapshot must not stall the loop). Errors: those of take_snapshot
-// (unavailable on a follower, naming the leader), internal when the snapshot
-// files cannot be read.
-void take_backup(RaftNode& node, detail::UniqueFunction<void(Result<std::string>)> done);
+// (unavailable on a follower, naming the leader; deadline_exceeded when the
+// snapshot was not written within `wait`), internal when the snapshot files
+// cannot be read.
+void take_backup(RaftNode& node, detail::UniqueFunction<void(Result<std::string>)> done,
+                 std::chrono::milliseconds wait);
 
 // ClusterOptions::force_new_cluster, before the node opens data_dir: libraft's
 // raft_recover with a configuration of this node alone, and a marker for the

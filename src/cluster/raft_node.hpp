@@ -192,11 +192,15 @@ class RaftNode {
 
   // Leader only: makes this node take a snapshot now (libraft has no call for
   // it: the threshold drops to 1 until a snapshot starts, and a barrier makes
-  // sure there is an entry to cover). Completes once a snapshot newer than the
-  // last one at the call is written, with the index it covers (one already
-  // being written counts). unavailable on non-leaders; deadline_exceeded if
-  // none was written within 30 s.
-  void take_snapshot(IndexCompletion done);
+  // sure there is an entry to cover). Completes once a snapshot covering
+  // every entry applied (so acknowledged) before the call is written, with
+  // the index it covers (one already being written counts only if it covers
+  // it; otherwise another is taken after it). unavailable on non-leaders;
+  // deadline_exceeded if none was written within `wait` of the call (libraft
+  // retries a write it cannot start, e.g. on a full disk, every 5 s; the
+  // snapshot is still written once it can be). Application's calls wait
+  // kSnapshotWait (30 s), the HTTP endpoints their request timeout.
+  void take_snapshot(IndexCompletion done, std::chrono::milliseconds wait);
 
   // Membership and leadership, one change at a time (failed_precondition if
   // another is in progress). add_member adds the member as spare, then assigns
@@ -240,7 +244,8 @@ class RaftNode {
 
   // Loop thread.
   using Clock = std::chrono::steady_clock;
-  void await_snapshot(std::uint64_t before, Clock::time_point deadline, IndexCompletion done);
+  void await_snapshot(std::uint64_t before, std::uint64_t target, Clock::time_point deadline,
+                      std::chrono::milliseconds wait, IndexCompletion done);
   // Completes the snapshot waiters whose snapshot was written or whose
   // deadline passed, and watches the write of this node's own snapshot
   // (check_snapshot_write) — loop thread: after every I/O pass, the tick included.
@@ -322,8 +327,10 @@ class RaftNode {
   std::map<std::uint64_t, std::unique_ptr<InFlight>> in_flight_;
   std::vector<IndexCompletion> barrier_waiting_;
   struct SnapshotWaiter {
-    std::uint64_t before;  // done once the snapshot index passes it
+    std::uint64_t before;  // the snapshot index last seen
+    std::uint64_t target;  // done once a snapshot covers it
     Clock::time_point deadline;
+    std::chrono::milliseconds wait;  // the caller's bound, named in the error
     IndexCompletion done;
   };
   std::vector<SnapshotWaiter> snapshot_waiters_;  // take_snapshot() calls

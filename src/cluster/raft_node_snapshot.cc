@@ -1,6 +1,7 @@
 // The snapshot half of RaftNode: taking a snapshot (inline or in a forked
 // child), the threshold that schedules the next one, and restoring one (at
 // start or installed from the leader). Loop thread unless a comment says not.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -30,39 +31,50 @@ constexpr bool kThreadSanitizer = false;
 constexpr bool kThreadSanitizer = false;
 #endif
 
+// "30 s", "2500 ms".
+std::string describe_wait(std::chrono::milliseconds wait) {
+  const auto ms = wait.count();
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+}
+
 }  // namespace
 
-void RaftNode::take_snapshot(IndexCompletion done) {
-  post([this, done = std::move(done)]() mutable {
+void RaftNode::take_snapshot(IndexCompletion done, std::chrono::milliseconds wait) {
+  const auto deadline = Clock::now() + wait;
+  post([this, deadline, wait, done = std::move(done)]() mutable {
     // Run inline by post() once the loop is gone: raft_ must not be touched.
     if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
     catga_raft_info info{};
     catga_raft_get_info(raft_, &info);
     const std::uint64_t before = info.snapshot_index;
+    // Every command acknowledged before the call is applied: the snapshot
+    // must cover it (a backup promises that), and be newer than the last.
+    const std::uint64_t target = std::max(before + 1, info.applied_index);
     // The threshold stays at 1 until c_snapshot serves the request; the
     // barrier is an entry past the last snapshot for it to cover.
     snapshots_.request();
     sync_snapshot_threshold();
-    barrier([this, before, done = std::move(done)](Result<std::uint64_t> index) mutable {
-      post([this, before, index = std::move(index), done = std::move(done)]() mutable {
+    barrier([this, before, target, deadline, wait, done = std::move(done)](Result<std::uint64_t> index) mutable {
+      post([this, before, target, deadline, wait, index = std::move(index), done = std::move(done)]() mutable {
         if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
         if (!index) {
           snapshots_.cancel_request();
           sync_snapshot_threshold();
           return done(std::move(index));
         }
-        await_snapshot(before, Clock::now() + std::chrono::seconds(30), std::move(done));
+        await_snapshot(before, target, deadline, wait, std::move(done));
       });
     });
   });
 }
 
-// Loop thread: completes once the snapshot index moved past `before`. The
+// Loop thread: completes once a snapshot covering `target` is written. The
 // snapshot is written by libuv's thread pool; check_snapshot_waiters() looks
 // again after each I/O pass of the loop (at least every heartbeat tick).
-void RaftNode::await_snapshot(std::uint64_t before, Clock::time_point deadline, IndexCompletion done) {
+void RaftNode::await_snapshot(std::uint64_t before, std::uint64_t target, Clock::time_point deadline,
+                              std::chrono::milliseconds wait, IndexCompletion done) {
   if (std::this_thread::get_id() != loop_id_ || stopping_) return done(Error{Code::unavailable, "node stopped"});
-  snapshot_waiters_.push_back({before, deadline, std::move(done)});
+  snapshot_waiters_.push_back({before, target, deadline, wait, std::move(done)});
   check_snapshot_waiters();
 }
 
@@ -74,16 +86,27 @@ void RaftNode::check_snapshot_waiters() {
   const auto now = Clock::now();
   auto waiters = std::move(snapshot_waiters_);
   snapshot_waiters_.clear();
+  bool again = false;
   for (auto& w : waiters) {
-    if (info.snapshot_index > w.before) {
+    if (info.snapshot_index >= w.target) {
       w.done(info.snapshot_index);
     } else if (now >= w.deadline) {
-      w.done(Error{Code::deadline_exceeded,
-                   "the snapshot was not written within 30 s (a full or failing disk? libraft retries the write)"});
+      w.done(Error{Code::deadline_exceeded, "the snapshot was not written within " + describe_wait(w.wait) +
+                                                " (a full or failing disk? libraft retries the write every 5 s "
+                                                "and writes it once it can; last_snapshot_index in the status shows when)"});
     } else {
+      // A snapshot started before the call (libraft takes one at a time, e.g.
+      // one whose write waited for disk space) was written short of the
+      // target: ask for another, with an entry for libraft to check after.
+      if (info.snapshot_index > w.before) again = true;
+      w.before = info.snapshot_index;
       snapshot_waiters_.push_back(std::move(w));
     }
   }
+  if (!again) return;
+  snapshots_.request();
+  sync_snapshot_threshold();
+  barrier([](Result<std::uint64_t>) {});
 }
 
 // libraft retries a snapshot write it cannot start (a full disk) without a

@@ -293,12 +293,12 @@ class ReplicatedNode final : public Replicator {
   void remove_member(std::uint64_t id, VoidDone done) override { node_->remove_member(id, std::move(done)); }
   void transfer_leadership(std::uint64_t to, VoidDone done) override { node_->transfer_leadership(to, std::move(done)); }
 
-  void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) override {
-    node_->take_snapshot(std::move(done));
+  void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done, std::chrono::milliseconds wait) override {
+    node_->take_snapshot(std::move(done), wait);
   }
 
-  void backup(UniqueFunction<void(Result<std::string>)> done) override {
-    internal::take_backup(*node_, std::move(done));
+  void backup(UniqueFunction<void(Result<std::string>)> done, std::chrono::milliseconds wait) override {
+    internal::take_backup(*node_, std::move(done), wait);
   }
 
   void pause_for_test(std::chrono::milliseconds duration) override {

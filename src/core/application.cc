@@ -116,7 +116,7 @@ void Application::transfer_leadership(std::uint64_t to, UniqueFunction<void(Resu
 }
 void Application::take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) {
   if (!replicated_) return done(Error{Code::failed_precondition, "an in-memory application has no log to snapshot"});
-  impl_->replicator->take_snapshot(std::move(done));
+  impl_->replicator->take_snapshot(std::move(done), internal::kSnapshotWait);
 }
 Result<std::uint64_t> Application::take_snapshot() {
   return wait_for<Result<std::uint64_t>>([&](auto done) { take_snapshot(std::move(done)); });

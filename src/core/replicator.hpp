@@ -20,6 +20,10 @@
 
 namespace catga::internal {
 
+// How long Application::take_snapshot and Application::backup wait for the
+// snapshot's write (libraft retries a write it cannot start every 5 s).
+inline constexpr std::chrono::milliseconds kSnapshotWait{30'000};
+
 // How commands reach the state when the application is not in memory.
 class Replicator {
  public:
@@ -40,9 +44,11 @@ class Replicator {
   virtual void assign_role(std::uint64_t id, MemberRole role, VoidDone done) = 0;
   virtual void remove_member(std::uint64_t id, VoidDone done) = 0;
   virtual void transfer_leadership(std::uint64_t to, VoidDone done) = 0;
-  virtual void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done) = 0;
+  // Both wait at most `wait` for the snapshot's write (the library calls 30 s,
+  // the HTTP endpoints their request timeout); see RaftNode::take_snapshot.
+  virtual void take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done, std::chrono::milliseconds wait) = 0;
   // The bytes of a backup file (catga/backup.hpp); see Application::backup.
-  virtual void backup(UniqueFunction<void(Result<std::string>)> done) = 0;
+  virtual void backup(UniqueFunction<void(Result<std::string>)> done, std::chrono::milliseconds wait) = 0;
   // Tests: freezes the node's Raft loop for `duration`, as a stopped process
   // would be (its peer channel keeps accepting).
   virtual void pause_for_test(std::chrono::milliseconds duration) = 0;

@@ -369,20 +369,27 @@ Server& Server::map_cluster_admin() {
          if (!body) return body.error();
          return Change([this, to = body->to](Done done) { app_.transfer_leadership(to, std::move(done)); });
        }));
-  // 202 {"index": N}: a snapshot covering at least index N is being written.
-  post("/raft/snapshot", [this, allowed](const Request& request, Responder responder) {
+  // The snapshot endpoints wait for the write at most request_timeout (the
+  // library calls wait 30 s, longer than the transport keeps a request): on a
+  // full disk they answer 504 deadline_exceeded, and libraft still writes the
+  // snapshot once it can.
+  auto* replicator = catga::internal::ApplicationAccess::replicator(app_);
+  // 202 {"index": N}: a snapshot covering at least index N is written.
+  post("/raft/snapshot", [this, allowed, replicator](const Request& request, Responder responder) {
     if (!allowed(request, responder)) return;
-    app_.take_snapshot([responder = std::move(responder)](Result<std::uint64_t> index) mutable {
+    auto done = [responder = std::move(responder)](Result<std::uint64_t> index) mutable {
       if (!index) return responder.error(index.error());
       responder.json(202, dump(json{{"index", *index}}));
-    });
+    };
+    if (replicator == nullptr) return app_.take_snapshot(std::move(done));
+    replicator->take_snapshot(std::move(done), options_.request_timeout);
   });
   // 200, the backup file (catga/backup.hpp) as application/octet-stream: the
   // leader takes a snapshot now and sends it with cluster id, index, term,
   // configuration and checksum. 503 on a follower (naming the leader).
-  post("/raft/backup", [this, allowed](const Request& request, Responder responder) {
+  post("/raft/backup", [this, allowed, replicator](const Request& request, Responder responder) {
     if (!allowed(request, responder)) return;
-    app_.backup([responder = std::move(responder)](Result<std::string> bytes) mutable {
+    auto done = [responder = std::move(responder)](Result<std::string> bytes) mutable {
       if (!bytes) return responder.error(bytes.error());
       auto info = inspect_backup(*bytes);
       if (!info) return responder.error(info.error());
@@ -391,7 +398,9 @@ Server& Server::map_cluster_admin() {
                      {{"X-Catga-Backup-Index", std::to_string(info->index)},
                       {"X-Catga-Backup-Term", std::to_string(info->term)},
                       {"Content-Disposition", "attachment; filename=\"" + name + "\""}});
-    });
+    };
+    if (replicator == nullptr) return app_.backup(std::move(done));
+    replicator->backup(std::move(done), options_.request_timeout);
   });
   return *this;
 }

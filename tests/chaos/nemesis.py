@@ -18,6 +18,10 @@ import time
 LIBFAKETIME = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
                "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
                "/usr/lib/faketime/libfaketime.so.1"]
+# POST /raft/snapshot waits for the write at most the server's request timeout
+# (catga-orders: the default, 10 s) and then answers 504; the transport drops a
+# request 5 s after that. Past this the endpoint hung (an anomaly).
+SNAPSHOT_ANSWER_S = 10.0 + 5.0 + 5.0
 CLOCK_SHIFT = {"clock_ahead": "+1d", "clock_behind": "-1h", "clock_ahead_live": "+1d", "clock_behind_live": "-1h"}
 
 
@@ -307,8 +311,11 @@ class Nemesis(threading.Thread):
     # ------------------------------------------------------------ membership
     def admin(self, method, path, body=None, limit=30.0, done=(204,)):
         """Sends a /raft/members request to the ready leader until it answers one of
-        `done` (or 404 for a removal, 409 'already exists' for an add: done before);
-        returns (status, tries) — status None if it never did within `limit`."""
+        `done` (404 for a removal: done before) — a 409 only with the error code
+        already_exists (an add done before): 409 failed_precondition "another
+        configuration change is in progress" (e.g. on a new leader whose log
+        still holds the previous change uncommitted) is retried. Returns
+        (status, tries) — status None if it never did within `limit`."""
         end = time.monotonic() + limit
         tries = 0
         while time.monotonic() < end:
@@ -320,7 +327,8 @@ class Nemesis(threading.Thread):
                 code, answer = self.cluster.nodes[leader].request(method, path, body=body, timeout=15)
             except (OSError, http.client.HTTPException, ValueError):
                 code, answer = None, None
-            if code in done:
+            refused = code == 409 and ((answer or {}).get("error") or {}).get("code") != "already_exists"
+            if code in done and not refused:
                 return code, tries
             self.event(f"{method} {path} on node {leader}: {code} {answer}")
             time.sleep(0.3)
@@ -364,6 +372,16 @@ class Nemesis(threading.Thread):
         self.event(f"membership: node {t} added back at {address}" + ("" if voter else " (not a voter after 30 s)"))
         if not voter:
             record["failed"] = "promote"
+
+    def ask_snapshot(self, t, record):
+        """POST /raft/snapshot on node t, waiting up to SNAPSHOT_ANSWER_S; the answer goes to record."""
+        started = time.monotonic()
+        try:
+            code, body = self.cluster.nodes[t].request("POST", "/raft/snapshot", timeout=SNAPSHOT_ANSWER_S)
+            answer = f"{code} {json.dumps(body)[:160]}"
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            answer = f"no answer ({e.__class__.__name__})"
+        record["snapshot"] = f"{answer} after {time.monotonic() - started:.1f}s"
 
     # ------------------------------------------------------------ clock
     def clock_jump(self, f, record):
@@ -457,9 +475,12 @@ class Nemesis(threading.Thread):
     def disk_full(self, f, record):
         """A node's filesystem has no free byte for the fault's duration. Writes
         into space libraft already holds keep working, so a full leader is
-        also asked for a snapshot (POST /raft/snapshot): the snapshot's write
-        must fail cleanly. The node must keep serving, or stop itself (then it
-        is restarted once the disk has space again) — never lose or corrupt."""
+        also asked for a snapshot (POST /raft/snapshot), which must answer —
+        202 once written, 504 when the write did not happen within the request
+        timeout (libraft retries it every 5 s), 503 if no longer leader —
+        within SNAPSHOT_ANSWER_S; no answer from a running node is a hang. The
+        node must keep serving, or stop itself (then it is restarted once the
+        disk has space again) — never lose or corrupt."""
         c = self.cluster
         t, who = self.target("leader" if f["pick"] % 2 else "follower", f["pick"] // 2)
         node, disk = c.nodes[t], c.disks[t]
@@ -467,15 +488,20 @@ class Nemesis(threading.Thread):
         taken = disk.fill()
         self.event(f"disk of {who} full ({taken >> 20} MiB of ballast) for {f['duration']:.2f}s", kind=f["kind"],
                    node=t)
+        asked = None
         if who.startswith("leader"):
             self.sleep(min(0.5, f["duration"] / 2))
-            try:
-                code, body = node.request("POST", "/raft/snapshot", timeout=3.0)
-                record["snapshot"] = f"{code} {json.dumps(body)[:120]}"
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                record["snapshot"] = f"no answer ({e.__class__.__name__})"
-            self.event(f"node {t}: snapshot asked for while its disk is full: {record['snapshot']}")
+            asked = threading.Thread(target=self.ask_snapshot, args=(t, record), name="snapshot", daemon=True)
+            asked.start()
         self.sleep(f["duration"])
+        if asked is not None:
+            asked.join(SNAPSHOT_ANSWER_S + 1.0)
+            answer = record.get("snapshot", "no answer yet")
+            # A node that exited or stopped itself meanwhile is judged by its reaction below.
+            hung = answer.startswith("no answer") and node.running() and not node.paused and not (
+                (node.status() or {}).get("failure"))
+            self.event(f"node {t}: snapshot asked for while its disk is full: {answer}",
+                       **({"kind": "hang", "node": t} if hung else {}))
         s = node.status()
         if node.proc is not None and node.proc.poll() is not None:
             record["reaction"] = f"exited with status {node.proc.returncode}"

@@ -279,7 +279,7 @@ TEST(DiskFault, SnapshotThatCannotBeWrittenIsCountedAndWrittenOnceSpaceIsBack) {
   ASSERT_EQ(newest_snapshot(n.data).name, "");
   disk->fill(4 << 20);  // the log keeps its preallocated segments; the snapshot does not fit
   auto answer = std::make_shared<std::promise<Result<std::uint64_t>>>();
-  n.node->take_snapshot([answer](Result<std::uint64_t> r) { answer->set_value(std::move(r)); });
+  n.node->take_snapshot([answer](Result<std::uint64_t> r) { answer->set_value(std::move(r)); }, 30s);
   EXPECT_TRUE(wait_until([&] { return n.node->status().counters.snapshot_write_failures >= 1; }, 60s))
       << "a snapshot that cannot be written goes uncounted";
   EXPECT_EQ(newest_snapshot(n.data).name, "");
