@@ -135,6 +135,7 @@ class ReplicatedNode final : public Replicator {
     const Member& self = *std::find_if(options.members.begin(), options.members.end(),
                                        [&](const Member& m) { return m.id == options.node_id; });
     self_id_ = options.node_id;
+    election_timeout_ = options.election_timeout;
     tracer_ = options.tracer;
     machine_.set_tracer(tracer_.get());
     announcer_ = std::make_unique<internal::MemberAnnouncer>(machine_, self_id_);
@@ -280,13 +281,28 @@ class ReplicatedNode final : public Replicator {
     }
     if (auto refused = internal::peer_address_refusal(member, status())) return done(std::move(*refused));
     if (member.peer_address.empty() || !leader_) return node_->add_member(std::move(member), std::move(done));
+    ask_joiner(std::move(member), std::move(done), kJoinerQuestions);
+  }
+  // A question that failed (no connection, no handshake, no answer within the
+  // peer channel's bound of one election timeout) is asked again, an election
+  // timeout later, up to kJoinerQuestions times in all: on a loaded host a
+  // live joiner can miss one bound. The last answer decides.
+  static constexpr int kJoinerQuestions = 3;
+  void ask_joiner(Member member, VoidDone done, int questions_left) {
     const std::string address = member.peer_address;
-    peer_->ask_build(address, [this, member = std::move(member), done = std::move(done)](
+    peer_->ask_build(address, [this, member = std::move(member), done = std::move(done), questions_left](
                                   Result<internal::peer::BuildInfo> answer) mutable {
+      if (!answer && questions_left > 1) {
+        return peer_->after(election_timeout_, [this, member = std::move(member), done = std::move(done),
+                                                questions_left]() mutable {
+          ask_joiner(std::move(member), std::move(done), questions_left - 1);
+        });
+      }
       if (auto refused = internal::joiner_refusal(member, answer)) return done(std::move(*refused));
       node_->add_member(std::move(member), std::move(done));
     });
   }
+
   void assign_role(std::uint64_t id, MemberRole role, VoidDone done) override {
     node_->assign_role(id, role, std::move(done));
   }
@@ -654,6 +670,7 @@ class ReplicatedNode final : public Replicator {
 
   ReplicatedStateMachine machine_;
   std::shared_ptr<Tracer> tracer_;  // ClusterOptions::tracer; fixed after start
+  std::chrono::milliseconds election_timeout_{0};  // ClusterOptions::election_timeout; fixed after start
   std::unique_ptr<PeerChannel> peer_;
   std::unique_ptr<RaftNode> node_;
   std::map<std::uint64_t, std::string> peer_addresses_;  // fixed after start
