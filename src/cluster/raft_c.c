@@ -471,8 +471,12 @@ int catga_raft_open(const struct catga_raft_config *config,
   if (rv == 0) {
     rv = raft_start(h->r);
     if (rv != 0) {
+      /* libraft 0.22.1 leaves a listen failure's message (the port taken)
+       * in the transport's errmsg only. */
       snprintf(errmsg, errmsg_len, "%s",
-               raft_errmsg(h->r)[0] ? raft_errmsg(h->r) : raft_strerror(rv));
+               raft_errmsg(h->r)[0]       ? raft_errmsg(h->r)
+               : h->transport.errmsg[0] ? h->transport.errmsg
+                                        : raft_strerror(rv));
     }
   }
   if (rv == 0) {

@@ -5,11 +5,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <random>
@@ -40,7 +43,29 @@ inline bool port_is_free(int port) {
   return ok;
 }
 
-// A port that was free a moment ago on 127.0.0.1. Picked at random *below*
+// Claims `port` for this test process until it exits, so that no other test
+// process running in parallel is handed the same port between this process's
+// check and its node's bind (seen in CI: one test's node bound another's Raft
+// port, and the second node failed to start). The claim is an abstract Unix
+// socket named after the port — no file, released by the kernel when the
+// process ends, however it ends. False if another process holds it.
+inline bool claim_port(int port) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;  // cannot claim: the bind check alone decides
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string name = "catga-test-port-" + std::to_string(port);
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());  // sun_path[0] == 0: the abstract namespace
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    ::close(fd);
+    return false;
+  }
+  return true;  // the descriptor stays open on purpose: the claim lasts until the process exits
+}
+
+// A port that was free a moment ago on 127.0.0.1 and that no other test
+// process has claimed (claim_port; this process claims it). Picked at random *below*
 // the kernel's ephemeral range (ip_local_port_range), so that the outgoing
 // connections of tests running in parallel — which take ephemeral ports —
 // cannot grab it between this call and the node's bind (seen in CI: "peer
@@ -58,7 +83,7 @@ inline int free_port() {
     std::uniform_int_distribution<int> in_range(low, high);
     for (int tries = 0; tries < 200; ++tries) {
       const int port = in_range(pick);
-      if (port_is_free(port)) return port;
+      if (port_is_free(port) && claim_port(port)) return port;
     }
   }
   // No room below the ephemeral range: let the kernel pick (bind to 0).
@@ -145,7 +170,7 @@ class LocalCluster {
     int raft = 0;
     for (int tries = 0; tries < 100; ++tries) {
       raft = free_port();
-      if (raft < 65535 && port_is_free(raft + 1)) break;
+      if (raft < 65535 && port_is_free(raft + 1) && claim_port(raft + 1)) break;
     }
     std::string peer;
     while (explicit_peer_address && peer.empty()) {
