@@ -156,9 +156,18 @@ void* ForkExcludedHeap::reallocate(void* block, std::size_t size) {
     std::free(block);
     return moved;
   }
-  void* moved = allocate(size);
+  // The block's header holds its capacity. A block that still fits stays
+  // where it is; one that grows moves to one at least half as large again,
+  // so a block grown step by step is copied O(log n) times, not once per
+  // step: libraft grows the array of the entries it loads at start by
+  // realloc, a batch at a time (uv_segment.c, extendEntries). glibc grows
+  // such a block in place (mremap), and a copy per step made a start with
+  // a few thousand entries take minutes.
+  if (size <= old) return block;
+  const std::size_t grown = old + old / 2;
+  void* moved = allocate(grown > size && grown > old ? grown : size);
   if (moved == nullptr) return nullptr;
-  std::memcpy(moved, block, std::min(old, size));
+  std::memcpy(moved, block, old);
   release(block);
   return moved;
 }
