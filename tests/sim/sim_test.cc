@@ -833,6 +833,36 @@ TEST(SimulationRegressions, Seed928AFollowerKeepingOneTrailingEntryTakesEntriesA
   expect_the_guard_skips_snapshotted_entries(928);
 }
 
+// Seeds 668 (5 nodes), 756 (5 nodes, no turns) and 860 (3 nodes, with
+// leadership transfers): a new leader decides to send a follower its latest
+// snapshot (668: 12^2, taken in the previous term), and before the fixture's
+// disk hands the snapshot over it takes a newer one (24^3). libraft 0.22.1
+// (legacyLoadSnapshotCb) then sends the newer snapshot's data and index
+// under the older one's term, and the follower persisted "24^2": a committed
+// entry of the wrong term, which the next AppendEntries at 24 finds as
+// "conflicting terms ... -> shutdown" with memory corrupted. The leader's
+// guard (catga_install_names_its_snapshot, src/cluster/raft_snapshot_send.h;
+// real nodes and the fixture guard alike) sends it as 24^3. Each seed is a
+// violation without the guard, and must reach the guard and pass with it.
+void expect_the_install_names_its_snapshot(std::uint64_t seed, unsigned nodes, const char* skip, bool turns) {
+  set_log_level(LogLevel::off);
+  Simulation sim(params(seed, nodes, skip, turns));
+  Stats stats;
+  EXPECT_EQ(sim.run(stats), Simulation::Outcome::passed) << sim.report();
+  EXPECT_GE(sim.install_terms_fixed(), 1u)
+      << "seed " << seed << " no longer sends a snapshot newer than the leader decided to: pick a seed that does "
+         "(the Simulation.* runs list them: \"InstallSnapshot term(s) corrected\")";
+}
+TEST(SimulationRegressions, Seed668AnInstallSnapshotNamesTheTermOfTheSnapshotItCarries) {
+  expect_the_install_names_its_snapshot(668, 5, kDefaultSkip, /*turns=*/true);
+}
+TEST(SimulationRegressions, Seed756WithoutTurnsAnInstallSnapshotNamesTheTermOfTheSnapshotItCarries) {
+  expect_the_install_names_its_snapshot(756, 5, kDefaultSkip, /*turns=*/false);
+}
+TEST(SimulationRegressions, Seed860WithTransfersAnInstallSnapshotNamesTheTermOfTheSnapshotItCarries) {
+  expect_the_install_names_its_snapshot(860, 3, "", /*turns=*/true);
+}
+
 // Replays one seed and prints its schedule: CATGA_SIM_SEED=<seed> CATGA_SIM_NODES=<n>.
 TEST(Simulation, Replay) {
   if (std::getenv("CATGA_SIM_SEED") == nullptr) GTEST_SKIP() << "set CATGA_SIM_SEED (and CATGA_SIM_NODES) to replay";
