@@ -814,14 +814,20 @@ TEST(SimulationRegressions, Seed171AFollowerAheadOfTheLeadersSnapshotCatchesUp) 
 // raft_c.h; real nodes and the fixture guard alike) makes such a message
 // start after the follower's snapshot. Each seed crashes without it, and
 // must reach the guard and pass with it.
-void expect_the_guard_skips_snapshotted_entries(std::uint64_t seed) {
+// Runs `p`, which must pass, and requires the guard counted by `acted` to
+// have acted (else the seed no longer reaches the bug: `lost` says how to
+// find another).
+void expect_passes_through_the_guard(const Params& p, unsigned long (Simulation::*acted)() const, const char* lost) {
   set_log_level(LogLevel::off);
-  Simulation sim(params(seed, 5));
+  Simulation sim(p);
   Stats stats;
   EXPECT_EQ(sim.run(stats), Simulation::Outcome::passed) << sim.report();
-  EXPECT_GE(sim.skipped_appends(), 1u)
-      << "seed " << seed << " no longer sends a follower entries its snapshot covers: pick a seed that does "
-         "(LIBRAFT_TRACE=1: \"missing previous entry\" on a follower after \"new snapshot\")";
+  EXPECT_GE((sim.*acted)(), 1u) << "seed " << p.seed << " no longer " << lost;
+}
+void expect_the_guard_skips_snapshotted_entries(std::uint64_t seed) {
+  expect_passes_through_the_guard(params(seed, 5), &Simulation::skipped_appends,
+                                  "sends a follower entries its snapshot covers: pick a seed that does (LIBRAFT_TRACE=1: "
+                                  "\"missing previous entry\" on a follower after \"new snapshot\")");
 }
 TEST(SimulationRegressions, Seed337AFollowerWhoseAnswersWereLostTakesEntriesAfterItsSnapshot) {
   expect_the_guard_skips_snapshotted_entries(337);
@@ -845,13 +851,9 @@ TEST(SimulationRegressions, Seed928AFollowerKeepingOneTrailingEntryTakesEntriesA
 // real nodes and the fixture guard alike) sends it as 24^3. Each seed is a
 // violation without the guard, and must reach the guard and pass with it.
 void expect_the_install_names_its_snapshot(std::uint64_t seed, unsigned nodes, const char* skip, bool turns) {
-  set_log_level(LogLevel::off);
-  Simulation sim(params(seed, nodes, skip, turns));
-  Stats stats;
-  EXPECT_EQ(sim.run(stats), Simulation::Outcome::passed) << sim.report();
-  EXPECT_GE(sim.install_terms_fixed(), 1u)
-      << "seed " << seed << " no longer sends a snapshot newer than the leader decided to: pick a seed that does "
-         "(the Simulation.* runs list them: \"InstallSnapshot term(s) corrected\")";
+  expect_passes_through_the_guard(params(seed, nodes, skip, turns), &Simulation::install_terms_fixed,
+                                  "sends a snapshot newer than the leader decided to: pick a seed that does (the "
+                                  "Simulation.* runs list them: \"InstallSnapshot term(s) corrected\")");
 }
 TEST(SimulationRegressions, Seed668AnInstallSnapshotNamesTheTermOfTheSnapshotItCarries) {
   expect_the_install_names_its_snapshot(668, 5, kDefaultSkip, /*turns=*/true);
