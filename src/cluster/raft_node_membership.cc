@@ -97,6 +97,15 @@ Error RaftNode::change_error(int status) const {
       catga_raft_info info{};
       catga_raft_get_info(raft_, &info);
       std::string why = "another configuration change is in progress";
+      if (info.config_uncommitted_index != 0 && info.config_uncommitted_index <= info.commit_index) {
+        // Committed, yet held as uncommitted: what libraft's wrong index for
+        // an entry received behind others led to (raft_change_index.h keeps
+        // that away). A restart recomputes it from the log.
+        return Error(Code::failed_precondition,
+                     "another configuration change is in progress: libraft holds configuration entry " +
+                         std::to_string(info.config_uncommitted_index) + " as uncommitted though the commit index is " +
+                         std::to_string(info.commit_index) + "; restart this node to clear it");
+      }
       if (info.config_uncommitted_index != 0) {
         why += " (configuration entry " + std::to_string(info.config_uncommitted_index) +
                " is not committed yet; commit index " + std::to_string(info.commit_index) + ")";
