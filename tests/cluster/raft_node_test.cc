@@ -968,6 +968,65 @@ TEST(RaftNode, AddWhoseInstallOutlastsADefaultCatchUpRoundSucceeds) {
   EXPECT_EQ(c.machine(3).digest(), c.machine(l).digest());
 }
 
+// A follower that receives a configuration entry behind other new entries of
+// one AppendEntries message (it was down while the leader committed records,
+// then a configuration change, then more) must, once leader, still make
+// configuration changes. libraft 0.22.1 records such an entry as uncommitted
+// at the message's first new index, never clears it when the entry applies,
+// and as leader the node refused every change ("another configuration change
+// is in progress") until it restarted. Seen in a chaos run (seed 1036358052):
+// a member removed, the new leader refused to add it back for a minute.
+TEST(RaftNode, LeaderThatReceivedAChangeInsideABatchCanChangeTheConfiguration) {
+  Cluster c(4, {}, /*initial=*/3);
+  c.start_all(3);
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  const unsigned l = *leader;
+  const unsigned f = (l + 1) % 3;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.propose_sync(l, "a" + std::to_string(i)).has_value());
+  ASSERT_TRUE(c.wait_all_applied(3));
+
+  // Down while the leader commits records, a configuration change (member 4
+  // added as a spare: no process, no catch-up), and more records.
+  c.stop(f);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.propose_sync(l, "b" + std::to_string(i)).has_value());
+  auto spare = c.member(3);
+  spare.role = MemberRole::spare;
+  auto added = wait_void([&](auto done) { c.node(l).add_member(spare, std::move(done)); });
+  ASSERT_TRUE(added.has_value()) << describe(added.error());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.propose_sync(l, "c" + std::to_string(i)).has_value());
+
+  // Back: it receives the records and the change in one message, applies them.
+  auto restarted = c.start(f);
+  ASSERT_TRUE(restarted.has_value()) << describe(restarted.error());
+  ASSERT_TRUE(c.wait_all_applied(9));
+
+  // It becomes the leader and changes the configuration.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        if (c.node(f).status().role == NodeRole::leader && c.node(f).status().ready) return true;
+        if (c.node(l).status().role == NodeRole::leader) {
+          (void)wait_void([&](auto done) { c.node(l).transfer_leadership(f + 1, std::move(done)); });
+        }
+        return false;
+      },
+      60s))
+      << "node " << f + 1 << " did not become the leader";
+  Result<void> removed = Error(Code::deadline_exceeded, "not tried");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        removed = wait_void([&](auto done) { c.node(f).remove_member(4, std::move(done)); });
+        if (removed || removed.error().code() != Code::failed_precondition) return true;
+        std::this_thread::sleep_for(100ms);  // a new leader's first commit may still be due
+        return false;
+      },
+      30s))
+      << "every removal refused: " << describe(removed.error());
+  ASSERT_TRUE(removed.has_value()) << describe(removed.error());
+  ASSERT_TRUE(wait_until([&] { return c.node(f).status().members.size() == 3; }));
+  EXPECT_TRUE(c.propose_sync(f, "d").has_value());
+}
+
 // ---- start() errors ---------------------------------------------------------
 
 
