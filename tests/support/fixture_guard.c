@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cluster/raft_c.h"
+#include "cluster/raft_change_index.h"
 #include "cluster/raft_snapshot_send.h"
 
 enum { kMaxGuarded = 64, kMaxPendingInstalls = 4 };
@@ -53,6 +54,7 @@ static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   if (catga_raft_drop_unsafe_install(guarded[i].raft, message)) return;
   catga_raft_answer_stale_install(guarded[i].raft, message);
   if (catga_raft_skip_snapshotted_entries(guarded[i].raft, message)) guarded[i].skipped_appends++;
+  catga_raft_change_entry_first(message);
   guarded[i].recv(io, message);
 }
 

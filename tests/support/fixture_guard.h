@@ -1,6 +1,7 @@
 /* tests/support/fixture_guard.h — puts libraft fixture servers behind the same
  * guards RaftNode's node mode applies to its I/O — on received messages
- * (catga_raft_drop_unsafe_install and the others, src/cluster/raft_c.h) and
+ * (catga_raft_drop_unsafe_install and the others, src/cluster/raft_c.h, and
+ * catga_raft_change_entry_first, src/cluster/raft_change_index.h) and
  * on the InstallSnapshot a leader sends (catga_install_names_its_snapshot,
  * src/cluster/raft_snapshot_send.h) — so deterministic tests run the glue
  * real nodes run, and repairs a bug of the fixture's own
