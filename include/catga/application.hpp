@@ -24,7 +24,10 @@
 // callback (`send(msg, options, done)`; `done(Result<R>)` runs exactly once, on
 // the caller's thread for local work or on the node's loop thread for
 // replicated work — keep it short). `catga/asio.hpp` adds completion tokens
-// (callbacks, futures, `co_await`).
+// (callbacks, futures, `co_await`). A query handler never runs on the loop
+// thread: a read_your_writes or linearizable query that had to wait runs on
+// the caller's thread when the call blocks, else on the node's read threads
+// ("catga-read"), which then run `done`.
 //
 // Thread-safety: an Application may be used from any number of threads.
 // Registration happens on the builder, before `build()`.
@@ -201,7 +204,15 @@ class CATGA_EXPORT Application {
       if (auto stopped = local_read_refusal()) [[unlikely]] return std::move(*stopped);
       return mediator_->run_query(*slot, query);
     }
-    return wait_for<Result<result_of<Q>>>([&](auto done) { send(query, options, std::move(done)); });
+    // Waits until the node may serve it, then runs the query on this thread.
+    std::optional<Result<result_of<Q>>> rejected;
+    std::vector<Observer> observers;
+    QueryOptions effective = options;
+    Request request(query);
+    auto reject = [&rejected](Result<result_of<Q>> r) { rejected.emplace(std::move(r)); };
+    if (!admit<result_of<Q>>(request, observers, reject, effective)) return std::move(*rejected);
+    const bool local = !replicated_ || effective.consistency == Consistency::local;
+    return answer<result_of<Q>>(*slot, query, local ? local_readable() : wait_readable(effective), observers);
   }
 
   template <QueryMessage Q, class Done>
@@ -285,11 +296,26 @@ class CATGA_EXPORT Application {
   // Hands an encoded command or event to the engine.
   void submit(MessageKind kind, std::string_view wire_name, std::string payload, const CommandOptions& options,
               EncodedDone done);
-  // Completes once the local state satisfies `options.consistency`.
+  // Completes once the local state satisfies `options.consistency`; `done`
+  // runs the query (on a library thread when the read had to wait).
   void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done);
+  // The same for a blocking call: returns once the local state satisfies
+  // `options.consistency`, and the caller runs the query on its own thread.
+  Result<void> wait_readable(const QueryOptions& options);
   // Why a `local` query must not run ("node stopped: …" once the node
   // stopped itself: its state may be arbitrarily stale), or nothing.
   std::optional<Error> local_read_refusal() const;
+  Result<void> local_readable() const {
+    if (auto stopped = local_read_refusal()) [[unlikely]] return std::move(*stopped);
+    return {};
+  }
+  // Runs the query if `readable`, and tells the behaviours' observers.
+  template <class R, class Slot, class Q>
+  Result<R> answer(Slot& slot, const Q& query, Result<void> readable, std::vector<Observer>& observers) {
+    Result<R> result = readable ? mediator_->run_query(slot, query) : Result<R>(std::move(readable).error());
+    if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
+    return result;
+  }
   // Calls `start(wake)` and blocks until `wake()` ran (on any thread).
   static void block_until_woken(UniqueFunction<void(UniqueFunction<void()> wake)> start);
   // Runs a callback-style call and blocks until its completion delivers a T.
@@ -488,20 +514,13 @@ void Application::send(const Q& query, const QueryOptions& options, Done&& done)
   Request request(query);
   if (!admit<R>(request, observers, done, effective)) return;
   if (!replicated_ || effective.consistency == Consistency::local) {
-    auto stopped = local_read_refusal();
-    Result<R> result = stopped ? Result<R>(std::move(*stopped)) : mediator_->run_query(*slot, query);
-    if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
-    done(std::move(result));
+    done(answer<R>(*slot, query, local_readable(), observers));
     return;
   }
   // The query is copied: it runs later, once the node may serve it.
   await_readable(
       effective, [this, slot, query, done = std::forward<Done>(done), observers = std::move(observers)](
-                     Result<void> readable) mutable {
-        Result<R> result = readable ? mediator_->run_query(*slot, query) : Result<R>(std::move(readable).error());
-        if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
-        done(std::move(result));
-      });
+                     Result<void> readable) mutable { done(answer<R>(*slot, query, std::move(readable), observers)); });
 }
 
 template <EventMessage E, class Done>

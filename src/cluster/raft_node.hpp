@@ -241,6 +241,8 @@ class RaftNode {
   // Any thread.
   void wake_locked();
   bool enqueue_task(detail::UniqueFunction<void()>& f);
+  // Hands a configuration change to the loop thread, which starts it (start_change).
+  void queue_change(ChangeOp op);
   void request_stop_and_join();
 
   // Loop thread.

@@ -38,41 +38,28 @@ int rank(MemberRole role) {
 
 // ------------------------------------------------------------------ any thread
 
+void RaftNode::queue_change(ChangeOp op) {
+  post([this, op = std::make_unique<ChangeOp>(std::move(op))]() mutable { start_change(op.release()); });
+}
+
 void RaftNode::add_member(Member member, VoidCompletion done) {
   if (auto valid = internal::check_member_addresses("member " + std::to_string(member.id), member); !valid) {
     return done(valid.error());
   }
-  auto op = std::make_unique<ChangeOp>();
-  op->kind = ChangeOp::add;
-  op->member = std::move(member);
-  op->assign_after_add = op->member.role != MemberRole::spare;
-  op->done = std::move(done);
-  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
+  const bool then_assign = member.role != MemberRole::spare;  // a voter or standby catches up as a spare first
+  queue_change({ChangeOp::add, std::move(member), then_assign, std::move(done)});
 }
 
 void RaftNode::assign_role(std::uint64_t id, MemberRole role, VoidCompletion done) {
-  auto op = std::make_unique<ChangeOp>();
-  op->kind = ChangeOp::assign;
-  op->member.id = id;
-  op->member.role = role;
-  op->done = std::move(done);
-  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
+  queue_change({ChangeOp::assign, Member{.id = id, .role = role}, false, std::move(done)});
 }
 
 void RaftNode::remove_member(std::uint64_t id, VoidCompletion done) {
-  auto op = std::make_unique<ChangeOp>();
-  op->kind = ChangeOp::remove;
-  op->member.id = id;
-  op->done = std::move(done);
-  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
+  queue_change({ChangeOp::remove, Member{.id = id}, false, std::move(done)});
 }
 
 void RaftNode::transfer_leadership(std::uint64_t to, VoidCompletion done) {
-  auto op = std::make_unique<ChangeOp>();
-  op->kind = ChangeOp::transfer;
-  op->member.id = to;
-  op->done = std::move(done);
-  post([this, op = std::move(op)]() mutable { start_change(op.release()); });
+  queue_change({ChangeOp::transfer, Member{.id = to}, false, std::move(done)});
 }
 
 // ------------------------------------------------------------------ loop thread
@@ -191,11 +178,8 @@ void RaftNode::c_change_done(void* ctx, void* req, int status) {
   if (op->kind == ChangeOp::add && op->assign_after_add && !self->stopping_) {
     op->assign_after_add = false;
     op->kind = ChangeOp::assign;
-    // Not from inside libraft's callback: queue it as a task.
-    auto* raw = op.release();
-    detail::UniqueFunction<void()> task = [self, raw] { self->start_change(raw); };
-    if (!self->enqueue_task(task)) task();
-    return;
+    // Not from inside libraft's callback: queued as a task.
+    return self->queue_change(std::move(*op));
   }
   op->done(ok());
 }

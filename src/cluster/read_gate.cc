@@ -4,25 +4,31 @@
 
 namespace catga::internal {
 
-void ReadGate::wake(std::vector<Done> ready) {
-  if (ready.empty()) return;
-  if (!run_) {
-    for (auto& done : ready) done({});
-    return;
+void ReadGate::wake(std::span<Read> woken) {
+  std::vector<Done> burst;
+  for (Read& r : woken) {
+    if (r.wakes_caller || !run_) {
+      r.done({});
+    } else {
+      burst.push_back(std::move(r.done));
+    }
   }
+  if (burst.empty()) return;
   // One task for the lot: they run in turn on one thread, as one burst.
-  run_([ready = std::move(ready)]() mutable {
-    for (auto& done : ready) done({});
+  run_([burst = std::move(burst)]() mutable {
+    for (auto& done : burst) done({});
   });
 }
 
-void ReadGate::wait(std::uint64_t index, Clock::time_point deadline, Done done, bool engine_thread) {
-  std::vector<Read> one;
-  one.push_back(Read{deadline, std::move(done)});
-  wait(index, std::move(one), engine_thread);
+void ReadGate::wait(std::uint64_t index, Read read, bool engine_thread) {
+  wait_all(index, std::span<Read>(&read, 1), engine_thread);
 }
 
 void ReadGate::wait(std::uint64_t index, std::vector<Read> reads, bool engine_thread) {
+  wait_all(index, reads, engine_thread);
+}
+
+void ReadGate::wait_all(std::uint64_t index, std::span<Read> reads, bool engine_thread) {
   std::unique_lock lock(mu_);
   if (closed_) {
     Error why = closed_why_;
@@ -32,12 +38,7 @@ void ReadGate::wait(std::uint64_t index, std::vector<Read> reads, bool engine_th
   }
   if (index <= applied_) {
     lock.unlock();
-    if (engine_thread) {
-      std::vector<Done> ready;
-      ready.reserve(reads.size());
-      for (auto& r : reads) ready.push_back(std::move(r.done));
-      return wake(std::move(ready));
-    }
+    if (engine_thread) return wake(reads);
     for (auto& r : reads) r.done({});
     return;
   }
@@ -45,16 +46,16 @@ void ReadGate::wait(std::uint64_t index, std::vector<Read> reads, bool engine_th
 }
 
 void ReadGate::advance(std::uint64_t applied) {
-  std::vector<Done> ready;
+  std::vector<Read> woken;
   {
     std::lock_guard lock(mu_);
     if (applied <= applied_) return;
     applied_ = applied;
     auto end = waiters_.upper_bound(applied);
-    for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second.done));
+    for (auto it = waiters_.begin(); it != end; ++it) woken.push_back(std::move(it->second));
     waiters_.erase(waiters_.begin(), end);
   }
-  wake(std::move(ready));
+  wake(woken);
 }
 
 void ReadGate::expire(Clock::time_point now) {

@@ -9,17 +9,20 @@
 // or by a wait() that an engine thread makes for a read it confirmed — runs
 // through the gate's `run` (a node passes its ReadRunner, so no query runs on
 // the loop thread or the peer channel's), the reads woken together as one
-// task, so that one thread runs them in turn (one burst: ReadRunner); a read
-// servable when its caller asks runs on the caller's thread; failures
-// (expire(), close()) complete on the calling thread. It does not depend on
-// the loop running, so a node that stopped itself cannot make two threads
-// touch the waiters at once.
+// task, so that one thread runs them in turn (one burst: ReadRunner). A read
+// that wakes a blocked caller (Read::wakes_caller: the caller runs its query
+// itself) and a read servable when its caller asks complete on the calling
+// thread; so do failures (expire(), close()). It does not depend on the loop
+// running, so a node that stopped itself cannot make two threads touch the
+// waiters at once.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "catga/detail/unique_function.hpp"
@@ -37,6 +40,9 @@ class ReadGate {
   struct Read {
     Clock::time_point deadline;
     Done done;
+    // `done` only wakes a caller blocked on the read, who then runs the
+    // query on its own thread: it runs on the waking thread, never on `run`.
+    bool wakes_caller = false;
   };
 
   explicit ReadGate(Run run = {}) : run_(std::move(run)) {}
@@ -46,7 +52,10 @@ class ReadGate {
   // with close()'s error. `engine_thread`: the caller is a thread of the
   // engine (the loop, the peer channel), so even a read servable at once
   // goes through `run`.
-  void wait(std::uint64_t index, Clock::time_point deadline, Done done, bool engine_thread = false);
+  void wait(std::uint64_t index, Read read, bool engine_thread = false);
+  void wait(std::uint64_t index, Clock::time_point deadline, Done done, bool engine_thread = false) {
+    wait(index, Read{deadline, std::move(done)}, engine_thread);
+  }
   // The same for reads that wait for one index together (the reads one
   // barrier confirmed): woken together, their completions run in one go.
   void wait(std::uint64_t index, std::vector<Read> reads, bool engine_thread = false);
@@ -58,7 +67,8 @@ class ReadGate {
   void close(const Error& why);
 
  private:
-  void wake(std::vector<Done> ready);
+  void wait_all(std::uint64_t index, std::span<Read> reads, bool engine_thread);
+  void wake(std::span<Read> woken);
 
   std::mutex mu_;
   std::uint64_t applied_ = 0;

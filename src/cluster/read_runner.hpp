@@ -4,8 +4,9 @@
 // leadership) or on the peer channel's thread (the leader's read index came
 // back). Running the query there would hold up heartbeats and applies, or
 // forwarding, for as long as the query takes; so the query runs here instead.
-// A read already servable when its caller asks runs on the caller's thread
-// and never comes here.
+// A read already servable when its caller asks, and any read of a blocking
+// call (woken, its caller runs the query itself), run on the caller's thread
+// and never come here: the runner serves callback-style calls.
 //
 // Threading: post() from any thread. Tasks run in the order posted; a thread
 // that wakes takes every task queued so far and runs them in turn (one

@@ -30,6 +30,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -215,21 +216,24 @@ class ReplicatedNode final : public Replicator {
   // `local` ones included.
   std::optional<Error> local_read_refusal() const override { return stopped_error(); }
 
-  void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) override {
+  void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done,
+                      QueryRunner runner) override {
     if (auto stopped = stopped_error()) return done(std::move(*stopped));
-    const auto deadline = Clock::now() + options.timeout;
+    // A blocking caller's read only wakes it (it runs its query itself): on
+    // whichever thread the read becomes servable, without the read threads.
+    internal::ReadGate::Read read{Clock::now() + options.timeout, std::move(done), runner == QueryRunner::caller};
     switch (options.consistency) {
       case Consistency::local:
-        done({});
-        return;
+        return read.done({});
       case Consistency::read_your_writes:
-        return read_gate_.wait(options.min_index, deadline, std::move(done));
+        return read_gate_.wait(options.min_index, std::move(read));
       case Consistency::linearizable:
         break;
     }
-    std::vector<internal::ReadGate::Read> read;
-    read.push_back({deadline, std::move(done)});
-    if (!read_runner_.in_burst()) return confirm(std::move(read));
+    // A blocking caller on a read thread inside a burst waits right here: its
+    // read is asked for at once (held back to the burst's end, it would wait
+    // for itself).
+    if (read.wakes_caller || !read_runner_.in_burst()) return confirm(std::move(read));
     // Started by a read thread inside a burst (a caller sending its next read
     // from the previous one's completion): asked for once the burst has run,
     // with every other read the burst started — one barrier or one read index
@@ -242,17 +246,19 @@ class ReplicatedNode final : public Replicator {
       internal::ReadRunner::Task ask = [this] { confirm(std::exchange(reads_this_burst, {})); };
       read_runner_.at_burst_end(ask);  // on this thread, once its burst has run
     }
-    reads_this_burst.push_back(std::move(read.front()));
+    reads_this_burst.push_back(std::move(read));
   }
 
   // Has the leader confirm an index for linearizable reads that all arrived
   // before this call — a barrier when this node leads (one barrier serves
   // every read queued before it is issued), the leader's read index
-  // otherwise — and has the reads wait until this node applied it.
-  void confirm(std::vector<internal::ReadGate::Read> reads) {
+  // otherwise — and has the reads wait until this node applied it. `Reads`:
+  // one ReadGate::Read, or a vector of them.
+  template <class Reads>
+  void confirm(Reads reads) {
     auto then_wait = [this, reads = std::move(reads)](Result<std::uint64_t> confirmed) mutable {
       if (!confirmed) {
-        for (auto& r : reads) r.done(confirmed.error());
+        for (auto& r : as_span(reads)) r.done(confirmed.error());
         return;
       }
       read_gate_.wait(*confirmed, std::move(reads), /*engine_thread=*/true);
@@ -262,6 +268,8 @@ class ReplicatedNode final : public Replicator {
     if (leader.empty()) return then_wait(Error{Code::unavailable, "no leader known for a linearizable read"});
     peer_->read_index(leader, std::move(then_wait));
   }
+  static std::span<internal::ReadGate::Read> as_span(internal::ReadGate::Read& read) { return {&read, 1}; }
+  static std::span<internal::ReadGate::Read> as_span(std::vector<internal::ReadGate::Read>& reads) { return reads; }
 
   NodeStatus status() const override {
     NodeStatus s = node_->status();

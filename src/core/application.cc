@@ -60,7 +60,15 @@ std::optional<Error> Application::local_read_refusal() const {
 }
 
 void Application::await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) {
-  impl_->replicator->await_readable(options, std::move(done));
+  impl_->replicator->await_readable(options, std::move(done), internal::Replicator::QueryRunner::worker);
+}
+
+Result<void> Application::wait_readable(const QueryOptions& options) {
+  // On this thread's stack: the waiter may go as soon as wait() returned.
+  detail::Waiter<Result<void>> readable;
+  impl_->replicator->await_readable(
+      options, [&readable](Result<void> r) { readable.set(std::move(r)); }, internal::Replicator::QueryRunner::caller);
+  return readable.wait();
 }
 
 void Application::block_until_woken(UniqueFunction<void(UniqueFunction<void()> wake)> start) {

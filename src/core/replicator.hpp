@@ -33,8 +33,18 @@ class Replicator {
   // success `encoded_result` is what `encode_result` produced while applying.
   virtual void submit(MessageKind kind, std::string_view wire_name, std::string payload,
                       const CommandOptions& options, Done done) = 0;
+  // Who runs a query once the local state satisfies its consistency.
+  enum class QueryRunner : std::uint8_t {
+    // A callback-style call: `done` runs the query. A read that had to wait
+    // completes on a worker (never the loop thread or the peer channel's).
+    worker,
+    // A blocking call: `done` only wakes the caller, who runs the query on
+    // its own thread. It may run on whichever thread the read became servable.
+    caller,
+  };
   // Completes once local state satisfies `options.consistency`.
-  virtual void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done) = 0;
+  virtual void await_readable(const QueryOptions& options, UniqueFunction<void(Result<void>)> done,
+                              QueryRunner runner) = 0;
   // Why a `local` read must not run now, or nothing; any thread, cheap (it
   // guards every local query).
   virtual std::optional<Error> local_read_refusal() const = 0;

@@ -141,3 +141,29 @@ TEST(ReadGate, ReadsConfirmedTogetherAreWokenAsOneTask) {
   EXPECT_EQ(seen, (std::vector<int>{1, 2, -3, -4}));
   EXPECT_TRUE(q.tasks.empty());
 }
+
+// A read that wakes a blocked caller (who runs the query itself) completes
+// on the waking thread — the apply's or the engine thread's that confirmed
+// it — and never goes through `run`; the reads woken with it still do, as
+// one task.
+TEST(ReadGate, AReadThatWakesItsCallerCompletesOnTheWakingThread) {
+  QueuedGate q;
+  std::vector<int> seen;
+  auto waking = [&seen](int i) {
+    return ReadGate::Read{kFar, [&seen, i](Result<void> r) { seen.push_back(r ? i : -i); }, /*wakes_caller=*/true};
+  };
+  q.gate.wait(3, waking(1));
+  q.gate.wait(3, reads_into(seen, 2, 2), /*engine_thread=*/true);
+  q.gate.advance(3);
+  EXPECT_EQ(seen, (std::vector<int>{1}));
+  ASSERT_EQ(q.tasks.size(), 1u);
+  q.tasks[0]();
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3}));
+
+  // Servable at once on an engine thread: at once too.
+  q.tasks.clear();
+  seen.clear();
+  q.gate.wait(3, waking(4), /*engine_thread=*/true);
+  EXPECT_EQ(seen, (std::vector<int>{4}));
+  EXPECT_TRUE(q.tasks.empty());
+}

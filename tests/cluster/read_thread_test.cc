@@ -1,9 +1,10 @@
 // Where a consistent read's query runs. A read that must wait — for an apply
 // to reach its index, for the leader to confirm its leadership — is woken by
 // the Raft loop thread or the peer channel's thread; the query then runs on
-// the node's read threads ("catga-read"), never on the thread that woke it,
-// where a heavy query would hold up heartbeats, applies or forwarding. A read
-// servable when asked runs on the caller's thread.
+// the caller's own thread when the call blocks, and on the node's read
+// threads ("catga-read") for a callback-style call — never on the thread that
+// woke it, where a heavy query would hold up heartbeats, applies or
+// forwarding. A read servable when asked runs on the caller's thread.
 #include <gtest/gtest.h>
 #include <pthread.h>
 
@@ -45,7 +46,17 @@ LocalCluster<bank::State> make_cluster() {
 
 }  // namespace
 
-TEST(ReadThreads, AWokenReadRunsOnTheReadThreadsAndAReadyOneOnTheCaller) {
+// The thread a callback-style query ran on (its handler reports it).
+static std::string where_by_callback(catga::Application& app, std::uint64_t nonce, const QueryOptions& options) {
+  std::promise<std::string> where;
+  app.send(WhereAmI{nonce}, options,
+           [&where](catga::Result<std::string> r) { where.set_value(r ? *r : "error: " + r.error().message()); });
+  auto answered = where.get_future();
+  if (answered.wait_for(std::chrono::seconds(30)) != std::future_status::ready) return "no answer";
+  return answered.get();
+}
+
+TEST(ReadThreads, AWokenReadRunsOnTheCallerWhenItBlocksOnTheReadThreadsForACallback) {
   auto cluster = make_cluster();
   std::size_t leader = 0;
   const std::uint64_t account = bank::open_on_leader(cluster, leader, "threads");
@@ -53,34 +64,70 @@ TEST(ReadThreads, AWokenReadRunsOnTheReadThreadsAndAReadyOneOnTheCaller) {
   const std::size_t follower = (leader + 1) % 3;
   const std::string caller = this_thread_name();
   ASSERT_NE(caller, "catga-read");
+  const QueryOptions linearizable{.consistency = Consistency::linearizable};
 
   // Linearizable, on the leader (woken by its barrier, on the loop thread)
   // and on a follower (woken by the leader's read index, on the peer
-  // channel's thread): both run on the read threads.
+  // channel's thread): a blocking call runs its query on the caller's
+  // thread, a callback-style one on the read threads.
   for (std::size_t node : {leader, follower}) {
-    auto where = cluster.app(node).send(WhereAmI{1}, QueryOptions{.consistency = Consistency::linearizable});
+    auto where = cluster.app(node).send(WhereAmI{1}, linearizable);
     ASSERT_THAT(where, IsOk());
-    EXPECT_EQ(*where, "catga-read") << "node " << node + 1;
+    EXPECT_EQ(*where, caller) << "node " << node + 1;
+    EXPECT_EQ(where_by_callback(cluster.app(node), 2, linearizable), "catga-read") << "node " << node + 1;
   }
 
   // read_your_writes of an index the follower has applied: the caller's thread.
   auto receipt = cluster.app(leader).send_receipt(bank::Deposit{.account = account, .amount = 1});
   ASSERT_THAT(receipt.result, IsOk());
   ASSERT_TRUE(cluster.wait_applied(receipt.index));
-  auto ready = cluster.app(follower).send(
-      WhereAmI{2}, QueryOptions{.consistency = Consistency::read_your_writes, .min_index = receipt.index});
+  const QueryOptions applied{.consistency = Consistency::read_your_writes, .min_index = receipt.index};
+  auto ready = cluster.app(follower).send(WhereAmI{3}, applied);
   ASSERT_THAT(ready, IsOk());
   EXPECT_EQ(*ready, caller);
 
   // read_your_writes of an index the follower has not applied yet (its loop
-  // is frozen): woken by the apply, on the loop thread: the read threads.
+  // is frozen): woken by the apply, on the loop thread. The blocking call's
+  // query runs on the caller's thread, the callback's on the read threads.
   cluster.pause(follower, std::chrono::milliseconds(1500));
   auto later = cluster.app(leader).send_receipt(bank::Deposit{.account = account, .amount = 1});
   ASSERT_THAT(later.result, IsOk());  // the leader and the other follower commit it
-  auto woken = cluster.app(follower).send(
-      WhereAmI{3}, QueryOptions{.consistency = Consistency::read_your_writes, .min_index = later.index});
+  const QueryOptions not_applied{.consistency = Consistency::read_your_writes, .min_index = later.index};
+  std::promise<std::string> by_callback;
+  cluster.app(follower).send(WhereAmI{4}, not_applied, [&by_callback](catga::Result<std::string> r) {
+    by_callback.set_value(r ? *r : "error: " + r.error().message());
+  });
+  auto woken = cluster.app(follower).send(WhereAmI{5}, not_applied);
   ASSERT_THAT(woken, IsOk());
-  EXPECT_EQ(*woken, "catga-read");
+  EXPECT_EQ(*woken, caller);
+  auto callback_answer = by_callback.get_future();
+  ASSERT_EQ(callback_answer.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(callback_answer.get(), "catga-read");
+}
+
+// A blocking linearizable read made inside a callback's completion — on a
+// read thread, inside a burst — is asked for at once and runs on that thread.
+// Held back to the burst's end like a callback-style read started there, it
+// waited for its own thread to finish the burst: it never completed.
+TEST(ReadThreads, ABlockingReadInsideACallbacksCompletionIsAnswered) {
+  auto cluster = make_cluster();
+  std::size_t leader = 0;
+  const std::uint64_t account = bank::open_on_leader(cluster, leader, "inside");
+  ASSERT_NE(account, 0u);
+  const QueryOptions linearizable{.consistency = Consistency::linearizable};
+  for (std::size_t node : {leader, (leader + 1) % 3}) {
+    auto& app = cluster.app(node);
+    std::promise<std::pair<std::string, std::string>> answers;  // (outer thread, inner read's answer)
+    app.send(WhereAmI{1}, linearizable, [&](catga::Result<std::string> outer) {
+      auto inner = app.send(WhereAmI{2}, linearizable);
+      answers.set_value({outer ? *outer : outer.error().message(), inner ? *inner : inner.error().message()});
+    });
+    auto answered = answers.get_future();
+    ASSERT_EQ(answered.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "node " << node + 1;
+    const auto [outer, inner] = answered.get();
+    EXPECT_EQ(outer, "catga-read") << "node " << node + 1;
+    EXPECT_EQ(inner, "catga-read") << "node " << node + 1;  // the thread that blocked: the caller
+  }
 }
 
 // A caller that sends its next read from the previous one's completion does so
