@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -41,6 +42,16 @@ CATGA_FX_UNCHECKED std::size_t read_size(const char* header) {
   std::size_t size;
   __builtin_memcpy(&size, header, sizeof size);
   return size;
+}
+
+// Gives every page of [p, p + n) its memory now (on the heap's thread), so
+// that the loop thread's first writes take no page fault.
+CATGA_FX_UNCHECKED void populate(char* p, std::size_t n) {
+#ifdef MADV_POPULATE_WRITE
+  if (::madvise(p, n, MADV_POPULATE_WRITE) == 0) return;
+#endif
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  for (std::size_t at = 0; at < n; at += page) static_cast<volatile char*>(p)[at] = 0;  // kernel before 5.14
 }
 
 #ifdef CATGA_FX_ASAN
@@ -132,6 +143,10 @@ std::size_t ForkExcludedHeap::open_run_locked(std::size_t span) {
   r.span = span;
   r.used = 0;
   in_use_ += span;
+  if (span == 1 && warm_.empty() && warm_for_.count() != 0) {
+    want_spare_ = true;  // the log grows: the next region gets its pages on the heap's thread
+    wake_returner_locked();
+  }
   poison(at(first), span * kRegion);
   watch_for_leaks(at(first), span * kRegion);
   return first;
@@ -180,6 +195,10 @@ void ForkExcludedHeap::returner() {
       regions_[oldest].state = Slot::returning;
       to_return_.push_back(oldest);
     }
+    if (to_return_.empty() && want_spare_) {
+      prepare_spare(lock);
+      continue;
+    }
     if (to_return_.empty()) {
       if (warm_.empty()) {
         return_cv_.wait(lock);
@@ -206,9 +225,40 @@ void ForkExcludedHeap::returner() {
   }
 }
 
+void ForkExcludedHeap::prepare_spare(std::unique_lock<std::mutex>& lock) {
+  want_spare_ = false;
+  std::size_t index = SIZE_MAX;
+  if (warm_.empty()) {
+    for (std::size_t i = 0; i < count_ && index == SIZE_MAX; ++i) {
+      if (regions_[i].state == Slot::fresh || regions_[i].state == Slot::cold) index = i;
+    }
+  }
+  if (index == SIZE_MAX) {
+    return_cv_.notify_all();
+    return;
+  }
+  const bool fresh = regions_[index].state == Slot::fresh;
+  regions_[index].state = Slot::preparing;
+  preparing_ = true;
+  lock.unlock();
+  const bool writable = !fresh || ::mprotect(at(index), kRegion, PROT_READ | PROT_WRITE) == 0;
+  if (writable) populate(at(index), kRegion);
+  lock.lock();
+  preparing_ = false;
+  if (writable) {
+    regions_[index].state = Slot::warm;
+    warm_.push_back({index, std::chrono::steady_clock::now()});
+  } else {
+    regions_[index].state = Slot::fresh;
+  }
+  return_cv_.notify_all();
+}
+
 void ForkExcludedHeap::settle() {
   std::unique_lock lock(mu_);
-  return_cv_.wait(lock, [this] { return (to_return_.empty() && returning_ == 0) || !returner_.joinable(); });
+  return_cv_.wait(lock, [this] {
+    return (to_return_.empty() && returning_ == 0 && !want_spare_ && !preparing_) || !returner_.joinable();
+  });
 }
 
 void* ForkExcludedHeap::fall_back(std::size_t size) {

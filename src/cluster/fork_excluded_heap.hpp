@@ -25,7 +25,10 @@
 // follows, as it was with malloc, without a page fault per page (fresh pages
 // cost the loop thread about 2.5 % of its time at 64 callers). Then its pages
 // go back to the system (MADV_DONTNEED, by a thread of the heap's own: it is
-// slow on the loop thread), so an idle node holds none. A block too large
+// slow on the loop thread), so an idle node holds none. While the log grows
+// and no emptied region is at hand, the heap's thread prepares the next
+// region (MADV_POPULATE_WRITE) so that its page faults are not taken on the
+// loop thread. A block too large
 // for a shared region gets a run of regions of its own, given back when it is
 // freed. Small blocks go to malloc: many, short-lived, and they would pin a
 // region each.
@@ -98,15 +101,16 @@ class ForkExcludedHeap {
   std::size_t warm_regions() const;      // emptied regions keeping their pages (most recent last)
   std::size_t mapped_bytes() const;      // both together, in bytes
   std::size_t fallback_blocks() const;   // larger blocks malloc gave because the reservation was full
-  // Waits until every region given back so far has returned its pages (tests;
-  // warm regions are not given back by it).
+  // Waits until every region given back so far has returned its pages and a
+  // spare region asked for is prepared (tests; warm regions are not given
+  // back by it).
   void settle();
 
   // The heap libraft uses in node mode (installed once by catga_raft_open).
   static ForkExcludedHeap& process();
 
  private:
-  enum class Slot : std::uint8_t { fresh, cold, warm, used, returning };
+  enum class Slot : std::uint8_t { fresh, cold, preparing, warm, used, returning };
   struct Region {
     std::atomic<std::size_t> live{0};  // blocks not yet freed (+1 while blocks are cut from it)
     std::size_t used = 0;              // bytes handed out from the front (under mu_)
@@ -122,6 +126,7 @@ class ForkExcludedHeap {
   void give_back_locked(std::size_t index);       // to the returner thread
   void wake_returner_locked();
   void returner();
+  void prepare_spare(std::unique_lock<std::mutex>& lock);  // one region with its pages, made warm
   void* fall_back(std::size_t size);
 
   char* base_ = nullptr;
@@ -140,6 +145,8 @@ class ForkExcludedHeap {
   std::vector<Warm> warm_;  // oldest first
   std::vector<std::size_t> to_return_;
   std::size_t returning_ = 0;  // taken by the returner, pages not yet returned
+  bool want_spare_ = false;    // a region was opened and none is warm: prepare one
+  bool preparing_ = false;
   bool stopping_ = false;
   std::condition_variable return_cv_;
   std::thread returner_;  // started with the first region emptied
