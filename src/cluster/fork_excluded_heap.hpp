@@ -22,23 +22,27 @@
 // regions empty in order). An emptied region keeps its pages for a while
 // (`warm_for`, at most kMaxWarmRegions of them) and is the next one blocks are
 // cut from: the log freed behind a snapshot is the memory of the log that
-// follows, as it was with malloc, without a page fault per page (fresh pages
-// cost the loop thread about 2.5 % of its time at 64 callers). Then its pages
-// go back to the system (MADV_DONTNEED, by a thread of the heap's own: it is
-// slow on the loop thread), so an idle node holds none. While the log grows
-// and no emptied region is at hand, the heap's thread prepares the next
-// region (MADV_POPULATE_WRITE) so that its page faults are not taken on the
-// loop thread. A block too large
-// for a shared region gets a run of regions of its own, given back when it is
-// freed. Small blocks go to malloc: many, short-lived, and they would pin a
-// region each.
+// follows, as it was with malloc. While the log grows and no emptied region
+// is at hand, the heap's thread prepares the next region
+// (MADV_POPULATE_WRITE), so the loop thread takes no page fault for the log's
+// fresh pages. Regions unused for `warm_for` give their pages back to the
+// system (MADV_DONTNEED, on the heap's thread: it is slow on the loop
+// thread), so an idle node holds none. A block too large for a shared region
+// gets a run of regions of its own, given back when it is freed. Small blocks
+// go to malloc: many, short-lived, and they would pin a region each.
 //
 // Cost: "is this block the heap's" is an address compare, so a small block's
 // free is malloc's free plus that compare; a large block's free is one atomic
 // decrement of its region's count (no page of the block is written); an
-// allocation of kSmallest and up takes the heap's mutex. When the reservation
-// is full (or could not be made) larger blocks come from malloc, logged once:
-// nothing fails, only those blocks are in the fork again.
+// allocation of kSmallest and up takes the heap's mutex (uncontended: a
+// region is opened once per 8 MiB). Measured 2026-11-30 (commit ffe4ae9,
+// docs/performance.md, "The fork-excluded heap's cost"): the first heap
+// (a mutex and a std::map lookup on every free, a fresh mmap per region) took
+// 2.3x the page faults per command of malloc and ran commands at 0.92x the
+// build before it; this one takes 0.2x malloc's page faults and runs at 1.15x
+// the first heap. When the reservation is full (or could not be made) larger
+// blocks come from malloc, logged once: nothing fails, only those blocks are
+// in the fork again.
 //
 // Sanitizers: under AddressSanitizer every byte of a region that is not inside
 // a live block (headers, padding, freed blocks, the unused tail) is poisoned,
