@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,6 +78,12 @@ void check_not_freed(const void*) {}
 
 ForkExcludedHeap::ForkExcludedHeap(std::size_t reservation, std::chrono::milliseconds warm_for)
     : warm_for_(warm_for) {
+  // Under a limit on address space the reservation leaves most of it to the
+  // rest of the process.
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    reservation = std::min<std::size_t>(reservation, static_cast<std::size_t>(limit.rlim_cur / 8));
+  }
   for (std::size_t want = reservation / kRegion * kRegion; want >= kRegion; want = want / 2 / kRegion * kRegion) {
     void* p = ::mmap(nullptr, want, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) continue;

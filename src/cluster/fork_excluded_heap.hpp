@@ -78,8 +78,9 @@ class ForkExcludedHeap {
   static constexpr std::size_t kReservation = 32ull << 30;  // address space reserved (process())
   static constexpr std::chrono::milliseconds kWarmFor{10'000};
 
-  // Reserves `reservation` bytes of address space (rounded down to regions;
-  // halved until the system grants it, down to one region). A heap whose
+  // Reserves `reservation` bytes of address space (at most an eighth of
+  // RLIMIT_AS; rounded down to regions; halved until the system grants it,
+  // down to one region). A heap whose
   // reservation failed hands every block to malloc. An emptied region keeps
   // its pages for `warm_for` (zero: it gives them back at once).
   explicit ForkExcludedHeap(std::size_t reservation = kReservation,

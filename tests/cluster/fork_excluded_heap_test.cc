@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -208,6 +209,32 @@ TEST(ForkExcludedHeap, NoReservationMeansMalloc) {
   heap.release(block);
   EXPECT_EQ(heap.fallback_blocks(), 2u);
 }
+
+// Under a limit on address space the heap takes at most an eighth of it and
+// still serves blocks (in a child: the limit is the process's).
+#ifndef CATGA_TEST_ASAN  // ASan's shadow needs an unlimited address space
+TEST(ForkExcludedHeap, AddressSpaceLimitShrinksTheReservation) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    struct rlimit limit {};
+    ::getrlimit(RLIMIT_AS, &limit);
+    limit.rlim_cur = std::size_t{8} << 30;
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(2);
+    ForkExcludedHeap heap;
+    if (heap.reserved_bytes() == 0 || heap.reserved_bytes() > (std::size_t{1} << 30)) ::_exit(3);
+    void* block = heap.allocate(64 * 1024);
+    if (block == nullptr || !heap.owns(block)) ::_exit(4);
+    std::memset(block, 1, 64 * 1024);
+    heap.release(block);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: setrlimit failed, 3: reservation not within an eighth, 4: no block";
+}
+#endif
 
 // libraft allocates on the loop thread and in libuv's pool, and a block may
 // be freed by a thread other than the one that allocated it.
