@@ -31,6 +31,13 @@
 #define CATGA_TEST_ASAN 1
 #endif
 #endif
+#if defined(CATGA_TEST_ASAN) || defined(__SANITIZE_THREAD__)
+#define CATGA_TEST_SHADOW 1  // the sanitizer reserves terabytes of shadow memory
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CATGA_TEST_SHADOW 1
+#endif
+#endif
 
 namespace catga::internal {
 namespace {
@@ -212,7 +219,7 @@ TEST(ForkExcludedHeap, NoReservationMeansMalloc) {
 
 // Under a limit on address space the heap takes at most an eighth of it and
 // still serves blocks (in a child: the limit is the process's).
-#ifndef CATGA_TEST_ASAN  // ASan's shadow needs an unlimited address space
+#ifndef CATGA_TEST_SHADOW  // ASan's and TSan's shadow need an unlimited address space
 TEST(ForkExcludedHeap, AddressSpaceLimitShrinksTheReservation) {
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
