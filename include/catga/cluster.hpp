@@ -220,7 +220,7 @@ struct NodeCounters {
   std::uint64_t records_appended = 0;   // commands and events packed into them (÷ entries = batch size)
   std::uint64_t commands_forwarded = 0; // sent to the leader over the peer channel
   std::uint64_t commands_retried = 0;   // attempts after the first (leader change, broken connection)
-  std::uint64_t leader_changes = 0;     // times the known leader changed
+  std::uint64_t leader_changes = 0;     // times a leader other than the last one known took over (not the first one)
   std::uint64_t snapshots_taken = 0;    // snapshots this node wrote of its own state
   std::uint64_t snapshots_installed = 0;// snapshots restored (at start or received from a leader)
   std::chrono::microseconds snapshot_encode_time{0};  // encoding the state for the last snapshot taken (in the child, if forked)

@@ -36,6 +36,10 @@ BootstrapBounds BootstrapBounds::for_election_timeout(std::chrono::milliseconds 
           std::max<std::chrono::milliseconds>(election_timeout * 30, 3000ms)};
 }
 
+std::chrono::milliseconds BootstrapBounds::most_patience(std::chrono::milliseconds election_timeout) const {
+  return std::max(election_timeout, silent_bound / 4);
+}
+
 BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir, std::size_t peers,
                                  const PeerAnswers& answers, std::chrono::milliseconds elapsed,
                                  const BootstrapBounds& bounds, bool new_cluster) {
@@ -104,21 +108,31 @@ Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::strin
   PeerAnswers answers;
   std::size_t outstanding = 0;
   BootstrapVerdict verdict;
+  // How long each peer's next question waits through silence: one election
+  // timeout, doubled after each question it did not answer (and kept after
+  // an answer: a peer that needed longer once is likely to again).
+  std::map<std::uint64_t, std::chrono::milliseconds> patience;
+  for (const auto& [id, address] : peers) patience[id] = options.election_timeout;
+  const auto most_patience = bounds.most_patience(options.election_timeout);
   for (;;) {
+    std::map<std::uint64_t, std::chrono::milliseconds> waits;
     {
       std::lock_guard lock(mu);
       outstanding = peers.size();
+      waits = patience;
     }
     for (const auto& [id, address] : peers) {
-      (*channel)->ask_member(address, options.node_id, [&, id = id](Result<peer::MemberState> state) {
+      (*channel)->ask_member(address, options.node_id, waits[id], [&, id = id](Result<peer::MemberState> state) {
         std::lock_guard lock(mu);
+        auto& next = patience[id];
+        if (!state) next = std::min(next * 2, most_patience);
         answers.insert_or_assign(id, std::move(state));
         if (--outstanding == 0) cv.notify_all();
       });
     }
     {
       std::unique_lock lock(mu);
-      cv.wait(lock, [&] { return outstanding == 0; });  // each question is bounded by answer_timeout
+      cv.wait(lock, [&] { return outstanding == 0; });  // each question is bounded by its patience
       const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
       verdict = judge_bootstrap(options.node_id, options.data_dir.string(), peers.size(), answers, elapsed, bounds,
                                 options.new_cluster);

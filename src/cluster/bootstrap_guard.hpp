@@ -28,6 +28,13 @@
 //     `new_cluster` (--new-cluster); with `new_cluster` set it bootstraps
 //     after `quiet_bound` and logs it.
 //
+// A question waits one election timeout for its answer at first and twice
+// as long after each one the peer left unanswered (most_patience): members
+// starting together on a loaded host (a build on the same cores, a paused
+// VM) answer each other late, and a fixed bound of one election timeout
+// once made all five members of a fresh cluster refuse at once, none ever
+// having waited long enough for an answer.
+//
 // While it asks, the guard also answers: a member waiting in its own guard
 // tells whoever asks that it knows nothing and has seen no election (term
 // 0), so members started together on empty directories find each other and
@@ -62,6 +69,12 @@ struct BootstrapBounds {
   // (at least 200 ms) of quiet, ten (at least 3 s) to settle, thirty (at
   // least 3 s) of silence.
   static BootstrapBounds for_election_timeout(std::chrono::milliseconds election_timeout);
+  // The longest a question waits through silence (a quarter of
+  // silent_bound, at least one election timeout). A question first waits one
+  // election timeout; one a peer left unanswered is asked again with twice
+  // the patience, up to this: a fixed wait shorter than a loaded peer's
+  // answer time is never answered, however often it is asked.
+  std::chrono::milliseconds most_patience(std::chrono::milliseconds election_timeout) const;
 };
 
 // The latest answer of each peer (by member id): its state, or why it could

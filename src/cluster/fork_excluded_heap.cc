@@ -361,10 +361,27 @@ void* ForkExcludedHeap::reallocate(void* block, std::size_t size) {
     std::free(block);
     return moved;
   }
+  // The block's header holds its capacity. A block that still fits stays
+  // where it is; one that grows moves to one at least half as large again,
+  // so a block grown step by step is copied O(log n) times, not once per
+  // step: libraft grows the array of the entries it loads at start by
+  // realloc, a batch at a time (uv_segment.c, extendEntries). glibc grows
+  // such a block in place (mremap), and a copy per step made a start with
+  // a few thousand entries take minutes.
   const std::size_t old = read_size(static_cast<char*>(block) - kHeader);
-  void* moved = allocate(size);
+  if (size <= old) {
+    const std::size_t kept = std::max<std::size_t>(size, 1);  // its first byte tells a live block (ASan)
+    poison(static_cast<char*>(block) + kept, old - kept);  // ASan: only `size` bytes are the caller's
+    unpoison(block, kept);
+    return block;
+  }
+  const std::size_t grown = old + old / 2;
+  const std::size_t capacity = grown > size && grown > old ? grown : size;
+  void* moved = allocate(capacity);
   if (moved == nullptr) return nullptr;
-  std::memcpy(moved, block, std::min(old, size));
+  unpoison(block, old);  // the whole capacity is copied; release poisons it again
+  std::memcpy(moved, block, old);
+  if (owns(moved)) poison(static_cast<char*>(moved) + size, capacity - size);
   release(block);
   return moved;
 }

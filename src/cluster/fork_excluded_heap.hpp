@@ -73,7 +73,7 @@ class ForkExcludedHeap {
  public:
   static constexpr std::size_t kSmallest = 1024;            // smaller blocks: malloc
   static constexpr std::size_t kRegion = 8u << 20;          // the unit blocks are cut from
-  static constexpr std::size_t kHeader = 16;                // before each block: its size
+  static constexpr std::size_t kHeader = 16;                // before each block: its capacity
   static constexpr std::size_t kMaxWarmRegions = 32;        // emptied regions that keep their pages
   static constexpr std::size_t kReservation = 32ull << 30;  // address space reserved (process())
   static constexpr std::chrono::milliseconds kWarmFor{10'000};

@@ -181,6 +181,9 @@ void read_frame(std::shared_ptr<Self> self, std::size_t max_body) {
   self->header_.resize(peer::kHeaderBytes);
   asio::async_read(self->socket_, asio::buffer(self->header_), [self, max_body](asio::error_code ec, std::size_t) {
     if (ec) return self->fail(ec.message());
+    // A client's silence ends with a frame's header, not its body: the body's
+    // completion may queue behind a watchdog that expired meanwhile.
+    if constexpr (requires { self->heard(); }) self->heard();
     auto len = peer::body_length(self->header_, max_body);
     if (!len) return self->fail(len.error().message());
     self->body_.resize(*len);
@@ -464,7 +467,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   ClientConnection(asio::io_context& io, std::string address, TlsCredentials* tls, catga_peer_secrets* secrets,
                    const PeerChannel::Options& options, RefusalLog& refusals,
                    std::function<void(const std::string&)> on_dead)
-      : socket_(tcp::socket(io), tls), resolver_(io), watchdog_(io), address_(std::move(address)),
+      : socket_(tcp::socket(io), tls), resolver_(io), watchdog_(io), answer_timeout_(options.answer_timeout),
+        address_(std::move(address)),
         secret_source_(secrets), options_(options), refusals_(refusals),
         on_dead_(std::move(on_dead)) {}
 
@@ -483,7 +487,8 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     if (state_ == State::idle) connect();
     else if (state_ == State::ready && !writing_) flush();
   }
-  void ask_member(std::uint64_t node_id, PeerChannel::MemberDone done) {
+  void ask_member(std::uint64_t node_id, std::chrono::milliseconds patience, PeerChannel::MemberDone done) {
+    if (answer_timeout_.count() > 0) answer_timeout_ = std::max(answer_timeout_, patience);
     watch();
     queued_questions_.emplace_back(node_id, std::move(done));
     if (state_ == State::idle) connect();
@@ -496,8 +501,10 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     else if (state_ == State::ready && !writing_) flush();
   }
 
+  void heard() { last_heard_ = Clock::now(); }
+
   bool on_frame(const std::string& body) {
-    last_heard_ = Clock::now();
+    heard();
     if (state_ == State::greeting) return on_greeting(body);
     auto message = peer::decode_message(body, options_.max_records_per_frame);
     if (!message) return fail(message.error().message()), false;
@@ -638,9 +645,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
   // Per-attempt timeout: called as a request is queued. The silence is
   // counted from the last frame received, or from now if nothing was owed.
   void watch() {
-    if (options_.answer_timeout.count() <= 0 || state_ == State::dead) return;
+    if (answer_timeout_.count() <= 0 || state_ == State::dead) return;
     if (!awaiting_peer()) last_heard_ = Clock::now();
-    if (!watchdog_armed_) arm_watchdog(options_.answer_timeout);
+    if (!watchdog_armed_) arm_watchdog(answer_timeout_);
   }
   void arm_watchdog(Clock::duration after) {
     watchdog_armed_ = true;
@@ -648,8 +655,12 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
     watchdog_.async_wait([self = shared_from_this()](asio::error_code ec) {
       self->watchdog_armed_ = false;
       if (ec || self->state_ == State::dead || !self->awaiting_peer()) return;
+      // Bytes waiting unread are an answer this process was too busy to
+      // read (descheduled, or its I/O thread held up): not silence.
+      asio::error_code unread;
+      if (self->socket_.tcp().available(unread) > 0 && !unread) self->heard();
       const auto silent = Clock::now() - self->last_heard_;
-      if (silent < self->options_.answer_timeout) return self->arm_watchdog(self->options_.answer_timeout - silent);
+      if (silent < self->answer_timeout_) return self->arm_watchdog(self->answer_timeout_ - silent);
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
       internal::log().warn("catga peer channel: peer {} sent nothing for {} ms while requests waited; closing the connection",
                            self->address_, ms);
@@ -770,6 +781,9 @@ class ClientConnection : public std::enable_shared_from_this<ClientConnection> {
 
   asio::steady_timer watchdog_;
   bool watchdog_armed_ = false;
+  // The silence after which a waiting connection is given up: the channel's
+  // answer_timeout, raised by a question asked with more patience.
+  std::chrono::milliseconds answer_timeout_;
   Clock::time_point last_heard_{};  // last frame from the peer (or start of the wait)
   std::string address_;
   catga_peer_secrets* secret_source_;
@@ -890,9 +904,10 @@ class AsioPeerChannel final : public PeerChannel {
     asio::post(io_, [this, address, done = std::move(done)]() mutable { client(address)->read_index(std::move(done)); });
   }
 
-  void ask_member(const std::string& address, std::uint64_t node_id, MemberDone done) override {
-    asio::post(io_, [this, address, node_id, done = std::move(done)]() mutable {
-      client(address)->ask_member(node_id, std::move(done));
+  void ask_member(const std::string& address, std::uint64_t node_id, std::chrono::milliseconds patience,
+                  MemberDone done) override {
+    asio::post(io_, [this, address, node_id, patience, done = std::move(done)]() mutable {
+      client(address)->ask_member(node_id, patience, std::move(done));
     });
   }
 

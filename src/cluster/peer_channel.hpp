@@ -7,7 +7,8 @@
 // (connect, handshake, a forward or a read index) and receives nothing for
 // `answer_timeout` is closed as dead, so a peer that went silent without a
 // reset (a partition, a frozen host) is given up after that long rather than
-// at the caller's deadline. With TLS files set every connection is mutual
+// at the caller's deadline. Silence ends with a frame's header, and
+// bytes this process has not read yet (it was descheduled) are not silence. With TLS files set every connection is mutual
 // TLS 1.3 first (tls_stream.hpp). Protocol: peer_protocol.hpp.
 //
 // Threading: every public method may be called from any thread. Completions
@@ -112,8 +113,12 @@ class PeerChannel {
   // Asks the peer at `address` for an index it has confirmed as committed.
   virtual void read_index(const std::string& address, IndexDone done) = 0;
   // Asks the peer at `address` what it knows of member `node_id`;
-  // `unavailable` if it could not be asked or did not answer.
-  virtual void ask_member(const std::string& address, std::uint64_t node_id, MemberDone done) = 0;
+  // `unavailable` if it could not be asked or did not answer. The connection
+  // waits through up to `patience` of silence (never less than
+  // `answer_timeout`): an answer is worth having whenever it comes, and a
+  // peer on a loaded host may need longer than an election timeout.
+  virtual void ask_member(const std::string& address, std::uint64_t node_id, std::chrono::milliseconds patience,
+                          MemberDone done) = 0;
   // Asks the node at `address` who it is and what its build implements
   // (authenticated like every connection: the answer is from the node the
   // handshake proved). Errors tell what was found: `unavailable` — the

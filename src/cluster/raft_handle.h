@@ -12,6 +12,7 @@
 
 #include "cluster/raft_address_book.h"
 #include "cluster/raft_c.h"
+#include "cluster/raft_snapshot_send.h"
 
 #include <raft.h>
 #include <raft/uv.h>
@@ -99,6 +100,9 @@ struct catga_raft {
   struct snapshotGet *snapshot_gets; /* the first is being read */
   uint64_t snapshots_sent;
   uint64_t snapshot_sends_skipped;
+  /* The snapshot being handed to libraft's snapshot_get callback: the
+   * InstallSnapshot sent from it must name its term (raft_snapshot_send.h). */
+  struct catga_install_read install_read;
   /* An InstallSnapshot that arrived while this follower could not take it
    * (raft_install.c); delivered once it can, replacing the drop. */
   struct raft_message *held_install;

@@ -7,7 +7,28 @@
  *     snapshot is ignored or crashes the node: it is held instead and
  *     delivered once the follower can take it;
  *   - a snapshot from the leader was decoded inside fsm->restore on the loop
- *     thread: it is now decoded in libuv's thread pool while it is written. */
+ *     thread: it is now decoded in libuv's thread pool while it is written.
+ *
+ * Who frees an InstallSnapshot's blocks (checked against libraft 0.22.1's
+ * src/uv_recv.c, legacy.c, recv.c, recv_install_snapshot.c, replication.c;
+ * tests RaftNode.HeldSnapshot*, EachHeldSnapshot*, NodeStopsWhile* under ASan):
+ *   - uv_recv hands the configuration and the data to the receive callback
+ *     and keeps neither; the sender's address stays the connection's (freed
+ *     when it closes), so a held message owns a strdup of it;
+ *   - held: the heap copy owns configuration, data and address; a newer one
+ *     frees it whole (catga_install_free_held), as does the close;
+ *   - delivered: catga_install_take_held clears the slot first, libraft
+ *     takes configuration and data (its handlers free them when it is stale,
+ *     from an old term, or while closing; the persist request keeps them
+ *     otherwise, and frees them when the write is canceled; one it would
+ *     ignore, "already installing", never reaches it), and the caller
+ *     frees the address and the copy after libraft returns (libraft copies
+ *     the address it keeps, and sends its answer before returning);
+ *   - catga_raft_drop_unsafe_install (only when holding failed for lack of
+ *     memory): frees configuration and data, as libraft's recvCb would;
+ *   - a decode running on the pool reads the data libraft's persist request
+ *     owns: the write's callback, which lets libraft free it, waits for the
+ *     decode (installMaybeDone), also when the node closes meanwhile. */
 #ifndef CATGA_SRC_CLUSTER_RAFT_INSTALL_H
 #define CATGA_SRC_CLUSTER_RAFT_INSTALL_H
 

@@ -551,7 +551,7 @@ void RaftNode::observe() {
       internal::split_configuration_address(info.leader_address, leader);
       status_.leader_address = leader.address;
     }
-    if (leader_changed && info.leader_id != 0 && !first) status_.counters.leader_changes++;
+    if (leader_changes_.observe(info.leader_id, info.term)) status_.counters.leader_changes++;
     status_.commit_index = info.commit_index;
     applied_moved = status_.applied_index != info.applied_index;
     status_.applied_index = info.applied_index;

@@ -54,6 +54,7 @@
 #include "catga/detail/unique_function.hpp"
 #include "catga/result.hpp"
 #include "cluster/install_decoder.hpp"
+#include "cluster/leader_changes.hpp"
 #include "cluster/node_stopped.hpp"
 #include "cluster/snapshot_child.hpp"
 #include "cluster/data_dir_marker.hpp"
@@ -353,6 +354,7 @@ class RaftNode {
   int last_state_ = -1;
   std::uint64_t last_term_ = 0;
   std::uint64_t last_leader_id_ = 0;
+  LeaderChanges leader_changes_;
   std::uint64_t last_config_committed_ = ~std::uint64_t{0};
   std::uint64_t last_config_uncommitted_ = ~std::uint64_t{0};
   std::uint64_t ready_term_ = 0;     // term of the leader barrier that made us ready

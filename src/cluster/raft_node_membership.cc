@@ -90,8 +90,30 @@ Error RaftNode::change_error(int status) const {
     case CATGA_RAFT_NOTFOUND: return Error(Code::not_found, "no such member");
     case CATGA_RAFT_BADROLE: return Error(Code::invalid_argument, "the member already has this role");
     case CATGA_RAFT_CANTCHANGE:
-    case CATGA_RAFT_BUSY:
-      return Error(Code::failed_precondition, "another configuration change is in progress");
+    case CATGA_RAFT_BUSY: {
+      // libraft's refusal: its last configuration entry is not committed yet
+      // (a new leader commits it with its first entry, within an election
+      // timeout when a majority answers), or a promotion's catch-up runs.
+      catga_raft_info info{};
+      catga_raft_get_info(raft_, &info);
+      std::string why = "another configuration change is in progress";
+      if (info.config_uncommitted_index != 0 && info.config_uncommitted_index <= info.commit_index) {
+        // Committed, yet held as uncommitted: what libraft's wrong index for
+        // an entry received behind others led to (raft_change_index.h keeps
+        // that away). A restart recomputes it from the log.
+        return Error(Code::failed_precondition,
+                     "another configuration change is in progress: libraft holds configuration entry " +
+                         std::to_string(info.config_uncommitted_index) + " as uncommitted though the commit index is " +
+                         std::to_string(info.commit_index) + "; restart this node to clear it");
+      }
+      if (info.config_uncommitted_index != 0) {
+        why += " (configuration entry " + std::to_string(info.config_uncommitted_index) +
+               " is not committed yet; commit index " + std::to_string(info.commit_index) + ")";
+      } else {
+        why += " (a new member's catch-up)";
+      }
+      return Error(Code::failed_precondition, why + ": retry once it completes");
+    }
     case CATGA_RAFT_NOCONNECTION: return Error(Code::unavailable, "catch-up of the new member failed");
     default:
       return Error(Code::internal, std::string(catga_raft_strerror(status)) + ": " + catga_raft_errmsg(raft_));
@@ -113,7 +135,9 @@ void RaftNode::start_change(ChangeOp* raw) {
   if (stopping_) return op->done(node_stopped());
   if (failed_) return op->done(stopped(failure_));
   if (change_busy_) {
-    return op->done(Error(Code::failed_precondition, "another configuration change is in progress"));
+    return op->done(Error(Code::failed_precondition,
+                          "another configuration change is in progress (one sent to this leader has not "
+                          "answered yet): retry once it answers"));
   }
   if (last_state_ != CATGA_STATE_LEADER) return op->done(not_leader_error());
   int rv = 0;

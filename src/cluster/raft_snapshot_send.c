@@ -6,6 +6,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+void catga_install_read_begin(struct catga_install_read *reading,
+                              const struct raft_snapshot *snapshot) {
+  reading->handing = true;
+  reading->index = snapshot != NULL ? snapshot->index : 0;
+  reading->term = snapshot != NULL ? snapshot->term : 0;
+}
+
+void catga_install_read_end(struct catga_install_read *reading) {
+  memset(reading, 0, sizeof *reading);
+}
+
+/* Safe by construction: the message's data, configuration and last_index
+ * all come from the snapshot read (legacyLoadSnapshotCb), so its term is
+ * that snapshot's too — the metadata written with those bytes. A leader
+ * that sends a newer snapshot than it decided to is libraft's own design
+ * ("no guarantee about the index of the loaded snapshot"): the follower
+ * answers that index and the leader's progress moves on from it. */
+const struct raft_message *catga_install_names_its_snapshot(
+    const struct catga_install_read *reading, const struct raft_message *message,
+    struct raft_message *fixed) {
+  if (message->type != RAFT_INSTALL_SNAPSHOT || !reading->handing ||
+      reading->index == 0 ||
+      message->install_snapshot.last_index != reading->index ||
+      message->install_snapshot.last_term == reading->term) {
+    return message;
+  }
+  *fixed = *message;
+  fixed->install_snapshot.last_term = reading->term;
+  return fixed;
+}
+
 /* One InstallSnapshot per follower and snapshot. libraft 0.22.1 aborts an
  * install whenever the follower has not answered since the leader's previous
  * tick (timeout.c, checkContactQuorum: while the other voters answer, the
@@ -101,10 +132,13 @@ int catga_snapshot_send(struct raft_io *io, struct raft_io_send *req,
                         raft_io_send_cb cb) {
   catga_raft *h = catga_raft_of_io(io);
   struct snapshotSend *s;
+  struct raft_message fixed;
   int rv;
   if (message->type != RAFT_INSTALL_SNAPSHOT) {
     return catga_address_book_send(io, req, message, cb);
   }
+  /* catga_address_book_send and the uv I/O copy what they keep. */
+  message = catga_install_names_its_snapshot(&h->install_read, message, &fixed);
   for (s = h->snapshot_sends; s != NULL; s = s->next) {
     if (s->id == message->server_id) {
       break;
@@ -180,7 +214,9 @@ static void snapshotRead(struct raft_io_snapshot_get *inner,
   struct snapshotGet *g = inner->data;
   catga_raft *h = g->h;
   h->snapshot_gets = g->next;
+  catga_install_read_begin(&h->install_read, status == 0 ? snapshot : NULL);
   g->cb(g->outer, snapshot, status);
+  catga_install_read_end(&h->install_read);
   free(g);
   getNext(h);
 }

@@ -3,12 +3,17 @@
 // ordinary routes on the public Server API (plus the server's own HTTP stats).
 #include <nlohmann/json.hpp>
 
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <utility>
 
+#include "catga/logging.hpp"
 #include "catga/metrics.hpp"
 #include "core/application_access.hpp"
 #include "http/json_codec.hpp"
 #include "http/server_impl.hpp"
+#include "http/transport_access.hpp"
 
 namespace catga::http {
 namespace {
@@ -44,6 +49,53 @@ bool parse_role(std::string_view name, MemberRole& role) {
 struct TransferBody {
   std::uint64_t to = 0;  // 0: the most up-to-date voter
   MSGPACK_DEFINE_MAP(to);
+};
+
+// The answer to one cluster administration request (a membership change or a
+// leadership transfer): the change's outcome, or — whichever comes first —
+// 504 deadline_exceeded once the request timeout has passed. The change is
+// not cancelled (libraft cannot take a configuration change back): it may
+// still take effect, and its outcome is logged when it comes. Any thread.
+class ChangeAnswer : public std::enable_shared_from_this<ChangeAnswer> {
+ public:
+  ChangeAnswer(std::string what, Responder responder) : what_(std::move(what)), responder_(std::move(responder)) {}
+
+  // Arms the deadline on the server's timers (none: the change's outcome is
+  // the only answer).
+  void expire_after(std::chrono::milliseconds timeout) {
+    auto* pending = internal::ResponderAccess::pending(*responder_);
+    if (pending == nullptr) return;
+    pending->after(timeout, [self = shared_from_this(), timeout] {
+      auto responder = self->take();
+      if (!responder) return;
+      responder->error(Error{Code::deadline_exceeded,
+                             self->what_ + " did not complete within " + std::to_string(timeout.count()) +
+                                 " ms; the change goes on and may still take effect (a new voter still catching "
+                                 "up, or no quorum to commit it): check GET /raft/status (members and their roles, "
+                                 "leader) before asking again"});
+    });
+  }
+
+  void complete(Result<void> done) {
+    auto responder = take();
+    if (!responder) {
+      log_message(done ? LogLevel::info : LogLevel::warn,
+                  what_ + ", answered 504 after the request timeout, has now " +
+                      (done ? std::string("completed") : "failed: " + done.error().to_string()));
+      return;
+    }
+    if (!done) return responder->error(done.error());
+    responder->empty(204);
+  }
+
+ private:
+  std::optional<Responder> take() {
+    std::lock_guard lock(mu_);
+    return std::exchange(responder_, std::nullopt);
+  }
+  const std::string what_;
+  std::mutex mu_;
+  std::optional<Responder> responder_;
 };
 
 // A voter that has not answered the leader for this long counts as unreachable.
@@ -326,16 +378,20 @@ Server& Server::map_cluster_admin() {
                     {{"WWW-Authenticate", "Bearer"}});
     return false;
   };
-  auto admin = [allowed](auto validate) {
-    return [allowed, validate](const Request& request, Responder responder) mutable {
+  // A change answers within request_timeout, before the transport's cut-off:
+  // one that has not completed by then (a new voter still catching up — libraft
+  // gives a silent one 30 s — or a commit without a quorum) answers 504
+  // deadline_exceeded and runs on; its outcome is logged when it comes.
+  auto admin = [allowed, timeout = options_.request_timeout](auto validate) {
+    return [allowed, validate, timeout](const Request& request, Responder responder) mutable {
       if (!allowed(request, responder)) return;
       Result<Change> change = validate(request);
       if (const auto* failure = request.failure()) return responder.fail(*failure);
       if (!change) return responder.error(change.error());
-      (*change)([responder = std::move(responder)](Result<void> done) mutable {
-        if (!done) return responder.error(done.error());
-        responder.empty(204);
-      });
+      auto answer = std::make_shared<ChangeAnswer>(std::string(to_string(request.method())) + " " +
+                                                   std::string(request.path()), std::move(responder));
+      answer->expire_after(timeout);
+      (*change)([answer](Result<void> done) { answer->complete(std::move(done)); });
     };
   };
   auto bad = [](const Request& request, std::string message) {

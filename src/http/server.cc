@@ -305,6 +305,14 @@ class RestinioResponse final : public PendingResponse {
     core_->drain->begin();
   }
   void set_route(std::size_t route) noexcept { route_ = route; }
+
+  bool after(std::chrono::milliseconds delay, catga::detail::UniqueFunction<void()> f) override {
+    auto timer = std::make_shared<asio::steady_timer>(core_->io, delay);
+    timer->async_wait([timer, f = std::move(f)](const asio::error_code& ec) mutable {
+      if (!ec) f();
+    });
+    return true;
+  }
   // The answer ends the connection (`Connection: close`).
   void close_connection() noexcept { close_ = true; }
 

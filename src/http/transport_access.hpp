@@ -3,12 +3,14 @@
 // and the doors to their private constructors. Never part of the public API.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "catga/detail/unique_function.hpp"
 #include "catga/http.hpp"
 
 namespace catga::http::internal {
@@ -35,10 +37,18 @@ class PendingResponse {
  public:
   virtual ~PendingResponse() = default;
   virtual void send(int status, std::string body, std::string_view content_type, Headers headers) noexcept = 0;
+  // Runs `f` on a server thread after `delay` — or never, if the server stops
+  // first; false when the transport has no timers (then never). `f` may
+  // outlive this response: it must not refer to it.
+  virtual bool after(std::chrono::milliseconds /*delay*/, catga::detail::UniqueFunction<void()> /*f*/) {
+    return false;
+  }
 };
 
 struct ResponderAccess {
   static Responder make(std::unique_ptr<PendingResponse> pending) noexcept { return Responder(std::move(pending)); }
+  // The response `responder` owes; null once it answered.
+  static PendingResponse* pending(Responder& responder) noexcept { return responder.pending_.get(); }
 };
 
 }  // namespace catga::http::internal

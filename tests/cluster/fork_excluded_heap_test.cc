@@ -326,6 +326,34 @@ TEST(ForkExcludedHeap, ReallocateKeepsContentsAndZeroedIsZero) {
   heap.release(z);
 }
 
+// libraft grows the array of the entries it loads at start by realloc, one
+// batch at a time. A block grown step by step must move only a logarithmic
+// number of times (a copy per step made a start with a few thousand entries
+// take minutes), and keep what was written into it.
+TEST(ForkExcludedHeap, ABlockGrownStepByStepMovesRarely) {
+  ForkExcludedHeap heap;
+  constexpr std::size_t kStep = 40;  // about one raft_entry
+  constexpr std::size_t kSteps = 20000;
+  void* block = nullptr;
+  std::size_t moves = 0;
+  for (std::size_t i = 1; i <= kSteps; ++i) {
+    void* grown = heap.reallocate(block, i * kStep);
+    ASSERT_NE(grown, nullptr);
+    if (grown != block) ++moves;
+    block = grown;
+    std::memset(static_cast<char*>(block) + (i - 1) * kStep, static_cast<int>(i % 251), kStep);
+  }
+  // From 1 KiB to 800 KB, growing by half each move: about 17 moves (and the
+  // ones while the block is still malloc's).
+  EXPECT_LT(moves, 64u);
+  for (std::size_t i = 1; i <= kSteps; ++i) {
+    ASSERT_EQ(static_cast<unsigned char*>(block)[(i - 1) * kStep], i % 251) << "step " << i;
+  }
+  // Shrinking keeps the block where it is.
+  EXPECT_EQ(heap.reallocate(block, 1000), block);
+  heap.release(block);
+}
+
 // The point of the heap: a forked child does not have the regions (so the
 // fork copies no page tables for them and leaves the parent's pages writable).
 TEST(ForkExcludedHeap, ForkedChildDoesNotSeeTheRegions) {

@@ -26,6 +26,10 @@
 #include "cluster/entry_format.hpp"
 #include "cluster_test_support.hpp"
 #include "support/blackhole_proxy.hpp"
+#include "support/libraft_wire.hpp"
+
+#include <cstdlib>
+#include <iterator>
 
 namespace catga::internal {
 namespace {
@@ -517,6 +521,209 @@ TEST(RaftNode, LeaderSendsNoSnapshotAgainWhileTheFollowerDecodesItPastTheInstall
   no_second_copy_while_the_follower_decodes(40s);
 }
 
+// ---- InstallSnapshot held during an install (issue 12) ----------------------
+//
+// A follower that receives an InstallSnapshot while it installs one keeps
+// the newest such message (raft_install.c, catga_install_hold) and hands it
+// to libraft when the install is over (raft_c.c, heldInstallDeliver). The
+// leader sends a snapshot once per connection, so these tests forge the
+// extra copies: a client speaking libraft's wire protocol (handshake, then
+// the message) under the leader's id and address, while the follower's
+// decode of the real snapshot waits at a gate. Under AddressSanitizer they
+// run with libraft's blocks on malloc (CATGA_RAFT_HEAP=malloc), so a block
+// of the held message freed twice, or read after its connection closed, is
+// reported.
+
+void see_libraft_blocks_under_asan() {
+#if defined(__SANITIZE_ADDRESS__)
+  ::setenv("CATGA_RAFT_HEAP", "malloc", 1);  // before the first node opens
+#endif
+}
+
+// The newest snapshot in a data directory: its term, index and bytes
+// (libraft's "snapshot-TERM-INDEX-TIMESTAMP" holds the data as sent).
+struct SnapshotFile {
+  std::uint64_t term = 0;
+  std::uint64_t index = 0;
+  std::string bytes;
+};
+
+std::optional<SnapshotFile> newest_snapshot(const fs::path& dir) {
+  std::optional<SnapshotFile> best;
+  fs::path path;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    unsigned long long term = 0, index = 0, ts = 0;
+    int consumed = 0;
+    if (std::sscanf(name.c_str(), "snapshot-%llu-%llu-%llu%n", &term, &index, &ts, &consumed) == 3 &&
+        static_cast<std::size_t>(consumed) == name.size() && (!best || index > best->index)) {
+      best = SnapshotFile{term, index, {}};
+      path = e.path();
+    }
+  }
+  if (!best) return best;
+  std::ifstream in(path, std::ios::binary);
+  best->bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) return std::nullopt;
+  return best;
+}
+
+// A configuration of voters as libraft 0.22.1 encodes it
+// (src/configuration.c): format 1, the number of servers, each server's id,
+// NUL-terminated address and role (1: voter), padded to 8 bytes.
+std::string encoded_voters(const std::vector<Member>& members) {
+  std::string out(1, '\x01');
+  testsupport::put64(out, members.size());
+  for (const auto& m : members) {
+    testsupport::put64(out, m.id);
+    out += m.address;
+    out.push_back('\0');
+    out.push_back('\x01');
+  }
+  out.append((8 - out.size() % 8) % 8, '\0');
+  return out;
+}
+
+// An InstallSnapshot as libraft 0.22.1 encodes it (src/uv_encoding.c,
+// message version 0): the preamble (type 5, version 0, header length), the
+// header (term, last index and term, configuration index, the encoded
+// configuration, the data's length, a reserved word) and the data.
+std::string install_snapshot_message(std::uint64_t term, std::uint64_t last_index, std::uint64_t last_term,
+                                     const std::vector<Member>& members, const std::string& data) {
+  const std::string conf = encoded_voters(members);
+  std::string header;
+  testsupport::put64(header, term);
+  testsupport::put64(header, last_index);
+  testsupport::put64(header, last_term);
+  testsupport::put64(header, 1);  // the bootstrap configuration's index
+  testsupport::put64(header, conf.size());
+  header += conf;
+  testsupport::put64(header, data.size());
+  testsupport::put64(header, 0);
+  std::string out(1, '\x05');  // RAFT_INSTALL_SNAPSHOT
+  out.append(7, '\0');
+  testsupport::put64(out, header.size());
+  return out + header + data;
+}
+
+// What the forged copies carry, each sent on its own connection that is
+// closed right after (libraft frees the connection's sender address then).
+enum class Forged { newest, stale };
+
+// Leaves a follower behind, starts it with its decode of the leader's
+// snapshot held at a gate, and forges `copies` from the leader while it
+// decodes (each newer than the one being decoded, or older than it). Then
+// either opens the gate (`stop_while_held` false: the last copy is
+// delivered) or stops the follower, waiting for its decode, and starts it
+// again. Either way the follower ends with the cluster's state.
+void held_install_snapshots(const std::vector<Forged>& copies, bool stop_while_held) {
+  see_libraft_blocks_under_asan();
+  Gate gate;
+  Cluster c(3, small_snapshots);
+  OpenAtExit open_at_exit{gate};
+  const auto behind = leave_a_follower_behind(c);
+  ASSERT_TRUE(behind.has_value());
+  const unsigned l = behind->first;
+  const unsigned f = behind->second;
+  ASSERT_TRUE(wait_until([&] { return c.node(l).status().last_snapshot_index >= 200; }));
+  std::this_thread::sleep_for(2s);  // heartbeats push older messages out (see above)
+  auto r = c.start(f, JoinMode::bootstrap_if_empty, std::make_unique<SlowDecodingMachine>(gate));
+  ASSERT_TRUE(r.has_value()) << describe(r.error());
+  ASSERT_TRUE(gate.wait_entered(60s)) << "the follower never decoded the snapshot";
+  const std::uint64_t decoding = c.node(f).status().last_snapshot_index;
+
+  // The other two go on: the leader's newest snapshot is past the one the
+  // follower decodes.
+  EXPECT_EQ(c.propose_many(l, 400, 4, "while-installing-"), 400);
+  std::optional<SnapshotFile> newest;
+  ASSERT_TRUE(wait_until([&] {
+    newest = newest_snapshot(c.dir(l));
+    return newest && newest->index >= 600;
+  }));
+  // The copies carry the next term: libraft adopts it when it reads one, so
+  // the follower's term tells whether a copy reached libraft.
+  const std::uint64_t term = c.node(l).status().term;
+  std::vector<Member> members;
+  for (unsigned i = 0; i < 3; ++i) members.push_back(c.member(i));
+  const std::uint64_t sent = c.node(l).status().counters.snapshots_sent;
+  for (Forged copy : copies) {
+    const std::string message =
+        copy == Forged::newest
+            ? install_snapshot_message(term + 1, newest->index, newest->term, members, newest->bytes)
+            : install_snapshot_message(term + 1, 100, newest->term, members, "not a snapshot: never decoded");
+    testsupport::RawRaftClient forger(c.member(f).address);
+    ASSERT_TRUE(forger.connected());
+    ASSERT_TRUE(testsupport::authenticate(forger, testsupport::kClusterSecret, c.member(l).id, c.member(f).id, "catga",
+                                          c.member(l).address));
+    ASSERT_TRUE(forger.write(message));
+  }
+  // The copies travel over loopback while the decode is still held; the
+  // follower's loop thread reads them (it answers a posted task after).
+  std::this_thread::sleep_for(1s);
+  auto ran = std::make_shared<std::promise<void>>();
+  c.node(f).post([ran] { ran->set_value(); });
+  ASSERT_EQ(ran->get_future().wait_for(30s), std::future_status::ready);
+  EXPECT_EQ(c.machine(f).restores(), 0) << "the follower installed while its decode was held";
+  EXPECT_EQ(c.node(f).status().term, term) << "a copy reached libraft during the install";
+
+  if (stop_while_held) {
+    auto stopped = std::async(std::launch::async, [&] { c.stop(f); });
+    // Closing waits for the decode under way: it cannot finish while held.
+    EXPECT_EQ(stopped.wait_for(1s), std::future_status::timeout) << "the node closed under a running decode";
+    gate.open();
+    ASSERT_EQ(stopped.wait_for(60s), std::future_status::ready) << "the node never closed";
+    stopped.get();
+    auto again = c.start(f);
+    ASSERT_TRUE(again.has_value()) << describe(again.error());
+  } else {
+    gate.open();
+    // The last copy reaches libraft once the install is over (its term
+    // makes the leader step down: the cluster elects one again) — unless the
+    // leader sent a real copy meanwhile (it does after libraft's install
+    // timeout, or on a new connection), which arrived later and replaced it.
+    const auto leader_sent = [&] { return c.node(l).status().counters.snapshots_sent != sent; };
+    EXPECT_TRUE(wait_until([&] { return c.node(f).status().term > term || leader_sent(); }, 60s));
+    if (!leader_sent()) EXPECT_GT(c.node(f).status().term, term) << "the held copy was never delivered";
+    else std::cerr << "the leader sent a real copy after the forged ones\n";
+  }
+  ASSERT_TRUE(c.wait_all_applied(800));
+  if (!stop_while_held) {
+    EXPECT_GE(c.machine(f).restores(), 1);
+    EXPECT_GE(c.node(f).status().last_snapshot_index, decoding);
+  }
+  // The follower still follows: a later command reaches it.
+  const auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  EXPECT_EQ(c.propose_many(*leader, 10, 1, "after-"), 10);
+  ASSERT_TRUE(c.wait_all_applied(810));
+  for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c.machine(i).digest(), c.machine(*leader).digest());
+}
+
+// A newer snapshot arrives during the install, is held, and is delivered
+// after its connection closed (the held copy owns its sender's address:
+// before 23b193f it pointed into the closed connection's freed memory).
+TEST(RaftNode, HeldSnapshotIsDeliveredAfterItsConnectionClosed) {
+  held_install_snapshots({Forged::newest}, false);
+}
+
+// Three arrive: each replaces (and frees) the one held before it.
+TEST(RaftNode, EachHeldSnapshotReplacesTheOneBefore) {
+  held_install_snapshots({Forged::newest, Forged::newest, Forged::newest}, false);
+}
+
+// The held one is older than what the install put in place: libraft
+// answers it as a snapshot it has (raft_install.c,
+// catga_raft_answer_stale_install) and decodes none of it.
+TEST(RaftNode, HeldSnapshotOlderThanTheInstalledOneIsAnsweredAndFreed) {
+  held_install_snapshots({Forged::newest, Forged::stale}, false);
+}
+
+// The node stops while a snapshot is held and another decodes: the close
+// waits for the decode, frees the held one, and the node starts again.
+TEST(RaftNode, NodeStopsWhileASnapshotIsHeldAndAnotherDecodes) {
+  held_install_snapshots({Forged::newest, Forged::stale}, true);
+}
+
 Result<void> wait_void(const std::function<void(RaftNode::VoidCompletion)>& call) {
   std::promise<Result<void>> p;
   call([&p](Result<void> r) { p.set_value(std::move(r)); });
@@ -966,6 +1173,65 @@ TEST(RaftNode, AddWhoseInstallOutlastsADefaultCatchUpRoundSucceeds) {
   EXPECT_GE(c.machine(3).restores(), 1) << "node 4 caught up without a snapshot";
   ASSERT_TRUE(c.wait_all_applied(300));
   EXPECT_EQ(c.machine(3).digest(), c.machine(l).digest());
+}
+
+// A follower that receives a configuration entry behind other new entries of
+// one AppendEntries message (it was down while the leader committed records,
+// then a configuration change, then more) must, once leader, still make
+// configuration changes. libraft 0.22.1 records such an entry as uncommitted
+// at the message's first new index, never clears it when the entry applies,
+// and as leader the node refused every change ("another configuration change
+// is in progress") until it restarted. Seen in a chaos run (seed 1036358052):
+// a member removed, the new leader refused to add it back for a minute.
+TEST(RaftNode, LeaderThatReceivedAChangeInsideABatchCanChangeTheConfiguration) {
+  Cluster c(4, {}, /*initial=*/3);
+  c.start_all(3);
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  const unsigned l = *leader;
+  const unsigned f = (l + 1) % 3;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.propose_sync(l, "a" + std::to_string(i)).has_value());
+  ASSERT_TRUE(c.wait_all_applied(3));
+
+  // Down while the leader commits records, a configuration change (member 4
+  // added as a spare: no process, no catch-up), and more records.
+  c.stop(f);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.propose_sync(l, "b" + std::to_string(i)).has_value());
+  auto spare = c.member(3);
+  spare.role = MemberRole::spare;
+  auto added = wait_void([&](auto done) { c.node(l).add_member(spare, std::move(done)); });
+  ASSERT_TRUE(added.has_value()) << describe(added.error());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.propose_sync(l, "c" + std::to_string(i)).has_value());
+
+  // Back: it receives the records and the change in one message, applies them.
+  auto restarted = c.start(f);
+  ASSERT_TRUE(restarted.has_value()) << describe(restarted.error());
+  ASSERT_TRUE(c.wait_all_applied(9));
+
+  // It becomes the leader and changes the configuration.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        if (c.node(f).status().role == NodeRole::leader && c.node(f).status().ready) return true;
+        if (c.node(l).status().role == NodeRole::leader) {
+          (void)wait_void([&](auto done) { c.node(l).transfer_leadership(f + 1, std::move(done)); });
+        }
+        return false;
+      },
+      60s))
+      << "node " << f + 1 << " did not become the leader";
+  Result<void> removed = Error(Code::deadline_exceeded, "not tried");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        removed = wait_void([&](auto done) { c.node(f).remove_member(4, std::move(done)); });
+        if (removed || removed.error().code() != Code::failed_precondition) return true;
+        std::this_thread::sleep_for(100ms);  // a new leader's first commit may still be due
+        return false;
+      },
+      30s))
+      << "every removal refused: " << describe(removed.error());
+  ASSERT_TRUE(removed.has_value()) << describe(removed.error());
+  ASSERT_TRUE(wait_until([&] { return c.node(f).status().members.size() == 3; }));
+  EXPECT_TRUE(c.propose_sync(f, "d").has_value());
 }
 
 // ---- start() errors ---------------------------------------------------------

@@ -271,5 +271,41 @@ TEST(HttpClusterTest, LeadershipTransferThroughTheAdminEndpoint) {
   EXPECT_TRUE(testsupport::wait_for([&] { return c.get("/raft/status").json()["role"] != "leader"; }));
 }
 
+// The membership endpoints answer within the request timeout (issue 13): a
+// voter added at an address where nothing runs is added as a spare, then
+// libraft waits for its catch-up — up to 30 s for a silent member — and the
+// HTTP server's cut-off (request timeout + 5 s) used to drop the request with
+// no response at all. Now: 504 deadline_exceeded naming what to check, while
+// the change goes on; a second change meanwhile is refused as such.
+TEST(HttpClusterTest, AMembershipChangeThatCannotCompleteAnswersDeadlineExceededWithinTheRequestTimeout) {
+  testsupport::LocalCluster<bank::State> cluster(3, [](auto& b, std::size_t) { register_test_handlers(b); });
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  auto server = serve(cluster.app(*leader), {.request_timeout = std::chrono::milliseconds(1000), .admin_token = "t"});
+  ASSERT_TRUE(wait_ready(server->port()));
+  const HttpClient::Headers admin{{"Authorization", "Bearer t"}};
+  const std::string nowhere = "127.0.0.1:" + std::to_string(testsupport::free_port());
+  HttpClient c(server->port());
+  HttpResponse add;
+  try {
+    add = c.post("/raft/members", R"({"id":4,"address":")" + nowhere + R"(","role":"voter"})", admin);
+  } catch (const std::exception& e) {
+    FAIL() << "POST /raft/members got no response: " << e.what();
+  }
+  ASSERT_EQ(add.status, 504) << add.body;
+  EXPECT_EQ(add.error_code(), "deadline_exceeded");
+  EXPECT_THAT(add.body, HasSubstr("may still take effect"));
+  EXPECT_THAT(add.body, HasSubstr("GET /raft/status"));
+  // The change goes on (member 4 is in the configuration, still catching up).
+  EXPECT_TRUE(testsupport::wait_for([&] {
+    for (const auto& m : cluster.app(*leader).status().members) {
+      if (m.member.id == 4) return true;
+    }
+    return false;
+  }));
+  auto removal = c.request("DELETE", "/raft/members/4", {}, admin);
+  EXPECT_EQ(removal.status, 409) << removal.body;
+}
+
 }  // namespace
 }  // namespace catga::testing

@@ -94,6 +94,9 @@ bool sim_alive(sim_cluster *c, unsigned i) { return raft_fixture_alive(&c->f, i)
 unsigned long sim_skipped_appends(sim_cluster *c, unsigned i) {
   return catga_fixture_guard_skipped_appends(raft_fixture_get(&c->f, i));
 }
+unsigned long sim_install_terms_fixed(sim_cluster *c, unsigned i) {
+  return catga_fixture_guard_install_terms_fixed(raft_fixture_get(&c->f, i));
+}
 void sim_kill(sim_cluster *c, unsigned i) { raft_fixture_kill(&c->f, i); }
 void sim_revive(sim_cluster *c, unsigned i) { raft_fixture_revive(&c->f, i); }
 void sim_disconnect(sim_cluster *c, unsigned i, unsigned j) {

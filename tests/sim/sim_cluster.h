@@ -41,6 +41,9 @@ bool sim_alive(sim_cluster *c, unsigned i);
 /* AppendEntries server i's guard rewrote to start after its own snapshot
  * (catga_raft_skip_snapshotted_entries). */
 unsigned long sim_skipped_appends(sim_cluster *c, unsigned i);
+/* InstallSnapshot messages server i's guard made to name the term of the
+ * snapshot they carry (catga_install_names_its_snapshot). */
+unsigned long sim_install_terms_fixed(sim_cluster *c, unsigned i);
 
 void sim_kill(sim_cluster *c, unsigned i);
 void sim_revive(sim_cluster *c, unsigned i);

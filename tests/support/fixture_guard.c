@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "cluster/raft_c.h"
+#include "cluster/raft_change_index.h"
+#include "cluster/raft_snapshot_send.h"
 
 enum { kMaxGuarded = 64, kMaxPendingInstalls = 4 };
 
@@ -23,9 +25,16 @@ static struct {
   int (*truncate)(struct raft_io *, raft_index);
   int (*snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *, const struct raft_snapshot *,
                       raft_io_snapshot_put_cb);
+  int (*send)(struct raft_io *, struct raft_io_send *, const struct raft_message *, raft_io_send_cb);
+  int (*snapshot_get)(struct raft_io *, struct raft_io_snapshot_get *, raft_io_snapshot_get_cb);
   raft_io_recv_cb recv;
   /* AppendEntries catga_raft_skip_snapshotted_entries rewrote. */
   unsigned long skipped_appends;
+  /* The snapshot being handed to libraft's snapshot_get callback, and the
+   * InstallSnapshot messages made to name its term
+   * (catga_install_names_its_snapshot). */
+  struct catga_install_read install_read;
+  unsigned long install_terms_fixed;
   /* The index of the last entry before the fixture's entry array (the last
    * installed snapshot's; 0 before any install). */
   raft_index offset;
@@ -45,6 +54,7 @@ static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   if (catga_raft_drop_unsafe_install(guarded[i].raft, message)) return;
   catga_raft_answer_stale_install(guarded[i].raft, message);
   if (catga_raft_skip_snapshotted_entries(guarded[i].raft, message)) guarded[i].skipped_appends++;
+  catga_raft_change_entry_first(message);
   guarded[i].recv(io, message);
 }
 
@@ -114,6 +124,51 @@ static int snapshotPutGuarded(struct raft_io *io, unsigned trailing, struct raft
   return rv;
 }
 
+/* A snapshot read for an InstallSnapshot, between its submission and its
+ * completion (the fixture completes every pending request when it closes). */
+struct guarded_get {
+  struct raft_io_snapshot_get inner; /* handed to the fixture in libraft's stead */
+  struct raft_io_snapshot_get *outer;
+  raft_io_snapshot_get_cb cb;
+  int slot;
+};
+
+static void snapshotGotGuarded(struct raft_io_snapshot_get *inner, struct raft_snapshot *snapshot, int status) {
+  struct guarded_get *g = inner->data;
+  struct raft_io_snapshot_get *outer = g->outer;
+  raft_io_snapshot_get_cb cb = g->cb;
+  struct catga_install_read *reading = &guarded[g->slot].install_read;
+  free(g);
+  outer->cb = cb;
+  catga_install_read_begin(reading, status == 0 ? snapshot : NULL);
+  cb(outer, snapshot, status);
+  catga_install_read_end(reading);
+}
+
+static int snapshotGetGuarded(struct raft_io *io, struct raft_io_snapshot_get *req, raft_io_snapshot_get_cb cb) {
+  int i = slotOf(io), rv;
+  struct guarded_get *g = malloc(sizeof *g);
+  if (g == NULL) return RAFT_NOMEM;
+  memset(g, 0, sizeof *g);
+  g->inner.data = g;
+  g->outer = req;
+  g->cb = cb;
+  g->slot = i;
+  rv = guarded[i].snapshot_get(io, &g->inner, snapshotGotGuarded);
+  if (rv != 0) free(g);
+  return rv;
+}
+
+/* The fixture's send copies the message before it returns. */
+static int sendGuarded(struct raft_io *io, struct raft_io_send *req, const struct raft_message *message,
+                       raft_io_send_cb cb) {
+  int i = slotOf(io);
+  struct raft_message fixed;
+  const struct raft_message *m = catga_install_names_its_snapshot(&guarded[i].install_read, message, &fixed);
+  if (m != message) guarded[i].install_terms_fixed++;
+  return guarded[i].send(io, req, m, cb);
+}
+
 void catga_fixture_guard(struct raft *r) {
   int i = slotOf(r->io); /* an io at the address of one never unguarded */
   if (i < 0) i = slotOf(NULL);
@@ -124,9 +179,13 @@ void catga_fixture_guard(struct raft *r) {
   guarded[i].start = r->io->start;
   guarded[i].truncate = r->io->truncate;
   guarded[i].snapshot_put = r->io->snapshot_put;
+  guarded[i].send = r->io->send;
+  guarded[i].snapshot_get = r->io->snapshot_get;
   r->io->start = startGuarded;
   r->io->truncate = truncateGuarded;
   r->io->snapshot_put = snapshotPutGuarded;
+  r->io->send = sendGuarded;
+  r->io->snapshot_get = snapshotGetGuarded;
 }
 
 void catga_fixture_close_guarded(struct raft_fixture *fixture) {
@@ -144,4 +203,9 @@ void catga_fixture_close_guarded(struct raft_fixture *fixture) {
 unsigned long catga_fixture_guard_skipped_appends(const struct raft *r) {
   int i = slotOf(r->io);
   return i < 0 ? 0 : guarded[i].skipped_appends;
+}
+
+unsigned long catga_fixture_guard_install_terms_fixed(const struct raft *r) {
+  int i = slotOf(r->io);
+  return i < 0 ? 0 : guarded[i].install_terms_fixed;
 }

@@ -40,7 +40,10 @@ struct Options {
   std::string token;
   TlsFiles tls;
   std::string output = "table";
-  int timeout_ms = 10000;
+  // Longer than the server's request timeout (10 s by default): a change that
+  // runs long gets the server's 504, which says what to check, not this
+  // client's own deadline.
+  int timeout_ms = 12000;
   bool json() const { return output == "json"; }
 };
 
