@@ -405,6 +405,20 @@ TEST(ForkExcludedHeapAsan, WritingPastABlockIsReported) {
       "use-after-poison");
 }
 
+// A block shrunk by reallocate stays where it is; what it gave up is poisoned.
+TEST(ForkExcludedHeapAsan, ReadingPastAShrunkBlockIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        ForkExcludedHeap heap;
+        void* block = heap.allocate(4096);
+        auto* kept = static_cast<volatile char*>(heap.reallocate(block, 2048));
+        if (kept != block) std::abort();
+        std::printf("%d\n", kept[3000]);
+      },
+      "use-after-poison");
+}
+
 TEST(ForkExcludedHeapAsan, FreeingTwiceIsReported) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
