@@ -87,6 +87,33 @@ class SlowDecodingMachine : public DigestMachine {
   Gate& gate_;
 };
 
+// Leaves a follower behind (leave_a_follower_behind), waits for the leader's
+// snapshot past it and starts the follower again on a SlowDecodingMachine:
+// it receives the snapshot, and its decode waits at `gate`. Returns the
+// leader and the follower (nullopt, with a test failure, if any step failed).
+std::optional<std::pair<unsigned, unsigned>> start_decoding_behind(Cluster& c, Gate& gate) {
+  const auto behind = leave_a_follower_behind(c);
+  if (!behind) return std::nullopt;
+  const auto [l, f] = *behind;
+  if (!wait_until([&] { return c.node(l).status().last_snapshot_index >= 200; })) {
+    ADD_FAILURE() << "the leader took no snapshot past the follower";
+    return std::nullopt;
+  }
+  // libraft's transport keeps the last three messages for an unreachable
+  // peer (older snapshots among them); heartbeats push them out.
+  std::this_thread::sleep_for(2s);
+  auto r = c.start(f, JoinMode::bootstrap_if_empty, std::make_unique<SlowDecodingMachine>(gate));
+  if (!r) {
+    ADD_FAILURE() << describe(r.error());
+    return std::nullopt;
+  }
+  if (!gate.wait_entered(60s)) {
+    ADD_FAILURE() << "the follower never decoded the snapshot";
+    return std::nullopt;
+  }
+  return behind;
+}
+
 // Regression (issue 12): a follower decoded an installed snapshot inside
 // libraft's fsm->restore, on its loop thread. For as long as the decode took
 // (seconds at millions of objects) it answered nothing; the leader declared
@@ -100,18 +127,10 @@ void no_second_copy_while_the_follower_decodes(std::chrono::seconds decode) {
   Gate gate;
   Cluster c(3, small_snapshots);
   OpenAtExit open_at_exit{gate};
-  const auto behind = leave_a_follower_behind(c);
+  const auto behind = start_decoding_behind(c, gate);
   ASSERT_TRUE(behind.has_value());
   const unsigned l = behind->first;
   const unsigned f = behind->second;
-  ASSERT_TRUE(wait_until([&] { return c.node(l).status().last_snapshot_index >= 200; }));
-  // libraft's transport keeps the last three messages for an unreachable
-  // peer (older snapshots among them); heartbeats push them out.
-  std::this_thread::sleep_for(2s);
-
-  auto r = c.start(f, JoinMode::bootstrap_if_empty, std::make_unique<SlowDecodingMachine>(gate));
-  ASSERT_TRUE(r.has_value()) << describe(r.error());
-  ASSERT_TRUE(gate.wait_entered(60s)) << "the follower never decoded the snapshot";
   // Its loop thread runs on meanwhile (it answers the leader's heartbeats).
   auto ran = std::make_shared<std::promise<void>>();
   c.node(f).post([ran] { ran->set_value(); });
@@ -242,15 +261,10 @@ void held_install_snapshots(const std::vector<Forged>& copies, bool stop_while_h
   Gate gate;
   Cluster c(3, small_snapshots);
   OpenAtExit open_at_exit{gate};
-  const auto behind = leave_a_follower_behind(c);
+  const auto behind = start_decoding_behind(c, gate);
   ASSERT_TRUE(behind.has_value());
   const unsigned l = behind->first;
   const unsigned f = behind->second;
-  ASSERT_TRUE(wait_until([&] { return c.node(l).status().last_snapshot_index >= 200; }));
-  std::this_thread::sleep_for(2s);  // heartbeats push older messages out (see above)
-  auto r = c.start(f, JoinMode::bootstrap_if_empty, std::make_unique<SlowDecodingMachine>(gate));
-  ASSERT_TRUE(r.has_value()) << describe(r.error());
-  ASSERT_TRUE(gate.wait_entered(60s)) << "the follower never decoded the snapshot";
   const std::uint64_t decoding = c.node(f).status().last_snapshot_index;
 
   // The other two go on: the leader's newest snapshot is past the one the
