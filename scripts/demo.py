@@ -209,7 +209,13 @@ def main():
             print(f"  node {n.id}: raft 127.0.0.1:{n.raft_port}, peer :{n.raft_port + 1}, {scheme} {scheme}://127.0.0.1:{n.http_port}, dashboard {scheme}://127.0.0.1:{n.http_port}/")
         leader = wait_until(lambda: leader_of(nodes))
         if not leader: raise SystemExit("demo: no leader was elected (see the node logs in " + root + ")")
-        if args.tls and not show_ports(nodes[1], root): raise SystemExit("demo: a port of node 2 does not speak TLS")
+        if args.tls:
+            # The other two may elect a leader before node 2 has opened its
+            # Raft and HTTPS ports (it still asks its peers whether it joined
+            # before: docs/operations.md, "Data directory rules").
+            if not wait_until(lambda: nodes[1].status()):
+                raise SystemExit("demo: node 2 did not start (see the node logs in " + root + ")")
+            if not show_ports(nodes[1], root): raise SystemExit("demo: a port of node 2 does not speak TLS")
         print(f"Leader elected: node {leader.id} (term {leader.status()['term']})")
 
         acknowledged = {}
