@@ -586,6 +586,12 @@ void RaftNode::observe() {
     } else if (was_leader) {
       internal::log().info("raft node {}: lost leadership in term {} (now {})", options_.node_id, info.term,
                    to_string(role));
+    } else if (role == NodeRole::unavailable && !stopping_) {
+      // libraft turns itself unavailable after an internal error: it takes
+      // no message and starts no election any more.
+      internal::log().warn("raft node {}: libraft became unavailable in term {}; this node takes part in "
+                           "nothing until it restarts",
+                           options_.node_id, info.term);
     }
     if (callbacks_.on_role_changed) callbacks_.on_role_changed(role, info.term);
   }
