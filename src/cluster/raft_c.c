@@ -769,6 +769,7 @@ void catga_raft_get_info(catga_raft *h, struct catga_raft_info *info) {
   }
   info->snapshots_sent = h->snapshots_sent;
   info->snapshot_sends_skipped = h->snapshot_sends_skipped;
+  info->snapshot_terms_corrected = h->snapshot_terms_corrected;
   info->config_committed_index = r->configuration_committed_index;
   info->config_uncommitted_index = r->configuration_uncommitted_index;
 }

@@ -330,6 +330,7 @@ struct catga_raft_info {
   uint64_t leader_contact_ms; /* follower: ms since the leader was last heard; UINT64_MAX otherwise */
   uint64_t snapshots_sent;         /* InstallSnapshot messages sent (node mode) */
   uint64_t snapshot_sends_skipped; /* refused: one to that member still queued */
+  uint64_t snapshot_terms_corrected; /* InstallSnapshots sent with libraft's wrong term corrected */
   uint64_t config_committed_index;   /* with the next: changes whenever */
   uint64_t config_uncommitted_index; /* the configuration changes */
 };

@@ -100,6 +100,8 @@ struct catga_raft {
   struct snapshotGet *snapshot_gets; /* the first is being read */
   uint64_t snapshots_sent;
   uint64_t snapshot_sends_skipped;
+  /* InstallSnapshots whose term catga_install_names_its_snapshot corrected. */
+  uint64_t snapshot_terms_corrected;
   /* The snapshot being handed to libraft's snapshot_get callback: the
    * InstallSnapshot sent from it must name its term (raft_snapshot_send.h). */
   struct catga_install_read install_read;

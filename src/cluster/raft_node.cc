@@ -527,6 +527,15 @@ void RaftNode::observe() {
   last_leader_id_ = info.leader_id;
   last_config_committed_ = info.config_committed_index;
   last_config_uncommitted_ = info.config_uncommitted_index;
+  if (info.snapshot_terms_corrected != terms_corrected_) {
+    // libraft 0.22.1 named the wrong term in an InstallSnapshot: a newer
+    // snapshot finished while it read one to send (raft_snapshot_send.h).
+    // Guarded; worth knowing when a follower's install is investigated.
+    internal::log().warn("raft node {}: libraft sent {} InstallSnapshot(s) naming another snapshot's term; "
+                         "corrected to the term of the snapshot sent (a known libraft 0.22.1 bug, guarded)",
+                         options_.node_id, info.snapshot_terms_corrected - terms_corrected_);
+    terms_corrected_ = info.snapshot_terms_corrected;
+  }
 
   if ((role_changed || term_changed) && (role != NodeRole::leader || term_changed)) ready_ = false;
   if (role == NodeRole::leader && !ready_ && ready_barrier_term_ != info.term && !stopping_ && !failed_) {

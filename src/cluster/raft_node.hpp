@@ -359,6 +359,7 @@ class RaftNode {
   LeaderChanges leader_changes_;
   std::uint64_t last_config_committed_ = ~std::uint64_t{0};
   std::uint64_t last_config_uncommitted_ = ~std::uint64_t{0};
+  std::uint64_t terms_corrected_ = 0;  // InstallSnapshot terms corrected, as last logged
   std::uint64_t ready_term_ = 0;     // term of the leader barrier that made us ready
   std::uint64_t ready_barrier_term_ = 0;  // term of the outstanding readiness barrier
   bool ready_ = false;

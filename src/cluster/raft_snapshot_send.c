@@ -139,6 +139,9 @@ int catga_snapshot_send(struct raft_io *io, struct raft_io_send *req,
   }
   /* catga_address_book_send and the uv I/O copy what they keep. */
   message = catga_install_names_its_snapshot(&h->install_read, message, &fixed);
+  if (message == &fixed) {
+    h->snapshot_terms_corrected++;
+  }
   for (s = h->snapshot_sends; s != NULL; s = s->next) {
     if (s->id == message->server_id) {
       break;
