@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include <chrono>
@@ -43,6 +44,10 @@ struct RaftNode::InFlight {
 struct RaftNode::BarrierBatch {
   bool readiness = false;  // the barrier a new leader commits before it is ready
   std::uint64_t term = 0;
+  // The commit index when the barrier was issued, by a leader that had
+  // committed an entry of its term (0 otherwise): the read index its waiters
+  // get once the barrier commits (see issue_barriers).
+  std::uint64_t read_index = 0;
   std::vector<IndexCompletion> waiters;
 };
 
@@ -722,6 +727,17 @@ void RaftNode::issue_barriers() {
   batch->term = last_term_;
   batch->waiters = std::move(barrier_waiting_);
   barrier_waiting_.clear();
+  // Raft's read index (dissertation §6.4): a leader that has committed an
+  // entry of its own term knows every committed entry, so its commit index
+  // now covers every write acknowledged before these reads arrived, and the
+  // barrier committing in this term confirms it still leads. Handing out
+  // that index instead of the barrier's own lets a follower's read proceed
+  // as soon as it has applied it — the barrier's AppendEntries already tells
+  // the follower that this index is committed — instead of waiting for the
+  // leader's next message (a heartbeat) to learn that the barrier committed.
+  catga_raft_info info{};
+  catga_raft_get_info(raft_, &info);
+  if (ready_ && ready_term_ == info.term && info.state == CATGA_STATE_LEADER) batch->read_index = info.commit_index;
   const int rv = catga_raft_barrier(raft_, batch.get());
   if (rv != 0) {
     const Error e = rv == CATGA_RAFT_NOTLEADER ? not_leader_error()
@@ -871,7 +887,8 @@ void RaftNode::c_barrier_done(void* ctx, void* req, std::uint64_t index, int sta
     return;
   }
   if (status == 0) {
-    for (auto& w : batch->waiters) w(std::uint64_t{index});
+    const std::uint64_t read_index = batch->read_index != 0 ? std::min(batch->read_index, index) : index;
+    for (auto& w : batch->waiters) w(std::uint64_t{read_index});
   } else {
     const Error e = self->stopping_ ? node_stopped()
                                     : Error(Code::unavailable, "leadership lost before the barrier committed");

@@ -180,7 +180,9 @@ class RaftNode {
   void propose(std::vector<Proposal> proposals);
 
   // Completes with an index up to which this leader has confirmed commit (one
-  // raft barrier serves every caller queued before it was issued).
+  // raft barrier serves every caller queued before it was issued): Raft's
+  // read index — the commit index when the barrier was issued, once this
+  // leader has committed an entry of its term; the barrier's own index before.
   // unavailable on non-leaders.
   void barrier(IndexCompletion done);
 

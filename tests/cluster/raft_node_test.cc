@@ -51,6 +51,31 @@ TEST(RaftNode, ThreeNodesReplicateTenThousandRecordsFromManyThreads) {
   EXPECT_EQ(fb.error().code(), Code::unavailable);
 }
 
+// A barrier answers Raft's read index: the commit index when it was issued,
+// not the barrier's own index. A follower's linearizable read waits for the
+// index it is given, and the barrier's AppendEntries already tells it that
+// the commit index is committed — its own index only the leader's next
+// message (a heartbeat) would tell.
+TEST(RaftNode, ABarrierOnAReadyLeaderAnswersTheCommitIndexItWasIssuedAt) {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value()) << "no leader became ready";
+  const unsigned l = *leader;
+  auto one = c.propose_sync(l, "hello");
+  ASSERT_TRUE(one.has_value()) << describe(one.error());
+  // Applied on the leader, so committed; nothing else is in flight.
+  const std::uint64_t commit = c.node(l).status().commit_index;
+  ASSERT_GE(commit, one->index);
+  std::promise<Result<std::uint64_t>> bp;
+  c.node(l).barrier([&](Result<std::uint64_t> r) { bp.set_value(std::move(r)); });
+  auto b = bp.get_future().get();
+  ASSERT_TRUE(b.has_value()) << describe(b.error());
+  EXPECT_EQ(*b, commit);
+  // The barrier itself is an entry after it.
+  EXPECT_TRUE(wait_until([&] { return c.node(l).status().commit_index > commit; }, 30s));
+}
+
 // An entry carrying more than 65,536 records gave two session-opening
 // records 65,536 positions apart the same session id. The leader now packs
 // at most kMaxRecordsPerEntry records per entry.
