@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "catga/application.hpp"
@@ -89,8 +90,14 @@ void tune(const Settings& s, catga::ClusterOptions& o);
 // `dir`, the files tune() points every node at.
 void write_throwaway_tls(const std::filesystem::path& dir, std::size_t nodes);
 
+// The consistent-read scenarios come in two forms: closed loops of
+// callbacks (query-linearizable, ...), and blocking calls, one thread per
+// caller, named with this suffix (query-linearizable-blocking, ...).
+inline constexpr std::string_view kBlocking = "-blocking";
+inline bool is_blocking(const std::string& scenario) { return scenario.ends_with(kBlocking); }
+
 // Which node the load runs on: the leader for command-leader and
-// query-linearizable, the next node (a follower) otherwise.
+// query-linearizable (either form), the next node (a follower) otherwise.
 std::size_t target_node(const Settings& s, std::size_t leader);
 
 // Latencies in a log-linear histogram: fixed memory however long the run

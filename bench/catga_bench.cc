@@ -14,6 +14,12 @@
 //   query-read-your-writes
 //                       on a follower: a command, then a read_your_writes
 //                       query at its index (latency of the pair)
+//   query-linearizable-blocking, query-linearizable-follower-blocking,
+//   query-read-your-writes-blocking
+//                       the same three through the blocking send: a thread
+//                       per caller, whose read runs its query on that thread
+//                       once woken (the forms above complete callbacks, on
+//                       the node's read threads)
 //   failover            commands from every node while the leader is stopped
 //                       and restarted, --kills times; reports the time from each
 //                       stop to the next successful command, and checks that no
@@ -130,7 +136,9 @@ int main(int argc, char** argv) {
   NodePlacement where;
   cli.add_option("--scenario", s.scenario, "what to measure")
       ->check(CLI::IsMember({"command-leader", "command-follower", "query-local", "query-linearizable",
-                                   "query-linearizable-follower", "query-read-your-writes", "failover", "restore"}));
+                             "query-linearizable-follower", "query-read-your-writes", "query-linearizable-blocking",
+                             "query-linearizable-follower-blocking", "query-read-your-writes-blocking", "failover",
+                             "restore"}));
   cli.add_option("--mode", s.mode, "in-process: every node in this process; multi-process: a process per node")
       ->check(CLI::IsMember({"in-process", "multi-process"}));
   cli.add_option("--nodes", s.nodes, "cluster size")->check(CLI::Range(1, 7));

@@ -72,7 +72,8 @@ void write_throwaway_tls(const std::filesystem::path& dir, std::size_t nodes) {
 }
 
 std::size_t target_node(const Settings& s, std::size_t leader) {
-  const bool on_leader = s.scenario == "command-leader" || s.scenario == "query-linearizable";
+  const bool on_leader = s.scenario == "command-leader" || s.scenario == "query-linearizable" ||
+                         s.scenario == "query-linearizable-blocking";
   return on_leader ? leader : (leader + 1) % s.nodes;
 }
 
@@ -180,17 +181,57 @@ void sleep_ticking(double seconds, const Tick& tick, const std::atomic<std::uint
   }
 }
 
+// What the callers share with the measuring thread while a scenario runs.
+struct Window {
+  std::atomic<bool> measuring{false}, stopping{false};
+  std::atomic<std::uint64_t> completed{0};
+  SharedHistogram latest;  // every completion, for the once-a-second progress
+};
+
+// One caller's own record: the latencies of its requests in the measured
+// window, and its failed requests.
+struct CallerRecord {
+  LatencyHistogram latencies;
+  std::uint64_t errors = 0;
+
+  // A request this caller sent at `start` has just completed.
+  void complete(Window& w, Clock::time_point start, bool ok) {
+    w.completed.fetch_add(1, std::memory_order_relaxed);
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+    if (ok) w.latest.record(ns);
+    if (!ok)
+      ++errors;
+    else if (w.measuring.load(std::memory_order_relaxed))
+      latencies.record(ns);
+  }
+  // Adds this caller's requests to `m` (ops: the measured ones that succeeded).
+  void add_to(Measurement& m) const {
+    m.latencies.merge(latencies);
+    m.errors += errors;
+    m.ops = m.latencies.count();
+  }
+};
+
+// The warm-up, then the measured window; then the callers are told to stop.
+// Returns the measured window's length in seconds.
+double run_window(const Settings& s, Window& w, const Tick& tick) {
+  sleep_ticking(s.warmup, tick, w.completed, w.latest);
+  w.measuring = true;
+  const auto t0 = Clock::now();
+  sleep_ticking(s.seconds, tick, w.completed, w.latest);
+  w.measuring = false;
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  w.stopping = true;
+  return seconds;
+}
+
 using Issue = std::function<void(std::function<void(bool ok)>)>;  // sends one request
 
 // A closed-loop caller driven by completions: each result sends the next request.
 struct Loop {
   const Issue* issue;
-  std::atomic<bool>* measuring;
-  std::atomic<bool>* stopping;
-  std::atomic<std::uint64_t>* completed;
-  SharedHistogram* latest;  // every completion, for the once-a-second progress
-  LatencyHistogram latencies;
-  std::uint64_t errors = 0;
+  Window* window;
+  CallerRecord record;
   std::atomic<bool> done{false};
   // 1 while next() is inside issue(), 2 once a completion came meanwhile:
   // a completion that runs inline (a read servable at once, an immediate
@@ -200,20 +241,14 @@ struct Loop {
 
   void next() {
     for (;;) {
-      if (stopping->load(std::memory_order_relaxed)) {
+      if (window->stopping.load(std::memory_order_relaxed)) {
         done = true;
         return;
       }
       auto start = Clock::now();
       issuing.store(1);
       (*issue)([this, start](bool ok) {
-        completed->fetch_add(1, std::memory_order_relaxed);
-        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
-        if (ok) latest->record(ns);
-        if (!ok)
-          ++errors;
-        else if (measuring->load(std::memory_order_relaxed))
-          latencies.record(ns);
+        record.complete(*window, start, ok);
         int inside = 1;
         if (!issuing.compare_exchange_strong(inside, 2)) next();
       });
@@ -224,35 +259,47 @@ struct Loop {
 
 // Runs `callers` closed loops of `issue` through the warm-up and the measured window.
 Measurement run_loops(const Settings& s, const Issue& issue, const Tick& tick) {
-  std::atomic<bool> measuring{false}, stopping{false};
-  std::atomic<std::uint64_t> completed{0};
-  auto latest = std::make_unique<SharedHistogram>();
+  auto window = std::make_unique<Window>();
   std::vector<std::unique_ptr<Loop>> loops;
   for (std::size_t i = 0; i < s.callers; ++i) {
     auto l = std::make_unique<Loop>();
     l->issue = &issue;
-    l->measuring = &measuring;
-    l->stopping = &stopping;
-    l->completed = &completed;
-    l->latest = latest.get();
+    l->window = window.get();
     loops.push_back(std::move(l));
   }
   for (auto& l : loops) l->next();
-  sleep_ticking(s.warmup, tick, completed, *latest);
-  measuring = true;
-  auto t0 = Clock::now();
-  sleep_ticking(s.seconds, tick, completed, *latest);
-  measuring = false;
-  Measurement m;
-  m.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  stopping = true;
+  const double seconds = run_window(s, *window, tick);
   testsupport::wait_for(
       [&] { return std::all_of(loops.begin(), loops.end(), [](auto& l) { return l->done.load(); }); });
-  for (auto& l : loops) {
-    m.latencies.merge(l->latencies);
-    m.errors += l->errors;
+  Measurement m;
+  m.seconds = seconds;
+  for (auto& l : loops) l->record.add_to(m);
+  return m;
+}
+
+using Call = std::function<bool()>;  // sends one request and waits for its result: ok or not
+
+// The blocking form: `callers` threads, each calling `call` in a closed loop
+// through the warm-up and the measured window.
+Measurement run_threads(const Settings& s, const Call& call, const Tick& tick) {
+  auto window = std::make_unique<Window>();
+  std::vector<CallerRecord> records(s.callers);
+  std::vector<std::thread> threads;
+  threads.reserve(s.callers);
+  for (std::size_t c = 0; c < s.callers; ++c) {
+    threads.emplace_back([&, c] {
+      while (!window->stopping.load(std::memory_order_relaxed)) {
+        const auto start = Clock::now();
+        const bool ok = call();
+        records[c].complete(*window, start, ok);
+      }
+    });
   }
-  m.ops = m.latencies.count();
+  const double seconds = run_window(s, *window, tick);
+  for (auto& t : threads) t.join();
+  Measurement m;
+  m.seconds = seconds;
+  for (auto& r : records) r.add_to(m);
   return m;
 }
 
@@ -286,26 +333,42 @@ Measurement measure_query_local(const Settings& s, catga::Application& app) {
 
 Measurement measure_scenario(const Settings& s, catga::Application& app, const Tick& tick) {
   if (s.scenario == "query-local") return measure_query_local(s, app);
-  if (s.scenario == "query-read-your-writes") {
+  // The consistent reads, in callback form (closed loops driven by
+  // completions) or, for the scenarios named "...-blocking", in blocking form
+  // (a thread per caller).
+  const bool blocking = is_blocking(s.scenario);
+  const std::string base = blocking ? s.scenario.substr(0, s.scenario.size() - kBlocking.size()) : s.scenario;
+  if (base == "query-read-your-writes") {
     // A write (forwarded: the target is a follower), then a read of it on the
     // same node: the read waits until this node applied the write's index.
     const std::string data(s.payload, 'x');
+    const auto at = [](std::uint64_t index) {
+      return catga::QueryOptions{.consistency = catga::Consistency::read_your_writes, .min_index = index};
+    };
+    if (blocking) {
+      return run_threads(
+          s,
+          [&] {
+            const auto w = app.send_receipt(Put{.data = data});
+            return w.result.has_value() && app.send(Count{}, at(w.index)).has_value();
+          },
+          tick);
+    }
     return run_loops(
         s,
         [&](std::function<void(bool)> done) {
           app.send_receipt(Put{.data = data}, catga::CommandOptions{},
-                           [&app, done = std::move(done)](catga::Receipt<std::uint64_t> r) mutable {
+                           [&app, at, done = std::move(done)](catga::Receipt<std::uint64_t> r) mutable {
                              if (!r.result) return done(false);
-                             app.send(Count{},
-                                      catga::QueryOptions{.consistency = catga::Consistency::read_your_writes,
-                                                          .min_index = r.index},
+                             app.send(Count{}, at(r.index),
                                       [done = std::move(done)](catga::Result<std::uint64_t> q) { done(q.has_value()); });
                            });
         },
         tick);
   }
-  if (s.scenario == "query-linearizable" || s.scenario == "query-linearizable-follower") {
+  if (base == "query-linearizable" || base == "query-linearizable-follower") {
     const catga::QueryOptions linearizable{.consistency = catga::Consistency::linearizable};
+    if (blocking) return run_threads(s, [&] { return app.send(Count{}, linearizable).has_value(); }, tick);
     return run_loops(
         s,
         [&](std::function<void(bool)> done) {

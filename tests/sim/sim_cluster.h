@@ -1,7 +1,7 @@
 /* tests/sim/sim_cluster.h — libraft's deterministic in-memory cluster
  * (raft/fixture.h, virtual clock) behind a C API the C++ simulation can
  * include (raft.h does not compile as C++). Every function is a thin wrapper;
- * the fault schedule and the checks live in sim_test.cc. */
+ * the fault schedule and the checks live in simulation.cc and sim_checker.cc. */
 #ifndef CATGA_TESTS_SIM_SIM_CLUSTER_H
 #define CATGA_TESTS_SIM_SIM_CLUSTER_H
 
