@@ -195,6 +195,16 @@ TEST(RaftNode, EveryNodeMovedToANewAddressRestartsAndReachesItsPeersThroughItsOp
   for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c.machine(i).digest(), c.machine(*next).digest());
 }
 
+// Node 1 is the ready leader: leadership is moved to it if another node won.
+void make_node_1_lead(Cluster& c) {
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  if (*leader == 0) return;
+  auto moved = wait_void([&](auto done) { c.node(*leader).transfer_leadership(1, std::move(done)); });
+  ASSERT_TRUE(moved.has_value()) << describe(moved.error());
+  ASSERT_TRUE(wait_until([&] { return c.node(0).status().role == NodeRole::leader && c.node(0).status().ready; }));
+}
+
 // The chaos harness's shape (issue 13 item 9): node 1 reaches node 3 through
 // a proxy, so node 1's configuration names node 3 by the proxy's address.
 // Node 3 installs a snapshot from leader 1 and thereby stores node 1's view,
@@ -210,13 +220,7 @@ TEST(RaftNode, SnapshotFromALeaderWithAnotherAddressBookDoesNotStopARestart) {
   });
   proxy.set_target(c.member(2).address);
   c.start_all();
-  auto leader = c.ready_leader();
-  ASSERT_TRUE(leader.has_value());
-  if (*leader != 0) {
-    auto moved = wait_void([&](auto done) { c.node(*leader).transfer_leadership(1, std::move(done)); });
-    ASSERT_TRUE(moved.has_value()) << describe(moved.error());
-    ASSERT_TRUE(wait_until([&] { return c.node(0).status().role == NodeRole::leader && c.node(0).status().ready; }));
-  }
+  ASSERT_NO_FATAL_FAILURE(make_node_1_lead(c));
   c.stop(2);
   EXPECT_EQ(c.propose_many(0, 400, 4, "book-record-"), 400);
   ASSERT_TRUE(wait_until([&] { return c.node(0).status().last_snapshot_index >= 200; }));
@@ -255,13 +259,7 @@ void silent_link_from_the_leader_heals(bool authenticated) {
   });
   proxy.set_target(c.member(2).address);
   c.start_all();
-  auto leader = c.ready_leader();
-  ASSERT_TRUE(leader.has_value());
-  if (*leader != 0) {
-    auto moved = wait_void([&](auto done) { c.node(*leader).transfer_leadership(1, std::move(done)); });
-    ASSERT_TRUE(moved.has_value()) << describe(moved.error());
-    ASSERT_TRUE(wait_until([&] { return c.node(0).status().role == NodeRole::leader && c.node(0).status().ready; }));
-  }
+  ASSERT_NO_FATAL_FAILURE(make_node_1_lead(c));
   EXPECT_EQ(c.propose_many(0, 100, 2, "before-"), 100);
   ASSERT_TRUE(c.wait_all_applied(100));
 
