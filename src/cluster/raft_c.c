@@ -228,6 +228,7 @@ static void checkCb(uv_check_t *check) {
   if (h->closing) {
     return;
   }
+  h->turned_at = uv_now(&h->loop);
   if (!h->disk_failed && segmentWriteFailed(h->io.errmsg)) {
     h->disk_failed = true;
     if (h->cb.disk_failed != NULL) {

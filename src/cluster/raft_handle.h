@@ -53,8 +53,10 @@ struct catga_raft {
   int (*inner_send)(struct raft_io *, struct raft_io_send *,
                     const struct raft_message *, raft_io_send_cb);
   struct catga_address_book book;
-  /* The outbound connection to each peer (raft_peer_link.c). */
+  /* The outbound connection to each peer (raft_peer_link.c), and uv_now()
+   * at the end of the loop's last turn (checkCb). */
   struct catga_peer_links peer_links;
+  uint64_t turned_at;
   /* The I/O's own snapshot_put and close, wrapped for deferred snapshots. */
   int (*inner_snapshot_put)(struct raft_io *, unsigned,
                             struct raft_io_snapshot_put *,

@@ -89,13 +89,14 @@ void log_transport_refused(void* ctx, const char* line) {
   log().warn("raft node {}: {}", static_cast<RaftNode*>(ctx)->options().node_id, line);
 }
 
-// A member asked this leader for votes: what reaches it does not
-// (raft_peer_link.h; at most once per three election timeouts per member).
+// A member asked this leader for votes: it has heard nothing from it for an
+// election timeout (raft_peer_link.h; at most once per three election
+// timeouts per member). Info: a member that restarted does so too.
 void log_peer_link_reset(void* ctx, std::uint64_t id, std::uint64_t term, int closed) {
-  log().warn("raft node {}: node {} asks for votes although this node leads term {} and sends it heartbeats: nothing "
-             "sent to it arrives; {}",
+  log().info("raft node {}: node {} asks for votes although this node leads term {}: it heard nothing from this node "
+             "for an election timeout; {}",
              static_cast<RaftNode*>(ctx)->options().node_id, id, term,
-             closed != 0 ? "its connection reported no error: closed it to dial again"
+             closed != 0 ? "closed the connection to it, which reported no error, to dial again"
                          : "no connection to it is open (libraft dials it every second)");
 }
 

@@ -84,12 +84,20 @@ void catga_peer_link_received(catga_raft *h, const struct raft_message *m) {
       m->request_vote.disrupt_leader || !isMember(r, m->server_id)) {
     return; /* a transfer's election, or a node that is not a member */
   }
+  if (!m->request_vote.pre_vote && m->request_vote.term > r->current_term) {
+    return; /* a newer term: this leader is the one behind, and steps down */
+  }
+  now = uv_now(&h->loop);
+  timeout = r->election_timeout;
+  if (h->turned_at != 0 && now - h->turned_at >= timeout) {
+    /* This node itself did not run for an election timeout (stopped,
+     * stalled): its silence, not the link, made the member ask. */
+    return;
+  }
   link = linkOf(&h->peer_links, m->server_id, true);
   if (link == NULL) {
     return;
   }
-  now = uv_now(&h->loop);
-  timeout = r->election_timeout;
   if (link->reset_at != 0 && now - link->reset_at < 3 * timeout) {
     return;
   }

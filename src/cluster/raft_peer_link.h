@@ -53,7 +53,10 @@ void catga_peer_link_connected(catga_raft *h, raft_id id,
 /* Every received message passes here first: a RequestVote from a member
  * while this node leads resets the connection to it (see above), and tells
  * callbacks.peer_link_reset — also, less often, when no connection to it is
- * open to be reset. */
+ * open to be reset. Not when the loop itself did not turn for an election
+ * timeout before this message (this node was stopped or stalled: the
+ * request says that, not that the link is dead), nor for a vote of a term
+ * above this leader's. */
 void catga_peer_link_received(catga_raft *h, const struct raft_message *m);
 
 void catga_peer_links_free(struct catga_peer_links *links);
