@@ -98,7 +98,8 @@ void RaftNode::watch_leaderless(const catga_raft_info& info) {
   const auto now = Clock::now();
   const bool leaderless = info.leader_id == 0 && (info.state == CATGA_STATE_FOLLOWER ||
                                                   info.state == CATGA_STATE_CANDIDATE);
-  if (!node_mode_ || stopping_ || failed_ || !leaderless) {
+  // A member waiting to be added hears from no leader until it is.
+  if (!node_mode_ || stopping_ || failed_ || pending_join_ || !leaderless) {
     leaderless_since_ = {};
     return;
   }
