@@ -127,7 +127,8 @@ struct catga_raft_callbacks {
   /* Node mode, leader: member `id` asked for votes although this node leads
    * `term` and sends it heartbeats, so nothing sent to it arrives. `closed`:
    * its connection, which reported no error, was shut down for libraft to
-   * dial again; 0: none was open (raft_peer_link.h). */
+   * dial again; 0: none was open (raft_peer_link.h). At most once per 100
+   * election timeouts per member. */
   void (*peer_link_reset)(void *ctx, uint64_t id, uint64_t term, int closed);
 };
 

@@ -90,8 +90,9 @@ void log_transport_refused(void* ctx, const char* line) {
 }
 
 // A member asked this leader for votes: it has heard nothing from it for an
-// election timeout (raft_peer_link.h; at most once per three election
-// timeouts per member). Info: a member that restarted does so too.
+// election timeout (raft_peer_link.h: the connection is reset at most once
+// per three election timeouts, said at most once per 100). Info: a member
+// that restarted asks too.
 void log_peer_link_reset(void* ctx, std::uint64_t id, std::uint64_t term, int closed) {
   log().info("raft node {}: node {} asks for votes although this node leads term {}: it heard nothing from this node "
              "for an election timeout; {}",

@@ -106,9 +106,9 @@ void catga_peer_link_received(catga_raft *h, const struct raft_message *m) {
   }
   closed = shutDown(link);
   link->reset_at = now;
-  /* Without a connection to close (libraft is dialling the member), said
-   * once per 100 election timeouts. */
-  if (!closed && link->reported_at != 0 && now - link->reported_at < 100 * timeout) {
+  /* Said once per 100 election timeouts per member: a link that stays down
+   * asks again every election timeout or two. */
+  if (link->reported_at != 0 && now - link->reported_at < 100 * timeout) {
     return;
   }
   link->reported_at = now;

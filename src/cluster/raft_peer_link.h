@@ -52,8 +52,8 @@ void catga_peer_link_connected(catga_raft *h, raft_id id,
 
 /* Every received message passes here first: a RequestVote from a member
  * while this node leads resets the connection to it (see above), and tells
- * callbacks.peer_link_reset — also, less often, when no connection to it is
- * open to be reset. Not when the loop itself did not turn for an election
+ * callbacks.peer_link_reset, at most once per 100 election timeouts per
+ * member (also when no connection to it was open to be reset). Not when the loop itself did not turn for an election
  * timeout before this message (this node was stopped or stalled: the
  * request says that, not that the link is dead), nor for a vote of a term
  * above this leader's. */
