@@ -7,6 +7,7 @@
 #include "cluster/fork_excluded_heap.h"
 #include "cluster/raft_handle.h"
 #include "cluster/raft_install.h"
+#include "cluster/raft_peer_link.h"
 #include "cluster/raft_snapshot_send.h"
 
 #include <raft.h>
@@ -47,6 +48,7 @@ _Static_assert((int)CATGA_RAFT_NOSPACE == (int)RAFT_NOSPACE, "code");
 /* Every received message passes here before libraft sees it. */
 static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   catga_raft *h = catga_raft_of_io(io);
+  catga_peer_link_received(h, message);
   if (catga_install_hold(h, message) ||
       catga_raft_drop_unsafe_install(h->r, message)) {
     return;
@@ -171,6 +173,7 @@ static void connectNoDelayCb(struct raft_uv_connect *req,
   }
   if (status == 0) {
     catga_snapshot_send_reconnected(h, id);
+    catga_peer_link_connected(h, id, stream);
   }
   outer->cb = cb;
   cb(outer, stream, status);
@@ -225,6 +228,7 @@ static void checkCb(uv_check_t *check) {
   if (h->closing) {
     return;
   }
+  h->turned_at = uv_now(&h->loop);
   if (!h->disk_failed && segmentWriteFailed(h->io.errmsg)) {
     h->disk_failed = true;
     if (h->cb.disk_failed != NULL) {
@@ -539,6 +543,7 @@ int catga_raft_free(catga_raft *h) {
     rv = uv_loop_close(&h->loop);
   }
   catga_snapshot_sends_free(h);
+  catga_peer_links_free(&h->peer_links);
   catga_address_book_clear(&h->book);
   free(h);
   return rv;

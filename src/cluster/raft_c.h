@@ -124,6 +124,12 @@ struct catga_raft_callbacks {
   /* Node mode: a connection to or from the Raft port was refused or failed
    * authentication (one line, rate-limited by the transport). */
   void (*transport_refused)(void *ctx, const char *line);
+  /* Node mode, leader: member `id` asked for votes although this node leads
+   * `term` and sends it heartbeats, so nothing sent to it arrives. `closed`:
+   * its connection, which reported no error, was shut down for libraft to
+   * dial again; 0: none was open (raft_peer_link.h). At most once per 100
+   * election timeouts per member. */
+  void (*peer_link_reset)(void *ctx, uint64_t id, uint64_t term, int closed);
 };
 
 struct catga_raft_member {

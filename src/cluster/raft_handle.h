@@ -3,8 +3,9 @@
  * Internal to the C door to libraft: raft_c.c (life cycle, FSM glue,
  * requests) and its pieces — raft_deferred_snapshot.c (the snapshots a node
  * takes itself: placeholder, held-back write, worker hand-off),
- * raft_install.c (the receiving side of InstallSnapshot), raft_snapshot_send.c (the sending side)
- * and raft_address_book.c (the address each peer is dialled at) — include
+ * raft_install.c (the receiving side of InstallSnapshot), raft_snapshot_send.c (the sending side),
+ * raft_address_book.c (the address each peer is dialled at) and
+ * raft_peer_link.c (the connection to each peer, reset when dead) — include
  * it; nothing else does (it includes raft.h, which does not compile as C++).
  * Threading is raft_c.h's: everything runs on the handle's loop thread. */
 #ifndef CATGA_SRC_CLUSTER_RAFT_HANDLE_H
@@ -12,6 +13,7 @@
 
 #include "cluster/raft_address_book.h"
 #include "cluster/raft_c.h"
+#include "cluster/raft_peer_link.h"
 #include "cluster/raft_snapshot_send.h"
 
 #include <raft.h>
@@ -51,6 +53,10 @@ struct catga_raft {
   int (*inner_send)(struct raft_io *, struct raft_io_send *,
                     const struct raft_message *, raft_io_send_cb);
   struct catga_address_book book;
+  /* The outbound connection to each peer (raft_peer_link.c), and uv_now()
+   * at the end of the loop's last turn (checkCb). */
+  struct catga_peer_links peer_links;
+  uint64_t turned_at;
   /* The I/O's own snapshot_put and close, wrapped for deferred snapshots. */
   int (*inner_snapshot_put)(struct raft_io *, unsigned,
                             struct raft_io_snapshot_put *,

@@ -94,6 +94,18 @@ void log_transport_refused(void* ctx, const char* line) {
   log().warn("raft node {}: {}", static_cast<RaftNode*>(ctx)->options().node_id, line);
 }
 
+// A member asked this leader for votes: it has heard nothing from it for an
+// election timeout (raft_peer_link.h: the connection is reset at most once
+// per three election timeouts, said at most once per 100). Info: a member
+// that restarted asks too.
+void log_peer_link_reset(void* ctx, std::uint64_t id, std::uint64_t term, int closed) {
+  log().info("raft node {}: node {} asks for votes although this node leads term {}: it heard nothing from this node "
+             "for an election timeout; {}",
+             static_cast<RaftNode*>(ctx)->options().node_id, id, term,
+             closed != 0 ? "closed the connection to it, which reported no error, to dial again"
+                         : "no connection to it is open (libraft dials it every second)");
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ lifecycle
@@ -184,6 +196,7 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
                            &c_change_done, &c_transfer_done, &c_wake, &c_after_io);
   cb.disk_failed = &c_disk_failed;
   cb.transport_refused = &log_transport_refused;
+  cb.peer_link_reset = &log_peer_link_reset;
   cb.snapshot_ready = &c_snapshot_ready;
   cb.snapshot_cancel = &c_snapshot_cancel;
   cb.restore_prepare = &c_restore_prepare;
@@ -541,6 +554,7 @@ void RaftNode::observe() {
                          options_.node_id, info.snapshot_terms_corrected - terms_corrected_);
     terms_corrected_ = info.snapshot_terms_corrected;
   }
+  watch_leaderless(info);
 
   if ((role_changed || term_changed) && (role != NodeRole::leader || term_changed)) ready_ = false;
   if (role == NodeRole::leader && !ready_ && ready_barrier_term_ != info.term && !stopping_ && !failed_) {
@@ -601,8 +615,9 @@ void RaftNode::observe() {
       internal::log().info("raft node {}: lost leadership in term {} (now {})", options_.node_id, info.term,
                    to_string(role));
     } else if (role == NodeRole::unavailable && !stopping_) {
-      // libraft turns itself unavailable after an internal error: it takes
-      // no message and starts no election any more.
+      // Older libraft releases turned themselves unavailable after an
+      // internal error (no message taken, no election started any more);
+      // 0.22.1 has the state but never enters it once started.
       internal::log().warn("raft node {}: libraft became unavailable in term {}; this node takes part in "
                            "nothing until it restarts",
                            options_.node_id, info.term);

@@ -61,7 +61,8 @@
 #include "cluster/snapshot_schedule.hpp"
 #include "cluster/snapshot_write_watch.hpp"
 
-struct catga_raft;  // raft_c.h
+struct catga_raft;       // raft_c.h
+struct catga_raft_info;  // raft_c.h
 
 namespace catga::internal {
 
@@ -273,6 +274,9 @@ class RaftNode {
   // Node mode, at most once a second: stop_unwritable() if data_dir cannot be written.
   void check_data_dir();
   void stop_unwritable(int err);
+  // Node mode, from observe(): warns while this node knows no leader, first
+  // after 20 election timeouts, then every 100, with libraft's state.
+  void watch_leaderless(const ::catga_raft_info& info);
   Error outcome_unknown_after_stop() const;
   Error no_space_error();
   Error not_leader_error() const;
@@ -353,6 +357,8 @@ class RaftNode {
   Clock::time_point disk_diagnosis_until_{};
   Clock::time_point next_data_dir_check_{};
   int unwritable_errno_ = 0;  // data_dir found unwritable (not merely full)
+  Clock::time_point leaderless_since_{};         // watch_leaderless: {} while a leader is known
+  Clock::time_point next_leaderless_warning_{};
   bool pending_join_ = false;  // started empty with join: refuses votes until added
   JoinWatch join_watch_;
   int last_state_ = -1;

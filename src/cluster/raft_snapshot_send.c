@@ -127,6 +127,16 @@ static bool snapshotSendHolds(catga_raft *h, const struct snapshotSend *s) {
          uv_now(&h->loop) - s->written_at < h->r->install_snapshot_timeout;
 }
 
+bool catga_snapshot_send_holds(catga_raft *h, raft_id id) {
+  const struct snapshotSend *s;
+  for (s = h->snapshot_sends; s != NULL; s = s->next) {
+    if (s->id == id) {
+      return snapshotSendHolds(h, s);
+    }
+  }
+  return false;
+}
+
 int catga_snapshot_send(struct raft_io *io, struct raft_io_send *req,
                         const struct raft_message *message,
                         raft_io_send_cb cb) {

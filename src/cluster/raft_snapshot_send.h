@@ -62,6 +62,10 @@ void catga_snapshot_send_answered(catga_raft *h,
                                   const struct raft_message *message);
 /* A new connection to `id`: the next InstallSnapshot to it goes through. */
 void catga_snapshot_send_reconnected(catga_raft *h, raft_id id);
+/* Whether an InstallSnapshot to `id` is being written, or was written (or
+ * last said to be installing) less than install_snapshot_timeout ago: the
+ * follower may still be reading or installing it. */
+bool catga_snapshot_send_holds(catga_raft *h, raft_id id);
 /* Frees the bookkeeping (catga_raft_free). */
 void catga_snapshot_sends_free(catga_raft *h);
 /* The raft_io snapshot_get of a node: one read at a time, in order. */

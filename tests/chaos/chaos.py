@@ -281,13 +281,16 @@ def main(argv=None):
         final_orders = len(finals[0]["orders"]) if finals else 0
         statuses = cluster.statuses()
         terms = {i: (s or {}).get("term") for i, s in statuses.items()}
+        # Role and known leader with the term: a node left behind shows how
+        # (chaos seed 559162531: a candidate one term behind, no leader known).
+        roles = {i: f"{(s or {}).get('role')}/{((s or {}).get('leader') or {}).get('id')}" for i, s in statuses.items()}
         commit = max((s or {}).get("commit_index", 0) for s in statuses.values())
         snapshots = {i: (s or {}).get("last_snapshot_index") for i, s in statuses.items()}
         summary.update({
             "seed": seed, "nodes": args.nodes, "seconds": args.seconds, "clients": n_clients,
             "election_timeout_ms": args.election_timeout_ms, "heartbeat_ms": args.heartbeat_ms,
             "faults_injected": len(injected), "faults_by_kind": counts, "final_orders": final_orders,
-            "final_terms": terms, "commit_index": commit, "last_snapshot_index": snapshots,
+            "final_terms": terms, "final_roles": roles, "commit_index": commit, "last_snapshot_index": snapshots,
             "network": args.network, "anomalies": len(anomalies), "checker": result["stats"], "check_seconds": check_s,
             "plan_availability_pct": PLAN_AVAILABILITY, "faults": figures, "skipped": skipped,
             "relisted": relisted,
@@ -313,6 +316,7 @@ def main(argv=None):
         print("  latency ok (p50/p99 ms) " + ", ".join(
             f"{k} {v['p50_ms']:.1f}/{v['p99_ms']:.1f}" for k, v in lat.items() if v["p50_ms"] is not None))
         print(f"  final terms            {terms}; commit index {commit}; last snapshot index {snapshots}")
+        print(f"  final roles/leader     {roles}")
         if relisted:
             print(f"  stored configuration   nodes {relisted} list themselves at another node's address for them "
                   f"(a configuration written by the leader, or an installed snapshot)")

@@ -220,6 +220,16 @@ TEST(RaftNode, EveryNodeMovedToANewAddressRestartsAndReachesItsPeersThroughItsOp
   for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c.machine(i).digest(), c.machine(*next).digest());
 }
 
+// Node 1 is the ready leader: leadership is moved to it if another node won.
+void make_node_1_lead(Cluster& c) {
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  if (*leader == 0) return;
+  auto moved = wait_void([&](auto done) { c.node(*leader).transfer_leadership(1, std::move(done)); });
+  ASSERT_TRUE(moved.has_value()) << describe(moved.error());
+  ASSERT_TRUE(wait_until([&] { return c.node(0).status().role == NodeRole::leader && c.node(0).status().ready; }));
+}
+
 // The chaos harness's shape (issue 13 item 9): node 1 reaches node 3 through
 // a proxy, so node 1's configuration names node 3 by the proxy's address.
 // Node 3 installs a snapshot from leader 1 and thereby stores node 1's view,
@@ -235,13 +245,7 @@ TEST(RaftNode, SnapshotFromALeaderWithAnotherAddressBookDoesNotStopARestart) {
   });
   proxy.set_target(c.member(2).address);
   c.start_all();
-  auto leader = c.ready_leader();
-  ASSERT_TRUE(leader.has_value());
-  if (*leader != 0) {
-    auto moved = wait_void([&](auto done) { c.node(*leader).transfer_leadership(1, std::move(done)); });
-    ASSERT_TRUE(moved.has_value()) << describe(moved.error());
-    ASSERT_TRUE(wait_until([&] { return c.node(0).status().role == NodeRole::leader && c.node(0).status().ready; }));
-  }
+  ASSERT_NO_FATAL_FAILURE(make_node_1_lead(c));
   c.stop(2);
   EXPECT_EQ(c.propose_many(0, 400, 4, "book-record-"), 400);
   ASSERT_TRUE(wait_until([&] { return c.node(0).status().last_snapshot_index >= 200; }));
@@ -262,6 +266,42 @@ TEST(RaftNode, SnapshotFromALeaderWithAnotherAddressBookDoesNotStopARestart) {
   EXPECT_EQ(c.propose_many(0, 100, 2, "after-restart-"), 100);
   ASSERT_TRUE(c.wait_all_applied(500));
   for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c.machine(i).digest(), c.machine(0).digest());
+}
+
+// Chaos seed 559162531: a follower took no message from the leader for four
+// minutes, and stayed in its old term. With pre-vote, a follower the leader's
+// messages no longer reach asks for pre-votes in its own term + 1, which its
+// peers refuse (they have a leader) by answering that same term: it never
+// learns of a newer term, and nothing tells the leader that its connection
+// to the follower delivers nothing while TCP reports no error. Here node 1's
+// connection to node 3 goes silent the way that link did (bytes taken,
+// nothing delivered, nothing closed); a new connection would get through.
+void silent_link_from_the_leader_heals(bool authenticated) {
+  testsupport::BlackholeProxy proxy;  // node 1 -> node 3
+  Cluster c(3, [&proxy, authenticated](ClusterOptions& o) {
+    if (!authenticated) o.peer_secret.clear();  // the stock TCP transport, as catga-orders without a secret
+    if (o.node_id == 1) o.members[2].address = proxy.address();
+  });
+  proxy.set_target(c.member(2).address);
+  c.start_all();
+  ASSERT_NO_FATAL_FAILURE(make_node_1_lead(c));
+  EXPECT_EQ(c.propose_many(0, 100, 2, "before-"), 100);
+  ASSERT_TRUE(c.wait_all_applied(100));
+
+  proxy.silence_current();
+  EXPECT_EQ(c.propose_many(0, 100, 2, "after-"), 100);  // nodes 1 and 2 commit
+  ASSERT_TRUE(c.wait_all_applied(200)) << "node 3 applied " << c.node(2).status().applied_index << " in term "
+                                       << c.node(2).status().term << " (leader's term "
+                                       << c.node(0).status().term << ")";
+  EXPECT_EQ(c.node(2).status().term, c.node(0).status().term);
+  EXPECT_EQ(c.node(2).status().leader_id, 1u);
+  for (unsigned i = 0; i < 3; ++i) EXPECT_EQ(c.machine(i).digest(), c.machine(0).digest());
+}
+
+TEST(RaftNode, AFollowerBehindASilentLinkFromTheLeaderCatchesUp) { silent_link_from_the_leader_heals(false); }
+
+TEST(RaftNode, AFollowerBehindASilentAuthenticatedLinkFromTheLeaderCatchesUp) {
+  silent_link_from_the_leader_heals(true);
 }
 
 TEST(RaftNode, StopCompletesEveryPendingProposalExactlyOnce) {

@@ -3,8 +3,12 @@
 // direction is dropped and new connections are accepted and then ignored, but
 // no connection is closed or reset. Unprivileged (no tc/iptables).
 //
-// Threading: construct, set_target(), blackhole() and counters from the test
-// thread; one thread accepts and two threads pump each connection. The
+// silence_current() does that only to the connections open at the time: later
+// ones are forwarded (a middlebox that lost the state of the old connections,
+// or the chaos harness's proxy keeping one it should have reset).
+//
+// Threading: construct, set_target(), blackhole(), silence_current() and
+// counters from the test thread; one thread accepts and two threads pump each connection. The
 // destructor shuts every socket down and joins every thread.
 #pragma once
 
@@ -17,6 +21,7 @@
 #include <atomic>
 #include <cstddef>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -64,6 +69,14 @@ class BlackholeProxy {
     blackholed_ = true;
   }
 
+  // The connections open now drop every byte from now on and stay open; the
+  // ones accepted later are forwarded.
+  void silence_current() {
+    std::lock_guard lock(mu_);
+    std::lock_guard pass(pass_mu_);
+    silenced_.insert(fds_.begin(), fds_.end());
+  }
+
   std::size_t accepted() const { return accepted_; }
   // Bytes received and dropped since blackhole().
   std::size_t dropped_bytes() const { return dropped_; }
@@ -107,7 +120,8 @@ class BlackholeProxy {
 
   // Copies src to dst (dst < 0: nowhere) until src ends or the proxy stops.
   // Until blackhole(), an end on either side ends both (as a direct
-  // connection would: a peer that restarted is not a silent link).
+  // connection would: a peer that restarted is not a silent link; nor is a
+  // silenced connection its sender closed).
   void pump(int src, int dst) {
     copy(src, dst);
     if (!blackholed_ && !stopping_ && dst >= 0) {
@@ -121,7 +135,7 @@ class BlackholeProxy {
       const ssize_t n = ::recv(src, buf, sizeof buf, 0);
       if (n <= 0 || stopping_) return;
       std::lock_guard lock(pass_mu_);
-      if (blackholed_ || dst < 0) {
+      if (blackholed_ || dst < 0 || silenced_.count(src) != 0) {
         dropped_ += static_cast<std::size_t>(n);
         continue;
       }
@@ -141,6 +155,7 @@ class BlackholeProxy {
   std::atomic<std::size_t> accepted_{0};
   std::atomic<std::size_t> dropped_{0};
   std::mutex pass_mu_;  // a pump's check of blackholed_ and its send, against blackhole()
+  std::set<int> silenced_;  // under pass_mu_: sockets whose bytes are dropped (fds_ never reuses one)
   std::thread acceptor_;
   std::mutex mu_;
   std::vector<int> fds_;             // under mu_
