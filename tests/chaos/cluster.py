@@ -285,11 +285,17 @@ class Network:
 
     def _serve(self, pair, kind, down):
         pair.accepted += 1
-        if pair.blocked:
-            conn = _Conn(pair, kind, down, None)
-            conn.doomed = True
-            with pair.lock:
+        # Checked and registered under the lock unblock() takes: a connection
+        # accepted while blocked but registered after the unblock collected
+        # the doomed ones would discard its bytes for as long as it lives — a
+        # black hole no heal lifts.
+        with pair.lock:
+            blocked = pair.blocked
+            if blocked:
+                conn = _Conn(pair, kind, down, None)
+                conn.doomed = True
                 pair.conns.add(conn)
+        if blocked:
             self._pump(conn, down, None)
             return
         target = pair.real_port + (1 if kind == "peer" else 0)
