@@ -108,3 +108,25 @@ TEST(BootstrapGuard, BoundsFollowTheElectionTimeout) {
   EXPECT_EQ(fast.silent_bound, 3000ms);
   EXPECT_EQ(BootstrapBounds::for_election_timeout(1000ms).silent_bound, 30000ms);
 }
+
+// GuardClock: the bounds count the time the process ran. A stop (SIGSTOP, a
+// CPU quota's throttling) shows as a tick that came late; its excess over one
+// tick is not counted, nor is the gap since the last tick when the guard reads
+// the clock first after a stop. Ordinary lateness (within two ticks) is.
+TEST(BootstrapGuard, TheClockLeavesOutTimeTheProcessDidNotRun) {
+  using catga::internal::GuardClock;
+  const auto t0 = GuardClock::Clock::time_point{} + 1h;
+  GuardClock clock(t0, 10ms);
+  auto t = t0;
+  for (int i = 0; i < 10; ++i) clock.tick(t += 15ms);  // late, within two ticks: run
+  EXPECT_EQ(clock.elapsed(t), 150ms);
+  clock.tick(t += 900ms);  // stopped: 890 ms not run
+  EXPECT_EQ(clock.elapsed(t), 160ms);
+  EXPECT_EQ(clock.not_run(t), 890ms);
+  // Read before the ticker ran again after a stop: the gap is left out already.
+  EXPECT_EQ(clock.elapsed(t + 500ms), 170ms);
+  EXPECT_EQ(clock.elapsed(t + 15ms), 175ms);
+  clock.tick(t += 500ms);
+  EXPECT_EQ(clock.elapsed(t), 170ms);
+  EXPECT_EQ(clock.elapsed(t0 - 1s), 0ms);
+}
