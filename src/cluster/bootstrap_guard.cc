@@ -76,7 +76,7 @@ std::chrono::milliseconds GuardClock::elapsed(Clock::time_point now) const {
 
 BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir, std::size_t peers,
                                  const PeerAnswers& answers, std::chrono::milliseconds elapsed,
-                                 const BootstrapBounds& bounds, bool new_cluster) {
+                                 std::chrono::milliseconds settling, const BootstrapBounds& bounds, bool new_cluster) {
   // Any announcement wins: some peer saw this member join.
   for (const auto& [id, state] : answers) {
     if (!state || !state->announced) continue;
@@ -102,7 +102,7 @@ BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir
     return {BootstrapVerdict::bootstrap, "every peer answered and none has seen an election: a new cluster is forming; bootstrapping"};
   }
   if (undecided) {
-    if (elapsed < bounds.settle_bound) return {};
+    if (settling < bounds.settle_bound) return {};
     return {BootstrapVerdict::refuse,
             refusal(self, data_dir,
                     "member " + std::to_string(*undecided) + " holds a cluster log, but no leader could say within " +
@@ -150,6 +150,7 @@ Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::strin
     }
   });
   PeerAnswers answers;
+  std::optional<std::chrono::milliseconds> election_seen_at;  // on the guard's clock
   std::size_t outstanding = 0;
   BootstrapVerdict verdict;
   // How long each peer's next question waits through silence: one election
@@ -178,8 +179,18 @@ Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::strin
       std::unique_lock lock(mu);
       cv.wait(lock, [&] { return outstanding == 0; });  // each question is bounded by its patience
       const auto now = Clock::now();
-      verdict = judge_bootstrap(options.node_id, options.data_dir.string(), peers.size(), answers,
-                                clock.elapsed(now), bounds, options.new_cluster);
+      const auto elapsed = clock.elapsed(now);
+      // The cluster gets settle_bound to elect a leader from the first answer
+      // that showed an election, not from the start: members that bootstrapped
+      // while this one still asked may need a while (their elections on a
+      // stalled host) before a leader can say whether this member joined.
+      const bool election_seen = std::any_of(answers.begin(), answers.end(), [](const auto& a) {
+        return a.second && a.second->term > 1;
+      });
+      if (election_seen && !election_seen_at) election_seen_at = elapsed;
+      verdict = judge_bootstrap(options.node_id, options.data_dir.string(), peers.size(), answers, elapsed,
+                                election_seen_at ? elapsed - *election_seen_at : std::chrono::milliseconds::zero(),
+                                bounds, options.new_cluster);
       if (verdict.kind == BootstrapVerdict::refuse) verdict.why += not_run_note(clock, started, now);
     }
     if (verdict.kind != BootstrapVerdict::ask_again) break;

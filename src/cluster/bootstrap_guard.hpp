@@ -19,8 +19,9 @@
 //   * every peer answered and none has seen an election (term 1, or 0 for a
 //     peer waiting in its own guard): a new cluster forming — bootstrap;
 //   * a peer has seen an election but cannot tell yet (no leader, not caught
-//     up): ask again until `settle_bound`, then refuse — better a member that
-//     an operator restarts than one that votes with an empty log;
+//     up): ask again for `settle_bound` from the first answer that showed an
+//     election, then refuse — better a member that an operator restarts than
+//     one that votes with an empty log;
 //   * some peer is silent and none that answered has seen an election: the
 //     cluster is forming with members still to come, or every other member
 //     is down and this voter's disk was wiped — the guard cannot tell them
@@ -67,7 +68,8 @@ struct BootstrapBounds {
   // Some peer silent, none that answered has seen an election: with
   // new_cluster, bootstrap after this long.
   std::chrono::milliseconds quiet_bound{1000};
-  // Some peer has seen an election but could not tell: refuse after this long.
+  // Some peer has seen an election but could not tell: refuse this long after
+  // the first answer that showed one.
   std::chrono::milliseconds settle_bound{5000};
   // Some peer silent, none that answered has seen an election: without
   // new_cluster, refuse after this long.
@@ -120,11 +122,12 @@ struct BootstrapVerdict {
 
 // What a member `self` with an empty data directory (`data_dir`, for the
 // message) does, given the answers so far, `peers` members asked in all,
-// the time the guard has run (GuardClock), and whether the operator said
-// this is a new cluster (ClusterOptions::new_cluster).
+// the time the guard has run (GuardClock) and, of it, the time since an
+// answer first showed a peer that has seen an election (`settling`), and
+// whether the operator said this is a new cluster (ClusterOptions::new_cluster).
 BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir, std::size_t peers,
                                  const PeerAnswers& answers, std::chrono::milliseconds elapsed,
-                                 const BootstrapBounds& bounds, bool new_cluster);
+                                 std::chrono::milliseconds settling, const BootstrapBounds& bounds, bool new_cluster);
 
 // Asks `peers` (member id → peer channel address, this member excluded)
 // until judge_bootstrap() decides, answering on `listen_address` (this
