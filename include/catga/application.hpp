@@ -276,12 +276,18 @@ class CATGA_EXPORT Application {
   // Blocking form: writes the backup to `file` durably (temporary file, fsync,
   // rename, fsync of the directory) and returns what it holds.
   Result<BackupInfo> backup(const std::filesystem::path& file);
-  // Blocking forms.
+  // Blocking forms. A change or transfer not completed within `timeout`
+  // returns deadline_exceeded and goes on (libraft cannot take it back): it
+  // may still take effect — a new voter still catching up (libraft gives a
+  // silent one 30 s per round), a commit without a quorum. Check status()
+  // (members, roles, leader) before asking again; the outcome is logged on
+  // this node when it comes. The callback forms above wait for the outcome.
   Result<std::uint64_t> take_snapshot();
-  Result<void> add_member(Member member);
-  Result<void> assign_role(std::uint64_t id, MemberRole role);
-  Result<void> remove_member(std::uint64_t id);
-  Result<void> transfer_leadership(std::uint64_t to = 0);
+  Result<void> add_member(Member member, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  Result<void> assign_role(std::uint64_t id, MemberRole role,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  Result<void> remove_member(std::uint64_t id, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  Result<void> transfer_leadership(std::uint64_t to = 0, std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // False for in-memory applications.
   bool replicated() const noexcept { return replicated_; }
   // Registered messages (for generic endpoints and tooling).

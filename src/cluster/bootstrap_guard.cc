@@ -15,6 +15,8 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kAskAgainAfter = 100ms;
+// How often the guard's clock is ticked (GuardClock).
+constexpr auto kGuardTick = 10ms;
 
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
 
@@ -26,6 +28,17 @@ std::string refusal(std::uint64_t self, const std::string& data_dir, const std::
          id + " (catgactl members remove " + id + ", or DELETE /raft/members/" + id +
          " on the leader), start it on an empty data directory with --join (ClusterOptions::join), then add it "
          "again (catgactl members add / POST /raft/members); docs/operations.md, \"Data directory rules\"";
+}
+
+// What a refusal adds when this process was not running for a good part of
+// the wait (stopped, throttled, starved): both figures, so that an operator
+// sees the bounds were counted in time run.
+std::string not_run_note(const GuardClock& clock, Clock::time_point started, Clock::time_point now) {
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - started);
+  const auto not_run = std::chrono::duration_cast<std::chrono::milliseconds>(clock.not_run(now));
+  if (not_run * 10 < waited) return {};
+  return " (the bounds count the time this process ran: " + ms(clock.elapsed(now)) + " of the " + ms(waited) +
+         " it asked; it was stopped, throttled or not given a core for the rest)";
 }
 
 }  // namespace
@@ -40,9 +53,30 @@ std::chrono::milliseconds BootstrapBounds::most_patience(std::chrono::millisecon
   return std::max(election_timeout, silent_bound / 4);
 }
 
+GuardClock::Clock::duration GuardClock::lost(Clock::time_point now) const {
+  const auto gap = now - last_;
+  return gap > 2 * tick_ ? gap - tick_ : Clock::duration::zero();
+}
+
+void GuardClock::tick(Clock::time_point now) {
+  if (now <= last_) return;
+  not_run_ += lost(now);
+  last_ = now;
+}
+
+GuardClock::Clock::duration GuardClock::not_run(Clock::time_point now) const {
+  return not_run_ + (now > last_ ? lost(now) : Clock::duration::zero());
+}
+
+std::chrono::milliseconds GuardClock::elapsed(Clock::time_point now) const {
+  if (now <= start_) return std::chrono::milliseconds::zero();
+  const auto run = (now - start_) - not_run(now);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::max(run, Clock::duration::zero()));
+}
+
 BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir, std::size_t peers,
                                  const PeerAnswers& answers, std::chrono::milliseconds elapsed,
-                                 const BootstrapBounds& bounds, bool new_cluster) {
+                                 std::chrono::milliseconds settling, const BootstrapBounds& bounds, bool new_cluster) {
   // Any announcement wins: some peer saw this member join.
   for (const auto& [id, state] : answers) {
     if (!state || !state->announced) continue;
@@ -68,7 +102,7 @@ BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir
     return {BootstrapVerdict::bootstrap, "every peer answered and none has seen an election: a new cluster is forming; bootstrapping"};
   }
   if (undecided) {
-    if (elapsed < bounds.settle_bound) return {};
+    if (settling < bounds.settle_bound) return {};
     return {BootstrapVerdict::refuse,
             refusal(self, data_dir,
                     "member " + std::to_string(*undecided) + " holds a cluster log, but no leader could say within " +
@@ -105,7 +139,18 @@ Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::strin
   const auto started = Clock::now();
   std::mutex mu;
   std::condition_variable cv;
+  // The bounds count the time this process ran (GuardClock), ticked by a
+  // thread of its own while the guard asks.
+  GuardClock clock(started, kGuardTick);
+  std::jthread ticker([&](std::stop_token stop) {
+    while (!stop.stop_requested()) {
+      std::this_thread::sleep_for(kGuardTick);
+      std::lock_guard lock(mu);
+      clock.tick(Clock::now());
+    }
+  });
   PeerAnswers answers;
+  std::optional<std::chrono::milliseconds> election_seen_at;  // on the guard's clock
   std::size_t outstanding = 0;
   BootstrapVerdict verdict;
   // How long each peer's next question waits through silence: one election
@@ -133,13 +178,26 @@ Result<void> run_bootstrap_guard(const ClusterOptions& options, const std::strin
     {
       std::unique_lock lock(mu);
       cv.wait(lock, [&] { return outstanding == 0; });  // each question is bounded by its patience
-      const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
-      verdict = judge_bootstrap(options.node_id, options.data_dir.string(), peers.size(), answers, elapsed, bounds,
-                                options.new_cluster);
+      const auto now = Clock::now();
+      const auto elapsed = clock.elapsed(now);
+      // The cluster gets settle_bound to elect a leader from the first answer
+      // that showed an election, not from the start: members that bootstrapped
+      // while this one still asked may need a while (their elections on a
+      // stalled host) before a leader can say whether this member joined.
+      const bool election_seen = std::any_of(answers.begin(), answers.end(), [](const auto& a) {
+        return a.second && a.second->term > 1;
+      });
+      if (election_seen && !election_seen_at) election_seen_at = elapsed;
+      verdict = judge_bootstrap(options.node_id, options.data_dir.string(), peers.size(), answers, elapsed,
+                                election_seen_at ? elapsed - *election_seen_at : std::chrono::milliseconds::zero(),
+                                bounds, options.new_cluster);
+      if (verdict.kind == BootstrapVerdict::refuse) verdict.why += not_run_note(clock, started, now);
     }
     if (verdict.kind != BootstrapVerdict::ask_again) break;
     std::this_thread::sleep_for(kAskAgainAfter);
   }
+  ticker.request_stop();
+  ticker.join();
   (*channel)->stop();
   if (verdict.kind == BootstrapVerdict::refuse) {
     internal::log().error("raft node {}: {}", options.node_id, verdict.why);

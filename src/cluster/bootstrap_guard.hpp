@@ -19,14 +19,21 @@
 //   * every peer answered and none has seen an election (term 1, or 0 for a
 //     peer waiting in its own guard): a new cluster forming — bootstrap;
 //   * a peer has seen an election but cannot tell yet (no leader, not caught
-//     up): ask again until `settle_bound`, then refuse — better a member that
-//     an operator restarts than one that votes with an empty log;
+//     up): ask again for `settle_bound` from the first answer that showed an
+//     election, then refuse — better a member that an operator restarts than
+//     one that votes with an empty log;
 //   * some peer is silent and none that answered has seen an election: the
 //     cluster is forming with members still to come, or every other member
 //     is down and this voter's disk was wiped — the guard cannot tell them
 //     apart. It keeps asking until `silent_bound`, then refuses, naming
 //     `new_cluster` (--new-cluster); with `new_cluster` set it bootstraps
 //     after `quiet_bound` and logs it.
+//
+// The bounds count the time this process ran while it asked (GuardClock), not
+// the wall clock: a member stopped 900 of every 1000 ms (SIGSTOP, a paused VM,
+// a container throttled by its CPU quota) had 450 ms of its own within a
+// 4.5 s silence bound to hear four peers stalled alike, and all five members
+// of a fresh cluster refused.
 //
 // A question waits one election timeout for its answer at first and twice
 // as long after each one the peer left unanswered (most_patience): members
@@ -56,11 +63,13 @@
 
 namespace catga::internal {
 
+// Counted in time this process ran (GuardClock).
 struct BootstrapBounds {
   // Some peer silent, none that answered has seen an election: with
   // new_cluster, bootstrap after this long.
   std::chrono::milliseconds quiet_bound{1000};
-  // Some peer has seen an election but could not tell: refuse after this long.
+  // Some peer has seen an election but could not tell: refuse this long after
+  // the first answer that showed one.
   std::chrono::milliseconds settle_bound{5000};
   // Some peer silent, none that answered has seen an election: without
   // new_cluster, refuse after this long.
@@ -77,6 +86,31 @@ struct BootstrapBounds {
   std::chrono::milliseconds most_patience(std::chrono::milliseconds election_timeout) const;
 };
 
+// The guard's clock: the time since it started, less the stretches in which
+// this process did not run — stopped, throttled by a CPU quota, not given a
+// core. A thread ticks every `tick`; a tick later than twice that marks what
+// it lost beyond one tick as time not run, and so does the gap since the last
+// tick when elapsed() is read (the reader may have run first after a stop).
+// Counting less time only makes the guard ask longer: no verdict that
+// bootstraps rests on the time alone except new_cluster's, which then waits
+// longer too. Not thread-safe (run_bootstrap_guard locks it).
+class GuardClock {
+ public:
+  using Clock = std::chrono::steady_clock;
+  GuardClock(Clock::time_point start, Clock::duration tick) : start_(start), last_(start), tick_(tick) {}
+  void tick(Clock::time_point now);
+  // Time run since the start, as of `now`.
+  std::chrono::milliseconds elapsed(Clock::time_point now) const;
+  // Time not run since the start, as of `now`.
+  Clock::duration not_run(Clock::time_point now) const;
+
+ private:
+  Clock::duration lost(Clock::time_point now) const;  // of the gap since the last tick
+  Clock::time_point start_, last_;
+  Clock::duration tick_;
+  Clock::duration not_run_{};
+};
+
 // The latest answer of each peer (by member id): its state, or why it could
 // not be asked.
 using PeerAnswers = std::map<std::uint64_t, Result<peer::MemberState>>;
@@ -88,11 +122,12 @@ struct BootstrapVerdict {
 
 // What a member `self` with an empty data directory (`data_dir`, for the
 // message) does, given the answers so far, `peers` members asked in all,
-// the time since the guard started, and whether the operator said this is a
-// new cluster (ClusterOptions::new_cluster).
+// the time the guard has run (GuardClock) and, of it, the time since an
+// answer first showed a peer that has seen an election (`settling`), and
+// whether the operator said this is a new cluster (ClusterOptions::new_cluster).
 BootstrapVerdict judge_bootstrap(std::uint64_t self, const std::string& data_dir, std::size_t peers,
                                  const PeerAnswers& answers, std::chrono::milliseconds elapsed,
-                                 const BootstrapBounds& bounds, bool new_cluster);
+                                 std::chrono::milliseconds settling, const BootstrapBounds& bounds, bool new_cluster);
 
 // Asks `peers` (member id → peer channel address, this member excluded)
 // until judge_bootstrap() decides, answering on `listen_address` (this

@@ -4,7 +4,12 @@
 // (core/replicated_engine.hpp).
 #include "catga/application.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
+#include <string>
+
+#include "catga/logging.hpp"
 
 #include "core/replicated_engine.hpp"
 #include "core/replicator.hpp"
@@ -129,17 +134,55 @@ void Application::take_snapshot(UniqueFunction<void(Result<std::uint64_t>)> done
 Result<std::uint64_t> Application::take_snapshot() {
   return wait_for<Result<std::uint64_t>>([&](auto done) { take_snapshot(std::move(done)); });
 }
-Result<void> Application::add_member(Member member) {
-  return wait_for<Result<void>>([&](auto done) { add_member(std::move(member), std::move(done)); });
+
+namespace {
+// The blocking form of a membership change or a leadership transfer
+// (`start` begins it with the completion it is given): its outcome, or
+// deadline_exceeded once `timeout` has passed. The change is not cancelled —
+// libraft cannot take a configuration change back — so it may still take
+// effect; its outcome is then logged when it comes.
+template <class Start>
+Result<void> wait_for_change(const std::string& what, std::chrono::milliseconds timeout, Start start) {
+  if (timeout.count() <= 0) {
+    return Error{Code::invalid_argument, what + ": the timeout must be positive (got " +
+                                             std::to_string(timeout.count()) + " ms)"};
+  }
+  // Clamped so that milliseconds::max() ("wait for the outcome") cannot overflow the clock.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(timeout, std::chrono::hours(24 * 365));
+  // Shared with the completion, which may come after this call returned.
+  auto outcome = std::make_shared<detail::Waiter<Result<void>>>();
+  start([outcome](Result<void> r) { outcome->set(std::move(r)); });
+  auto done = outcome->wait_until(deadline, [what](Result<void> late) {
+    log_message(late ? LogLevel::info : LogLevel::warn,
+                what + ", answered deadline_exceeded after its timeout, has now " +
+                    (late ? std::string("completed") : "failed: " + late.error().to_string()));
+  });
+  if (done) return std::move(*done);
+  return Error{Code::deadline_exceeded,
+               what + " did not complete within " + std::to_string(timeout.count()) +
+                   " ms; it goes on and may still take effect (a new voter still catching up, a commit "
+                   "without a quorum, a transfer still running): check status() (members and their roles, "
+                   "leader) before asking again"};
 }
-Result<void> Application::assign_role(std::uint64_t id, MemberRole role) {
-  return wait_for<Result<void>>([&](auto done) { assign_role(id, role, std::move(done)); });
+}  // namespace
+
+Result<void> Application::add_member(Member member, std::chrono::milliseconds timeout) {
+  return wait_for_change("adding member " + std::to_string(member.id), timeout,
+                         [&](auto done) { add_member(std::move(member), std::move(done)); });
 }
-Result<void> Application::remove_member(std::uint64_t id) {
-  return wait_for<Result<void>>([&](auto done) { remove_member(id, std::move(done)); });
+Result<void> Application::assign_role(std::uint64_t id, MemberRole role, std::chrono::milliseconds timeout) {
+  return wait_for_change("assigning a role to member " + std::to_string(id), timeout,
+                         [&](auto done) { assign_role(id, role, std::move(done)); });
 }
-Result<void> Application::transfer_leadership(std::uint64_t to) {
-  return wait_for<Result<void>>([&](auto done) { transfer_leadership(to, std::move(done)); });
+Result<void> Application::remove_member(std::uint64_t id, std::chrono::milliseconds timeout) {
+  return wait_for_change("removing member " + std::to_string(id), timeout,
+                         [&](auto done) { remove_member(id, std::move(done)); });
+}
+Result<void> Application::transfer_leadership(std::uint64_t to, std::chrono::milliseconds timeout) {
+  const std::string what = to == 0 ? std::string("transferring leadership")
+                                   : "transferring leadership to member " + std::to_string(to);
+  return wait_for_change(what, timeout, [&](auto done) { transfer_leadership(to, std::move(done)); });
 }
 
 namespace detail {

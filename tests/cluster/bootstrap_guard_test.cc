@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 using catga::Code;
 using catga::Error;
 using catga::internal::BootstrapBounds;
@@ -18,8 +20,9 @@ namespace {
 
 const BootstrapBounds kBounds{1000ms, 5000ms, 8000ms};
 
-BootstrapVerdict judge(const PeerAnswers& answers, std::chrono::milliseconds elapsed, bool new_cluster = false) {
-  return judge_bootstrap(3, "/var/lib/x", 2, answers, elapsed, kBounds, new_cluster);
+BootstrapVerdict judge(const PeerAnswers& answers, std::chrono::milliseconds elapsed, bool new_cluster = false,
+                       std::optional<std::chrono::milliseconds> settling = std::nullopt) {
+  return judge_bootstrap(3, "/var/lib/x", 2, answers, elapsed, settling.value_or(elapsed), kBounds, new_cluster);
 }
 
 MemberState state(bool announced, std::uint64_t term, bool settled, std::string identity = {}) {
@@ -98,6 +101,20 @@ TEST(BootstrapGuard, APeerThatHasSeenAnElectionButCannotTellYetIsWaitedForThenRe
   EXPECT_NE(v.why.find("member 1 holds a cluster log"), std::string::npos) << v.why;
 }
 
+// The wait counts from the first answer that showed an election, not from the
+// guard's start (issue 13): under 900 ms stalls in every 1000 ms, four members
+// of a fresh cluster bootstrapped while the fifth still asked, took 24 s to
+// elect a leader, and the fifth — long past settle_bound since its start —
+// refused at its first sight of their election, 48 ms before the leader came.
+TEST(BootstrapGuard, AnElectionSeenLateIsWaitedForTheWholeSettleBound) {
+  const PeerAnswers answers{{1, state(false, 7, false)}, {2, state(false, 1, false)}};
+  EXPECT_EQ(judge(answers, 20000ms, false, 0ms).kind, BootstrapVerdict::ask_again);
+  EXPECT_EQ(judge(answers, 24999ms, false, 4999ms).kind, BootstrapVerdict::ask_again);
+  EXPECT_EQ(judge(answers, 25000ms, false, 5000ms).kind, BootstrapVerdict::refuse);
+  const PeerAnswers leader{{1, state(false, 7, true)}, {2, state(false, 1, false)}};
+  EXPECT_EQ(judge(leader, 24000ms, false, 4000ms).kind, BootstrapVerdict::bootstrap);
+}
+
 TEST(BootstrapGuard, BoundsFollowTheElectionTimeout) {
   const auto b = BootstrapBounds::for_election_timeout(500ms);
   EXPECT_EQ(b.quiet_bound, 500ms);
@@ -107,4 +124,26 @@ TEST(BootstrapGuard, BoundsFollowTheElectionTimeout) {
   EXPECT_EQ(fast.settle_bound, 3000ms);
   EXPECT_EQ(fast.silent_bound, 3000ms);
   EXPECT_EQ(BootstrapBounds::for_election_timeout(1000ms).silent_bound, 30000ms);
+}
+
+// GuardClock: the bounds count the time the process ran. A stop (SIGSTOP, a
+// CPU quota's throttling) shows as a tick that came late; its excess over one
+// tick is not counted, nor is the gap since the last tick when the guard reads
+// the clock first after a stop. Ordinary lateness (within two ticks) is.
+TEST(BootstrapGuard, TheClockLeavesOutTimeTheProcessDidNotRun) {
+  using catga::internal::GuardClock;
+  const auto t0 = GuardClock::Clock::time_point{} + 1h;
+  GuardClock clock(t0, 10ms);
+  auto t = t0;
+  for (int i = 0; i < 10; ++i) clock.tick(t += 15ms);  // late, within two ticks: run
+  EXPECT_EQ(clock.elapsed(t), 150ms);
+  clock.tick(t += 900ms);  // stopped: 890 ms not run
+  EXPECT_EQ(clock.elapsed(t), 160ms);
+  EXPECT_EQ(clock.not_run(t), 890ms);
+  // Read before the ticker ran again after a stop: the gap is left out already.
+  EXPECT_EQ(clock.elapsed(t + 500ms), 170ms);
+  EXPECT_EQ(clock.elapsed(t + 15ms), 175ms);
+  clock.tick(t += 500ms);
+  EXPECT_EQ(clock.elapsed(t), 170ms);
+  EXPECT_EQ(clock.elapsed(t0 - 1s), 0ms);
 }

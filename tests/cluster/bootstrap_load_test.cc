@@ -10,6 +10,9 @@
 // again, for 9 s, and all five refused to bootstrap at once — none ever waited
 // long enough for an answer.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <future>
@@ -133,4 +136,62 @@ TEST(BootstrapUnderLoad, AnAnswerThatArrivedWhileTheAskerWasHeldUpIsTaken) {
   auto state = got.get();
   ASSERT_THAT(state, IsOk());
   EXPECT_EQ(state->term, 7u);
+}
+
+// The guard's bounds count the time its process ran (issue 13): a member
+// stopped 900 of every 1000 ms, as scripts/bootstrap-under-load --stopped-ms
+// 900 plays it (a container throttled by its CPU quota behaves alike), whose
+// only peer comes up after twice its silence bound of wall time still hears
+// it and bootstraps. Before, the bound ran on the wall clock: the member
+// refused while the peer was down, having run a tenth of the bound — and in
+// the script all five members of a fresh cluster refused in 4 rounds of 4.
+// The member runs its guard in a child process, forked while this one has no
+// other thread; exit code 0: it would bootstrap, 1: it refused.
+TEST(BootstrapUnderLoad, AMemberStoppedMostOfTheTimeCountsItsBoundsInTimeRun) {
+  testsupport::TempDir dir;
+  const std::string self = loopback(testsupport::free_port());
+  const std::map<std::uint64_t, std::string> peers{{2, loopback(testsupport::free_port())}};
+  const BootstrapBounds bounds{.quiet_bound = 1000ms, .settle_bound = 3000ms, .silent_bound = 3000ms};
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    catga::ClusterOptions options;
+    options.node_id = 1;
+    options.data_dir = dir.path();
+    options.election_timeout = kElectionTimeout;
+    _exit(run_bootstrap_guard(options, self, peers, bounds) ? 0 : 1);
+  }
+  int status = 0;
+  bool exited = false;
+  // One period: the child runs 100 ms, then is stopped 900 ms. True once it exited.
+  auto period = [&] {
+    kill(child, SIGCONT);
+    std::this_thread::sleep_for(100ms);
+    exited = waitpid(child, &status, WNOHANG) == child;
+    if (!exited) kill(child, SIGSTOP);
+    std::this_thread::sleep_for(900ms);
+    return exited;
+  };
+  struct Reap {
+    pid_t pid;
+    const bool& exited;
+    ~Reap() {
+      if (exited) return;
+      kill(pid, SIGKILL);
+      kill(pid, SIGCONT);
+      waitpid(pid, nullptr, 0);
+    }
+  } reap{child, exited};
+  const auto peer_up = std::chrono::steady_clock::now() + 2 * bounds.silent_bound;
+  while (std::chrono::steady_clock::now() < peer_up) {
+    ASSERT_FALSE(period()) << "the member left its guard while its peer was down (exit status " << status
+                           << "): its silence bound ran on the wall clock";
+  }
+  auto peer = slow_fresh_peer(2, peers.at(2), 0ms);
+  ASSERT_TRUE(peer);
+  for (int i = 0; i < 60 && !period(); ++i) {
+  }
+  ASSERT_TRUE(exited) << "the member was still in its guard 60 s after its peer came up";
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the member refused to bootstrap after its peer came up";
 }

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "catga/testing.hpp"
@@ -197,4 +198,35 @@ TEST(Membership, GrowsToFiveAndShrinksBackUnderLoad) {
   ASSERT_TRUE(l);
   EXPECT_EQ(voters(*l), 3);
   check_nodes(cluster, ledger, 3);
+}
+
+// The blocking membership calls answer within their timeout (issue 13): a
+// voter added at an address where nothing runs is added as a spare, then
+// libraft waits for its catch-up — 30 s per round for a silent member — and
+// add_member used to block as long. Now it returns deadline_exceeded saying
+// the change goes on, and the cluster keeps committing through every node.
+TEST(Membership, ABlockingAddOfAMemberThatNeverAnswersReturnsDeadlineExceeded) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  const catga::Member nowhere{.id = 4,
+                              .address = "127.0.0.1:" + std::to_string(testsupport::free_port()),
+                              .role = catga::MemberRole::voter};
+  std::optional<std::size_t> leader;
+  catga::Result<void> added = catga::Error{catga::Code::unavailable, "no leader"};
+  for (int attempt = 0; attempt < 20 && !added && added.error().code() == catga::Code::unavailable; ++attempt) {
+    leader = cluster.leader();
+    ASSERT_TRUE(leader);
+    added = cluster.app(*leader).add_member(nowhere, std::chrono::milliseconds(1000));
+  }
+  ASSERT_THAT(added, HasError(catga::Code::deadline_exceeded, ::testing::HasSubstr("may still take effect")));
+  EXPECT_THAT(added.error().message(), ::testing::HasSubstr("check status()"));
+  // The change goes on: member 4 is in the configuration, a spare while it catches up.
+  EXPECT_TRUE(wait_for([&] {
+    for (const auto& m : cluster.app(*leader).status().members) {
+      if (m.member.id == 4) return true;
+    }
+    return false;
+  }));
+  for (std::size_t i = 0; i < cluster.size(); ++i) {
+    EXPECT_THAT(cluster.app(i).send(bank::Open{.owner = "after-" + std::to_string(i)}), IsOk()) << "through node " << i + 1;
+  }
 }
