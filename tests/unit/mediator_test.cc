@@ -23,13 +23,7 @@
 #include "support/bank.hpp"
 #include "unit/mediator_test_support.hpp"
 
-using catga::Code;
-using catga::Error;
-using catga::Result;
-using namespace catga::testing;
-using namespace mediator_test;
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
+using namespace mediator_test;  // with the names both files use
 
 namespace {
 
