@@ -1,6 +1,7 @@
 // tests/cluster/raft_node_fixture.hpp — what the tests of real RaftNodes on
-// 127.0.0.1 share (raft_node_test.cc, raft_node_snapshot_test.cc,
-// raft_node_log_bytes_test.cc, raft_node_start_test.cc): a cluster of nodes in one process, each with a
+// 127.0.0.1 share (raft_node_test.cc, raft_node_membership_test.cc,
+// raft_node_snapshot_test.cc, raft_node_log_bytes_test.cc,
+// raft_node_start_test.cc): a cluster of nodes in one process, each with a
 // durable log in a temporary directory and its own loop thread, and the
 // helpers more than one of those files uses. Waits are bounded and generous;
 // nothing asserts on timing.
