@@ -97,9 +97,20 @@ class SequenceWindow {
   std::deque<bool> done_;
 };
 
-internal::peer::Outcome to_peer_outcome(Result<internal::Applied> applied) {
+// What a proposal to this node's Raft log produced, as the retry path
+// judges it (command_retrier.hpp).
+AttemptOutcome proposal_outcome(Result<internal::Applied> applied) {
   if (!applied) return {applied.error().code(), applied.error().message(), 0};
   return {Code::ok, std::move(applied->result), applied->index};
+}
+
+// The peer channel's edge: a forwarded command's answer as the leader sends
+// it, and as the forwarding node receives it.
+internal::peer::Outcome to_wire(AttemptOutcome outcome) {
+  return {outcome.code, std::move(outcome.bytes), outcome.index};
+}
+AttemptOutcome from_wire(internal::peer::Outcome outcome) {
+  return {outcome.code, std::move(outcome.bytes), outcome.index};
 }
 
 class ReplicatedNode final : public Replicator {
@@ -178,12 +189,12 @@ class ReplicatedNode final : public Replicator {
           continue;
         }
         proposals.push_back({std::move(records[i]), [this, shared, i](Result<internal::Applied> r) {
-                               auto outcome = to_peer_outcome(std::move(r));
+                               auto outcome = proposal_outcome(std::move(r));
                                // Stopped itself: no leader for its peers, nothing appended; they retry elsewhere.
                                if (stopped_itself_ && outcome.code == Code::failed_precondition) {
                                  outcome.code = Code::unavailable;
                                }
-                               (*shared)(i, std::move(outcome));
+                               (*shared)(i, to_wire(std::move(outcome)));
                              }});
       }
       if (!proposals.empty()) node_->propose(std::move(proposals));
@@ -499,14 +510,14 @@ class ReplicatedNode final : public Replicator {
       }
     }
     if (local) {
-      node_->propose(std::move(record), [this, id](Result<internal::Applied> r) { on_outcome(id, to_peer_outcome(std::move(r))); });
+      node_->propose(std::move(record), [this, id](Result<internal::Applied> r) { on_outcome(id, proposal_outcome(std::move(r))); });
     } else {
       forwarded_.fetch_add(1, std::memory_order_relaxed);
-      peer_->forward(leader, std::move(record), [this, id](internal::peer::Outcome o) { on_outcome(id, std::move(o)); });
+      peer_->forward(leader, std::move(record), [this, id](internal::peer::Outcome o) { on_outcome(id, from_wire(std::move(o))); });
     }
   }
 
-  void on_outcome(std::uint64_t id, internal::peer::Outcome outcome) {
+  void on_outcome(std::uint64_t id, AttemptOutcome outcome) {
     std::unique_lock lock(out_mu_);
     auto it = outstanding_.find(id);
     if (it == outstanding_.end()) return;  // already answered (another attempt, or the deadline)
@@ -540,7 +551,7 @@ class ReplicatedNode final : public Replicator {
                  envelope->trace, std::move(o.done));
   }
 
-  void finish(Outstanding o, internal::peer::Outcome outcome) {
+  void finish(Outstanding o, AttemptOutcome outcome) {
     if (o.session != 0) {
       std::lock_guard lock(session_mu_);
       if (o.session == session_) window_.complete(o.sequence);
@@ -576,9 +587,9 @@ class ReplicatedNode final : public Replicator {
       outstanding_.erase(it);
     }
     const bool unknown = o.outcome_unknown();
-    finish(std::move(o), unknown ? internal::peer::Outcome{Code::deadline_exceeded,
-                                                           "deadline passed before an answer came; outcome unknown", 0}
-                                 : internal::peer::Outcome{Code::unavailable, "no leader accepted the command before the deadline", 0});
+    finish(std::move(o), unknown ? AttemptOutcome{Code::deadline_exceeded,
+                                                  "deadline passed before an answer came; outcome unknown", 0}
+                                 : AttemptOutcome{Code::unavailable, "no leader accepted the command before the deadline", 0});
   }
 
   void schedule_sweep() {
