@@ -1,22 +1,8 @@
 #include "cluster/command_retrier.hpp"
 
-#include <atomic>
 #include <string>
 
-#include "cluster/session_table.hpp"
-
 namespace catga::internal {
-namespace {
-std::atomic<std::int64_t> keep_alive_every_ms{SessionTable::kKeepAliveEvery.count()};
-}  // namespace
-
-std::chrono::milliseconds keep_alive_every() {
-  return std::chrono::milliseconds(keep_alive_every_ms.load(std::memory_order_relaxed));
-}
-
-void set_keep_alive_every_for_test(std::chrono::milliseconds every) {
-  keep_alive_every_ms.store(every.count(), std::memory_order_relaxed);
-}
 
 AttemptOutcome final_outcome(const AttemptHistory& history, AttemptOutcome last) {
   if (last.code == Code::ok || last.code == Code::deadline_exceeded) return last;

@@ -27,7 +27,6 @@
 // Thread-safety: functions on values.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -61,10 +60,5 @@ NextStep next_step(AttemptHistory& history, AttemptOutcome& outcome, bool sessio
 // The caller's answer when the command is given up without a usable answer
 // (deadline passed, node stopped): `last` is the reason for giving up.
 AttemptOutcome final_outcome(const AttemptHistory& history, AttemptOutcome last);
-
-// How long a client with a session stays silent before it sends a
-// keep-alive: SessionTable::kKeepAliveEvery, unless a test shortened it.
-std::chrono::milliseconds keep_alive_every();
-void set_keep_alive_every_for_test(std::chrono::milliseconds every);
 
 }  // namespace catga::internal
