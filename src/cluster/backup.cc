@@ -403,7 +403,7 @@ void Application::backup(UniqueFunction<void(Result<std::string>)> done) {
 }
 
 Result<BackupInfo> Application::backup(const fs::path& file) {
-  detail::Waiter<Result<std::string>> waiter;
+  internal::Waiter<Result<std::string>> waiter;
   backup([&waiter](Result<std::string> r) { waiter.set(std::move(r)); });
   Result<std::string> bytes = waiter.wait();
   if (!bytes) return bytes.error();

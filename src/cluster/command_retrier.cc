@@ -1,24 +1,10 @@
 #include "cluster/command_retrier.hpp"
 
-#include <atomic>
 #include <string>
 
-#include "cluster/session_table.hpp"
-
 namespace catga::internal {
-namespace {
-std::atomic<std::int64_t> keep_alive_every_ms{SessionTable::kKeepAliveEvery.count()};
-}  // namespace
 
-std::chrono::milliseconds keep_alive_every() {
-  return std::chrono::milliseconds(keep_alive_every_ms.load(std::memory_order_relaxed));
-}
-
-void set_keep_alive_every_for_test(std::chrono::milliseconds every) {
-  keep_alive_every_ms.store(every.count(), std::memory_order_relaxed);
-}
-
-peer::Outcome final_outcome(const AttemptHistory& history, peer::Outcome last) {
+AttemptOutcome final_outcome(const AttemptHistory& history, AttemptOutcome last) {
   if (last.code == Code::ok || last.code == Code::deadline_exceeded) return last;
   if (!history.maybe_applied && history.in_flight == 0) return last;
   return {Code::deadline_exceeded,
@@ -27,7 +13,7 @@ peer::Outcome final_outcome(const AttemptHistory& history, peer::Outcome last) {
           0};
 }
 
-NextStep next_step(AttemptHistory& history, peer::Outcome& outcome, bool session_unknown, bool can_retry) {
+NextStep next_step(AttemptHistory& history, AttemptOutcome& outcome, bool session_unknown, bool can_retry) {
   switch (outcome.code) {
     case Code::ok:
       if (!session_unknown) return NextStep::finish;

@@ -19,14 +19,28 @@
 //     otherwise the answer is "outcome unknown".
 //   - Anything else (a handler's result, a definite refusal) is final.
 //
+// An attempt's outcome is an AttemptOutcome, whether the attempt ran on
+// this node or was forwarded: the peer protocol's wire type (peer::Outcome)
+// stays at the peer channel's edge, where a forwarded answer is sent or
+// arrives.
+//
 // Thread-safety: functions on values.
 #pragma once
 
-#include <chrono>
+#include <cstdint>
+#include <string>
 
-#include "cluster/peer_protocol.hpp"
+#include "catga/result.hpp"
 
 namespace catga::internal {
+
+// What one attempt of a command produced: the state machine's encoded result
+// and the entry's index (code ok), or an error code and its message.
+struct AttemptOutcome {
+  Code code = Code::ok;
+  std::string bytes;        // the encoded result (ok) or the error message
+  std::uint64_t index = 0;  // the applied entry's index (ok), else 0
+};
 
 // What one command's attempts have shown so far.
 struct AttemptHistory {
@@ -41,15 +55,10 @@ enum class NextStep { retry, resend_in_new_session, finish };
 // `outcome` holds the caller's answer. `session_unknown`: the outcome is the
 // state machine's flagged session-unknown answer. `can_retry`: the node is
 // not stopping and its deadline has not passed.
-NextStep next_step(AttemptHistory& history, peer::Outcome& outcome, bool session_unknown, bool can_retry);
+NextStep next_step(AttemptHistory& history, AttemptOutcome& outcome, bool session_unknown, bool can_retry);
 
 // The caller's answer when the command is given up without a usable answer
 // (deadline passed, node stopped): `last` is the reason for giving up.
-peer::Outcome final_outcome(const AttemptHistory& history, peer::Outcome last);
-
-// How long a client with a session stays silent before it sends a
-// keep-alive: SessionTable::kKeepAliveEvery, unless a test shortened it.
-std::chrono::milliseconds keep_alive_every();
-void set_keep_alive_every_for_test(std::chrono::milliseconds every);
+AttemptOutcome final_outcome(const AttemptHistory& history, AttemptOutcome last);
 
 }  // namespace catga::internal

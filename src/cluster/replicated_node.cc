@@ -3,16 +3,15 @@
 // It owns the Raft node (with a ReplicatedStateMachine applying records
 // through the mediator) and the peer channel, and it is the client side of
 // exactly-once: every command it sends carries this node's client session and
-// a sequence number, and is retried — on this node if it leads, else
-// forwarded to the leader — until it gets a definite answer or its deadline
-// passes. Because the state machine de-duplicates by (session, sequence), a
-// retry after "leadership lost" or a broken connection applies at most once.
-// How each attempt's outcome is judged (retry, resend under a new session,
-// final answer) is command_retrier.hpp's. While it has a session and sends
-// nothing, the node writes a keep-alive into the log every
-// SessionTable::kKeepAliveEvery, so its session survives idleness; a session
-// that expired anyway (the node was paused, the cluster down) is reopened,
-// and the command resent, when no earlier attempt of it can have applied.
+// a sequence number (session_client.hpp opens the session, numbers the
+// commands and keeps the session alive), and is retried — on this node if it
+// leads, else forwarded to the leader — until it gets a definite answer or
+// its deadline passes. Because the state machine de-duplicates by (session,
+// sequence), a retry after "leadership lost" or a broken connection applies
+// at most once. How each attempt's outcome is judged (retry, resend under a
+// new session, final answer) is command_retrier.hpp's. A session that
+// expired anyway (the node was paused, the cluster down) is reopened, and the
+// command resent, when no earlier attempt of it can have applied.
 // Retries never go to a local node that has stopped itself.
 //
 // Rolling upgrades (docs/operations.md): once caught up after start, the node
@@ -46,6 +45,7 @@
 #include "cluster/read_gate.hpp"
 #include "cluster/read_runner.hpp"
 #include "cluster/replicated_state_machine.hpp"
+#include "cluster/session_client.hpp"
 #include "cluster/raft_node.hpp"
 #include "cluster/envelope.hpp"
 #include "core/log.hpp"
@@ -55,7 +55,6 @@ namespace {
 
 // The public headers' template helpers this file uses (catga::detail); the
 // engine interface it implements is src/core/replicator.hpp (catga::internal).
-using detail::decode_result;
 using detail::Mediator;
 using detail::UniqueFunction;
 using Clock = std::chrono::steady_clock;
@@ -69,37 +68,24 @@ thread_local std::vector<internal::ReadGate::Read> reads_this_burst;
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
 constexpr auto kFirstBackoff = std::chrono::milliseconds(5);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(200);
-constexpr auto kKeepAliveTimeout = std::chrono::seconds(10);
 // Announcements and withdrawals: one at a time, at most one a second.
 constexpr auto kAnnounceEvery = std::chrono::seconds(1);
 constexpr auto kAnnounceTimeout = std::chrono::seconds(10);
 
-// The sequences this client has in flight: floor() is the lowest one still
-// awaited, which lets the state machine forget older answers.
-class SequenceWindow {
- public:
-  std::uint64_t next() {
-    done_.push_back(false);
-    return base_ + done_.size() - 1;
-  }
-  void complete(std::uint64_t sequence) {
-    if (sequence < base_ || sequence - base_ >= done_.size()) return;
-    done_[sequence - base_] = true;
-    while (!done_.empty() && done_.front()) {
-      done_.pop_front();
-      ++base_;
-    }
-  }
-  std::uint64_t floor() const { return base_; }
-
- private:
-  std::uint64_t base_ = 1;
-  std::deque<bool> done_;
-};
-
-internal::peer::Outcome to_peer_outcome(Result<internal::Applied> applied) {
+// What a proposal to this node's Raft log produced, as the retry path
+// judges it (command_retrier.hpp).
+AttemptOutcome proposal_outcome(Result<internal::Applied> applied) {
   if (!applied) return {applied.error().code(), applied.error().message(), 0};
   return {Code::ok, std::move(applied->result), applied->index};
+}
+
+// The peer channel's edge: a forwarded command's answer as the leader sends
+// it, and as the forwarding node receives it.
+internal::peer::Outcome to_wire(AttemptOutcome outcome) {
+  return {outcome.code, std::move(outcome.bytes), outcome.index};
+}
+AttemptOutcome from_wire(internal::peer::Outcome outcome) {
+  return {outcome.code, std::move(outcome.bytes), outcome.index};
 }
 
 class ReplicatedNode final : public Replicator {
@@ -125,7 +111,7 @@ class ReplicatedNode final : public Replicator {
              0);
     }
     read_gate_.close(Error{Code::unavailable, "node stopped"});
-    for (auto& d : waiting_) d.done(Error{Code::unavailable, "node stopped"}, 0);
+    session_client_.fail_waiting(Error{Code::unavailable, "node stopped"});
   }
 
   Result<void> start(const ClusterOptions& options) {
@@ -178,12 +164,12 @@ class ReplicatedNode final : public Replicator {
           continue;
         }
         proposals.push_back({std::move(records[i]), [this, shared, i](Result<internal::Applied> r) {
-                               auto outcome = to_peer_outcome(std::move(r));
+                               auto outcome = proposal_outcome(std::move(r));
                                // Stopped itself: no leader for its peers, nothing appended; they retry elsewhere.
                                if (stopped_itself_ && outcome.code == Code::failed_precondition) {
                                  outcome.code = Code::unavailable;
                                }
-                               (*shared)(i, std::move(outcome));
+                               (*shared)(i, to_wire(std::move(outcome)));
                              }});
       }
       if (!proposals.empty()) node_->propose(std::move(proposals));
@@ -207,8 +193,8 @@ class ReplicatedNode final : public Replicator {
 
   void submit(MessageKind kind, std::string_view wire_name, std::string payload, const CommandOptions& options,
               Done done) override {
-    submit_until(kind, wire_name, std::move(payload), options.idempotency_key, Clock::now() + options.timeout,
-                 options.trace_parent, std::move(done));
+    session_client_.submit(kind, wire_name, std::move(payload), options.idempotency_key,
+                           Clock::now() + options.timeout, options.trace_parent, std::move(done));
   }
 
   // A node that stopped itself may hold a partly applied entry, and its state
@@ -330,15 +316,6 @@ class ReplicatedNode final : public Replicator {
   }
 
  private:
-  struct Deferred {
-    MessageKind kind;
-    std::string wire_name;
-    std::string payload;
-    std::string key;
-    Clock::time_point deadline;
-    TraceContext trace;
-    Done done;
-  };
   struct Outstanding {
     std::string record;
     Done done;
@@ -352,89 +329,6 @@ class ReplicatedNode final : public Replicator {
     // Given up now, could it still have applied?
     bool outcome_unknown() const { return history.maybe_applied || history.in_flight > 0; }
   };
-  void submit_until(MessageKind kind, std::string_view wire_name, std::string payload, std::string_view key,
-                    Clock::time_point deadline, const TraceContext& trace, Done done) {
-    std::unique_lock lock(session_mu_);
-    if (session_ == 0) {
-      // This node's first command opens its client session through the log;
-      // commands sent meanwhile wait for it.
-      waiting_.push_back(Deferred{kind, std::string(wire_name), std::move(payload), std::string(key), deadline,
-                                  trace, std::move(done)});
-      if (!session_opening_) {
-        session_opening_ = true;
-        lock.unlock();
-        open_session(deadline);
-      }
-      return;
-    }
-    const std::uint64_t session = session_;
-    const std::uint64_t sequence = window_.next();
-    const std::uint64_t floor = window_.floor();
-    last_sent_ = Clock::now();
-    lock.unlock();
-    // Only a node with a tracer puts a trace context in the log (without one
-    // the entry is byte-identical to an untraced build's). A traced command
-    // sent on a follower gets a span for its forward hop; the leader's apply
-    // span becomes that span's child.
-    TraceContext carried;
-    std::unique_ptr<Span> span;
-    if (tracer_ && trace.valid()) [[unlikely]] {
-      if (!leader_ && !single_) span = tracer_->start(SpanStage::forward, wire_name, trace);
-      carried = span ? span->context() : trace;
-    }
-    dispatch(internal::encode_envelope({kind, wire_name, payload, session, sequence, floor, key, carried}), deadline,
-             session, sequence, std::move(done), std::move(span));
-  }
-
-  // Sends a keep-alive for this node's session when it has sent nothing for
-  // kKeepAliveEvery (at most one at a time). A session the table no longer
-  // knows is dropped here; the next command opens a new one.
-  void keep_alive(Clock::time_point now) {
-    std::unique_lock lock(session_mu_);
-    if (session_ == 0 || session_opening_ || keep_alive_out_ ||
-        now - last_sent_ < internal::keep_alive_every()) {
-      return;
-    }
-    keep_alive_out_ = true;
-    last_sent_ = now;
-    const std::uint64_t session = session_;
-    const std::uint64_t floor = window_.floor();
-    lock.unlock();
-    dispatch(internal::encode_envelope({MessageKind::command, internal::kKeepAliveRecord, {}, session, 0, floor, {}}),
-             now + kKeepAliveTimeout, session, 0, [this](Result<std::string>, std::uint64_t) {
-               std::lock_guard lock(session_mu_);
-               keep_alive_out_ = false;
-             });
-  }
-
-  // Forgets `session` if it is still this node's (the table no longer knows it).
-  void drop_session(std::uint64_t session) {
-    std::lock_guard lock(session_mu_);
-    if (session != 0 && session == session_) session_ = 0;
-  }
-
-  void open_session(Clock::time_point deadline) {
-    dispatch(internal::encode_envelope({MessageKind::command, internal::kOpenSessionRecord, {}, 0, 0, 0, {}}), deadline, 0,
-             0, [this](Result<std::string> encoded, std::uint64_t) {
-               Result<std::uint64_t> opened = encoded ? decode_result<std::uint64_t>(*encoded)
-                                                      : Result<std::uint64_t>(std::move(encoded).error());
-               std::vector<Deferred> waiting;
-               {
-                 std::lock_guard lock(session_mu_);
-                 session_opening_ = false;
-                 if (opened) {
-                   session_ = *opened;
-                   window_ = SequenceWindow();
-                 }
-                 waiting.swap(waiting_);
-               }
-               for (auto& d : waiting) {
-                 if (!opened) d.done(opened.error(), 0);
-                 else submit_until(d.kind, d.wire_name, std::move(d.payload), d.key, d.deadline, d.trace, std::move(d.done));
-               }
-             });
-  }
-
   void dispatch(std::string record, Clock::time_point deadline, std::uint64_t session, std::uint64_t sequence, Done done,
                 std::unique_ptr<Span> span = nullptr) {
     std::uint64_t id;
@@ -499,14 +393,14 @@ class ReplicatedNode final : public Replicator {
       }
     }
     if (local) {
-      node_->propose(std::move(record), [this, id](Result<internal::Applied> r) { on_outcome(id, to_peer_outcome(std::move(r))); });
+      node_->propose(std::move(record), [this, id](Result<internal::Applied> r) { on_outcome(id, proposal_outcome(std::move(r))); });
     } else {
       forwarded_.fetch_add(1, std::memory_order_relaxed);
-      peer_->forward(leader, std::move(record), [this, id](internal::peer::Outcome o) { on_outcome(id, std::move(o)); });
+      peer_->forward(leader, std::move(record), [this, id](internal::peer::Outcome o) { on_outcome(id, from_wire(std::move(o))); });
     }
   }
 
-  void on_outcome(std::uint64_t id, internal::peer::Outcome outcome) {
+  void on_outcome(std::uint64_t id, AttemptOutcome outcome) {
     std::unique_lock lock(out_mu_);
     auto it = outstanding_.find(id);
     if (it == outstanding_.end()) return;  // already answered (another attempt, or the deadline)
@@ -521,7 +415,7 @@ class ReplicatedNode final : public Replicator {
     Outstanding done = std::move(it->second);
     outstanding_.erase(it);
     lock.unlock();
-    if (session_unknown) drop_session(done.session);
+    if (session_unknown) session_client_.drop(done.session);
     // A keep-alive (sequence 0) is not resent: the next command opens a session.
     if (step == internal::NextStep::resend_in_new_session && done.sequence != 0) return resend(std::move(done));
     finish(std::move(done), std::move(outcome));
@@ -536,15 +430,12 @@ class ReplicatedNode final : public Replicator {
     }
     retried_.fetch_add(1, std::memory_order_relaxed);
     if (o.span) o.span->end(Error{Code::unavailable, "session unknown to the leader; resent under a new one"}, 0);
-    submit_until(envelope->kind, envelope->wire_name, std::string(envelope->payload), envelope->key, o.deadline,
-                 envelope->trace, std::move(o.done));
+    session_client_.submit(envelope->kind, envelope->wire_name, std::string(envelope->payload), envelope->key,
+                           o.deadline, envelope->trace, std::move(o.done));
   }
 
-  void finish(Outstanding o, internal::peer::Outcome outcome) {
-    if (o.session != 0) {
-      std::lock_guard lock(session_mu_);
-      if (o.session == session_) window_.complete(o.sequence);
-    }
+  void finish(Outstanding o, AttemptOutcome outcome) {
+    session_client_.completed(o.session, o.sequence);
     if (o.span) [[unlikely]] {
       o.span->end(outcome.code == Code::ok ? Result<void>() : Result<void>(Error{outcome.code, outcome.bytes}),
                   outcome.code == Code::ok ? outcome.index : 0);
@@ -576,9 +467,9 @@ class ReplicatedNode final : public Replicator {
       outstanding_.erase(it);
     }
     const bool unknown = o.outcome_unknown();
-    finish(std::move(o), unknown ? internal::peer::Outcome{Code::deadline_exceeded,
-                                                           "deadline passed before an answer came; outcome unknown", 0}
-                                 : internal::peer::Outcome{Code::unavailable, "no leader accepted the command before the deadline", 0});
+    finish(std::move(o), unknown ? AttemptOutcome{Code::deadline_exceeded,
+                                                  "deadline passed before an answer came; outcome unknown", 0}
+                                 : AttemptOutcome{Code::unavailable, "no leader accepted the command before the deadline", 0});
   }
 
   void schedule_sweep() {
@@ -592,7 +483,7 @@ class ReplicatedNode final : public Replicator {
           if (now >= o.deadline) expired.push_back(id);
       }
       for (auto id : expired) expire(id);
-      keep_alive(now);
+      session_client_.keep_alive(now);
       maintain_announcements(now);
       read_gate_.expire(now);
       schedule_sweep();
@@ -697,14 +588,21 @@ class ReplicatedNode final : public Replicator {
   std::atomic<bool> announce_out_{false};
   Clock::time_point next_announce_{};
 
-  // This node's client session (under session_mu_).
-  std::mutex session_mu_;
-  std::uint64_t session_ = 0;
-  bool session_opening_ = false;
-  bool keep_alive_out_ = false;
-  Clock::time_point last_sent_{};  // the last command or keep-alive sent under session_
-  SequenceWindow window_;
-  std::vector<Deferred> waiting_;
+  // This node's client session: its records go out through dispatch(). A
+  // traced command sent on a follower gets a span for its forward hop; the
+  // leader's apply span becomes that span's child.
+  SessionClient session_client_{
+      [this](std::string record, Clock::time_point deadline, std::uint64_t session, std::uint64_t sequence, Done done,
+             std::unique_ptr<Span> span) {
+        dispatch(std::move(record), deadline, session, sequence, std::move(done), std::move(span));
+      },
+      [this](std::string_view wire_name, const TraceContext& trace) {
+        SessionClient::Traced traced;
+        if (!tracer_) return traced;
+        if (!leader_ && !single_) traced.span = tracer_->start(SpanStage::forward, wire_name, trace);
+        traced.carried = traced.span ? traced.span->context() : trace;
+        return traced;
+      }};
 
   // Commands awaiting a definite answer (under out_mu_).
   std::mutex out_mu_;

@@ -70,7 +70,7 @@ void Application::await_readable(const QueryOptions& options, UniqueFunction<voi
 
 Result<void> Application::wait_readable(const QueryOptions& options) {
   // On this thread's stack: the waiter may go as soon as wait() returned.
-  detail::Waiter<Result<void>> readable;
+  internal::Waiter<Result<void>> readable;
   impl_->replicator->await_readable(
       options, [&readable](Result<void> r) { readable.set(std::move(r)); }, internal::Replicator::QueryRunner::caller);
   return readable.wait();
@@ -79,7 +79,7 @@ Result<void> Application::wait_readable(const QueryOptions& options) {
 void Application::block_until_woken(UniqueFunction<void(UniqueFunction<void()> wake)> start) {
   // Shared with `wake`: it may run after this call returned (it outlives
   // the wait only as long as the completion that holds it).
-  auto woken = std::make_shared<detail::Waiter<bool>>();
+  auto woken = std::make_shared<internal::Waiter<bool>>();
   start([woken] { woken->set(true); });
   woken->wait();
 }
@@ -151,7 +151,7 @@ Result<void> wait_for_change(const std::string& what, std::chrono::milliseconds 
   const auto deadline =
       std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(timeout, std::chrono::hours(24 * 365));
   // Shared with the completion, which may come after this call returned.
-  auto outcome = std::make_shared<detail::Waiter<Result<void>>>();
+  auto outcome = std::make_shared<internal::Waiter<Result<void>>>();
   start([outcome](Result<void> r) { outcome->set(std::move(r)); });
   auto done = outcome->wait_until(deadline, [what](Result<void> late) {
     log_message(late ? LogLevel::info : LogLevel::warn,

@@ -14,7 +14,7 @@
 
 #include "catga/detail/unique_function.hpp"
 
-namespace catga::detail {
+namespace catga::internal {
 
 template <class T>
 class Waiter {
@@ -39,7 +39,7 @@ class Waiter {
   // Waits at most until `deadline`: the value, or nothing once the deadline
   // passed — then the value, when set, goes to `late` on the setting thread
   // instead (so the waiter must outlive set(): hold it in a shared_ptr).
-  std::optional<T> wait_until(std::chrono::steady_clock::time_point deadline, UniqueFunction<void(T)> late) {
+  std::optional<T> wait_until(std::chrono::steady_clock::time_point deadline, detail::UniqueFunction<void(T)> late) {
     std::unique_lock lock(mutex_);
     if (!cv_.wait_until(lock, deadline, [&] { return value_.has_value(); })) {
       late_ = std::move(late);
@@ -52,7 +52,7 @@ class Waiter {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::optional<T> value_;
-  UniqueFunction<void(T)> late_;  // set once wait_until gave up
+  detail::UniqueFunction<void(T)> late_;  // set once wait_until gave up
 };
 
-}  // namespace catga::detail
+}  // namespace catga::internal

@@ -637,7 +637,7 @@ void Server::stop() {
   core->stopping = true;
   // A pending reload check is dropped by io.stop() below (and re-arms no more
   // once `stopping` is set).
-  catga::detail::Waiter<bool> closed;
+  catga::internal::Waiter<bool> closed;
   core->close_async([&closed] { closed.set(true); });
   closed.wait();
   // Every request carries a deadline of request_timeout; a raw handler that

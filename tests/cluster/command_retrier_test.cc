@@ -11,15 +11,15 @@ using catga::internal::AttemptHistory;
 using catga::internal::NextStep;
 using catga::internal::next_step;
 using catga::internal::ReplicatedStateMachine;
-using Outcome = catga::internal::peer::Outcome;
+using catga::internal::AttemptOutcome;
 
 namespace {
-Outcome applied() {
+AttemptOutcome applied() {
   std::string out;
   catga::detail::encode_result(out, catga::Result<int>(1));
   return {Code::ok, out, 5};
 }
-Outcome session_unknown() { return {Code::ok, ReplicatedStateMachine::session_unknown_result(), 5}; }
+AttemptOutcome session_unknown() { return {Code::ok, ReplicatedStateMachine::session_unknown_result(), 5}; }
 }  // namespace
 
 // After an attempt that may have applied, a later attempt's "nothing
@@ -28,10 +28,10 @@ Outcome session_unknown() { return {Code::ok, ReplicatedStateMachine::session_un
 TEST(RetryClassification, AfterAMaybeAppliedAttemptTheAnswerIsOutcomeUnknown) {
   for (Code later : {Code::unavailable, Code::resource_exhausted, Code::internal, Code::invalid_argument}) {
     AttemptHistory h;
-    Outcome first{Code::deadline_exceeded, "leadership lost; outcome unknown", 0};
+    AttemptOutcome first{Code::deadline_exceeded, "leadership lost; outcome unknown", 0};
     ASSERT_EQ(next_step(h, first, false, true), NextStep::retry);
     EXPECT_TRUE(h.maybe_applied);
-    Outcome second{later, "no", 0};
+    AttemptOutcome second{later, "no", 0};
     // unavailable is retried while it can be; once it cannot, or for a
     // definite refusal, the answer is outcome unknown.
     const NextStep step = next_step(h, second, false, false);
@@ -43,12 +43,12 @@ TEST(RetryClassification, AfterAMaybeAppliedAttemptTheAnswerIsOutcomeUnknown) {
 TEST(RetryClassification, WithoutAnEarlierMaybeTheRefusalStands) {
   for (Code code : {Code::resource_exhausted, Code::internal, Code::invalid_argument}) {
     AttemptHistory h;
-    Outcome o{code, "no", 0};
+    AttemptOutcome o{code, "no", 0};
     EXPECT_EQ(next_step(h, o, false, true), NextStep::finish);
     EXPECT_EQ(o.code, code);
   }
   AttemptHistory h;
-  Outcome o{Code::unavailable, "not the leader", 0};
+  AttemptOutcome o{Code::unavailable, "not the leader", 0};
   EXPECT_EQ(next_step(h, o, false, true), NextStep::retry);
   EXPECT_EQ(next_step(h, o, false, false), NextStep::finish);
   EXPECT_EQ(o.code, Code::unavailable);
@@ -56,16 +56,16 @@ TEST(RetryClassification, WithoutAnEarlierMaybeTheRefusalStands) {
 
 TEST(RetryClassification, ALaterAppliedAnswerWinsOverAnEarlierMaybe) {
   AttemptHistory h;
-  Outcome first{Code::deadline_exceeded, "connection broken", 0};
+  AttemptOutcome first{Code::deadline_exceeded, "connection broken", 0};
   ASSERT_EQ(next_step(h, first, false, true), NextStep::retry);
-  Outcome second = applied();
+  AttemptOutcome second = applied();
   EXPECT_EQ(next_step(h, second, false, true), NextStep::finish);
   EXPECT_EQ(second.code, Code::ok);
 }
 
 TEST(RetryClassification, StillInFlightAttemptCountsAsMaybeApplied) {
   AttemptHistory h{.maybe_applied = false, .in_flight = 1};
-  Outcome o{Code::internal, "node stopped itself: disk", 0};
+  AttemptOutcome o{Code::internal, "node stopped itself: disk", 0};
   EXPECT_EQ(next_step(h, o, false, true), NextStep::finish);
   EXPECT_EQ(o.code, Code::deadline_exceeded);
 }
@@ -74,21 +74,21 @@ TEST(RetryClassification, StillInFlightAttemptCountsAsMaybeApplied) {
 // unknown" although nothing had applied.
 TEST(RetryClassification, SessionUnknownOnAFirstAttemptResendsUnderANewSession) {
   AttemptHistory h;
-  Outcome o = session_unknown();
+  AttemptOutcome o = session_unknown();
   EXPECT_EQ(next_step(h, o, true, true), NextStep::resend_in_new_session);
   // Earlier attempts that were definitely not appended do not change that.
   AttemptHistory refused;
-  Outcome not_leader{Code::unavailable, "not the leader", 0};
+  AttemptOutcome not_leader{Code::unavailable, "not the leader", 0};
   ASSERT_EQ(next_step(refused, not_leader, false, true), NextStep::retry);
-  Outcome again = session_unknown();
+  AttemptOutcome again = session_unknown();
   EXPECT_EQ(next_step(refused, again, true, true), NextStep::resend_in_new_session);
 }
 
 TEST(RetryClassification, SessionUnknownAfterAMaybeAppliedAttemptIsOutcomeUnknown) {
   AttemptHistory h;
-  Outcome first{Code::deadline_exceeded, "leadership lost", 0};
+  AttemptOutcome first{Code::deadline_exceeded, "leadership lost", 0};
   ASSERT_EQ(next_step(h, first, false, true), NextStep::retry);
-  Outcome o = session_unknown();
+  AttemptOutcome o = session_unknown();
   EXPECT_EQ(next_step(h, o, true, true), NextStep::finish);
   EXPECT_EQ(o.code, Code::deadline_exceeded);
 }

@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "catga/testing.hpp"
-#include "cluster/command_retrier.hpp"
+#include "cluster/session_client.hpp"
 #include "cluster/session_table.hpp"
 #include "cluster/wall_clock.hpp"
 #include "support/bank.hpp"
