@@ -20,29 +20,33 @@ void ReadGate::wake(std::span<Read> woken) {
   });
 }
 
-void ReadGate::wait(std::uint64_t index, Read read, bool engine_thread) {
-  wait_all(index, std::span<Read>(&read, 1), engine_thread);
+bool ReadGate::wait(std::uint64_t index, Read read, bool engine_thread) {
+  return wait_all(index, std::span<Read>(&read, 1), engine_thread);
 }
 
-void ReadGate::wait(std::uint64_t index, std::vector<Read> reads, bool engine_thread) {
-  wait_all(index, reads, engine_thread);
+bool ReadGate::wait(std::uint64_t index, std::vector<Read> reads, bool engine_thread) {
+  return wait_all(index, reads, engine_thread);
 }
 
-void ReadGate::wait_all(std::uint64_t index, std::span<Read> reads, bool engine_thread) {
+bool ReadGate::wait_all(std::uint64_t index, std::span<Read> reads, bool engine_thread) {
   std::unique_lock lock(mu_);
   if (closed_) {
     Error why = closed_why_;
     lock.unlock();
     for (auto& r : reads) r.done(why);
-    return;
+    return false;
   }
   if (index <= applied_) {
     lock.unlock();
-    if (engine_thread) return wake(reads);
+    if (engine_thread) {
+      wake(reads);
+      return false;
+    }
     for (auto& r : reads) r.done({});
-    return;
+    return false;
   }
   for (auto& r : reads) waiters_.emplace(index, std::move(r));
+  return true;
 }
 
 void ReadGate::advance(std::uint64_t applied) {

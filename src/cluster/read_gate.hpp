@@ -51,14 +51,15 @@ class ReadGate {
   // has), with deadline_exceeded from expire() once `deadline` passed, or
   // with close()'s error. `engine_thread`: the caller is a thread of the
   // engine (the loop, the peer channel), so even a read servable at once
-  // goes through `run`.
-  void wait(std::uint64_t index, Read read, bool engine_thread = false);
-  void wait(std::uint64_t index, Clock::time_point deadline, Done done, bool engine_thread = false) {
-    wait(index, Read{deadline, std::move(done)}, engine_thread);
+  // goes through `run`. True when the read waits (the index is not applied
+  // yet); false when it completed, or went to `run`, before returning.
+  bool wait(std::uint64_t index, Read read, bool engine_thread = false);
+  bool wait(std::uint64_t index, Clock::time_point deadline, Done done, bool engine_thread = false) {
+    return wait(index, Read{deadline, std::move(done)}, engine_thread);
   }
   // The same for reads that wait for one index together (the reads one
   // barrier confirmed): woken together, their completions run in one go.
-  void wait(std::uint64_t index, std::vector<Read> reads, bool engine_thread = false);
+  bool wait(std::uint64_t index, std::vector<Read> reads, bool engine_thread = false);
   // The applied index is now `applied` (never moves back).
   void advance(std::uint64_t applied);
   // Fails every read whose deadline is at or before `now`.
@@ -67,7 +68,7 @@ class ReadGate {
   void close(const Error& why);
 
  private:
-  void wait_all(std::uint64_t index, std::span<Read> reads, bool engine_thread);
+  bool wait_all(std::uint64_t index, std::span<Read> reads, bool engine_thread);
   void wake(std::span<Read> woken);
 
   std::mutex mu_;

@@ -26,6 +26,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -212,7 +213,10 @@ class ReplicatedNode final : public Replicator {
       case Consistency::local:
         return read.done({});
       case Consistency::read_your_writes:
-        return read_gate_.wait(options.min_index, std::move(read));
+        // It waits for the index it names, nothing more; a follower that has
+        // to wait also asks the leader to tell it the commit index now.
+        if (read_gate_.wait(options.min_index, std::move(read))) learn_commit(options.min_index);
+        return;
       case Consistency::linearizable:
         break;
     }
@@ -256,6 +260,67 @@ class ReplicatedNode final : public Replicator {
   }
   static std::span<internal::ReadGate::Read> as_span(internal::ReadGate::Read& read) { return {&read, 1}; }
   static std::span<internal::ReadGate::Read> as_span(std::vector<internal::ReadGate::Read>& reads) { return reads; }
+
+  // A read_your_writes read waits on a follower for `index`, the index of a
+  // write whose receipt came after it applied on the leader, so committed.
+  // The follower usually holds that entry already, but learns that it
+  // committed only from the leader's next message: with nothing else being
+  // written, the next heartbeat (one to two heartbeat intervals). Asking the
+  // leader for its read index makes it issue a barrier, whose AppendEntries
+  // carries its commit index — at least `index` — to the followers at once;
+  // the read itself still waits only for `index` on the gate, not for the
+  // answer. One question at a time per node: reads that come while one is
+  // out are covered by its answer when their index is at most the index it
+  // answers, else the answer is followed by one more question for the
+  // highest of them. Nothing is asked on the leader (it commits without
+  // waiting for anyone's heartbeat), for an index this node already knows is
+  // committed (it applies it without help), or when no leader is known (the
+  // read waits on the gate, for the next leader's messages, until its
+  // deadline). When commands flow, their AppendEntries would carry the
+  // commit index soon anyway; a question then costs the leader one barrier
+  // entry per round trip at most, appended with the commands' entries.
+  void learn_commit(std::uint64_t index) {
+    if (leader_ || single_) return;
+    {
+      std::lock_guard lock(learn_mu_);
+      if (learning_) {
+        learn_wanted_ = std::max(learn_wanted_, index);
+        return;
+      }
+      learning_ = true;
+    }
+    ask_commit(index);
+  }
+
+  // learn_commit's question, with learning_ set: asks the leader, or clears
+  // learning_ when nothing needs asking.
+  void ask_commit(std::uint64_t index) {
+    for (;;) {
+      std::string leader;
+      if (!stopping_ && node_->status().commit_index < index) leader = leader_peer_address();
+      if (!leader.empty()) {
+        return peer_->read_index(leader, [this](Result<std::uint64_t> answered) {
+          std::uint64_t next = 0;
+          {
+            std::lock_guard lock(learn_mu_);
+            // A failed question is not repeated: its reads wait on the gate.
+            if (answered && learn_wanted_ > *answered) next = learn_wanted_;
+            learn_wanted_ = 0;
+            learning_ = next != 0;
+          }
+          if (next != 0) ask_commit(next);
+        });
+      }
+      // Nothing asked: done, unless a read beyond `index` came meanwhile.
+      std::lock_guard lock(learn_mu_);
+      if (learn_wanted_ <= index) {
+        learn_wanted_ = 0;
+        learning_ = false;
+        return;
+      }
+      index = std::exchange(learn_wanted_, 0);
+    }
+  }
 
   NodeStatus status() const override {
     NodeStatus s = node_->status();
@@ -608,6 +673,12 @@ class ReplicatedNode final : public Replicator {
   std::mutex out_mu_;
   std::uint64_t next_id_ = 0;
   std::unordered_map<std::uint64_t, Outstanding> outstanding_;
+
+  // learn_commit's question to the leader (under learn_mu_): one out at a
+  // time, and the highest index that reads asked for while it was out.
+  std::mutex learn_mu_;
+  bool learning_ = false;
+  std::uint64_t learn_wanted_ = 0;
 
   // Reads waiting for an applied index (any thread; woken by apply), and the
   // threads their queries run on once woken (read_runner.hpp). Declared last:

@@ -23,9 +23,10 @@ TEST(ReadGate, AnAppliedIndexAnswersAtOnceALaterOneWhenApplyReachesIt) {
   ReadGate gate;
   gate.advance(5);
   std::vector<std::pair<int, bool>> seen;
-  gate.wait(5, kFar, [&](Result<void> r) { seen.push_back({5, r.has_value()}); });
-  gate.wait(7, kFar, [&](Result<void> r) { seen.push_back({7, r.has_value()}); });
-  gate.wait(6, kFar, [&](Result<void> r) { seen.push_back({6, r.has_value()}); });
+  // wait() says whether the read waits.
+  EXPECT_FALSE(gate.wait(5, kFar, [&](Result<void> r) { seen.push_back({5, r.has_value()}); }));
+  EXPECT_TRUE(gate.wait(7, kFar, [&](Result<void> r) { seen.push_back({7, r.has_value()}); }));
+  EXPECT_TRUE(gate.wait(6, kFar, [&](Result<void> r) { seen.push_back({6, r.has_value()}); }));
   EXPECT_EQ(seen, (std::vector<std::pair<int, bool>>{{5, true}}));
   gate.advance(6);
   EXPECT_EQ(seen, (std::vector<std::pair<int, bool>>{{5, true}, {6, true}}));
@@ -52,7 +53,7 @@ TEST(ReadGate, CloseFailsWaitingAndLaterReads) {
   Result<void> waiting = catga::Error{Code::unknown, "pending"}, later = waiting;
   gate.wait(1, kFar, [&](Result<void> r) { waiting = std::move(r); });
   gate.close(catga::Error{Code::unavailable, "node stopped"});
-  gate.wait(0, kFar, [&](Result<void> r) { later = std::move(r); });
+  EXPECT_FALSE(gate.wait(0, kFar, [&](Result<void> r) { later = std::move(r); }));
   EXPECT_THAT(waiting, HasCode(Code::unavailable));
   EXPECT_THAT(later, HasCode(Code::unavailable));
 }

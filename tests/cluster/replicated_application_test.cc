@@ -270,6 +270,67 @@ TEST(ReplicatedApplication, ReadYourWritesOnAFollower) {
   EXPECT_THAT(seen, IsOk());
 }
 
+// A follower usually holds a write's entry before it learns that the entry
+// committed, which the leader tells it with its next message — with nothing
+// else to send, its next heartbeat. A read_your_writes read of that write on
+// the follower asks the leader for its read index instead: the barrier this
+// costs the leader carries the commit index to the follower at once. Here
+// the leader heartbeats every 2 s and the read's deadline is 1 s, so a read
+// that waited for the heartbeat would fail with deadline_exceeded.
+TEST(ReplicatedApplication, ReadYourWritesOnAFollowerDoesNotWaitForTheLeadersNextHeartbeat) {
+  using namespace std::chrono_literals;
+  LocalCluster<bank::State> cluster(3, register_bank);
+  auto first = cluster.leader();
+  ASSERT_TRUE(first);
+  // Restart both followers with a 2 s heartbeat (theirs once they lead) and
+  // a 20 s election timeout (none stands for election between heartbeats),
+  // hand the leadership to one of them and stop the first leader: the two
+  // left form a majority led by a node that heartbeats every 2 s.
+  const auto slow = [](catga::ClusterOptions& o) {
+    o.heartbeat_interval = 2s;
+    o.election_timeout = 20s;
+  };
+  std::vector<std::size_t> followers;
+  for (std::size_t i = 0; i < 3; ++i) {
+    if (i != *first) followers.push_back(i);
+  }
+  for (std::size_t i : followers) {
+    cluster.stop(i);
+    ASSERT_THAT(cluster.try_start(i, slow), IsOk());
+    auto now = cluster.leader();  // the first, unless an election came between
+    ASSERT_TRUE(now);
+    ASSERT_TRUE(cluster.wait_applied(cluster.app(*now).status().commit_index));
+  }
+  auto current = cluster.leader();
+  ASSERT_TRUE(current);
+  if (*current == *first) {
+    ASSERT_THAT(cluster.app(*first).transfer_leadership(cluster.member(followers[0]).id), IsOk());
+  }
+  cluster.stop(*first);
+  auto leader = cluster.leader();
+  ASSERT_TRUE(leader);
+  const std::size_t next = *leader, reader = next == followers[0] ? followers[1] : followers[0];
+  // Nothing else in flight: the leader's client session is open, the records
+  // a new leader writes (announcements, the apply format) are written, and
+  // the reader applied all of it — the log stayed still for 1.5 s, longer
+  // than the announcements' pace of one a second.
+  ASSERT_THAT(cluster.app(next).send(bank::Open{.owner = "first"}), IsOk());
+  ASSERT_TRUE(wait_for([&] {
+    const std::uint64_t commit = cluster.app(next).status().commit_index;
+    if (!cluster.wait_applied(commit)) return false;
+    std::this_thread::sleep_for(1500ms);
+    return cluster.app(next).status().commit_index == commit;
+  }));
+
+  auto receipt = cluster.app(next).send_receipt(bank::Open{.owner = "ryw"});
+  ASSERT_THAT(receipt.result, IsOk());
+  auto seen = cluster.app(reader).send(bank::GetAccount{.account = receipt.result->id},
+                                       {.consistency = catga::Consistency::read_your_writes,
+                                        .min_index = receipt.index,
+                                        .timeout = 1s});
+  EXPECT_THAT(seen, IsOk());
+}
+
 TEST(ReplicatedApplication, IdempotencyKeysApplyOnce) {
   LocalCluster<bank::State> cluster(3, register_bank);
   auto leader = cluster.leader();
