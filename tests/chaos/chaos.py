@@ -136,6 +136,9 @@ def main(argv=None):
     ap.add_argument("--long-pauses", action="store_true",
                     help="also SIGSTOP the leader or a follower for 10.5-14 s, beyond the 10 s request timeout")
     ap.add_argument("--no-faults", action="store_true", help="run the workload without a nemesis (a baseline)")
+    ap.add_argument("--libraft-trace", action="store_true",
+                    help="run the nodes with LIBRAFT_TRACE=1: libraft's own trace in the node logs (large: a "
+                         "line per message each node sends or receives)")
     ap.add_argument("--no-self-test", action="store_true",
                     help="skip re-checking mutated copies of the history (lost, duplicate, stale read, failed-applied)")
     ap.add_argument("--summary", help="write the summary as JSON to this file")
@@ -208,6 +211,9 @@ def main(argv=None):
                           args.network)
         if args.clock_jumps:
             cluster.make_live_clocks(libfaketime())
+        if args.libraft_trace:
+            for n in cluster.nodes.values():
+                n.base_env = dict(n.base_env or {}, LIBRAFT_TRACE="1")
         if args.disk_faults:
             why = cluster.make_disks()
             if why:

@@ -8,7 +8,9 @@ role) changed — every 10 s a line with its indexes too. Every 5 s it writes,
 per proxy pair and kind (raft, peer), what changed: connections accepted,
 refused (the node's port did not answer) and accepted while blocked; bytes
 forwarded from the dialling node, dropped, and answered; connections open;
-how long ago bytes last reached the peer. A node that knows no leader for 5 s
+how long ago bytes last reached the peer. When the answering nodes' views of
+the members differ for 10 s, a "members differ" line (at most every 30 s). A
+node that knows no leader for 5 s
 while another node leads gets a "leaderless" line (at most every 10 s) with
 the leader's view of it (its role there, last contact) and the leader -> node
 raft proxy's counters: whether the leader's bytes reach the proxy, and pass.
@@ -38,6 +40,8 @@ class Watcher(threading.Thread):
         self.net_before = {}
         self.leaderless_since = {}
         self.leaderless_said = {}
+        self.differ_since = None
+        self.differ_said = 0.0
         self.lines = 0
 
     def write(self, f, text):
@@ -90,6 +94,7 @@ class Watcher(threading.Thread):
         if full:
             self.last_full = now
         self.leaderless(f, now, statuses)
+        self.divergence(f, now, statuses)
         if final or now - self.last_net >= 5.0:
             self.network(f, now)
             self.last_net = now
@@ -126,6 +131,21 @@ class Watcher(threading.Thread):
                           f"[{members_view(s)}]) knows no leader for {now - since:.0f} s; node {li} leads term "
                           f"{ls.get('term')} with members [{members_view(ls)}], node {i} there: {where}; "
                           f"proxy {li}->{i} raft: {fmt(pair)}; proxy {i}->{li} raft: {fmt(back)}")
+
+    def divergence(self, f, now, statuses):
+        """A line when the answering nodes' views of the members (id and role)
+        have differed for 10 s (at most every 30 s): a configuration change
+        still travelling takes far less."""
+        views = {i: members_view(s) for i, s in statuses.items() if s is not None}
+        if len(set(views.values())) <= 1:
+            self.differ_since = None
+            return
+        if self.differ_since is None:
+            self.differ_since = now
+        if now - self.differ_since >= 10.0 and now - self.differ_said >= 30.0:
+            self.differ_said = now
+            self.write(f, f"members differ for {now - self.differ_since:.0f} s: " +
+                       "; ".join(f"node {i} [{v}]" for i, v in sorted(views.items())))
 
     def network(self, f, now):
         c = self.cluster
