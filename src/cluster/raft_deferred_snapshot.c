@@ -18,7 +18,7 @@
  * as uncommitted, and one event after applying it; it takes a snapshot at
  * the first check after an apply pass where everything committed is
  * applied. A pass that applied two configuration entries — a restart
- * applying again a member's addition (libraft restores the last entry as
+ * applying a member's addition again (libraft restores the last entry as
  * uncommitted and the one before as committed: the member a spare), or a
  * follower that received the next change before it learnt that the previous
  * one committed — let the snapshot record the older configuration at an
@@ -27,12 +27,30 @@
  * configuration for good: as leader it sent nothing to a member it listed
  * as a spare (chaos seed 559162531). So no snapshot while a configuration
  * entry after the last snapshot is held as uncommitted: libraft asks again
- * at its next check — the next event of the same pass, once the entry is
- * recorded, or once it commits. (An entry held as uncommitted that the
- * last snapshot already covers is never applied again; it does not wait.) */
-static bool configurationPending(const struct raft *r) {
-  return r != NULL && r->configuration_uncommitted_index != 0 &&
-         r->configuration_uncommitted_index > r->trail.snapshot.index;
+ * at its next check — the next event of the same pass once the entry is
+ * recorded, or once it commits. An entry held as uncommitted that the last
+ * snapshot already covers is never applied again: it does not hold
+ * snapshots back; nor, after 64 checks, does one applied that libraft
+ * should have recorded at once (not expected: the log would grow). */
+static bool configurationPending(catga_raft *h) {
+  const struct raft *r = h->r;
+  raft_index pending;
+  if (r == NULL) {
+    return false;
+  }
+  pending = r->configuration_uncommitted_index;
+  if (pending == 0 || pending <= r->trail.snapshot.index) {
+    h->config_wait_index = 0;
+    return false;
+  }
+  if (pending > r->last_applied) {
+    return true; /* committed and applied later, or rolled back */
+  }
+  if (h->config_wait_index != pending) {
+    h->config_wait_index = pending;
+    h->config_wait_refusals = 0;
+  }
+  return ++h->config_wait_refusals <= 64;
 }
 
 int catga_deferred_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
@@ -41,7 +59,7 @@ int catga_deferred_fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[]
   void *data = NULL;
   size_t len = 0;
   int rv;
-  if (configurationPending(h->r)) {
+  if (configurationPending(h)) {
     return RAFT_BUSY; /* libraft drops this attempt and checks again */
   }
   rv = h->cb.snapshot(h->cb.ctx, &data, &len);
