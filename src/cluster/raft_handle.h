@@ -116,6 +116,10 @@ struct catga_raft {
   struct raft_message *held_install;
   /* A member waiting to be added (catga_raft_set_refuse_votes). */
   bool refuse_votes;
+  /* Snapshots held back for an applied configuration entry libraft has not
+   * recorded yet (raft_deferred_snapshot.c): its index, and how many. */
+  uint64_t config_wait_index;
+  unsigned config_wait_refusals;
   struct raft raft;
 };
 

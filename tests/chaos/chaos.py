@@ -40,6 +40,7 @@ from cluster import HOST, Cluster  # noqa: E402
 from nemesis import Nemesis, exit_reason, libfaketime, log  # noqa: E402
 from report import fault_figures, format_fault_figures, self_test, summarize  # noqa: E402
 from schedule import format_schedule, make_schedule  # noqa: E402
+from watch import Watcher  # noqa: E402
 
 PLAN_AVAILABILITY = 99.99  # per cent, the plan's target
 
@@ -135,6 +136,9 @@ def main(argv=None):
     ap.add_argument("--long-pauses", action="store_true",
                     help="also SIGSTOP the leader or a follower for 10.5-14 s, beyond the 10 s request timeout")
     ap.add_argument("--no-faults", action="store_true", help="run the workload without a nemesis (a baseline)")
+    ap.add_argument("--libraft-trace", action="store_true",
+                    help="run the nodes with LIBRAFT_TRACE=1: libraft's own trace in the node logs (large: a "
+                         "line per message each node sends or receives)")
     ap.add_argument("--no-self-test", action="store_true",
                     help="skip re-checking mutated copies of the history (lost, duplicate, stale read, failed-applied)")
     ap.add_argument("--summary", help="write the summary as JSON to this file")
@@ -178,6 +182,8 @@ def main(argv=None):
     cluster = None
     stop = threading.Event()
     finished = threading.Event()
+    watch_stop = threading.Event()  # the observer runs until the nodes stop
+    watcher = None
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -205,6 +211,9 @@ def main(argv=None):
                           args.network)
         if args.clock_jumps:
             cluster.make_live_clocks(libfaketime())
+        if args.libraft_trace:
+            for n in cluster.nodes.values():
+                n.base_env = dict(n.base_env or {}, LIBRAFT_TRACE="1")
         if args.disk_faults:
             why = cluster.make_disks()
             if why:
@@ -213,6 +222,8 @@ def main(argv=None):
         for i, n in sorted(cluster.nodes.items()):
             log(f"node {i}: raft {HOST}:{n.raft_port} (peer +1), http {n.http_port}, --cluster {n.cluster_arg}")
         cluster.start_all()
+        watcher = Watcher(cluster, os.path.join(root, "watch.log"), time.monotonic(), watch_stop)
+        watcher.start()
         lead = cluster.wait_leader(60.0, ready=True)
         if not lead:
             log("no leader within 60 s of the start")
@@ -222,6 +233,7 @@ def main(argv=None):
         log(f"leader: node {lead[0]} (term {lead[1]['term']})")
 
         t0 = time.monotonic()
+        watcher.start_time = t0  # t+ as in the nemesis's lines
         clients = [Client(c + 1, seed, cluster, recorder, stop, args.pace_ms / 1000.0) for c in range(n_clients)]
         for c in clients:
             c.start()
@@ -351,12 +363,15 @@ def main(argv=None):
                                "ops": recorder.ops, "anomalies": (result or {}).get("anomalies", []) + problems}, f)
             except (OSError, TypeError, ValueError) as e:
                 log(f"cannot write the history: {e}")
+        watch_stop.set()
+        if watcher is not None:
+            watcher.join(timeout=15)
         if cluster is not None:
             cluster.shutdown()
         if keep is not None:
-            for n in cluster.nodes.values():
+            for path in [n.log_path for n in cluster.nodes.values()] + [os.path.join(root, "watch.log")]:
                 try:
-                    shutil.copy(n.log_path, keep)
+                    shutil.copy(path, keep)
                 except OSError:
                     pass
             log(f"logs and history kept in {keep}")

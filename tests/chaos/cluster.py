@@ -239,6 +239,17 @@ class _Pair:
         self.lock = threading.Lock()
         self.accepted = 0
         self.discarded_bytes = 0
+        # Per kind ("raft", "peer"), for the network log (Network.counters):
+        # connections accepted, refused (the node's port did not answer),
+        # accepted while blocked; bytes src -> dst forwarded and discarded,
+        # bytes dst -> src forwarded (answers on the same connection); when
+        # bytes src -> dst last reached dst (time.monotonic(), 0: never).
+        self.counts = {k: {"accepted": 0, "refused": 0, "doomed": 0, "fwd": 0, "dropped": 0, "back": 0,
+                           "last_fwd": 0.0} for k in ("raft", "peer")}
+
+    def count(self, kind, key, n=1):
+        with self.lock:
+            self.counts[kind][key] += n
 
     def forget(self, conn):
         with self.lock:
@@ -285,6 +296,7 @@ class Network:
 
     def _serve(self, pair, kind, down):
         pair.accepted += 1
+        pair.count(kind, "accepted")
         # Checked and registered under the lock unblock() takes: a connection
         # accepted while blocked but registered after the unblock collected
         # the doomed ones would discard its bytes for as long as it lives — a
@@ -296,7 +308,8 @@ class Network:
                 conn.doomed = True
                 pair.conns.add(conn)
         if blocked:
-            self._pump(conn, down, None)
+            pair.count(kind, "doomed")
+            self._pump(conn, down, None, forward=True)
             return
         target = pair.real_port + (1 if kind == "peer" else 0)
         try:
@@ -304,6 +317,7 @@ class Network:
             up.settimeout(None)
             up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
+            pair.count(kind, "refused")
             _hard_close(down)  # the node is down: refuse, as the real port would
             return
         conn = _Conn(pair, kind, down, up)
@@ -311,19 +325,30 @@ class Network:
             pair.conns.add(conn)
             if pair.blocked:  # blocked while connecting
                 conn.doomed = True
-        threading.Thread(target=self._pump, args=(conn, up, down), daemon=True).start()
-        self._pump(conn, down, up)
+        threading.Thread(target=self._pump, args=(conn, up, down, False), daemon=True).start()
+        self._pump(conn, down, up, forward=True)
 
-    def _pump(self, conn, src, dst):
+    def _pump(self, conn, src, dst, forward):
+        """Copies src to dst until either end closes; `forward`: src -> dst is
+        the pair's direction (the dialling node to its peer), else the answers
+        on that connection."""
+        pair, kind = conn.pair, conn.kind
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
                 if conn.doomed or dst is None:
-                    conn.pair.discarded_bytes += len(data)
+                    pair.discarded_bytes += len(data)
+                    pair.count(kind, "dropped", len(data))
                     continue
                 dst.sendall(data)
+                if forward:
+                    with pair.lock:
+                        pair.counts[kind]["fwd"] += len(data)
+                        pair.counts[kind]["last_fwd"] = time.monotonic()
+                else:
+                    pair.count(kind, "back", len(data))
         except OSError:
             pass
         finally:
@@ -360,6 +385,19 @@ class Network:
     def heal(self):
         for (src, dst) in self.pairs:
             self.unblock(src, dst)
+
+    def counters(self):
+        """{(src, dst, kind): counters} — a copy of every pair's (see _Pair)
+        plus "open": its connections open now."""
+        out = {}
+        for (src, dst), pair in self.pairs.items():
+            with pair.lock:
+                for kind, c in pair.counts.items():
+                    d = dict(c)
+                    d["open"] = sum(1 for x in pair.conns if x.kind == kind)
+                    d["blocked"] = pair.blocked
+                    out[(src, dst, kind)] = d
+        return out
 
     def blocked_pairs(self):
         return sorted(k for k, p in self.pairs.items() if p.blocked)

@@ -1,8 +1,14 @@
 // Real RaftNodes on 127.0.0.1 (raft_node_fixture.hpp): membership changes —
 // add, promote and remove, an add repeated to resume a promotion, an add
-// whose snapshot install outlasts a catch-up round, and a leader that
-// received a configuration entry inside a batch.
+// whose snapshot install outlasts a catch-up round, a leader that
+// received a configuration entry inside a batch, and a snapshot taken while a
+// restart applies an addition again.
 #include "raft_node_fixture.hpp"
+
+#include <map>
+
+#include "cluster/data_dir.hpp"
+#include "cluster/raft_c.h"
 
 namespace catga::internal {
 namespace {
@@ -172,6 +178,125 @@ TEST(RaftNode, LeaderThatReceivedAChangeInsideABatchCanChangeTheConfiguration) {
   ASSERT_TRUE(removed.has_value()) << describe(removed.error());
   ASSERT_TRUE(wait_until([&] { return c.node(f).status().members.size() == 3; }));
   EXPECT_TRUE(c.propose_sync(f, "d").has_value());
+}
+
+// The configuration of the newest snapshot in `dir` (its index 0 if none):
+// member id -> role (CATGA_ROLE_*).
+struct SnapshotConfiguration {
+  std::uint64_t index = 0;
+  std::uint64_t configuration_index = 0;
+  std::map<std::uint64_t, int> roles;
+};
+SnapshotConfiguration newest_snapshot_configuration(const fs::path& dir) {
+  SnapshotConfiguration out;
+  const SnapshotFile snap = newest_snapshot(dir);
+  if (snap.name.empty()) return out;
+  std::ifstream in(dir / (snap.name + ".meta"), std::ios::binary);
+  const std::string meta((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  char errmsg[256] = {0};
+  auto each = [](void* ctx, std::uint64_t id, const char*, int role) {
+    static_cast<SnapshotConfiguration*>(ctx)->roles[id] = role;
+  };
+  if (catga_raft_decode_snapshot_meta(meta.data(), meta.size(), &out.configuration_index, each, &out, errmsg,
+                                      sizeof errmsg) != 0) {
+    ADD_FAILURE() << snap.name << ": " << errmsg;
+    return out;
+  }
+  out.index = snap.index;
+  return out;
+}
+
+// A snapshot holds the configuration as of its index. libraft 0.22.1 records
+// a configuration entry as committed one event after applying it, and takes
+// a snapshot at the first check after an apply pass — which comes before
+// that event when the pass applied two configuration entries: a node that
+// restarts with a member's addition in its log (libraft restores the last
+// configuration entry as uncommitted, the one before it as committed — the
+// member a spare) applies both again in one pass, and a snapshot due then
+// recorded the member as a spare. Restored from that snapshot once the log
+// behind it is gone, the node lists the member as a spare, and as leader
+// sends it nothing: the member, a voter in its own log, asks for votes
+// forever and applies nothing more (chaos seed 559162531). Before the fix
+// the snapshot listed node 4 as a spare, and so did node F after its second
+// restart.
+TEST(RaftNode, ASnapshotTakenWhileReapplyingAnAdditionListsTheNewMemberAsAVoter) {
+  // No snapshot until node F restarts, then one as soon as 16 entries are
+  // applied: the restart's first apply pass.
+  std::atomic<std::uint64_t> threshold{1'000'000};
+  Cluster c(
+      4,
+      [&threshold](ClusterOptions& o) {
+        o.snapshot_threshold = threshold.load();
+        o.snapshot_trailing = 4;
+        o.snapshot_growth_percent = 0;
+        o.max_entry_bytes = 64;
+      },
+      /*initial=*/3);
+  c.start_all(3);
+  auto leader = c.ready_leader();
+  ASSERT_TRUE(leader.has_value());
+  const unsigned l = *leader;
+  const unsigned f = (l + 1) % 3;
+  EXPECT_EQ(c.propose_many(l, 40, 1, "before-"), 40);
+
+  // Node 4 added as a voter: a spare first (one configuration entry), then
+  // promoted (another).
+  auto joined = c.start(3, JoinMode::join_existing);
+  ASSERT_TRUE(joined.has_value()) << describe(joined.error());
+  auto added = wait_void([&](auto done) { c.node(l).add_member(c.member(3), std::move(done)); });
+  ASSERT_TRUE(added.has_value()) << describe(added.error());
+  EXPECT_EQ(c.propose_many(l, 40, 1, "after-"), 40);
+  ASSERT_TRUE(c.wait_all_applied(80));
+  ASSERT_EQ(newest_snapshot(c.dir(f)).name, "") << "node " << f + 1 << " took a snapshot before its restart";
+
+  // Node F restarts while the others commit more: it applies its whole log
+  // again, both configuration entries included, and takes a snapshot.
+  c.stop(f);
+  EXPECT_EQ(c.propose_many(l, 40, 1, "while-down-"), 40);
+  threshold = 16;
+  auto restarted = c.start(f);
+  ASSERT_TRUE(restarted.has_value()) << describe(restarted.error());
+  ASSERT_TRUE(c.wait_all_applied(120));
+  SnapshotConfiguration snap;
+  ASSERT_TRUE(wait_until([&] {
+    snap = newest_snapshot_configuration(c.dir(f));
+    return snap.index > 0;
+  }))
+      << "node " << f + 1 << " took no snapshot after its restart";
+  ASSERT_EQ(snap.roles.count(4), 1u) << "snapshot at " << snap.index << " does not list node 4";
+  EXPECT_EQ(snap.roles[4], CATGA_ROLE_VOTER)
+      << "the snapshot at " << snap.index << " (configuration of entry " << snap.configuration_index
+      << ") lists node 4 as role " << snap.roles[4] << " (2: spare)";
+
+  // Restarted from that snapshot (the log behind it compacted), then leader:
+  // node 4 is a voter there and keeps applying.
+  threshold = 1'000'000;
+  c.stop(f);
+  restarted = c.start(f);
+  ASSERT_TRUE(restarted.has_value()) << describe(restarted.error());
+  auto role_of_4 = [&] {
+    for (const auto& m : c.node(f).status().members) {
+      if (m.member.id == 4) return static_cast<int>(m.member.role);
+    }
+    return -1;
+  };
+  EXPECT_TRUE(wait_until([&] { return role_of_4() == static_cast<int>(MemberRole::voter); }, 10s))
+      << "node " << f + 1 << "'s view of node 4: role " << role_of_4() << " (2: spare, -1: not a member)";
+  ASSERT_TRUE(wait_until(
+      [&] {
+        if (c.node(f).status().role == NodeRole::leader && c.node(f).status().ready) return true;
+        for (unsigned i = 0; i < 3; ++i) {
+          if (i != f && c.node(i).status().role == NodeRole::leader) {
+            (void)wait_void([&](auto done) { c.node(i).transfer_leadership(f + 1, std::move(done)); });
+          }
+        }
+        return false;
+      },
+      60s))
+      << "node " << f + 1 << " did not become the leader";
+  EXPECT_EQ(c.propose_many(f, 10, 1, "under-f-"), 10);
+  EXPECT_TRUE(c.wait_all_applied(130)) << "node 4 applied " << c.machine(3).count() << " of 130 under leader "
+                                       << f + 1;
 }
 
 }  // namespace
