@@ -1,4 +1,5 @@
 #include "cluster/data_dir_marker.hpp"
+#include "cluster/data_dir_marker_identity.hpp"
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -31,21 +32,6 @@ constexpr std::string_view kHeader = "catga-cluster-marker 1";
 constexpr std::string_view kIdentityKey = "data_dir_id";
 constexpr std::string_view kEarlierIdentityKey = "data_dir_identity";
 
-// What identifies the sentinel file. The inode number and the birth time
-// change with a copy (cp, rsync, tar — every restore creates the file anew)
-// and with nothing else; the change time (ctime), which earlier builds used,
-// also moves with chmod, chown, a hard link, a relabel or a Kubernetes
-// fsGroup walk. Where the file system reports no birth time (statx without
-// STATX_BTIME: ext4 with 128-byte inodes, NFS), the inode's generation
-// (FS_IOC_GETVERSION: ext2/3/4, XFS, btrfs), which a reused inode number
-// does not keep; where there is neither, the inode number alone.
-struct SentinelFacts {
-  unsigned long long ino = 0;
-  long long ctime_ns = 0;
-  std::optional<long long> btime_ns;
-  std::optional<unsigned long> generation;
-};
-
 long long nanoseconds(long long sec, long long nsec) { return sec * 1'000'000'000LL + nsec; }
 
 std::optional<SentinelFacts> sentinel_facts(const fs::path& dir) {
@@ -71,19 +57,6 @@ std::optional<SentinelFacts> sentinel_facts(const fs::path& dir) {
   return f;
 }
 
-// This build's form: "ino=N,btime=NS", "ino=N,gen=G" or "ino=N".
-std::string identity_of(const SentinelFacts& f) {
-  std::string s = "ino=" + std::to_string(f.ino);
-  if (f.btime_ns) return s + ",btime=" + std::to_string(*f.btime_ns);
-  if (f.generation) return s + ",gen=" + std::to_string(*f.generation);
-  return s;
-}
-
-// Earlier builds' form: "INODE.CTIME_NS".
-std::string earlier_identity_of(const SentinelFacts& f) {
-  return std::to_string(f.ino) + "." + std::to_string(f.ctime_ns);
-}
-
 std::optional<unsigned long long> parse_number(std::string_view s) {
   if (s.empty() || s.size() > 20) return std::nullopt;
   unsigned long long v = 0;
@@ -94,60 +67,6 @@ std::optional<unsigned long long> parse_number(std::string_view s) {
     v = next;
   }
   return v;
-}
-
-bool matches(const SentinelFacts& f, std::string_view recorded) {
-  if (recorded.rfind("ino=", 0) == 0) {
-    // Every field recorded must be reported again, equal; a field the file
-    // system did not report then (a birth time, once a kernel reports it) is
-    // taken as it is now (the marker is then rewritten with it).
-    bool ino_seen = false;
-    while (!recorded.empty()) {
-      const auto comma = recorded.find(',');
-      const std::string_view field = recorded.substr(0, comma);
-      recorded = comma == std::string_view::npos ? std::string_view() : recorded.substr(comma + 1);
-      const auto eq = field.find('=');
-      if (eq == std::string_view::npos) return false;
-      const std::string_view key = field.substr(0, eq);
-      const auto value = parse_number(field.substr(eq + 1));
-      if (!value) return false;
-      if (key == "ino") {
-        if (*value != f.ino) return false;
-        ino_seen = true;
-      } else if (key == "btime") {
-        if (!f.btime_ns || static_cast<unsigned long long>(*f.btime_ns) != *value) return false;
-      } else if (key == "gen") {
-        if (!f.generation || *f.generation != *value) return false;
-      } else {
-        return false;  // a field of a newer build: not ours to judge
-      }
-    }
-    return ino_seen;
-  }
-  // An earlier build's "INODE.CTIME_NS" (a node upgraded in place).
-  const auto dot = recorded.find('.');
-  if (dot == std::string_view::npos) return false;
-  const auto ino = parse_number(recorded.substr(0, dot));
-  const auto ctime = parse_number(recorded.substr(dot + 1));
-  if (!ino || !ctime || *ino != f.ino) return false;
-  if (*ctime == static_cast<unsigned long long>(f.ctime_ns)) return true;
-  // The change time moved (a chmod, chown, hard link since). The earlier
-  // marker cannot tell that from a copy that was given the same inode
-  // number (rm -rf, then a restore on the same file system). The birth time
-  // can: the node's own sentinel was created before its marker recorded
-  // that change time (created, renamed into place, then recorded), a copy
-  // after. Without a birth time the directory is refused, as the earlier
-  // build refused it.
-  return f.btime_ns && static_cast<unsigned long long>(*f.btime_ns) <= *ctime;
-}
-
-// An earlier build's marker on a file system without birth times, the inode
-// matching, the change time not: matches() refuses what it cannot tell apart.
-bool earlier_marker_undecidable(const SentinelFacts& f, std::string_view recorded) {
-  const auto dot = recorded.find('.');
-  if (recorded.rfind("ino=", 0) == 0 || dot == std::string_view::npos || f.btime_ns) return false;
-  const auto ino = parse_number(recorded.substr(0, dot));
-  return ino && *ino == f.ino;
 }
 
 Result<JoinState> parse_state(std::string_view s) {
@@ -185,6 +104,73 @@ Error refuse(const ClusterOptions& o, const std::string& why) {
 
 }  // namespace
 
+std::string identity_of(const SentinelFacts& f) {
+  std::string s = "ino=" + std::to_string(f.ino);
+  if (f.btime_ns) return s + ",btime=" + std::to_string(*f.btime_ns);
+  if (f.generation) return s + ",gen=" + std::to_string(*f.generation);
+  return s;
+}
+
+std::string earlier_identity_of(const SentinelFacts& f) {
+  return std::to_string(f.ino) + "." + std::to_string(f.ctime_ns);
+}
+
+bool identity_matches(const SentinelFacts& f, std::string_view recorded) {
+  if (recorded.rfind("ino=", 0) == 0) {
+    // Every field recorded must be reported again, equal; a field the file
+    // system did not report then (a birth time, once a kernel reports it) is
+    // taken as it is now (the marker is then rewritten with it).
+    bool ino_seen = false;
+    for (bool more = true; more;) {
+      const auto comma = recorded.find(',');
+      const std::string_view field = recorded.substr(0, comma);
+      more = comma != std::string_view::npos;
+      if (more) recorded.remove_prefix(comma + 1);
+      const auto eq = field.find('=');
+      if (eq == std::string_view::npos) return false;
+      const std::string_view key = field.substr(0, eq);
+      const auto value = parse_number(field.substr(eq + 1));
+      if (!value) return false;
+      if (key == "ino") {
+        if (*value != f.ino) return false;
+        ino_seen = true;
+      } else if (key == "btime") {
+        if (!f.btime_ns || static_cast<unsigned long long>(*f.btime_ns) != *value) return false;
+      } else if (key == "gen") {
+        if (!f.generation || *f.generation != *value) return false;
+      } else {
+        return false;  // a field of a newer build: not ours to judge
+      }
+    }
+    return ino_seen;
+  }
+  // An earlier build's "INODE.CTIME_NS" (a node upgraded in place).
+  const auto dot = recorded.find('.');
+  if (dot == std::string_view::npos) return false;
+  const auto ino = parse_number(recorded.substr(0, dot));
+  const auto ctime = parse_number(recorded.substr(dot + 1));
+  if (!ino || !ctime || *ino != f.ino) return false;
+  if (*ctime == static_cast<unsigned long long>(f.ctime_ns)) return true;
+  // The change time moved (a chmod, chown, hard link since). The earlier
+  // marker cannot tell that from a copy that was given the same inode
+  // number (rm -rf, then a restore on the same file system). The birth time
+  // can: the node's own sentinel was created before its marker recorded
+  // that change time (created, renamed into place, then recorded), a copy
+  // after. Without a birth time the directory is refused, as the earlier
+  // build refused it.
+  return f.btime_ns && static_cast<unsigned long long>(*f.btime_ns) <= *ctime;
+}
+
+// An earlier build's marker on a file system without birth times, the inode
+// matching, the change time not: identity_matches refuses what it cannot
+// tell apart.
+bool earlier_identity_undecidable(const SentinelFacts& f, std::string_view recorded) {
+  const auto dot = recorded.find('.');
+  if (recorded.rfind("ino=", 0) == 0 || dot == std::string_view::npos || f.btime_ns) return false;
+  const auto ino = parse_number(recorded.substr(0, dot));
+  return ino && *ino == f.ino;
+}
+
 std::string_view to_string(JoinState state) noexcept {
   switch (state) {
     case JoinState::bootstrapped: return "bootstrapped";
@@ -206,7 +192,7 @@ std::string sentinel_identity(const fs::path& dir) {
 
 bool sentinel_matches(const fs::path& dir, std::string_view recorded) {
   const auto facts = sentinel_facts(dir);
-  return facts && matches(*facts, recorded);
+  return facts && identity_matches(*facts, recorded);
 }
 
 Result<std::optional<DataDirMarker>> read_marker(const fs::path& dir) {
@@ -302,8 +288,8 @@ Result<StartDecision> decide_start(const ClusterOptions& o, bool join) {
   if (m.node_id != o.node_id) {
     return refuse(o, describe(dir, m) + ": it belongs to another node. Give each node its own data directory.");
   }
-  if (const auto facts = sentinel_facts(dir); facts && earlier_marker_undecidable(*facts, m.identity) &&
-                                              !matches(*facts, m.identity)) {
+  if (const auto facts = sentinel_facts(dir); facts && earlier_identity_undecidable(*facts, m.identity) &&
+                                              !identity_matches(*facts, m.identity)) {
     return refuse(o, describe(dir, m) + ", recording the identity of " + std::string(kSentinelFile) + " as " +
                          m.identity + " (an earlier build's form: inode and change time). The inode matches, the "
                          "change time does not (" + earlier_identity_of(*facts) + "): a chmod, chown or hard link "
