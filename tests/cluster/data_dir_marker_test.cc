@@ -19,8 +19,10 @@
 
 #include "catga/testing.hpp"
 #include "cluster_test_support.hpp"
+#include "cluster/backup.hpp"
 #include "cluster/data_dir.hpp"
 #include "cluster/data_dir_marker.hpp"
+#include "cluster/data_dir_marker_identity.hpp"
 #include "cluster/entry_format.hpp"
 
 using namespace catga::testing;
@@ -299,7 +301,7 @@ TEST(DataDirRules, AnEarlierBuildsMarkerIsAcceptedAndRewritten) {
 // before the upgrade): the inode matches, and where the file system reports
 // birth times the sentinel is older than the recorded change time (a copy
 // would be younger), so it is the node's own. Without birth times it stays
-// refused, as the earlier build refused it.
+// refused, as the earlier build refused it, saying why.
 TEST(DataDirRules, AnEarlierBuildsMarkerAfterAChmodIsAcceptedWhereTheBirthTimeVouchesForIt) {
   TempDir dir;
   auto o = started_once(dir.path());
@@ -310,7 +312,7 @@ TEST(DataDirRules, AnEarlierBuildsMarkerAfterAChmodIsAcceptedWhereTheBirthTimeVo
   auto node = start_node(o, machine);
   if (!t.btime_ns) {
     ASSERT_FALSE(node);
-    EXPECT_NE(node.error().message().find("it is a copy"), std::string::npos) << node.error().message();
+    EXPECT_NE(node.error().message().find("reports no birth time"), std::string::npos) << node.error().message();
     return;
   }
   ASSERT_THAT(node, IsOk());
@@ -333,4 +335,88 @@ TEST(DataDirRules, AnEarlierBuildsMarkerOlderThanTheSentinelIsRefused) {
   auto node = start_node(o, machine);
   ASSERT_FALSE(node);
   EXPECT_NE(node.error().message().find("it is a copy"), std::string::npos) << node.error().message();
+}
+
+// force_new_cluster judges the directory by the same rule: a survivor whose
+// sentinel was chmod-ed, and whose marker an earlier build wrote, is
+// recovered; a copy of it is not.
+TEST(DataDirRules, ForceNewClusterAcceptsAChmodOfTheSentinelAndRefusesACopy) {
+  TempDir dir, copies;
+  auto o = started_once(dir.path());
+  const SentinelTimes t = sentinel_times(dir.path());
+  write_earlier_builds_marker(dir.path(), t.ino, t.ctime_ns);
+  const fs::path copy = copies.path() / "copy";
+  fs::copy(dir.path(), copy, fs::copy_options::recursive);
+  touch_sentinel_metadata(dir.path());
+  o.cluster_id = "catga-recovered";
+  if (t.btime_ns) {
+    EXPECT_THAT(catga::internal::force_new_cluster(o), IsOk());
+  }
+  o.data_dir = copy;
+  auto refused = catga::internal::force_new_cluster(o);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("copy"), std::string::npos) << refused.error().message();
+}
+
+// The rule itself, on what file systems this machine does not have report:
+// no birth time (the inode generation stands in), neither (the inode alone),
+// and a kernel that starts reporting a birth time.
+TEST(DataDirIdentity, EachFormMatchesItsOwnSentinelAndNotACopy) {
+  using catga::internal::identity_matches;
+  using catga::internal::identity_of;
+  using catga::internal::SentinelFacts;
+  const SentinelFacts with_btime{.ino = 12, .ctime_ns = 2000, .btime_ns = 1000, .generation = 77};
+  const SentinelFacts with_generation{.ino = 12, .ctime_ns = 2000, .btime_ns = {}, .generation = 77};
+  const SentinelFacts inode_only{.ino = 12, .ctime_ns = 2000, .btime_ns = {}, .generation = {}};
+  EXPECT_EQ(identity_of(with_btime), "ino=12,btime=1000");
+  EXPECT_EQ(identity_of(with_generation), "ino=12,gen=77");
+  EXPECT_EQ(identity_of(inode_only), "ino=12");
+
+  // A metadata change moves only the change time: each form still matches.
+  for (SentinelFacts f : {with_btime, with_generation, inode_only}) {
+    const std::string recorded = identity_of(f);
+    f.ctime_ns = 9000;
+    EXPECT_TRUE(identity_matches(f, recorded)) << recorded;
+  }
+  // A copy: another inode, or the same inode number with another birth time
+  // or generation (a reused number). Only the inode-only form misses the latter.
+  EXPECT_FALSE(identity_matches({.ino = 13, .ctime_ns = 2000, .btime_ns = 1000, .generation = 77}, "ino=12,btime=1000"));
+  EXPECT_FALSE(identity_matches({.ino = 12, .ctime_ns = 5000, .btime_ns = 4000, .generation = 77}, "ino=12,btime=1000"));
+  EXPECT_FALSE(identity_matches({.ino = 12, .ctime_ns = 5000, .btime_ns = {}, .generation = 78}, "ino=12,gen=77"));
+  EXPECT_FALSE(identity_matches({.ino = 13, .ctime_ns = 5000, .btime_ns = {}, .generation = {}}, "ino=12"));
+  EXPECT_TRUE(identity_matches({.ino = 12, .ctime_ns = 5000, .btime_ns = {}, .generation = {}}, "ino=12"));
+  // A field recorded but no longer reported is not taken on trust.
+  EXPECT_FALSE(identity_matches(with_generation, "ino=12,btime=1000"));
+  EXPECT_FALSE(identity_matches(inode_only, "ino=12,gen=77"));
+  // A kernel that starts reporting a birth time: the generation still vouches
+  // (and the marker is rewritten in the richer form).
+  EXPECT_TRUE(identity_matches(with_btime, "ino=12,gen=77"));
+  // Garbage and fields of a newer build are not a match.
+  for (const char* bad : {"", "ino=", "ino=12,", "ino=x", "ino=12,btime", "ino=12,color=3", "btime=1000", "12", "12.x",
+                          "x.2000", "ino=99999999999999999999999"}) {
+    EXPECT_FALSE(identity_matches(with_btime, bad)) << bad;
+  }
+}
+
+TEST(DataDirIdentity, AnEarlierBuildsIdentityIsJudgedByItsInodeChangeTimeAndTheBirthTime) {
+  using catga::internal::earlier_identity_undecidable;
+  using catga::internal::identity_matches;
+  using catga::internal::SentinelFacts;
+  // Unchanged since the earlier build recorded it.
+  EXPECT_TRUE(identity_matches({.ino = 12, .ctime_ns = 2000, .btime_ns = {}, .generation = {}}, "12.2000"));
+  EXPECT_EQ(catga::internal::earlier_identity_of({.ino = 12, .ctime_ns = 2000}), "12.2000");
+  // The change time moved: born before the recorded change time, the node's own.
+  EXPECT_TRUE(identity_matches({.ino = 12, .ctime_ns = 9000, .btime_ns = 1500, .generation = {}}, "12.2000"));
+  EXPECT_TRUE(identity_matches({.ino = 12, .ctime_ns = 9000, .btime_ns = 2000, .generation = {}}, "12.2000"));
+  // Born after it: a copy that was given the same inode number.
+  EXPECT_FALSE(identity_matches({.ino = 12, .ctime_ns = 9000, .btime_ns = 2001, .generation = {}}, "12.2000"));
+  // Another inode.
+  EXPECT_FALSE(identity_matches({.ino = 13, .ctime_ns = 2000, .btime_ns = 1000, .generation = {}}, "12.2000"));
+  // No birth time: refused, and said to be undecidable (not "a copy").
+  const SentinelFacts no_btime{.ino = 12, .ctime_ns = 9000, .btime_ns = {}, .generation = 77};
+  EXPECT_FALSE(identity_matches(no_btime, "12.2000"));
+  EXPECT_TRUE(earlier_identity_undecidable(no_btime, "12.2000"));
+  EXPECT_FALSE(earlier_identity_undecidable(no_btime, "13.2000"));
+  EXPECT_FALSE(earlier_identity_undecidable(no_btime, "ino=12,gen=77"));
+  EXPECT_FALSE(earlier_identity_undecidable({.ino = 12, .ctime_ns = 9000, .btime_ns = 5, .generation = {}}, "12.2000"));
 }
