@@ -26,9 +26,10 @@ namespace {
 
 constexpr std::string_view kHeader = "catga-cluster-marker 1";
 // The line of this build's identity. Earlier builds wrote only
-// "data_dir_identity=INODE.CTIME_NS"; it is still written (and compared by
-// them: a build rolled back to starts while the sentinel's metadata was not
-// changed since), and read when the new line is missing.
+// "data_dir_identity=INODE.CTIME_NS"; it is still written, and brought up to
+// date at every start (a build rolled back to compares it: it starts unless
+// the sentinel's metadata changed since), and read when the new line is
+// missing.
 constexpr std::string_view kIdentityKey = "data_dir_id";
 constexpr std::string_view kEarlierIdentityKey = "data_dir_identity";
 
@@ -195,10 +196,18 @@ bool sentinel_matches(const fs::path& dir, std::string_view recorded) {
   return facts && identity_matches(*facts, recorded);
 }
 
-Result<std::optional<DataDirMarker>> read_marker(const fs::path& dir) {
+namespace {
+
+// A marker as read, with its earlier-build identity line ("" if none).
+struct ReadMarker {
+  DataDirMarker marker;
+  std::string earlier_identity;
+};
+
+Result<std::optional<ReadMarker>> read_marker_lines(const fs::path& dir) {
   const fs::path path = dir / kMarkerFile;
   std::error_code ec;
-  if (!fs::exists(path, ec)) return std::optional<DataDirMarker>{};
+  if (!fs::exists(path, ec)) return std::optional<ReadMarker>{};
   std::ifstream in(path, std::ios::binary);
   std::stringstream buffer;
   buffer << in.rdbuf();
@@ -239,9 +248,18 @@ Result<std::optional<DataDirMarker>> read_marker(const fs::path& dir) {
       earlier_identity = value;
     }  // unknown keys: written by a newer version, ignored
   }
-  if (m.identity.empty()) m.identity = std::move(earlier_identity);  // written by an earlier build
+  if (m.identity.empty()) m.identity = earlier_identity;  // written by an earlier build
   if (m.node_id == 0 || !have_state) return corrupt("node_id or state missing");
-  return std::optional<DataDirMarker>(std::move(m));
+  return std::optional<ReadMarker>(ReadMarker{std::move(m), std::move(earlier_identity)});
+}
+
+}  // namespace
+
+Result<std::optional<DataDirMarker>> read_marker(const fs::path& dir) {
+  auto read = read_marker_lines(dir);
+  if (!read) return read.error();
+  if (!*read) return std::optional<DataDirMarker>{};
+  return std::optional<DataDirMarker>(std::move((*read)->marker));
 }
 
 Result<void> write_marker(const fs::path& dir, DataDirMarker marker) {
@@ -263,12 +281,11 @@ Result<void> write_marker(const fs::path& dir, DataDirMarker marker) {
 
 Result<StartDecision> decide_start(const ClusterOptions& o, bool join) {
   const fs::path& dir = o.data_dir;
-  auto read = read_marker(dir);
+  auto read = read_marker_lines(dir);
   if (!read) return read.error();
   const bool has_log = holds_raft_files(dir);
   StartDecision d;
-  const std::optional<DataDirMarker>& marker = *read;
-  if (!marker) {
+  if (!*read) {
     DataDirMarker fresh{o.cluster_id, o.node_id, JoinState::bootstrapped, {}};
     if (!has_log) {
       d.bootstrap = !join;
@@ -280,7 +297,7 @@ Result<StartDecision> decide_start(const ClusterOptions& o, bool join) {
     d.write_after_open = fresh;
     return d;
   }
-  const DataDirMarker& m = *marker;
+  const DataDirMarker& m = (*read)->marker;
   if (m.cluster_id != o.cluster_id) {
     return refuse(o, describe(dir, m) + ", but this node is configured for cluster '" + o.cluster_id +
                          "'. A data directory never moves between clusters. " + rejoin_steps(o));
@@ -308,8 +325,13 @@ Result<StartDecision> decide_start(const ClusterOptions& o, bool join) {
                          "(restore_backup, catga-orders --restore-from). " + rejoin_steps(o));
   }
   // Its own directory, recorded by an earlier build (or before the file
-  // system reported a birth time): record it in this build's form.
-  if (m.identity != sentinel_identity(dir)) d.write_after_open = DataDirMarker{m.cluster_id, m.node_id, m.state, {}};
+  // system reported a birth time): record it in this build's form. Also
+  // when the earlier builds' line is out of date (the change time moved):
+  // a build rolled back to then still starts.
+  if (const auto facts = sentinel_facts(dir);
+      facts && (m.identity != identity_of(*facts) || (*read)->earlier_identity != earlier_identity_of(*facts))) {
+    d.write_after_open = DataDirMarker{m.cluster_id, m.node_id, m.state, {}};
+  }
   if (m.state == JoinState::pending_join) {
     if (!join) {
       return refuse(o, describe(dir, m) + ": it was started with --join and has not been added yet. Start it with "
