@@ -80,8 +80,8 @@ Result<JoinState> parse_state(std::string_view s) {
 std::string encode(const DataDirMarker& m, const std::string& earlier_identity) {
   std::string body(kHeader);
   body += "\ncluster_id=" + m.cluster_id + "\nnode_id=" + std::to_string(m.node_id) +
-          "\nstate=" + std::string(to_string(m.state)) + "\n" + std::string(kEarlierIdentityKey) + "=" + earlier_identity +
-          "\n" + std::string(kIdentityKey) + "=" + m.identity + "\n";
+          "\nstate=" + std::string(to_string(m.state)) + "\n" + std::string(kEarlierIdentityKey) + "=" +
+          earlier_identity + "\n" + std::string(kIdentityKey) + "=" + m.identity + "\n";
   return body + "crc32=" + hex32(crc32(body)) + "\n";
 }
 
@@ -274,7 +274,9 @@ Result<void> write_marker(const fs::path& dir, DataDirMarker marker) {
     }
   }
   const auto facts = sentinel_facts(dir);
-  if (!facts) return Error(Code::internal, "cannot stat " + (dir / kSentinelFile).string() + ": " + std::strerror(errno));
+  if (!facts) {
+    return Error(Code::internal, "cannot stat " + (dir / kSentinelFile).string() + ": " + std::strerror(errno));
+  }
   marker.identity = identity_of(*facts);
   return write_file_durably(dir, std::string(kMarkerFile), encode(marker, earlier_identity_of(*facts)));
 }

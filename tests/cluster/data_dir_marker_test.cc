@@ -389,8 +389,10 @@ TEST(DataDirIdentity, EachFormMatchesItsOwnSentinelAndNotACopy) {
   }
   // A copy: another inode, or the same inode number with another birth time
   // or generation (a reused number). Only the inode-only form misses the latter.
-  EXPECT_FALSE(identity_matches({.ino = 13, .ctime_ns = 2000, .btime_ns = 1000, .generation = 77}, "ino=12,btime=1000"));
-  EXPECT_FALSE(identity_matches({.ino = 12, .ctime_ns = 5000, .btime_ns = 4000, .generation = 77}, "ino=12,btime=1000"));
+  EXPECT_FALSE(
+      identity_matches({.ino = 13, .ctime_ns = 2000, .btime_ns = 1000, .generation = 77}, "ino=12,btime=1000"));
+  EXPECT_FALSE(
+      identity_matches({.ino = 12, .ctime_ns = 5000, .btime_ns = 4000, .generation = 77}, "ino=12,btime=1000"));
   EXPECT_FALSE(identity_matches({.ino = 12, .ctime_ns = 5000, .btime_ns = {}, .generation = 78}, "ino=12,gen=77"));
   EXPECT_FALSE(identity_matches({.ino = 13, .ctime_ns = 5000, .btime_ns = {}, .generation = {}}, "ino=12"));
   EXPECT_TRUE(identity_matches({.ino = 12, .ctime_ns = 5000, .btime_ns = {}, .generation = {}}, "ino=12"));
