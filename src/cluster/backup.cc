@@ -373,7 +373,7 @@ Result<void> force_new_cluster(const ClusterOptions& o) {
   if (*marker) {
     const DataDirMarker& m = **marker;
     if (m.node_id != o.node_id) return refuse("the directory belongs to node " + std::to_string(m.node_id));
-    if (m.identity != sentinel_identity(dir)) {
+    if (!sentinel_matches(dir, m.identity)) {
       return refuse("the directory is a copy (its cluster marker was written elsewhere); recover from a survivor's "
                     "own directory, or restore a backup into a new cluster");
     }

@@ -6,11 +6,18 @@
 // which cluster (id) this directory belongs to, which node wrote it, how the
 // node came into the configuration (bootstrapped it, was added to it, or is
 // still waiting to be added), and the identity of the directory — the inode
-// and change time of a sentinel file, `catga-data-dir`, created with the first
-// marker and never rewritten. A copy of the directory (cp, rsync, tar — a
-// backup put back) gets a new sentinel inode and change time, so a node can
-// tell its own directory from an older copy of it: a voter started on an old
-// copy has forgotten entries it acknowledged and the vote it cast.
+// and birth time (statx) of a sentinel file, `catga-data-dir`, created with
+// the first marker and never rewritten. A copy of the directory (cp, rsync,
+// tar — a backup put back) gets a new sentinel inode and birth time, so a node
+// can tell its own directory from an older copy of it: a voter started on an
+// old copy has forgotten entries it acknowledged and the vote it cast. A
+// metadata change (chmod, chown, a hard link, a Kubernetes fsGroup walk)
+// touches neither. Where the file system reports no birth time, the inode's
+// generation (FS_IOC_GETVERSION) stands in for it; where it reports neither,
+// the inode number alone: a copy given the same inode number (rm -rf, then a
+// restore on the same file system) then goes unnoticed. Earlier builds used
+// the change time (ctime) instead, which every metadata change moves; their
+// markers are accepted and rewritten (sentinel_matches).
 //
 // Written durably (temporary file, fsync, rename, fsync of the directory).
 // Pure file-system functions, callable from any thread; JoinWatch is used on
@@ -39,7 +46,10 @@ struct DataDirMarker {
   std::string cluster_id;
   std::uint64_t node_id = 0;
   JoinState state = JoinState::bootstrapped;
-  std::string identity;  // of the sentinel file: "INODE.CTIME_NS"; filled by write_marker
+  // Of the sentinel file: "ino=N,btime=NS", "ino=N,gen=G" or "ino=N"; an
+  // earlier build's "INODE.CTIME_NS" when read from its marker. Filled by
+  // write_marker.
+  std::string identity;
 };
 
 inline constexpr std::string_view kMarkerFile = "catga-cluster";
@@ -55,6 +65,13 @@ Result<std::optional<DataDirMarker>> read_marker(const std::filesystem::path& di
 Result<void> write_marker(const std::filesystem::path& dir, DataDirMarker marker);
 // The sentinel's current identity ("" if it is missing).
 std::string sentinel_identity(const std::filesystem::path& dir);
+// Whether the sentinel in `dir` is the file a marker recorded as `recorded`:
+// this build's form field by field (a field the file system did not report
+// then is not compared); an earlier build's "INODE.CTIME_NS" when the inode
+// matches and either the change time does, or the birth time is not after
+// the recorded change time (the node's own sentinel was created before its
+// marker was written, a copy after). False if the sentinel is missing.
+bool sentinel_matches(const std::filesystem::path& dir, std::string_view recorded);
 
 // What RaftNode::start does with a data directory, decided before libraft
 // opens it.
@@ -70,6 +87,8 @@ struct StartDecision {
 // marker's values and what to do):
 //   - a marker of another cluster id, or of another node id: refuse;
 //   - a marker whose sentinel identity differs (the directory is a copy): refuse;
+//     an earlier build's marker of the node's own directory is rewritten
+//     after the start (write_after_open);
 //   - a marker but no libraft files (the log was deleted): refuse, unless the
 //     node is still pending-join and starts with join = true again;
 //   - pending-join restarted without join = true: refuse;

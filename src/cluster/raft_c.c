@@ -140,8 +140,11 @@ static void recvGuarded(struct raft_io *io, struct raft_message *message) {
       catga_raft_drop_unsafe_install(h->r, message)) {
     return;
   }
-  if (h->refuse_votes && message->type == RAFT_REQUEST_VOTE) {
-    return; /* owns no memory; the candidate sees a lost message */
+  /* A member waiting to be added (its data directory emptied) has
+   * forgotten its vote: it neither votes nor, below, campaigns. */
+  if (h->refuse_votes && (message->type == RAFT_REQUEST_VOTE ||
+                          message->type == RAFT_TIMEOUT_NOW)) {
+    return; /* owns no memory; the sender sees a lost message */
   }
   catga_raft_answer_stale_install(h->r, message);
   catga_raft_skip_snapshotted_entries(h->r, message);
@@ -150,11 +153,27 @@ static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   h->inner_recv(io, message);
 }
 
+/* libraft's timer. A follower times out into an election only in its tick
+ * (src/timeout.c), so a member waiting to be added skips it: once the
+ * entries it received list it as a voter — it was wiped and started with
+ * --join without being removed first — it would otherwise campaign, and win
+ * with the votes of members that lack entries only it and the missing ones
+ * had, although it refuses votes itself. A follower's tick does nothing
+ * else (libraft's other work also runs after every received message). */
+static void tickGuarded(struct raft_io *io) {
+  catga_raft *h = catga_raft_of_io(io);
+  if (h->refuse_votes && h->r != NULL && h->r->state == RAFT_FOLLOWER) {
+    return;
+  }
+  h->inner_tick(io);
+}
+
 static int startGuarded(struct raft_io *io, unsigned msecs,
                         raft_io_tick_cb tick, raft_io_recv_cb recv) {
   catga_raft *h = catga_raft_of_io(io);
   h->inner_recv = recv;
-  return h->inner_start(io, msecs, tick, recvGuarded);
+  h->inner_tick = tick;
+  return h->inner_start(io, msecs, tickGuarded, recvGuarded);
 }
 
 /* Loop thread, every iteration: delivers a held InstallSnapshot once the

@@ -45,10 +45,12 @@ struct catga_raft {
   int (*inner_connect)(struct raft_uv_transport *, struct raft_uv_connect *,
                        raft_id, const char *, raft_uv_connect_cb);
   raft_uv_accept_cb accept_cb;
-  /* The I/O's own start, wrapped so received messages pass the guard. */
+  /* The I/O's own start, wrapped so received messages pass the guard and a
+   * member waiting to be added never times out into an election. */
   int (*inner_start)(struct raft_io *, unsigned, raft_io_tick_cb,
                      raft_io_recv_cb);
   raft_io_recv_cb inner_recv;
+  raft_io_tick_cb inner_tick;
   /* The I/O's own send, wrapped to take addresses from the address book. */
   int (*inner_send)(struct raft_io *, struct raft_io_send *,
                     const struct raft_message *, raft_io_send_cb);

@@ -210,6 +210,54 @@ TEST(DataDirRules, AVoterWipedAndStartedWithJoinWithoutRemovalElectsNobody) {
   EXPECT_EQ(missing_on_leader(cluster, acknowledged), 0u);
 }
 
+// The same voter once it has caught up. Wiped and started with --join
+// without being removed, it receives the log again — the configuration in it
+// lists it as a voter — and used to campaign once no leader was heard from:
+// with the vote of a member that lacked entries only it (before the wipe) and
+// the stopped leader held, it could win and lose them. Until a leader adds
+// it, it neither votes nor campaigns: with the leader stopped, it and the
+// other member elect nobody.
+TEST(DataDirRules, AVoterWipedAndStartedWithJoinWithoutRemovalNeverCampaigns) {
+  LocalCluster<bank::State> cluster(3, register_bank);
+  ASSERT_TRUE(cluster.leader());
+  ASSERT_TRUE(every_member_announced(cluster));
+  // Node 3 is not the leader (the story needs it a follower when wiped).
+  ASSERT_TRUE(wait_for([&] {
+    const auto leader = cluster.leader();
+    if (leader && *leader == 2) (void)cluster.app(2).transfer_leadership(1);
+    return cluster.leader() && *cluster.leader() != 2;
+  }));
+  const auto before = open_accounts(cluster, "before-", 20);
+  ASSERT_EQ(before.size(), 20u);
+  cluster.stop(2);
+  fs::remove_all(cluster.options(2).data_dir);
+  cluster.set_joining(2);
+  cluster.start(2);
+  // The leader it had may leave it behind for a while (its progress for
+  // node 3 dates from before the wipe); a new leader starts afresh. Hand
+  // leadership over until node 3 has caught up.
+  ASSERT_TRUE(wait_for([&] {
+    const auto leader = cluster.leader();
+    if (!leader) return false;
+    const auto lead = cluster.app(*leader).status();
+    if (lead.commit_index > 0 && cluster.app(2).status().applied_index >= lead.commit_index) return true;
+    (void)cluster.app(*leader).transfer_leadership(*leader == 0 ? 2 : 1);
+    return false;
+  }, std::chrono::seconds(60)))
+      << "node 3 did not catch up";
+  // The leader dies: node 3, caught up and listed as a voter, is the only
+  // member that could win (the other's vote requests it drops).
+  const std::size_t leader = *cluster.leader();
+  const std::size_t other = leader == 0 ? 1 : 0;
+  cluster.stop(leader);
+  EXPECT_FALSE(cluster.leader(std::chrono::seconds(5))) << "node " << other + 1 << " and the wiped node 3 elected a leader";
+  EXPECT_NE(cluster.app(2).status().role, catga::NodeRole::leader);
+  // The leader returns: the cluster serves again, nothing acknowledged lost.
+  cluster.start(leader);
+  ASSERT_TRUE(cluster.leader());
+  EXPECT_EQ(missing_on_leader(cluster, before), 0u);
+}
+
 // A voter whose data directory is wiped, restarted without --join, used to
 // bootstrap the same configuration at index 1: it had forgotten its log and
 // its vote, yet voted. Its peers hold its announcement, so it now refuses to
