@@ -4,6 +4,7 @@
 #include "cluster/raft_auth.h"
 #include "cluster/raft_change_index.h"
 #include "cluster/raft_deferred_snapshot.h"
+#include "cluster/raft_foreign.h"
 #include "cluster/fork_excluded_heap.h"
 #include "cluster/raft_handle.h"
 #include "cluster/raft_install.h"
@@ -45,10 +46,96 @@ _Static_assert((int)CATGA_RAFT_NOSPACE == (int)RAFT_NOSPACE, "code");
 
 /* ---------------------------------------------------------------- guard */
 
+/* True while this node's configuration has only ever been {itself}: the
+ * configuration it holds is the entry at index 1 (its bootstrap; a snapshot
+ * keeps the index of the configuration it holds) and names only this node.
+ * Any later configuration (a member added, a removal, raft_recover, a
+ * snapshot installed from a leader) has a higher index. */
+static bool aloneSinceBootstrap(const struct raft *r) {
+  raft_index at = r->configuration_uncommitted_index != 0
+                      ? r->configuration_uncommitted_index
+                      : r->configuration_committed_index;
+  return at == 1 && r->configuration.n == 1 &&
+         r->configuration.servers[0].id == r->id;
+}
+
+static raft_term messageTerm(const struct raft_message *m) {
+  switch (m->type) {
+    case RAFT_REQUEST_VOTE:
+      return m->request_vote.term;
+    case RAFT_REQUEST_VOTE_RESULT:
+      return m->request_vote_result.term;
+    case RAFT_APPEND_ENTRIES:
+      return m->append_entries.term;
+    case RAFT_APPEND_ENTRIES_RESULT:
+      return m->append_entries_result.term;
+    case RAFT_INSTALL_SNAPSHOT:
+      return m->install_snapshot.term;
+    case RAFT_TIMEOUT_NOW:
+      return m->timeout_now.term;
+    default:
+      return 0;
+  }
+}
+
+/* What libraft's own recvCb frees for a message it does not take. */
+static void dropMessage(struct raft_message *m) {
+  if (m->type == RAFT_APPEND_ENTRIES && m->append_entries.n_entries > 0) {
+    void *batch = NULL;
+    unsigned i;
+    for (i = 0; i < m->append_entries.n_entries; i++) {
+      if (m->append_entries.entries[i].batch != batch) {
+        batch = m->append_entries.entries[i].batch;
+        raft_free(batch);
+      }
+    }
+    raft_free(m->append_entries.entries);
+  } else if (m->type == RAFT_INSTALL_SNAPSHOT) {
+    raft_configuration_close(&m->install_snapshot.conf);
+    raft_free(m->install_snapshot.data.base);
+  }
+}
+
+/* A message from another cluster that lists this lone node (raft_foreign.h):
+ * dropped, the first remembered. */
+static bool dropForeign(catga_raft *h, struct raft_message *m) {
+  if (m->server_id == h->r->id || !aloneSinceBootstrap(h->r)) {
+    return false;
+  }
+  if (!h->foreign.seen) {
+    h->foreign.seen = true;
+    h->foreign.id = m->server_id;
+    h->foreign.term = messageTerm(m);
+    h->foreign.own_term = raft_current_term(h->r);
+    snprintf(h->foreign.address, sizeof h->foreign.address, "%s",
+             m->server_address != NULL ? m->server_address : "");
+  }
+  dropMessage(m);
+  return true;
+}
+
+int catga_raft_foreign_sender(const catga_raft *h, uint64_t *id,
+                              uint64_t *term, uint64_t *own_term,
+                              char *address, size_t address_len) {
+  if (!h->foreign.seen) {
+    return 0;
+  }
+  *id = h->foreign.id;
+  *term = h->foreign.term;
+  *own_term = h->foreign.own_term;
+  if (address_len > 0) {
+    snprintf(address, address_len, "%s", h->foreign.address);
+  }
+  return 1;
+}
+
 /* Every received message passes here before libraft sees it. */
 static void recvGuarded(struct raft_io *io, struct raft_message *message) {
   catga_raft *h = catga_raft_of_io(io);
   catga_peer_link_received(h, message);
+  if (dropForeign(h, message)) {
+    return;
+  }
   if (catga_install_hold(h, message) ||
       catga_raft_drop_unsafe_install(h->r, message)) {
     return;

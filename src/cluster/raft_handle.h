@@ -118,6 +118,15 @@ struct catga_raft {
   struct raft_message *held_install;
   /* A member waiting to be added (catga_raft_set_refuse_votes). */
   bool refuse_votes;
+  /* The first Raft message from another cluster that lists this node, which
+   * bootstrapped alone (raft_foreign.h): dropped, and remembered here. */
+  struct {
+    bool seen;
+    uint64_t id;
+    uint64_t term;
+    uint64_t own_term;
+    char address[256];
+  } foreign;
   /* Snapshots held back for an applied configuration entry libraft has not
    * recorded yet (raft_deferred_snapshot.c): its index, and how many. */
   uint64_t config_wait_index;

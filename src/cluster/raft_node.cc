@@ -14,6 +14,7 @@
 #include <tuple>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <filesystem>
 #include <system_error>
 
@@ -27,6 +28,7 @@
 #include "cluster/member_address.hpp"
 #include "cluster/raft_auth.h"
 #include "cluster/raft_c.h"
+#include "cluster/raft_foreign.h"
 #include "cluster/raft_node_common.hpp"
 #include "cluster/wall_clock.hpp"
 
@@ -224,11 +226,17 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
   const unsigned n = catga_raft_n_members(node->raft_);
   std::string stored;
   std::string stored_self;
+  std::string unnamed_voters;  // voters of the stored configuration the options do not name
   bool self_found = false;
   for (unsigned i = 0; i < n; ++i) {
     catga_raft_member m{};
     catga_raft_get_member(node->raft_, i, &m);
     stored += (stored.empty() ? "" : ", ") + std::to_string(m.id) + "@" + m.address;
+    if (m.role == CATGA_ROLE_VOTER && m.id != options.node_id &&
+        std::none_of(options.members.begin(), options.members.end(),
+                     [&](const Member& named) { return named.id == m.id; })) {
+      unnamed_voters += (unnamed_voters.empty() ? "" : ", ") + std::to_string(m.id);
+    }
     if (m.id == options.node_id) {
       self_found = true;
       Member stored_member;
@@ -243,6 +251,17 @@ Result<std::unique_ptr<RaftNode>> RaftNode::start(const ClusterOptions& options,
     internal::log().error("raft node {}: {}", options.node_id, why);
     node->request_stop_and_join();
     return Error(Code::failed_precondition, why);
+  }
+  if (!unnamed_voters.empty()) {
+    // The bootstrap guard asks only the members the options name: with this
+    // node's data directory emptied, these options would let it bootstrap a
+    // new cluster (alone, if they name nobody else).
+    internal::log().warn(
+        "raft node {}: the stored configuration has voters the cluster options (--cluster) do not name: {}. Update "
+        "--cluster to name every member (stored members: {}): the bootstrap guard asks only the members it names, "
+        "and with none named an emptied data directory bootstraps a new cluster (docs/operations.md, \"Growing "
+        "from one member\")",
+        options.node_id, unnamed_voters, stored);
   }
   if (self_found && stored_self != node->status_.address) {
     internal::log().info(
@@ -467,11 +486,40 @@ void RaftNode::on_wake() {
   issue_barriers();
 }
 
+namespace {
+
+// Why a node that bootstrapped alone stops once another cluster that lists
+// it reaches it (raft_foreign.h), or nothing.
+std::optional<std::string> foreign_cluster(const catga_raft* raft, const ClusterOptions& options) {
+  std::uint64_t from = 0, term = 0, own_term = 0;
+  char address[256] = {0};
+  if (catga_raft_foreign_sender(raft, &from, &term, &own_term, address, sizeof address) == 0) return std::nullopt;
+  const std::string self = std::to_string(options.node_id);
+  return "member " + self + " bootstrapped a cluster of its own (its configuration has only ever named itself), "
+         "and member " + std::to_string(from) + (address[0] != 0 ? " at " + std::string(address) : std::string()) +
+         " sent it a Raft message in term " + std::to_string(term) + " (this node is in term " +
+         std::to_string(own_term) + "): another cluster lists member " + self +
+         " as a member. Its data directory " + options.data_dir.string() +
+         " was most likely emptied and it was started again with a --cluster naming only itself, which bootstraps a "
+         "new cluster; letting that cluster in would keep this node's entries wherever index and term match, and the "
+         "members would differ for good. It refuses that cluster's messages and stops; what it acknowledged since "
+         "its bootstrap is not in that cluster. Bring it back by remove -> wipe -> add: remove member " + self +
+         " (catgactl members remove " + self + ", or DELETE /raft/members/" + self +
+         " on that cluster's leader), empty its data directory, start it with --join (ClusterOptions::join) and a "
+         "--cluster naming every member, then add it again (catgactl members add / POST /raft/members); "
+         "docs/operations.md, \"Growing from one member\"";
+}
+
+}  // namespace
+
 void RaftNode::on_after_io() {
   if (stopping_) return;
   // A failed apply or restore (fail_node, inside a libraft callback) stalls
   // libraft; leave for real so that the others elect a leader.
   if (failed_ && node_mode_) return stop_itself(failure_);
+  if (node_mode_) {
+    if (auto why = foreign_cluster(raft_, options_)) return stop_itself(*why);
+  }
   check_data_dir();
   if (stopping_) return;
   observe();
