@@ -68,8 +68,24 @@ std::string ReplicatedStateMachine::apply(const ApplyInfo& info, std::string_vie
   }
   apply_new(info, *envelope, out);
   if (span) [[unlikely]] span->end(outcome_of_encoded(out), info.index);
+  const std::uint64_t evicted_early = sessions_.keys_evicted_early();
   sessions_.record(envelope->session, envelope->sequence, envelope->key, out, now_ms);
+  if (sessions_.keys_evicted_early() != evicted_early) [[unlikely]] warn_keys_evicted_early();
   return out;
+}
+
+void ReplicatedStateMachine::warn_keys_evicted_early() {
+  const auto now = std::chrono::steady_clock::now();
+  if (warned_keys_at_ && now - *warned_keys_at_ < std::chrono::hours(1)) return;
+  warned_keys_at_ = now;
+  const auto age = std::chrono::duration_cast<std::chrono::minutes>(
+      std::chrono::milliseconds(sessions_.last_early_key_age_ms()));
+  internal::log().warn(
+      "catga: the idempotency-key table is full ({} keys): keys now leave it after about {} min instead of {} h, "
+      "so a retry with a key older than that applies again; {} keys left early since this node started (logged at "
+      "most once an hour; docs/guarantees.md, idempotency keys)",
+      SessionTable::kMaxKeys, age.count(),
+      std::chrono::duration_cast<std::chrono::hours>(SessionTable::kKeyTtl).count(), sessions_.keys_evicted_early());
 }
 
 std::string ReplicatedStateMachine::apply_membership_record(const ApplyInfo& info, const EnvelopeView& envelope) {

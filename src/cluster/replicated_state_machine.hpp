@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <shared_mutex>
@@ -91,9 +92,13 @@ class ReplicatedStateMachine final : public RecordStateMachine {
   std::string apply_membership_record(const ApplyInfo& info, const EnvelopeView& envelope);
   // Throws (stops the node) if this build cannot apply at the cluster's format.
   void check_format(std::uint64_t index) const;
+  // Logs, at most once an hour, that keys leave the full key table before
+  // their 24 h (SessionTable::keys_evicted_early).
+  void warn_keys_evicted_early();
 
   detail::Mediator& mediator_;
   SessionTable sessions_;
+  std::optional<std::chrono::steady_clock::time_point> warned_keys_at_;  // loop thread
   // Written on the loop thread under table_mu_; read there without it.
   AnnouncementTable announcements_;
   mutable std::shared_mutex table_mu_;

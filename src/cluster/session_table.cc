@@ -71,7 +71,12 @@ void SessionTable::record(std::uint64_t session, std::uint64_t sequence, std::st
   advance(now_ms);
   if (!key.empty() && keys_.find(key) == keys_.end()) {
     add_key(std::string(key), Key{.recorded_ms = now_ms_, .result = std::string(result)});
-    while (keys_.size() > kMaxKeys) pop_oldest_key();
+    // advance() expired every key past kKeyTtl: these go early, for space.
+    while (keys_.size() > kMaxKeys) {
+      last_early_key_age_ms_ = now_ms_ - by_recording_.front()->second.recorded_ms;
+      ++keys_evicted_early_;
+      pop_oldest_key();
+    }
   }
   if (session == 0) return;
   auto it = sessions_.find(session);

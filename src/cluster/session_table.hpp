@@ -104,6 +104,12 @@ class SessionTable {
   std::int64_t now_ms() const { return now_ms_; }
   // Items expired or evicted so far (a measure of work, for tests).
   std::uint64_t removed() const { return removed_; }
+  // Keys evicted for space (kMaxKeys) before kKeyTtl: each one's retry would
+  // no longer be recognised. `last_early_key_age_ms` is how long the last of
+  // them had been kept — the de-duplication window the table offered then.
+  // Not encoded (like removed()): what this node saw since it started.
+  std::uint64_t keys_evicted_early() const { return keys_evicted_early_; }
+  std::int64_t last_early_key_age_ms() const { return last_early_key_age_ms_; }
 
   // Format 2. decode() also reads format 1 (before the ordered queues).
   std::string encode() const;
@@ -161,6 +167,8 @@ class SessionTable {
   std::int64_t now_ms_ = 0;        // the table's clock: monotonic, moved by clipped stamp steps
   std::int64_t max_stamp_ms_ = 0;  // highest leader stamp seen (0: none yet)
   std::uint64_t removed_ = 0;      // not encoded
+  std::uint64_t keys_evicted_early_ = 0;   // not encoded
+  std::int64_t last_early_key_age_ms_ = 0;  // not encoded
   std::map<std::uint64_t, Session> sessions_;
   std::list<std::uint64_t> by_activity_;  // session ids, least recently active first
   Keys keys_;

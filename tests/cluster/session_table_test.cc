@@ -163,6 +163,11 @@ TEST(SessionTable, EvictionAtOneMillionKeysIsNotAScan) {
     ASSERT_EQ(t.removed() - removed_before, i < SessionTable::kMaxKeys ? 0u : 1u) << i;
   }
   EXPECT_EQ(t.keys(), SessionTable::kMaxKeys);
+  // Each of them left before its 24 h: counted, with the age of the last
+  // (what the node's warning reports as the window the table offers).
+  EXPECT_EQ(t.keys_evicted_early(), extra);
+  const std::int64_t last_recorded = 1 + static_cast<std::int64_t>((SessionTable::kMaxKeys + extra - 1) / 16);
+  EXPECT_EQ(t.last_early_key_age_ms(), last_recorded - (1 + static_cast<std::int64_t>((extra - 1) / 16)));
   const std::int64_t now = 1 + static_cast<std::int64_t>((SessionTable::kMaxKeys + extra) / 16);
   for (std::size_t i : {std::size_t{0}, std::size_t{1}, extra - 1}) {
     EXPECT_EQ(t.check(0, 0, 0, "k" + std::to_string(i), now).action, Action::apply) << "evicted: k" << i;
@@ -180,6 +185,24 @@ TEST(SessionTable, EvictionAtOneMillionKeysIsNotAScan) {
     EXPECT_EQ(table->check(0, 0, 0, "k" + std::to_string(extra + 1), now).action, Action::answer);
   }
   EXPECT_EQ(copy, t);
+}
+
+// A key that expired after its 24 h is not an early eviction.
+TEST(SessionTable, AnExpiredKeyIsNotCountedAsEvictedEarly) {
+  SessionTable t;
+  ASSERT_EQ(t.check(0, 0, 0, "old", 1).action, Action::apply);
+  t.record(0, 0, "old", result_of_int(1), 1);
+  // Past the TTL in steps the table's clock accepts (at most kMaxClockStep each).
+  std::int64_t now = 1;
+  const std::int64_t step = SessionTable::kMaxClockStep.count();
+  while (now <= 1 + SessionTable::kKeyTtl.count()) {
+    now += step;
+    (void)t.check(0, 0, 0, "", now);
+  }
+  ASSERT_EQ(t.check(0, 0, 0, "new", now + 1).action, Action::apply);
+  t.record(0, 0, "new", result_of_int(2), now + 1);
+  EXPECT_EQ(t.check(0, 0, 0, "old", now + 1).action, Action::apply) << "the old key did not expire";
+  EXPECT_EQ(t.keys_evicted_early(), 0u);
 }
 
 TEST(SessionTable, ExpiryRemovesOnlyWhatExpired) {
