@@ -9,6 +9,7 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "catga/testing.hpp"
@@ -266,4 +267,77 @@ TEST(ReplicatedApplication, ReadsWaitingWhileTheNodeStopsItselfCompleteWithoutAR
   EXPECT_THAT(app.send(bank::GetAccount{.account = receipt.result->id}),
               HasError(catga::Code::failed_precondition, ::testing::HasSubstr("node stopped: ")));
   std::filesystem::rename(data_dir.string() + ".gone", data_dir);
+}
+
+namespace {
+
+// Three nodes; node 1's Raft traffic to and from the others passes through
+// proxies (one per direction and peer) the test can silence: a partition of
+// node 1 that TCP does not notice. The peer channels connect directly.
+class IsolatedLeader : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    to2.set_target(cluster.member(1).address);
+    to3.set_target(cluster.member(2).address);
+    from2.set_target(cluster.member(0).address);
+    from3.set_target(cluster.member(0).address);
+    ASSERT_TRUE(cluster.leader());
+    ASSERT_TRUE(move_leadership(cluster, 1, [](std::size_t l) { return l == 0; }));
+  }
+  void isolate_node1() {
+    for (BlackholeProxy* p : {&to2, &to3, &from2, &from3}) p->blackhole();
+  }
+  BlackholeProxy to2, to3, from2, from3;  // node 1 -> 2, 1 -> 3, 2 -> 1, 3 -> 1
+  LocalCluster<bank::State> cluster{3, register_bank, [this](catga::ClusterOptions& o) {
+                                      if (o.node_id == 1) {
+                                        o.members[1].address = to2.address();
+                                        o.members[2].address = to3.address();
+                                      }
+                                      if (o.node_id == 2) o.members[0].address = from2.address();
+                                      if (o.node_id == 3) o.members[0].address = from3.address();
+                                    }};
+};
+
+}  // namespace
+
+// A leader cut off from the others, its loop frozen while they elect a new
+// leader and acknowledge a write, still believes it leads when it runs
+// again. A linearizable read it is then asked for must not be answered from
+// its own state, which misses that write: its barrier (Raft's read index)
+// needs a majority in its term, which it no longer has. Answered at all, the
+// read must show the write.
+TEST_F(IsolatedLeader, ADeposedLeaderServesNoLinearizableReadMissingANewerWrite) {
+  auto opened = cluster.app(0).send(bank::Open{.owner = "isolated", .initial = 1});
+  ASSERT_THAT(opened, IsOk());
+  const std::uint64_t account = opened->id;
+  ASSERT_TRUE(cluster.wait_applied(cluster.app(0).status().applied_index));
+
+  isolate_node1();
+  // Frozen like a SIGSTOP: it neither steps down nor hears of the new term.
+  cluster.pause(0, std::chrono::seconds(8));
+  std::optional<std::size_t> new_leader;
+  ASSERT_TRUE(wait_for([&] {
+    for (std::size_t i : {std::size_t{1}, std::size_t{2}}) {
+      auto s = cluster.app(i).status();
+      if (s.role == catga::NodeRole::leader && s.ready) new_leader = i;
+    }
+    return new_leader.has_value();
+  })) << "nodes 2 and 3 elected no leader";
+  auto deposited = cluster.app(*new_leader).send(bank::Deposit{.account = account, .amount = 10});
+  ASSERT_THAT(deposited, IsOk());
+  ASSERT_EQ(*deposited, 11);
+
+  // Asked while node 1 is frozen: served, if at all, once it runs again,
+  // still in its old term and role.
+  auto read = cluster.app(0).send(bank::GetAccount{.account = account},
+                                  {.consistency = catga::Consistency::linearizable,
+                                   .timeout = std::chrono::seconds(15)});
+  EXPECT_FALSE(read && read->balance != 11)
+      << "the cut-off leader answered balance " << read->balance << ", missing the acknowledged deposit";
+  EXPECT_FALSE(read.has_value()) << "an isolated node answered a linearizable read";
+  // The others go on, with the deposit.
+  auto on_new_leader = cluster.app(*new_leader).send(bank::GetAccount{.account = account},
+                                                     {.consistency = catga::Consistency::linearizable});
+  ASSERT_THAT(on_new_leader, IsOk());
+  EXPECT_EQ(on_new_leader->balance, 11);
 }
