@@ -307,8 +307,9 @@ Result<StartDecision> decide_start(const ClusterOptions& o, bool join) {
   if (m.node_id != o.node_id) {
     return refuse(o, describe(dir, m) + ": it belongs to another node. Give each node its own data directory.");
   }
-  if (const auto facts = sentinel_facts(dir); facts && earlier_identity_undecidable(*facts, m.identity) &&
-                                              !identity_matches(*facts, m.identity)) {
+  // The sentinel's identity now, read once for the checks below.
+  const auto facts = sentinel_facts(dir);
+  if (facts && earlier_identity_undecidable(*facts, m.identity) && !identity_matches(*facts, m.identity)) {
     return refuse(o, describe(dir, m) + ", recording the identity of " + std::string(kSentinelFile) + " as " +
                          m.identity + " (an earlier build's form: inode and change time). The inode matches, the "
                          "change time does not (" + earlier_identity_of(*facts) + "): a chmod, chown or hard link "
@@ -318,9 +319,10 @@ Result<StartDecision> decide_start(const ClusterOptions& o, bool join) {
                          ": the node then adopts the directory and writes a new marker. If it may be a copy: " +
                          rejoin_steps(o));
   }
-  if (!sentinel_matches(dir, m.identity)) {
+  if (!facts || !identity_matches(*facts, m.identity)) {
     return refuse(o, describe(dir, m) + ", but this directory is not the one that marker was written in (" +
-                         std::string(kSentinelFile) + " identity " + sentinel_identity(dir) + ", recorded " +
+                         std::string(kSentinelFile) + " identity " + (facts ? identity_of(*facts) : std::string()) +
+                         ", recorded " +
                          m.identity + "): it is a copy, e.g. a backup put back. A voter started from an older "
                          "copy has forgotten log entries it acknowledged and the vote it cast, and can elect a "
                          "leader that lacks committed writes. Backups are restored only into a new cluster "
@@ -330,8 +332,7 @@ Result<StartDecision> decide_start(const ClusterOptions& o, bool join) {
   // system reported a birth time): record it in this build's form. Also
   // when the earlier builds' line is out of date (the change time moved):
   // a build rolled back to then still starts.
-  if (const auto facts = sentinel_facts(dir);
-      facts && (m.identity != identity_of(*facts) || (*read)->earlier_identity != earlier_identity_of(*facts))) {
+  if (m.identity != identity_of(*facts) || (*read)->earlier_identity != earlier_identity_of(*facts)) {
     d.write_after_open = DataDirMarker{m.cluster_id, m.node_id, m.state, {}};
   }
   if (m.state == JoinState::pending_join) {
