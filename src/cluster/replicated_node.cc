@@ -26,10 +26,8 @@
 // already joined (bootstrap_guard.hpp).
 #include "cluster/replicated_node.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
-#include <deque>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <span>
