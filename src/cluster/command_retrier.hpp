@@ -1,7 +1,7 @@
-// How the client side of exactly-once (ReplicatedNode) judges one attempt of
-// a command: retry it, resend it under a new client session, or give the
-// caller a final answer — and which answer. Pure decisions, no I/O; the node
-// does what they say.
+// How the client side of exactly-once (command_dispatcher.hpp) judges one
+// attempt of a command: retry it, resend it under a new client session, or
+// give the caller a final answer — and which answer. Pure decisions, no I/O;
+// the dispatcher does what they say.
 //
 // The rules:
 //   - `deadline_exceeded` from any attempt means that attempt may have

@@ -8,11 +8,13 @@
 // leads, else forwarded to the leader — until it gets a definite answer or
 // its deadline passes. Because the state machine de-duplicates by (session,
 // sequence), a retry after "leadership lost" or a broken connection applies
-// at most once. How each attempt's outcome is judged (retry, resend under a
-// new session, final answer) is command_retrier.hpp's. A session that
-// expired anyway (the node was paused, the cluster down) is reopened, and the
-// command resent, when no earlier attempt of it can have applied.
-// Retries never go to a local node that has stopped itself.
+// at most once. The loop that carries each command to its answer is
+// command_dispatcher.hpp's; this node tells it where an attempt goes. How
+// each attempt's outcome is judged (retry, resend under a new session, final
+// answer) is command_retrier.hpp's. A session that expired anyway (the node
+// was paused, the cluster down) is reopened, and the command resent, when no
+// earlier attempt of it can have applied. Retries never go to a local node
+// that has stopped itself.
 //
 // Rolling upgrades (docs/operations.md): once caught up after start, the node
 // announces through the log what it can apply (member_announcer.hpp,
@@ -24,19 +26,17 @@
 // already joined (bootstrap_guard.hpp).
 #include "cluster/replicated_node.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
-#include <deque>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <span>
 #include <thread>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "cluster/bootstrap_guard.hpp"
+#include "cluster/command_dispatcher.hpp"
 #include "cluster/command_retrier.hpp"
 #include "cluster/backup.hpp"
 #include "cluster/data_dir_marker.hpp"
@@ -67,8 +67,6 @@ using Clock = std::chrono::steady_clock;
 thread_local std::vector<internal::ReadGate::Read> reads_this_burst;
 
 constexpr auto kSweepEvery = std::chrono::milliseconds(20);
-constexpr auto kFirstBackoff = std::chrono::milliseconds(5);
-constexpr auto kMaxBackoff = std::chrono::milliseconds(200);
 // Announcements and withdrawals: one at a time, at most one a second.
 constexpr auto kAnnounceEvery = std::chrono::seconds(1);
 constexpr auto kAnnounceTimeout = std::chrono::seconds(10);
@@ -95,22 +93,15 @@ class ReplicatedNode final : public Replicator {
 
   ~ReplicatedNode() override {
     stopping_ = true;
-    // Order: stop Raft first (pending proposals, forwarded ones included,
-    // complete with unavailable / deadline_exceeded while the peer channel can
-    // still answer them), then the peer channel (its handler may still call
-    // the stopped node, which answers at once), then fail what is left.
+    // Order: no more retries; stop Raft first (pending proposals, forwarded
+    // ones included, complete with unavailable / deadline_exceeded while the
+    // peer channel can still answer them), then the peer channel (its handler
+    // may still call the stopped node, which answers at once), then fail what
+    // is left.
+    dispatcher_.stop();
     if (node_) node_->stop();
     if (peer_) peer_->stop();
-    std::unordered_map<std::uint64_t, Outstanding> left;
-    {
-      std::lock_guard lock(out_mu_);
-      left.swap(outstanding_);
-    }
-    for (auto& [id, o] : left) {
-      o.done(o.outcome_unknown() ? Error{Code::deadline_exceeded, "node stopped; outcome unknown"}
-                                 : Error{Code::unavailable, "node stopped"},
-             0);
-    }
+    dispatcher_.fail_remaining();
     read_gate_.close(Error{Code::unavailable, "node stopped"});
     session_client_.fail_waiting(Error{Code::unavailable, "node stopped"});
   }
@@ -324,8 +315,8 @@ class ReplicatedNode final : public Replicator {
 
   NodeStatus status() const override {
     NodeStatus s = node_->status();
-    s.counters.commands_forwarded = forwarded_.load(std::memory_order_relaxed);
-    s.counters.commands_retried = retried_.load(std::memory_order_relaxed);
+    s.counters.commands_forwarded = dispatcher_.forwarded();
+    s.counters.commands_retried = dispatcher_.retried();
     machine_.describe(s);
     return s;
   }
@@ -381,173 +372,58 @@ class ReplicatedNode final : public Replicator {
   }
 
  private:
-  struct Outstanding {
-    std::string record;
-    Done done;
-    Clock::time_point deadline;
-    std::uint64_t session = 0;
-    std::uint64_t sequence = 0;
-    unsigned attempts = 0;
-    internal::AttemptHistory history;
-    std::unique_ptr<Span> span;  // the forward hop's, when traced
-
-    // Given up now, could it still have applied?
-    bool outcome_unknown() const { return history.maybe_applied || history.in_flight > 0; }
-  };
-  void dispatch(std::string record, Clock::time_point deadline, std::uint64_t session, std::uint64_t sequence, Done done,
-                std::unique_ptr<Span> span = nullptr) {
-    std::uint64_t id;
-    {
-      std::lock_guard lock(out_mu_);
-      id = ++next_id_;
-      auto& o = outstanding_.emplace(id, Outstanding{std::move(record), std::move(done), deadline, session, sequence})
-                    .first->second;
-      o.span = std::move(span);
-    }
-    attempt(id);
-  }
-
-  // Sends outstanding command `id` once more: to the local Raft node when this
-  // node leads (or is alone), else to the leader over the peer channel.
-  void attempt(std::uint64_t id) {
-    std::string record;
-    // A node that stopped itself answers at once (its failure), not its peers.
-    const bool local = leader_ || single_ || stopped_itself_;
-    std::string leader;
-    if (!local) {
-      leader = leader_peer_address();
-    }
-    {
-      std::unique_lock lock(out_mu_);
-      auto it = outstanding_.find(id);
-      if (it == outstanding_.end()) return;
-      if (it->second.attempts++ > 0) {
-        retried_.fetch_add(1, std::memory_order_relaxed);
-        if (local) {
-          // Never retry on a local node that has stopped itself: it would
-          // answer "node stopped" at once, hiding an earlier attempt's
-          // unknown outcome (final_outcome keeps it).
-          lock.unlock();
-          auto stopped = stopped_error();
-          lock.lock();
-          it = outstanding_.find(id);
-          if (it == outstanding_.end()) return;
-          if (stopped) {
-            Outstanding o = std::move(it->second);
-            outstanding_.erase(it);
-            lock.unlock();
-            auto outcome = internal::final_outcome(
-                o.history, {stopped->code(), std::string(stopped->message()), 0});
-            return finish(std::move(o), std::move(outcome));
+  // The retry/forward loop's view of this node (command_dispatcher.hpp).
+  internal::CommandDispatcher::Node dispatcher_node() {
+    internal::CommandDispatcher::Node n;
+    n.route = [this] {
+      using Route = internal::CommandDispatcher::Route;
+      // A node that stopped itself answers at once (its failure), not its peers.
+      if (stopped_itself_) {
+        if (auto stopped = stopped_error()) return Route::stopped_with(std::move(*stopped));
+        return Route::to_local();
+      }
+      if (leader_ || single_) return Route::to_local();
+      auto leader = leader_peer_address();
+      return leader.empty() ? Route::nowhere() : Route::to_leader(std::move(leader));
+    };
+    n.propose_local = [this](std::string record, internal::CommandDispatcher::OutcomeDone done) {
+      if (!stopped_itself_) {
+        if (auto envelope = internal::decode_envelope(record); envelope) {
+          if (auto refused = refuse_before_append(*envelope)) {
+            return done({refused->code(), std::string(refused->message()), 0});
           }
         }
       }
-      if (!local && leader.empty()) {
-        // No leader known yet: wait for an election.
-      } else {
-        it->second.history.in_flight++;
-        record = it->second.record;
+      node_->propose(std::move(record), [done = std::move(done)](Result<internal::Applied> r) mutable {
+        done(proposal_outcome(std::move(r)));
+      });
+    };
+    n.forward = [this](const std::string& address, std::string record, internal::CommandDispatcher::OutcomeDone done) {
+      peer_->forward(address, std::move(record),
+                     [done = std::move(done)](internal::peer::Outcome o) mutable { done(from_wire(std::move(o))); });
+    };
+    n.after = [this](std::chrono::milliseconds delay, UniqueFunction<void()> f) { peer_->after(delay, std::move(f)); };
+    n.is_session_unknown = [](std::string_view bytes) { return ReplicatedStateMachine::is_session_unknown(bytes); };
+    n.completed = [this](std::uint64_t session, std::uint64_t sequence) {
+      session_client_.completed(session, sequence);
+    };
+    n.drop = [this](std::uint64_t session) { session_client_.drop(session); };
+    n.resend = [this](std::string record, Clock::time_point deadline, Done done) {
+      auto envelope = internal::decode_envelope(record);
+      if (!envelope) {  // cannot happen: this node encoded it
+        return done(Error{Code::internal, "resend: " + envelope.error().message()}, 0);
       }
-    }
-    if (!local && leader.empty()) return retry_later(id);
-    if (local && !stopped_itself_) {
-      if (auto envelope = internal::decode_envelope(record); envelope) {
-        if (auto refused = refuse_before_append(*envelope)) {
-          return on_outcome(id, {refused->code(), std::string(refused->message()), 0});
-        }
-      }
-    }
-    if (local) {
-      node_->propose(std::move(record), [this, id](Result<internal::Applied> r) { on_outcome(id, proposal_outcome(std::move(r))); });
-    } else {
-      forwarded_.fetch_add(1, std::memory_order_relaxed);
-      peer_->forward(leader, std::move(record), [this, id](internal::peer::Outcome o) { on_outcome(id, from_wire(std::move(o))); });
-    }
-  }
-
-  void on_outcome(std::uint64_t id, AttemptOutcome outcome) {
-    std::unique_lock lock(out_mu_);
-    auto it = outstanding_.find(id);
-    if (it == outstanding_.end()) return;  // already answered (another attempt, or the deadline)
-    Outstanding& o = it->second;
-    if (o.history.in_flight > 0) o.history.in_flight--;
-    const bool session_unknown = outcome.code == Code::ok && ReplicatedStateMachine::is_session_unknown(outcome.bytes);
-    const auto step = internal::next_step(o.history, outcome, session_unknown, !stopping_);
-    if (step == internal::NextStep::retry) {
-      lock.unlock();
-      return retry_later(id);
-    }
-    Outstanding done = std::move(it->second);
-    outstanding_.erase(it);
-    lock.unlock();
-    if (session_unknown) session_client_.drop(done.session);
-    // A keep-alive (sequence 0) is not resent: the next command opens a session.
-    if (step == internal::NextStep::resend_in_new_session && done.sequence != 0) return resend(std::move(done));
-    finish(std::move(done), std::move(outcome));
-  }
-
-  // Sends a command again as a new one, under this node's next session: its
-  // session is gone and no earlier attempt of it can have applied.
-  void resend(Outstanding o) {
-    auto envelope = internal::decode_envelope(o.record);
-    if (!envelope) {  // cannot happen: this node encoded it
-      return o.done(Error{Code::internal, "resend: " + envelope.error().message()}, 0);
-    }
-    retried_.fetch_add(1, std::memory_order_relaxed);
-    if (o.span) o.span->end(Error{Code::unavailable, "session unknown to the leader; resent under a new one"}, 0);
-    session_client_.submit(envelope->kind, envelope->wire_name, std::string(envelope->payload), envelope->key,
-                           o.deadline, envelope->trace, std::move(o.done));
-  }
-
-  void finish(Outstanding o, AttemptOutcome outcome) {
-    session_client_.completed(o.session, o.sequence);
-    if (o.span) [[unlikely]] {
-      o.span->end(outcome.code == Code::ok ? Result<void>() : Result<void>(Error{outcome.code, outcome.bytes}),
-                  outcome.code == Code::ok ? outcome.index : 0);
-    }
-    if (outcome.code == Code::ok) o.done(std::move(outcome.bytes), outcome.index);
-    else o.done(Error{outcome.code, std::move(outcome.bytes)}, 0);
-  }
-
-  void retry_later(std::uint64_t id) {
-    std::chrono::milliseconds backoff = kFirstBackoff;
-    {
-      std::lock_guard lock(out_mu_);
-      auto it = outstanding_.find(id);
-      if (it == outstanding_.end()) return;
-      for (unsigned i = 1; i < it->second.attempts && backoff < kMaxBackoff; ++i) backoff *= 2;
-      backoff = std::min(backoff, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBackoff));
-    }
-    peer_->after(backoff, [this, id] { attempt(id); });
-  }
-
-  // Completes `id`, if its deadline passed, with the error its history calls for.
-  void expire(std::uint64_t id) {
-    Outstanding o;
-    {
-      std::lock_guard lock(out_mu_);
-      auto it = outstanding_.find(id);
-      if (it == outstanding_.end() || Clock::now() < it->second.deadline) return;
-      o = std::move(it->second);
-      outstanding_.erase(it);
-    }
-    const bool unknown = o.outcome_unknown();
-    finish(std::move(o), unknown ? AttemptOutcome{Code::deadline_exceeded,
-                                                  "deadline passed before an answer came; outcome unknown", 0}
-                                 : AttemptOutcome{Code::unavailable, "no leader accepted the command before the deadline", 0});
+      session_client_.submit(envelope->kind, envelope->wire_name, std::string(envelope->payload), envelope->key,
+                             deadline, envelope->trace, std::move(done));
+    };
+    return n;
   }
 
   void schedule_sweep() {
     peer_->after(kSweepEvery, [this] {
       if (stopping_) return;
-      std::vector<std::uint64_t> expired;
       const auto now = Clock::now();
-      {
-        std::lock_guard lock(out_mu_);
-        for (const auto& [id, o] : outstanding_)
-          if (now >= o.deadline) expired.push_back(id);
-      }
-      for (auto id : expired) expire(id);
+      dispatcher_.expire_due(now);
       session_client_.keep_alive(now);
       maintain_announcements(now);
       read_gate_.expire(now);
@@ -603,7 +479,7 @@ class ReplicatedNode final : public Replicator {
     if (record.empty()) return;
     announce_out_ = true;
     next_announce_ = now + kAnnounceEvery;
-    dispatch(std::move(record), now + kAnnounceTimeout, 0, 0, [this](Result<std::string> r, std::uint64_t) {
+    dispatcher_.dispatch(std::move(record), now + kAnnounceTimeout, 0, 0, [this](Result<std::string> r, std::uint64_t) {
       if (!r) internal::log().debug("catga: announcement not applied yet ({}); will retry", r.error().message());
       announce_out_ = false;
     });
@@ -643,8 +519,6 @@ class ReplicatedNode final : public Replicator {
   std::atomic<bool> stopped_itself_{false};
   std::atomic<std::uint64_t> leader_id_{0};
   std::atomic<bool> stopping_{false};
-  std::atomic<std::uint64_t> forwarded_{0};
-  std::atomic<std::uint64_t> retried_{0};
 
   // Announcements (member_announcer.hpp); the sweep's, but announce_out_
   // is cleared by the record's completion.
@@ -659,7 +533,7 @@ class ReplicatedNode final : public Replicator {
   SessionClient session_client_{
       [this](std::string record, Clock::time_point deadline, std::uint64_t session, std::uint64_t sequence, Done done,
              std::unique_ptr<Span> span) {
-        dispatch(std::move(record), deadline, session, sequence, std::move(done), std::move(span));
+        dispatcher_.dispatch(std::move(record), deadline, session, sequence, std::move(done), std::move(span));
       },
       [this](std::string_view wire_name, const TraceContext& trace) {
         SessionClient::Traced traced;
@@ -669,10 +543,9 @@ class ReplicatedNode final : public Replicator {
         return traced;
       }};
 
-  // Commands awaiting a definite answer (under out_mu_).
-  std::mutex out_mu_;
-  std::uint64_t next_id_ = 0;
-  std::unordered_map<std::uint64_t, Outstanding> outstanding_;
+  // Commands awaiting a definite answer: sent until one comes or their
+  // deadline passes (command_dispatcher.hpp).
+  internal::CommandDispatcher dispatcher_{dispatcher_node()};
 
   // learn_commit's question to the leader (under learn_mu_): one out at a
   // time, and the highest index that reads asked for while it was out.

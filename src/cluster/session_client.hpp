@@ -11,7 +11,7 @@
 // with drop(); the next command opens a new one.
 //
 // It numbers commands and keeps the session, nothing else: every record goes
-// out through the `dispatch` it was given (ReplicatedNode's retry/forward
+// out through the `dispatch` it was given (CommandDispatcher, the retry/forward
 // loop), which sends it until it has a definite answer or its deadline
 // passed, and tells the client with completed() when a sequence is answered.
 //
