@@ -54,7 +54,8 @@ enum class NextStep { retry, resend_in_new_session, finish };
 // exclude that attempt) and says what to do; when the step is `finish`,
 // `outcome` holds the caller's answer. `session_unknown`: the outcome is the
 // state machine's flagged session-unknown answer. `can_retry`: the node is
-// not stopping and its deadline has not passed.
+// not stopping (the deadline is not checked here: the dispatcher's sweep
+// answers a command whose deadline passed, whatever its attempts say).
 NextStep next_step(AttemptHistory& history, AttemptOutcome& outcome, bool session_unknown, bool can_retry);
 
 // The caller's answer when the command is given up without a usable answer
