@@ -1,9 +1,13 @@
-#include "catga/detail/mediator.hpp"
+#include "core/mediator.hpp"
 
+#include "core/context_access.hpp"
 #include "core/log.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <mutex>
 #include <new>
+#include <shared_mutex>
 #include <system_error>
 
 namespace catga::detail {
@@ -140,7 +144,7 @@ std::vector<const Slot*> Mediator::slots() const {
   return out;
 }
 
-Error Mediator::no_handler(std::string_view wire_name, MessageKind kind) {
+Error no_handler(std::string_view wire_name, MessageKind kind) {
   const char* what = kind == MessageKind::command ? "command" : kind == MessageKind::query ? "query" : "event";
   return Error{Code::unimplemented, std::string("no handler registered for ") + what + " " + std::string(wire_name)};
 }
@@ -169,7 +173,7 @@ Result<void> Mediator::run_behaviors(Request& request, std::vector<Observer>& ob
   return {};
 }
 
-void Mediator::notify(std::vector<Observer>& observers, const Result<void>& outcome) noexcept {
+void notify(std::vector<Observer>& observers, const Result<void>& outcome) noexcept {
   for (auto it = observers.rbegin(); it != observers.rend(); ++it) {
     try {
       (*it)(outcome);
@@ -206,5 +210,46 @@ void Mediator::report_event_failure(std::string_view wire_name, const Error& err
   counters_.event_handler_failures.fetch_add(1, std::memory_order_relaxed);
   catga::internal::log().warn("catga: an event handler for {} failed: {}", wire_name, error.to_string());
 }
+
+CommandContext Mediator::begin_local(std::uint64_t* index_out) noexcept {
+  const Timestamp now = std::chrono::system_clock::now();
+  state_->mutex().lock();
+  const std::uint64_t index = local_index_.load(std::memory_order_relaxed) + 1;
+  local_index_.store(index, std::memory_order_relaxed);
+  if (index_out) *index_out = index;
+  return catga::internal::CommandContextAccess::make(index, 1, now, &state_->id_counter());
+}
+
+void Mediator::end_local(CommandContext& ctx, bool succeeded) noexcept {
+  state_->mutex().unlock();
+  if (ctx.pending_events().empty()) return;
+  if (succeeded) deliver_pending(ctx, EventInfo{ctx.index(), 1, ctx.time(), true, false});
+  else ctx.pending_events().clear();
+}
+
+// ---------------------------------------------------------------- doors of the templates (catga/detail/slots.hpp)
+
+Result<Slot*> add_slot(Mediator& mediator, std::unique_ptr<Slot> slot) { return mediator.add_slot(std::move(slot)); }
+void add_behavior(Mediator& mediator, std::unique_ptr<Behavior> behavior) { mediator.add_behavior(std::move(behavior)); }
+void add_restore_hook(Mediator& mediator, RestoreHook hook) { mediator.add_restore_hook(std::move(hook)); }
+Slot* find_slot(const Mediator& mediator, std::size_t type) noexcept { return mediator.slot_at(type); }
+bool has_behaviors(const Mediator& mediator) noexcept { return !mediator.behaviors().empty(); }
+Result<void> run_behaviors(Mediator& mediator, Request& request, std::vector<Observer>& observers) {
+  return mediator.run_behaviors(request, observers);
+}
+std::uint64_t local_index(const Mediator& mediator) noexcept { return mediator.local_index(); }
+
+void note_event_outcome(Mediator& mediator, std::string_view wire_name, const Result<void>& outcome) noexcept {
+  if (!outcome) mediator.report_event_failure(wire_name, outcome.error());
+  else mediator.counters().events_delivered.fetch_add(1, std::memory_order_relaxed);
+}
+
+LocalCommand::LocalCommand(Mediator& mediator, std::uint64_t* index_out) noexcept
+    : mediator_(mediator), state_(mediator.state()), ctx_(mediator.begin_local(index_out)) {}
+
+LocalCommand::~LocalCommand() { mediator_.end_local(ctx_, ok_); }
+
+LocalQuery::LocalQuery(Mediator& mediator) noexcept : state_(mediator.state()) { state_.mutex().lock_shared(); }
+LocalQuery::~LocalQuery() { state_.mutex().unlock_shared(); }
 
 }  // namespace catga::detail
