@@ -211,22 +211,6 @@ void Mediator::report_event_failure(std::string_view wire_name, const Error& err
   catga::internal::log().warn("catga: an event handler for {} failed: {}", wire_name, error.to_string());
 }
 
-CommandContext Mediator::begin_local(std::uint64_t* index_out) noexcept {
-  const Timestamp now = std::chrono::system_clock::now();
-  state_->mutex().lock();
-  const std::uint64_t index = local_index_.load(std::memory_order_relaxed) + 1;
-  local_index_.store(index, std::memory_order_relaxed);
-  if (index_out) *index_out = index;
-  return catga::internal::CommandContextAccess::make(index, 1, now, &state_->id_counter());
-}
-
-void Mediator::end_local(CommandContext& ctx, bool succeeded) noexcept {
-  state_->mutex().unlock();
-  if (ctx.pending_events().empty()) return;
-  if (succeeded) deliver_pending(ctx, EventInfo{ctx.index(), 1, ctx.time(), true, false});
-  else ctx.pending_events().clear();
-}
-
 // ---------------------------------------------------------------- doors of the templates (catga/detail/slots.hpp)
 
 Result<Slot*> add_slot(Mediator& mediator, std::unique_ptr<Slot> slot) { return mediator.add_slot(std::move(slot)); }
@@ -239,17 +223,36 @@ Result<void> run_behaviors(Mediator& mediator, Request& request, std::vector<Obs
 }
 std::uint64_t local_index(const Mediator& mediator) noexcept { return mediator.local_index(); }
 
-void note_event_outcome(Mediator& mediator, std::string_view wire_name, const Result<void>& outcome) noexcept {
-  if (!outcome) mediator.report_event_failure(wire_name, outcome.error());
-  else mediator.counters().events_delivered.fetch_add(1, std::memory_order_relaxed);
+void count_events_delivered(Mediator& mediator, std::uint64_t count) noexcept {
+  mediator.counters().events_delivered.fetch_add(count, std::memory_order_relaxed);
 }
+void report_event_failure(Mediator& mediator, std::string_view wire_name, const Error& error) noexcept {
+  mediator.report_event_failure(wire_name, error);
+}
+StateBase& state_of(Mediator& mediator) noexcept { return mediator.state(); }
+
+namespace {
+// The time is read before the lock is taken, as run_local always did.
+CommandContext begin_local(Mediator& mediator, std::atomic<std::uint64_t>& local_index, std::uint64_t* index_out) noexcept {
+  const Timestamp now = std::chrono::system_clock::now();
+  StateBase& state = mediator.state();
+  state.mutex().lock();
+  const std::uint64_t index = local_index.load(std::memory_order_relaxed) + 1;
+  local_index.store(index, std::memory_order_relaxed);
+  if (index_out) *index_out = index;
+  return catga::internal::CommandContextAccess::make(index, 1, now, &state.id_counter());
+}
+}  // namespace
 
 LocalCommand::LocalCommand(Mediator& mediator, std::uint64_t* index_out) noexcept
-    : mediator_(mediator), state_(mediator.state()), ctx_(mediator.begin_local(index_out)) {}
+    : mediator_(mediator), state_(mediator.state()), ctx_(begin_local(mediator, mediator.local_index_, index_out)) {}
 
-LocalCommand::~LocalCommand() { mediator_.end_local(ctx_, ok_); }
-
-LocalQuery::LocalQuery(Mediator& mediator) noexcept : state_(mediator.state()) { state_.mutex().lock_shared(); }
-LocalQuery::~LocalQuery() { state_.mutex().unlock_shared(); }
+LocalCommand::~LocalCommand() {
+  state_.mutex().unlock();
+  auto& pending = catga::internal::CommandContextAccess::pending_events(ctx_);
+  if (pending.empty()) return;
+  if (ok_) mediator_.deliver_pending(ctx_, EventInfo{ctx_.index(), 1, ctx_.time(), true, false});
+  else pending.clear();
+}
 
 }  // namespace catga::detail

@@ -84,12 +84,6 @@ class CATGA_EXPORT Mediator {
   void state_restored() noexcept;
 
   // ---- in-memory execution (no cluster; detail::run_local) ----
-  // Takes the state's exclusive lock, numbers the next in-memory command
-  // (into `*index_out` if given) and makes its context.
-  CommandContext begin_local(std::uint64_t* index_out) noexcept;
-  // Releases that lock, then delivers the events the command raised if it
-  // succeeded, else drops them.
-  void end_local(CommandContext& ctx, bool succeeded) noexcept;
   // The last index an in-memory command applied at (any thread).
   std::uint64_t local_index() const noexcept { return local_index_.load(std::memory_order_relaxed); }
 
@@ -102,6 +96,8 @@ class CATGA_EXPORT Mediator {
   std::vector<RestoreHook> restore_hooks_;
   MediatorCounters counters_;
   std::atomic<std::uint64_t> local_index_{0};  // in-memory mode only; written under the exclusive lock
+
+  friend class LocalCommand;  // numbers in-memory commands
 };
 
 }  // namespace catga::detail

@@ -389,8 +389,10 @@ CATGA_EXPORT Result<void> run_behaviors(Mediator& mediator, Request& request, st
 CATGA_EXPORT void notify(std::vector<Observer>& observers, const Result<void>& outcome) noexcept;
 
 // ---- events ----
-// Counts a delivered event, or logs and counts a failed handler.
-CATGA_EXPORT void note_event_outcome(Mediator& mediator, std::string_view wire_name, const Result<void>& outcome) noexcept;
+// Counts `count` events delivered to handlers that succeeded.
+CATGA_EXPORT void count_events_delivered(Mediator& mediator, std::uint64_t count) noexcept;
+// Logs and counts an event a handler failed on (or that did not decode).
+CATGA_EXPORT void report_event_failure(Mediator& mediator, std::string_view wire_name, const Error& error) noexcept;
 template <EventMessage E>
 void deliver_event(Mediator& mediator, const E& event, const EventInfo& info) noexcept {
   if (auto* s = slot_of<E>(mediator)) s->deliver(mediator, event, info);
@@ -423,19 +425,8 @@ class CATGA_EXPORT LocalCommand {
   bool ok_ = false;
 };
 
-// One in-memory (or local) query: holds the state's shared lock.
-class CATGA_EXPORT LocalQuery {
- public:
-  explicit LocalQuery(Mediator& mediator) noexcept;
-  ~LocalQuery();
-  LocalQuery(const LocalQuery&) = delete;
-  LocalQuery& operator=(const LocalQuery&) = delete;
-
-  const StateBase& state() const noexcept { return state_; }
-
- private:
-  StateBase& state_;
-};
+// The state the mediator holds (for a local query, under its shared lock).
+CATGA_EXPORT StateBase& state_of(Mediator& mediator) noexcept;
 
 template <CommandMessage M>
 Result<result_of<M>> run_local(Mediator& mediator, CommandSlot<M>& slot, const M& command,
@@ -448,23 +439,27 @@ Result<result_of<M>> run_local(Mediator& mediator, CommandSlot<M>& slot, const M
 
 template <QueryMessage Q>
 Result<result_of<Q>> run_query(Mediator& mediator, QuerySlot<Q>& slot, const Q& query) noexcept {
-  LocalQuery run(mediator);
-  return slot.run_locked(run.state(), query);
+  StateBase& state = state_of(mediator);
+  std::shared_lock lock(state.mutex());
+  return slot.run_locked(state, query);
 }
 
 template <EventMessage E>
 void EventSlot<E>::deliver(Mediator& mediator, const E& event, const EventInfo& info) {
+  std::uint64_t delivered = 0;
   for (auto& entry : handlers_) {
     if (entry.delivery == Delivery::leader_only && !info.leader) continue;
-    note_event_outcome(mediator, wire_name_of<E>, entry.handler(event, info));
+    if (Result<void> r = entry.handler(event, info)) ++delivered;
+    else report_event_failure(mediator, wire_name_of<E>, r.error());
   }
+  if (delivered != 0) count_events_delivered(mediator, delivered);
 }
 
 template <EventMessage E>
 void EventSlot<E>::deliver_encoded(Mediator& mediator, std::string_view payload, const EventInfo& info) {
   auto event = decode<E>(payload);
   if (!event) {
-    note_event_outcome(mediator, wire_name_of<E>, Result<void>(std::move(event).error()));
+    report_event_failure(mediator, wire_name_of<E>, event.error());
     return;
   }
   deliver(mediator, *event, info);
