@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "catga/detail/mediator.hpp"
+#include "core/mediator.hpp"
 #include "cluster/session_table.hpp"
 
 namespace {

@@ -34,9 +34,11 @@
 //
 // Everything in `catga::detail` (here and in catga/detail/) is internal: the
 // machinery the templates below instantiate per message and state type —
-// handler slots, the state cell, result encoding, the builder's non-template
-// door `BuilderCore`. It is visible only because templates need it, is not
-// part of the API, and may change in any release; user code never names it.
+// handler slots, the state cell, result encoding — and the non-template doors
+// they call: the builder's `BuilderCore`, and the in-process engine's few
+// functions in catga/detail/slots.hpp (the engine itself is not in include/).
+// It is not part of the API and may change in any release; user code never
+// names it.
 #pragma once
 
 #include <chrono>
@@ -52,7 +54,7 @@
 #include "catga/behavior.hpp"
 #include "catga/cluster.hpp"
 #include "catga/context.hpp"
-#include "catga/detail/mediator.hpp"
+#include "catga/detail/slots.hpp"
 #include "catga/export.hpp"
 #include "catga/message.hpp"
 #include "catga/result.hpp"
@@ -172,9 +174,9 @@ class CATGA_EXPORT Application {
   // ---- commands ----
   template <CommandMessage M>
   Result<result_of<M>> send(const M& command, const CommandOptions& options = {}) {
-    auto* slot = mediator_->slot<M>();
-    if (!slot) [[unlikely]] return detail::Mediator::no_handler(wire_name_of<M>, MessageKind::command);
-    if (!replicated_ && mediator_->behaviors().empty()) return mediator_->run_local(*slot, command);
+    auto* slot = detail::slot_of<M>(*mediator_);
+    if (!slot) [[unlikely]] return detail::no_handler(wire_name_of<M>, MessageKind::command);
+    if (!replicated_ && !detail::has_behaviors(*mediator_)) return detail::run_local(*mediator_, *slot, command);
     return wait_for<Result<result_of<M>>>([&](auto done) { send(command, options, std::move(done)); });
   }
 
@@ -198,11 +200,11 @@ class CATGA_EXPORT Application {
   // ---- queries ----
   template <QueryMessage Q>
   Result<result_of<Q>> send(const Q& query, const QueryOptions& options = {}) {
-    auto* slot = mediator_->slot<Q>();
-    if (!slot) [[unlikely]] return detail::Mediator::no_handler(wire_name_of<Q>, MessageKind::query);
-    if ((!replicated_ || options.consistency == Consistency::local) && mediator_->behaviors().empty()) {
+    auto* slot = detail::slot_of<Q>(*mediator_);
+    if (!slot) [[unlikely]] return detail::no_handler(wire_name_of<Q>, MessageKind::query);
+    if ((!replicated_ || options.consistency == Consistency::local) && !detail::has_behaviors(*mediator_)) {
       if (auto stopped = local_read_refusal()) [[unlikely]] return std::move(*stopped);
-      return mediator_->run_query(*slot, query);
+      return detail::run_query(*mediator_, *slot, query);
     }
     // Waits until the node may serve it, then runs the query on this thread.
     std::optional<Result<result_of<Q>>> rejected;
@@ -318,8 +320,8 @@ class CATGA_EXPORT Application {
   // Runs the query if `readable`, and tells the behaviours' observers.
   template <class R, class Slot, class Q>
   Result<R> answer(Slot& slot, const Q& query, Result<void> readable, std::vector<Observer>& observers) {
-    Result<R> result = readable ? mediator_->run_query(slot, query) : Result<R>(std::move(readable).error());
-    if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
+    Result<R> result = readable ? detail::run_query(*mediator_, slot, query) : Result<R>(std::move(readable).error());
+    if (!observers.empty()) detail::notify(observers, detail::outcome_of(result));
     return result;
   }
   // Calls `start(wake)` and blocks until `wake()` ran (on any thread).
@@ -343,7 +345,8 @@ class CATGA_EXPORT Application {
   template <class R, class Done, class Options>
   bool admit(Request& request, std::vector<Observer>& observers, Done& done, Options& options);
 
-  // The registry the templates run messages through (template machinery).
+  // The in-process engine the templates run messages through, declared only
+  // (src/core/mediator.hpp); reached through catga/detail/slots.hpp.
   std::unique_ptr<detail::Mediator> mediator_;
   // The replicated engine (none in memory) and the messages by wire name.
   std::unique_ptr<internal::ApplicationImpl> impl_;
@@ -369,14 +372,14 @@ class ApplicationBuilder {
   // (State&, const M&), returning Result<R> or R. Must be deterministic.
   template <CommandMessage M, class F>
   ApplicationBuilder& command(F handler) {
-    note(core_.mediator().add_slot(std::make_unique<detail::CommandHandlerSlot<State, M, std::decay_t<F>>>(std::move(handler))));
+    note(detail::add_slot(core_.mediator(), std::make_unique<detail::CommandHandlerSlot<State, M, std::decay_t<F>>>(std::move(handler))));
     core_.add_encoded(wire_name_of<M>, detail::EncodedEntry{MessageKind::command, &detail::send_encoded_as<M>, nullptr});
     return *this;
   }
   // The query's one handler: (const State&, const Q&) returning Result<R> or R.
   template <QueryMessage Q, class F>
   ApplicationBuilder& query(F handler) {
-    note(core_.mediator().add_slot(std::make_unique<detail::QueryHandlerSlot<State, Q, std::decay_t<F>>>(std::move(handler))));
+    note(detail::add_slot(core_.mediator(), std::make_unique<detail::QueryHandlerSlot<State, Q, std::decay_t<F>>>(std::move(handler))));
     core_.add_encoded(wire_name_of<Q>, detail::EncodedEntry{MessageKind::query, nullptr, &detail::query_encoded_as<Q>});
     return *this;
   }
@@ -384,9 +387,9 @@ class ApplicationBuilder {
   // returning nothing or Result<void>. Handlers never stop each other.
   template <EventMessage E, class F>
   ApplicationBuilder& on(F handler, Delivery delivery = Delivery::every_node) {
-    auto* slot = core_.mediator().slot<E>();
+    auto* slot = detail::slot_of<E>(core_.mediator());
     if (!slot) {
-      auto added = core_.mediator().add_slot(std::make_unique<detail::EventSlot<E>>());
+      auto added = detail::add_slot(core_.mediator(), std::make_unique<detail::EventSlot<E>>());
       if (!added) return note(added), *this;
       slot = static_cast<detail::EventSlot<E>*>(*added);
       core_.add_encoded(wire_name_of<E>, detail::EncodedEntry{MessageKind::event, &detail::send_encoded_as<E>, nullptr});
@@ -411,14 +414,14 @@ class ApplicationBuilder {
   template <class F>
   ApplicationBuilder& on_restore(F hook) {
     static_assert(std::is_invocable_v<F&, const State&>, "a restore hook is callable as (const State&)");
-    core_.mediator().add_restore_hook([f = std::move(hook)](const detail::StateBase& state) mutable -> Result<void> {
+    detail::add_restore_hook(core_.mediator(), [f = std::move(hook)](const detail::StateBase& state) mutable -> Result<void> {
       return detail::call_handler<void>("on_restore", f, static_cast<const detail::StateCell<State>&>(state).value);
     });
     return *this;
   }
   // Appends a pipeline behaviour (they run in the order added).
   ApplicationBuilder& use(std::unique_ptr<Behavior> behavior) {
-    core_.mediator().add_behavior(std::move(behavior));
+    detail::add_behavior(core_.mediator(), std::move(behavior));
     return *this;
   }
 
@@ -455,13 +458,13 @@ class ApplicationBuilder {
 
 template <class R, class Done, class Options>
 bool Application::admit(Request& request, std::vector<Observer>& observers, Done& done, Options& options) {
-  if (mediator_->behaviors().empty()) return true;
+  if (!detail::has_behaviors(*mediator_)) return true;
   std::chrono::milliseconds& timeout = options.timeout;
   request.set_principal(options.principal.get());
   request.set_trace_context(options.trace_parent);
   const auto start = std::chrono::steady_clock::now();
   request.set_deadline(start + timeout);
-  if (auto admitted = mediator_->run_behaviors(request, observers); !admitted) {
+  if (auto admitted = detail::run_behaviors(*mediator_, request, observers); !admitted) {
     done(Result<R>(std::move(admitted).error()));
     return false;
   }
@@ -469,7 +472,7 @@ bool Application::admit(Request& request, std::vector<Observer>& observers, Done
   options.trace_parent = request.trace_context();
   if (timeout.count() <= 0) {
     Result<void> outcome(Error{Code::deadline_exceeded, "deadline passed before " + std::string(request.wire_name()) + " was sent"});
-    detail::Mediator::notify(observers, outcome);
+    detail::notify(observers, outcome);
     done(Result<R>(outcome.error()));
     return false;
   }
@@ -480,9 +483,9 @@ template <CommandMessage M, class Done>
   requires std::is_invocable_v<Done&, Receipt<result_of<M>>>
 void Application::send_receipt(const M& command, const CommandOptions& options, Done&& done) {
   using R = result_of<M>;
-  auto* slot = mediator_->slot<M>();
+  auto* slot = detail::slot_of<M>(*mediator_);
   if (!slot) {
-    done(Receipt<R>{detail::Mediator::no_handler(wire_name_of<M>, MessageKind::command), 0});
+    done(Receipt<R>{detail::no_handler(wire_name_of<M>, MessageKind::command), 0});
     return;
   }
   std::vector<Observer> observers;
@@ -492,8 +495,8 @@ void Application::send_receipt(const M& command, const CommandOptions& options, 
   if (!admit<R>(request, observers, reject, effective)) return;
   if (!replicated_) {
     std::uint64_t index = 0;
-    Result<R> result = mediator_->run_local(*slot, command, &index);
-    if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
+    Result<R> result = detail::run_local(*mediator_, *slot, command, &index);
+    if (!observers.empty()) detail::notify(observers, detail::outcome_of(result));
     done(Receipt<R>{std::move(result), index});
     return;
   }
@@ -501,7 +504,7 @@ void Application::send_receipt(const M& command, const CommandOptions& options, 
                       [done = std::forward<Done>(done), observers = std::move(observers)](
                           Result<std::string> encoded, std::uint64_t index) mutable {
                         Result<R> result = encoded ? detail::decode_result<R>(*encoded) : Result<R>(std::move(encoded).error());
-                        if (!observers.empty()) detail::Mediator::notify(observers, detail::outcome_of(result));
+                        if (!observers.empty()) detail::notify(observers, detail::outcome_of(result));
                         done(Receipt<R>{std::move(result), index});
                       });
 }
@@ -510,9 +513,9 @@ template <QueryMessage Q, class Done>
   requires std::is_invocable_v<Done&, Result<result_of<Q>>>
 void Application::send(const Q& query, const QueryOptions& options, Done&& done) {
   using R = result_of<Q>;
-  auto* slot = mediator_->slot<Q>();
+  auto* slot = detail::slot_of<Q>(*mediator_);
   if (!slot) {
-    done(Result<R>(detail::Mediator::no_handler(wire_name_of<Q>, MessageKind::query)));
+    done(Result<R>(detail::no_handler(wire_name_of<Q>, MessageKind::query)));
     return;
   }
   std::vector<Observer> observers;
@@ -537,8 +540,8 @@ void Application::publish(const E& event, const CommandOptions& options, Done&& 
   Request request(event);
   if (!admit<void>(request, observers, done, effective)) return;
   if (!replicated_) {
-    mediator_->deliver(event, EventInfo{mediator_->local_index(), 1, std::chrono::system_clock::now(), true, false});
-    if (!observers.empty()) detail::Mediator::notify(observers, Result<void>());
+    detail::deliver_event(*mediator_, event, EventInfo{detail::local_index(*mediator_), 1, std::chrono::system_clock::now(), true, false});
+    if (!observers.empty()) detail::notify(observers, Result<void>());
     done(Result<void>());
     return;
   }
@@ -546,7 +549,7 @@ void Application::publish(const E& event, const CommandOptions& options, Done&& 
                       [done = std::forward<Done>(done), observers = std::move(observers)](
                           Result<std::string> encoded, std::uint64_t) mutable {
                         Result<void> result = encoded ? detail::decode_result<void>(*encoded) : Result<void>(std::move(encoded).error());
-                        if (!observers.empty()) detail::Mediator::notify(observers, result);
+                        if (!observers.empty()) detail::notify(observers, result);
                         done(std::move(result));
                       });
 }

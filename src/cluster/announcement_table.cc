@@ -4,7 +4,7 @@
 #include <stdexcept>
 
 #include "catga/codec.hpp"
-#include "catga/detail/mediator.hpp"
+#include "core/mediator.hpp"
 
 namespace catga::internal {
 namespace {

@@ -20,7 +20,7 @@
 
 #include "cluster/announcement_table.hpp"
 #include "cluster/session_table.hpp"
-#include "catga/detail/mediator.hpp"
+#include "core/mediator.hpp"
 #include "cluster/raft_node.hpp"
 #include "cluster/envelope.hpp"
 #include "catga/tracing.hpp"

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "catga/codec.hpp"
-#include "catga/detail/mediator.hpp"
+#include "core/mediator.hpp"
 #include "core/log.hpp"
 
 namespace catga::internal {

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "catga/context.hpp"
 
@@ -15,6 +17,10 @@ struct CommandContextAccess {
   static CommandContext make(std::uint64_t index, std::uint64_t term, Timestamp time,
                              std::uint64_t* id_counter) noexcept {
     return CommandContext(index, term, time, id_counter);
+  }
+  // The events the command's handler raised, not yet delivered.
+  static std::vector<std::unique_ptr<detail::PendingEvent>>& pending_events(CommandContext& ctx) noexcept {
+    return ctx.pending_events();
   }
 };
 

@@ -1,9 +1,13 @@
-#include "catga/detail/mediator.hpp"
+#include "core/mediator.hpp"
 
+#include "core/context_access.hpp"
 #include "core/log.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <mutex>
 #include <new>
+#include <shared_mutex>
 #include <system_error>
 
 namespace catga::detail {
@@ -140,7 +144,7 @@ std::vector<const Slot*> Mediator::slots() const {
   return out;
 }
 
-Error Mediator::no_handler(std::string_view wire_name, MessageKind kind) {
+Error no_handler(std::string_view wire_name, MessageKind kind) {
   const char* what = kind == MessageKind::command ? "command" : kind == MessageKind::query ? "query" : "event";
   return Error{Code::unimplemented, std::string("no handler registered for ") + what + " " + std::string(wire_name)};
 }
@@ -169,7 +173,7 @@ Result<void> Mediator::run_behaviors(Request& request, std::vector<Observer>& ob
   return {};
 }
 
-void Mediator::notify(std::vector<Observer>& observers, const Result<void>& outcome) noexcept {
+void notify(std::vector<Observer>& observers, const Result<void>& outcome) noexcept {
   for (auto it = observers.rbegin(); it != observers.rend(); ++it) {
     try {
       (*it)(outcome);
@@ -205,6 +209,50 @@ void Mediator::state_restored() noexcept {
 void Mediator::report_event_failure(std::string_view wire_name, const Error& error) noexcept {
   counters_.event_handler_failures.fetch_add(1, std::memory_order_relaxed);
   catga::internal::log().warn("catga: an event handler for {} failed: {}", wire_name, error.to_string());
+}
+
+// ---------------------------------------------------------------- doors of the templates (catga/detail/slots.hpp)
+
+Result<Slot*> add_slot(Mediator& mediator, std::unique_ptr<Slot> slot) { return mediator.add_slot(std::move(slot)); }
+void add_behavior(Mediator& mediator, std::unique_ptr<Behavior> behavior) { mediator.add_behavior(std::move(behavior)); }
+void add_restore_hook(Mediator& mediator, RestoreHook hook) { mediator.add_restore_hook(std::move(hook)); }
+Slot* find_slot(const Mediator& mediator, std::size_t type) noexcept { return mediator.slot_at(type); }
+bool has_behaviors(const Mediator& mediator) noexcept { return !mediator.behaviors().empty(); }
+Result<void> run_behaviors(Mediator& mediator, Request& request, std::vector<Observer>& observers) {
+  return mediator.run_behaviors(request, observers);
+}
+std::uint64_t local_index(const Mediator& mediator) noexcept { return mediator.local_index(); }
+
+void count_events_delivered(Mediator& mediator, std::uint64_t count) noexcept {
+  mediator.counters().events_delivered.fetch_add(count, std::memory_order_relaxed);
+}
+void report_event_failure(Mediator& mediator, std::string_view wire_name, const Error& error) noexcept {
+  mediator.report_event_failure(wire_name, error);
+}
+StateBase& state_of(Mediator& mediator) noexcept { return mediator.state(); }
+
+namespace {
+// The time is read before the lock is taken, as run_local always did.
+CommandContext begin_local(Mediator& mediator, std::atomic<std::uint64_t>& local_index, std::uint64_t* index_out) noexcept {
+  const Timestamp now = std::chrono::system_clock::now();
+  StateBase& state = mediator.state();
+  state.mutex().lock();
+  const std::uint64_t index = local_index.load(std::memory_order_relaxed) + 1;
+  local_index.store(index, std::memory_order_relaxed);
+  if (index_out) *index_out = index;
+  return catga::internal::CommandContextAccess::make(index, 1, now, &state.id_counter());
+}
+}  // namespace
+
+LocalCommand::LocalCommand(Mediator& mediator, std::uint64_t* index_out) noexcept
+    : mediator_(mediator), state_(mediator.state()), ctx_(begin_local(mediator, mediator.local_index_, index_out)) {}
+
+LocalCommand::~LocalCommand() {
+  state_.mutex().unlock();
+  auto& pending = catga::internal::CommandContextAccess::pending_events(ctx_);
+  if (pending.empty()) return;
+  if (ok_) mediator_.deliver_pending(ctx_, EventInfo{ctx_.index(), 1, ctx_.time(), true, false});
+  else pending.clear();
 }
 
 }  // namespace catga::detail

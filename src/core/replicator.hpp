@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "catga/application.hpp"
+#include "core/mediator.hpp"
 
 namespace catga::internal {
 

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "cluster/replicated_state_machine.hpp"
-#include "catga/detail/mediator.hpp"
+#include "core/mediator.hpp"
 
 using catga::Code;
 using catga::internal::AttemptHistory;

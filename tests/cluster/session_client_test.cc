@@ -7,7 +7,7 @@
 
 #include <vector>
 
-#include "catga/detail/mediator.hpp"
+#include "core/mediator.hpp"
 #include "cluster/envelope.hpp"
 #include "cluster/replicated_state_machine.hpp"
 

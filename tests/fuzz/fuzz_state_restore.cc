@@ -9,7 +9,7 @@
 #include <map>
 #include <vector>
 
-#include "catga/detail/mediator.hpp"
+#include "core/mediator.hpp"
 #include "cluster/replicated_state_machine.hpp"
 #include "cluster/envelope.hpp"
 #include "fuzz_support.hpp"

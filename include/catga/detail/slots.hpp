@@ -1,12 +1,15 @@
-// catga/detail/mediator.hpp — the in-process engine behind `Application`:
-// the registry of handlers (by type and by wire name), the state cell, and
-// the typed and encoded ways to run a message. No threads, no I/O.
+// catga/detail/slots.hpp — what the templates of catga/application.hpp
+// instantiate per message and state type: the state cell, result encoding,
+// the handler slots, and the few non-template functions through which they
+// reach the in-process engine (the mediator, defined in src/core/mediator.hpp,
+// which this header only declares).
 //
-// Not part of the stable API (it is visible only because templates need it).
-// Thread-safety: registration happens before the application starts; after
-// that the registry is read-only. The state is guarded by `state().mutex()`:
-// commands hold it exclusively, queries shared. Callers of the `*_locked`
-// functions hold the right lock.
+// Internal (namespace catga::detail): not part of the API, may change in any
+// release; user code never names it.
+// Thread-safety: the slots are registered before the application starts and
+// read-only afterwards. The state is guarded by `StateBase::mutex()`: commands
+// hold it exclusively, queries shared. Callers of the `*_locked` functions
+// hold the right lock.
 #pragma once
 
 #include <atomic>
@@ -342,123 +345,121 @@ class EventSlot final : public EventSlotBase {
   std::vector<Entry> handlers_;
 };
 
-// ---------------------------------------------------------------- mediator
+// ---------------------------------------------------------------- engine doors
 
-struct MediatorCounters {
-  std::atomic<std::uint64_t> events_delivered{0};
-  std::atomic<std::uint64_t> event_handler_failures{0};
-};
+// The in-process engine (src/core/mediator.hpp): the registry of slots, the
+// behaviours, the restore hooks and the state. The templates reach it only
+// through the functions below, implemented in src/core/mediator.cc.
 
-class CATGA_EXPORT Mediator {
+// ---- registration (before start) ----
+// Fails on a second handler for the same command/query or a wire name used
+// by two different types. On success returns the registered slot.
+CATGA_EXPORT Result<Slot*> add_slot(Mediator& mediator, std::unique_ptr<Slot> slot);
+CATGA_EXPORT void add_behavior(Mediator& mediator, std::unique_ptr<Behavior> behavior);
+// Called with the state right after a snapshot replaced it (see
+// ApplicationBuilder::on_restore).
+using RestoreHook = UniqueFunction<Result<void>(const StateBase&)>;
+CATGA_EXPORT void add_restore_hook(Mediator& mediator, RestoreHook hook);
+
+// ---- lookup ----
+// The slot registered for the message type with this type_index, or nullptr.
+CATGA_EXPORT Slot* find_slot(const Mediator& mediator, std::size_t type) noexcept;
+// The slot registered for M (CommandSlot<M>, QuerySlot<M> or EventSlot<M>), or nullptr.
+template <Message M>
+auto* slot_of(const Mediator& mediator) noexcept {
+  Slot* found = find_slot(mediator, type_index<M>());
+  if constexpr (CommandMessage<M>) {
+    return static_cast<CommandSlot<M>*>(found);
+  } else if constexpr (QueryMessage<M>) {
+    return static_cast<QuerySlot<M>*>(found);
+  } else {
+    return static_cast<EventSlot<M>*>(found);
+  }
+}
+// Code::unimplemented naming the message.
+CATGA_EXPORT Error no_handler(std::string_view wire_name, MessageKind kind);
+
+// ---- behaviours ----
+CATGA_EXPORT bool has_behaviors(const Mediator& mediator) noexcept;
+// Runs the behaviours for `request`. On success `observers` holds the
+// observers to call (in reverse) when the request completes; on rejection
+// they have already been called with the error.
+CATGA_EXPORT Result<void> run_behaviors(Mediator& mediator, Request& request, std::vector<Observer>& observers);
+// Calls the observers in reverse with `outcome` and empties the list.
+CATGA_EXPORT void notify(std::vector<Observer>& observers, const Result<void>& outcome) noexcept;
+
+// ---- events ----
+// Counts `count` events delivered to handlers that succeeded.
+CATGA_EXPORT void count_events_delivered(Mediator& mediator, std::uint64_t count) noexcept;
+// Logs and counts an event a handler failed on (or that did not decode).
+CATGA_EXPORT void report_event_failure(Mediator& mediator, std::string_view wire_name, const Error& error) noexcept;
+template <EventMessage E>
+void deliver_event(Mediator& mediator, const E& event, const EventInfo& info) noexcept {
+  if (auto* s = slot_of<E>(mediator)) s->deliver(mediator, event, info);
+}
+
+// ---- in-memory execution (no cluster) ----
+// The last index an in-memory command applied at (any thread).
+CATGA_EXPORT std::uint64_t local_index(const Mediator& mediator) noexcept;
+
+// One in-memory command, around the typed handler call: the constructor
+// takes the state's exclusive lock, numbers the command and makes its
+// context; the destructor unlocks and then delivers the events the handler
+// raised if it succeeded (see succeeded()), else drops them.
+class CATGA_EXPORT LocalCommand {
  public:
-  explicit Mediator(std::unique_ptr<StateBase> state);
-  Mediator(const Mediator&) = delete;
-  Mediator& operator=(const Mediator&) = delete;
-  ~Mediator();
+  // `index_out` (optional) receives the index the command applies at.
+  LocalCommand(Mediator& mediator, std::uint64_t* index_out) noexcept;
+  ~LocalCommand();
+  LocalCommand(const LocalCommand&) = delete;
+  LocalCommand& operator=(const LocalCommand&) = delete;
 
-  // ---- registration (before start) ----
-  // Fails on a second handler for the same command/query or a wire name used
-  // by two different types. On success returns the registered slot.
-  Result<Slot*> add_slot(std::unique_ptr<Slot> slot);
-  void add_behavior(std::unique_ptr<Behavior> behavior) { behaviors_.push_back(std::move(behavior)); }
-
-  // ---- lookup ----
-  // The slot registered for M (CommandSlot<M>, QuerySlot<M> or EventSlot<M>), or nullptr.
-  template <Message M>
-  auto* slot() const noexcept {
-    Slot* found = nullptr;
-    if (std::size_t index = type_index<M>(); index < by_type_.size()) found = by_type_[index];
-    if constexpr (CommandMessage<M>) {
-      return static_cast<CommandSlot<M>*>(found);
-    } else if constexpr (QueryMessage<M>) {
-      return static_cast<QuerySlot<M>*>(found);
-    } else {
-      return static_cast<EventSlot<M>*>(found);
-    }
-  }
-  Slot* find(std::string_view wire_name) const noexcept;
-  std::vector<const Slot*> slots() const;
-  static Error no_handler(std::string_view wire_name, MessageKind kind);
-
-  StateBase& state() noexcept { return *state_; }
-  const std::vector<std::unique_ptr<Behavior>>& behaviors() const noexcept { return behaviors_; }
-  MediatorCounters& counters() noexcept { return counters_; }
-
-  // Runs the behaviours for `request`. On success `observers` holds the
-  // observers to call (in reverse) when the request completes; on rejection
-  // they have already been called with the error.
-  Result<void> run_behaviors(Request& request, std::vector<Observer>& observers);
-  static void notify(std::vector<Observer>& observers, const Result<void>& outcome) noexcept;
-
-  // Delivers the events a command handler raised (call without the state lock).
-  void deliver_pending(CommandContext& ctx, const EventInfo& info) noexcept;
-  template <EventMessage E>
-  void deliver(const E& event, const EventInfo& info) noexcept {
-    if (auto* s = slot<E>()) s->deliver(*this, event, info);
-  }
-  void report_event_failure(std::string_view wire_name, const Error& error) noexcept;
-
-  // ---- restore hooks (ApplicationBuilder::on_restore) ----
-  using RestoreHook = UniqueFunction<Result<void>(const StateBase&)>;
-  void add_restore_hook(RestoreHook hook) { restore_hooks_.push_back(std::move(hook)); }
-  // Calls every restore hook, in registration order, with the state under its
-  // shared lock. Call right after a snapshot replaced the state, on the thread
-  // that applies commands, without holding the state lock. A failing hook is
-  // reported like a failing event handler.
-  void state_restored() noexcept;
-
-  // ---- in-memory execution (no cluster) ----
-  // `index_out` (optional) receives the index the command applied at.
-  template <CommandMessage M>
-  Result<result_of<M>> run_local(CommandSlot<M>& slot, const M& command, std::uint64_t* index_out = nullptr) noexcept {
-    const Timestamp now = std::chrono::system_clock::now();
-    std::unique_lock lock(state_->mutex());
-    const std::uint64_t index = local_index_.load(std::memory_order_relaxed) + 1;
-    local_index_.store(index, std::memory_order_relaxed);
-    if (index_out) *index_out = index;
-    CommandContext ctx(index, 1, now, &state_->id_counter());
-    Result<result_of<M>> result = slot.run_locked(*state_, command, ctx);
-    lock.unlock();
-    if (!ctx.pending_events().empty()) {
-      if (result) deliver_pending(ctx, EventInfo{ctx.index(), 1, ctx.time(), true, false});
-      else ctx.pending_events().clear();
-    }
-    return result;
-  }
-  template <QueryMessage Q>
-  Result<result_of<Q>> run_query(QuerySlot<Q>& slot, const Q& query) noexcept {
-    std::shared_lock lock(state_->mutex());
-    return slot.run_locked(*state_, query);
-  }
-  // The last index an in-memory command applied at (any thread).
-  std::uint64_t local_index() const noexcept { return local_index_.load(std::memory_order_relaxed); }
+  StateBase& state() noexcept { return state_; }
+  CommandContext& context() noexcept { return ctx_; }
+  void succeeded(bool ok) noexcept { ok_ = ok; }
 
  private:
-  std::unique_ptr<StateBase> state_;
-  std::vector<std::unique_ptr<Slot>> owned_;
-  std::vector<Slot*> by_type_;
-  std::unordered_map<std::string_view, Slot*> by_name_;
-  std::vector<std::unique_ptr<Behavior>> behaviors_;
-  std::vector<RestoreHook> restore_hooks_;
-  MediatorCounters counters_;
-  std::atomic<std::uint64_t> local_index_{0};  // in-memory mode only; written under the exclusive lock
+  Mediator& mediator_;
+  StateBase& state_;
+  CommandContext ctx_;
+  bool ok_ = false;
 };
+
+// The state the mediator holds (for a local query, under its shared lock).
+CATGA_EXPORT StateBase& state_of(Mediator& mediator) noexcept;
+
+template <CommandMessage M>
+Result<result_of<M>> run_local(Mediator& mediator, CommandSlot<M>& slot, const M& command,
+                               std::uint64_t* index_out = nullptr) noexcept {
+  LocalCommand run(mediator, index_out);
+  Result<result_of<M>> result = slot.run_locked(run.state(), command, run.context());
+  run.succeeded(result.has_value());
+  return result;
+}
+
+template <QueryMessage Q>
+Result<result_of<Q>> run_query(Mediator& mediator, QuerySlot<Q>& slot, const Q& query) noexcept {
+  StateBase& state = state_of(mediator);
+  std::shared_lock lock(state.mutex());
+  return slot.run_locked(state, query);
+}
 
 template <EventMessage E>
 void EventSlot<E>::deliver(Mediator& mediator, const E& event, const EventInfo& info) {
+  std::uint64_t delivered = 0;
   for (auto& entry : handlers_) {
     if (entry.delivery == Delivery::leader_only && !info.leader) continue;
-    Result<void> r = entry.handler(event, info);
-    if (!r) mediator.report_event_failure(wire_name_of<E>, r.error());
-    else mediator.counters().events_delivered.fetch_add(1, std::memory_order_relaxed);
+    if (Result<void> r = entry.handler(event, info)) ++delivered;
+    else report_event_failure(mediator, wire_name_of<E>, r.error());
   }
+  if (delivered != 0) count_events_delivered(mediator, delivered);
 }
 
 template <EventMessage E>
 void EventSlot<E>::deliver_encoded(Mediator& mediator, std::string_view payload, const EventInfo& info) {
   auto event = decode<E>(payload);
   if (!event) {
-    mediator.report_event_failure(wire_name_of<E>, event.error());
+    report_event_failure(mediator, wire_name_of<E>, event.error());
     return;
   }
   deliver(mediator, *event, info);
@@ -469,6 +470,6 @@ void EventSlot<E>::deliver_encoded(Mediator& mediator, std::string_view payload,
 namespace catga::detail {
 template <EventMessage E>
 void TypedPendingEvent<E>::deliver(Mediator& mediator, const EventInfo& info) {
-  mediator.deliver(event, info);
+  deliver_event(mediator, event, info);
 }
 }  // namespace catga::detail
