@@ -180,6 +180,9 @@ class ReadModelAcrossRestarts(unittest.TestCase):
         self.assertTrue(demo.wait_until(lambda: (first.status() or {}).get("last_snapshot_index", 0) >= taken["index"]),
                         "the restarted node did not load its snapshot")
         self.create(self.leader(), 5, expected)
+        self.expect_totals_everywhere(expected)
+
+    def expect_totals_everywhere(self, expected):
         for n in self.nodes:
             self.assertTrue(demo.wait_until(lambda: self.totals(n) == expected, limit=60),
                             f"node {n.id}: /stats/products is {self.totals(n)}, expected {expected}; "
@@ -211,8 +214,7 @@ class ReadModelAcrossInstalls(ReadModelAcrossRestarts):
         leader = self.leader()
         self.create(leader, 10, expected)
         follower = next(n for n in self.nodes if n is not leader)
-        for n in self.nodes:  # the follower has counted the first orders itself
-            self.assertTrue(demo.wait_until(lambda: self.totals(n) == expected, limit=60))
+        self.expect_totals_everywhere(expected)  # the follower counted the first orders itself
         follower.stop()
         leader = self.leader()
         self.create(leader, 40, expected)
@@ -227,10 +229,7 @@ class ReadModelAcrossInstalls(ReadModelAcrossRestarts):
         self.assertGreater(self.metric(leader, "catga_snapshots_sent_total"), sent_before,
                            "the follower caught up without an InstallSnapshot: the test proves nothing")
         self.create(self.leader(), 5, expected)
-        for n in self.nodes:
-            self.assertTrue(demo.wait_until(lambda: self.totals(n) == expected, limit=60),
-                            f"node {n.id}: /stats/products is {self.totals(n)}, expected {expected}; "
-                            f"alive {n.alive()}; its log ends:\n{self.log_tail(n)}")
+        self.expect_totals_everywhere(expected)
 
 if __name__ == "__main__":
     BINARY = os.path.abspath(sys.argv.pop(1))
