@@ -22,8 +22,10 @@
 //
 // Every call comes in two shapes: blocking (`send(msg)` returns the Result) and
 // callback (`send(msg, options, done)`; `done(Result<R>)` runs exactly once, on
-// the caller's thread for local work or on the node's loop thread for
-// replicated work — keep it short). `catga/asio.hpp` adds completion tokens
+// the caller's thread for local work, or for replicated work on a library
+// thread: the node's loop thread where this node leads, its peer channel's
+// thread where the command was forwarded or its deadline passed — keep it
+// short). `catga/asio.hpp` adds completion tokens
 // (callbacks, futures, `co_await`). A query handler never runs on the loop
 // thread: a read_your_writes or linearizable query that had to wait runs on
 // the caller's thread when the call blocks, else on the node's read threads

@@ -49,6 +49,32 @@ TEST(CallStyles, CallbackFutureAndCoroutine) {
   EXPECT_EQ(via_coroutine->balance, 4);
 }
 
+// async_publish, with a future and in a coroutine: the event reaches its
+// handlers and the completion says ok.
+TEST(CallStyles, AsyncPublishWithAFutureAndInACoroutine) {
+  catga::ApplicationBuilder<bank::State> b;
+  std::vector<std::int64_t> seen;
+  b.on<bank::Deposited>([&seen](const bank::Deposited& e) { seen.push_back(e.amount); });
+  auto app = make_bank(b);
+
+  auto future = catga::async_publish(*app, bank::Deposited{.account = 1, .amount = 7, .balance = 7}, asio::use_future);
+  EXPECT_THAT(future.get(), IsOk());
+  EXPECT_THAT(seen, ::testing::ElementsAre(7));
+
+  asio::io_context io;
+  Result<void> via_coroutine = Error{};
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        via_coroutine = co_await catga::async_publish(*app, bank::Deposited{.account = 1, .amount = 5, .balance = 12},
+                                                      asio::use_awaitable);
+      },
+      asio::detached);
+  io.run();
+  EXPECT_THAT(via_coroutine, IsOk());
+  EXPECT_THAT(seen, ::testing::ElementsAre(7, 5));
+}
+
 TEST(CallStyles, ReceiptsCarryTheIndex) {
   auto app = make_bank();
   auto first = app->send_receipt(bank::Open{.owner = "a"});
