@@ -55,7 +55,17 @@ class Recovery(unittest.TestCase):
         for x in nodes: x.start()
         leader = demo.wait_until(lambda: demo.leader_of(nodes), limit=60)
         self.assertIsNotNone(leader, "no leader")
+        # Two members elect a leader while the third may still be starting
+        # (on a loaded machine its HTTP port opens later): wait for every one.
+        for x in nodes:
+            self.assertTrue(demo.wait_until(lambda: x.status() is not None, limit=60),
+                            f"node {x.id} does not answer (alive {x.alive()}); its log ends:\n{self.log_tail(x)}")
         return nodes, leader
+
+    def log_tail(self, node, lines=25):
+        node.log.flush()
+        with open(node.log.name, "rb") as f:
+            return b"".join(f.readlines()[-lines:]).decode(errors="replace")
 
     def create(self, node, count, prefix):
         ids = []
