@@ -12,19 +12,8 @@ created over HTTPS with a writer's bearer token (a reader's token is shown its
 """
 import argparse, http.client, json, os, shutil, signal, socket, ssl, subprocess, sys, tempfile, time
 
-def free_pair():
-    """A port P with P+1 also free (Raft port, peer channel port)."""
-    for _ in range(200):
-        s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
-        t = socket.socket()
-        try:
-            t.bind(("127.0.0.1", p + 1)); t.close(); return p
-        except OSError:
-            t.close()
-    raise SystemExit("demo: no free ports")
+from loopback_ports import free_pair, free_port  # noqa: F401 (also used through this module)
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 def make_pki(root, names, clients=(), members=()):
     """A throwaway CA (ca.crt) and, for each name, NAME.crt/NAME.key for
@@ -91,6 +80,11 @@ class Node:
                                       "--election-timeout-ms", "150", "--heartbeat-ms", "50", "--log-level", self.log_level] + self.extra,
                                      stdout=self.stdout, stderr=self.log)
     def alive(self): return self.proc is not None and self.proc.poll() is None
+    def log_tail(self, lines=25):
+        """The last lines of this node's log (standard error), for a failure's report."""
+        self.log.flush()
+        with open(self.log.name, "rb") as f:
+            return b"".join(f.readlines()[-lines:]).decode(errors="replace")
     def kill(self):
         if self.alive(): self.proc.kill(); self.proc.wait()
     def stop(self):

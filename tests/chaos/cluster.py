@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import random
 import selectors
 import signal
 import socket
@@ -27,6 +26,9 @@ import sys
 import shutil
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from loopback_ports import free_pair, free_port  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -115,59 +117,6 @@ class Reaper:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-
-
-def _ephemeral_range():
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo, hi = (int(x) for x in f.read().split())
-            return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def free_port():
-    """A free port below the kernel's ephemeral range: over a long run with
-    many restarts, a port taken from that range is soon the local end of some
-    outgoing connection (a proxy's, a client's) while its node is down, and
-    the node's restart fails with "Address already in use" — a fault of the
-    harness, not of the node."""
-    lo, _ = _ephemeral_range()
-    rng = random.SystemRandom()
-    for _ in range(1000):
-        p = rng.randrange(10000, max(lo - 2, 10002))
-        s = socket.socket()
-        try:
-            s.bind((HOST, p))
-            return p
-        except OSError:
-            continue
-        finally:
-            s.close()
-    s = socket.socket()
-    s.bind((HOST, 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def free_pair():
-    """A port P with P+1 also free (a node's Raft port and peer-channel port)."""
-    for _ in range(500):
-        p = free_port()
-        if p >= 65535:
-            continue
-        try:
-            t = socket.socket()
-            t.bind((HOST, p + 1))
-            t.close()
-            u = socket.socket()
-            u.bind((HOST, p))
-            u.close()
-            return p
-        except OSError:
-            continue
-    raise RuntimeError("no free port pairs on 127.0.0.1")
 
 
 def _listener(port):

@@ -154,11 +154,6 @@ class ReadModelAcrossRestarts(unittest.TestCase):
             time.sleep(0.2)
         self.fail(f"node {node.id} is still the leader")
 
-    def log_tail(self, node, lines=25):
-        node.log.flush()
-        with open(os.path.join(self.root, f"node{node.id}.log"), "rb") as f:
-            return b"".join(f.readlines()[-lines:]).decode(errors="replace")
-
     def totals(self, node):
         try:
             code, body = node.request("GET", "/stats/products", timeout=2)
@@ -186,7 +181,7 @@ class ReadModelAcrossRestarts(unittest.TestCase):
         for n in self.nodes:
             self.assertTrue(demo.wait_until(lambda: self.totals(n) == expected, limit=60),
                             f"node {n.id}: /stats/products is {self.totals(n)}, expected {expected}; "
-                            f"alive {n.alive()}; its log ends:\n{self.log_tail(n)}")
+                            f"alive {n.alive()}; its log ends:\n{n.log_tail()}")
 
     def metric(self, node, name):
         c = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=5)
@@ -225,7 +220,7 @@ class ReadModelAcrossInstalls(ReadModelAcrossRestarts):
         follower.start()
         self.assertTrue(demo.wait_until(lambda: (follower.status() or {}).get("last_snapshot_index", 0) >= taken["index"],
                                         limit=60),
-                        f"node {follower.id} did not receive the leader's snapshot; its log ends:\n{self.log_tail(follower)}")
+                        f"node {follower.id} did not receive the leader's snapshot; its log ends:\n{follower.log_tail()}")
         self.assertGreater(self.metric(leader, "catga_snapshots_sent_total"), sent_before,
                            "the follower caught up without an InstallSnapshot: the test proves nothing")
         self.create(self.leader(), 5, expected)

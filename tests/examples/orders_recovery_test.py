@@ -59,13 +59,9 @@ class Recovery(unittest.TestCase):
         # (on a loaded machine its HTTP port opens later): wait for every one.
         for x in nodes:
             self.assertTrue(demo.wait_until(lambda: x.status() is not None, limit=60),
-                            f"node {x.id} does not answer (alive {x.alive()}); its log ends:\n{self.log_tail(x)}")
+                            f"node {x.id} does not answer (alive {x.alive()}); its log ends:\n{x.log_tail()}")
         return nodes, leader
 
-    def log_tail(self, node, lines=25):
-        node.log.flush()
-        with open(node.log.name, "rb") as f:
-            return b"".join(f.readlines()[-lines:]).decode(errors="replace")
 
     def create(self, node, count, prefix):
         ids = []

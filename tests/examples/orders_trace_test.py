@@ -43,8 +43,10 @@ class Trace(unittest.TestCase):
         for n in self.nodes:
             n.stdout = open(os.path.join(root, f"node{n.id}.stdout"), "wb")
             n.start()
-        leader = demo.wait_until(lambda: demo.leader_of(self.nodes))
-        self.assertIsNotNone(leader, "no leader")
+        leader = demo.wait_until(lambda: demo.leader_of(self.nodes), limit=60)
+        self.assertIsNotNone(leader, "no leader; the logs end:\n" + "".join(
+            f"--- node {n.id} (alive {n.alive()}, raft {n.raft_port}, http {n.http_port}):\n{n.log_tail()}"
+            for n in self.nodes))
         follower = next(n for n in self.nodes if n is not leader)
         answers = []
         def post():  # until the follower serves HTTP and knows the leader (503 before)
