@@ -228,6 +228,7 @@ class CATGA_EXPORT Application {
   // clustered). Completes once it has been applied on this node's leader.
   template <EventMessage E>
   Result<void> publish(const E& event, const CommandOptions& options = {}) {
+    if (!replicated_ && !detail::has_behaviors(*mediator_)) return deliver_here(event), Result<void>();
     return wait_for<Result<void>>([&](auto done) { publish(event, options, std::move(done)); });
   }
   template <EventMessage E, class Done>
@@ -325,6 +326,12 @@ class CATGA_EXPORT Application {
     Result<R> result = readable ? detail::run_query(*mediator_, slot, query) : Result<R>(std::move(readable).error());
     if (!observers.empty()) detail::notify(observers, detail::outcome_of(result));
     return result;
+  }
+  // In memory: delivers `event` to this process's handlers, at once.
+  template <EventMessage E>
+  void deliver_here(const E& event) {
+    detail::deliver_event(*mediator_, event,
+                          EventInfo{detail::local_index(*mediator_), 1, std::chrono::system_clock::now(), true, false});
   }
   // Calls `start(wake)` and blocks until `wake()` ran (on any thread).
   static void block_until_woken(UniqueFunction<void(UniqueFunction<void()> wake)> start);
@@ -542,7 +549,7 @@ void Application::publish(const E& event, const CommandOptions& options, Done&& 
   Request request(event);
   if (!admit<void>(request, observers, done, effective)) return;
   if (!replicated_) {
-    detail::deliver_event(*mediator_, event, EventInfo{detail::local_index(*mediator_), 1, std::chrono::system_clock::now(), true, false});
+    deliver_here(event);
     if (!observers.empty()) detail::notify(observers, Result<void>());
     done(Result<void>());
     return;
